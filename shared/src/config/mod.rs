@@ -1,0 +1,3 @@
+//! The configuration: schema, loading, interpolation and validation.
+mod schema;
+pub use schema::*;

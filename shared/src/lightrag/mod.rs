@@ -1,0 +1,124 @@
+//! The document sink: where documents go.
+//!
+//! `api` mode talks HTTP to a LightRAG server ([`api::ApiSink`]); `direct` mode
+//! drops files into the input folder of a co-located LightRAG
+//! ([`direct::DirectSink`]). Both speak [`DocumentSink`], so the sync engine
+//! does not know which one it has.
+//!
+//! Identity: LightRAG 1.5 stores only the *basename* of `file_source` and
+//! derives the document id from it (`doc-` + md5(basename)), so the basename
+//! made by [`crate::transform::file_source`] is the memory's identity there.
+
+pub mod api;
+pub mod direct;
+
+use crate::ids::{DocId, TrackId};
+use crate::transform::Document;
+use async_trait::async_trait;
+use md5::{Digest, Md5};
+use std::fmt;
+
+/// What an insert achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Queued (api) or written (direct).
+    Accepted { track_id: Option<TrackId> },
+    /// The name is already stored (409 "already contains"): the document is
+    /// there, which counts as delivered. `status` is LightRAG's status of the
+    /// stored record when the answer said it (processed, pending, failed...).
+    AlreadyStored { status: Option<String> },
+}
+
+/// What replacing a changed document achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    /// The old document was deleted and the new text inserted under the same name.
+    Replaced { track_id: Option<TrackId> },
+    /// LightRAG was busy (the delete answered `busy`, or the deletion did not
+    /// finish in time): nothing lost, the update is retried on a later run.
+    Deferred { reason: String },
+}
+
+/// How a sink call failed, which decides what the engine does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// Network trouble, 5xx, 429 or "pipeline busy" after the sink's own
+    /// retries: the memory is kept and retried on a later run.
+    Transient,
+    /// 400/422 and the like: this document will not be accepted as it is;
+    /// the memory is failed (and retried by the item budget, then dead).
+    Rejected,
+    /// 401/403 or a missing/unwritable folder: every call would fail, so the
+    /// run stops.
+    Fatal,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub kind: SinkErrorKind,
+    /// Names the place: URL and status with a body excerpt, or the file path.
+    /// Never contains a secret.
+    pub message: String,
+}
+
+impl SinkError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { kind: SinkErrorKind::Transient, message: message.into() }
+    }
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self { kind: SinkErrorKind::Rejected, message: message.into() }
+    }
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self { kind: SinkErrorKind::Fatal, message: message.into() }
+    }
+}
+
+#[async_trait]
+pub trait DocumentSink: Send + Sync + fmt::Debug {
+    /// Inserts a new document under its `file_source`.
+    async fn insert(&self, doc: &Document) -> Result<InsertOutcome, SinkError>;
+
+    /// Replaces the document stored under `doc.file_source` with `doc.text`:
+    /// delete the old one, wait until it is gone, insert the new text under
+    /// the same name (so it keeps its document id).
+    async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError>;
+
+    /// A short description for logs and the report (URL or folder; no secret).
+    fn describe(&self) -> String;
+}
+
+/// The part of a `file_source` LightRAG keeps (`a/b/c.txt` -> `c.txt`, `a/b/` -> `b`).
+pub fn stored_basename(file_source: &str) -> &str {
+    file_source
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(file_source)
+}
+
+/// LightRAG's document id for a `file_source`: `doc-` + md5(stored basename).
+pub fn doc_id(file_source: &str) -> DocId {
+    let digest = Md5::digest(stored_basename(file_source).as_bytes());
+    DocId::new(format!("doc-{}", hex::encode(digest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basename_is_what_lightrag_stores() {
+        assert_eq!(stored_basename("memories/2024/m1.txt"), "m1.txt");
+        assert_eq!(stored_basename("a/b/"), "b");
+        assert_eq!(stored_basename("memory:CTX1:42"), "memory:CTX1:42");
+    }
+
+    #[test]
+    fn doc_id_is_md5_of_basename() {
+        // md5("m1.txt")
+        assert_eq!(doc_id("x/m1.txt"), doc_id("m1.txt"));
+        assert!(doc_id("m1.txt").as_str().starts_with("doc-"));
+        assert_eq!(doc_id("m1.txt").as_str().len(), 4 + 32);
+    }
+}

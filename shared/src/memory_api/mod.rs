@@ -1,0 +1,2 @@
+//! The Memory API client and its models.
+pub mod model;

@@ -1,0 +1,336 @@
+//! What the connector remembers: the ledger (one entry per memory), the
+//! connector's state, the lease that makes a run single-flight, and the run
+//! history. [`StateStore`] is the seam; `json` and `sqlite` (and `dynamodb`,
+//! behind the `aws` feature) implement it, and all of them pass the one
+//! conformance suite in [`conformance`].
+
+pub mod conformance;
+pub mod json;
+pub mod sqlite;
+
+use crate::config::{StateBackend, StateConfig};
+use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where one memory stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    /// Seen with an empty transcript; ingested once the text arrives.
+    WaitingTranscript,
+    /// Accepted by the sink (api: queued in LightRAG; direct: file written).
+    Submitted,
+    /// LightRAG reports the document processed.
+    Processed,
+    /// LightRAG reports the document failed inside its pipeline.
+    LightragFailed,
+    /// The memory changed but the old document could not be removed yet
+    /// (LightRAG busy); the update is retried on the next run.
+    UpdatePending,
+    /// Delivery failed on the connector side; retried after `next_attempt_at`.
+    Failed,
+    /// Attempts exhausted: kept, listed by `failed`, replayable by `retry-failed`.
+    Dead,
+}
+
+impl EntryStatus {
+    pub const ALL: [EntryStatus; 7] = [
+        EntryStatus::WaitingTranscript,
+        EntryStatus::Submitted,
+        EntryStatus::Processed,
+        EntryStatus::LightragFailed,
+        EntryStatus::UpdatePending,
+        EntryStatus::Failed,
+        EntryStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryStatus::WaitingTranscript => "waiting_transcript",
+            EntryStatus::Submitted => "submitted",
+            EntryStatus::Processed => "processed",
+            EntryStatus::LightragFailed => "lightrag_failed",
+            EntryStatus::UpdatePending => "update_pending",
+            EntryStatus::Failed => "failed",
+            EntryStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// A document for this memory is in the sink.
+    pub fn is_delivered(self) -> bool {
+        matches!(self, EntryStatus::Submitted | EntryStatus::Processed | EntryStatus::LightragFailed)
+    }
+}
+
+impl fmt::Display for EntryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The ledger's record of one memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub memory_id: MemoryId,
+    pub status: EntryStatus,
+    /// Hash of the text that is in the sink; `None` until something was delivered.
+    pub content_hash: Option<ContentHash>,
+    /// Hash of the text being delivered when that failed or was deferred.
+    pub pending_hash: Option<ContentHash>,
+    pub file_source: String,
+    pub doc_id: Option<DocId>,
+    pub track_id: Option<TrackId>,
+    /// Failed deliveries since the last success.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub first_seen: DateTime<Utc>,
+    pub last_ingested: Option<DateTime<Utc>>,
+}
+
+/// What the connector was doing or did last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    #[default]
+    Idle,
+    Running,
+    /// Every memory of the run ended where it should.
+    Completed,
+    /// The run finished but some memories failed, or it stopped early
+    /// (deadline) and the next run continues.
+    Partial,
+    Failed,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Idle => "idle",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            RunStatus::Idle,
+            RunStatus::Running,
+            RunStatus::Completed,
+            RunStatus::Partial,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-connector state (the lease is kept apart, see [`Lease`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorState {
+    pub connector_id: ConnectorId,
+    pub status: RunStatus,
+    pub last_run_id: Option<RunId>,
+    pub last_run_started: Option<DateTime<Utc>>,
+    pub last_run_finished: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    pub paused: bool,
+    pub totals: Totals,
+}
+
+impl ConnectorState {
+    pub fn new(connector_id: ConnectorId) -> Self {
+        Self {
+            connector_id,
+            status: RunStatus::Idle,
+            last_run_id: None,
+            last_run_started: None,
+            last_run_finished: None,
+            last_success: None,
+            consecutive_failures: 0,
+            paused: false,
+            totals: Totals::default(),
+        }
+    }
+}
+
+/// Running sums over all runs of a connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub runs: u64,
+    pub ingested: u64,
+    pub updated: u64,
+    pub failed: u64,
+}
+
+/// Counts of one run (also the body of the run report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Memories the Memory API returned (malformed ones included).
+    pub fetched: u64,
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Waiting for a transcript.
+    pub skipped: u64,
+    /// Failed this run (kept for retry).
+    pub failed: u64,
+    /// Became dead this run, or already dead and skipped.
+    pub dead: u64,
+    /// Malformed items the Memory API sent (reported, skipped).
+    pub rejected: u64,
+    /// Updates deferred because LightRAG was busy.
+    pub deferred: u64,
+    /// Failed earlier and still inside their backoff window.
+    pub backing_off: u64,
+}
+
+/// One run, kept as history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: RunId,
+    pub connector_id: ConnectorId,
+    /// What started it: `cli`, `schedule`, `api`, `lambda`...
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    pub possibly_truncated: bool,
+    pub error: Option<String>,
+}
+
+/// The single-flight lease of a connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: RunId,
+    pub acquired_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired(Lease),
+    /// Someone else holds an unexpired lease.
+    Held(Lease),
+}
+
+/// Everything one batch changed, written in one store transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    pub entries: Vec<LedgerEntry>,
+    pub connector: Option<ConnectorState>,
+    /// Inserted or replaced (by `run_id`).
+    pub run: Option<RunRecord>,
+    /// When set, the write fails with [`StateError::LeaseLost`] unless this
+    /// run still holds the connector's lease.
+    pub lease_owner: Option<RunId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("state file {path} is not valid: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("state database {path}: {detail}")]
+    Database { path: PathBuf, detail: String },
+    #[error("state {path} is locked by another process: {detail}")]
+    Locked { path: PathBuf, detail: String },
+    #[error("connector {connector}: the run {owner} no longer holds the lease (it expired and another run took it)")]
+    LeaseLost { connector: ConnectorId, owner: RunId },
+    #[error("connector {connector} is running (run {owner}, lease until {expires_at}); try again when it has finished")]
+    Busy { connector: ConnectorId, owner: RunId, expires_at: DateTime<Utc> },
+    #[error("state backend {0}")]
+    Unsupported(String),
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync + fmt::Debug {
+    /// Takes the connector's lease if free or expired at `now`.
+    async fn try_acquire_lease(
+        &self,
+        connector: &ConnectorId,
+        owner: &RunId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StateError>;
+
+    /// Releases the lease if `owner` holds it; otherwise does nothing.
+    async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError>;
+
+    /// The current lease, expired or not.
+    async fn lease(&self, connector: &ConnectorId) -> Result<Option<Lease>, StateError>;
+
+    async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError>;
+
+    /// Connectors that have any state.
+    async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError>;
+
+    /// Ledger entries for these memory ids (missing ids are simply absent).
+    async fn entries(
+        &self,
+        connector: &ConnectorId,
+        ids: &[MemoryId],
+    ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError>;
+
+    /// Entries with one of these statuses, ordered by memory id, at most `limit`.
+    async fn entries_with_status(
+        &self,
+        connector: &ConnectorId,
+        statuses: &[EntryStatus],
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StateError>;
+
+    /// Number of entries per status (statuses with none are absent).
+    async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError>;
+
+    /// Writes a batch's entries, the connector state and the run record atomically.
+    async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError>;
+
+    /// Run history, newest first, at most `limit`.
+    async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Forgets the connector's ledger and state (history stays). Fails with
+    /// [`StateError::Busy`] while an unexpired lease is held at `now`.
+    async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError>;
+
+    /// Removes run records that started before `before`; returns how many.
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
+}
+
+/// Opens the store the config names.
+pub async fn open(config: &StateConfig) -> Result<Arc<dyn StateStore>, StateError> {
+    match config.backend {
+        StateBackend::Json | StateBackend::Sqlite => {
+            let _ = (&config.path, Arc::new(()));
+            Err(StateError::Unsupported("not built yet".into()))
+        }
+        StateBackend::Dynamodb => Err(StateError::Unsupported(
+            "dynamodb is only available in the AWS build (the Lambda functions)".into(),
+        )),
+    }
+}

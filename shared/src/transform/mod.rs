@@ -1,0 +1,114 @@
+//! Memory -> document: the text LightRAG receives, its content hash, and the
+//! `file_source` that names it.
+//!
+//! Everything here is a pure function of the memory and the transformation
+//! settings: no clock, no run id, no map iteration order. The same memory
+//! always yields byte-identical text, so its hash can drive change detection.
+
+mod render;
+mod tags;
+
+pub use render::{render, Rendered};
+pub use tags::extract_tags;
+
+use crate::ids::ContentHash;
+use sha2::{Digest, Sha256};
+
+/// A document ready for the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The stable name of the memory in LightRAG (see [`file_source`]).
+    pub file_source: String,
+    pub text: String,
+    pub hash: ContentHash,
+}
+
+impl Document {
+    pub fn new(file_source: String, text: String) -> Self {
+        let hash = content_hash(&text);
+        Self { file_source, text, hash }
+    }
+}
+
+/// Hex SHA-256 of a document's text.
+pub fn content_hash(text: &str) -> ContentHash {
+    ContentHash::new(hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// The longest escaped id kept verbatim in a file name; longer ids are cut
+/// and suffixed with a hash of the whole id, so names stay unique and below
+/// the 255-byte file-name limit of common file systems.
+const MAX_ESCAPED_PART: usize = 96;
+
+/// The `file_source` of a memory: `memory_<ctx>_<id>.txt`, with both parts
+/// escaped so that the basename is unique per (context, memory id), has no
+/// path separator or control character, and is bounded in length.
+///
+/// Escaping keeps `[A-Za-z0-9-]` and writes every other byte as `%XX`, so `_`
+/// can only be the separator and `.` only the extension's. LightRAG keeps the
+/// basename as the document's identity (`doc-` + md5(basename)).
+pub fn file_source(context_id: &str, memory_id: &str) -> String {
+    format!("memory_{}_{}.txt", escape_part(context_id), escape_part(memory_id))
+}
+
+fn escape_part(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if out.len() <= MAX_ESCAPED_PART {
+        return out;
+    }
+    // `~` never appears in an escaped part, so a cut name cannot equal a whole one.
+    let digest = hex::encode(&Sha256::digest(raw.as_bytes())[..8]);
+    let mut cut = MAX_ESCAPED_PART - 17;
+    while !out.is_char_boundary(cut) || out[..cut].ends_with('%') || out[..cut.saturating_sub(1)].ends_with('%') {
+        cut -= 1;
+    }
+    format!("{}~{digest}", &out[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lightrag::stored_basename;
+
+    #[test]
+    fn file_source_is_its_own_basename_and_safe() {
+        for (ctx, id) in [("CTX123", "42"), ("a/b", "../etc"), ("x", "line\nbreak"), ("c", "über 🎉")] {
+            let fs = file_source(ctx, id);
+            assert_eq!(stored_basename(&fs), fs, "{fs}");
+            assert!(!fs.chars().any(|c| c.is_control() || c == '/' || c == '\\'), "{fs}");
+            assert!(fs.is_ascii());
+        }
+        assert_eq!(file_source("CTX123", "42"), "memory_CTX123_42.txt");
+    }
+
+    #[test]
+    fn separators_cannot_collide() {
+        assert_ne!(file_source("a_b", "c"), file_source("a", "b_c"));
+        assert_ne!(file_source("a", "b.txt"), file_source("a", "b%2Etxt"));
+    }
+
+    #[test]
+    fn long_ids_are_bounded_and_unique() {
+        let a = "x".repeat(5000);
+        let b = format!("{}y", "x".repeat(4999));
+        let (fa, fb) = (file_source("c", &a), file_source("c", &b));
+        assert!(fa.len() < 200, "{}", fa.len());
+        assert_ne!(fa, fb);
+        let emoji = "🎉".repeat(100);
+        assert!(file_source("c", &emoji).len() < 200);
+    }
+
+    #[test]
+    fn hash_is_of_the_text() {
+        assert_eq!(content_hash("a"), content_hash("a"));
+        assert_ne!(content_hash("a"), content_hash("b"));
+        assert_eq!(content_hash("").as_str().len(), 64);
+    }
+}

@@ -1,0 +1,218 @@
+//! The `standard` and `rich` document texts.
+
+use super::{extract_tags, file_source, Document};
+use crate::config::{Strategy, TransformationConfig};
+use crate::memory_api::model::Memory;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use std::fmt::Write;
+
+/// The outcome of turning one memory into a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rendered {
+    Document(Document),
+    /// No transcript yet and `skip_empty_transcripts` is on: wait for it.
+    WaitingForTranscript,
+}
+
+/// Renders a memory of context `context_id` with the connector's settings.
+pub fn render(
+    context_id: &str,
+    memory: &Memory,
+    transformation: &TransformationConfig,
+    skip_empty_transcripts: bool,
+) -> Rendered {
+    let transcript = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
+    if transcript.is_none() && skip_empty_transcripts {
+        return Rendered::WaitingForTranscript;
+    }
+    let tags = match (&transcript, transformation.extract_tags) {
+        (Some(text), true) => extract_tags(text),
+        _ => Vec::new(),
+    };
+    let text = match transformation.strategy {
+        Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags),
+        Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags),
+    };
+    Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
+}
+
+/// Line endings made `\n`; control characters other than newline and tab
+/// removed (LightRAG and the file system gain nothing from them); trailing
+/// white space trimmed.
+fn clean_transcript(raw: &str) -> String {
+    let unified = raw.replace("\r\n", "\n").replace('\r', "\n");
+    let kept: String = unified.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
+    kept.trim().to_owned()
+}
+
+fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String]) -> String {
+    let mut out = String::with_capacity(256 + transcript.map_or(0, str::len));
+    let _ = writeln!(out, "Memory {}", memory.id);
+    let _ = writeln!(out, "Type: {}", memory.kind.as_deref().unwrap_or("memory"));
+    match memory.created_at {
+        Some(at) => {
+            let _ = writeln!(out, "Recorded: {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+        }
+        None => out.push_str("Recorded: unknown\n"),
+    }
+    if let Some(place) = memory.location {
+        let _ = writeln!(out, "Location: {:.5}, {:.5}", place.lat, place.lon);
+    }
+    if !tags.is_empty() {
+        let _ = writeln!(out, "Tags: {}", hashtags(tags));
+    }
+    let _ = writeln!(out, "Context: {context_id}");
+    out.push('\n');
+    out.push_str(transcript.unwrap_or("(no transcript)"));
+    out.push('\n');
+    out
+}
+
+fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String]) -> String {
+    let kind = humanize_kind(memory.kind.as_deref());
+    let mut out = String::with_capacity(384 + transcript.map_or(0, str::len));
+    match memory.created_at {
+        Some(at) => {
+            let _ = writeln!(out, "# {kind} on {} {}, {}", weekday(at), part_of_day(at), at.format("%-d %B %Y"));
+            out.push('\n');
+            let _ = writeln!(out, "When: {}, {} UTC ({})", weekday(at), at.format("%-d %B %Y, %H:%M"), part_of_day(at));
+        }
+        None => {
+            let _ = writeln!(out, "# {kind}");
+            out.push('\n');
+            out.push_str("When: unknown\n");
+        }
+    }
+    if let Some(place) = memory.location {
+        let _ = writeln!(out, "Where: {:.5}, {:.5}", place.lat, place.lon);
+    }
+    let _ = writeln!(out, "Kind: {kind}");
+    let media: Vec<&str> = [(memory.audio, "audio recording"), (memory.image, "photo")]
+        .into_iter()
+        .filter_map(|(present, name)| present.then_some(name))
+        .collect();
+    if !media.is_empty() {
+        let _ = writeln!(out, "Media: {}", media.join(", "));
+    }
+    if !tags.is_empty() {
+        let _ = writeln!(out, "Tags: {}", hashtags(tags));
+    }
+    let _ = writeln!(out, "Memory: {} (context {context_id})", memory.id);
+    out.push_str("\n## Transcript\n\n");
+    out.push_str(transcript.unwrap_or("(no transcript)"));
+    out.push('\n');
+    out
+}
+
+fn hashtags(tags: &[String]) -> String {
+    tags.iter().map(|t| format!("#{t}")).collect::<Vec<_>>().join(", ")
+}
+
+fn humanize_kind(kind: Option<&str>) -> String {
+    match kind.map(str::trim).filter(|k| !k.is_empty()) {
+        None => "Memory".into(),
+        Some(k) if k.eq_ignore_ascii_case("record") => "Voice recording".into(),
+        Some(k) if k.eq_ignore_ascii_case("note") => "Note".into(),
+        Some(k) if k.eq_ignore_ascii_case("photo") => "Photo".into(),
+        Some(other) => {
+            let words = other.replace(['_', '-'], " ");
+            let mut chars = words.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => "Memory".into(),
+            }
+        }
+    }
+}
+
+fn weekday(at: DateTime<Utc>) -> &'static str {
+    match at.weekday() {
+        chrono::Weekday::Mon => "Monday",
+        chrono::Weekday::Tue => "Tuesday",
+        chrono::Weekday::Wed => "Wednesday",
+        chrono::Weekday::Thu => "Thursday",
+        chrono::Weekday::Fri => "Friday",
+        chrono::Weekday::Sat => "Saturday",
+        chrono::Weekday::Sun => "Sunday",
+    }
+}
+
+fn part_of_day(at: DateTime<Utc>) -> &'static str {
+    match at.hour() {
+        5..=11 => "morning",
+        12..=16 => "afternoon",
+        17..=21 => "evening",
+        _ => "night",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MemoryId;
+    use crate::memory_api::model::GeoPoint;
+    use chrono::TimeZone;
+
+    fn memory() -> Memory {
+        Memory {
+            id: MemoryId::new("1234567890"),
+            kind: Some("record".into()),
+            audio: true,
+            image: false,
+            transcript: Some("Met Anna at the bakery, she recommended #sourdough\r\n".into()),
+            location: Some(GeoPoint { lat: 52.52, lon: 13.405 }),
+            created_at: Some(Utc.with_ymd_and_hms(2025, 12, 18, 14, 30, 0).unwrap()),
+            updated_at: None,
+            gcs_uri: None,
+            gcs_uri_img: None,
+        }
+    }
+
+    fn text(rendered: Rendered) -> String {
+        match rendered {
+            Rendered::Document(d) => d.text,
+            Rendered::WaitingForTranscript => panic!("expected a document"),
+        }
+    }
+
+    #[test]
+    fn standard_text() {
+        let t = text(render("CTX123", &memory(), &TransformationConfig::default(), true));
+        assert_eq!(
+            t,
+            "Memory 1234567890\nType: record\nRecorded: 2025-12-18 14:30:00 UTC\nLocation: 52.52000, 13.40500\nTags: #sourdough\nContext: CTX123\n\nMet Anna at the bakery, she recommended #sourdough\n"
+        );
+    }
+
+    #[test]
+    fn rich_text() {
+        let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
+        let t = text(render("CTX123", &memory(), &cfg, true));
+        assert!(t.starts_with("# Voice recording on Thursday afternoon, 18 December 2025\n"), "{t}");
+        assert!(t.contains("Media: audio recording\n"));
+        assert!(t.contains("## Transcript\n\nMet Anna"));
+    }
+
+    #[test]
+    fn deterministic() {
+        let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
+        assert_eq!(render("C", &memory(), &cfg, true), render("C", &memory(), &cfg, true));
+    }
+
+    #[test]
+    fn empty_transcript_waits_or_renders() {
+        let mut m = memory();
+        m.transcript = Some("  \n ".into());
+        assert_eq!(render("C", &m, &TransformationConfig::default(), true), Rendered::WaitingForTranscript);
+        let t = text(render("C", &m, &TransformationConfig::default(), false));
+        assert!(t.ends_with("(no transcript)\n"));
+    }
+
+    #[test]
+    fn control_characters_removed() {
+        let mut m = memory();
+        m.transcript = Some("a\u{0}b\u{7}c\td".into());
+        let t = text(render("C", &m, &TransformationConfig::default(), true));
+        assert!(t.ends_with("abc\td\n"));
+    }
+}

@@ -1,1 +1,129 @@
-fn main() {}
+//! `memory-connector`: the one-binary shape of the connector.
+//!
+//! Each subcommand translates its arguments into calls of the core library
+//! and its results into human text or `--json`. Exit codes: 0 ok, 1 run
+//! failed, 2 bad configuration or usage, 3 partial (some memories failed).
+
+mod commands;
+mod output;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keeps a LightRAG knowledge graph in sync with a Memory API.
+#[derive(Debug, Parser)]
+#[command(name = "memory-connector", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file path.
+    #[arg(long, global = true, env = "CONFIG_PATH", default_value = "config.yaml")]
+    pub config: PathBuf,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one sync of a connector now.
+    Sync {
+        #[command(flatten)]
+        common: Common,
+        /// Connector ID to sync.
+        #[arg(long)]
+        connector_id: String,
+        /// Re-send every memory, whatever the ledger says (resets nothing else).
+        #[arg(long)]
+        force: bool,
+        /// Print what would be added, updated and skipped; send and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the sync status of a connector.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+    },
+    /// List the configured connectors.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Forget a connector's ledger and state, so the next sync re-sends everything.
+    Reset {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check the configuration and report every problem found.
+    Validate {
+        #[command(flatten)]
+        common: Common,
+        /// Also print the effective configuration (secrets shown as ***).
+        #[arg(long)]
+        show: bool,
+    },
+    /// Show the run history of a connector, newest first.
+    History {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// List the memories that failed or are dead, with their last error.
+    Failed {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+    },
+    /// Make failed and dead memories eligible again on the next sync.
+    RetryFailed {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Sync { common, connector_id, force, dry_run } => {
+                commands::sync(&common, &connector_id, force, dry_run).await
+            }
+            Command::Status { common, connector_id } => commands::status(&common, &connector_id).await,
+            Command::List { common } => commands::list(&common).await,
+            Command::Reset { common, connector_id, yes } => commands::reset(&common, &connector_id, yes).await,
+            Command::Validate { common, show } => commands::validate(&common, show),
+            Command::History { common, connector_id, limit } => commands::history(&common, &connector_id, limit).await,
+            Command::Failed { common, connector_id } => commands::failed(&common, &connector_id).await,
+            Command::RetryFailed { common, connector_id } => commands::retry_failed(&common, &connector_id).await,
+        }
+    });
+    ExitCode::from(code)
+}

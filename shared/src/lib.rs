@@ -11,8 +11,10 @@ pub mod ids;
 pub mod lightrag;
 pub mod memory_api;
 pub mod retry;
+pub mod schedule;
 pub mod secrets;
 pub mod state;
+pub mod status;
 pub mod sync;
 pub mod transform;
 

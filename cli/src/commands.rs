@@ -1,0 +1,256 @@
+//! One function per subcommand: load, call the core, print, return the exit code.
+
+use crate::output;
+use crate::Common;
+use connector_core::config::{self, Config, ConnectorConfig};
+use connector_core::ids::ConnectorId;
+use connector_core::lightrag;
+use connector_core::memory_api::MemoryApiClient;
+use connector_core::state::{self, EntryStatus, StateStore};
+use connector_core::status;
+use connector_core::sync::{self, RunOptions, SyncEngine, SyncError};
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// A command that could not do its job: what to print and how to exit.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self { code: EXIT_USAGE, message: message.into() }
+    }
+    fn failed(message: impl Into<String>) -> Self {
+        Self { code: EXIT_FAILED, message: message.into() }
+    }
+}
+
+/// Prints the failure (JSON on stdout with `--json`, always text on stderr).
+fn report_failure(common: &Common, failure: Failure) -> u8 {
+    if common.json {
+        output::print_json(&serde_json::json!({ "error": { "code": failure.code, "message": failure.message } }));
+    }
+    eprintln!("error: {}", failure.message);
+    failure.code
+}
+
+fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
+    result.unwrap_or_else(|failure| report_failure(common, failure))
+}
+
+fn load(common: &Common) -> Result<Config, Failure> {
+    let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
+    output::init_logging(&config, &common.config);
+    Ok(config)
+}
+
+fn connector<'a>(config: &'a Config, id: &str) -> Result<&'a ConnectorConfig, Failure> {
+    config.connector(&ConnectorId::new(id)).ok_or_else(|| {
+        let known: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
+        Failure::usage(format!("unknown connector `{id}`; configured connectors: {}", known.join(", ")))
+    })
+}
+
+async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
+    state::open(&config.state).await.map_err(|e| Failure::failed(e.to_string()))
+}
+
+pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: bool) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?.clone();
+        let store = store(&config).await?;
+        let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
+        let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
+        let lease_ttl = Duration::from_secs(config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
+        let engine = SyncEngine::new(connector, lease_ttl, Arc::new(source), sink, store);
+        let options = RunOptions { force, dry_run, trigger: "cli".into(), deadline: None };
+        let report = engine.run(options).await.map_err(|e| match e {
+            SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),
+            SyncError::State(e) => Failure::failed(e.to_string()),
+        })?;
+        if common.json {
+            output::print_json(&report);
+        } else {
+            output::print_report(&report);
+        }
+        Ok(report.exit_code() as u8)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn status(common: &Common, connector_id: &str) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let store = store(&config).await?;
+        let view = status::connector_status(connector, store.as_ref(), chrono::Utc::now())
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&view);
+        } else {
+            output::print_status(&view);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn list(common: &Common) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let store = store(&config).await?;
+        let rows = status::list(&config, store.as_ref(), chrono::Utc::now())
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&rows);
+        } else {
+            output::print_list(&rows);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn reset(common: &Common, connector_id: &str, yes: bool) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let store = store(&config).await?;
+        if !yes {
+            confirm(&format!(
+                "Reset connector {}? Its ledger is forgotten and the next sync re-sends every memory. [y/N] ",
+                connector.id
+            ))?;
+        }
+        store
+            .reset(&connector.id, chrono::Utc::now())
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "connector_id": connector.id, "reset": true }));
+        } else {
+            println!("Connector {} reset: the next sync re-sends every memory.", connector.id);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+fn confirm(question: &str) -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::usage("reset needs confirmation: pass --yes when not running in a terminal"));
+    }
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).map_err(|e| Failure::usage(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Failure::usage("reset cancelled"))
+    }
+}
+
+pub fn validate(common: &Common, show: bool) -> u8 {
+    let result = (|| {
+        let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
+        if common.json {
+            let mut answer = serde_json::json!({
+                "valid": true,
+                "config": common.config,
+                "connectors": config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            });
+            if show {
+                answer["effective"] = serde_json::to_value(&config).unwrap_or_default();
+            }
+            output::print_json(&answer);
+        } else {
+            println!(
+                "{}: valid ({} connector{})",
+                common.config.display(),
+                config.connectors.len(),
+                if config.connectors.len() == 1 { "" } else { "s" }
+            );
+            if show {
+                print!("{}", config::redacted_yaml(&config));
+            }
+        }
+        Ok(EXIT_OK)
+    })();
+    finish(common, result)
+}
+
+pub async fn history(common: &Common, connector_id: &str, limit: usize) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let store = store(&config).await?;
+        let runs = store.runs(&connector.id, limit).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&runs);
+        } else {
+            output::print_history(&runs);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn failed(common: &Common, connector_id: &str) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let store = store(&config).await?;
+        let entries = store
+            .entries_with_status(
+                &connector.id,
+                &[EntryStatus::Failed, EntryStatus::Dead, EntryStatus::LightragFailed, EntryStatus::UpdatePending],
+                10_000,
+            )
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&entries);
+        } else {
+            output::print_failed(&entries);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn retry_failed(common: &Common, connector_id: &str) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let store = store(&config).await?;
+        let count = sync::replay_failed(store.as_ref(), &connector.id)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "connector_id": connector.id, "replayed": count }));
+        } else {
+            println!("{count} failed or dead memories of {} will be retried on the next sync.", connector.id);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}

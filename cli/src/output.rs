@@ -1,0 +1,171 @@
+//! Human and JSON output, and logging set-up for the one-shot commands.
+
+use connector_core::config::{Config, LogFormat, LogLevel};
+use connector_core::state::{LedgerEntry, RunRecord};
+use connector_core::status::{ConnectorStatus, ConnectorSummary};
+use connector_core::sync::RunReport;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::Path;
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot encode the answer as JSON: {e}"),
+    }
+}
+
+/// Logs go to stderr (stdout is for answers). `LOG_LEVEL` and `LOG_FORMAT`
+/// override the config.
+pub fn init_logging(config: &Config, _config_path: &Path) {
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .map(|l| l.to_ascii_lowercase())
+        .unwrap_or_else(|| level_name(config.logging.level).to_owned());
+    let level = match level.as_str() {
+        "warning" | "warn" => "warn",
+        "critical" => "error",
+        other => other,
+    }
+    .to_owned();
+    let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
+        Some("json") => true,
+        Some("text") => false,
+        _ => config.logging.format == LogFormat::Json,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(config.logging.console.colorize && std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error | LogLevel::Critical => "error",
+    }
+}
+
+fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+pub fn print_report(report: &RunReport) {
+    let c = &report.counts;
+    let mode = if report.dry_run { " (dry run: nothing sent, nothing written)" } else { "" };
+    println!(
+        "Sync {} run {}: {} in {:.2} s{mode}",
+        report.connector_id,
+        report.run_id,
+        report.status,
+        report.duration_ms as f64 / 1000.0
+    );
+    let (new_label, updated_label) = if report.dry_run { ("would add", "would update") } else { ("new", "updated") };
+    println!(
+        "  fetched {} | {new_label} {} | {updated_label} {} | unchanged {} | waiting for transcript {} | failed {} | dead {}",
+        c.fetched, c.new, c.updated, c.unchanged, c.skipped, c.failed, c.dead
+    );
+    if c.rejected + c.deferred + c.backing_off > 0 {
+        println!(
+            "  malformed (skipped) {} | updates deferred {} | waiting for retry {}",
+            c.rejected, c.deferred, c.backing_off
+        );
+    }
+    println!("  sink: {}", report.sink);
+    if report.possibly_truncated {
+        println!("  warning: the Memory API returned a full page; more memories may be waiting (raise ingestion.query_limit)");
+    }
+    if report.stopped_early {
+        println!("  stopped at the deadline; the next run continues");
+    }
+    if let Some(error) = &report.error {
+        println!("  error: {error}");
+    }
+    for item in &report.errors {
+        let id = item.memory_id.as_ref().map_or("-", |m| m.as_str());
+        println!("  {} memory {id}: {}", item.stage, item.message);
+    }
+    if report.error_count > report.errors.len() as u64 {
+        println!("  ... and {} more (see `failed`)", report.error_count - report.errors.len() as u64);
+    }
+    if let Some(plan) = &report.plan {
+        for item in plan {
+            println!("  {:<18} {}", serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), item.memory_id);
+        }
+    }
+}
+
+pub fn print_status(view: &ConnectorStatus) {
+    println!("Connector: {}", view.connector_id);
+    println!("Status: {}", view.status);
+    println!("Last Sync: {}", when(view.last_sync));
+    println!("Processed: {} memories", view.processed);
+    println!("Failed: {} memories", view.failed);
+    println!("Next Run: {}", when(view.next_run));
+    let counts: Vec<String> = view.ledger.iter().map(|(status, n)| format!("{status} {n}")).collect();
+    println!("Ledger: {}", counts.join(", "));
+    if let Some(run) = &view.last_run {
+        println!(
+            "Last Run: {} {} (new {}, updated {}, failed {}){}",
+            run.run_id,
+            run.status,
+            run.counts.new,
+            run.counts.updated,
+            run.counts.failed,
+            run.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+}
+
+pub fn print_list(rows: &[ConnectorSummary]) {
+    println!("{:<20} {:<9} {:<8} {}", "ID", "Status", "Enabled", "Last Sync");
+    for row in rows {
+        println!(
+            "{:<20} {:<9} {:<8} {}",
+            row.connector_id,
+            row.status,
+            if row.enabled { "yes" } else { "no" },
+            row.last_sync.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        );
+    }
+}
+
+pub fn print_history(runs: &[RunRecord]) {
+    println!("{:<30} {:<9} {:<20} {:>6} {:>7} {:>6} {:>6}", "Run", "Status", "Started", "New", "Updated", "Failed", "Dead");
+    for run in runs {
+        println!(
+            "{:<30} {:<9} {:<20} {:>6} {:>7} {:>6} {:>6}",
+            run.run_id,
+            run.status,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            run.counts.new,
+            run.counts.updated,
+            run.counts.failed,
+            run.counts.dead
+        );
+    }
+}
+
+pub fn print_failed(entries: &[LedgerEntry]) {
+    if entries.is_empty() {
+        println!("No failed memories.");
+        return;
+    }
+    println!("{:<24} {:<15} {:>8}  {}", "Memory", "Status", "Attempts", "Last error");
+    for e in entries {
+        println!(
+            "{:<24} {:<15} {:>8}  {}",
+            e.memory_id,
+            e.status,
+            e.attempts,
+            e.last_error.as_deref().unwrap_or("-")
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! End-to-end test harness: the real `memory-connector` binary, run as a
+//! child process against simulators on loopback ports chosen at run time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Path of the `memory-connector` binary of this workspace, built on first
+/// use when `cargo test` did not build it (it belongs to another package).
+pub fn connector_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("MEMORY_CONNECTOR_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/<test> -> target/debug/memory-connector
+        let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let bin = dir.join("memory-connector");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "memory-connector", "--bin", "memory-connector"])
+            .status()
+            .expect("run cargo build for the memory-connector binary");
+        assert!(status.success(), "building memory-connector failed");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The result of one CLI invocation.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+impl From<Output> for CliRun {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A temp folder with a config file and the environment the binary gets.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir"), env: Vec::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("config.yaml")
+    }
+
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(self.config_path(), yaml).expect("write config");
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// A `Command` for the binary with `--config` and this workspace's env,
+    /// run from the workspace folder.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(connector_bin());
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.path())
+            .env_remove("CONFIG_PATH")
+            .env_remove("LOG_LEVEL")
+            .env_remove("LOG_FORMAT")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion (blocking; call from `spawn_blocking`
+    /// or a multi-thread runtime).
+    pub fn run(&self, args: &[&str]) -> CliRun {
+        self.command(args).output().expect("run memory-connector").into()
+    }
+
+    pub async fn run_async(&self, args: &[&str]) -> CliRun {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        cmd.output().await.expect("run memory-connector").into()
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Options of the config the tests write.
+#[derive(Debug, Clone)]
+pub struct ConfigSpec {
+    pub memory_url: String,
+    pub lightrag_url: Option<String>,
+    pub direct_dir: Option<String>,
+    pub backend: &'static str,
+    pub state_path: String,
+    pub context_id: String,
+    pub query_limit: u32,
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub strategy: &'static str,
+    pub memory_timeout: u64,
+    pub lightrag_key_var: bool,
+}
+
+impl ConfigSpec {
+    pub fn new(memory_url: &str, lightrag_url: &str) -> Self {
+        Self {
+            memory_url: memory_url.into(),
+            lightrag_url: Some(lightrag_url.into()),
+            direct_dir: None,
+            backend: "json",
+            state_path: "state.json".into(),
+            context_id: "CTX123".into(),
+            query_limit: 1000,
+            batch_size: 5,
+            max_attempts: 3,
+            strategy: "standard",
+            memory_timeout: 5,
+            lightrag_key_var: false,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let lightrag = match (&self.lightrag_url, &self.direct_dir) {
+            (_, Some(dir)) => format!("lightrag:\n  mode: direct\n  direct:\n    working_dir: \"{dir}\"\n"),
+            (Some(url), None) => {
+                let key = if self.lightrag_key_var { "\n    api_key: \"${LIGHTRAG_API_KEY}\"" } else { "" };
+                format!("lightrag:\n  mode: api\n  api:\n    url: \"{url}\"\n    timeout: 5{key}\n")
+            }
+            (None, None) => String::new(),
+        };
+        format!(
+            r#"{lightrag}
+memory_api:
+  url: "{memory_url}"
+  api_key: "${{MEMORY_API_KEY}}"
+  timeout: {timeout}
+  max_retries: 3
+  retry_backoff: 2.0
+
+connectors:
+  - id: "personal-memories"
+    context_id: "{ctx}"
+    schedule:
+      type: interval
+      interval_hours: 1
+    ingestion:
+      query_range: all
+      query_limit: {limit}
+      batch_size: {batch}
+      skip_empty_transcripts: true
+    transformation:
+      strategy: {strategy}
+    retry:
+      max_attempts: {attempts}
+      backoff_multiplier: 2.0
+      max_backoff_seconds: 0
+
+state:
+  backend: {backend}
+  path: "{state}"
+
+api:
+  enabled: false
+
+logging:
+  level: DEBUG
+  format: json
+"#,
+            memory_url = self.memory_url,
+            timeout = self.memory_timeout,
+            ctx = self.context_id,
+            limit = self.query_limit,
+            batch = self.batch_size,
+            strategy = self.strategy,
+            attempts = self.max_attempts,
+            backend = self.backend,
+            state = self.state_path,
+        )
+    }
+}

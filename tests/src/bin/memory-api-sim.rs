@@ -47,9 +47,14 @@ struct Args {
     port_file: Option<PathBuf>,
 }
 
+const DEFAULT_CONTEXT: &str = "CTX123";
 const DEFAULT_COUNT: usize = 40;
 
 fn contexts(args: &Args) -> anyhow::Result<Vec<(String, usize)>> {
+    // A lone --count sizes the default context.
+    if args.context.is_empty() && args.contexts.is_empty() && args.count.len() == 1 {
+        return Ok(vec![(DEFAULT_CONTEXT.into(), args.count[0])]);
+    }
     if !args.count.is_empty() && args.count.len() != args.context.len() {
         bail!(
             "{} --context but {} --count: give one --count per --context, or none",
@@ -75,7 +80,7 @@ fn contexts(args: &Args) -> anyhow::Result<Vec<(String, usize)>> {
         contexts.push((ctx.to_owned(), count));
     }
     if contexts.is_empty() {
-        contexts.push(("CTX123".into(), DEFAULT_COUNT));
+        contexts.push((DEFAULT_CONTEXT.into(), DEFAULT_COUNT));
     }
     Ok(contexts)
 }

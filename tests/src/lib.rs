@@ -1,1 +1,6 @@
+//! Simulators of the services memory-connector talks to, and the harness that
+//! runs the real binary against them, for the end-to-end tests, `make run` and
+//! the benchmarks.
+
 pub mod harness;
+pub mod memory_sim;

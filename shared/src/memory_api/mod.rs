@@ -1,2 +1,10 @@
-//! The Memory API client and its models.
+//! The Memory API: its client ([`MemoryApiClient`]), the tolerant reading of
+//! its answers ([`parse_page`]) and the normalised models ([`model`]).
+
+mod client;
 pub mod model;
+mod parse;
+
+pub use client::{MemoryApiClient, MemoryApiError, body_excerpt};
+pub use model::{FetchedPage, GeoPoint, Memory, RejectedMemory};
+pub use parse::{parse_page, parse_timestamp};

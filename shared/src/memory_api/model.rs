@@ -46,4 +46,7 @@ pub struct FetchedPage {
     pub rejected: Vec<RejectedMemory>,
     /// `len == limit`: the window may hold more than was returned.
     pub possibly_truncated: bool,
+    /// Requests it took to get this answer (1 = no retry).
+    #[serde(default)]
+    pub attempts: u32,
 }

@@ -1,0 +1,419 @@
+//! The HTTP client of the Memory API: one `GET /memory/{ctx}` per call, with
+//! the retry rules of [`crate::retry`] (429, 5xx, timeouts, network errors and
+//! non-JSON 200 answers are retried; 401/403/404 are not).
+//!
+//! The API key travels only in the `X-API-KEY` header (marked sensitive);
+//! errors and log lines name the URL, the status and a body excerpt with the
+//! key scrubbed out.
+
+use super::model::FetchedPage;
+use super::parse::parse_value;
+use crate::config::{MemoryApiConfig, QueryRange};
+use crate::retry::{self, StatusClass};
+use crate::secrets::{self, Secret};
+use backon::Retryable;
+use reqwest::header::{HeaderMap, HeaderValue};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use url::Url;
+
+/// How many bytes of an error body go into a message.
+const BODY_EXCERPT_BYTES: usize = 200;
+
+/// Why a list call failed. [`MemoryApiError::is_retryable`] tells a
+/// passing problem (try again on a later run) from one that needs a person.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryApiError {
+    #[error("memory_api.url {url:?} cannot be used as a base URL: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
+    #[error("memory_api.api_key cannot be sent in an HTTP header (it contains characters such as a line break)")]
+    InvalidApiKey,
+
+    #[error("cannot build the HTTP client for the Memory API: {0}")]
+    Client(String),
+
+    #[error("GET {url}: no complete answer within {timeout_secs} s (memory_api.timeout)")]
+    Timeout { url: String, timeout_secs: u64 },
+
+    #[error("GET {url}: {message}")]
+    Network { url: String, message: String },
+
+    #[error("GET {url} was refused with HTTP {status}: check memory_api.api_key (body: {body})")]
+    Unauthorized { url: String, status: u16, body: String },
+
+    #[error(
+        "GET {url} answered HTTP 404: the context id {context_id:?} is unknown to the Memory API \
+         (or memory_api.url points to another service) (body: {body})"
+    )]
+    UnknownContext { url: String, context_id: String, body: String },
+
+    #[error("GET {url} answered HTTP {status} (body: {body})")]
+    Http { url: String, status: u16, body: String, retry_after: Option<Duration> },
+
+    #[error("GET {url} answered HTTP {status} but the body is not JSON ({reason}) (body: {body})")]
+    GarbageBody { url: String, status: u16, reason: String, body: String },
+
+    #[error("GET {url} answered JSON that is not a memory list: {reason}")]
+    InvalidPage { url: String, reason: String },
+
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        last: Box<MemoryApiError>,
+    },
+}
+
+impl MemoryApiError {
+    /// Passing trouble (429, 5xx, timeouts, network, non-JSON answers): the
+    /// same call may work later. Still true after the retries gave up, so the
+    /// sync engine knows the run failed for a reason that may go away.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Network { .. } | Self::GarbageBody { .. } => true,
+            Self::Http { status, .. } => retry::classify_status(*status) == StatusClass::Retryable,
+            Self::RetriesExhausted { last, .. } => last.is_retryable(),
+            Self::InvalidUrl { .. }
+            | Self::InvalidApiKey
+            | Self::Client(_)
+            | Self::Unauthorized { .. }
+            | Self::UnknownContext { .. }
+            | Self::InvalidPage { .. } => false,
+        }
+    }
+
+    /// The HTTP status of the (last) answer, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { status, .. } | Self::Http { status, .. } | Self::GarbageBody { status, .. } => {
+                Some(*status)
+            }
+            Self::UnknownContext { .. } => Some(404),
+            Self::InvalidPage { .. } => Some(200),
+            Self::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The short "what went wrong" of a retry log line.
+    fn outcome(&self) -> String {
+        match self {
+            Self::Timeout { timeout_secs, .. } => format!("timeout after {timeout_secs} s"),
+            Self::Network { message, .. } => message.clone(),
+            Self::GarbageBody { status, .. } => format!("HTTP {status} with a body that is not JSON"),
+            other => match other.status() {
+                Some(status) => format!("HTTP {status}"),
+                None => other.to_string(),
+            },
+        }
+    }
+}
+
+/// Reads memories from the Memory API. Cheap to clone: clones share one
+/// connection pool.
+#[derive(Debug, Clone)]
+pub struct MemoryApiClient {
+    http: reqwest::Client,
+    base: Url,
+    api_key: Option<Secret>,
+    timeout_secs: u64,
+    max_retries: u32,
+    retry_backoff: f64,
+    first_retry_delay: Duration,
+}
+
+impl MemoryApiClient {
+    pub fn new(config: &MemoryApiConfig) -> Result<Self, MemoryApiError> {
+        let base = Url::parse(config.url.trim())
+            .map_err(|e| MemoryApiError::InvalidUrl { url: config.url.clone(), reason: e.to_string() })?;
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
+            return Err(MemoryApiError::InvalidUrl {
+                url: config.url.clone(),
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
+        let api_key = config.api_key.clone().filter(|key| !key.is_empty());
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| MemoryApiError::InvalidApiKey)?;
+            // Keeps the value out of reqwest's and hyper's debug output.
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
+        // A zero timeout would fail every request: one second is the floor.
+        let timeout_secs = config.timeout.max(1);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(timeout_secs))
+            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MemoryApiError::Client(error_chain(&e)))?;
+        Ok(Self {
+            http,
+            base,
+            api_key,
+            timeout_secs,
+            max_retries: config.max_retries,
+            retry_backoff: config.retry_backoff,
+            first_retry_delay: retry::FIRST_RETRY_DELAY,
+        })
+    }
+
+    /// For tests: the first retry delay (default [`retry::FIRST_RETRY_DELAY`]).
+    pub fn with_first_retry_delay(mut self, delay: Duration) -> Self {
+        self.first_retry_delay = delay;
+        self
+    }
+
+    /// `GET {url}/memory/{context_id}?limit=&range=`, retried as the config
+    /// says. Items that cannot be read are in [`FetchedPage::rejected`].
+    pub async fn list(&self, context_id: &str, range: QueryRange, limit: u32) -> Result<FetchedPage, MemoryApiError> {
+        let url = self.list_url(context_id, range, limit);
+        let shown_url = display_url(&url);
+        let attempts = AtomicU32::new(0);
+        let max_attempts = self.max_retries.saturating_add(1);
+        let backoff =
+            retry::request_backoff(self.max_retries, self.retry_backoff).with_min_delay(self.first_retry_delay);
+
+        let result = (|| async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt(&url, &shown_url, context_id, limit).await
+        })
+        .retry(backoff)
+        .when(MemoryApiError::is_retryable)
+        .adjust(|err, delay| retry::wait_before_retry(delay, err.retry_after()))
+        .notify(|err, wait| {
+            tracing::warn!(
+                url = %shown_url,
+                outcome = %err.outcome(),
+                attempt = attempts.load(Ordering::Relaxed),
+                max_attempts,
+                wait_ms = wait.as_millis() as u64,
+                "Memory API request failed, retrying"
+            );
+        })
+        .await;
+
+        let attempts = attempts.load(Ordering::Relaxed);
+        match result {
+            Ok(mut page) => {
+                page.attempts = attempts;
+                tracing::debug!(
+                    url = %shown_url,
+                    memories = page.memories.len(),
+                    rejected = page.rejected.len(),
+                    possibly_truncated = page.possibly_truncated,
+                    attempts,
+                    "Memory API list answered"
+                );
+                Ok(page)
+            }
+            Err(last) if last.is_retryable() => {
+                Err(MemoryApiError::RetriesExhausted { attempts, last: Box::new(last) })
+            }
+            Err(permanent) => Err(permanent),
+        }
+    }
+
+    fn list_url(&self, context_id: &str, range: QueryRange, limit: u32) -> Url {
+        let mut url = self.base.clone();
+        // `new` refused cannot-be-a-base URLs, so the segments are there.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            // `push` percent-encodes: a `/` or `?` in the id stays inside one segment.
+            segments.pop_if_empty().push("memory").push(context_id);
+        }
+        url.query_pairs_mut().clear().append_pair("limit", &limit.to_string()).append_pair("range", range.as_str());
+        url
+    }
+
+    /// One request, its answer classified.
+    async fn attempt(
+        &self,
+        url: &Url,
+        shown_url: &str,
+        context_id: &str,
+        limit: u32,
+    ) -> Result<FetchedPage, MemoryApiError> {
+        let response = self.http.get(url.clone()).send().await.map_err(|e| self.transport_error(shown_url, &e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now()));
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            // The status already says what went wrong; a lost error body is no loss.
+            Err(_) if retry::classify_status(status) != StatusClass::Success => Default::default(),
+            Err(e) => return Err(self.transport_error(shown_url, &e)),
+        };
+
+        let url = shown_url.to_owned();
+        match (status, retry::classify_status(status)) {
+            (_, StatusClass::Success) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|e| MemoryApiError::GarbageBody {
+                        url: url.clone(),
+                        status,
+                        reason: e.to_string(),
+                        body: self.excerpt(&body),
+                    })?;
+                parse_value(value, limit).map_err(|reason| MemoryApiError::InvalidPage { url, reason })
+            }
+            (401 | 403, _) => Err(MemoryApiError::Unauthorized { url, status, body: self.excerpt(&body) }),
+            (404, _) => Err(MemoryApiError::UnknownContext {
+                url,
+                context_id: context_id.to_owned(),
+                body: self.excerpt(&body),
+            }),
+            _ => Err(MemoryApiError::Http { url, status, body: self.excerpt(&body), retry_after }),
+        }
+    }
+
+    fn transport_error(&self, shown_url: &str, error: &reqwest::Error) -> MemoryApiError {
+        if error.is_timeout() {
+            MemoryApiError::Timeout { url: shown_url.to_owned(), timeout_secs: self.timeout_secs }
+        } else {
+            MemoryApiError::Network { url: shown_url.to_owned(), message: error_chain(error) }
+        }
+    }
+
+    /// The first bytes of a body for a message, with the key scrubbed out
+    /// (servers sometimes echo the request back).
+    fn excerpt(&self, body: &[u8]) -> String {
+        let excerpt = body_excerpt(body);
+        match &self.api_key {
+            Some(key) => secrets::scrub(&excerpt, &[key]),
+            None => excerpt,
+        }
+    }
+}
+
+/// The first [`BODY_EXCERPT_BYTES`] bytes of a body as text: lossy UTF-8,
+/// white space collapsed to single spaces, `(empty body)` when blank.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let head = &body[..body.len().min(BODY_EXCERPT_BYTES)];
+    let text = String::from_utf8_lossy(head);
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() { "(empty body)".to_owned() } else { collapsed }
+}
+
+/// The URL as it may appear in messages: a password in it is masked.
+fn display_url(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only fails for cannot-be-a-base URLs, which `new` refused.
+    let _ = shown.set_password(Some(secrets::REDACTED));
+    shown.to_string()
+}
+
+/// An error with its causes (`reqwest`'s own message alone says little:
+/// "error sending request").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> MemoryApiClient {
+        MemoryApiClient::new(&MemoryApiConfig { url: url.into(), ..MemoryApiConfig::default() }).unwrap()
+    }
+
+    #[test]
+    fn the_list_url_encodes_the_context_as_one_segment() {
+        let c = client("http://127.0.0.1:8080");
+        assert_eq!(
+            c.list_url("CTX123", QueryRange::Week, 100).as_str(),
+            "http://127.0.0.1:8080/memory/CTX123?limit=100&range=week"
+        );
+        assert_eq!(
+            c.list_url("a/b c?d#é", QueryRange::All, 5).as_str(),
+            "http://127.0.0.1:8080/memory/a%2Fb%20c%3Fd%23%C3%A9?limit=5&range=all"
+        );
+        // A base with a path prefix (and a trailing slash) keeps the prefix.
+        let c = client("https://example.org/api/v1/");
+        assert_eq!(
+            c.list_url("X", QueryRange::Day, 1).as_str(),
+            "https://example.org/api/v1/memory/X?limit=1&range=day"
+        );
+    }
+
+    #[test]
+    fn bad_urls_and_keys_are_refused_without_showing_the_key() {
+        for url in ["", "not a url", "mailto:someone@example.org", "ftp://example.org"] {
+            let err =
+                MemoryApiClient::new(&MemoryApiConfig { url: url.into(), ..MemoryApiConfig::default() }).unwrap_err();
+            assert!(matches!(err, MemoryApiError::InvalidUrl { .. }), "{url}: {err}");
+            assert!(err.to_string().contains("memory_api.url"));
+        }
+        let err = MemoryApiClient::new(&MemoryApiConfig {
+            api_key: Some(Secret::new("sec\nret")),
+            ..MemoryApiConfig::default()
+        })
+        .unwrap_err();
+        assert!(matches!(err, MemoryApiError::InvalidApiKey));
+        assert!(!err.to_string().contains("sec"));
+    }
+
+    #[test]
+    fn passwords_in_the_url_are_masked() {
+        let url = Url::parse("http://user:hunter2@host/memory/X").unwrap();
+        assert_eq!(display_url(&url), "http://user:***@host/memory/X");
+    }
+
+    #[test]
+    fn excerpts_are_short_collapsed_lossy_and_scrubbed() {
+        assert_eq!(body_excerpt(b""), "(empty body)");
+        assert_eq!(body_excerpt(b"  \n "), "(empty body)");
+        assert_eq!(body_excerpt(b"<html>\n  <h1>Bad\tGateway</h1>\n</html>"), "<html> <h1>Bad Gateway</h1> </html>");
+        assert_eq!(body_excerpt(&[b'a', 0xff, b'b']), "a\u{fffd}b");
+        let long = "x".repeat(1000);
+        assert_eq!(body_excerpt(long.as_bytes()).len(), 200);
+        let c = MemoryApiClient::new(&MemoryApiConfig {
+            api_key: Some(Secret::new("k-123")),
+            ..MemoryApiConfig::default()
+        })
+        .unwrap();
+        assert_eq!(c.excerpt(b"{\"detail\": \"bad key k-123\"}"), "{\"detail\": \"bad key ***\"}");
+    }
+
+    #[test]
+    fn retryable_and_status_follow_the_retry_rules() {
+        let http = |status| MemoryApiError::Http { url: "u".into(), status, body: String::new(), retry_after: None };
+        assert!(http(429).is_retryable());
+        assert!(http(503).is_retryable());
+        assert!(!http(400).is_retryable());
+        assert_eq!(http(502).status(), Some(502));
+        let unauthorized = MemoryApiError::Unauthorized { url: "u".into(), status: 403, body: String::new() };
+        assert!(!unauthorized.is_retryable());
+        assert_eq!(unauthorized.status(), Some(403));
+        let exhausted = MemoryApiError::RetriesExhausted { attempts: 4, last: Box::new(http(503)) };
+        assert!(exhausted.is_retryable());
+        assert_eq!(exhausted.status(), Some(503));
+        assert!(MemoryApiError::Timeout { url: "u".into(), timeout_secs: 1 }.is_retryable());
+        assert!(!MemoryApiError::InvalidPage { url: "u".into(), reason: String::new() }.is_retryable());
+    }
+}

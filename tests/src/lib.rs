@@ -1,1 +1,1 @@
-
+pub mod lightrag_sim;

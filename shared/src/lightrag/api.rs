@@ -12,16 +12,16 @@
 //! messages carry the URL (without user-info password), the status and a
 //! body excerpt with the key scrubbed out.
 
-use super::{doc_id, DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
+use super::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, doc_id};
 use crate::config::LightragApiConfig;
 use crate::ids::TrackId;
 use crate::retry::{self, StatusClass};
-use crate::secrets::{scrub, Secret};
+use crate::secrets::{Secret, scrub};
 use crate::transform::Document;
 use async_trait::async_trait;
 use backon::Retryable;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,11 @@ impl ApiSink {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SinkError::fatal(format!("cannot build the HTTP client for LightRAG at {shown}: {e}")))?;
+            .map_err(|e| {
+                SinkError::fatal(format!(
+                    "cannot build the HTTP client for LightRAG at {shown}: {e}"
+                ))
+            })?;
         Ok(Self {
             client,
             base: trimmed.to_owned(),
@@ -130,7 +134,9 @@ impl ApiSink {
     /// command or a start-up check (the workspace is fixed per server
     /// process; compare it with `lightrag.api.workspace`).
     pub async fn server_info(&self) -> Result<ServerInfo, SinkError> {
-        let answer = self.call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry).await?;
+        let answer = self
+            .call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry)
+            .await?;
         let body = answer.json().ok_or_else(|| {
             SinkError::transient(format!(
                 "GET {}{HEALTH_PATH} answered {} with something that is not LightRAG's health JSON: {}",
@@ -168,7 +174,12 @@ impl ApiSink {
         busy_conflict: BusyConflict,
     ) -> Result<Answer, SinkError> {
         let attempts = AtomicU32::new(0);
-        let request = Request { method: &method, path, body, busy_conflict };
+        let request = Request {
+            method: &method,
+            path,
+            body,
+            busy_conflict,
+        };
         let (attempts_ref, this, request_ref) = (&attempts, self, &request);
         let result = (move || async move {
             attempts_ref.fetch_add(1, Ordering::Relaxed);
@@ -188,11 +199,18 @@ impl ApiSink {
         .await;
         result.map_err(|failure| {
             let message = if failure.retryable {
-                format!("{} (gave up after {} attempts)", failure.message, attempts.load(Ordering::Relaxed))
+                format!(
+                    "{} (gave up after {} attempts)",
+                    failure.message,
+                    attempts.load(Ordering::Relaxed)
+                )
             } else {
                 failure.message
             };
-            SinkError { kind: failure.kind, message }
+            SinkError {
+                kind: failure.kind,
+                message,
+            }
         })
     }
 
@@ -207,15 +225,24 @@ impl ApiSink {
         if let Some(key) = &self.api_key {
             builder = builder.header("X-API-Key", key.expose());
         }
-        let response = builder.send().await.map_err(|e| self.network_failure(&what, e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.network_failure(&what, e))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| retry::parse_retry_after(value, chrono::Utc::now()));
-        let body = response.bytes().await.map_err(|e| self.network_failure(&what, e))?;
-        let answer = Answer { status, body: body.to_vec() };
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.network_failure(&what, e))?;
+        let answer = Answer {
+            status,
+            body: body.to_vec(),
+        };
         let excerpt = answer.excerpt(self.secrets());
         let answered = format!("{what} answered {}: {excerpt}", status_text(status));
 
@@ -228,7 +255,12 @@ impl ApiSink {
                 message: answered,
             }),
             StatusClass::Permanent => match status.as_u16() {
-                409 if answer.detail().is_some_and(|d| d.contains(ALREADY_CONTAINS)) => Ok(answer),
+                409 if answer
+                    .detail()
+                    .is_some_and(|d| d.contains(ALREADY_CONTAINS)) =>
+                {
+                    Ok(answer)
+                }
                 // Any other 409 on the document routes is a pipeline state
                 // ("clearing or deleting", "scan is classifying files", ...)
                 // that passes by itself.
@@ -260,7 +292,9 @@ impl ApiSink {
                 }
                 404 | 405 => Err(Failure::permanent(
                     SinkErrorKind::Fatal,
-                    format!("{answered}; is lightrag.api.url the address of a LightRAG 1.5 server?"),
+                    format!(
+                        "{answered}; is lightrag.api.url the address of a LightRAG 1.5 server?"
+                    ),
                 )),
                 _ => Err(Failure::permanent(
                     SinkErrorKind::Rejected,
@@ -272,14 +306,25 @@ impl ApiSink {
 
     fn network_failure(&self, what: &str, error: reqwest::Error) -> Failure {
         if error.is_builder() {
-            return Failure::permanent(SinkErrorKind::Fatal, format!("{what}: cannot build the request: {}", chain(error)));
+            return Failure::permanent(
+                SinkErrorKind::Fatal,
+                format!("{what}: cannot build the request: {}", chain(error)),
+            );
         }
         let message = if error.is_timeout() {
-            format!("{what} timed out after {} s (lightrag.api.timeout)", self.timeout.as_secs())
+            format!(
+                "{what} timed out after {} s (lightrag.api.timeout)",
+                self.timeout.as_secs()
+            )
         } else {
             format!("{what} failed: {}", chain(error))
         };
-        Failure { retryable: true, retry_after: None, kind: SinkErrorKind::Transient, message }
+        Failure {
+            retryable: true,
+            retry_after: None,
+            kind: SinkErrorKind::Transient,
+            message,
+        }
     }
 
     /// Reads the answer of `POST /documents/text`.
@@ -295,9 +340,13 @@ impl ApiSink {
                         scrub(&detail, &self.secrets())
                     )));
                 }
-                InsertReading::AlreadyStored { status: stored_status(&detail) }
+                InsertReading::AlreadyStored {
+                    status: stored_status(&detail),
+                }
             } else {
-                InsertReading::Busy { message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())) }
+                InsertReading::Busy {
+                    message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())),
+                }
             });
         }
         let body = answer.json().ok_or_else(|| {
@@ -307,7 +356,10 @@ impl ApiSink {
                 answer.excerpt(self.secrets())
             ))
         })?;
-        let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
+        let status = body
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match status {
             // Servers before ~1.4 answered a stored document this way.
             "duplicated" => Ok(InsertReading::AlreadyStored { status: None }),
@@ -331,7 +383,9 @@ impl ApiSink {
 impl DocumentSink for ApiSink {
     async fn insert(&self, doc: &Document) -> Result<InsertOutcome, SinkError> {
         let body = json!({ "text": doc.text, "file_source": doc.file_source });
-        let answer = self.call(Method::POST, INSERT_PATH, Some(&body), BusyConflict::Retry).await?;
+        let answer = self
+            .call(Method::POST, INSERT_PATH, Some(&body), BusyConflict::Retry)
+            .await?;
         match self.read_insert(&answer)? {
             InsertReading::Accepted { track_id } => Ok(InsertOutcome::Accepted { track_id }),
             InsertReading::AlreadyStored { status } => Ok(InsertOutcome::AlreadyStored { status }),
@@ -342,9 +396,17 @@ impl DocumentSink for ApiSink {
 
     async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError> {
         let id = doc_id(&doc.file_source);
-        let delete = json!({ "doc_ids": [id.as_str()], "delete_file": false, "delete_llm_cache": false });
+        let delete =
+            json!({ "doc_ids": [id.as_str()], "delete_file": false, "delete_llm_cache": false });
         let what = format!("DELETE {}{DELETE_PATH}", self.shown);
-        let answer = self.call(Method::DELETE, DELETE_PATH, Some(&delete), BusyConflict::Return).await?;
+        let answer = self
+            .call(
+                Method::DELETE,
+                DELETE_PATH,
+                Some(&delete),
+                BusyConflict::Return,
+            )
+            .await?;
         if answer.status == StatusCode::CONFLICT {
             return Ok(ReplaceOutcome::Deferred {
                 reason: format!(
@@ -354,8 +416,14 @@ impl DocumentSink for ApiSink {
             });
         }
         let body = answer.json().unwrap_or(Value::Null);
-        let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
-        let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+        let status = body
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match status {
             "deletion_started" | "success" => {}
             "busy" => {
@@ -390,15 +458,25 @@ impl DocumentSink for ApiSink {
         // run's replace inserts it: deleting an absent id is harmless).
         let deleted = |e: SinkError| SinkError {
             kind: e.kind,
-            message: format!("{id} was deleted but storing its new text failed: {}", e.message),
+            message: format!(
+                "{id} was deleted but storing its new text failed: {}",
+                e.message
+            ),
         };
         loop {
             let answer = self
-                .call(Method::POST, INSERT_PATH, Some(&insert), BusyConflict::Return)
+                .call(
+                    Method::POST,
+                    INSERT_PATH,
+                    Some(&insert),
+                    BusyConflict::Return,
+                )
                 .await
                 .map_err(deleted)?;
             match self.read_insert(&answer).map_err(deleted)? {
-                InsertReading::Accepted { track_id } => return Ok(ReplaceOutcome::Replaced { track_id }),
+                InsertReading::Accepted { track_id } => {
+                    return Ok(ReplaceOutcome::Replaced { track_id });
+                }
                 InsertReading::AlreadyStored { .. } | InsertReading::Busy { .. } => {}
             }
             let now = Instant::now();
@@ -447,7 +525,12 @@ struct Failure {
 
 impl Failure {
     fn permanent(kind: SinkErrorKind, message: String) -> Self {
-        Self { retryable: false, retry_after: None, kind, message }
+        Self {
+            retryable: false,
+            retry_after: None,
+            kind,
+            message,
+        }
     }
 }
 
@@ -478,7 +561,12 @@ impl Answer {
                     let place = item
                         .get("loc")
                         .and_then(Value::as_array)
-                        .map(|loc| loc.iter().map(|p| p.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join("."))
+                        .map(|loc| {
+                            loc.iter()
+                                .map(|p| p.to_string().trim_matches('"').to_owned())
+                                .collect::<Vec<_>>()
+                                .join(".")
+                        })
                         .unwrap_or_default();
                     let msg = item.get("msg").and_then(Value::as_str).unwrap_or_default();
                     format!("{place}: {msg}")
@@ -545,7 +633,12 @@ fn chain(error: reqwest::Error) -> String {
 fn redact_url_text(text: &str) -> String {
     match (text.find("://"), text.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://{}@{}", &text[..scheme_end], crate::secrets::REDACTED, &text[at + 1..])
+            format!(
+                "{}://{}@{}",
+                &text[..scheme_end],
+                crate::secrets::REDACTED,
+                &text[at + 1..]
+            )
         }
         _ => text.to_owned(),
     }
@@ -557,21 +650,34 @@ mod tests {
     use super::*;
 
     fn config(url: &str) -> LightragApiConfig {
-        LightragApiConfig { url: url.into(), api_key: Some(Secret::new("k-secret")), ..Default::default() }
+        LightragApiConfig {
+            url: url.into(),
+            api_key: Some(Secret::new("k-secret")),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn reads_the_status_of_an_already_stored_document() {
         let detail = "Document storage already contains 'm1.txt' (Status: processed). Delete the existing record before re-inserting.";
         assert_eq!(stored_status(detail).as_deref(), Some("processed"));
-        assert_eq!(stored_status("... (Status: DocStatus.FAILED) ...").as_deref(), Some("failed"));
+        assert_eq!(
+            stored_status("... (Status: DocStatus.FAILED) ...").as_deref(),
+            Some("failed")
+        );
         assert_eq!(stored_status("no status here"), None);
     }
 
     #[test]
     fn urls_are_checked_and_shown_without_password() {
-        assert_eq!(ApiSink::new(&config("not a url")).unwrap_err().kind, SinkErrorKind::Fatal);
-        assert_eq!(ApiSink::new(&config("ftp://x")).unwrap_err().kind, SinkErrorKind::Fatal);
+        assert_eq!(
+            ApiSink::new(&config("not a url")).unwrap_err().kind,
+            SinkErrorKind::Fatal
+        );
+        assert_eq!(
+            ApiSink::new(&config("ftp://x")).unwrap_err().kind,
+            SinkErrorKind::Fatal
+        );
         let sink = ApiSink::new(&config("http://user:pw@127.0.0.1:9621/")).unwrap();
         assert_eq!(sink.describe(), "http://user:***@127.0.0.1:9621");
         assert!(!format!("{sink:?}").contains("k-secret"));
@@ -588,7 +694,10 @@ mod tests {
     #[test]
     fn excerpts_are_bounded_and_scrubbed() {
         let key = Secret::new("k-secret");
-        let answer = Answer { status: StatusCode::BAD_REQUEST, body: format!("bad key k-secret {}", "é".repeat(300)).into_bytes() };
+        let answer = Answer {
+            status: StatusCode::BAD_REQUEST,
+            body: format!("bad key k-secret {}", "é".repeat(300)).into_bytes(),
+        };
         let excerpt = answer.excerpt(vec![&key]);
         assert!(!excerpt.contains("k-secret"));
         assert!(excerpt.len() <= EXCERPT_BYTES + "…".len());
@@ -596,16 +705,29 @@ mod tests {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: br#"{"detail":[{"loc":["body","text"],"msg":"Field required"}]}"#.to_vec(),
         };
-        assert_eq!(validation.detail().as_deref(), Some("body.text: Field required"));
+        assert_eq!(
+            validation.detail().as_deref(),
+            Some("body.text: Field required")
+        );
     }
 
     #[tokio::test]
     async fn unreachable_server_is_transient_and_named() {
         // Port 1 on loopback: nothing listens there.
-        let sink = ApiSink::new(&config("http://127.0.0.1:1")).unwrap().with_first_retry_delay(Duration::from_millis(1));
-        let err = sink.insert(&Document::new("m.txt".into(), "t".into())).await.unwrap_err();
+        let sink = ApiSink::new(&config("http://127.0.0.1:1"))
+            .unwrap()
+            .with_first_retry_delay(Duration::from_millis(1));
+        let err = sink
+            .insert(&Document::new("m.txt".into(), "t".into()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, SinkErrorKind::Transient);
-        assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("POST http://127.0.0.1:1/documents/text"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("4 attempts"), "{}", err.message);
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,14 +29,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/documents/status_counts", get(status_counts))
         .route("/documents/pipeline_status", get(pipeline_status))
         .route("/documents/delete_document", delete(delete_document))
-        .route("/documents", delete(clear_documents).fallback(method_not_allowed))
+        .route(
+            "/documents",
+            delete(clear_documents).fallback(method_not_allowed),
+        )
         .route("/health", get(health))
         .route("/auth-status", get(auth_status))
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     let control = Router::new()
         .route("/_control/documents", get(control_documents))
         .route("/_control/busy", post(control_busy))
-        .route("/_control/faults", post(control_add_fault).delete(control_clear_faults))
+        .route(
+            "/_control/faults",
+            post(control_add_fault).delete(control_clear_faults),
+        )
         .route("/_control/fail_texts", post(control_fail_texts))
         .route("/_control/stats", get(control_stats));
     documents
@@ -77,9 +83,11 @@ pub fn classify(method: &Method, path: &str) -> SimRoute {
     }
 }
 
-/// Paths LightRAG serves without authentication.
-fn is_open(path: &str) -> bool {
+/// Requests LightRAG answers without authentication: its open paths, and
+/// methods a path does not have (FastAPI routes before it authenticates).
+fn is_open(method: &Method, path: &str) -> bool {
     matches!(path, "/health" | "/auth-status" | "/login" | "/")
+        || (path == "/documents" && method != Method::DELETE)
 }
 
 /// Counting, concurrency, latency, injected faults and authentication,
@@ -94,7 +102,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
     if let Some(fault) = shared.take_fault(route) {
         return fault_response(&fault);
     }
-    if !is_open(request.uri().path())
+    if !is_open(request.method(), request.uri().path())
         && let Some(refused) = check_auth(&shared, request.headers())
     {
         return refused;
@@ -118,14 +126,28 @@ fn fault_response(fault: &SimFault) -> Response {
 /// accounts exist; otherwise the `X-API-Key` must match when a key is set.
 /// Returns the refusal, if any.
 fn check_auth(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned)) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(token) =
+        header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+    {
         if token == shared.guest_token {
             return None;
         }
-        return Some(answer(401, json!({ "detail": "Invalid token. Please login again." })));
+        return Some(answer(
+            401,
+            json!({ "detail": "Invalid token. Please login again." }),
+        ));
     }
-    let expected = shared.options.api_key.as_deref().filter(|k| !k.is_empty())?;
+    let expected = shared
+        .options
+        .api_key
+        .as_deref()
+        .filter(|k| !k.is_empty())?;
     match header("x-api-key") {
         Some(given) if given == expected => None,
         Some(_) => Some(answer(403, json!({ "detail": "Invalid API Key" }))),
@@ -170,7 +192,12 @@ fn json_object(shared: &Shared, body: &Bytes) -> Result<serde_json::Map<String, 
 /// `text` after pydantic: present, a string, at least one character, then stripped.
 fn read_text(value: Option<&Value>, loc: &[&str], input: &Value) -> Result<String, Refusal> {
     match value {
-        None => Err(Refusal::validation("missing", loc, "Field required", input.clone())),
+        None => Err(Refusal::validation(
+            "missing",
+            loc,
+            "Field required",
+            input.clone(),
+        )),
         Some(Value::String(text)) if text.is_empty() => Err(Refusal {
             status: 422,
             body: json!({ "detail": [{
@@ -186,7 +213,12 @@ fn read_text(value: Option<&Value>, loc: &[&str], input: &Value) -> Result<Strin
             Value::String(text.clone()),
         )),
         Some(Value::String(text)) => Ok(text.trim().to_owned()),
-        Some(other) => Err(Refusal::validation("string_type", loc, "Input should be a valid string", other.clone())),
+        Some(other) => Err(Refusal::validation(
+            "string_type",
+            loc,
+            "Input should be a valid string",
+            other.clone(),
+        )),
     }
 }
 
@@ -196,7 +228,10 @@ fn insert_answer(track_id: String, count: usize) -> Response {
     } else {
         format!("{count} texts successfully received. Processing will continue in background.")
     };
-    answer(200, json!({ "status": "success", "message": message, "track_id": track_id }))
+    answer(
+        200,
+        json!({ "status": "success", "message": message, "track_id": track_id }),
+    )
 }
 
 async fn insert_text(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -205,7 +240,13 @@ async fn insert_text(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
         let input = Value::Object(map.clone());
         let text = read_text(map.get("text"), &["body", "text"], &input)?;
         let name = Store::stored_name(map.get("file_source"), &["body", "file_source"])?;
-        shared.store().insert(vec![NewText { text, file_source: name }], Instant::now())
+        shared.store().insert(
+            vec![NewText {
+                text,
+                file_source: name,
+            }],
+            Instant::now(),
+        )
     })();
     match result {
         Ok(track_id) => insert_answer(track_id, 1),
@@ -218,7 +259,14 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         let map = json_object(&shared, &body)?;
         let input = Value::Object(map.clone());
         let texts = match map.get("texts") {
-            None => return Err(Refusal::validation("missing", &["body", "texts"], "Field required", input)),
+            None => {
+                return Err(Refusal::validation(
+                    "missing",
+                    &["body", "texts"],
+                    "Field required",
+                    input,
+                ));
+            }
             Some(Value::Array(items)) if items.is_empty() => {
                 return Err(Refusal::validation(
                     "too_short",
@@ -229,7 +277,12 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
             }
             Some(Value::Array(items)) => items.clone(),
             Some(other) => {
-                return Err(Refusal::validation("list_type", &["body", "texts"], "Input should be a valid list", other.clone()));
+                return Err(Refusal::validation(
+                    "list_type",
+                    &["body", "texts"],
+                    "Input should be a valid list",
+                    other.clone(),
+                ));
             }
         };
         let mut stripped = Vec::with_capacity(texts.len());
@@ -240,7 +293,10 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         let sources = match map.get("file_sources") {
             Some(Value::Array(items)) => items.clone(),
             None | Some(Value::Null) => {
-                return Err(Refusal::detail(400, "A valid file_source is required for each text (file_sources is missing)"));
+                return Err(Refusal::detail(
+                    400,
+                    "A valid file_source is required for each text (file_sources is missing)",
+                ));
             }
             Some(other) => {
                 return Err(Refusal::validation(
@@ -268,14 +324,23 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
             if names.contains(&name) {
                 return Err(Refusal::detail(
                     400,
-                    format!("file_sources must be unique by file name: '{name}' appears more than once"),
+                    format!(
+                        "file_sources must be unique by file name: '{name}' appears more than once"
+                    ),
                 ));
             }
             names.push(name);
         }
         let count = names.len();
-        let items = stripped.into_iter().zip(names).map(|(text, file_source)| NewText { text, file_source }).collect();
-        shared.store().insert(items, Instant::now()).map(|track| (track, count))
+        let items = stripped
+            .into_iter()
+            .zip(names)
+            .map(|(text, file_source)| NewText { text, file_source })
+            .collect();
+        shared
+            .store()
+            .insert(items, Instant::now())
+            .map(|track| (track, count))
     })();
     match result {
         Ok((track_id, count)) => insert_answer(track_id, count),
@@ -287,7 +352,10 @@ async fn track_status(State(shared): State<Arc<Shared>>, Path(track_id): Path<St
     if track_id.trim().is_empty() {
         return answer(400, json!({ "detail": "Track ID cannot be empty" }));
     }
-    answer(200, shared.store().track_status(track_id.trim(), Instant::now()))
+    answer(
+        200,
+        shared.store().track_status(track_id.trim(), Instant::now()),
+    )
 }
 
 fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal> {
@@ -297,7 +365,12 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
             Some(v) => v,
         };
         let Some(n) = value.as_i64() else {
-            return Err(Refusal::validation("int_parsing", &["body", key], "Input should be a valid integer", value.clone()));
+            return Err(Refusal::validation(
+                "int_parsing",
+                &["body", key],
+                "Input should be a valid integer",
+                value.clone(),
+            ));
         };
         if n < min {
             return Err(Refusal {
@@ -324,9 +397,15 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
     let page = int("page", 1, 1, None)?;
     let page_size = int("page_size", 50, 10, Some(200))?;
     let enum_error = |loc: &[&str], expected: &str, value: &Value| {
-        Refusal::validation("enum", loc, format!("Input should be {expected}"), value.clone())
+        Refusal::validation(
+            "enum",
+            loc,
+            format!("Input should be {expected}"),
+            value.clone(),
+        )
     };
-    let statuses_expected = "'pending', 'parsing', 'analyzing', 'processing', 'processed' or 'failed'";
+    let statuses_expected =
+        "'pending', 'parsing', 'analyzing', 'processing', 'processed' or 'failed'";
     let mut statuses = Vec::new();
     match map.get("status_filters") {
         None | Some(Value::Null) => {}
@@ -335,19 +414,36 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
                 let index = i.to_string();
                 match item.as_str().and_then(super::SimDocStatus::parse) {
                     Some(status) => statuses.push(status),
-                    None => return Err(enum_error(&["body", "status_filters", &index], statuses_expected, item)),
+                    None => {
+                        return Err(enum_error(
+                            &["body", "status_filters", &index],
+                            statuses_expected,
+                            item,
+                        ));
+                    }
                 }
             }
         }
         Some(other) => {
-            return Err(Refusal::validation("list_type", &["body", "status_filters"], "Input should be a valid list", other.clone()));
+            return Err(Refusal::validation(
+                "list_type",
+                &["body", "status_filters"],
+                "Input should be a valid list",
+                other.clone(),
+            ));
         }
     }
     match map.get("status_filter") {
         None | Some(Value::Null) => {}
         Some(item) => match item.as_str().and_then(super::SimDocStatus::parse) {
             Some(status) => statuses.push(status),
-            None => return Err(enum_error(&["body", "status_filter"], statuses_expected, item)),
+            None => {
+                return Err(enum_error(
+                    &["body", "status_filter"],
+                    statuses_expected,
+                    item,
+                ));
+            }
         },
     }
     let sort_field = match map.get("sort_field").map(|v| (v, v.as_str())) {
@@ -378,7 +474,13 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
             ));
         }
     };
-    Ok(PageQuery { statuses, page, page_size, sort_field, descending })
+    Ok(PageQuery {
+        statuses,
+        page,
+        page_size,
+        sort_field,
+        descending,
+    })
 }
 
 async fn paginated(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -390,7 +492,10 @@ async fn paginated(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn status_counts(State(shared): State<Arc<Shared>>) -> Response {
-    answer(200, json!({ "status_counts": shared.store().status_counts(Instant::now()) }))
+    answer(
+        200,
+        json!({ "status_counts": shared.store().status_counts(Instant::now()) }),
+    )
 }
 
 async fn pipeline_status(State(shared): State<Arc<Shared>>) -> Response {
@@ -402,14 +507,31 @@ async fn delete_document(State(shared): State<Arc<Shared>>, body: Bytes) -> Resp
         let map = json_object(&shared, &body)?;
         let input = Value::Object(map.clone());
         let ids = match map.get("doc_ids") {
-            None => return Err(Refusal::validation("missing", &["body", "doc_ids"], "Field required", input)),
+            None => {
+                return Err(Refusal::validation(
+                    "missing",
+                    &["body", "doc_ids"],
+                    "Field required",
+                    input,
+                ));
+            }
             Some(Value::Array(items)) => items.clone(),
             Some(other) => {
-                return Err(Refusal::validation("list_type", &["body", "doc_ids"], "Input should be a valid list", other.clone()));
+                return Err(Refusal::validation(
+                    "list_type",
+                    &["body", "doc_ids"],
+                    "Input should be a valid list",
+                    other.clone(),
+                ));
             }
         };
         let value_error = |msg: &str| {
-            Refusal::validation("value_error", &["body", "doc_ids"], format!("Value error, {msg}"), Value::Array(ids.clone()))
+            Refusal::validation(
+                "value_error",
+                &["body", "doc_ids"],
+                format!("Value error, {msg}"),
+                Value::Array(ids.clone()),
+            )
         };
         if ids.is_empty() {
             return Err(value_error("Document IDs list cannot be empty"));
@@ -418,7 +540,12 @@ async fn delete_document(State(shared): State<Arc<Shared>>, body: Bytes) -> Resp
         for (i, id) in ids.iter().enumerate() {
             let Some(text) = id.as_str() else {
                 let index = i.to_string();
-                return Err(Refusal::validation("string_type", &["body", "doc_ids", &index], "Input should be a valid string", id.clone()));
+                return Err(Refusal::validation(
+                    "string_type",
+                    &["body", "doc_ids", &index],
+                    "Input should be a valid string",
+                    id.clone(),
+                ));
             };
             if text.trim().is_empty() {
                 return Err(value_error("Document ID cannot be empty"));
@@ -453,11 +580,21 @@ async fn not_found() -> Response {
 
 async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let workspace = &shared.options.workspace;
-    if let Some(asked) = headers.get("lightrag-workspace").and_then(|v| v.to_str().ok()).map(str::trim)
-        && !asked.is_empty() && asked != workspace {
-            return answer(500, json!({ "detail": format!("Workspace '{asked}' is not initialized") }));
-        }
-    let busy = shared.store().pipeline_status(Instant::now())["busy"].as_bool().unwrap_or(false);
+    if let Some(asked) = headers
+        .get("lightrag-workspace")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        && !asked.is_empty()
+        && asked != workspace
+    {
+        return answer(
+            500,
+            json!({ "detail": format!("Workspace '{asked}' is not initialized") }),
+        );
+    }
+    let busy = shared.store().pipeline_status(Instant::now())["busy"]
+        .as_bool()
+        .unwrap_or(false);
     answer(
         200,
         json!({
@@ -528,7 +665,10 @@ async fn control_busy(State(shared): State<Arc<Shared>>, Json(body): Json<BusyBo
     answer(200, json!({ "busy": body.busy }))
 }
 
-async fn control_add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<SimFault>) -> Response {
+async fn control_add_fault(
+    State(shared): State<Arc<Shared>>,
+    Json(fault): Json<SimFault>,
+) -> Response {
     shared.add_fault(fault);
     answer(200, json!({ "status": "ok" }))
 }
@@ -543,7 +683,10 @@ struct MarkerBody {
     marker: String,
 }
 
-async fn control_fail_texts(State(shared): State<Arc<Shared>>, Json(body): Json<MarkerBody>) -> Response {
+async fn control_fail_texts(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<MarkerBody>,
+) -> Response {
     shared.store().fail_texts_containing(&body.marker);
     answer(200, json!({ "status": "ok" }))
 }

@@ -3,4 +3,5 @@
 //! the benchmarks.
 
 pub mod harness;
+pub mod lightrag_sim;
 pub mod memory_sim;

@@ -12,11 +12,13 @@
 pub mod api;
 pub mod direct;
 
+use crate::config::{LightragConfig, LightragMode};
 use crate::ids::{DocId, TrackId};
 use crate::transform::Document;
 use async_trait::async_trait;
 use md5::{Digest, Md5};
 use std::fmt;
+use std::sync::Arc;
 
 /// What an insert achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,15 @@ pub trait DocumentSink: Send + Sync + fmt::Debug {
 
     /// A short description for logs and the report (URL or folder; no secret).
     fn describe(&self) -> String;
+}
+
+/// The sink the config asks for: [`api::ApiSink`] in `api` mode,
+/// [`direct::DirectSink`] in `direct` mode.
+pub fn open(config: &LightragConfig) -> Result<Arc<dyn DocumentSink>, SinkError> {
+    Ok(match config.mode {
+        LightragMode::Api => Arc::new(api::ApiSink::new(&config.api)?),
+        LightragMode::Direct => Arc::new(direct::DirectSink::new(&config.direct)?),
+    })
 }
 
 /// The part of a `file_source` LightRAG keeps (`a/b/c.txt` -> `c.txt`, `a/b/` -> `b`).

@@ -231,6 +231,33 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Lease {
+    /// A lease for `owner` from `now` for `ttl`. Timestamps are cut to whole
+    /// milliseconds so every store gives back exactly what it returned from
+    /// [`StateStore::try_acquire_lease`]; an absurd `ttl` ends at year 9999.
+    pub fn new(owner: RunId, now: DateTime<Utc>, ttl: Duration) -> Self {
+        use chrono::{SubsecRound, TimeDelta};
+        let acquired_at = now.trunc_subsecs(3);
+        let latest = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires_at = TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|ttl| acquired_at.checked_add_signed(ttl))
+            .map_or(latest, |at| at.min(latest));
+        Self { owner, acquired_at, expires_at }
+    }
+
+    /// Past its expiry at `now` (a lease ending exactly at `now` is expired).
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Whether `owner` may take the lease at `now`: it is expired, or `owner`
+    /// already holds it (taking it again renews it).
+    pub fn can_be_taken_by(&self, owner: &RunId, now: DateTime<Utc>) -> bool {
+        self.is_expired_at(now) || &self.owner == owner
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseOutcome {
     Acquired(Lease),
@@ -246,7 +273,8 @@ pub struct Checkpoint {
     /// Inserted or replaced (by `run_id`).
     pub run: Option<RunRecord>,
     /// When set, the write fails with [`StateError::LeaseLost`] unless this
-    /// run still holds the connector's lease.
+    /// run still holds the connector's lease (is its owner; an expired lease
+    /// nobody took over still counts, there is no clock here).
     pub lease_owner: Option<RunId>,
 }
 
@@ -270,7 +298,8 @@ pub enum StateError {
 
 #[async_trait]
 pub trait StateStore: Send + Sync + fmt::Debug {
-    /// Takes the connector's lease if free or expired at `now`.
+    /// Takes the connector's lease if free or expired at `now`, or renews it
+    /// if `owner` already holds it (see [`Lease::new`] for the timestamps).
     async fn try_acquire_lease(
         &self,
         connector: &ConnectorId,
@@ -287,7 +316,8 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError>;
 
-    /// Connectors that have any state.
+    /// Connectors that have any state (connector state, ledger entries, run
+    /// records or a lease), sorted.
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError>;
 
     /// Ledger entries for these memory ids (missing ids are simply absent).
@@ -314,8 +344,9 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Run history, newest first, at most `limit`.
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError>;
 
-    /// Forgets the connector's ledger and state (history stays). Fails with
-    /// [`StateError::Busy`] while an unexpired lease is held at `now`.
+    /// Forgets the connector's ledger and state, and an expired lease
+    /// (history stays). Fails with [`StateError::Busy`] while an unexpired
+    /// lease is held at `now`.
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError>;
 
     /// Removes run records that started before `before`; returns how many.
@@ -325,10 +356,8 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 /// Opens the store the config names.
 pub async fn open(config: &StateConfig) -> Result<Arc<dyn StateStore>, StateError> {
     match config.backend {
-        StateBackend::Json | StateBackend::Sqlite => {
-            let _ = (&config.path, Arc::new(()));
-            Err(StateError::Unsupported("not built yet".into()))
-        }
+        StateBackend::Json => Ok(Arc::new(json::JsonStore::open(&config.path).await?)),
+        StateBackend::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(&config.path).await?)),
         StateBackend::Dynamodb => Err(StateError::Unsupported(
             "dynamodb is only available in the AWS build (the Lambda functions)".into(),
         )),

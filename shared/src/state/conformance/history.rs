@@ -1,0 +1,147 @@
+//! Run history, reset, retention and the list of connectors.
+
+use super::data::{at, bare_entry, cid, entries_only, full_state, mid, rid, run, running};
+use super::ok;
+use crate::state::{Checkpoint, EntryStatus, RunStatus, StateError, StateStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn run_ids(runs: &[crate::state::RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.run_id.as_str()).collect()
+}
+
+/// Newest first, limited, and a record written again by run id is replaced.
+pub async fn runs_history(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let c = cid("history");
+    assert!(ok(s.runs(&c, 10).await, s, "runs of a new connector").is_empty(), "{s:?}: no history yet");
+    for (id, started) in [("r2", at(200)), ("r1", at(100)), ("r3", at(300))] {
+        ok(
+            s.checkpoint(&c, Checkpoint { run: Some(running("history", id, started)), ..Checkpoint::default() }).await,
+            s,
+            "write run",
+        );
+    }
+    assert_eq!(run_ids(&ok(s.runs(&c, 10).await, s, "runs")), ["r3", "r2", "r1"], "{s:?}: newest first");
+    assert_eq!(run_ids(&ok(s.runs(&c, 2).await, s, "runs limited")), ["r3", "r2"], "{s:?}: limit keeps the newest");
+    assert!(ok(s.runs(&c, 0).await, s, "runs limit 0").is_empty(), "{s:?}: limit 0 returns nothing");
+
+    let finished = run("history", "r2", at(200));
+    ok(s.checkpoint(&c, Checkpoint { run: Some(finished.clone()), ..Checkpoint::default() }).await, s, "rewrite run");
+    let runs = ok(s.runs(&c, 10).await, s, "runs after rewrite");
+    assert_eq!(run_ids(&runs), ["r3", "r2", "r1"], "{s:?}: a run written again is replaced, not added");
+    assert_eq!(runs[1], finished, "{s:?}: the replaced run has the new fields");
+    assert_eq!(runs[0].status, RunStatus::Running, "{s:?}: other runs are untouched");
+}
+
+/// Reset forgets the ledger and the state, keeps history, refuses while a run holds the lease.
+pub async fn reset(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let c = cid("reset");
+    let entries = vec![bare_entry("m1", EntryStatus::Processed), bare_entry("m2", EntryStatus::Dead)];
+    ok(s.try_acquire_lease(&c, &rid("run-1"), at(0), Duration::from_secs(60)).await, s, "acquire");
+    ok(
+        s.checkpoint(
+            &c,
+            Checkpoint {
+                entries,
+                connector: Some(full_state("reset")),
+                run: Some(run("reset", "run-1", at(0))),
+                lease_owner: Some(rid("run-1")),
+            },
+        )
+        .await,
+        s,
+        "checkpoint",
+    );
+    let holder = ok(s.lease(&c).await, s, "read lease").unwrap_or_else(|| panic!("{s:?}: lease should be held"));
+
+    match s.reset(&c, at(30)).await {
+        Err(StateError::Busy { connector, owner, expires_at }) => {
+            assert_eq!(
+                (connector, owner, expires_at),
+                (c.clone(), holder.owner.clone(), holder.expires_at),
+                "{s:?}: Busy names the connector, the running run and its lease expiry"
+            );
+        }
+        other => panic!("{s:?}: reset while a run holds the lease must fail with Busy, got {other:?}"),
+    }
+    assert_eq!(ok(s.status_counts(&c).await, s, "count").len(), 2, "{s:?}: a refused reset changes nothing");
+    assert!(ok(s.connector_state(&c).await, s, "state").is_some(), "{s:?}: a refused reset keeps the state");
+
+    // Once the lease has expired the reset goes through.
+    ok(s.reset(&c, holder.expires_at).await, s, "reset after the lease expired");
+    assert!(
+        ok(s.entries(&c, &[mid("m1"), mid("m2")]).await, s, "entries").is_empty(),
+        "{s:?}: reset forgets the ledger"
+    );
+    assert!(ok(s.status_counts(&c).await, s, "count").is_empty(), "{s:?}: reset leaves no counts");
+    assert_eq!(ok(s.connector_state(&c).await, s, "state"), None, "{s:?}: reset forgets the state");
+    assert_eq!(run_ids(&ok(s.runs(&c, 10).await, s, "runs")), ["run-1"], "{s:?}: reset keeps the history");
+    let next =
+        ok(s.try_acquire_lease(&c, &rid("run-2"), holder.expires_at, Duration::from_secs(60)).await, s, "acquire");
+    assert!(matches!(next, crate::state::LeaseOutcome::Acquired(_)), "{s:?}: lease free after reset: {next:?}");
+    ok(s.release_lease(&c, &rid("run-2")).await, s, "release");
+    ok(s.reset(&c, at(0)).await, s, "reset with no lease");
+    ok(s.reset(&cid("never-seen"), at(0)).await, s, "reset of an unknown connector");
+}
+
+/// Retention removes runs started strictly before the cut-off, across connectors.
+pub async fn prune_runs(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    for connector in ["prune-a", "prune-b"] {
+        for (id, started) in [("old", at(0)), ("cut", at(3_600)), ("new", at(7_200))] {
+            let record = run(connector, &format!("{connector}-{id}"), started);
+            ok(
+                s.checkpoint(&cid(connector), Checkpoint { run: Some(record), ..Checkpoint::default() }).await,
+                s,
+                "write run",
+            );
+        }
+    }
+    assert_eq!(ok(s.prune_runs(at(3_600)).await, s, "prune"), 2, "{s:?}: one old run per connector removed");
+    assert_eq!(
+        run_ids(&ok(s.runs(&cid("prune-a"), 10).await, s, "runs")),
+        ["prune-a-new", "prune-a-cut"],
+        "{s:?}: a run started exactly at the cut-off is kept"
+    );
+    assert_eq!(run_ids(&ok(s.runs(&cid("prune-b"), 10).await, s, "runs")), ["prune-b-new", "prune-b-cut"]);
+    assert_eq!(ok(s.prune_runs(at(3_600)).await, s, "prune again"), 0, "{s:?}: nothing left to prune");
+    assert_eq!(ok(s.prune_runs(at(-1)).await, s, "prune nothing"), 0, "{s:?}: nothing is that old");
+}
+
+/// Connectors with any record (state, ledger, history or lease), sorted.
+pub async fn connectors_listing(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let listed = |ids: Vec<crate::ids::ConnectorId>| ids.into_iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
+    assert!(ok(s.connectors().await, s, "list empty").is_empty(), "{s:?}: a new store has no connectors");
+    ok(
+        s.checkpoint(&cid("d-state"), Checkpoint { connector: Some(full_state("d-state")), ..Checkpoint::default() })
+            .await,
+        s,
+        "state",
+    );
+    ok(s.checkpoint(&cid("b-ledger"), entries_only(vec![bare_entry("m", EntryStatus::Failed)])).await, s, "ledger");
+    ok(
+        s.checkpoint(
+            &cid("a-history"),
+            Checkpoint { run: Some(run("a-history", "r", at(0))), ..Checkpoint::default() },
+        )
+        .await,
+        s,
+        "run",
+    );
+    ok(s.try_acquire_lease(&cid("c-lease"), &rid("r"), at(0), Duration::from_secs(60)).await, s, "lease");
+    assert_eq!(
+        listed(ok(s.connectors().await, s, "list")),
+        ["a-history", "b-ledger", "c-lease", "d-state"],
+        "{s:?}: every connector with a state, entries, runs or a lease, sorted"
+    );
+    ok(s.reset(&cid("b-ledger"), at(0)).await, s, "reset");
+    ok(s.release_lease(&cid("c-lease"), &rid("r")).await, s, "release");
+    assert_eq!(
+        listed(ok(s.connectors().await, s, "list after reset")),
+        ["a-history", "d-state"],
+        "{s:?}: a connector with nothing left is no longer listed"
+    );
+}

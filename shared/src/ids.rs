@@ -71,12 +71,70 @@ string_id!(
 );
 
 impl RunId {
-    /// A fresh run id that sorts by its start time.
+    /// A fresh run id that sorts by its start time and names its holder:
+    /// `<UTC start>-<random hex>@<host>:<pid>`.
     pub fn generate(now: chrono::DateTime<chrono::Utc>) -> Self {
         Self(format!(
-            "{}-{:08x}",
+            "{}-{:08x}@{}:{}",
             now.format("%Y%m%dT%H%M%S%3fZ"),
-            fastrand::u32(..)
+            fastrand::u32(..),
+            this_host(),
+            std::process::id()
         ))
+    }
+
+    /// The host and process that made this id, when it says so.
+    pub fn holder(&self) -> Option<(&str, u32)> {
+        let (_, holder) = self.0.rsplit_once('@')?;
+        let (host, pid) = holder.rsplit_once(':')?;
+        Some((host, pid.parse().ok()?))
+    }
+
+    /// True when this id was made by a process of this host that no longer
+    /// exists (it was killed before it could release its lease). Unknown
+    /// (other host, no `/proc`) counts as alive.
+    pub fn holder_is_gone(&self) -> bool {
+        match self.holder() {
+            Some((host, pid)) if host == this_host() && pid != std::process::id() => !process_exists(pid),
+            _ => false,
+        }
+    }
+}
+
+/// This machine's host name, without separators that would confuse [`RunId::holder`].
+pub fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        let host: String = raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')).collect();
+        if host.is_empty() { "localhost".into() } else { host }
+    })
+}
+
+fn process_exists(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_name_their_holder() {
+        let id = RunId::generate(chrono::Utc::now());
+        assert_eq!(id.holder(), Some((this_host(), std::process::id())));
+        assert!(!id.holder_is_gone(), "our own process is alive");
+        let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", this_host(), u32::MAX - 1));
+        assert!(dead.holder_is_gone());
+        let elsewhere = RunId::new(format!("20250101T000000000Z-00000000@other-host:{}", u32::MAX - 1));
+        assert!(!elsewhere.holder_is_gone());
+        assert_eq!(RunId::new("legacy-id").holder(), None);
     }
 }

@@ -49,7 +49,7 @@ pub async fn connector_status(
 ) -> Result<ConnectorStatus, StateError> {
     let id = &connector.id;
     let state = store.connector_state(id).await?;
-    let lease = store.lease(id).await?.filter(|l| l.expires_at > now);
+    let lease = store.lease(id).await?.filter(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
     let mut ledger = store.status_counts(id).await?;
     for status in EntryStatus::ALL {
         ledger.entry(status).or_insert(0);
@@ -86,7 +86,10 @@ pub async fn list(config: &Config, store: &dyn StateStore, now: DateTime<Utc>) -
     let mut rows = Vec::with_capacity(config.connectors.len());
     for connector in &config.connectors {
         let state = store.connector_state(&connector.id).await?;
-        let running = store.lease(&connector.id).await?.is_some_and(|l| l.expires_at > now);
+        let running = store
+            .lease(&connector.id)
+            .await?
+            .is_some_and(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
         let paused = state.as_ref().is_some_and(|s| s.paused);
         let status = match derive_status(connector.enabled, paused, running, state.as_ref().map(|s| s.status.as_str())) {
             s if s == "failed" || s == "running" || s == "disabled" || s == "paused" || s == "interrupted" => s,

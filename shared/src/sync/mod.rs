@@ -129,16 +129,7 @@ impl SyncEngine {
         let mut report = RunReport::new(&run_id, &connector_id, &options, started_at, self.sink.describe());
 
         if !options.dry_run {
-            match self.store.try_acquire_lease(&connector_id, &run_id, started_at, self.lease_ttl).await? {
-                LeaseOutcome::Acquired(_) => {}
-                LeaseOutcome::Held(lease) => {
-                    return Err(SyncError::AlreadyRunning {
-                        connector: connector_id,
-                        owner: lease.owner,
-                        expires_at: lease.expires_at,
-                    });
-                }
-            }
+            self.acquire_lease(&run_id, started_at).await?;
         }
 
         let result = self.run_leased(&run_id, &options, &mut report, clock).await;
@@ -149,6 +140,33 @@ impl SyncEngine {
         }
         result?;
         Ok(report)
+    }
+
+    /// Takes the lease; a lease left by a dead process of this host is
+    /// released (by owner, so racing rerunners cannot both win) and retaken.
+    async fn acquire_lease(&self, run_id: &RunId, now: DateTime<Utc>) -> Result<(), SyncError> {
+        let connector_id = &self.connector.id;
+        for _ in 0..2 {
+            match self.store.try_acquire_lease(connector_id, run_id, now, self.lease_ttl).await? {
+                LeaseOutcome::Acquired(_) => return Ok(()),
+                LeaseOutcome::Held(lease) if lease.owner.holder_is_gone() => {
+                    warn!(previous = %lease.owner, "the previous run's process is gone; taking over its lease");
+                    self.store.release_lease(connector_id, &lease.owner).await?;
+                }
+                LeaseOutcome::Held(lease) => {
+                    return Err(SyncError::AlreadyRunning {
+                        connector: connector_id.clone(),
+                        owner: lease.owner,
+                        expires_at: lease.expires_at,
+                    });
+                }
+            }
+        }
+        Err(SyncError::AlreadyRunning {
+            connector: connector_id.clone(),
+            owner: run_id.clone(),
+            expires_at: now,
+        })
     }
 
     async fn run_leased(

@@ -1,3 +1,30 @@
-//! The configuration: schema, loading, interpolation and validation.
+//! The configuration: schema, loading, `${VAR}` interpolation, `.env`
+//! layering and validation.
+//!
+//! [`load`] is the entry point: it returns a [`Config`] that has passed every
+//! rule, or a [`ConfigError`] listing every [`Problem`] with its field path.
+//! The YAML contract is `configuration-reference.md`; the complete example is
+//! `config/config.example.yaml` at the repository root.
+
+mod cron;
+mod env;
+mod error;
+mod interpolate;
+pub(crate) mod lenient;
+mod load;
+mod path;
 mod schema;
+mod validate;
+
+pub use cron::parse_unix_cron;
+pub use env::Environment;
+pub use error::{ConfigError, Problem};
+pub use load::{load, load_str, load_with_env, redacted_yaml};
 pub use schema::*;
+pub use validate::{
+    MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, is_valid_connector_id, validate,
+};
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic
+mod tests;

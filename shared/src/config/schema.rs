@@ -63,13 +63,16 @@ pub struct LightragConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LightragApiConfig {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub url: String,
     /// `None` when absent or empty: no `X-API-Key` header is sent.
     pub api_key: Option<Secret>,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub workspace: String,
     /// Request timeout in seconds.
     pub timeout: u64,
     /// For servers with login accounts (`POST /login`).
+    #[serde(deserialize_with = "super::lenient::opt_string")]
     pub username: Option<String>,
     pub password: Option<Secret>,
 }
@@ -91,6 +94,7 @@ impl Default for LightragApiConfig {
 #[serde(default)]
 pub struct LightragDirectConfig {
     /// Documents are written to `<working_dir>/inputs/<file_source basename>`.
+    #[serde(deserialize_with = "super::lenient::path_buf")]
     pub working_dir: PathBuf,
 }
 
@@ -105,6 +109,7 @@ impl Default for LightragDirectConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct MemoryApiConfig {
+    #[serde(deserialize_with = "super::lenient::string")]
     pub url: String,
     pub api_key: Option<Secret>,
     /// Request timeout in seconds.
@@ -132,9 +137,12 @@ impl Default for MemoryApiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ConnectorConfig {
+    #[serde(deserialize_with = "super::lenient::connector_id")]
     pub id: ConnectorId,
     pub enabled: bool,
+    #[serde(deserialize_with = "super::lenient::opt_string")]
     pub description: Option<String>,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub context_id: String,
     pub schedule: ScheduleConfig,
     pub ingestion: IngestionConfig,
@@ -174,8 +182,10 @@ pub struct ScheduleConfig {
     /// Testing aid and sub-hour schedules; wins over `interval_hours` when set.
     pub interval_minutes: Option<f64>,
     /// 5-field Unix cron (minute hour day-of-month month day-of-week).
+    #[serde(deserialize_with = "super::lenient::opt_string")]
     pub cron: Option<String>,
     /// IANA zone name for `cron`; UTC when absent.
+    #[serde(deserialize_with = "super::lenient::opt_string")]
     pub timezone: Option<String>,
     /// Up to this many seconds of random delay per firing.
     pub jitter_seconds: u64,
@@ -295,8 +305,10 @@ pub enum StateBackend {
 #[serde(default)]
 pub struct StateConfig {
     pub backend: StateBackend,
+    #[serde(deserialize_with = "super::lenient::path_buf")]
     pub path: PathBuf,
     /// DynamoDB table (backend `dynamodb`); `STATE_TABLE` in the environment wins.
+    #[serde(deserialize_with = "super::lenient::opt_string")]
     pub table: Option<String>,
     pub cleanup: CleanupConfig,
 }
@@ -317,6 +329,7 @@ impl Default for StateConfig {
 pub struct CleanupConfig {
     pub enabled: bool,
     pub retention_days: u32,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub cleanup_cron: String,
 }
 
@@ -332,6 +345,7 @@ impl Default for CleanupConfig {
 #[serde(default)]
 pub struct ApiConfig {
     pub enabled: bool,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub host: String,
     pub port: u16,
     pub enable_auth: bool,
@@ -441,6 +455,7 @@ pub enum LogRotation {
 pub struct LogFileConfig {
     /// Off unless configured: a one-shot command should not scatter log files.
     pub enabled: bool,
+    #[serde(deserialize_with = "super::lenient::path_buf")]
     pub path: PathBuf,
     pub max_bytes: u64,
     pub backup_count: u32,
@@ -496,6 +511,7 @@ pub struct MonitoringConfig {
 pub struct PrometheusConfig {
     pub enabled: bool,
     pub port: u16,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub path: String,
 }
 
@@ -509,6 +525,7 @@ impl Default for PrometheusConfig {
 #[serde(default)]
 pub struct HealthCheckConfig {
     pub enabled: bool,
+    #[serde(deserialize_with = "super::lenient::string")]
     pub endpoint: String,
 }
 
@@ -527,11 +544,66 @@ pub struct AlertsConfig {
 }
 
 /// One entry of `monitoring.alerts.alert_on` (a single-key map in YAML).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
+///
+/// Serde is written by hand: `yaml_serde` reads externally tagged enums only
+/// from YAML tags (`!consecutive_failures 3`), not from the single-key map the
+/// reference uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AlertRule {
     ConsecutiveFailures(u32),
     NoSyncForHours(f64),
+}
+
+impl AlertRule {
+    const KEYS: &'static [&'static str] = &["consecutive_failures", "no_sync_for_hours"];
+}
+
+impl Serialize for AlertRule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            AlertRule::ConsecutiveFailures(n) => map.serialize_entry("consecutive_failures", n)?,
+            AlertRule::NoSyncForHours(h) => map.serialize_entry("no_sync_for_hours", h)?,
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertRule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        use std::fmt;
+
+        struct RuleVisitor;
+
+        impl<'de> Visitor<'de> for RuleVisitor {
+            type Value = AlertRule;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a single-key map: `consecutive_failures: N` or `no_sync_for_hours: H`")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AlertRule, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::invalid_length(0, &self));
+                };
+                let rule = match key.as_str() {
+                    "consecutive_failures" => AlertRule::ConsecutiveFailures(map.next_value()?),
+                    "no_sync_for_hours" => AlertRule::NoSyncForHours(map.next_value()?),
+                    other => return Err(de::Error::unknown_variant(other, AlertRule::KEYS)),
+                };
+                if map.next_key::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "each alert rule is its own list item with a single key",
+                    ));
+                }
+                Ok(rule)
+            }
+        }
+
+        deserializer.deserialize_map(RuleVisitor)
+    }
 }
 
 // ---------------------------------------------------------------- advanced

@@ -158,14 +158,21 @@ async fn sigkill_mid_run_then_rerun_sends_each_memory_once() {
         spec.state_path = path.into();
         spec.batch_size = 4;
         let ws = workspace(&spec);
-        for kill_after in [120u64, 260, 410] {
+        let total = with_transcript(&mem);
+        for round in 1..=3usize {
             let mut child = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .expect("spawn sync");
-            tokio::time::sleep(Duration::from_millis(kill_after)).await;
+            // Kill once this run has sent a few more documents: mid-batch, mid-checkpoint.
+            let target = (round * total / 4).max(1) + round;
+            let waited = std::time::Instant::now();
+            while rag.request_count(SimRoute::Insert) < target && waited.elapsed() < Duration::from_secs(20) {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
             child.kill().await.expect("SIGKILL");
+            assert!(rag.documents().len() < total, "{backend}: round {round} finished before it was killed");
             let status = ws.run_async(&["status", "--connector-id", "personal-memories", "--json"]).await;
             assert_eq!(status.code, 0, "{backend}: state unreadable after SIGKILL: {}", status.stderr);
         }

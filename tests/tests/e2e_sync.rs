@@ -7,7 +7,6 @@ use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 const MEMORY_KEY: &str = "mem-key-5f0c1e";
 const CTX: &str = "CTX123";
@@ -78,10 +77,6 @@ fn assert_exactly_once(rag: &LightragSim, expected: &BTreeSet<String>) {
     let extra: Vec<_> = got.difference(expected).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
     assert!(names.values().all(|n| *n == 1), "a name stored twice: {names:?}");
-}
-
-fn sync(ws: &Workspace) -> sims::harness::CliRun {
-    ws.run(&["sync", "--connector-id", "personal-memories", "--json"])
 }
 
 async fn sync_async(ws: &Workspace) -> sims::harness::CliRun {

@@ -125,7 +125,7 @@ pub fn print_status(view: &ConnectorStatus) {
 }
 
 pub fn print_list(rows: &[ConnectorSummary]) {
-    println!("{:<20} {:<9} {:<8} {}", "ID", "Status", "Enabled", "Last Sync");
+    println!("{:<20} {:<9} {:<8} Last Sync", "ID", "Status", "Enabled");
     for row in rows {
         println!(
             "{:<20} {:<9} {:<8} {}",
@@ -158,7 +158,7 @@ pub fn print_failed(entries: &[LedgerEntry]) {
         println!("No failed memories.");
         return;
     }
-    println!("{:<24} {:<15} {:>8}  {}", "Memory", "Status", "Attempts", "Last error");
+    println!("{:<24} {:<15} {:>8}  Last error", "Memory", "Status", "Attempts");
     for e in entries {
         println!(
             "{:<24} {:<15} {:>8}  {}",

@@ -64,11 +64,10 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    if let Ok(seconds) = value.parse::<f64>() {
-        if seconds.is_finite() && seconds >= 0.0 {
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite() && seconds >= 0.0 {
             return Some(Duration::from_secs_f64(seconds));
         }
-    }
     let when: DateTime<Utc> = httpdate::parse_http_date(value).ok()?.into();
     Some((when - now).to_std().unwrap_or(Duration::ZERO))
 }

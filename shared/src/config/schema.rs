@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
+#[derive(Default)]
 pub struct Config {
     pub lightrag: LightragConfig,
     pub memory_api: MemoryApiConfig,
@@ -21,20 +22,6 @@ pub struct Config {
     pub advanced: AdvancedConfig,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            lightrag: LightragConfig::default(),
-            memory_api: MemoryApiConfig::default(),
-            connectors: Vec::new(),
-            state: StateConfig::default(),
-            api: ApiConfig::default(),
-            logging: LoggingConfig::default(),
-            monitoring: MonitoringConfig::default(),
-            advanced: AdvancedConfig::default(),
-        }
-    }
-}
 
 impl Config {
     pub fn connector(&self, id: &ConnectorId) -> Option<&ConnectorConfig> {

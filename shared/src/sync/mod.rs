@@ -133,11 +133,10 @@ impl SyncEngine {
         }
 
         let result = self.run_leased(&run_id, &options, &mut report, clock).await;
-        if !options.dry_run {
-            if let Err(e) = self.store.release_lease(&connector_id, &run_id).await {
+        if !options.dry_run
+            && let Err(e) = self.store.release_lease(&connector_id, &run_id).await {
                 warn!(error = %e, "could not release the lease; it expires by itself");
             }
-        }
         result?;
         Ok(report)
     }

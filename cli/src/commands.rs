@@ -70,7 +70,8 @@ pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: boo
         let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
         let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
         let lease_ttl = Duration::from_secs(config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
-        let engine = SyncEngine::new(connector, lease_ttl, Arc::new(source), sink, store);
+        let engine = SyncEngine::new(connector, lease_ttl, Arc::new(source), sink, store)
+            .with_lightrag_settings(&config.lightrag);
         let options = RunOptions { force, dry_run, trigger: "cli".into(), deadline: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),

@@ -133,6 +133,10 @@ pub struct ConfigSpec {
     pub strategy: &'static str,
     pub memory_timeout: u64,
     pub lightrag_key_var: bool,
+    /// `lightrag.api.confirm_wait_seconds`.
+    pub confirm_wait_seconds: u64,
+    /// `lightrag.api.batch_inserts`.
+    pub batch_inserts: bool,
 }
 
 impl ConfigSpec {
@@ -150,6 +154,8 @@ impl ConfigSpec {
             strategy: "standard",
             memory_timeout: 5,
             lightrag_key_var: false,
+            confirm_wait_seconds: 5,
+            batch_inserts: true,
         }
     }
 
@@ -158,7 +164,10 @@ impl ConfigSpec {
             (_, Some(dir)) => format!("lightrag:\n  mode: direct\n  direct:\n    working_dir: \"{dir}\"\n"),
             (Some(url), None) => {
                 let key = if self.lightrag_key_var { "\n    api_key: \"${LIGHTRAG_API_KEY}\"" } else { "" };
-                format!("lightrag:\n  mode: api\n  api:\n    url: \"{url}\"\n    timeout: 5{key}\n")
+                format!(
+                    "lightrag:\n  mode: api\n  api:\n    url: \"{url}\"\n    timeout: 5\n    workspace: \"\"\n    confirm_wait_seconds: {}\n    batch_inserts: {}{key}\n",
+                    self.confirm_wait_seconds, self.batch_inserts
+                )
             }
             (None, None) => String::new(),
         };

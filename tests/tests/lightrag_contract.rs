@@ -295,7 +295,8 @@ async fn delete_while_busy(t: &Target) {
     // The connector defers such an update instead of failing it.
     if let Some(sim) = &t.sim {
         sim.set_busy(true);
-        let outcome = t.own_sink().replace(&Document::new(name.clone(), "new".into())).await.expect("replace");
+        let sink = t.own_sink().with_replace_wait(Duration::from_millis(300));
+        let outcome = sink.replace(&Document::new(name.clone(), "new".into())).await.expect("replace");
         assert!(matches!(outcome, ReplaceOutcome::Deferred { .. }), "{outcome:?}");
         sim.set_busy(false);
     }

@@ -160,7 +160,8 @@ async fn replace_that_cannot_store_the_new_text_says_the_old_one_is_gone() {
 #[tokio::test]
 async fn replace_while_busy_is_deferred_and_deletes_nothing() {
     let sim = sim(LightragSimOptions::default()).await;
-    let sink = sink(&sim);
+    // A busy pipeline is waited out for the replace wait, then deferred.
+    let sink = sink(&sim).with_replace_wait(Duration::from_millis(200));
     sink.insert(&doc("m.txt", "old text")).await.unwrap();
     sim.set_busy(true);
     let outcome = sink.replace(&doc("m.txt", "new text")).await.unwrap();
@@ -822,7 +823,7 @@ async fn sim_processing_takes_time_and_blocks_deletes() {
         ..Default::default()
     })
     .await;
-    let sink = sink(&sim);
+    let sink = sink(&sim).with_replace_wait(Duration::from_millis(20));
     sink.insert(&doc("m.txt", "text")).await.unwrap();
     assert_eq!(sim.documents()[0].status, SimDocStatus::Processing);
     let client = reqwest::Client::new();
@@ -945,7 +946,8 @@ async fn sim_control_routes_steer_it_over_http() {
         .await
         .unwrap();
 
-    let sink = sink(&sim);
+    // A short replace wait: a busy pipeline is waited out only that long.
+    let sink = sink(&sim).with_replace_wait(Duration::from_millis(50));
     sink.insert(&doc("m.txt", "BAD text")).await.unwrap();
     assert!(matches!(
         sink.replace(&doc("m.txt", "x")).await.unwrap(),
@@ -971,7 +973,7 @@ async fn sim_control_routes_steer_it_over_http() {
         .await
         .unwrap();
     assert_eq!(stats["requests"]["insert"], 2);
-    assert_eq!(stats["requests"]["delete"], 1);
+    assert!(stats["requests"]["delete"].as_u64().is_some_and(|n| n >= 1), "{stats}");
 }
 
 #[tokio::test]

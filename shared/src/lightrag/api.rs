@@ -306,6 +306,124 @@ impl ApiSink {
         Ok(())
     }
 
+    /// Replaces documents (LightRAG has no update): one delete for all
+    /// their ids, retried while the pipeline is busy, then one insert of the
+    /// new texts under the same names, retried while the deletion runs. What
+    /// cannot finish within `replace_wait` is `Deferred` to a later run,
+    /// nothing lost (deleting an absent id is harmless next time).
+    async fn replace_many(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
+        let all = |outcome: Result<ReplaceOutcome, SinkError>| vec![outcome; docs.len()];
+        if docs.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<String> = docs.iter().map(|d| doc_id(&d.file_source).as_str().to_owned()).collect();
+        let shown_ids = if ids.len() == 1 { ids[0].clone() } else { format!("{} documents", ids.len()) };
+        let delete = json!({ "doc_ids": ids, "delete_file": false, "delete_llm_cache": false });
+        let what = format!("DELETE {}{DELETE_PATH}", self.shown);
+        let deadline = Instant::now() + self.replace_wait;
+        let mut pause = FIRST_POLL_DELAY;
+        loop {
+            let answer = match self.call(Method::DELETE, DELETE_PATH, Some(&delete), BusyConflict::Return).await {
+                Ok(answer) => answer,
+                Err(e) => return all(Err(e)),
+            };
+            let body = answer.json().unwrap_or(Value::Null);
+            let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
+            let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+            let busy = if answer.status == StatusCode::CONFLICT {
+                format!("{what} answered 409 ({})", scrub(&answer.detail().unwrap_or_default(), &self.secrets()))
+            } else {
+                match status {
+                    "deletion_started" | "success" => break,
+                    "busy" => format!("LightRAG's pipeline is busy ({message})"),
+                    "not_allowed" => {
+                        return all(Err(SinkError::rejected(format!(
+                            "LightRAG does not allow deleting {shown_ids}: {what} answered \"not_allowed\": {message}"
+                        ))));
+                    }
+                    _ => {
+                        return all(Err(SinkError::transient(format!(
+                            "{what} answered {} with an unexpected body: {}",
+                            status_text(answer.status),
+                            answer.excerpt(self.secrets())
+                        ))));
+                    }
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return all(Ok(ReplaceOutcome::Deferred {
+                    reason: format!("{busy}, so deleting {shown_ids} was refused for {:?}; the update is retried on a later run", self.replace_wait),
+                }));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL_DELAY);
+        }
+
+        // The deletion runs in the background; until it is done LightRAG
+        // answers the re-insert with 409 ("clearing or deleting", or still
+        // "already contains"). Poll with a growing pause until it accepts.
+        let (path, insert) = if docs.len() == 1 {
+            (INSERT_PATH, json!({ "text": docs[0].text, "file_source": docs[0].file_source }))
+        } else {
+            (
+                INSERT_BATCH_PATH,
+                json!({
+                    "texts": docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+                    "file_sources": docs.iter().map(|d| d.file_source.as_str()).collect::<Vec<_>>(),
+                }),
+            )
+        };
+        // An error from here on leaves the old documents deleted and the new
+        // ones not stored; say so, so the report explains the gap (the next
+        // run's replace inserts them).
+        let deleted = |e: SinkError| SinkError {
+            kind: e.kind,
+            message: format!(
+                "{shown_ids} {} deleted but storing the new text failed: {}",
+                if docs.len() == 1 { "was" } else { "were" },
+                e.message
+            ),
+        };
+        let mut pause = FIRST_POLL_DELAY;
+        loop {
+            let answer = match self.call(Method::POST, path, Some(&insert), BusyConflict::Return).await {
+                Ok(answer) => answer,
+                Err(e) if e.kind == SinkErrorKind::Rejected && docs.len() > 1 => {
+                    // One document spoils the batch: store them one by one.
+                    let mut outcomes = Vec::with_capacity(docs.len());
+                    for doc in docs {
+                        outcomes.push(match self.insert(doc).await {
+                            Ok(InsertOutcome::Accepted { track_id }) => Ok(ReplaceOutcome::Replaced { track_id }),
+                            Ok(InsertOutcome::AlreadyStored { .. }) => Ok(ReplaceOutcome::Deferred {
+                                reason: format!("{} is still stored after its deletion; retried on a later run", doc_id(&doc.file_source)),
+                            }),
+                            Err(e) => Err(deleted(e)),
+                        });
+                    }
+                    return outcomes;
+                }
+                Err(e) => return all(Err(deleted(e))),
+            };
+            match self.read_insert(&answer) {
+                Ok(InsertReading::Accepted { track_id }) => return all(Ok(ReplaceOutcome::Replaced { track_id })),
+                Ok(InsertReading::AlreadyStored { .. } | InsertReading::Busy { .. }) => {}
+                Err(e) => return all(Err(deleted(e))),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return all(Ok(ReplaceOutcome::Deferred {
+                    reason: format!(
+                        "deletion of {shown_ids} did not finish within {:?}; the update is retried on a later run",
+                        self.replace_wait
+                    ),
+                }));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL_DELAY);
+        }
+    }
+
     fn secrets(&self) -> Vec<&Secret> {
         self.api_key.iter().collect()
     }
@@ -573,101 +691,20 @@ impl DocumentSink for ApiSink {
     }
 
     async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError> {
-        let id = doc_id(&doc.file_source);
-        let delete =
-            json!({ "doc_ids": [id.as_str()], "delete_file": false, "delete_llm_cache": false });
-        let what = format!("DELETE {}{DELETE_PATH}", self.shown);
-        let answer = self
-            .call(
-                Method::DELETE,
-                DELETE_PATH,
-                Some(&delete),
-                BusyConflict::Return,
-            )
-            .await?;
-        if answer.status == StatusCode::CONFLICT {
-            return Ok(ReplaceOutcome::Deferred {
-                reason: format!(
-                    "{what} answered 409 ({}); deleting {id} is retried on a later run",
-                    scrub(&answer.detail().unwrap_or_default(), &self.secrets())
-                ),
-            });
-        }
-        let body = answer.json().unwrap_or(Value::Null);
-        let status = body
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let message = body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match status {
-            "deletion_started" | "success" => {}
-            "busy" => {
-                return Ok(ReplaceOutcome::Deferred {
-                    reason: format!(
-                        "LightRAG's pipeline is busy, so deleting {id} was refused ({message}); the update is retried on a later run"
-                    ),
-                });
-            }
-            "not_allowed" => {
-                return Err(SinkError::rejected(format!(
-                    "LightRAG does not allow deleting {id}: {what} answered \"not_allowed\": {message}"
-                )));
-            }
-            _ => {
-                return Err(SinkError::transient(format!(
-                    "{what} answered {} with an unexpected body: {}",
-                    status_text(answer.status),
-                    answer.excerpt(self.secrets())
-                )));
-            }
-        }
+        self.replace_many(std::slice::from_ref(doc)).await.pop().unwrap_or_else(|| {
+            Err(SinkError::transient("replace gave no answer"))
+        })
+    }
 
-        // The deletion runs in the background; until it is done LightRAG
-        // answers the re-insert with 409 ("clearing or deleting", or still
-        // "already contains"). Poll with a growing pause until it accepts.
-        let insert = json!({ "text": doc.text, "file_source": doc.file_source });
-        let deadline = Instant::now() + self.replace_wait;
-        let mut pause = FIRST_POLL_DELAY;
-        // An error from here on leaves the old document deleted and the new
-        // one not stored; say so, so the report explains the gap (the next
-        // run's replace inserts it: deleting an absent id is harmless).
-        let deleted = |e: SinkError| SinkError {
-            kind: e.kind,
-            message: format!(
-                "{id} was deleted but storing its new text failed: {}",
-                e.message
-            ),
-        };
-        loop {
-            let answer = self
-                .call(
-                    Method::POST,
-                    INSERT_PATH,
-                    Some(&insert),
-                    BusyConflict::Return,
-                )
-                .await
-                .map_err(deleted)?;
-            match self.read_insert(&answer).map_err(deleted)? {
-                InsertReading::Accepted { track_id } => {
-                    return Ok(ReplaceOutcome::Replaced { track_id });
-                }
-                InsertReading::AlreadyStored { .. } | InsertReading::Busy { .. } => {}
+    async fn replace_batch(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
+        if self.batch_inserts {
+            self.replace_many(docs).await
+        } else {
+            let mut outcomes = Vec::with_capacity(docs.len());
+            for doc in docs {
+                outcomes.push(self.replace(doc).await);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(ReplaceOutcome::Deferred {
-                    reason: format!(
-                        "deletion of {id} did not finish within {:?}; the update is retried on a later run",
-                        self.replace_wait
-                    ),
-                });
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_POLL_DELAY);
+            outcomes
         }
     }
 
@@ -721,6 +758,46 @@ impl DocumentSink for ApiSink {
         let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
         found.retain(|id, _| wanted.contains(id));
         Ok(found)
+    }
+
+    async fn stored_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
+        // Clocks of two hosts differ; look a little further back.
+        let since = since - chrono::Duration::minutes(2);
+        let mut found = HashMap::new();
+        for page in 1.. {
+            let body = json!({
+                "status_filters": null, "page": page, "page_size": PAGE_SIZE,
+                "sort_field": "created_at", "sort_direction": "desc",
+            });
+            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut older = false;
+            for doc in &documents {
+                let created = doc
+                    .get("created_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                if created.is_some_and(|c| c < since) {
+                    older = true;
+                    continue;
+                }
+                if let Some((id, status)) = read_doc_status(doc) {
+                    if id.as_str().starts_with("doc-") {
+                        found.insert(id, status);
+                    }
+                }
+            }
+            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
+            if older || !has_next || documents.is_empty() {
+                break;
+            }
+        }
+        Ok(Some(found))
     }
 
     async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {

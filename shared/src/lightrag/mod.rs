@@ -106,6 +106,26 @@ pub trait DocumentSink: Send + Sync + fmt::Debug {
         outcomes
     }
 
+    /// Replaces several changed documents; one outcome per document, in
+    /// order. A sink that cannot batch replaces them one by one.
+    async fn replace_batch(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
+        let mut outcomes = Vec::with_capacity(docs.len());
+        for doc in docs {
+            outcomes.push(self.replace(doc).await);
+        }
+        outcomes
+    }
+
+    /// Documents the sink stored since `since` (by id), when it can list
+    /// them: after an interrupted run, what it sent before dying.
+    async fn stored_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
+        let _ = since;
+        Ok(None)
+    }
+
     /// What the sink knows about these documents' processing. Documents it
     /// has no word on are absent (a direct-mode folder knows nothing).
     async fn statuses(&self, docs: &[TrackedDoc]) -> Result<HashMap<DocId, RemoteStatus>, SinkError> {

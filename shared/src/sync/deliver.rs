@@ -17,6 +17,10 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+/// How long a run that follows an interrupted one waits before it lists
+/// what the dead run sent (its last request may still be enqueuing).
+const RECOVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One memory to deliver.
 pub(super) struct Work {
     pub memory_id: MemoryId,
@@ -42,30 +46,36 @@ enum Task {
     One(Work),
     /// New documents sent in one batch request.
     Batch(Vec<Work>),
+    /// Changed documents: one delete, then one insert.
+    ReplaceBatch(Vec<Work>),
 }
 
 impl Task {
     fn cost(&self) -> usize {
         match self {
             Task::One(_) => 1,
-            Task::Batch(items) => items.len(),
+            Task::Batch(items) | Task::ReplaceBatch(items) => items.len(),
         }
     }
 }
 
-/// Inserts first (batched when the sink batches), then replaces.
+/// Replaces first (LightRAG refuses deletes while it is busy with inserts,
+/// and this run's inserts would make it busy), then inserts; batched when
+/// the sink batches.
 fn tasks(work: Vec<Work>, batch_size: usize, batches: bool) -> Vec<Task> {
-    let (inserts, replaces): (Vec<Work>, Vec<Work>) = work.into_iter().partition(|w| !w.replace);
+    let (replaces, inserts): (Vec<Work>, Vec<Work>) = work.into_iter().partition(|w| w.replace);
     let mut tasks = Vec::new();
-    if batches && batch_size > 1 {
-        let mut inserts = inserts.into_iter().peekable();
-        while inserts.peek().is_some() {
-            tasks.push(Task::Batch(inserts.by_ref().take(batch_size).collect()));
+    for (items, replace) in [(replaces, true), (inserts, false)] {
+        if batches && batch_size > 1 {
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let group: Vec<Work> = items.by_ref().take(batch_size).collect();
+                tasks.push(if replace { Task::ReplaceBatch(group) } else { Task::Batch(group) });
+            }
+        } else {
+            tasks.extend(items.into_iter().map(Task::One));
         }
-    } else {
-        tasks.extend(inserts.into_iter().map(Task::One));
     }
-    tasks.extend(replaces.into_iter().map(Task::One));
     tasks
 }
 
@@ -111,6 +121,20 @@ impl SyncEngine {
                                 sink.insert(&document).await.map(Outcome::Inserted)
                             };
                             vec![Delivered { memory_id, document, replace, result }]
+                        }
+                        Task::ReplaceBatch(items) => {
+                            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
+                            let outcomes = sink.replace_batch(&documents).await;
+                            items
+                                .into_iter()
+                                .zip(outcomes)
+                                .map(|(w, result)| Delivered {
+                                    memory_id: w.memory_id,
+                                    document: w.document,
+                                    replace: true,
+                                    result: result.map(Outcome::Replaced),
+                                })
+                                .collect()
                         }
                         Task::Batch(items) => {
                             let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
@@ -165,6 +189,58 @@ impl SyncEngine {
             report.error = Some(message);
         }
         Ok(stopped_early)
+    }
+
+    /// After an interrupted run: the inserts LightRAG already holds (the dead
+    /// run sent them and died before its checkpoint) are settled as already
+    /// stored instead of being sent again, which LightRAG would turn into
+    /// `dup-` records while the first copy is still being enqueued.
+    pub(super) async fn recover_sent(
+        &self,
+        run_id: &RunId,
+        interrupted_at: chrono::DateTime<Utc>,
+        work: Vec<Work>,
+        entries: &mut HashMap<MemoryId, LedgerEntry>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Work>, SyncError> {
+        // Let the dead run's last request finish being enqueued.
+        tokio::time::sleep(RECOVERY_GRACE).await;
+        let stored = match self.sink.stored_since(interrupted_at).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(work),
+            Err(e) => {
+                warn!(error = %e.message, "could not list what the interrupted run sent; sending everything again");
+                return Ok(work);
+            }
+        };
+        let mut settled = Vec::new();
+        let mut remaining = Vec::with_capacity(work.len());
+        for item in work {
+            let remote = (!item.replace).then(|| stored.get(&lightrag::doc_id(&item.document.file_source))).flatten();
+            match remote {
+                Some(remote) => {
+                    let status = match remote {
+                        lightrag::RemoteStatus::Processed => "processed",
+                        lightrag::RemoteStatus::Failed { .. } => "failed",
+                        lightrag::RemoteStatus::Queued { .. } => "pending",
+                    };
+                    let previous = entries.remove(&item.memory_id);
+                    let delivered = Delivered {
+                        memory_id: item.memory_id,
+                        document: item.document,
+                        replace: false,
+                        result: Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status: Some(status.into()) })),
+                    };
+                    settled.push(self.settle(delivered, previous, report));
+                }
+                None => remaining.push(item),
+            }
+        }
+        if !settled.is_empty() {
+            info!(count = settled.len(), "the interrupted run had sent these before it died; not sending them again");
+            self.write(run_id, settled, None, None).await?;
+        }
+        Ok(remaining)
     }
 
     /// The ledger entry after one delivery, and its count in the report.

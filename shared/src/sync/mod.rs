@@ -203,6 +203,9 @@ impl SyncEngine {
             .connector_state(connector_id)
             .await?
             .unwrap_or_else(|| ConnectorState::new(connector_id.clone()));
+        // The previous run never finished (killed): what it sent must be
+        // recognised, not sent twice.
+        let interrupted_at = (state.status == RunStatus::Running).then_some(state.last_run_started).flatten();
         let writes = !options.dry_run;
         if writes {
             state.status = RunStatus::Running;
@@ -213,7 +216,7 @@ impl SyncEngine {
         info!(sink = %report.sink, force = options.force, dry_run = options.dry_run, "sync started");
 
         let outcome = match self.preflight(report).await {
-            Ok(()) => self.fetch_plan_deliver(run_id, options, report).await,
+            Ok(()) => self.fetch_plan_deliver(run_id, options, report, interrupted_at).await,
             Err(message) => {
                 report.error = Some(message);
                 Ok(false)
@@ -290,7 +293,13 @@ impl SyncEngine {
 
     /// Returns whether the run stopped early (deadline). A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
-    async fn fetch_plan_deliver(&self, run_id: &RunId, options: &RunOptions, report: &mut RunReport) -> Result<bool, SyncError> {
+    async fn fetch_plan_deliver(
+        &self,
+        run_id: &RunId,
+        options: &RunOptions,
+        report: &mut RunReport,
+        interrupted_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, SyncError> {
         let connector_id = &self.connector.id;
         let page = match self.source.fetch(&self.connector).await {
             Ok(page) => page,
@@ -347,6 +356,13 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
+        let work = match interrupted_at {
+            Some(at) if self.settings.confirm && !work.is_empty() => {
+                info!(since = %at, "the previous run was interrupted; checking what it already sent");
+                self.recover_sent(run_id, at, work, &mut entries, report).await?
+            }
+            _ => work,
+        };
         let run_started = report.started_at;
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
         if self.settings.confirm && report.error.is_none() {

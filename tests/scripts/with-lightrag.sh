@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs a command with a real LightRAG 1.5.7 server (two, in fact: one open,
-# one with an API key) and the fake OpenAI-compatible LLM on free loopback
+# Runs a command with a real LightRAG 1.5.7 server (three, in fact: one open,
+# one with an API key, one with login accounts) and the fake OpenAI-compatible LLM on free loopback
 # ports, then stops them all. The tests find them through:
-#   LIGHTRAG_REAL_URL, LIGHTRAG_REAL_KEYED_URL, LIGHTRAG_REAL_KEY, FAKE_LLM_URL
+#   LIGHTRAG_REAL_URL, LIGHTRAG_REAL_KEYED_URL, LIGHTRAG_REAL_KEY, FAKE_LLM_URL,
+#   LIGHTRAG_REAL_LOGIN_URL, LIGHTRAG_REAL_LOGIN_USER, LIGHTRAG_REAL_LOGIN_PASSWORD
 # Usage: tests/scripts/with-lightrag.sh COMMAND [ARGS...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -44,14 +45,17 @@ EMBEDDING_BINDING_API_KEY=sk-fake
 MAX_PARALLEL_INSERT=4
 ENV
   if [ -n "${3:-}" ]; then echo "LIGHTRAG_API_KEY=$3" >> "$dir/.env"; fi
+  if [ -n "${4:-}" ]; then printf 'AUTH_ACCOUNTS=%s\nTOKEN_SECRET=contract-token-secret\n' "$4" >> "$dir/.env"; fi
   (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" setsid "$root/.venv/bin/lightrag-server" > "$dir/server.log" 2>&1) &
   pids+=($!)
 }
-plain_port=$(free_port); keyed_port=$(free_port)
+plain_port=$(free_port); keyed_port=$(free_port); login_port=$(free_port)
 key="contract-key-$RANDOM$RANDOM"
+password="contract-pass-$RANDOM$RANDOM"
 start_server plain "$plain_port"
 start_server keyed "$keyed_port" "$key"
-for url in "http://127.0.0.1:$plain_port" "http://127.0.0.1:$keyed_port"; do
+start_server login "$login_port" "" "connector:$password"
+for url in "http://127.0.0.1:$plain_port" "http://127.0.0.1:$keyed_port" "http://127.0.0.1:$login_port"; do
   ok=
   for _ in $(seq 1 240); do
     if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/health" 2>/dev/null; then ok=1; break; fi
@@ -59,10 +63,13 @@ for url in "http://127.0.0.1:$plain_port" "http://127.0.0.1:$keyed_port"; do
   done
   [ -n "$ok" ] || { echo "with-lightrag: $url did not become healthy; logs in $run" >&2; tail -20 "$run"/*/server.log >&2; exit 1; }
 done
-echo "with-lightrag: LightRAG 1.5.7 at http://127.0.0.1:$plain_port (open) and :$keyed_port (API key); fake LLM at $llm"
+echo "with-lightrag: LightRAG 1.5.7 at http://127.0.0.1:$plain_port (open), :$keyed_port (API key), :$login_port (accounts); fake LLM at $llm"
 export LIGHTRAG_REAL_URL="http://127.0.0.1:$plain_port"
 export LIGHTRAG_REAL_KEYED_URL="http://127.0.0.1:$keyed_port"
 export LIGHTRAG_REAL_KEY="$key"
+export LIGHTRAG_REAL_LOGIN_URL="http://127.0.0.1:$login_port"
+export LIGHTRAG_REAL_LOGIN_USER=connector
+export LIGHTRAG_REAL_LOGIN_PASSWORD="$password"
 export FAKE_LLM_URL="$llm"
 set +e
 "$@"

@@ -224,6 +224,7 @@ async fn killed_mid_run_then_rerun_leaves_nothing_missing_or_duplicated() {
     assert!(sent_before >= 20, "the run was killed before it sent anything");
     let rerun = sync(&ws).await;
     assert_eq!(rerun.code, 0, "{}\n{}", rerun.stdout, rerun.stderr);
+    assert!(rerun.stderr.contains("the previous run was interrupted"), "the rerun must notice the interrupted run");
     let stored = assert_one_to_one(&url, &ctx, &ws).await;
     let expected = mem.expected(&ctx).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count();
     assert_eq!(stored, expected, "no memory missing");

@@ -105,11 +105,10 @@ impl Target {
     async fn wait_status(&self, file_path: &str, statuses: &[&str]) -> Value {
         let started = Instant::now();
         loop {
-            if let Some(doc) = self.listed(file_path).await.into_iter().find(|d| d["file_path"] == json!(file_path)) {
-                if statuses.iter().any(|s| doc["status"] == json!(s)) {
+            if let Some(doc) = self.listed(file_path).await.into_iter().find(|d| d["file_path"] == json!(file_path))
+                && statuses.iter().any(|s| doc["status"] == json!(s)) {
                     return doc;
                 }
-            }
             assert!(started.elapsed() < Duration::from_secs(60), "{file_path} never reached {statuses:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -359,4 +358,36 @@ async fn listing_rules(t: &Target) {
     if t.is_real() {
         assert_eq!(preflight.core_version.as_deref(), Some("1.5.7"));
     }
+}
+
+/// Servers with login accounts (`AUTH_ACCOUNTS`) want a bearer token from
+/// `POST /login`. Real server only: the simulator has no accounts.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_accounts_real_lightrag() {
+    let (Ok(url), Ok(user), Ok(password)) = (
+        std::env::var("LIGHTRAG_REAL_LOGIN_URL"),
+        std::env::var("LIGHTRAG_REAL_LOGIN_USER"),
+        std::env::var("LIGHTRAG_REAL_LOGIN_PASSWORD"),
+    ) else {
+        eprintln!("SKIPPED: LIGHTRAG_REAL_LOGIN_URL is not set; run `make test` to test logins against a real LightRAG");
+        return;
+    };
+    let config = |password: &str| LightragApiConfig {
+        url: url.clone(),
+        username: Some(user.clone()),
+        password: Some(Secret::new(password)),
+        timeout: 10,
+        ..Default::default()
+    };
+    let doc = Document::new(format!("contract_login_{}.txt", run_tag()), "Karl wrote from Bonn.".into());
+    let sink = ApiSink::new(&config(&password)).expect("sink");
+    assert!(matches!(sink.insert(&doc).await, Ok(InsertOutcome::Accepted { .. })), "login then insert");
+    let wrong = ApiSink::new(&config("not-the-password")).expect("sink");
+    let error = wrong.insert(&doc).await.expect_err("refused");
+    assert_eq!(error.kind, SinkErrorKind::Fatal);
+    assert!(error.message.contains("login") && error.message.contains("lightrag.api.password"), "{}", error.message);
+    assert!(!error.message.contains("not-the-password"));
+    let anonymous = ApiSink::new(&LightragApiConfig { url: url.clone(), timeout: 10, ..Default::default() }).expect("sink");
+    let error = anonymous.insert(&doc).await.expect_err("no account");
+    assert!(error.message.contains("lightrag.api.username"), "{}", error.message);
 }

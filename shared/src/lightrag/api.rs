@@ -78,6 +78,11 @@ pub struct ApiSink {
     /// A 429 with `Retry-After` (a server with `MAX_PENDING_DOCUMENTS`) holds
     /// every request of this sink until then: the whole run pauses sending.
     paused_until: Mutex<Option<Instant>>,
+    /// For servers with login accounts (`POST /login`).
+    username: Option<String>,
+    password: Option<Secret>,
+    /// The bearer token from `/login` or `/auth-status`, once one was needed.
+    bearer: tokio::sync::Mutex<Option<Secret>>,
 }
 
 /// What `GET /health` says about the server (every field optional: older
@@ -135,6 +140,9 @@ impl ApiSink {
             batch_inserts: config.batch_inserts,
             max_batch_bytes: usize::try_from(config.max_batch_bytes).unwrap_or(usize::MAX).max(1),
             paused_until: Mutex::new(None),
+            username: config.username.clone().filter(|u| !u.is_empty()),
+            password: config.password.clone(),
+            bearer: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -288,11 +296,10 @@ impl ApiSink {
                     let updated = updated.with_timezone(&chrono::Utc);
                     page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
                 }
-                if let Some((id, status)) = read_doc_status(doc) {
-                    if wanted.contains(&id) && into.insert(id, status).is_none() {
+                if let Some((id, status)) = read_doc_status(doc)
+                    && wanted.contains(&id) && into.insert(id, status).is_none() {
                         found += 1;
                     }
-                }
             }
             let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
             let older_than_wanted = match (page_oldest, oldest) {
@@ -425,7 +432,59 @@ impl ApiSink {
     }
 
     fn secrets(&self) -> Vec<&Secret> {
-        self.api_key.iter().collect()
+        self.api_key.iter().chain(self.password.iter()).collect()
+    }
+
+    /// Gets a bearer token: the guest token `/auth-status` hands out when
+    /// the server has no accounts, else `POST /login` with the configured
+    /// account.
+    async fn login(&self) -> Result<(), SinkError> {
+        let auth = self.call_once(Method::GET, "/auth-status", None).await?;
+        let body = auth.json().unwrap_or(Value::Null);
+        let token = if body.get("auth_configured").and_then(Value::as_bool) == Some(true) {
+            let (Some(user), Some(password)) = (&self.username, &self.password) else {
+                return Err(SinkError::fatal(format!(
+                    "LightRAG at {} wants a login: set lightrag.api.username and lightrag.api.password (or lightrag.api.api_key)",
+                    self.shown
+                )));
+            };
+            let form = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("username", user)
+                .append_pair("password", password.expose())
+                .finish();
+            let answer = self
+                .client
+                .post(format!("{}/login", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .map_err(|e| SinkError::transient(format!("POST {}/login failed: {}", self.shown, chain(e))))?;
+            let status = answer.status();
+            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                let detail = body.get("detail").and_then(Value::as_str).unwrap_or_default();
+                return Err(SinkError::fatal(format!(
+                    "LightRAG at {} refused the login of {user:?}: {} {:?}; check lightrag.api.username and lightrag.api.password",
+                    self.shown,
+                    status.as_u16(),
+                    scrub(detail, &self.secrets())
+                )));
+            }
+            body.get("access_token").and_then(Value::as_str).map(str::to_owned)
+        } else {
+            body.get("access_token").and_then(Value::as_str).map(str::to_owned)
+        };
+        let token = token.ok_or_else(|| SinkError::fatal(format!("LightRAG at {} gave no access token", self.shown)))?;
+        *self.bearer.lock().await = Some(Secret::new(token));
+        tracing::info!(url = %self.shown, "logged in to LightRAG");
+        Ok(())
+    }
+
+    /// One attempt, no retries, for the login conversation.
+    async fn call_once(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, SinkError> {
+        let request = Request { method: &method, path, body, busy_conflict: BusyConflict::Retry };
+        self.attempt(&request).await.map_err(|f| SinkError { kind: f.kind, message: f.message })
     }
 
     fn backoff(&self) -> backon::ExponentialBuilder {
@@ -442,6 +501,24 @@ impl ApiSink {
         body: Option<&Value>,
         busy_conflict: BusyConflict,
     ) -> Result<Answer, SinkError> {
+        match self.call_retrying(method.clone(), path, body, busy_conflict).await {
+            Err((error, true)) => {
+                tracing::debug!(error = %error.message, "LightRAG wants a token; logging in");
+                self.login().await?;
+                self.call_retrying(method, path, body, busy_conflict).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// `call` without the login: the error says whether a login may help.
+    async fn call_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        busy_conflict: BusyConflict,
+    ) -> Result<Answer, (SinkError, bool)> {
         let attempts = AtomicU32::new(0);
         let request = Request {
             method: &method,
@@ -467,6 +544,7 @@ impl ApiSink {
         })
         .await;
         result.map_err(|failure| {
+            let needs_login = failure.needs_login;
             let message = if failure.retryable {
                 format!(
                     "{} (gave up after {} attempts)",
@@ -476,10 +554,7 @@ impl ApiSink {
             } else {
                 failure.message
             };
-            SinkError {
-                kind: failure.kind,
-                message,
-            }
+            (SinkError { kind: failure.kind, message }, needs_login)
         })
     }
 
@@ -513,6 +588,8 @@ impl ApiSink {
         }
         if let Some(key) = &self.api_key {
             builder = builder.header("X-API-Key", key.expose());
+        } else if let Some(token) = self.bearer.lock().await.as_ref() {
+            builder = builder.bearer_auth(token.expose());
         }
         let response = builder
             .send()
@@ -549,6 +626,7 @@ impl ApiSink {
                 },
                 kind: SinkErrorKind::Transient,
                 message: answered,
+                needs_login: false,
             }),
             StatusClass::Permanent => match status.as_u16() {
                 409 if answer
@@ -566,17 +644,18 @@ impl ApiSink {
                         retry_after,
                         kind: SinkErrorKind::Transient,
                         message: format!("LightRAG's pipeline is busy: {answered}"),
+                        needs_login: false,
                     }),
                     BusyConflict::Return => Ok(answer),
                 },
                 401 | 403 => {
                     let detail = answer.detail().unwrap_or_default();
-                    let hint = if status.as_u16() == 401 {
-                        "; check lightrag.api.api_key (a 401 means the server wants a login token: give it LIGHTRAG_API_KEY and set that as lightrag.api.api_key)"
-                    } else {
-                        "; check lightrag.api.api_key"
+                    let hint = match (status.as_u16(), self.api_key.is_some()) {
+                        (401, false) if self.username.is_some() => "; the login with lightrag.api.username/password was refused or expired",
+                        (401, false) => "; the server wants a login: set lightrag.api.username and lightrag.api.password (or lightrag.api.api_key)",
+                        _ => "; check lightrag.api.api_key",
                     };
-                    Err(Failure::permanent(
+                    let mut failure = Failure::permanent(
                         SinkErrorKind::Fatal,
                         format!(
                             "LightRAG at {} refused the request: {} {:?}{hint} ({what}, body: {excerpt})",
@@ -584,7 +663,9 @@ impl ApiSink {
                             status.as_u16(),
                             scrub(&detail, &self.secrets()),
                         ),
-                    ))
+                    );
+                    failure.needs_login = status.as_u16() == 401 && self.api_key.is_none();
+                    Err(failure)
                 }
                 404 | 405 => Err(Failure::permanent(
                     SinkErrorKind::Fatal,
@@ -620,6 +701,7 @@ impl ApiSink {
             retry_after: None,
             kind: SinkErrorKind::Transient,
             message,
+            needs_login: false,
         }
     }
 
@@ -786,11 +868,10 @@ impl DocumentSink for ApiSink {
                     older = true;
                     continue;
                 }
-                if let Some((id, status)) = read_doc_status(doc) {
-                    if id.as_str().starts_with("doc-") {
+                if let Some((id, status)) = read_doc_status(doc)
+                    && id.as_str().starts_with("doc-") {
                         found.insert(id, status);
                     }
-                }
             }
             let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
             if older || !has_next || documents.is_empty() {
@@ -869,6 +950,8 @@ struct Failure {
     retry_after: Option<Duration>,
     kind: SinkErrorKind,
     message: String,
+    /// A 401 without an API key: the server wants a bearer token.
+    needs_login: bool,
 }
 
 impl Failure {
@@ -878,6 +961,7 @@ impl Failure {
             retry_after: None,
             kind,
             message,
+            needs_login: false,
         }
     }
 }

@@ -363,7 +363,8 @@ impl SyncEngine {
             }
             _ => work,
         };
-        let run_started = report.started_at;
+        // Wait for what this run sent, and for what an interrupted run sent.
+        let run_started = interrupted_at.unwrap_or(report.started_at).min(report.started_at);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
         if self.settings.confirm && report.error.is_none() {
             self.await_processing(run_id, options, report, run_started).await?;

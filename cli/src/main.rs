@@ -100,6 +100,39 @@ enum Command {
         #[arg(long)]
         connector_id: String,
     },
+    /// Run the service: scheduler, management API and metrics, until SIGTERM/SIGINT.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Run only the API server (no scheduler).
+        #[arg(long, conflicts_with = "scheduler_only")]
+        api_only: bool,
+        /// Run only the scheduler (no API).
+        #[arg(long)]
+        scheduler_only: bool,
+        /// API host (default: api.host).
+        #[arg(long)]
+        host: Option<String>,
+        /// API port (default: api.port; 0 picks a free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Write the bound ports as JSON (`{"api": P, "metrics": Q}`) to this file.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+    },
+    /// Ask the running service to sync a connector now (asynchronously).
+    Trigger {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+        /// Re-send every memory, whatever the ledger says.
+        #[arg(long)]
+        force: bool,
+        /// Port of the service (default: api.port of the config).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +156,19 @@ fn main() -> ExitCode {
             Command::History { common, connector_id, limit } => commands::history(&common, &connector_id, limit).await,
             Command::Failed { common, connector_id } => commands::failed(&common, &connector_id).await,
             Command::RetryFailed { common, connector_id } => commands::retry_failed(&common, &connector_id).await,
+            Command::Serve { common, api_only, scheduler_only, host, port, port_file } => {
+                let options = connector_core::service::ServeOptions {
+                    api: !scheduler_only,
+                    scheduler: !api_only,
+                    host,
+                    port,
+                    port_file,
+                };
+                commands::serve(&common, options).await
+            }
+            Command::Trigger { common, connector_id, force, port } => {
+                commands::trigger(&common, &connector_id, force, port).await
+            }
         }
     });
     ExitCode::from(code)

@@ -353,6 +353,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
 }
 
+/// Sets or clears the connector's `paused` flag (the scheduler skips a
+/// paused connector; a manual trigger still runs it).
+pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused: bool) -> Result<(), StateError> {
+    let mut state = store.connector_state(connector).await?.unwrap_or_else(|| ConnectorState::new(connector.clone()));
+    state.paused = paused;
+    store.checkpoint(connector, Checkpoint { connector: Some(state), ..Default::default() }).await
+}
+
 /// Opens the store the config names.
 pub async fn open(config: &StateConfig) -> Result<Arc<dyn StateStore>, StateError> {
     match config.backend {

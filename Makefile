@@ -21,6 +21,8 @@ run: build
 	@bash tests/scripts/run-demo.sh "$(BIN)" "$(LOCAL)"
 
 test:
+	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/check-deploy.sh
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:

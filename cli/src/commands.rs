@@ -288,3 +288,20 @@ pub async fn trigger(common: &Common, connector_id: &str, force: bool, port: Opt
     .await;
     finish(common, result)
 }
+
+pub async fn health(common: &Common, port: Option<u16>) -> u8 {
+    use connector_core::api::client;
+    let result = async {
+        let config = load(common)?;
+        let base = client::base_url(&config.api, port);
+        let health = client::health(&base).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&health);
+        } else {
+            println!("{} (version {}, up {} s, {} active jobs)", health.status, health.version, health.uptime_seconds, health.active_jobs);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}

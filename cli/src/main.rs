@@ -120,6 +120,14 @@ enum Command {
         #[arg(long)]
         port_file: Option<PathBuf>,
     },
+    /// Check that the running service answers `/health` (exit 0) or not (exit 1).
+    Health {
+        #[command(flatten)]
+        common: Common,
+        /// Port of the service (default: api.port of the config).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Ask the running service to sync a connector now (asynchronously).
     Trigger {
         #[command(flatten)]
@@ -166,6 +174,7 @@ fn main() -> ExitCode {
                 };
                 commands::serve(&common, options).await
             }
+            Command::Health { common, port } => commands::health(&common, port).await,
             Command::Trigger { common, connector_id, force, port } => {
                 commands::trigger(&common, &connector_id, force, port).await
             }

@@ -215,6 +215,9 @@ async fn a_trigger_while_running_is_409_and_the_cli_says_so() {
     assert_eq!(status, 409, "{second}");
     assert_eq!(second["error"]["code"], json!("already_running"));
     let port = serve.api.expect("api port").to_string();
+    let health = ws.run_async(&["health", "--port", &port, "--json"]).await;
+    assert_eq!(health.code, 0, "{}", health.stderr);
+    assert_eq!(health.json()["active_jobs"], json!(1));
     let cli = ws.run_async(&["trigger", "--connector-id", ID, "--port", &port]).await;
     assert_eq!(cli.code, 1, "{}\n{}", cli.stdout, cli.stderr);
     assert!(cli.stderr.contains("409") && cli.stderr.contains("already running"), "{}", cli.stderr);

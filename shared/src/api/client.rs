@@ -64,3 +64,21 @@ pub async fn trigger(api: &ApiConfig, base: &str, connector: &ConnectorId, force
         .unwrap_or_else(|| crate::memory_api::body_excerpt(&body));
     Err(ClientError::Refused { url, status, code, message })
 }
+
+/// `GET /health` of the running service (for container health checks).
+pub async fn health(base: &str) -> Result<super::Health, ClientError> {
+    let url = format!("{base}/health");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ClientError::NotRunning { url: url.clone(), detail: e.to_string() })?;
+    let response = client.get(&url).send().await.map_err(|e| ClientError::NotRunning {
+        url: base.to_owned(),
+        detail: if e.is_connect() { "connection refused".into() } else { e.without_url().to_string() },
+    })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(ClientError::Refused { url, status, code: String::new(), message: "not healthy".into() });
+    }
+    response.json().await.map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() })
+}

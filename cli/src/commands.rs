@@ -305,3 +305,34 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
     .await;
     finish(common, result)
 }
+
+pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let bytes = state::backup::backup(&config.state, to).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "backup": to, "bytes": bytes }));
+        } else {
+            println!("State backed up to {} ({bytes} bytes).", to.display());
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn state_restore(common: &Common, from: &std::path::Path) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let store = store(&config).await?;
+        state::backup::restore(&config.state, store.as_ref(), from).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "restored_from": from }));
+        } else {
+            println!("State restored from {}.", from.display());
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}

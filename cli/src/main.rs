@@ -120,6 +120,11 @@ enum Command {
         #[arg(long)]
         port_file: Option<PathBuf>,
     },
+    /// Back up or restore the local state (json or sqlite), safe while `serve` runs.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Check that the running service answers `/health` (exit 0) or not (exit 1).
     Health {
         #[command(flatten)]
@@ -140,6 +145,24 @@ enum Command {
         /// Port of the service (default: api.port of the config).
         #[arg(long)]
         port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateAction {
+    /// Write a consistent copy of the state to FILE.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the state with the backup in FILE (refused while a run holds a lease).
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -174,6 +197,8 @@ fn main() -> ExitCode {
                 };
                 commands::serve(&common, options).await
             }
+            Command::State { action: StateAction::Backup { common, to } } => commands::state_backup(&common, &to).await,
+            Command::State { action: StateAction::Restore { common, from } } => commands::state_restore(&common, &from).await,
             Command::Health { common, port } => commands::health(&common, port).await,
             Command::Trigger { common, connector_id, force, port } => {
                 commands::trigger(&common, &connector_id, force, port).await

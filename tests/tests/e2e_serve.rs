@@ -394,3 +394,49 @@ async fn sigterm_during_a_run_checkpoints_and_exits_cleanly() {
     assert_eq!(rerun.json()["counts"]["new"], json!(total - delivered));
     assert_eq!(rag.documents().len(), total);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_backup_and_restore_work_for_both_backends_while_serving() {
+    for (backend, path) in [("json", "state.json"), ("sqlite", "state.db")] {
+        let (mem, rag) = sims(12, Duration::from_millis(100)).await;
+        let yaml = config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 1, "")
+            .replace("backend: json", &format!("backend: {backend}"))
+            .replace("path: \"state.json\"", &format!("path: \"{path}\""));
+        let ws = workspace(&yaml);
+        let first = ws.run_async(&["sync", "--connector-id", ID]).await;
+        assert_eq!(first.code, 0, "{backend}: {}", first.stderr);
+        let total = with_transcript(&mem);
+
+        let serve = Serve::start(&ws, &["--api-only"]).await;
+        // A forced run re-sends everything slowly: back up and try to restore meanwhile.
+        let (status, body) = serve.post(&format!("/connectors/{ID}/trigger?force=true")).await;
+        assert_eq!(status, 202, "{body}");
+        let backup = ws.path().join("backup.bin");
+        let run = ws.run_async(&["state", "backup", "--to", backup.to_str().expect("utf-8")]).await;
+        assert_eq!(run.code, 0, "{backend}: {}", run.stderr);
+        let refused = ws.run_async(&["state", "restore", "--from", backup.to_str().expect("utf-8")]).await;
+        assert_eq!(refused.code, 1, "{backend}: restore under a running run must be refused");
+        assert!(refused.stderr.contains("is running"), "{backend}: {}", refused.stderr);
+        serve.wait_history("the forced run", Duration::from_secs(40), |h| h.len() >= 2 && h.iter().all(finished)).await;
+        drop(serve);
+
+        // Forget everything, then restore: the ledger is back.
+        assert_eq!(ws.run_async(&["reset", "--connector-id", ID, "--yes"]).await.code, 0);
+        let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await.json();
+        assert_eq!(status["processed"], json!(0), "{backend}");
+        let run = ws.run_async(&["state", "restore", "--from", backup.to_str().expect("utf-8")]).await;
+        assert_eq!(run.code, 0, "{backend}: {}", run.stderr);
+        let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await.json();
+        assert_eq!(status["processed"], json!(total), "{backend}: {status}");
+        // And the restored ledger knows every memory: nothing is new.
+        let again = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await;
+        assert_eq!(again.json()["counts"]["new"], json!(0), "{backend}");
+
+        let garbage = ws.path().join("garbage.bin");
+        std::fs::write(&garbage, "not a state").expect("write");
+        let bad = ws.run_async(&["state", "restore", "--from", garbage.to_str().expect("utf-8")]).await;
+        assert_eq!(bad.code, 1, "{backend}: a broken backup is refused");
+        let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await.json();
+        assert_eq!(status["processed"], json!(total), "{backend}: a refused restore changes nothing");
+    }
+}

@@ -4,6 +4,7 @@
 //! behind the `aws` feature) implement it, and all of them pass the one
 //! conformance suite in [`conformance`].
 
+pub mod backup;
 pub mod conformance;
 pub mod json;
 pub mod sqlite;

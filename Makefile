@@ -22,6 +22,7 @@ run: build
 
 test:
 	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh
 	$(CARGO) test --workspace --no-fail-fast
 

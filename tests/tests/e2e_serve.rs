@@ -440,3 +440,32 @@ async fn state_backup_and_restore_work_for_both_backends_while_serving() {
         assert_eq!(status["processed"], json!(total), "{backend}: a refused restore changes nothing");
     }
 }
+
+/// Schemathesis (from `tests/scripts/schemathesis.sh`) fuzzes every operation
+/// of `/openapi.json`: no answer may be a 5xx.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_fuzz_finds_no_server_errors() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let st = root.join(".local/venv/bin/schemathesis");
+    if !st.exists() {
+        eprintln!("WARNING: schemathesis not installed (run tests/scripts/schemathesis.sh); the OpenAPI fuzz run is SKIPPED");
+        return;
+    }
+    let (mem, rag) = sims(5, Duration::ZERO).await;
+    let ws = workspace(&config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 5, ""));
+    let serve = Serve::start(&ws, &["--api-only"]).await;
+    let out = tokio::process::Command::new(st)
+        .arg("run")
+        .arg(serve.url("/openapi.json"))
+        .args(["--checks", "not_a_server_error", "--max-examples", "25", "--seed", "1", "--workers", "1", "--no-color"])
+        .args(["--header", &format!("X-API-Key: {API_KEY}")])
+        .current_dir(ws.path())
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .await
+        .expect("run schemathesis");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{report}");
+    assert!(out.status.success(), "schemathesis found problems:\n{report}");
+    assert!(report.contains("Tested: 11") && report.contains("No issues found"), "every operation was tested:\n{report}");
+}

@@ -22,11 +22,14 @@ pub(super) const ROUTES: &[(&str, &str, &str, u16, bool)] = &[
     ("get", "/openapi.json", "This document", 200, true),
 ];
 
-pub(super) async fn document() -> Json<Value> {
-    Json(build())
+pub(super) async fn document(axum::extract::State(state): axum::extract::State<super::ApiState>) -> Json<Value> {
+    let ids: Vec<&str> = state.config.connectors.iter().map(|c| c.id.as_str()).collect();
+    Json(build(&ids))
 }
 
-pub(super) fn build() -> Value {
+/// The document; `connector_ids` become the examples of the `{id}` parameter
+/// (so clients and fuzzers reach real connectors).
+pub(super) fn build(connector_ids: &[&str]) -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, summary, ok, secured) in ROUTES {
         let mut responses = serde_json::Map::new();
@@ -56,7 +59,11 @@ pub(super) fn build() -> Value {
         }
         let mut parameters = Vec::new();
         if path.contains("{id}") {
-            parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}));
+            let mut parameter = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+            if let Some(first) = connector_ids.first() {
+                parameter["example"] = json!(first);
+            }
+            parameters.push(parameter);
         }
         if path.ends_with("/history") {
             parameters.push(json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}));

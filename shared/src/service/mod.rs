@@ -67,6 +67,7 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     stop: watch::Sender<bool>,
     started_at: DateTime<Utc>,
+    job_timeout: Duration,
 }
 
 /// The service; cheap to clone.
@@ -91,6 +92,7 @@ impl Service {
         let source: Arc<dyn MemorySource> = Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
         let (stop, _) = watch::channel(false);
+        let config_job_timeout_minutes = config.advanced.pipeline.job_timeout_minutes.max(1);
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -105,8 +107,18 @@ impl Service {
                 last_error: Mutex::new(None),
                 stop,
                 started_at: Utc::now(),
+                job_timeout: Duration::from_secs(config_job_timeout_minutes * 60),
             }),
         }
+    }
+
+    /// Overrides `job_timeout_minutes` (tests: seconds instead of minutes).
+    /// Only before the service is shared.
+    pub fn with_job_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.job_timeout = timeout;
+        }
+        self
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -199,7 +211,7 @@ impl Service {
     }
 
     fn lease_ttl(&self) -> Duration {
-        Duration::from_secs(self.inner.config.advanced.pipeline.job_timeout_minutes.max(1) * 60)
+        self.inner.job_timeout
     }
 
     fn finish_active(&self, connector: &ConnectorId) {
@@ -570,3 +582,6 @@ async fn shutdown_signal() -> &'static str {
         "Ctrl-C"
     }
 }
+
+#[cfg(test)]
+mod tests;

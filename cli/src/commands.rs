@@ -59,7 +59,7 @@ fn connector<'a>(config: &'a Config, id: &str) -> Result<&'a ConnectorConfig, Fa
 }
 
 async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
-    state::open(&config.state).await.map_err(|e| Failure::failed(e.to_string()))
+    state::open_for(config).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
 pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: bool) -> u8 {

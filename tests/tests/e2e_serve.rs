@@ -469,3 +469,39 @@ async fn openapi_fuzz_finds_no_server_errors() {
     assert!(out.status.success(), "schemathesis found problems:\n{report}");
     assert!(report.contains("Tested: 11") && report.contains("No issues found"), "every operation was tested:\n{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_json_state_is_unreadable_without_the_key() {
+    let (mem, rag) = sims(8, Duration::ZERO).await;
+    let security = "\nadvanced:\n  security:\n    encrypt_secrets: true\n    encryption_key: \"${ENCRYPTION_KEY}\"\n";
+    let yaml = config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 5, "") + security;
+    let mut ws = workspace(&yaml);
+    ws.set_env("ENCRYPTION_KEY", "the-right-32-character-key-000000");
+    let run = ws.run_async(&["sync", "--connector-id", ID]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let file = ws.path().join("state.json");
+    let sealed = std::fs::read(&file).expect("state file");
+    assert!(sealed.starts_with(b"MCSTATE-ENC1\n"));
+    let text = String::from_utf8_lossy(&sealed);
+    assert!(!text.contains("connectors") && !text.contains(CTX) && !text.contains("memory_"), "plain text in the state");
+    let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await;
+    assert_eq!(status.json()["processed"], json!(with_transcript(&mem)));
+
+    ws.set_env("ENCRYPTION_KEY", "a-wrong-32-character-key-11111111");
+    let wrong = ws.run_async(&["sync", "--connector-id", ID]).await;
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("wrong ENCRYPTION_KEY"), "{}", wrong.stderr);
+
+    let plain = config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 5, "");
+    ws.write_config(&plain);
+    let missing = ws.run_async(&["status", "--connector-id", ID]).await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("encrypted but no key"), "{}", missing.stderr);
+    assert_eq!(std::fs::read(&file).expect("state file"), sealed, "failed opens never touch the file");
+
+    ws.write_config(&yaml.replace("backend: json", "backend: sqlite"));
+    ws.set_env("ENCRYPTION_KEY", "the-right-32-character-key-000000");
+    let sqlite = ws.run_async(&["status", "--connector-id", ID]).await;
+    assert_eq!(sqlite.code, 1);
+    assert!(sqlite.stderr.contains("sqlite cannot be encrypted"), "{}", sqlite.stderr);
+}

@@ -80,26 +80,6 @@ pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn never_prints_the_value() {
-        let s = Secret::new("hunter2");
-        assert_eq!(format!("{s}"), REDACTED);
-        assert_eq!(format!("{s:?}"), REDACTED);
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
-        assert_eq!(s.expose(), "hunter2");
-    }
-
-    #[test]
-    fn scrub_removes_echoed_values() {
-        let s = Secret::new("k-123");
-        assert_eq!(scrub("bad key k-123 given", &[&s]), "bad key *** given");
-    }
-}
-
 /// Files holding secrets (the config, `.env`) that others can read: warns
 /// once per file at service start (`chmod 600` fixes it).
 pub fn warn_if_readable_by_others(config_path: &std::path::Path) {
@@ -128,4 +108,24 @@ fn readable_by_others(path: &std::path::Path) -> bool {
 #[cfg(not(unix))]
 fn readable_by_others(_path: &std::path::Path) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), REDACTED);
+        assert_eq!(format!("{s:?}"), REDACTED);
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn scrub_removes_echoed_values() {
+        let s = Secret::new("k-123");
+        assert_eq!(scrub("bad key k-123 given", &[&s]), "bad key *** given");
+    }
 }

@@ -296,9 +296,7 @@ impl Service {
 
     fn set_last_error(&self, error: Option<String>) {
         if let Ok(mut last) = self.inner.last_error.lock() {
-            if error.is_some() || last.is_some() {
-                *last = error;
-            }
+            *last = error;
         }
     }
 

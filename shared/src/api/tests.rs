@@ -83,3 +83,21 @@ async fn errors_have_one_shape() {
     let text = client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("mem-key") && !text.contains("the-key"), "{text}");
 }
+
+#[tokio::test]
+async fn cors_allows_the_configured_origins_only() {
+    let (url, _dir) = serve().await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{url}/connectors"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "x-api-key")
+            .send()
+    };
+    let allowed = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("http://localhost:3000"));
+    let denied = preflight("http://evil.example").await.unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}

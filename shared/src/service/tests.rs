@@ -128,3 +128,69 @@ async fn stop_makes_a_run_end_at_a_batch_boundary() {
     assert!(store.lease(&connector.id).await.unwrap().is_none(), "the lease is released");
     assert!(matches!(service.start_run(&connector, "test", false).await, Err(LaunchError::ShuttingDown)));
 }
+
+const FAST_YAML: &str = r#"
+memory_api: { url: "http://127.0.0.1:9" }
+connectors:
+  - id: "c1"
+    context_id: "CTX"
+    schedule: { type: interval, interval_hours: 10 }
+    ingestion: { batch_size: 5 }
+api: { enable_auth: false }
+state: { cleanup: { enabled: false } }
+"#;
+
+async fn fast_service(dir: &std::path::Path, yaml: &str) -> (Service, Arc<dyn StateStore>, ConnectorId) {
+    let config = load_str(yaml, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let id = config.connectors[0].id.clone();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.join("state.json")).await.unwrap());
+    let service = Service::new(
+        Arc::new(config),
+        Arc::clone(&store),
+        Arc::new(Source(3)),
+        Arc::new(SlowSink::default()),
+        Arc::new(Metrics::new()),
+    );
+    (service, store, id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overdue_connector_runs_once_at_start_never_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, store, id) = fast_service(dir.path(), FAST_YAML).await;
+    // Last run 100 hours ago with a 10-hour interval: ten runs were missed.
+    let mut state = crate::state::ConnectorState::new(id.clone());
+    state.last_run_started = Some(Utc::now() - chrono::Duration::hours(100));
+    store.checkpoint(&id, Checkpoint { connector: Some(state), ..Default::default() }).await.unwrap();
+    let handles = service.spawn_scheduler();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    service.request_stop();
+    for h in handles {
+        let _ = h.await;
+    }
+    let runs = store.runs(&id, 100).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].trigger, "schedule");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_skips_a_paused_connector_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = FAST_YAML.replace("interval_hours: 10", "interval_minutes: 0.005");
+    let (service, store, id) = fast_service(dir.path(), &yaml).await;
+    crate::state::set_paused(store.as_ref(), &id, true).await.unwrap();
+    let handles = service.spawn_scheduler();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(store.runs(&id, 100).await.unwrap().is_empty(), "a paused connector is not scheduled");
+    crate::state::set_paused(store.as_ref(), &id, false).await.unwrap();
+    let started = std::time::Instant::now();
+    while store.runs(&id, 100).await.unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "resumed connector never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.request_stop();
+    for h in handles {
+        let _ = h.await;
+    }
+    assert!(!store.connector_state(&id).await.unwrap().unwrap().paused);
+}

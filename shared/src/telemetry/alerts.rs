@@ -137,3 +137,54 @@ impl Alerter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AlertsConfig;
+    use std::sync::Arc;
+
+    async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    sink.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, got)
+    }
+
+    #[tokio::test]
+    async fn no_sync_alerts_once_and_recovers_once() {
+        let (url, got) = receiver().await;
+        let config = MonitoringConfig {
+            alerts: AlertsConfig { enabled: true, webhook_url: Some(Secret::new(url)), alert_on: vec![AlertRule::NoSyncForHours(1.0)] },
+            ..Default::default()
+        };
+        let alerter = Alerter::from_config(&config).unwrap();
+        let now = Utc::now();
+        let mut state = ConnectorState::new(ConnectorId::new("c1"));
+        state.last_success = Some(now - chrono::Duration::hours(2));
+        alerter.evaluate(&state, None, now - chrono::Duration::hours(5), now).await;
+        alerter.evaluate(&state, None, now - chrono::Duration::hours(5), now).await;
+        // Never synced, watched for 30 min only: not stale yet.
+        let fresh = ConnectorState::new(ConnectorId::new("c2"));
+        alerter.evaluate(&fresh, None, now - chrono::Duration::minutes(30), now).await;
+        state.last_success = Some(now);
+        alerter.evaluate(&state, None, now - chrono::Duration::hours(5), now).await;
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0]["alert"].as_str(), got[0]["state"].as_str()), (Some("no_sync"), Some("firing")));
+        assert_eq!(got[1]["state"], "resolved");
+        assert!(got[0]["text"].as_str().unwrap().contains("c1"));
+    }
+}

@@ -242,7 +242,13 @@ async fn a_trigger_while_running_is_409_and_the_cli_says_so() {
 async fn every_route_but_health_needs_the_key_and_secrets_stay_hidden() {
     let (mem, rag) = sims(5, Duration::ZERO).await;
     let ws = workspace(&config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 5, ""));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(ws.config_path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
     let serve = Serve::start(&ws, &["--api-only"]).await;
+    let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("serve log");
+    assert!(log.contains("readable by other users") && log.contains("config.yaml"), "a 0644 config is warned about:\n{log}");
     let routes: Vec<(&str, String)> = vec![
         ("GET", "/connectors".into()),
         ("GET", format!("/connectors/{ID}")),

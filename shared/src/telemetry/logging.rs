@@ -86,6 +86,9 @@ pub fn init(config: &LoggingConfig) {
         });
     }
     if config.file.enabled {
+        if config.file.rotation == crate::config::LogRotation::Time {
+            eprintln!("warning: logging.file.rotation: time is not supported; the log file is rotated by size (max_bytes)");
+        }
         match RotatingFile::open(&config.file.path, config.file.max_bytes, config.file.backup_count) {
             Ok(file) => {
                 let layer = tracing_subscriber::fmt::layer().with_writer(file).with_ansi(false);

@@ -199,7 +199,7 @@ fn check_with_promtool(ws: &Workspace, text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_while_running_is_409_and_the_cli_says_so() {
-    let (mem, rag) = sims(20, Duration::from_millis(150)).await;
+    let (mem, rag) = sims(20, Duration::from_millis(300)).await;
     let ws = workspace(&config(&mem, &rag, "      type: interval\n      interval_hours: 1\n", 1, ""));
 
     // No service yet: the CLI says so clearly.

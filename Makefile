@@ -21,6 +21,9 @@ run: build
 	@bash tests/scripts/run-demo.sh "$(BIN)" "$(LOCAL)"
 
 test:
+	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/schemathesis.sh
+	@bash tests/scripts/check-deploy.sh
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:

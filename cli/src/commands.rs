@@ -47,7 +47,7 @@ fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
 
 fn load(common: &Common) -> Result<Config, Failure> {
     let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
-    output::init_logging(&config, &common.config);
+    connector_core::telemetry::logging::init(&config.logging);
     Ok(config)
 }
 
@@ -59,7 +59,7 @@ fn connector<'a>(config: &'a Config, id: &str) -> Result<&'a ConnectorConfig, Fa
 }
 
 async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
-    state::open(&config.state).await.map_err(|e| Failure::failed(e.to_string()))
+    state::open_for(config).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
 pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: bool) -> u8 {
@@ -249,6 +249,88 @@ pub async fn retry_failed(common: &Common, connector_id: &str) -> u8 {
             output::print_json(&serde_json::json!({ "connector_id": connector.id, "replayed": count }));
         } else {
             println!("{count} failed or dead memories of {} will be retried on the next sync.", connector.id);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn serve(common: &Common, options: connector_core::service::ServeOptions) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        connector_core::secrets::warn_if_readable_by_others(&common.config);
+        let store = store(&config).await?;
+        let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
+        let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
+        connector_core::service::serve(Arc::new(config), store, Arc::new(source), sink, options)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn trigger(common: &Common, connector_id: &str, force: bool, port: Option<u16>) -> u8 {
+    use connector_core::api::client;
+    let result = async {
+        let config = load(common)?;
+        let connector = connector(&config, connector_id)?;
+        let base = client::base_url(&config.api, port);
+        let outcome = client::trigger(&config.api, &base, &connector.id, force).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&outcome);
+        } else {
+            println!("Run {} of {} started (asynchronously); follow it with `status`.", outcome.run_id, outcome.connector_id);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn health(common: &Common, port: Option<u16>) -> u8 {
+    use connector_core::api::client;
+    let result = async {
+        let config = load(common)?;
+        let base = client::base_url(&config.api, port);
+        let health = client::health(&base).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&health);
+        } else {
+            println!("{} (version {}, up {} s, {} active jobs)", health.status, health.version, health.uptime_seconds, health.active_jobs);
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let bytes = state::backup::backup(&config.state, to).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "backup": to, "bytes": bytes }));
+        } else {
+            println!("State backed up to {} ({bytes} bytes).", to.display());
+        }
+        Ok(EXIT_OK)
+    }
+    .await;
+    finish(common, result)
+}
+
+pub async fn state_restore(common: &Common, from: &std::path::Path) -> u8 {
+    let result = async {
+        let config = load(common)?;
+        let store = store(&config).await?;
+        state::backup::restore(&config.state, store.as_ref(), from).await.map_err(|e| Failure::failed(e.to_string()))?;
+        if common.json {
+            output::print_json(&serde_json::json!({ "restored_from": from }));
+        } else {
+            println!("State restored from {}.", from.display());
         }
         Ok(EXIT_OK)
     }

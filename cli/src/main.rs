@@ -100,6 +100,70 @@ enum Command {
         #[arg(long)]
         connector_id: String,
     },
+    /// Run the service: scheduler, management API and metrics, until SIGTERM/SIGINT.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Run only the API server (no scheduler).
+        #[arg(long, conflicts_with = "scheduler_only")]
+        api_only: bool,
+        /// Run only the scheduler (no API).
+        #[arg(long)]
+        scheduler_only: bool,
+        /// API host (default: api.host).
+        #[arg(long)]
+        host: Option<String>,
+        /// API port (default: api.port; 0 picks a free port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Write the bound ports as JSON (`{"api": P, "metrics": Q}`) to this file.
+        #[arg(long)]
+        port_file: Option<PathBuf>,
+    },
+    /// Back up or restore the local state (json or sqlite), safe while `serve` runs.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+    /// Check that the running service answers `/health` (exit 0) or not (exit 1).
+    Health {
+        #[command(flatten)]
+        common: Common,
+        /// Port of the service (default: api.port of the config).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Ask the running service to sync a connector now (asynchronously).
+    Trigger {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+        /// Re-send every memory, whatever the ledger says.
+        #[arg(long)]
+        force: bool,
+        /// Port of the service (default: api.port of the config).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateAction {
+    /// Write a consistent copy of the state to FILE.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the state with the backup in FILE (refused while a run holds a lease).
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +187,22 @@ fn main() -> ExitCode {
             Command::History { common, connector_id, limit } => commands::history(&common, &connector_id, limit).await,
             Command::Failed { common, connector_id } => commands::failed(&common, &connector_id).await,
             Command::RetryFailed { common, connector_id } => commands::retry_failed(&common, &connector_id).await,
+            Command::Serve { common, api_only, scheduler_only, host, port, port_file } => {
+                let options = connector_core::service::ServeOptions {
+                    api: !scheduler_only,
+                    scheduler: !api_only,
+                    host,
+                    port,
+                    port_file,
+                };
+                commands::serve(&common, options).await
+            }
+            Command::State { action: StateAction::Backup { common, to } } => commands::state_backup(&common, &to).await,
+            Command::State { action: StateAction::Restore { common, from } } => commands::state_restore(&common, &from).await,
+            Command::Health { common, port } => commands::health(&common, port).await,
+            Command::Trigger { common, connector_id, force, port } => {
+                commands::trigger(&common, &connector_id, force, port).await
+            }
         }
     });
     ExitCode::from(code)

@@ -1,55 +1,15 @@
-//! Human and JSON output, and logging set-up for the one-shot commands.
+//! Human and JSON output of the commands (logging is `connector_core::telemetry::logging`).
 
-use connector_core::config::{Config, LogFormat, LogLevel};
 use connector_core::state::{LedgerEntry, RunRecord};
 use connector_core::status::{ConnectorStatus, ConnectorSummary};
 use connector_core::sync::RunReport;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::path::Path;
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("error: cannot encode the answer as JSON: {e}"),
-    }
-}
-
-/// Logs go to stderr (stdout is for answers). `LOG_LEVEL` and `LOG_FORMAT`
-/// override the config.
-pub fn init_logging(config: &Config, _config_path: &Path) {
-    let level = std::env::var("LOG_LEVEL")
-        .ok()
-        .map(|l| l.to_ascii_lowercase())
-        .unwrap_or_else(|| level_name(config.logging.level).to_owned());
-    let level = match level.as_str() {
-        "warning" | "warn" => "warn",
-        "critical" => "error",
-        other => other,
-    }
-    .to_owned();
-    let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
-        Some("json") => true,
-        Some("text") => false,
-        _ => config.logging.format == LogFormat::Json,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.with_ansi(config.logging.console.colorize && std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
-    };
-}
-
-fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warning => "warn",
-        LogLevel::Error | LogLevel::Critical => "error",
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`lightrag::DocumentSink`] writes it, a [`state::StateStore`] remembers what
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
+pub mod api;
 pub mod config;
 pub mod ids;
 pub mod lightrag;
@@ -13,9 +14,11 @@ pub mod memory_api;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
+pub mod service;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod telemetry;
 pub mod transform;
 
 /// The version reported by `--version`, `/health` and the run report.

@@ -80,6 +80,36 @@ pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
     out
 }
 
+/// Files holding secrets (the config, `.env`) that others can read: warns
+/// once per file at service start (`chmod 600` fixes it).
+pub fn warn_if_readable_by_others(config_path: &std::path::Path) {
+    let mut files = vec![config_path.to_path_buf()];
+    if let Some(dir) = config_path.parent() {
+        files.push(dir.join(".env"));
+    }
+    files.push(std::path::PathBuf::from(".env"));
+    files.dedup();
+    for file in files {
+        if readable_by_others(&file) {
+            tracing::warn!(
+                file = %file.display(),
+                "this file may hold secrets and is readable by other users; run `chmod 600` on it"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &std::path::Path) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,8 @@ struct Inner {
     lock_path: PathBuf,
     temp_path: PathBuf,
     lock_timeout: Duration,
+    /// Encrypts the file at rest when set (`advanced.security.encrypt_secrets`).
+    cipher: Option<super::cipher::StateCipher>,
     /// `None` until loaded, and again after a failed write (forces a re-read).
     cache: Mutex<Option<Loaded>>,
 }
@@ -151,6 +153,16 @@ impl JsonStore {
     /// process's lock before failing with [`StateError::Locked`].
     pub async fn open_with_lock_timeout(path: &Path, lock_timeout: Duration) -> Result<Self, StateError> {
         let store = Self { inner: Arc::new(Inner::new(path, lock_timeout)) };
+        store.blocking(|inner| inner.read(|_| ())).await?;
+        Ok(store)
+    }
+
+    /// Like [`JsonStore::open`], with the file encrypted at rest under
+    /// `cipher` (a plain file is read and encrypted at the next write).
+    pub async fn open_encrypted(path: &Path, cipher: super::cipher::StateCipher) -> Result<Self, StateError> {
+        let mut inner = Inner::new(path, DEFAULT_LOCK_TIMEOUT);
+        inner.cipher = Some(cipher);
+        let store = Self { inner: Arc::new(inner) };
         store.blocking(|inner| inner.read(|_| ())).await?;
         Ok(store)
     }
@@ -187,6 +199,7 @@ impl Inner {
             lock_path: with_suffix(".lock"),
             temp_path: with_suffix(".tmp"),
             lock_timeout,
+            cipher: None,
             cache: Mutex::new(None),
         }
     }
@@ -244,7 +257,9 @@ impl Inner {
         let meta = file.metadata().map_err(|e| self.io(&self.path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| self.io(&self.path, e))?;
-        let doc = self.parse(&bytes)?;
+        let plain = super::cipher::open_bytes(self.cipher.as_ref(), &bytes)
+            .map_err(|e| StateError::Corrupt { path: self.path.clone(), detail: e.to_string() })?;
+        let doc = self.parse(plain.as_deref().unwrap_or(&bytes))?;
         Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file) })
     }
 
@@ -334,8 +349,15 @@ impl Inner {
             file.set_permissions(meta.permissions()).map_err(err)?;
         }
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        serde_json::to_writer_pretty(&mut out, doc).map_err(|e| err(io::Error::from(e)))?;
-        out.write_all(b"\n").map_err(err)?;
+        if let Some(cipher) = &self.cipher {
+            let mut plain = serde_json::to_vec(doc).map_err(|e| err(io::Error::from(e)))?;
+            plain.push(b'\n');
+            let sealed = cipher.encrypt(&plain).map_err(|e| err(io::Error::other(e.to_string())))?;
+            out.write_all(&sealed).map_err(err)?;
+        } else {
+            serde_json::to_writer_pretty(&mut out, doc).map_err(|e| err(io::Error::from(e)))?;
+            out.write_all(b"\n").map_err(err)?;
+        }
         let file = out.into_inner().map_err(|e| err(e.into_error()))?;
         file.sync_all().map_err(err)?;
         let meta = file.metadata().map_err(err)?;

@@ -4,6 +4,8 @@
 //! behind the `aws` feature) implement it, and all of them pass the one
 //! conformance suite in [`conformance`].
 
+pub mod backup;
+pub mod cipher;
 pub mod conformance;
 pub mod json;
 pub mod sqlite;
@@ -358,6 +360,36 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Removes run records that started before `before`; returns how many.
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
+}
+
+/// Sets or clears the connector's `paused` flag (the scheduler skips a
+/// paused connector; a manual trigger still runs it).
+pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused: bool) -> Result<(), StateError> {
+    let mut state = store.connector_state(connector).await?.unwrap_or_else(|| ConnectorState::new(connector.clone()));
+    state.paused = paused;
+    store.checkpoint(connector, Checkpoint { connector: Some(state), ..Default::default() }).await
+}
+
+/// Opens the store of a whole config: like [`open`], with the at-rest
+/// encryption of `advanced.security` (JSON: the whole file; SQLite: refused,
+/// see decision 0008).
+pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateStore>, StateError> {
+    let security = &config.advanced.security;
+    if !security.encrypt_secrets {
+        return open(&config.state).await;
+    }
+    let key = security.encryption_key.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
+        StateError::Unsupported("advanced.security.encrypt_secrets is on but advanced.security.encryption_key (ENCRYPTION_KEY) is empty".into())
+    })?;
+    match config.state.backend {
+        StateBackend::Json => Ok(Arc::new(
+            json::JsonStore::open_encrypted(&config.state.path, cipher::StateCipher::from_key(key.expose())).await?,
+        )),
+        StateBackend::Sqlite => Err(StateError::Unsupported(
+            "sqlite cannot be encrypted at rest by this build (advanced.security.encrypt_secrets): use state.backend: json, or an encrypted filesystem".into(),
+        )),
+        StateBackend::Dynamodb => open(&config.state).await,
+    }
 }
 
 /// Opens the store the config names.

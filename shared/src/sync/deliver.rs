@@ -105,7 +105,7 @@ impl SyncEngine {
                 if slots_used > 0 && slots_used + next.cost() > batch_size {
                     break;
                 }
-                if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
                     deadline_hit = true;
                     break;
                 }

@@ -85,6 +85,9 @@ pub struct SyncEngine {
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
     settings: SinkSettings,
+    /// When it turns `true` (service shutdown), the run takes no new work,
+    /// like at its deadline.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -112,7 +115,7 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default() }
+        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None }
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
@@ -131,6 +134,16 @@ impl SyncEngine {
         self
     }
 
+    /// Stops runs at the next batch boundary once `stop` turns `true`.
+    pub fn with_stop_signal(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
     pub fn connector_id(&self) -> &ConnectorId {
         &self.connector.id
     }
@@ -140,7 +153,14 @@ impl SyncEngine {
     /// status says how it went, and that report is in the run history.
     pub async fn run(&self, options: RunOptions) -> Result<RunReport, SyncError> {
         let started_at = Utc::now();
-        let run_id = RunId::generate(started_at);
+        self.run_with_id(RunId::generate(started_at), options).await
+    }
+
+    /// Like [`run`](Self::run) under a run id chosen by the caller (the
+    /// scheduler answers a trigger with the id before the run starts; it may
+    /// already hold the lease under that id).
+    pub async fn run_with_id(&self, run_id: RunId, options: RunOptions) -> Result<RunReport, SyncError> {
+        let started_at = Utc::now();
         let span = info_span!("sync", connector_id = %self.connector.id, run_id = %run_id, trigger = %options.trigger);
         self.run_inner(run_id, started_at, options).instrument(span).await
     }
@@ -264,6 +284,10 @@ impl SyncEngine {
             state.totals.ingested += report.counts.new;
             state.totals.updated += report.counts.updated;
             state.totals.failed += report.counts.failed;
+            // `pause`/`resume` may have come in while the run went on.
+            if let Ok(Some(current)) = self.store.connector_state(&self.connector.id).await {
+                state.paused = current.paused;
+            }
             if status == RunStatus::Failed {
                 state.consecutive_failures += 1;
             } else {

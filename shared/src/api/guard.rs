@@ -1,0 +1,156 @@
+//! The gates in front of the management API: the API key (constant-time
+//! comparison), the rate limit (one token bucket for the whole API) and CORS.
+
+use super::ApiError;
+use crate::config::{ApiConfig, CorsConfig};
+use crate::secrets::Secret;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// The configured key, or `None` when auth is off.
+#[derive(Clone)]
+pub(super) struct AuthKey {
+    enabled: bool,
+    /// SHA-256 of the key: comparing fixed-length digests in constant time
+    /// leaks neither the key nor its length.
+    digest: Option<[u8; 32]>,
+}
+
+impl AuthKey {
+    pub(super) fn from_config(api: &ApiConfig) -> Self {
+        let digest = api.api_key.as_ref().filter(|k| !k.is_empty()).map(|k: &Secret| digest(k.expose()));
+        Self { enabled: api.enable_auth, digest }
+    }
+
+    fn accepts(&self, presented: Option<&str>) -> bool {
+        match (&self.digest, presented) {
+            (Some(expected), Some(given)) => bool::from(digest(given).ct_eq(expected)),
+            _ => false,
+        }
+    }
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+/// The key a request presents: `X-API-Key: K` or `Authorization: Bearer K`.
+fn presented_key(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub(super) async fn require_key(State(key): State<AuthKey>, request: Request, next: Next) -> Response {
+    // CORS preflights carry no credentials by design.
+    if !key.enabled || request.method() == Method::OPTIONS || key.accepts(presented_key(&request)) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong API key: send `X-API-Key: <key>` or `Authorization: Bearer <key>`",
+    )
+    .into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// A token bucket: `requests_per_minute` tokens, refilled continuously.
+#[derive(Debug)]
+pub struct RateLimiter {
+    capacity: f64,
+    per_second: f64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub fn per_minute(requests: u32) -> Self {
+        let capacity = f64::from(requests.max(1));
+        Self { capacity, per_second: capacity / 60.0, bucket: Mutex::new((capacity, Instant::now())) }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (tokens, last) = *bucket;
+        let tokens = (tokens + now.saturating_duration_since(last).as_secs_f64() * self.per_second).min(self.capacity);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
+            Ok(())
+        } else {
+            *bucket = (tokens, now);
+            Err(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+        }
+    }
+}
+
+pub(super) async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+    match limiter.try_take(Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests (api.rate_limit); retry in {seconds} s"),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+pub(super) fn cors(config: &CorsConfig) -> CorsLayer {
+    let origin = if config.origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::HeaderName::from_static("x-api-key")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refills_and_reports_the_wait() {
+        let limiter = RateLimiter::per_minute(2);
+        let t0 = Instant::now();
+        assert!(limiter.try_take(t0).is_ok());
+        assert!(limiter.try_take(t0).is_ok());
+        let wait = limiter.try_take(t0).unwrap_err();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(limiter.try_take(t0 + Duration::from_secs(31)).is_ok());
+    }
+
+    #[test]
+    fn key_comparison() {
+        let api = ApiConfig { enable_auth: true, api_key: Some(Secret::new("k-123")), ..Default::default() };
+        let key = AuthKey::from_config(&api);
+        assert!(key.accepts(Some("k-123")));
+        assert!(!key.accepts(Some("k-124")));
+        assert!(!key.accepts(Some("")));
+        assert!(!key.accepts(None));
+        let none = AuthKey::from_config(&ApiConfig { enable_auth: true, api_key: None, ..Default::default() });
+        assert!(!none.accepts(Some("")));
+    }
+}

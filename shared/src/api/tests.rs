@@ -1,0 +1,103 @@
+//! The router alone, with an in-memory launcher: the OpenAPI table and the
+//! routes agree, errors have one shape, the key gates everything but `/health`.
+
+use super::*;
+use crate::config::load_str;
+use crate::state::json::JsonStore;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct FakeLauncher {
+    launched: AtomicUsize,
+}
+
+#[async_trait]
+impl RunLauncher for FakeLauncher {
+    async fn launch(&self, connector: &ConnectorConfig, _force: bool) -> Result<LaunchOutcome, LaunchError> {
+        if self.launched.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Err(LaunchError::AlreadyRunning { connector: connector.id.clone(), owner: RunId::new("r1"), expires_at: None });
+        }
+        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
+    }
+}
+
+const YAML: &str = r#"
+memory_api:
+  url: "http://127.0.0.1:9"
+  api_key: "mem-key"
+connectors:
+  - id: "c1"
+    context_id: "CTX"
+    schedule: { type: interval, interval_hours: 1 }
+api:
+  enable_auth: true
+  api_key: "the-key"
+"#;
+
+async fn serve() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let store = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let app = router(Arc::new(config), store, Arc::new(FakeLauncher { launched: AtomicUsize::new(0) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, dir)
+}
+
+#[tokio::test]
+async fn every_documented_route_exists_and_answers_json() {
+    let (url, _dir) = serve().await;
+    let client = reqwest::Client::new();
+    for (method, path, _, ok, secured) in openapi::ROUTES {
+        let path = path.replace("{id}", "c1");
+        let request = if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+        let answer = request.header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), *ok, "{method} {path}");
+        let _: serde_json::Value = answer.json().await.unwrap();
+        if *secured {
+            let request = if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+            assert_eq!(request.send().await.unwrap().status().as_u16(), 401, "{method} {path} without key");
+        }
+    }
+}
+
+#[tokio::test]
+async fn errors_have_one_shape() {
+    let (url, _dir) = serve().await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{url}{path}")).bearer_auth("the-key").send();
+    let answer = get("/connectors/zz/status").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 404);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let answer = get("/connectors/c1/history?limit=abc").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    let trigger = |_: ()| client.post(format!("{url}/connectors/c1/trigger")).bearer_auth("the-key").send();
+    assert_eq!(trigger(()).await.unwrap().status().as_u16(), 202);
+    let conflict = trigger(()).await.unwrap();
+    assert_eq!(conflict.status().as_u16(), 409);
+    let body: serde_json::Value = conflict.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "already_running");
+    let text = client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("mem-key") && !text.contains("the-key"), "{text}");
+}
+
+#[tokio::test]
+async fn cors_allows_the_configured_origins_only() {
+    let (url, _dir) = serve().await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{url}/connectors"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "x-api-key")
+            .send()
+    };
+    let allowed = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("http://localhost:3000"));
+    let denied = preflight("http://evil.example").await.unwrap();
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}

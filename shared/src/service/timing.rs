@@ -1,0 +1,72 @@
+//! Decorators that time the Memory API fetches and LightRAG deliveries of
+//! the service's runs into the request-duration histograms, without touching
+//! the clients themselves.
+
+use crate::config::ConnectorConfig;
+use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
+use crate::memory_api::model::FetchedPage;
+use crate::sync::MemorySource;
+use crate::telemetry::metrics::Metrics;
+use crate::transform::Document;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn outcome<T, E>(result: &Result<T, E>) -> String {
+    if result.is_ok() { "ok" } else { "error" }.to_owned()
+}
+
+pub(super) struct TimedSource {
+    pub inner: Arc<dyn MemorySource>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl MemorySource for TimedSource {
+    async fn fetch(&self, connector: &ConnectorConfig) -> Result<FetchedPage, String> {
+        let started = Instant::now();
+        let result = self.inner.fetch(connector).await;
+        self.metrics.observe(
+            "memory_connector_memory_api_request_duration_seconds",
+            vec![("connector_id", connector.id.to_string()), ("operation", "list".into()), ("outcome", outcome(&result))],
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct TimedSink {
+    pub inner: Arc<dyn DocumentSink>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl TimedSink {
+    fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, SinkError>) {
+        self.metrics.observe(
+            "memory_connector_lightrag_request_duration_seconds",
+            vec![("operation", operation.to_owned()), ("outcome", outcome(result))],
+            started.elapsed().as_secs_f64(),
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl DocumentSink for TimedSink {
+    async fn insert(&self, doc: &Document) -> Result<InsertOutcome, SinkError> {
+        let started = Instant::now();
+        let result = self.inner.insert(doc).await;
+        self.observe("insert", started, &result);
+        result
+    }
+
+    async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError> {
+        let started = Instant::now();
+        let result = self.inner.replace(doc).await;
+        self.observe("replace", started, &result);
+        result
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}

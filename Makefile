@@ -24,7 +24,7 @@ test:
 	@bash tests/scripts/promtool.sh
 	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh
-	$(CARGO) test --workspace --no-fail-fast
+	@bash tests/scripts/with-lightrag.sh $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -7,6 +7,7 @@
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
 pub mod config;
+pub mod enrich;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;

@@ -7,10 +7,11 @@
 mod plan;
 mod report;
 
-pub use plan::{plan, Action, ActionKind};
+pub use plan::{plan, plan_enriched, Action, ActionKind};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::ConnectorConfig;
+use crate::enrich::{EnrichMode, Enricher, Enrichments};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::lightrag::{self, DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
 use crate::memory_api::model::{FetchedPage, Memory};
@@ -83,6 +84,8 @@ pub struct SyncEngine {
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
+    /// Transcripts, photo descriptions, place names (see [`crate::enrich`]).
+    enricher: Option<Arc<Enricher>>,
 }
 
 /// The outcome of delivering one memory.
@@ -106,7 +109,23 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store }
+        Self { connector, lease_ttl, source, sink, store, enricher: None }
+    }
+
+    /// Enriches memories before they are rendered (`include_audio`,
+    /// `include_image`, `geocoding`).
+    pub fn with_enricher(mut self, enricher: Option<Arc<Enricher>>) -> Self {
+        self.enricher = enricher;
+        self
+    }
+
+    /// Enrichments of the page's memories; a dry run reads only the cache.
+    async fn enrich(&self, page: &FetchedPage, options: &RunOptions) -> Enrichments {
+        let mode = if options.dry_run { EnrichMode::CacheOnly } else { EnrichMode::Full };
+        match &self.enricher {
+            Some(enricher) => enricher.enrich(page, mode).await,
+            None => Enrichments::default(),
+        }
     }
 
     pub fn connector_id(&self) -> &ConnectorId {
@@ -265,6 +284,7 @@ impl SyncEngine {
 
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
+        let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
@@ -273,7 +293,7 @@ impl SyncEngine {
         let mut work: Vec<(MemoryId, Document, bool)> = Vec::new();
         for memory in memories {
             let entry = entries.get(&memory.id);
-            let action = plan(&self.connector, memory, entry, options.force, now);
+            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {

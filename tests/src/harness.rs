@@ -133,6 +133,12 @@ pub struct ConfigSpec {
     pub strategy: &'static str,
     pub memory_timeout: u64,
     pub lightrag_key_var: bool,
+    /// Extra lines under the connector's `transformation:` (indented by the caller's text as is).
+    pub transformation_extra: Vec<String>,
+    /// Extra top-level YAML appended to the config (e.g. an `enrichment:` section).
+    pub extra_yaml: String,
+    /// `ingestion.skip_empty_transcripts`.
+    pub skip_empty_transcripts: bool,
 }
 
 impl ConfigSpec {
@@ -150,6 +156,9 @@ impl ConfigSpec {
             strategy: "standard",
             memory_timeout: 5,
             lightrag_key_var: false,
+            transformation_extra: Vec::new(),
+            extra_yaml: String::new(),
+            skip_empty_transcripts: true,
         }
     }
 
@@ -181,9 +190,9 @@ connectors:
       query_range: all
       query_limit: {limit}
       batch_size: {batch}
-      skip_empty_transcripts: true
+      skip_empty_transcripts: {skip_empty}
     transformation:
-      strategy: {strategy}
+      strategy: {strategy}{transformation_extra}
     retry:
       max_attempts: {attempts}
       backoff_multiplier: 2.0
@@ -199,7 +208,7 @@ api:
 logging:
   level: DEBUG
   format: json
-"#,
+{extra_yaml}"#,
             memory_url = self.memory_url,
             timeout = self.memory_timeout,
             ctx = self.context_id,
@@ -209,6 +218,10 @@ logging:
             attempts = self.max_attempts,
             backend = self.backend,
             state = self.state_path,
+            skip_empty = self.skip_empty_transcripts,
+            transformation_extra =
+                self.transformation_extra.iter().map(|line| format!("\n      {line}")).collect::<String>(),
+            extra_yaml = self.extra_yaml,
         )
     }
 }

@@ -407,5 +407,3 @@ fn one_line(raw: &str) -> String {
     raw.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-#[cfg(test)]
-mod tests;

@@ -139,6 +139,8 @@ pub struct Enricher {
     /// Serialises place lookups so two memories at one place cause one request.
     geocode_turn: tokio::sync::Mutex<()>,
     place_ttl: chrono::Duration,
+    /// Consecutive failures per service in this run (transcription, vision, geocoding).
+    breakers: [Breaker; 3],
     audio_limits: MediaLimits,
     image_limits: MediaLimits,
 }
@@ -193,6 +195,7 @@ impl Enricher {
             store,
             geocode_turn: tokio::sync::Mutex::new(()),
             place_ttl: chrono::Duration::try_seconds(ttl_secs.max(1)).unwrap_or(chrono::Duration::hours(1)),
+            breakers: Default::default(),
             audio_limits: AUDIO_LIMITS,
             image_limits: IMAGE_LIMITS,
         }))
@@ -211,6 +214,9 @@ impl Enricher {
         let wanted: Vec<&Memory> = page.memories.iter().filter(|m| self.wants(m).any()).collect();
         if wanted.is_empty() {
             return Enrichments::default();
+        }
+        for breaker in &self.breakers {
+            breaker.reset();
         }
         let results: Vec<(MemoryId, Enrichment)> = futures_util::stream::iter(wanted)
             .map(|memory| async move { (memory.id.clone(), self.enrich_one(memory, mode).await) })
@@ -304,6 +310,11 @@ impl Enricher {
 
     async fn transcribe(&self, memory: &Memory, source: &str) -> Option<Part> {
         let client = self.transcriber.as_ref()?;
+        let breaker = &self.breakers[0];
+        if breaker.is_open() {
+            debug!(memory_id = %memory.id, "transcription skipped this run: the service keeps failing");
+            return None;
+        }
         let result = async {
             let audio = self.media.media(&self.context_id, memory.id.as_str(), MediaKind::Audio, self.audio_limits).await?;
             client.transcribe(&audio).await
@@ -311,10 +322,12 @@ impl Enricher {
         .await;
         match result {
             Ok(text) => {
+                breaker.succeeded();
                 info!(memory_id = %memory.id, chars = text.len(), "audio transcribed");
                 Some(Part { source: source.to_owned(), text: clean(&text) })
             }
             Err(e) => {
+                breaker.failed(&e);
                 warn!(memory_id = %memory.id, stage = "transcription", error = %e, "audio not transcribed; the document goes without it and the next run tries again");
                 None
             }
@@ -323,6 +336,11 @@ impl Enricher {
 
     async fn describe(&self, memory: &Memory, source: &str) -> Option<Part> {
         let client = self.vision.as_ref()?;
+        let breaker = &self.breakers[1];
+        if breaker.is_open() {
+            debug!(memory_id = %memory.id, "photo description skipped this run: the service keeps failing");
+            return None;
+        }
         let result = async {
             let image = self.media.media(&self.context_id, memory.id.as_str(), MediaKind::Image, self.image_limits).await?;
             client.describe(&image).await
@@ -330,10 +348,12 @@ impl Enricher {
         .await;
         match result {
             Ok(text) => {
+                breaker.succeeded();
                 info!(memory_id = %memory.id, chars = text.len(), "photo described");
                 Some(Part { source: source.to_owned(), text: clean(&text) })
             }
             Err(e) => {
+                breaker.failed(&e);
                 warn!(memory_id = %memory.id, stage = "image_description", error = %e, "photo not described; the document goes without it and the next run tries again");
                 None
             }
@@ -352,11 +372,13 @@ impl Enricher {
         {
             return Some(Part { source: source.to_owned(), text });
         }
-        if mode == EnrichMode::CacheOnly {
+        let breaker = &self.breakers[2];
+        if mode == EnrichMode::CacheOnly || breaker.is_open() {
             return None;
         }
         match geocoder.reverse(point).await {
             Ok(name) => {
+                breaker.succeeded();
                 let text = name.map(|n| one_line(&n));
                 debug!(memory_id = %memory.id, place = ?text, "reverse geocoded");
                 let expires_at: DateTime<Utc> = now + self.place_ttl;
@@ -368,9 +390,41 @@ impl Enricher {
                 Some(Part { source: source.to_owned(), text })
             }
             Err(e) => {
+                breaker.failed(&e);
                 warn!(memory_id = %memory.id, stage = "geocoding", error = %e, "place not named; the document goes without it and the next run tries again");
                 None
             }
+        }
+    }
+}
+
+/// Stops calling a service for the rest of a run after
+/// [`BREAKER_THRESHOLD`] consecutive failures that are not the memory's own
+/// (a missing or unusable file does not count): an outage then costs a few
+/// requests, not one per memory (at one per second for Nominatim).
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive: std::sync::atomic::AtomicU32,
+}
+
+const BREAKER_THRESHOLD: u32 = 3;
+
+impl Breaker {
+    fn reset(&self) {
+        self.consecutive.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_open(&self) -> bool {
+        self.consecutive.load(std::sync::atomic::Ordering::Relaxed) >= BREAKER_THRESHOLD
+    }
+
+    fn succeeded(&self) {
+        self.reset();
+    }
+
+    fn failed(&self, error: &ServiceError) {
+        if !matches!(error, ServiceError::Media(_)) {
+            self.consecutive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

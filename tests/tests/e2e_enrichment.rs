@@ -17,7 +17,8 @@ const CTX: &str = "ENR";
 
 /// Five memories: two recordings without transcript at (nearly) one place in
 /// Berlin, one with a photo too; a photo with text in Munich; a note at the
-/// unknown place 0,0; a recording that already has its transcript.
+/// unknown place 0,0; a recording that already has its transcript; a photo
+/// without words or place.
 fn memories() -> Vec<Value> {
     vec![
         json!({"id": "a1", "type": "record", "audio": true, "image": false, "transcript": "",
@@ -34,6 +35,8 @@ fn memories() -> Vec<Value> {
         json!({"id": "t1", "type": "record", "audio": true, "image": false, "transcript": "Spoken and already transcribed",
                "location_lat": null, "location_lon": null, "created_at": "2025-12-15T10:00:00Z",
                "gcs_uri": "gs://bucket/audio/t1.wav"}),
+        json!({"id": "ph", "type": "photo", "audio": false, "image": true, "transcript": null,
+               "created_at": "2025-12-14T10:00:00Z", "gcs_uri_img": "gs://bucket/images/ph.png"}),
     ]
 }
 
@@ -145,7 +148,7 @@ async fn transcripts_descriptions_and_places_once_per_memory() {
     } = setup("json").await;
 
     let first = sync(&ws).await;
-    assert_eq!(counts(&first), (5, 0, 0, 0), "{}", first.stdout);
+    assert_eq!(counts(&first), (6, 0, 0, 0), "{}", first.stdout);
 
     let a1 = text(&rag, "a1");
     assert!(
@@ -196,9 +199,15 @@ async fn transcripts_descriptions_and_places_once_per_memory() {
     );
     assert!(!t1.contains("automatic"), "{t1}");
 
-    // a1 and a2 (audio), a2 and p1 (images), Berlin once for two memories and Munich.
-    assert_eq!(calls(&fakes), (2, 2, 2));
-    assert_eq!(mem.media_requests(), 4);
+    let ph = text(&rag, "ph");
+    assert!(
+        ph.contains("(no transcript)\n\n## Photo description (automatic)"),
+        "a described photo needs no words:\n{ph}"
+    );
+
+    // a1 and a2 (audio), a2, p1 and ph (images), Berlin once for two memories and Munich.
+    assert_eq!(calls(&fakes), (2, 3, 2));
+    assert_eq!(mem.media_requests(), 5);
     assert!(
         fakes
             .geocoding_user_agents()
@@ -211,12 +220,12 @@ async fn transcripts_descriptions_and_places_once_per_memory() {
     let second = sync(&ws).await;
     assert_eq!(
         counts(&second),
-        (0, 0, 5, 0),
+        (0, 0, 6, 0),
         "cached enrichments give the same documents:\n{}",
         second.stdout
     );
-    assert_eq!(calls(&fakes), (2, 2, 2), "no service is called again");
-    assert_eq!(mem.media_requests(), 4, "no download on a no-op run");
+    assert_eq!(calls(&fakes), (2, 3, 2), "no service is called again");
+    assert_eq!(mem.media_requests(), 5, "no download on a no-op run");
     assert_eq!(rag.documents().len(), documents);
     assert_eq!(text(&rag, "a1"), a1);
 }
@@ -233,8 +242,10 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     fakes.set_down(Service::Geocoding, true);
 
     let first = sync(&ws).await;
-    // a1 and a2 wait for a transcript (skip_empty_transcripts); the rest go without places.
-    assert_eq!(counts(&first), (3, 0, 0, 2), "{}", first.stdout);
+    // a1 waits for a transcript (skip_empty_transcripts); a2 goes with its photo
+    // description only; the rest go without places.
+    assert_eq!(counts(&first), (5, 0, 0, 1), "{}", first.stdout);
+    assert!(text(&rag, "a2").contains("(no transcript)"));
     let p1 = text(&rag, "p1");
     assert!(
         p1.contains("Where: 48.13700, 11.57500\n"),
@@ -246,8 +257,8 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     );
     let down_calls = calls(&fakes);
     assert_eq!(
-        down_calls.1, 2,
-        "p1's photo, and a2's (cached while a2 waits for its transcript)"
+        down_calls.1, 3,
+        "the photos of a2, p1 and ph"
     );
 
     fakes.set_down(Service::Transcription, false);
@@ -255,8 +266,8 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     let second = sync(&ws).await;
     assert_eq!(
         counts(&second),
-        (2, 1, 2, 0),
-        "a1, a2 new; p1 gains its place:\n{}",
+        (1, 2, 3, 0),
+        "a1 new; a2 gains its transcript and place, p1 its place:\n{}",
         second.stdout
     );
     assert!(text(&rag, "p1").contains("Where: Town 48.1/11.6, Simland"));
@@ -266,17 +277,17 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     assert_eq!(after.0 - down_calls.0, 2, "a1 and a2 transcribed once each");
     assert_eq!(
         after.1, down_calls.1,
-        "both photos were described once, in the first run"
+        "the photos were described once, in the first run"
     );
 
     let third = sync(&ws).await;
-    assert_eq!(counts(&third), (0, 0, 5, 0), "{}", third.stdout);
+    assert_eq!(counts(&third), (0, 0, 6, 0), "{}", third.stdout);
     assert_eq!(calls(&fakes), after);
 
     // The Memory API's own transcript replaces the automatic one.
     assert_eq!(mem.fill_transcripts(CTX, Some(&["a1".to_owned()])), 1);
     let fourth = sync(&ws).await;
-    assert_eq!(counts(&fourth), (0, 1, 4, 0), "{}", fourth.stdout);
+    assert_eq!(counts(&fourth), (0, 1, 5, 0), "{}", fourth.stdout);
     let a1 = text(&rag, "a1");
     assert!(a1.contains("## Transcript\n\nTranscribed later: "), "{a1}");
     assert!(!a1.contains("Automatic transcript"), "{a1}");
@@ -305,7 +316,7 @@ async fn without_the_flags_nothing_is_called_and_no_key_is_needed() {
     ws.write_config(&spec.render());
     ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
     let run = sync(&ws).await;
-    assert_eq!(counts(&run), (3, 0, 0, 2), "{}", run.stdout);
+    assert_eq!(counts(&run), (3, 0, 0, 3), "{}", run.stdout);
     assert_eq!(mem.media_requests(), 0);
     assert!(text(&rag, "p1").contains("Location: 48.13700, 11.57500\n"));
 }

@@ -289,7 +289,9 @@ impl Enricher {
             .as_deref()
             .is_none_or(|t| t.trim().is_empty());
         let transcribe = self.flags.include_audio && memory.audio && no_transcript;
-        if no_transcript && !transcribe && self.skip_empty_transcripts {
+        let describe = self.flags.include_image && memory.image;
+        // Such a memory waits for its transcript: nothing to spend a service on yet.
+        if no_transcript && !transcribe && !describe && self.skip_empty_transcripts {
             return Wants {
                 transcript: None,
                 image: None,
@@ -298,7 +300,7 @@ impl Enricher {
         }
         Wants {
             transcript: transcribe.then(|| media_fingerprint(memory.gcs_uri.as_deref())),
-            image: (self.flags.include_image && memory.image)
+            image: describe
                 .then(|| media_fingerprint(memory.gcs_uri_img.as_deref())),
             place: if self.flags.geocoding {
                 memory.location.map(rounded_key)

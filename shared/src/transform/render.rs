@@ -48,7 +48,10 @@ pub fn render(
         (None, Some(automatic)) => (Some(automatic), Source::Automatic),
         (None, None) => (None, Source::MemoryApi),
     };
-    if transcript.is_none() && skip_empty_transcripts {
+    let image_description =
+        enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
+    // A described photo is content enough: a photo memory need not wait for words.
+    if transcript.is_none() && image_description.is_none() && skip_empty_transcripts {
         return Rendered::WaitingForTranscript;
     }
     let tags = match (&transcript, transformation.extract_tags) {
@@ -58,7 +61,7 @@ pub fn render(
     let extras = Extras {
         transcript_source,
         place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
-        image_description: enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty()),
+        image_description,
     };
     let text = match transformation.strategy {
         Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags, &extras),
@@ -332,5 +335,10 @@ mod tests {
         assert_eq!(render("C", &m, &TransformationConfig::default(), true, None), Rendered::WaitingForTranscript);
         let e = Enrichment { transcript: Some("spoken".into()), ..Default::default() };
         assert!(text(render("C", &m, &TransformationConfig::default(), true, Some(&e))).ends_with("\n\nspoken\n"));
+        let photo = Enrichment { image_description: Some("A cat.".into()), ..Default::default() };
+        let t = text(render("C", &m, &TransformationConfig::default(), true, Some(&photo)));
+        assert!(t.ends_with("(no transcript)\n\n## Photo description (automatic)\n\nA cat.\n"), "{t}");
+        let place_only = Enrichment { place: Some("Berlin".into()), ..Default::default() };
+        assert_eq!(render("C", &m, &TransformationConfig::default(), true, Some(&place_only)), Rendered::WaitingForTranscript);
     }
 }

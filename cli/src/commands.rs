@@ -75,7 +75,9 @@ pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: boo
         let enricher = Enricher::for_connector(&config, &connector, source.clone(), store.clone())
             .map_err(|e| Failure::failed(e.to_string()))?
             .map(Arc::new);
-        let engine = SyncEngine::new(connector, lease_ttl, source, sink, store).with_enricher(enricher);
+        let engine = SyncEngine::new(connector, lease_ttl, source, sink, store)
+            .with_lightrag_settings(&config.lightrag)
+            .with_enricher(enricher);
         let options = RunOptions { force, dry_run, trigger: "cli".into(), deadline: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),

@@ -78,7 +78,24 @@ pub fn print_report(report: &RunReport) {
             c.rejected, c.deferred, c.backing_off
         );
     }
-    println!("  sink: {}", report.sink);
+    if c.confirmed + c.lightrag_failed + c.stuck + report.unconfirmed > 0 {
+        println!(
+            "  LightRAG: processed {} | failed in LightRAG {} | still queued {} | stuck {}",
+            c.confirmed, c.lightrag_failed, report.unconfirmed, c.stuck
+        );
+    }
+    match &report.server {
+        Some(server) => println!(
+            "  sink: {} (LightRAG {}, workspace {:?})",
+            report.sink,
+            server.core_version.as_deref().unwrap_or("?"),
+            server.workspace.as_deref().unwrap_or("?")
+        ),
+        None => println!("  sink: {}", report.sink),
+    }
+    for warning in &report.warnings {
+        println!("  warning: {warning}");
+    }
     if report.possibly_truncated {
         println!("  warning: the Memory API returned a full page; more memories may be waiting (raise ingestion.query_limit)");
     }

@@ -65,6 +65,17 @@ pub struct LightragApiConfig {
     #[serde(deserialize_with = "super::lenient::opt_string")]
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Send new documents in batches (`POST /documents/texts`) of up to
+    /// `ingestion.batch_size` documents and `max_batch_bytes` of text.
+    pub batch_inserts: bool,
+    pub max_batch_bytes: u64,
+    /// At the end of a run, wait at most this many seconds for LightRAG to
+    /// finish processing what the run submitted (0: do not wait; the next
+    /// run checks).
+    pub confirm_wait_seconds: u64,
+    /// A document still pending or processing this long after it was
+    /// submitted is reported as stuck.
+    pub stuck_after_minutes: u64,
 }
 
 impl Default for LightragApiConfig {
@@ -76,6 +87,10 @@ impl Default for LightragApiConfig {
             timeout: 300,
             username: None,
             password: None,
+            batch_inserts: true,
+            max_batch_bytes: 8 * 1024 * 1024,
+            confirm_wait_seconds: 30,
+            stuck_after_minutes: 60,
         }
     }
 }

@@ -12,9 +12,12 @@
 //! messages carry the URL (without user-info password), the status and a
 //! body excerpt with the key scrubbed out.
 
-use super::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, doc_id};
+use super::{
+    DocumentSink, InsertOutcome, Preflight, RemoteStatus, ReplaceOutcome, SinkError, SinkErrorKind, TrackedDoc, doc_id,
+    stored_basename,
+};
 use crate::config::LightragApiConfig;
-use crate::ids::TrackId;
+use crate::ids::{DocId, TrackId};
 use crate::retry::{self, StatusClass};
 use crate::secrets::{Secret, scrub};
 use crate::transform::Document;
@@ -22,10 +25,19 @@ use async_trait::async_trait;
 use backon::Retryable;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const INSERT_PATH: &str = "/documents/text";
+const INSERT_BATCH_PATH: &str = "/documents/texts";
+const TRACK_STATUS_PATH: &str = "/documents/track_status/";
+const PAGINATED_PATH: &str = "/documents/paginated";
+/// Up to this many distinct track ids are asked one by one; beyond it the
+/// document list is paged through instead.
+const MAX_TRACK_QUERIES: usize = 20;
+const PAGE_SIZE: usize = 200;
 const DELETE_PATH: &str = "/documents/delete_document";
 const HEALTH_PATH: &str = "/health";
 
@@ -61,6 +73,11 @@ pub struct ApiSink {
     timeout: Duration,
     first_retry_delay: Duration,
     replace_wait: Duration,
+    batch_inserts: bool,
+    max_batch_bytes: usize,
+    /// A 429 with `Retry-After` (a server with `MAX_PENDING_DOCUMENTS`) holds
+    /// every request of this sink until then: the whole run pauses sending.
+    paused_until: Mutex<Option<Instant>>,
 }
 
 /// What `GET /health` says about the server (every field optional: older
@@ -115,6 +132,9 @@ impl ApiSink {
             timeout,
             first_retry_delay: retry::FIRST_RETRY_DELAY,
             replace_wait: DEFAULT_REPLACE_WAIT,
+            batch_inserts: config.batch_inserts,
+            max_batch_bytes: usize::try_from(config.max_batch_bytes).unwrap_or(usize::MAX).max(1),
+            paused_until: Mutex::new(None),
         })
     }
 
@@ -153,6 +173,137 @@ impl ApiSink {
             workspace: text(body.pointer("/configuration/workspace")),
             pipeline_busy: body.get("pipeline_busy").and_then(Value::as_bool),
         })
+    }
+
+    /// One `POST /documents/texts` for `group` (indexes into `docs`). A 409
+    /// names one stored document: that one is `AlreadyStored` and the rest
+    /// is sent again; a refusal of the whole request (400/413/422) is split
+    /// in halves down to single inserts, so one bad or oversized document
+    /// never costs the others.
+    async fn insert_group(
+        &self,
+        docs: &[Document],
+        group: Vec<usize>,
+        outcomes: &mut [Option<Result<InsertOutcome, SinkError>>],
+        queue: &mut Vec<Vec<usize>>,
+    ) {
+        if group.len() == 1 {
+            outcomes[group[0]] = Some(self.insert(&docs[group[0]]).await);
+            return;
+        }
+        let body = json!({
+            "texts": group.iter().map(|&i| docs[i].text.as_str()).collect::<Vec<_>>(),
+            "file_sources": group.iter().map(|&i| docs[i].file_source.as_str()).collect::<Vec<_>>(),
+        });
+        let answer = match self.call(Method::POST, INSERT_BATCH_PATH, Some(&body), BusyConflict::Retry).await {
+            Ok(answer) => answer,
+            Err(e) if e.kind == SinkErrorKind::Rejected => {
+                let (left, right) = group.split_at(group.len() / 2);
+                tracing::debug!(size = group.len(), error = %e.message, "batch refused; splitting it");
+                queue.push(right.to_vec());
+                queue.push(left.to_vec());
+                return;
+            }
+            Err(e) => {
+                for i in group {
+                    outcomes[i] = Some(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        if answer.status == StatusCode::CONFLICT {
+            let detail = answer.detail().unwrap_or_default();
+            let named = detail.split('\'').nth(1).unwrap_or_default().to_owned();
+            match group.iter().position(|&i| stored_basename(&docs[i].file_source) == named) {
+                Some(at) => {
+                    outcomes[group[at]] = Some(Ok(InsertOutcome::AlreadyStored { status: stored_status(&detail) }));
+                    let rest: Vec<usize> = group.iter().enumerate().filter(|(j, _)| *j != at).map(|(_, &i)| i).collect();
+                    if !rest.is_empty() {
+                        queue.push(rest);
+                    }
+                }
+                None => {
+                    let (left, right) = group.split_at(group.len() / 2);
+                    queue.push(right.to_vec());
+                    queue.push(left.to_vec());
+                }
+            }
+            return;
+        }
+        match self.read_insert(&answer) {
+            Ok(InsertReading::Accepted { track_id }) => {
+                for i in group {
+                    outcomes[i] = Some(Ok(InsertOutcome::Accepted { track_id: track_id.clone() }));
+                }
+            }
+            Ok(InsertReading::AlreadyStored { status }) => {
+                for i in group {
+                    outcomes[i] = Some(Ok(InsertOutcome::AlreadyStored { status: status.clone() }));
+                }
+            }
+            Ok(InsertReading::Busy { message }) => {
+                for i in group {
+                    outcomes[i] = Some(Err(SinkError::transient(message.clone())));
+                }
+            }
+            Err(e) => {
+                for i in group {
+                    outcomes[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// `GET /documents/track_status/{id}`: the documents of one insert.
+    async fn track_status(&self, track_id: &TrackId, into: &mut HashMap<DocId, RemoteStatus>) -> Result<(), SinkError> {
+        let path = format!("{TRACK_STATUS_PATH}{}", percent_encoding::utf8_percent_encode(track_id.as_str(), percent_encoding::NON_ALPHANUMERIC));
+        let answer = self.call(Method::GET, &path, None, BusyConflict::Retry).await?;
+        let body = answer.json().unwrap_or(Value::Null);
+        for doc in body.get("documents").and_then(Value::as_array).into_iter().flatten() {
+            if let Some((id, status)) = read_doc_status(doc) {
+                into.insert(id, status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages through `POST /documents/paginated` (newest update first) until
+    /// every wanted document was seen or the pages are older than the oldest
+    /// submission.
+    async fn page_statuses(&self, docs: &[TrackedDoc], into: &mut HashMap<DocId, RemoteStatus>) -> Result<(), SinkError> {
+        let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
+        let oldest = docs.iter().filter_map(|d| d.submitted_at).min();
+        let mut found = 0usize;
+        for page in 1.. {
+            let body = json!({
+                "status_filters": null, "page": page, "page_size": PAGE_SIZE,
+                "sort_field": "updated_at", "sort_direction": "desc",
+            });
+            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut page_oldest: Option<chrono::DateTime<chrono::Utc>> = None;
+            for doc in &documents {
+                if let Some(updated) = doc.get("updated_at").and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+                    let updated = updated.with_timezone(&chrono::Utc);
+                    page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
+                }
+                if let Some((id, status)) = read_doc_status(doc) {
+                    if wanted.contains(&id) && into.insert(id, status).is_none() {
+                        found += 1;
+                    }
+                }
+            }
+            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
+            let older_than_wanted = match (page_oldest, oldest) {
+                (Some(page), Some(oldest)) => page < oldest - chrono::Duration::minutes(5),
+                _ => false,
+            };
+            if found >= wanted.len() || !has_next || documents.is_empty() || older_than_wanted {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn secrets(&self) -> Vec<&Secret> {
@@ -214,7 +365,27 @@ impl ApiSink {
         })
     }
 
+    /// Waits while a 429 asked this sink to pause.
+    async fn wait_if_paused(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until.into()).await,
+                _ => return,
+            }
+        }
+    }
+
+    fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(retry::MAX_RETRY_AFTER);
+        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+
     async fn attempt(&self, request: &Request<'_>) -> Result<Answer, Failure> {
+        self.wait_if_paused().await;
         let url = format!("{}{}", self.base, request.path);
         let shown_url = format!("{}{}", self.shown, request.path);
         let what = format!("{} {shown_url}", request.method);
@@ -250,7 +421,14 @@ impl ApiSink {
             StatusClass::Success => Ok(answer),
             StatusClass::Retryable => Err(Failure {
                 retryable: true,
-                retry_after,
+                retry_after: match (status.as_u16(), retry_after) {
+                    (429, Some(wait)) => {
+                        tracing::info!(wait_s = wait.as_secs_f64(), "LightRAG asked to slow down (429); pausing sends");
+                        self.pause_for(wait);
+                        Some(Duration::ZERO)
+                    }
+                    _ => retry_after,
+                },
                 kind: SinkErrorKind::Transient,
                 message: answered,
             }),
@@ -496,6 +674,99 @@ impl DocumentSink for ApiSink {
     fn describe(&self) -> String {
         self.shown.clone()
     }
+
+    fn batches(&self) -> bool {
+        self.batch_inserts
+    }
+
+    async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {
+        let mut outcomes: Vec<Option<Result<InsertOutcome, SinkError>>> = vec![None; docs.len()];
+        // Groups bounded by the byte budget, sent in order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = 0usize;
+        for (i, doc) in docs.iter().enumerate() {
+            let size = doc.text.len() + doc.file_source.len() + 16;
+            match groups.last_mut() {
+                Some(group) if bytes + size <= self.max_batch_bytes => group.push(i),
+                _ => {
+                    groups.push(vec![i]);
+                    bytes = 0;
+                }
+            }
+            bytes += size;
+        }
+        groups.reverse();
+        let mut queue = groups;
+        while let Some(group) = queue.pop() {
+            self.insert_group(docs, group, &mut outcomes, &mut queue).await;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(SinkError::transient("the batch insert gave no answer for this document"))))
+            .collect()
+    }
+
+    async fn statuses(&self, docs: &[TrackedDoc]) -> Result<HashMap<DocId, RemoteStatus>, SinkError> {
+        let mut found = HashMap::with_capacity(docs.len());
+        let mut tracks: Vec<&TrackId> = docs.iter().filter_map(|d| d.track_id.as_ref()).collect();
+        tracks.sort();
+        tracks.dedup();
+        if tracks.len() <= MAX_TRACK_QUERIES && docs.iter().all(|d| d.track_id.is_some()) {
+            for track in tracks {
+                self.track_status(track, &mut found).await?;
+            }
+        } else {
+            self.page_statuses(docs, &mut found).await?;
+        }
+        let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
+        found.retain(|id, _| wanted.contains(id));
+        Ok(found)
+    }
+
+    async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {
+        let info = self.server_info().await?;
+        let mut warnings = Vec::new();
+        let server_workspace = info.workspace.clone().unwrap_or_default();
+        if info.workspace.is_some() && server_workspace != expected_workspace {
+            warnings.push(format!(
+                "lightrag.api.workspace is {expected_workspace:?} but the server at {} serves workspace {server_workspace:?}; \
+                 LightRAG 1.5 fixes the workspace per server process (its WORKSPACE setting), so documents go to {server_workspace:?}",
+                self.shown
+            ));
+        }
+        match info.core_version.as_deref() {
+            Some(v) if !v.starts_with("1.5") => warnings.push(format!(
+                "the server at {} runs LightRAG {v}; this connector is built and tested for 1.5.x",
+                self.shown
+            )),
+            None => warnings.push(format!("the server at {} did not report its LightRAG version", self.shown)),
+            _ => {}
+        }
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(Some(Preflight {
+            core_version: info.core_version,
+            api_version: info.api_version,
+            workspace: info.workspace,
+            warnings,
+        }))
+    }
+}
+
+/// Reads one document of LightRAG's lists: its id and status.
+fn read_doc_status(doc: &Value) -> Option<(DocId, RemoteStatus)> {
+    let id = doc.get("id").and_then(Value::as_str)?;
+    let status = doc.get("status").and_then(Value::as_str)?.to_ascii_lowercase();
+    let status = status.strip_prefix("docstatus.").unwrap_or(&status).to_owned();
+    let remote = match status.as_str() {
+        "processed" => RemoteStatus::Processed,
+        "failed" => RemoteStatus::Failed {
+            error: doc.get("error_msg").and_then(Value::as_str).unwrap_or("failed in LightRAG (no message)").to_owned(),
+        },
+        _ => RemoteStatus::Queued { status },
+    };
+    Some((DocId::new(id), remote))
 }
 
 /// What to do with a 409 that is not "already contains".

@@ -17,6 +17,7 @@ use crate::ids::{DocId, TrackId};
 use crate::transform::Document;
 use async_trait::async_trait;
 use md5::{Digest, Md5};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -88,6 +89,64 @@ pub trait DocumentSink: Send + Sync + fmt::Debug {
 
     /// A short description for logs and the report (URL or folder; no secret).
     fn describe(&self) -> String;
+
+    /// Whether [`DocumentSink::insert_batch`] sends one request for many
+    /// documents (else it is a loop over `insert`).
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Inserts several new documents; one outcome per document, in order.
+    /// A sink that cannot batch inserts them one by one.
+    async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {
+        let mut outcomes = Vec::with_capacity(docs.len());
+        for doc in docs {
+            outcomes.push(self.insert(doc).await);
+        }
+        outcomes
+    }
+
+    /// What the sink knows about these documents' processing. Documents it
+    /// has no word on are absent (a direct-mode folder knows nothing).
+    async fn statuses(&self, docs: &[TrackedDoc]) -> Result<HashMap<DocId, RemoteStatus>, SinkError> {
+        let _ = docs;
+        Ok(HashMap::new())
+    }
+
+    /// Checks the server before a run (version, workspace); `None` when the
+    /// sink has no server.
+    async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {
+        let _ = expected_workspace;
+        Ok(None)
+    }
+}
+
+/// A document whose processing the connector follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedDoc {
+    pub doc_id: DocId,
+    pub track_id: Option<TrackId>,
+    pub submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// LightRAG's word on one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteStatus {
+    /// pending, parsing, analyzing, processing, preprocessed.
+    Queued { status: String },
+    Processed,
+    /// Failed inside LightRAG (LLM error, timeout...), with its `error_msg`.
+    Failed { error: String },
+}
+
+/// What `/health` said at the start of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Preflight {
+    pub core_version: Option<String>,
+    pub api_version: Option<String>,
+    pub workspace: Option<String>,
+    /// Things a person should know (e.g. a workspace mismatch).
+    pub warnings: Vec<String>,
 }
 
 /// The sink the config asks for: [`api::ApiSink`] in `api` mode,

@@ -188,6 +188,7 @@ pub struct Totals {
 
 /// Counts of one run (also the body of the run report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     /// Memories the Memory API returned (malformed ones included).
     pub fetched: u64,
@@ -206,6 +207,12 @@ pub struct RunCounts {
     pub deferred: u64,
     /// Failed earlier and still inside their backoff window.
     pub backing_off: u64,
+    /// Submitted documents LightRAG reported processed during this run.
+    pub confirmed: u64,
+    /// Submitted documents LightRAG reported failed during this run.
+    pub lightrag_failed: u64,
+    /// Submitted documents still pending/processing past `stuck_after_minutes`.
+    pub stuck: u64,
 }
 
 /// One run, kept as history.

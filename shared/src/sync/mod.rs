@@ -4,29 +4,30 @@
 //! The engine owns every decision of a run; the CLI, the scheduler and the
 //! Lambda only build it and call [`SyncEngine::run`].
 
+mod confirm;
+mod deliver;
 mod plan;
 mod report;
+
+use deliver::Work;
 
 pub use plan::{plan, plan_enriched, Action, ActionKind};
 pub use report::{ItemError, PlannedItem, RunReport};
 
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
 use crate::enrich::{EnrichMode, Enricher, Enrichments};
 use crate::ids::{ConnectorId, MemoryId, RunId};
-use crate::lightrag::{self, DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
+use crate::lightrag::DocumentSink;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::memory_api::MemoryApiClient;
-use crate::retry::item_backoff;
 use crate::state::{
     Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError,
     StateStore,
 };
-use crate::transform::{file_source, Document};
+use crate::transform::file_source;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// How many item errors a report keeps (the ledger keeps all of them).
@@ -84,21 +85,26 @@ pub struct SyncEngine {
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
+    settings: SinkSettings,
     /// Transcripts, photo descriptions, place names (see [`crate::enrich`]).
     enricher: Option<Arc<Enricher>>,
 }
 
-/// The outcome of delivering one memory.
-struct Delivered {
-    memory_id: MemoryId,
-    document: Document,
-    replace: bool,
-    result: Result<Outcome, SinkError>,
+/// How the engine follows documents in the sink (api mode).
+#[derive(Debug, Clone)]
+struct SinkSettings {
+    /// `lightrag.api.workspace`, compared with the server's.
+    workspace: String,
+    /// Ask the sink about submitted documents (LightRAG api mode).
+    confirm: bool,
+    confirm_wait: Duration,
+    stuck_after: chrono::Duration,
 }
 
-enum Outcome {
-    Inserted(InsertOutcome),
-    Replaced(ReplaceOutcome),
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self { workspace: String::new(), confirm: false, confirm_wait: Duration::ZERO, stuck_after: chrono::Duration::hours(1) }
+    }
 }
 
 impl SyncEngine {
@@ -109,7 +115,23 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store, enricher: None }
+        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), enricher: None }
+    }
+
+    /// Follows documents through LightRAG as `lightrag` configures it (api
+    /// mode): checks the server at the start, confirms submitted documents
+    /// each run and waits up to `confirm_wait_seconds` at the end.
+    pub fn with_lightrag_settings(mut self, lightrag: &LightragConfig) -> Self {
+        if lightrag.mode == LightragMode::Api {
+            let api = &lightrag.api;
+            self.settings = SinkSettings {
+                workspace: api.workspace.clone(),
+                confirm: true,
+                confirm_wait: Duration::from_secs(api.confirm_wait_seconds),
+                stuck_after: chrono::Duration::minutes(i64::try_from(api.stuck_after_minutes).unwrap_or(i64::MAX / 120_000)),
+            };
+        }
+        self
     }
 
     /// Enriches memories before they are rendered (`include_audio`,
@@ -209,10 +231,17 @@ impl SyncEngine {
         }
         info!(sink = %report.sink, force = options.force, dry_run = options.dry_run, "sync started");
 
-        let outcome = self.fetch_plan_deliver(run_id, options, report).await;
+        let outcome = match self.preflight(report).await {
+            Ok(()) => self.fetch_plan_deliver(run_id, options, report).await,
+            Err(message) => {
+                report.error = Some(message);
+                Ok(false)
+            }
+        };
         let status = match &outcome {
             Ok(stopped_early) if report.error.is_none() => {
-                if *stopped_early || report.counts.failed > 0 || report.counts.dead > 0 {
+                let lost = report.counts.failed + report.counts.dead + report.counts.lightrag_failed;
+                if *stopped_early || lost > 0 {
                     RunStatus::Partial
                 } else {
                     RunStatus::Completed
@@ -262,6 +291,22 @@ impl SyncEngine {
         outcome.map(|_| ())
     }
 
+    /// Reads the server's health before anything is sent: reports its
+    /// version and workspace, warns on a mismatch; an unreachable or refusing
+    /// server fails the run up front, charging no memory an attempt.
+    async fn preflight(&self, report: &mut RunReport) -> Result<(), String> {
+        match self.sink.preflight(&self.settings.workspace).await {
+            Ok(Some(server)) => {
+                info!(version = ?server.core_version, workspace = ?server.workspace, "LightRAG server");
+                report.warnings.extend(server.warnings.iter().cloned());
+                report.server = Some(server);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("LightRAG is not usable, nothing was sent: {}", e.message)),
+        }
+    }
+
     /// Returns whether the run stopped early (deadline). A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(&self, run_id: &RunId, options: &RunOptions, report: &mut RunReport) -> Result<bool, SyncError> {
@@ -282,6 +327,9 @@ impl SyncEngine {
             report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
         }
 
+        if self.settings.confirm && !options.dry_run {
+            self.confirm(run_id, report, None).await?;
+        }
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
         let enriched = self.enrich(&page, options).await;
@@ -290,15 +338,15 @@ impl SyncEngine {
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
         memories.sort_by(|a, b| a.id.cmp(&b.id));
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
-        let mut work: Vec<(MemoryId, Document, bool)> = Vec::new();
+        let mut work: Vec<Work> = Vec::new();
         for memory in memories {
             let entry = entries.get(&memory.id);
             let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
-                Action::Insert(document) => work.push((memory.id.clone(), document, false)),
-                Action::Replace(document) => work.push((memory.id.clone(), document, true)),
+                Action::Insert(document) => work.push(Work { memory_id: memory.id.clone(), document, replace: false }),
+                Action::Replace(document) => work.push(Work { memory_id: memory.id.clone(), document, replace: true }),
                 Action::Unchanged => report.counts.unchanged += 1,
                 Action::BackingOff => report.counts.backing_off += 1,
                 Action::Dead => report.counts.dead += 1,
@@ -312,165 +360,19 @@ impl SyncEngine {
         }
         debug!(to_deliver = work.len(), "planned");
         if options.dry_run {
-            report.counts.new = work.iter().filter(|w| !w.2).count() as u64;
-            report.counts.updated = work.iter().filter(|w| w.2).count() as u64;
+            report.counts.new = work.iter().filter(|w| !w.replace).count() as u64;
+            report.counts.updated = work.iter().filter(|w| w.replace).count() as u64;
             return Ok(false);
         }
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        self.deliver_all(run_id, options, report, work, &mut entries).await
-    }
-
-    /// Keeps `batch_size` deliveries in flight and checkpoints every
-    /// `batch_size` completions, so a crash loses at most one batch of
-    /// bookkeeping (and a re-sent document is recognised as already there).
-    async fn deliver_all(
-        &self,
-        run_id: &RunId,
-        options: &RunOptions,
-        report: &mut RunReport,
-        work: Vec<(MemoryId, Document, bool)>,
-        entries: &mut HashMap<MemoryId, LedgerEntry>,
-    ) -> Result<bool, SyncError> {
-        let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
-        let mut pending = work.into_iter();
-        let mut in_flight: JoinSet<Delivered> = JoinSet::new();
-        let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
-        let mut deadline_hit = false;
-        let mut fatal: Option<String> = None;
-
-        loop {
-            while fatal.is_none() && !deadline_hit && in_flight.len() < batch_size && pending.len() > 0 {
-                if options.deadline.is_some_and(|d| Instant::now() >= d) {
-                    deadline_hit = true;
-                    break;
-                }
-                let Some((memory_id, document, replace)) = pending.next() else { break };
-                let sink = Arc::clone(&self.sink);
-                in_flight.spawn(async move {
-                    let result = if replace {
-                        sink.replace(&document).await.map(Outcome::Replaced)
-                    } else {
-                        sink.insert(&document).await.map(Outcome::Inserted)
-                    };
-                    Delivered { memory_id, document, replace, result }
-                });
-            }
-            let Some(joined) = in_flight.join_next().await else { break };
-            match joined {
-                Err(e) => {
-                    fatal.get_or_insert_with(|| format!("a delivery task failed: {e}"));
-                }
-                Ok(Delivered { result: Err(SinkError { kind: SinkErrorKind::Fatal, message }), memory_id, .. }) => {
-                    // Not the memory's fault: its entry stays as it was.
-                    warn!(memory_id = %memory_id, error = %message, "the sink refused; stopping the run");
-                    fatal.get_or_insert(message);
-                }
-                Ok(delivered) => {
-                    let previous = entries.remove(&delivered.memory_id);
-                    done.push(self.settle(delivered, previous, report));
-                }
-            }
-            if done.len() >= batch_size {
-                self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
-            }
-        }
-        if !done.is_empty() {
-            self.write(run_id, done, None, Some(report.record(RunStatus::Running))).await?;
-        }
-        let stopped_early = deadline_hit && pending.len() > 0;
-        if stopped_early {
-            report.stopped_early = true;
-            info!(remaining = pending.len(), "deadline reached: stopped after a checkpoint; the next run continues");
-        }
-        if let Some(message) = fatal {
-            report.error = Some(message);
+        let run_started = report.started_at;
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
+        if self.settings.confirm && report.error.is_none() {
+            self.await_processing(run_id, options, report, run_started).await?;
         }
         Ok(stopped_early)
-    }
-
-    /// The ledger entry after one delivery, and its count in the report.
-    fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
-        let now = Utc::now();
-        let Delivered { memory_id, document, replace, result } = delivered;
-        let mut entry = previous.unwrap_or_else(|| LedgerEntry {
-            memory_id: memory_id.clone(),
-            status: EntryStatus::Failed,
-            content_hash: None,
-            pending_hash: None,
-            file_source: document.file_source.clone(),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: now,
-            last_ingested: None,
-        });
-        entry.file_source = document.file_source.clone();
-        entry.doc_id = Some(lightrag::doc_id(&document.file_source));
-        let delivered_as = |entry: &mut LedgerEntry, status: EntryStatus| {
-            entry.status = status;
-            entry.content_hash = Some(document.hash.clone());
-            entry.pending_hash = None;
-            entry.attempts = 0;
-            entry.last_error = None;
-            entry.next_attempt_at = None;
-            entry.last_ingested = Some(now);
-        };
-        match result {
-            Ok(Outcome::Inserted(InsertOutcome::Accepted { track_id })) => {
-                delivered_as(&mut entry, EntryStatus::Submitted);
-                entry.track_id = track_id;
-                count_delivery(report, replace);
-                debug!(memory_id = %memory_id, file_source = %document.file_source, "inserted");
-            }
-            Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status })) => {
-                // Sent before (a crash before the checkpoint): the document is there.
-                let stored = match status.as_deref() {
-                    Some("processed") => EntryStatus::Processed,
-                    Some("failed") => EntryStatus::LightragFailed,
-                    _ => EntryStatus::Submitted,
-                };
-                delivered_as(&mut entry, stored);
-                count_delivery(report, replace);
-                debug!(memory_id = %memory_id, ?status, "already stored in the sink; counted as delivered");
-            }
-            Ok(Outcome::Replaced(ReplaceOutcome::Replaced { track_id })) => {
-                delivered_as(&mut entry, EntryStatus::Submitted);
-                entry.track_id = track_id;
-                report.counts.updated += 1;
-                debug!(memory_id = %memory_id, "replaced");
-            }
-            Ok(Outcome::Replaced(ReplaceOutcome::Deferred { reason })) => {
-                entry.status = EntryStatus::UpdatePending;
-                entry.pending_hash = Some(document.hash.clone());
-                entry.last_error = Some(reason.clone());
-                report.counts.deferred += 1;
-                info!(memory_id = %memory_id, %reason, "update deferred to the next run");
-            }
-            Err(error) => {
-                entry.attempts += 1;
-                entry.pending_hash = Some(document.hash.clone());
-                entry.last_error = Some(error.message.clone());
-                let retry = &self.connector.retry;
-                if entry.attempts >= retry.max_attempts {
-                    entry.status = EntryStatus::Dead;
-                    entry.next_attempt_at = None;
-                    report.counts.dead += 1;
-                    warn!(memory_id = %memory_id, attempts = entry.attempts, error = %error.message, "memory is dead (attempts exhausted); `retry-failed` replays it");
-                } else {
-                    entry.status = EntryStatus::Failed;
-                    let wait = item_backoff(entry.attempts, retry.backoff_multiplier, retry.max_backoff_seconds);
-                    entry.next_attempt_at = chrono::Duration::from_std(wait).ok().map(|w| now + w);
-                    report.counts.failed += 1;
-                    warn!(memory_id = %memory_id, attempts = entry.attempts, error = %error.message, "delivery failed; kept for retry");
-                }
-                report.push_error(Some(memory_id), if replace { "replace" } else { "insert" }, error.message);
-            }
-        }
-        entry
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
@@ -501,14 +403,6 @@ impl SyncEngine {
     ) -> Result<(), StateError> {
         let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()) };
         self.store.checkpoint(&self.connector.id, checkpoint).await
-    }
-}
-
-fn count_delivery(report: &mut RunReport, replace: bool) {
-    if replace {
-        report.counts.updated += 1;
-    } else {
-        report.counts.new += 1;
     }
 }
 

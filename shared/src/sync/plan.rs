@@ -104,10 +104,10 @@ pub fn plan_enriched(
         {
             Action::BackingOff
         }
-        EntryStatus::Submitted | EntryStatus::Processed | EntryStatus::LightragFailed
-            if delivered_same && !force =>
-        {
-            Action::Unchanged
+        EntryStatus::Submitted | EntryStatus::Processed if delivered_same && !force => Action::Unchanged,
+        // Failed inside LightRAG: sent again (replace) once its backoff ran out.
+        EntryStatus::LightragFailed if !force && entry.next_attempt_at.is_some_and(|at| at > now) => {
+            Action::BackingOff
         }
         _ => deliver(document),
     }

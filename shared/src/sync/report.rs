@@ -42,6 +42,12 @@ pub struct RunReport {
     pub stopped_early: bool,
     /// Why the run failed as a whole (fetch failed, sink refused).
     pub error: Option<String>,
+    /// What the LightRAG server said about itself at the start (api mode).
+    pub server: Option<crate::lightrag::Preflight>,
+    /// Things a person should know that did not fail the run.
+    pub warnings: Vec<String>,
+    /// Submitted by this run and still queued in LightRAG when it ended.
+    pub unconfirmed: u64,
     /// The first item errors (all of them are in the ledger).
     pub errors: Vec<ItemError>,
     /// How many item errors there were in all.
@@ -74,6 +80,9 @@ impl RunReport {
             possibly_truncated: false,
             stopped_early: false,
             error: None,
+            server: None,
+            warnings: Vec::new(),
+            unconfirmed: 0,
             errors: Vec::new(),
             error_count: 0,
             plan: options.dry_run.then(Vec::new),

@@ -1,0 +1,132 @@
+//! Confirmed ingestion: a 200 from LightRAG only means "queued". Each run
+//! asks LightRAG about the documents the ledger holds as submitted and moves
+//! them to processed or failed-in-LightRAG (which are sent again, with the
+//! memory's retry budget); the end of a run waits, up to a bound, for what
+//! it submitted itself. Documents pending too long are reported as stuck.
+
+use super::deliver::FailureSide;
+use super::report::RunReport;
+use super::{RunOptions, SyncEngine, SyncError};
+use crate::ids::RunId;
+use crate::lightrag::{self, RemoteStatus, TrackedDoc};
+use crate::state::{EntryStatus, LedgerEntry};
+use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// The most submitted entries one confirmation looks at (the rest wait for
+/// the next run).
+const CONFIRM_LIMIT: usize = 10_000;
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const MAX_POLL: Duration = Duration::from_secs(2);
+
+impl SyncEngine {
+    /// Settles the submitted entries LightRAG has news of. With `since`,
+    /// only entries submitted from then on (this run's). Returns how many of
+    /// those looked at are still queued in LightRAG.
+    pub(super) async fn confirm(
+        &self,
+        run_id: &RunId,
+        report: &mut RunReport,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<usize, SyncError> {
+        let submitted: Vec<LedgerEntry> = self
+            .store
+            .entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|e| since.is_none_or(|since| e.last_ingested.is_some_and(|at| at >= since)))
+            .collect();
+        if submitted.is_empty() {
+            return Ok(0);
+        }
+        let doc_id = |e: &LedgerEntry| e.doc_id.clone().unwrap_or_else(|| lightrag::doc_id(&e.file_source));
+        let tracked: Vec<TrackedDoc> = submitted
+            .iter()
+            .map(|e| TrackedDoc { doc_id: doc_id(e), track_id: e.track_id.clone(), submitted_at: e.last_ingested })
+            .collect();
+        let statuses = match self.sink.statuses(&tracked).await {
+            Ok(statuses) => statuses,
+            Err(e) => {
+                warn!(error = %e.message, "could not ask LightRAG about submitted documents; the next run asks again");
+                report.warnings.push(format!("confirmation skipped: {}", e.message));
+                return Ok(submitted.len());
+            }
+        };
+        let now = Utc::now();
+        let mut changed = Vec::new();
+        let mut queued = 0;
+        for mut entry in submitted {
+            let id = doc_id(&entry);
+            match statuses.get(&id) {
+                Some(RemoteStatus::Processed) => {
+                    entry.status = EntryStatus::Processed;
+                    entry.attempts = 0;
+                    entry.last_error = None;
+                    entry.next_attempt_at = None;
+                    report.counts.confirmed += 1;
+                    changed.push(entry);
+                }
+                Some(RemoteStatus::Failed { error }) => {
+                    let message = format!("LightRAG failed to process {id}: {error}");
+                    let hash = entry.content_hash.clone().unwrap_or_else(|| crate::ids::ContentHash::new(""));
+                    self.charge_attempt(&mut entry, &hash, &message, now, FailureSide::Lightrag, report);
+                    report.push_error(Some(entry.memory_id.clone()), "lightrag", message);
+                    changed.push(entry);
+                }
+                other => {
+                    queued += 1;
+                    let age = entry.last_ingested.map(|at| now - at);
+                    if since.is_none() && age.is_some_and(|age| age > self.settings.stuck_after) {
+                        let state = match other {
+                            Some(RemoteStatus::Queued { status }) => status.clone(),
+                            _ => "not listed".into(),
+                        };
+                        report.counts.stuck += 1;
+                        report.push_error(
+                            Some(entry.memory_id.clone()),
+                            "stuck",
+                            format!(
+                                "{id} is still {state} in LightRAG {} minutes after it was submitted",
+                                age.map_or(0, |a| a.num_minutes())
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.write(run_id, changed, None, None).await?;
+        }
+        Ok(queued)
+    }
+
+    /// Waits up to `confirm_wait` (and the run's deadline) for the documents
+    /// this run submitted to leave LightRAG's queue.
+    pub(super) async fn await_processing(
+        &self,
+        run_id: &RunId,
+        options: &RunOptions,
+        report: &mut RunReport,
+        since: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        let mut deadline = Instant::now() + self.settings.confirm_wait;
+        if let Some(run_deadline) = options.deadline {
+            deadline = deadline.min(run_deadline);
+        }
+        let mut pause = FIRST_POLL;
+        loop {
+            let queued = self.confirm(run_id, report, Some(since)).await?;
+            let now = Instant::now();
+            if queued == 0 || now >= deadline {
+                report.unconfirmed = queued as u64;
+                if queued > 0 {
+                    info!(queued, "still queued in LightRAG; the next run confirms them");
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+}

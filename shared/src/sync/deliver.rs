@@ -1,0 +1,297 @@
+//! Delivery: keeps `ingestion.batch_size` documents in flight (one batch
+//! request of up to `batch_size` new documents when the sink batches, or
+//! that many single requests), checkpoints every `batch_size` completions,
+//! and settles each outcome into the ledger.
+
+use super::report::RunReport;
+use super::{RunOptions, SyncEngine, SyncError};
+use crate::ids::{ContentHash, MemoryId, RunId};
+use crate::lightrag::{self, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
+use crate::retry::item_backoff;
+use crate::state::{EntryStatus, LedgerEntry, RunStatus};
+use crate::transform::Document;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// One memory to deliver.
+pub(super) struct Work {
+    pub memory_id: MemoryId,
+    pub document: Document,
+    pub replace: bool,
+}
+
+/// The outcome of delivering one memory.
+struct Delivered {
+    memory_id: MemoryId,
+    document: Document,
+    replace: bool,
+    result: Result<Outcome, SinkError>,
+}
+
+enum Outcome {
+    Inserted(InsertOutcome),
+    Replaced(ReplaceOutcome),
+}
+
+/// A unit of work for the window: one request's worth.
+enum Task {
+    One(Work),
+    /// New documents sent in one batch request.
+    Batch(Vec<Work>),
+}
+
+impl Task {
+    fn cost(&self) -> usize {
+        match self {
+            Task::One(_) => 1,
+            Task::Batch(items) => items.len(),
+        }
+    }
+}
+
+/// Inserts first (batched when the sink batches), then replaces.
+fn tasks(work: Vec<Work>, batch_size: usize, batches: bool) -> Vec<Task> {
+    let (inserts, replaces): (Vec<Work>, Vec<Work>) = work.into_iter().partition(|w| !w.replace);
+    let mut tasks = Vec::new();
+    if batches && batch_size > 1 {
+        let mut inserts = inserts.into_iter().peekable();
+        while inserts.peek().is_some() {
+            tasks.push(Task::Batch(inserts.by_ref().take(batch_size).collect()));
+        }
+    } else {
+        tasks.extend(inserts.into_iter().map(Task::One));
+    }
+    tasks.extend(replaces.into_iter().map(Task::One));
+    tasks
+}
+
+impl SyncEngine {
+    /// Returns whether the run stopped early at its deadline. A sink error
+    /// that is the sink's fault (`Fatal`) stops new work and goes into
+    /// `report.error`; the memories concerned are not charged an attempt.
+    pub(super) async fn deliver_all(
+        &self,
+        run_id: &RunId,
+        options: &RunOptions,
+        report: &mut RunReport,
+        work: Vec<Work>,
+        entries: &mut HashMap<MemoryId, LedgerEntry>,
+    ) -> Result<bool, SyncError> {
+        let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
+        let mut pending = tasks(work, batch_size, self.sink.batches()).into_iter().peekable();
+        let mut in_flight: JoinSet<Vec<Delivered>> = JoinSet::new();
+        let mut slots_used = 0usize;
+        let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
+        let mut deadline_hit = false;
+        let mut fatal: Option<String> = None;
+
+        loop {
+            while fatal.is_none() && !deadline_hit {
+                let Some(next) = pending.peek() else { break };
+                if slots_used > 0 && slots_used + next.cost() > batch_size {
+                    break;
+                }
+                if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                    deadline_hit = true;
+                    break;
+                }
+                let Some(task) = pending.next() else { break };
+                slots_used += task.cost();
+                let sink = Arc::clone(&self.sink);
+                in_flight.spawn(async move {
+                    match task {
+                        Task::One(Work { memory_id, document, replace }) => {
+                            let result = if replace {
+                                sink.replace(&document).await.map(Outcome::Replaced)
+                            } else {
+                                sink.insert(&document).await.map(Outcome::Inserted)
+                            };
+                            vec![Delivered { memory_id, document, replace, result }]
+                        }
+                        Task::Batch(items) => {
+                            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
+                            let outcomes = sink.insert_batch(&documents).await;
+                            items
+                                .into_iter()
+                                .zip(outcomes)
+                                .map(|(w, result)| Delivered {
+                                    memory_id: w.memory_id,
+                                    document: w.document,
+                                    replace: false,
+                                    result: result.map(Outcome::Inserted),
+                                })
+                                .collect()
+                        }
+                    }
+                });
+            }
+            let Some(joined) = in_flight.join_next().await else { break };
+            let delivered = match joined {
+                Ok(delivered) => delivered,
+                Err(e) => {
+                    fatal.get_or_insert_with(|| format!("a delivery task failed: {e}"));
+                    continue;
+                }
+            };
+            slots_used = slots_used.saturating_sub(delivered.len());
+            for item in delivered {
+                if let Err(SinkError { kind: SinkErrorKind::Fatal, message }) = &item.result {
+                    // Not the memory's fault: its entry stays as it was.
+                    warn!(memory_id = %item.memory_id, error = %message, "the sink refused; stopping the run");
+                    fatal.get_or_insert_with(|| message.clone());
+                    continue;
+                }
+                let previous = entries.remove(&item.memory_id);
+                done.push(self.settle(item, previous, report));
+            }
+            if done.len() >= batch_size {
+                self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
+            }
+        }
+        if !done.is_empty() {
+            self.write(run_id, done, None, Some(report.record(RunStatus::Running))).await?;
+        }
+        let remaining: usize = pending.map(|t| t.cost()).sum();
+        let stopped_early = deadline_hit && remaining > 0;
+        if stopped_early {
+            report.stopped_early = true;
+            info!(remaining, "deadline reached: stopped after a checkpoint; the next run continues");
+        }
+        if let Some(message) = fatal {
+            report.error = Some(message);
+        }
+        Ok(stopped_early)
+    }
+
+    /// The ledger entry after one delivery, and its count in the report.
+    fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
+        let now = Utc::now();
+        let Delivered { memory_id, document, replace, result } = delivered;
+        let mut entry = previous.unwrap_or_else(|| LedgerEntry {
+            memory_id: memory_id.clone(),
+            status: EntryStatus::Failed,
+            content_hash: None,
+            pending_hash: None,
+            file_source: document.file_source.clone(),
+            doc_id: None,
+            track_id: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+            first_seen: now,
+            last_ingested: None,
+        });
+        entry.file_source = document.file_source.clone();
+        entry.doc_id = Some(lightrag::doc_id(&document.file_source));
+        // With confirmation, the retry budget is spent until LightRAG says
+        // `processed` (a document failing inside LightRAG must not loop).
+        let keep_attempts = self.settings.confirm;
+        let delivered_as = |entry: &mut LedgerEntry, status: EntryStatus| {
+            entry.status = status;
+            entry.content_hash = Some(document.hash.clone());
+            entry.pending_hash = None;
+            if !keep_attempts || status == EntryStatus::Processed {
+                entry.attempts = 0;
+            }
+            entry.last_error = None;
+            entry.next_attempt_at = None;
+            entry.last_ingested = Some(now);
+        };
+        match result {
+            Ok(Outcome::Inserted(InsertOutcome::Accepted { track_id })) => {
+                delivered_as(&mut entry, EntryStatus::Submitted);
+                entry.track_id = track_id;
+                count_delivery(report, replace);
+                debug!(memory_id = %memory_id, file_source = %document.file_source, "inserted");
+            }
+            Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status })) => {
+                // Sent before (a crash before the checkpoint): the document is
+                // there; confirmation reads its real status.
+                let stored = match status.as_deref() {
+                    Some("processed") => EntryStatus::Processed,
+                    Some("failed") => EntryStatus::LightragFailed,
+                    _ => EntryStatus::Submitted,
+                };
+                delivered_as(&mut entry, stored);
+                count_delivery(report, replace);
+                debug!(memory_id = %memory_id, ?status, "already stored in the sink; counted as delivered");
+            }
+            Ok(Outcome::Replaced(ReplaceOutcome::Replaced { track_id })) => {
+                delivered_as(&mut entry, EntryStatus::Submitted);
+                entry.track_id = track_id;
+                report.counts.updated += 1;
+                debug!(memory_id = %memory_id, "replaced");
+            }
+            Ok(Outcome::Replaced(ReplaceOutcome::Deferred { reason })) => {
+                entry.status = EntryStatus::UpdatePending;
+                entry.pending_hash = Some(document.hash.clone());
+                entry.last_error = Some(reason.clone());
+                report.counts.deferred += 1;
+                info!(memory_id = %memory_id, %reason, "update deferred to the next run");
+            }
+            Err(error) => {
+                self.charge_attempt(&mut entry, &document.hash, &error.message, now, FailureSide::Connector, report);
+                report.push_error(Some(memory_id), if replace { "replace" } else { "insert" }, error.message);
+            }
+        }
+        entry
+    }
+
+    /// One failed attempt: back off, or dead when the budget is spent.
+    pub(super) fn charge_attempt(
+        &self,
+        entry: &mut LedgerEntry,
+        hash: &ContentHash,
+        error: &str,
+        now: chrono::DateTime<Utc>,
+        side: FailureSide,
+        report: &mut RunReport,
+    ) {
+        entry.attempts += 1;
+        entry.pending_hash = Some(hash.clone());
+        entry.last_error = Some(error.to_owned());
+        let retry = &self.connector.retry;
+        if entry.attempts >= retry.max_attempts {
+            entry.status = EntryStatus::Dead;
+            entry.next_attempt_at = None;
+            report.counts.dead += 1;
+            warn!(memory_id = %entry.memory_id, attempts = entry.attempts, %error, "memory is dead (attempts exhausted); `retry-failed` replays it");
+            return;
+        }
+        let wait = item_backoff(entry.attempts, retry.backoff_multiplier, retry.max_backoff_seconds);
+        entry.next_attempt_at = chrono::Duration::from_std(wait).ok().map(|w| now + w);
+        match side {
+            FailureSide::Connector => {
+                entry.status = EntryStatus::Failed;
+                report.counts.failed += 1;
+                warn!(memory_id = %entry.memory_id, attempts = entry.attempts, %error, "delivery failed; kept for retry");
+            }
+            FailureSide::Lightrag => {
+                entry.status = EntryStatus::LightragFailed;
+                report.counts.lightrag_failed += 1;
+                warn!(memory_id = %entry.memory_id, attempts = entry.attempts, %error, "LightRAG failed to process the document; it is sent again on a later run");
+            }
+        }
+    }
+}
+
+/// Where a delivery failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FailureSide {
+    /// The connector could not deliver it (network, 4xx/5xx after retries).
+    Connector,
+    /// LightRAG accepted it and then failed to process it.
+    Lightrag,
+}
+
+fn count_delivery(report: &mut RunReport, replace: bool) {
+    if replace {
+        report.counts.updated += 1;
+    } else {
+        report.counts.new += 1;
+    }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs a command with a real LightRAG 1.5.7 server (two, in fact: one open,
+# one with an API key) and the fake OpenAI-compatible LLM on free loopback
+# ports, then stops them all. The tests find them through:
+#   LIGHTRAG_REAL_URL, LIGHTRAG_REAL_KEYED_URL, LIGHTRAG_REAL_KEY, FAKE_LLM_URL
+# Usage: tests/scripts/with-lightrag.sh COMMAND [ARGS...]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+"$root/tests/scripts/ensure-lightrag.sh"
+run="$root/.local/lightrag-run"
+rm -rf "$run"
+mkdir -p "$run"
+pids=()
+stop() {
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.5
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+trap stop EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+setsid python3 "$root/tests/lightrag/fake_llm.py" --port 0 --port-file "$run/llm.port" > "$run/llm.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$run/llm.port" ] && break; sleep 0.05; done
+llm="http://127.0.0.1:$(cat "$run/llm.port")"
+
+start_server() { # name port [api-key]
+  local dir="$run/$1"
+  mkdir -p "$dir"
+  cat > "$dir/.env" <<ENV
+HOST=127.0.0.1
+PORT=$2
+WORKING_DIR=$dir/rag_storage
+INPUT_DIR=$dir/inputs
+LLM_BINDING=openai
+LLM_BINDING_HOST=$llm/v1
+LLM_MODEL=fake-llm
+LLM_BINDING_API_KEY=sk-fake
+EMBEDDING_BINDING=openai
+EMBEDDING_BINDING_HOST=$llm/v1
+EMBEDDING_MODEL=fake-embed
+EMBEDDING_DIM=64
+EMBEDDING_BINDING_API_KEY=sk-fake
+MAX_PARALLEL_INSERT=4
+ENV
+  if [ -n "${3:-}" ]; then echo "LIGHTRAG_API_KEY=$3" >> "$dir/.env"; fi
+  (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" setsid "$root/.venv/bin/lightrag-server" > "$dir/server.log" 2>&1) &
+  pids+=($!)
+}
+plain_port=$(free_port); keyed_port=$(free_port)
+key="contract-key-$RANDOM$RANDOM"
+start_server plain "$plain_port"
+start_server keyed "$keyed_port" "$key"
+for url in "http://127.0.0.1:$plain_port" "http://127.0.0.1:$keyed_port"; do
+  ok=
+  for _ in $(seq 1 240); do
+    if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/health" 2>/dev/null; then ok=1; break; fi
+    sleep 0.25
+  done
+  [ -n "$ok" ] || { echo "with-lightrag: $url did not become healthy; logs in $run" >&2; tail -20 "$run"/*/server.log >&2; exit 1; }
+done
+echo "with-lightrag: LightRAG 1.5.7 at http://127.0.0.1:$plain_port (open) and :$keyed_port (API key); fake LLM at $llm"
+export LIGHTRAG_REAL_URL="http://127.0.0.1:$plain_port"
+export LIGHTRAG_REAL_KEYED_URL="http://127.0.0.1:$keyed_port"
+export LIGHTRAG_REAL_KEY="$key"
+export FAKE_LLM_URL="$llm"
+set +e
+"$@"
+code=$?
+set -e
+exit $code

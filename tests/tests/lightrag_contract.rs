@@ -1,0 +1,361 @@
+//! The sink contract: one suite, run against the LightRAG simulator and
+//! against a real LightRAG 1.5.7 server (started by `make test` through
+//! `tests/scripts/with-lightrag.sh`). Whatever the real server does that the
+//! simulator does not is a simulator bug.
+//!
+//! Each case talks HTTP as the connector does and checks the connector's
+//! sink (`ApiSink`) on top. Names are unique per case and run, so the cases
+//! share one real server.
+
+use connector_core::config::LightragApiConfig;
+use connector_core::lightrag::api::ApiSink;
+use connector_core::lightrag::{doc_id, DocumentSink, InsertOutcome, RemoteStatus, ReplaceOutcome, SinkErrorKind, TrackedDoc};
+use connector_core::secrets::Secret;
+use connector_core::transform::Document;
+use serde_json::{json, Value};
+use sims::lightrag_sim::{LightragSim, LightragSimOptions};
+use std::time::{Duration, Instant};
+
+struct Target {
+    url: String,
+    key: Option<String>,
+    sim: Option<LightragSim>,
+    http: reqwest::Client,
+    run: String,
+}
+
+impl Target {
+    fn is_real(&self) -> bool {
+        self.sim.is_none()
+    }
+
+    /// A name no other case or run uses.
+    fn name(&self, case: &str, n: u32) -> String {
+        format!("contract_{case}_{}_{n}.txt", self.run)
+    }
+
+    fn sink(&self, key: Option<&str>) -> ApiSink {
+        let config = LightragApiConfig {
+            url: self.url.clone(),
+            api_key: key.map(Secret::new),
+            timeout: 10,
+            confirm_wait_seconds: 0,
+            ..Default::default()
+        };
+        ApiSink::new(&config).expect("sink").with_first_retry_delay(Duration::from_millis(50)).with_replace_wait(Duration::from_secs(60))
+    }
+
+    fn own_sink(&self) -> ApiSink {
+        self.sink(self.key.as_deref())
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        let answer = request.send().await.expect("request");
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body), self.key.as_deref()).await
+    }
+
+    /// Inserts; a 409 "clearing or deleting" (another case's deletion is
+    /// running on the shared server) is waited out, as the connector does.
+    async fn insert(&self, text: &str, file_source: &str) -> (u16, Value) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.post("/documents/text", json!({"text": text, "file_source": file_source})).await;
+            let deleting = status == 409 && body["detail"].as_str().is_some_and(|d| d.contains("clearing or deleting"));
+            if !deleting || started.elapsed() > Duration::from_secs(30) {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// All documents whose file_path starts with `prefix`, via the paginated list.
+    async fn listed(&self, prefix: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for page in 1..=50 {
+            let (status, body) = self
+                .post(
+                    "/documents/paginated",
+                    json!({"status_filters": null, "page": page, "page_size": 200, "sort_field": "id", "sort_direction": "asc"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let docs = body["documents"].as_array().cloned().unwrap_or_default();
+            out.extend(docs.into_iter().filter(|d| d["file_path"].as_str().is_some_and(|p| p.starts_with(prefix))));
+            if body["pagination"]["has_next"] != json!(true) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Waits until the document named `file_path` has one of `statuses`.
+    async fn wait_status(&self, file_path: &str, statuses: &[&str]) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Some(doc) = self.listed(file_path).await.into_iter().find(|d| d["file_path"] == json!(file_path)) {
+                if statuses.iter().any(|s| doc["status"] == json!(s)) {
+                    return doc;
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{file_path} never reached {statuses:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn run_tag() -> String {
+    format!("{:x}{:04x}", std::process::id(), fastrand_u16())
+}
+
+fn fastrand_u16() -> u16 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) & 0xffff) as u16
+}
+
+async fn simulator(keyed: bool) -> Target {
+    let key = keyed.then(|| "sim-contract-key".to_owned());
+    let sim = LightragSim::start(LightragSimOptions { api_key: key.clone(), ..Default::default() }).await.expect("sim");
+    Target { url: sim.url(), key, sim: Some(sim), http: reqwest::Client::new(), run: run_tag() }
+}
+
+/// The real server `make test` started, or `None` (said loudly) without it.
+fn real(keyed: bool) -> Option<Target> {
+    let var = if keyed { "LIGHTRAG_REAL_KEYED_URL" } else { "LIGHTRAG_REAL_URL" };
+    let Ok(url) = std::env::var(var) else {
+        eprintln!("SKIPPED: {var} is not set; run `make test` (tests/scripts/with-lightrag.sh) to test against a real LightRAG");
+        return None;
+    };
+    let key = if keyed { std::env::var("LIGHTRAG_REAL_KEY").ok() } else { None };
+    Some(Target { url, key, sim: None, http: reqwest::Client::new(), run: run_tag() })
+}
+
+macro_rules! contract {
+    ($case:ident, keyed = $keyed:expr) => {
+        mod $case {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn simulator() {
+                super::$case(&super::simulator($keyed).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn real_lightrag() {
+                if let Some(target) = super::real($keyed) {
+                    super::$case(&target).await;
+                }
+            }
+        }
+    };
+}
+
+contract!(insert_and_identity, keyed = false);
+async fn insert_and_identity(t: &Target) {
+    let name = t.name("insert", 1);
+    let (status, body) = t.insert("Ada met Grace in London to talk about engines.", &format!("memories/2024/{name}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], json!("success"));
+    let track = body["track_id"].as_str().expect("track id").to_owned();
+    assert!(track.starts_with("insert_"), "{track}");
+    let doc = t.wait_status(&name, &["processed"]).await;
+    assert_eq!(doc["id"], json!(doc_id(&name).as_str()), "the id is doc- + md5(basename)");
+    // track_status reports it; the connector's sink reads that.
+    let tracked = [TrackedDoc { doc_id: doc_id(&name), track_id: Some(track.as_str().into()), submitted_at: None }];
+    let statuses = t.own_sink().statuses(&tracked).await.expect("statuses");
+    assert_eq!(statuses.get(&doc_id(&name)), Some(&RemoteStatus::Processed));
+}
+
+contract!(reinsert_conflicts, keyed = false);
+async fn reinsert_conflicts(t: &Target) {
+    let name = t.name("reinsert", 1);
+    assert_eq!(t.insert("Bruno sailed from Lisbon.", &name).await.0, 200);
+    t.wait_status(&name, &["pending", "processing", "processed"]).await;
+    let (status, body) = t.insert("Entirely different text.", &format!("other/folder/{name}")).await;
+    assert_eq!(status, 409, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with(&format!("Document storage already contains '{name}' (Status: ")), "{detail}");
+    let doc = Document::new(name.clone(), "Bruno sailed from Lisbon again.".into());
+    match t.own_sink().insert(&doc).await {
+        Ok(InsertOutcome::AlreadyStored { .. }) => {}
+        other => panic!("expected AlreadyStored, got {other:?}"),
+    }
+}
+
+contract!(same_text_other_name, keyed = false);
+async fn same_text_other_name(t: &Target) {
+    let (a, b) = (t.name("dup", 1), t.name("dup", 2));
+    let text = format!("Carla visited Kyoto with Daniel ({}).", t.run);
+    assert_eq!(t.insert(&text, &a).await.0, 200);
+    t.wait_status(&a, &["processed", "processing", "pending"]).await;
+    let (status, body) = t.insert(&text, &b).await;
+    assert_eq!(status, 200, "{body}");
+    let dup = t.wait_status(&b, &["failed"]).await;
+    assert!(dup["id"].as_str().is_some_and(|id| id.starts_with("dup-")), "{dup}");
+    assert!(dup["error_msg"].as_str().is_some_and(|m| m.starts_with("Identical content already exists under another filename")), "{dup}");
+}
+
+contract!(batch_with_one_stored_name, keyed = false);
+async fn batch_with_one_stored_name(t: &Target) {
+    let (stored, fresh, fresh2) = (t.name("batch", 1), t.name("batch", 2), t.name("batch", 3));
+    assert_eq!(t.insert("Dora planted tomatoes in Valencia.", &stored).await.0, 200);
+    // LightRAG enqueues asynchronously: a name becomes known a moment after
+    // its 200 (a re-insert inside that window is accepted).
+    t.wait_status(&stored, &["pending", "processing", "processed"]).await;
+    let (status, body) = t
+        .post("/documents/texts", json!({"texts": ["Emil baked in Vienna.", "Other text."], "file_sources": [fresh, stored]}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(t.listed(&fresh).await.is_empty(), "a refused batch must insert nothing");
+    let (status, _) = t.post("/documents/texts", json!({"texts": ["a b", "c d"], "file_sources": [fresh, fresh]})).await;
+    assert_eq!(status, 400, "duplicate names in one batch");
+    // The connector's batch insert works out which one is stored and sends the rest.
+    let docs = [
+        Document::new(fresh2.clone(), "Fritz hiked near Zermatt.".into()),
+        Document::new(stored.clone(), "Dora planted tomatoes in Valencia!".into()),
+    ];
+    let outcomes = t.own_sink().insert_batch(&docs).await;
+    assert!(matches!(outcomes[0], Ok(InsertOutcome::Accepted { .. })), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(InsertOutcome::AlreadyStored { .. })), "{outcomes:?}");
+    t.wait_status(&fresh2, &["processed", "processing", "pending"]).await;
+}
+
+contract!(delete_then_reinsert, keyed = false);
+async fn delete_then_reinsert(t: &Target) {
+    let name = t.name("replace", 1);
+    assert_eq!(t.insert("Gustav drew maps of Riga.", &name).await.0, 200);
+    t.wait_status(&name, &["processed"]).await;
+    let doc = Document::new(name.clone(), "Gustav drew new maps of Tallinn.".into());
+    let started = Instant::now();
+    loop {
+        match t.own_sink().replace(&doc).await.expect("replace") {
+            ReplaceOutcome::Replaced { .. } => break,
+            ReplaceOutcome::Deferred { reason } => {
+                assert!(started.elapsed() < Duration::from_secs(60), "replace never went through: {reason}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let after = t.wait_status(&name, &["processed"]).await;
+    assert_eq!(after["id"], json!(doc_id(&name).as_str()), "same name, same id");
+    assert!(after["content_summary"].as_str().is_some_and(|s| s.contains("Tallinn")), "{after}");
+    assert_eq!(t.listed(&name).await.len(), 1);
+}
+
+contract!(delete_while_busy, keyed = false);
+async fn delete_while_busy(t: &Target) {
+    let name = t.name("busy", 0);
+    assert_eq!(t.insert("Hanna kept bees in Graz.", &name).await.0, 200);
+    t.wait_status(&name, &["processed"]).await;
+    let id = doc_id(&name);
+    let mut saw_busy = false;
+    for round in 0..5 {
+        // Keep the pipeline busy: an insert in flight (real) / busy flag (simulator).
+        match &t.sim {
+            Some(sim) => sim.set_busy(true),
+            None => {
+                let texts: Vec<String> = (0..12).map(|i| format!("Busy filler {round}-{i} about Oslo and Bergen {}", t.run)).collect();
+                let names: Vec<String> = (0..12).map(|i| t.name(&format!("filler{round}"), i)).collect();
+                assert_eq!(t.post("/documents/texts", json!({"texts": texts, "file_sources": names})).await.0, 200);
+            }
+        }
+        let (status, body) = t
+            .send(
+                reqwest::Method::DELETE,
+                "/documents/delete_document",
+                Some(json!({"doc_ids": [id.as_str()], "delete_file": false, "delete_llm_cache": false})),
+                t.key.as_deref(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(sim) = &t.sim {
+            sim.set_busy(false);
+        }
+        if body["status"] == json!("busy") {
+            saw_busy = true;
+            break;
+        }
+        assert_eq!(body["status"], json!("deletion_started"), "{body}");
+        // It was deleted after all: put it back for the next round.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = t.insert("Hanna kept bees in Graz.", &name).await;
+        t.wait_status(&name, &["processed"]).await;
+    }
+    assert!(saw_busy, "never saw a busy answer to a delete");
+    assert_eq!(t.listed(&name).await.len(), 1, "a busy delete deletes nothing");
+    // The connector defers such an update instead of failing it.
+    if let Some(sim) = &t.sim {
+        sim.set_busy(true);
+        let outcome = t.own_sink().replace(&Document::new(name.clone(), "new".into())).await.expect("replace");
+        assert!(matches!(outcome, ReplaceOutcome::Deferred { .. }), "{outcome:?}");
+        sim.set_busy(false);
+    }
+}
+
+contract!(api_key_on, keyed = true);
+async fn api_key_on(t: &Target) {
+    let key = t.key.clone().expect("keyed target");
+    let name = t.name("key", 1);
+    let body = json!({"text": "Ines read in Porto.", "file_source": name});
+    let (status, answer) = t.send(reqwest::Method::POST, "/documents/text", Some(body.clone()), None).await;
+    assert_eq!((status, answer["detail"].clone()), (403, json!("API Key required")));
+    let (status, answer) = t.send(reqwest::Method::POST, "/documents/text", Some(body.clone()), Some("wrong-key")).await;
+    assert_eq!((status, answer["detail"].clone()), (403, json!("Invalid API Key")));
+    assert_eq!(t.send(reqwest::Method::GET, "/health", None, None).await.0, 200, "/health stays open");
+    assert_eq!(t.send(reqwest::Method::POST, "/documents/text", Some(body), Some(&key)).await.0, 200);
+    let error = t.sink(Some("wrong-key")).insert(&Document::new(t.name("key", 2), "x y".into())).await.expect_err("refused");
+    assert_eq!(error.kind, SinkErrorKind::Fatal);
+    assert!(error.message.contains("403") && error.message.contains("lightrag.api.api_key"), "{}", error.message);
+    assert!(!error.message.contains("wrong-key"));
+}
+
+contract!(api_key_off, keyed = false);
+async fn api_key_off(t: &Target) {
+    // No key configured on the server: any key (or none) is accepted.
+    let body = json!({"text": "Jon fished off Bergen.", "file_source": t.name("nokey", 1)});
+    assert_eq!(t.send(reqwest::Method::POST, "/documents/text", Some(body), Some("anything")).await.0, 200);
+    let (status, auth) = t.send(reqwest::Method::GET, "/auth-status", None, None).await;
+    assert_eq!(status, 200);
+    if t.is_real() {
+        assert_eq!(auth["auth_configured"], json!(false), "{auth}");
+    }
+}
+
+contract!(bad_text, keyed = false);
+async fn bad_text(t: &Target) {
+    let name = t.name("bad", 1);
+    assert_eq!(t.insert("", &name).await.0, 422);
+    assert_eq!(t.insert("   \n ", &name).await.0, 422);
+    let (status, body) = t.post("/documents/text", json!({"text": "no name"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["detail"], json!("A valid file_source is required for text insertion"));
+    assert_eq!(t.insert("empty name", "").await.0, 400);
+    assert_eq!(t.insert("control char", "a\nb.txt").await.0, 422);
+    let error = t.own_sink().insert(&Document::new(name, "  ".into())).await.expect_err("rejected");
+    assert_eq!(error.kind, SinkErrorKind::Rejected, "{}", error.message);
+    assert!(error.message.contains("422"), "{}", error.message);
+}
+
+contract!(listing_rules, keyed = false);
+async fn listing_rules(t: &Target) {
+    let (status, body) = t.send(reqwest::Method::GET, "/documents/track_status/insert_unknown", None, None).await;
+    assert_eq!((status, body["documents"].clone()), (200, json!([])), "unknown track ids are an empty list");
+    assert_eq!(t.post("/documents/paginated", json!({"page": 1, "page_size": 5})).await.0, 422);
+    assert_eq!(t.send(reqwest::Method::GET, "/documents", None, None).await.0, 405);
+    let (status, health) = t.send(reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(status, 200);
+    assert!(health["configuration"]["workspace"].is_string(), "{health}");
+    let preflight = t.own_sink().preflight("memories").await.expect("preflight").expect("api mode");
+    if t.is_real() {
+        assert_eq!(preflight.core_version.as_deref(), Some("1.5.7"));
+    }
+}

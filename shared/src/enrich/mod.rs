@@ -270,7 +270,7 @@ impl Enricher {
             return Enrichments::default();
         }
         for breaker in &self.breakers {
-            breaker.reset();
+            breaker.start_run();
         }
         let results: Vec<(MemoryId, Enrichment)> = futures_util::stream::iter(wanted)
             .map(|memory| async move { (memory.id.clone(), self.enrich_one(memory, mode).await) })
@@ -279,7 +279,17 @@ impl Enricher {
             .await;
         let map: HashMap<MemoryId, Enrichment> =
             results.into_iter().filter(|(_, e)| !e.is_empty()).collect();
-        debug!(enriched = map.len(), "enrichment done");
+        let [t, v, g] = &self.breakers;
+        info!(
+            memories = map.len(),
+            transcribed = t.ok(),
+            transcription_failed = t.failures(),
+            described = v.ok(),
+            description_failed = v.failures(),
+            geocoded = g.ok(),
+            geocoding_failed = g.failures(),
+            "enrichment done (cached parts cost no call)"
+        );
         Enrichments(map)
     }
 
@@ -300,8 +310,7 @@ impl Enricher {
         }
         Wants {
             transcript: transcribe.then(|| media_fingerprint(memory.gcs_uri.as_deref())),
-            image: describe
-                .then(|| media_fingerprint(memory.gcs_uri_img.as_deref())),
+            image: describe.then(|| media_fingerprint(memory.gcs_uri_img.as_deref())),
             place: if self.flags.geocoding {
                 memory.location.map(rounded_key)
             } else {
@@ -516,17 +525,30 @@ impl Enricher {
 /// [`BREAKER_THRESHOLD`] consecutive failures that are not the memory's own
 /// (a missing or unusable file does not count): an outage then costs a few
 /// requests, not one per memory (at one per second for Nominatim).
+/// It also counts the run's successful and failed calls for the log.
 #[derive(Debug, Default)]
 struct Breaker {
     consecutive: std::sync::atomic::AtomicU32,
+    ok: std::sync::atomic::AtomicU32,
+    failures: std::sync::atomic::AtomicU32,
 }
 
 const BREAKER_THRESHOLD: u32 = 3;
 
 impl Breaker {
-    fn reset(&self) {
-        self.consecutive
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+    fn start_run(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.consecutive.store(0, Relaxed);
+        self.ok.store(0, Relaxed);
+        self.failures.store(0, Relaxed);
+    }
+
+    fn ok(&self) -> u32 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn failures(&self) -> u32 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn is_open(&self) -> bool {
@@ -534,10 +556,14 @@ impl Breaker {
     }
 
     fn succeeded(&self) {
-        self.reset();
+        use std::sync::atomic::Ordering::Relaxed;
+        self.consecutive.store(0, Relaxed);
+        self.ok.fetch_add(1, Relaxed);
     }
 
     fn failed(&self, error: &ServiceError) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !matches!(error, ServiceError::Media(_)) {
             self.consecutive
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

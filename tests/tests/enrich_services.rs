@@ -285,3 +285,94 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
         "a new memory at a known place needs no lookup"
     );
 }
+
+struct Wavs;
+
+#[async_trait::async_trait]
+impl connector_core::enrich::MediaSource for Wavs {
+    async fn media(
+        &self,
+        _: &str,
+        id: &str,
+        _: MediaKind,
+        _: MediaLimits,
+    ) -> Result<Media, MediaError> {
+        Ok(Media {
+            bytes: wav(id.len() as u64),
+            content_type: "audio/wav".into(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_is_made_once_per_recording_and_again_for_a_new_one() {
+    let fakes = EnrichSim::start(None).await.expect("fakes");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(
+        connector_core::state::sqlite::SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .expect("sqlite"),
+    );
+    let mut config = Config::default();
+    config.enrichment.transcription.url = fakes.openai_url();
+    let connector = ConnectorConfig {
+        context_id: "C".into(),
+        transformation: TransformationConfig {
+            include_audio: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let enricher = Enricher::for_connector(&config, &connector, Arc::new(Wavs), store)
+        .expect("enricher")
+        .expect("on");
+    let recording = |uri: &str, transcript: Option<&str>| {
+        let mut m = memory("rec", 0.0, 0.0);
+        m.location = None;
+        m.audio = true;
+        m.transcript = transcript.map(str::to_owned);
+        m.gcs_uri = Some(uri.into());
+        FetchedPage {
+            memories: vec![m],
+            rejected: vec![],
+            possibly_truncated: false,
+            attempts: 1,
+        }
+    };
+    let id = MemoryId::new("rec");
+    let first = enricher
+        .enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full)
+        .await;
+    let text = first
+        .get(&id)
+        .and_then(|e| e.transcript.clone())
+        .expect("transcribed");
+    assert_eq!(text, EnrichSim::transcript_for(&wav(3)));
+    let again = enricher
+        .enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full)
+        .await;
+    assert_eq!(
+        again.get(&id).and_then(|e| e.transcript.clone()),
+        Some(text)
+    );
+    assert_eq!(
+        fakes.calls(Service::Transcription),
+        1,
+        "the same recording is not transcribed twice"
+    );
+    enricher
+        .enrich(&recording("gs://b/rec-2.wav", None), EnrichMode::Full)
+        .await;
+    assert_eq!(fakes.calls(Service::Transcription), 2, "a new recording is");
+    let real = enricher
+        .enrich(
+            &recording("gs://b/rec-3.wav", Some("spoken words")),
+            EnrichMode::Full,
+        )
+        .await;
+    assert!(
+        real.is_empty(),
+        "a memory with its own transcript needs no transcription"
+    );
+    assert_eq!(fakes.calls(Service::Transcription), 2);
+}

@@ -3,6 +3,7 @@
 use crate::output;
 use crate::Common;
 use connector_core::config::{self, Config, ConnectorConfig};
+use connector_core::enrich::Enricher;
 use connector_core::ids::ConnectorId;
 use connector_core::lightrag;
 use connector_core::memory_api::MemoryApiClient;
@@ -70,8 +71,13 @@ pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: boo
         let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
         let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
         let lease_ttl = Duration::from_secs(config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
-        let engine = SyncEngine::new(connector, lease_ttl, Arc::new(source), sink, store)
-            .with_lightrag_settings(&config.lightrag);
+        let source = Arc::new(source);
+        let enricher = Enricher::for_connector(&config, &connector, source.clone(), store.clone())
+            .map_err(|e| Failure::failed(e.to_string()))?
+            .map(Arc::new);
+        let engine = SyncEngine::new(connector, lease_ttl, source, sink, store)
+            .with_lightrag_settings(&config.lightrag)
+            .with_enricher(enricher);
         let options = RunOptions { force, dry_run, trigger: "cli".into(), deadline: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),
@@ -263,7 +269,8 @@ pub async fn serve(common: &Common, options: connector_core::service::ServeOptio
         let store = store(&config).await?;
         let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
         let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
-        connector_core::service::serve(Arc::new(config), store, Arc::new(source), sink, options)
+        let source = Arc::new(source);
+        connector_core::service::serve(Arc::new(config), store, source.clone(), sink, source, options)
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
         Ok(EXIT_OK)

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod enrich;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;

@@ -137,6 +137,12 @@ pub struct ConfigSpec {
     pub confirm_wait_seconds: u64,
     /// `lightrag.api.batch_inserts`.
     pub batch_inserts: bool,
+    /// Extra lines under the connector's `transformation:` (indented by the caller's text as is).
+    pub transformation_extra: Vec<String>,
+    /// Extra top-level YAML appended to the config (e.g. an `enrichment:` section).
+    pub extra_yaml: String,
+    /// `ingestion.skip_empty_transcripts`.
+    pub skip_empty_transcripts: bool,
 }
 
 impl ConfigSpec {
@@ -156,6 +162,9 @@ impl ConfigSpec {
             lightrag_key_var: false,
             confirm_wait_seconds: 5,
             batch_inserts: true,
+            transformation_extra: Vec::new(),
+            extra_yaml: String::new(),
+            skip_empty_transcripts: true,
         }
     }
 
@@ -190,9 +199,9 @@ connectors:
       query_range: all
       query_limit: {limit}
       batch_size: {batch}
-      skip_empty_transcripts: true
+      skip_empty_transcripts: {skip_empty}
     transformation:
-      strategy: {strategy}
+      strategy: {strategy}{transformation_extra}
     retry:
       max_attempts: {attempts}
       backoff_multiplier: 2.0
@@ -208,7 +217,7 @@ api:
 logging:
   level: DEBUG
   format: json
-"#,
+{extra_yaml}"#,
             memory_url = self.memory_url,
             timeout = self.memory_timeout,
             ctx = self.context_id,
@@ -218,6 +227,10 @@ logging:
             attempts = self.max_attempts,
             backend = self.backend,
             state = self.state_path,
+            skip_empty = self.skip_empty_transcripts,
+            transformation_extra =
+                self.transformation_extra.iter().map(|line| format!("\n      {line}")).collect::<String>(),
+            extra_yaml = self.extra_yaml,
         )
     }
 }

@@ -9,6 +9,7 @@
 //! list of 10,000 memories is a concatenation, not a serialisation.
 
 mod generate;
+pub mod media;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -208,6 +209,11 @@ impl MemorySim {
 
     pub fn clear_faults(&self) {
         self.state.clear_faults();
+    }
+
+    /// How many `GET /memory/{ctx}/{id}/audio` and `/image` requests arrived.
+    pub fn media_requests(&self) -> usize {
+        self.state.media_requests()
     }
 
     /// How many `GET /memory/{ctx}` requests arrived (faulted ones included).

@@ -170,7 +170,7 @@ async fn the_schedule_fires_and_metrics_count_the_runs() {
     assert_eq!(metric(&text, &format!("memory_connector_memories_new_total{{connector_id=\"{ID}\"}}")), Some(docs as f64), "{text}");
     assert_eq!(metric(&text, &format!("memory_connector_memories_processed{{connector_id=\"{ID}\"}}")), Some(docs as f64), "{text}");
     assert!(metric(&text, &format!("memory_connector_sync_duration_seconds_count{{connector_id=\"{ID}\"}}")).unwrap_or(0.0) >= 2.0);
-    assert!(text.contains("memory_connector_lightrag_request_duration_seconds_bucket{operation=\"insert\",outcome=\"ok\",le=\"+Inf\"}"), "{text}");
+    assert!(text.contains("memory_connector_lightrag_request_duration_seconds_bucket{operation=\"insert_batch\",outcome=\"ok\",le=\"+Inf\"}"), "{text}");
     assert!(text.contains("memory_connector_memory_api_request_duration_seconds_count{connector_id=\"personal-memories\",operation=\"list\",outcome=\"ok\"}"), "{text}");
     check_with_promtool(&ws, &text);
 }

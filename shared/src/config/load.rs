@@ -369,6 +369,6 @@ mod tests {
         );
         let top = expected_keys(&shape, &FieldPath::root()).unwrap();
         assert_eq!(top[0], "lightrag");
-        assert_eq!(top.len(), 8);
+        assert_eq!(top.len(), 9);
     }
 }

@@ -116,6 +116,8 @@ pub(crate) fn is_secret_field(path: &FieldPath) -> bool {
         &["api", "api_key"],
         &["monitoring", "alerts", "webhook_url"],
         &["advanced", "security", "encryption_key"],
+        &["enrichment", "transcription", "api_key"],
+        &["enrichment", "vision", "api_key"],
     ];
     SECRET_FIELDS.iter().any(|fields| {
         path.0.len() == fields.len()

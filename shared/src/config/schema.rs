@@ -20,6 +20,9 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub monitoring: MonitoringConfig,
     pub advanced: AdvancedConfig,
+    /// External services behind `transformation.include_audio`,
+    /// `include_image` and `geocoding`.
+    pub enrichment: EnrichmentConfig,
 }
 
 
@@ -662,4 +665,87 @@ impl Default for PerformanceConfig {
 pub struct SecurityConfig {
     pub encrypt_secrets: bool,
     pub encryption_key: Option<Secret>,
+}
+
+// ---------------------------------------------------------------- enrichment
+
+/// The services that fill in what a memory lacks: a transcript from its audio,
+/// a description of its photo, a place name for its coordinates. Each is used
+/// only by connectors that switch the matching transformation flag on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct EnrichmentConfig {
+    pub transcription: TranscriptionConfig,
+    pub vision: VisionConfig,
+    pub geocoding: GeocodingConfig,
+}
+
+/// The default base URL of the OpenAI API.
+pub const OPENAI_URL: &str = "https://api.openai.com/v1";
+
+/// Whether `url` is OpenAI's own API (which refuses requests without a key).
+pub fn is_openai_url(url: &str) -> bool {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("api.openai.com"))) == Some(true)
+}
+
+/// An OpenAI-compatible `POST {url}/audio/transcriptions`. `api_key` has no
+/// default: the example file writes `"${OPENAI_API_KEY}"`, and a config that
+/// does not mention it must not need the variable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TranscriptionConfig {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub url: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub model: String,
+    pub api_key: Option<Secret>,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        Self { url: OPENAI_URL.into(), model: "whisper-1".into(), api_key: None }
+    }
+}
+
+/// An OpenAI-compatible `POST {url}/chat/completions` that accepts images.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct VisionConfig {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub url: String,
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub model: String,
+    pub api_key: Option<Secret>,
+}
+
+impl Default for VisionConfig {
+    fn default() -> Self {
+        Self { url: OPENAI_URL.into(), model: "gpt-4o-mini".into(), api_key: None }
+    }
+}
+
+/// A Nominatim-compatible reverse geocoder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GeocodingConfig {
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub url: String,
+    /// Nominatim's usage policy asks for a User-Agent naming the application and a contact.
+    #[serde(deserialize_with = "super::lenient::string")]
+    pub user_agent: String,
+    /// At most this many requests per second (Nominatim's policy: 1).
+    pub requests_per_second: f64,
+}
+
+/// The public Nominatim instance.
+pub const NOMINATIM_URL: &str = "https://nominatim.openstreetmap.org";
+
+impl Default for GeocodingConfig {
+    fn default() -> Self {
+        Self {
+            url: NOMINATIM_URL.into(),
+            user_agent: concat!("memory-connector/", env!("CARGO_PKG_VERSION"), " (contact: you@example.com)").into(),
+            requests_per_second: 1.0,
+        }
+    }
 }

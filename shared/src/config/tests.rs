@@ -714,6 +714,55 @@ fn redacted_yaml_masks_secrets_and_reads_back() {
     expected.memory_api.api_key = masked.clone();
     expected.api.api_key = masked.clone();
     expected.monitoring.alerts.webhook_url = masked.clone();
+    expected.enrichment.transcription.api_key = masked.clone();
+    expected.enrichment.vision.api_key = masked.clone();
     expected.advanced.security.encryption_key = masked;
     assert_eq!(back, expected);
+}
+
+// ------------------------------------------------------------ enrichment
+
+#[test]
+fn enrichment_defaults_need_no_key_when_unused() {
+    let c = load_ok(MINIMAL, &env(&[]));
+    assert_eq!(c.enrichment.transcription.model, "whisper-1");
+    assert_eq!(c.enrichment.vision.model, "gpt-4o-mini");
+    assert_eq!(c.enrichment.vision.url, "https://api.openai.com/v1");
+    assert_eq!(c.enrichment.transcription.api_key, None);
+    assert_eq!(c.enrichment.geocoding.url, "https://nominatim.openstreetmap.org");
+    assert_eq!(c.enrichment.geocoding.requests_per_second, 1.0);
+    assert!(c.enrichment.geocoding.user_agent.starts_with("memory-connector/"));
+    // A partial vision section keeps the vision model default, not the transcription one.
+    let partial = format!("{MINIMAL}enrichment:\n  vision:\n    url: \"http://127.0.0.1:1/v1\"\n");
+    assert_eq!(load_ok(&partial, &env(&[])).enrichment.vision.model, "gpt-4o-mini");
+}
+
+#[test]
+fn enrichment_needs_an_openai_key_only_when_a_connector_uses_openai() {
+    let flags = |flags: &str| MINIMAL.replace("    context_id: \"CTX1\"\n", &format!("    context_id: \"CTX1\"\n    transformation:\n{flags}"));
+    let audio = flags("      include_audio: true\n");
+    assert_eq!(fields(&load_err(&audio, &env(&[]))), ["enrichment.transcription.api_key"]);
+    let image = flags("      include_image: true\n");
+    assert_eq!(fields(&load_err(&image, &env(&[]))), ["enrichment.vision.api_key"]);
+    let keyed = format!("{audio}enrichment:\n  transcription:\n    api_key: \"${{OPENAI_API_KEY}}\"\n");
+    let c = load_ok(&keyed, &env(&[("OPENAI_API_KEY", "sk-abc")]));
+    assert_eq!(c.enrichment.transcription.api_key.as_ref().map(|k| k.expose()), Some("sk-abc"));
+    assert!(!redacted_yaml(&c).contains("sk-abc"), "the key is a secret");
+    let local = format!("{audio}enrichment:\n  transcription:\n    url: \"http://127.0.0.1:9000/v1\"\n");
+    load_ok(&local, &env(&[]));
+}
+
+#[test]
+fn geocoding_settings_are_checked_when_used() {
+    let geo = MINIMAL.replace("    context_id: \"CTX1\"\n", "    context_id: \"CTX1\"\n    transformation:\n      geocoding: true\n");
+    load_ok(&geo, &env(&[]));
+    let bad = format!("{geo}enrichment:\n  geocoding:\n    user_agent: \" \"\n    requests_per_second: 5\n");
+    assert_eq!(
+        fields(&load_err(&bad, &env(&[]))),
+        ["enrichment.geocoding.user_agent", "enrichment.geocoding.requests_per_second"]
+    );
+    let own_server = format!("{geo}enrichment:\n  geocoding:\n    url: \"http://127.0.0.1:8088\"\n    requests_per_second: 50\n");
+    load_ok(&own_server, &env(&[]));
+    let unused = format!("{MINIMAL}enrichment:\n  geocoding:\n    requests_per_second: 0\n");
+    load_ok(&unused, &env(&[]));
 }

@@ -24,6 +24,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     v.logging(&config.logging);
     v.monitoring(&config.monitoring);
     v.advanced(&config.advanced);
+    v.enrichment(config);
     v.problems
 }
 
@@ -111,6 +112,57 @@ impl Validator {
                 format!(
                     "`{expr}` is not a valid 5-field cron expression: {e}; e.g. \"0 9,17 * * 1-5\""
                 ),
+            );
+        }
+    }
+
+    /// The enrichment services are checked only when a connector uses them,
+    /// so a config without the section (or with every flag off) never needs
+    /// an OpenAI key or a reachable geocoder.
+    fn enrichment(&mut self, config: &Config) {
+        let using = |flag: fn(&TransformationConfig) -> bool| {
+            config.connectors.iter().find(|c| flag(&c.transformation)).map(|c| c.id.as_str().to_owned())
+        };
+        let e = &config.enrichment;
+        if let Some(connector) = using(|t| t.include_audio) {
+            self.openai_service("enrichment.transcription", &e.transcription.url, &e.transcription.model, e.transcription.api_key.as_ref(), &connector, "include_audio");
+        }
+        if let Some(connector) = using(|t| t.include_image) {
+            self.openai_service("enrichment.vision", &e.vision.url, &e.vision.model, e.vision.api_key.as_ref(), &connector, "include_image");
+        }
+        if using(|t| t.geocoding).is_some() {
+            let g = &e.geocoding;
+            self.http_url("enrichment.geocoding.url", &g.url);
+            if g.user_agent.trim().is_empty() {
+                self.push(
+                    "enrichment.geocoding.user_agent",
+                    "is empty; Nominatim's usage policy asks for a User-Agent naming the application and a contact, e.g. \"memory-connector/1.0 (contact: me@example.org)\"",
+                );
+            }
+            if !(g.requests_per_second.is_finite() && g.requests_per_second > 0.0) {
+                self.push(
+                    "enrichment.geocoding.requests_per_second",
+                    format!("is {}; expected a number greater than 0 (the public Nominatim allows 1)", g.requests_per_second),
+                );
+            } else if is_nominatim_public(&g.url) && g.requests_per_second > 1.0 {
+                self.push(
+                    "enrichment.geocoding.requests_per_second",
+                    format!("is {}; the public Nominatim allows at most 1 request per second", g.requests_per_second),
+                );
+            }
+        }
+    }
+
+    fn openai_service(&mut self, at: &str, url: &str, model: &str, api_key: Option<&Secret>, connector: &str, flag: &str) {
+        self.http_url(&format!("{at}.url"), url);
+        if model.trim().is_empty() {
+            self.push(format!("{at}.model"), "is empty; expected a model name");
+        }
+        let key_missing = api_key.is_none_or(|k| k.expose().trim().is_empty());
+        if key_missing && is_openai_url(url) {
+            self.push(
+                format!("{at}.api_key"),
+                format!("is missing but connector `{connector}` sets transformation.{flag} and {url} needs a key; set e.g. api_key: \"${{OPENAI_API_KEY}}\""),
             );
         }
     }
@@ -325,4 +377,8 @@ impl Validator {
             }
         }
     }
+}
+
+fn is_nominatim_public(url: &str) -> bool {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("nominatim.openstreetmap.org"))) == Some(true)
 }

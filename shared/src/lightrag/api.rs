@@ -798,6 +798,10 @@ impl DocumentSink for ApiSink {
         self.batch_inserts
     }
 
+    fn confirms(&self) -> bool {
+        true
+    }
+
     async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {
         let mut outcomes: Vec<Option<Result<InsertOutcome, SinkError>>> = vec![None; docs.len()];
         // Groups bounded by the byte budget, sent in order.

@@ -96,6 +96,12 @@ pub trait DocumentSink: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether [`DocumentSink::statuses`] can tell processed from failed
+    /// (LightRAG over HTTP); the engine follows documents only then.
+    fn confirms(&self) -> bool {
+        false
+    }
+
     /// Inserts several new documents; one outcome per document, in order.
     /// A sink that cannot batch inserts them one by one.
     async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {

@@ -6,6 +6,7 @@
 //! errors and log lines name the URL, the status and a body excerpt with the
 //! key scrubbed out.
 
+use super::media::{Media, MediaError, MediaKind, MediaLimits};
 use super::model::FetchedPage;
 use super::parse::parse_value;
 use crate::config::{MemoryApiConfig, QueryRange};
@@ -275,6 +276,66 @@ impl MemoryApiClient {
                 body: self.excerpt(&body),
             }),
             _ => Err(MemoryApiError::Http { url, status, body: self.excerpt(&body), retry_after }),
+        }
+    }
+
+    /// Downloads the audio or image of a memory (see [`super::media`]).
+    pub async fn media(
+        &self,
+        context_id: &str,
+        memory_id: &str,
+        kind: MediaKind,
+        limits: MediaLimits,
+    ) -> Result<Media, MediaError> {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("memory").push(context_id).push(memory_id).push(kind.segment());
+        }
+        let shown = display_url(&url);
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                MediaError::Timeout { url: shown.clone(), timeout_secs: limits.timeout.as_secs() }
+            } else {
+                MediaError::Network { url: shown.clone(), message: error_chain(&e) }
+            }
+        };
+        let fetch = async {
+            let mut response = self.http.get(url.clone()).timeout(limits.timeout).send().await.map_err(transport)?;
+            let status = response.status().as_u16();
+            if status == 404 {
+                return Err(MediaError::NotFound { url: shown.clone(), kind: kind.segment() });
+            }
+            if !(200..300).contains(&status) {
+                let body = response.bytes().await.unwrap_or_default();
+                return Err(MediaError::Http { url: shown.clone(), status, body: self.excerpt(&body) });
+            }
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            if !kind.accepts(&content_type) {
+                return Err(MediaError::WrongType { url: shown.clone(), content_type, kind: kind.segment() });
+            }
+            if response.content_length().is_some_and(|len| len > limits.max_bytes) {
+                return Err(MediaError::TooLarge { url: shown.clone(), limit: limits.max_bytes });
+            }
+            // Streamed so a lying or absent Content-Length cannot make us hold more than the limit.
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if (bytes.len() + chunk.len()) as u64 > limits.max_bytes {
+                    return Err(MediaError::TooLarge { url: shown.clone(), limit: limits.max_bytes });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            Ok(Media { bytes, content_type: essence })
+        };
+        // The request timeout covers the body too; this one also bounds a slow drip.
+        match tokio::time::timeout(limits.timeout, fetch).await {
+            Ok(result) => result,
+            Err(_) => Err(MediaError::Timeout { url: shown.clone(), timeout_secs: limits.timeout.as_secs() }),
         }
     }
 

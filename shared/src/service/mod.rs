@@ -68,6 +68,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     started_at: DateTime<Utc>,
     job_timeout: Duration,
+    /// Per connector, when it turns an enrichment flag on.
+    enrichers: HashMap<ConnectorId, Arc<crate::enrich::Enricher>>,
 }
 
 /// The service; cheap to clone.
@@ -77,6 +79,25 @@ pub struct Service {
 }
 
 impl Service {
+    /// Builds the enrichers of the connectors that turn a flag on
+    /// (`include_audio`, `include_image`, `geocoding`); call before the
+    /// service is shared.
+    pub fn with_media(mut self, media: Arc<dyn crate::enrich::MediaSource>) -> Result<Self, ServeError> {
+        let mut enrichers = HashMap::new();
+        for connector in &self.inner.config.connectors {
+            let enricher = crate::enrich::Enricher::for_connector(&self.inner.config, connector, Arc::clone(&media), Arc::clone(&self.inner.store))
+                .map_err(|e| ServeError::Setup(e.to_string()))?;
+            if let Some(enricher) = enricher {
+                enrichers.insert(connector.id.clone(), Arc::new(enricher));
+            }
+        }
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.enrichers = enrichers,
+            None => return Err(ServeError::Setup("the service was shared before its enrichers were set".into())),
+        }
+        Ok(self)
+    }
+
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn StateStore>,
@@ -108,6 +129,7 @@ impl Service {
                 stop,
                 started_at: Utc::now(),
                 job_timeout: Duration::from_secs(config_job_timeout_minutes * 60),
+                enrichers: HashMap::new(),
             }),
         }
     }
@@ -237,7 +259,8 @@ impl Service {
         let timeout = self.lease_ttl();
         let engine = SyncEngine::new(connector.clone(), timeout, Arc::clone(&inner.source), Arc::clone(&inner.sink), Arc::clone(&inner.store))
             .with_stop_signal(inner.stop.subscribe())
-            .with_lightrag_settings(&inner.config.lightrag);
+            .with_lightrag_settings(&inner.config.lightrag)
+            .with_enricher(inner.enrichers.get(&connector.id).cloned());
         let deadline = Instant::now() + timeout;
         let options = RunOptions { force, dry_run: false, trigger: trigger.to_owned(), deadline: Some(deadline) };
         let result = engine.run_with_id(run_id.clone(), options).await;
@@ -452,10 +475,11 @@ pub async fn serve(
     store: Arc<dyn StateStore>,
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
+    media: Arc<dyn crate::enrich::MediaSource>,
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics));
+    let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();

@@ -2,6 +2,10 @@
 //! the service's runs into the request-duration histograms, without touching
 //! the clients themselves.
 
+use crate::ids::DocId;
+use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use crate::config::ConnectorConfig;
 use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
 use crate::memory_api::model::FetchedPage;
@@ -68,5 +72,46 @@ impl DocumentSink for TimedSink {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+
+    // Everything else is forwarded as is (a wrapper that forgot one would
+    // silently turn batching or confirmation off).
+    fn batches(&self) -> bool {
+        self.inner.batches()
+    }
+
+    fn confirms(&self) -> bool {
+        self.inner.confirms()
+    }
+
+    async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {
+        let started = Instant::now();
+        let results = self.inner.insert_batch(docs).await;
+        let all: Result<(), SinkError> = results.iter().find_map(|r| r.as_ref().err().cloned()).map_or(Ok(()), Err);
+        self.observe("insert_batch", started, &all);
+        results
+    }
+
+    async fn replace_batch(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
+        let started = Instant::now();
+        let results = self.inner.replace_batch(docs).await;
+        let all: Result<(), SinkError> = results.iter().find_map(|r| r.as_ref().err().cloned()).map_or(Ok(()), Err);
+        self.observe("replace_batch", started, &all);
+        results
+    }
+
+    async fn statuses(&self, docs: &[TrackedDoc]) -> Result<HashMap<DocId, RemoteStatus>, SinkError> {
+        let started = Instant::now();
+        let result = self.inner.statuses(docs).await;
+        self.observe("statuses", started, &result);
+        result
+    }
+
+    async fn stored_since(&self, since: DateTime<Utc>) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
+        self.inner.stored_since(since).await
+    }
+
+    async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {
+        self.inner.preflight(expected_workspace).await
     }
 }

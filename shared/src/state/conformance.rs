@@ -10,12 +10,14 @@
 //! timestamps are whole milliseconds: that is the precision every store must
 //! keep (SQLite keeps no more).
 
+mod cache;
 mod data;
 mod history;
 mod lease;
 mod ledger;
 mod storage;
 
+pub use cache::cache_round_trip;
 pub use history::{connectors_listing, prune_runs, reset, runs_history};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
@@ -53,6 +55,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     reset(fresh().await).await;
     prune_runs(fresh().await).await;
     connectors_listing(fresh().await).await;
+    cache_round_trip(fresh().await).await;
 }
 
 /// The value of `result`, or a panic naming the check, the store and the error.

@@ -20,7 +20,7 @@
 //! detected through its length and mtime only (best effort).
 
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+    CacheValue, Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
@@ -46,11 +46,14 @@ struct Document {
     version: u32,
     #[serde(default)]
     connectors: BTreeMap<ConnectorId, ConnectorRecord>,
+    /// The key-value cache (enrichments), shared by all connectors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cache: BTreeMap<String, CacheValue>,
 }
 
 impl Document {
     fn empty() -> Self {
-        Self { version: FORMAT_VERSION, connectors: BTreeMap::new() }
+        Self { version: FORMAT_VERSION, connectors: BTreeMap::new(), cache: BTreeMap::new() }
     }
 }
 
@@ -549,6 +552,28 @@ impl StateStore for JsonStore {
                 record.lease = None;
                 record.entries.clear();
                 Ok(((), changed))
+            })
+        })
+        .await
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            inner.read(|doc| doc.cache.get(&key).filter(|c| c.is_live_at(now)).map(|c| c.value.clone()))
+        })
+        .await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StateError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.blocking(move |inner| {
+            inner.write(|doc| {
+                // Expired values are dropped here so the file does not grow forever.
+                let now = Utc::now();
+                doc.cache.retain(|_, c| c.is_live_at(now));
+                doc.cache.insert(key, CacheValue { value, expires_at });
+                Ok(((), true))
             })
         })
         .await

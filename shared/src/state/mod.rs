@@ -360,6 +360,34 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 
     /// Removes run records that started before `before`; returns how many.
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
+
+    /// A cached value (enrichments: place names, transcripts, photo
+    /// descriptions) that has not expired at `now`. Stores without a cache
+    /// answer `None`, which only costs a repeated lookup.
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let _ = (key, now);
+        Ok(None)
+    }
+
+    /// Stores `value` under `key` (replacing it) until `expires_at`; `None`
+    /// keeps it until it is replaced. The cache is shared by all connectors.
+    async fn cache_put(&self, key: &str, value: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StateError> {
+        let _ = (key, value, expires_at);
+        Ok(())
+    }
+}
+
+/// One value of the key-value cache of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheValue {
+    pub value: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl CacheValue {
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// Sets or clears the connector's `paused` flag (the scheduler skips a

@@ -89,6 +89,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (connector_id, run_id)
     ) STRICT;
     CREATE INDEX runs_by_start ON runs (connector_id, started_at);",
+    // 2: the key-value cache of enrichments (shared by all connectors).
+    "CREATE TABLE cache (
+        key TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires_at TEXT -- NULL: until replaced
+    ) STRICT;
+    CREATE INDEX cache_by_expiry ON cache (expires_at);",
 ];
 
 /// The schema version this build creates and understands.
@@ -642,6 +649,34 @@ impl StateStore for SqliteStore {
             for table in ["entries", "connectors", "leases"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE connector_id = ?1"), [connector.as_str()])?;
             }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let key = key.to_owned();
+        self.call("read cache", move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT value FROM cache WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?;
+            Ok(query.query_row(params![key, timestamp(now)], |row| row.get::<_, String>(0)).optional()?)
+        })
+        .await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StateError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.call("write cache", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Expired values are dropped here so the table does not grow forever.
+            tx.execute("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?1", [timestamp(Utc::now())])?;
+            tx.execute(
+                "INSERT INTO cache (key, value, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                params![key, value, expires_at.map(timestamp)],
+            )?;
             tx.commit()?;
             Ok(())
         })

@@ -118,7 +118,7 @@ impl SyncEngine {
         loop {
             let queued = self.confirm(run_id, report, Some(since)).await?;
             let now = Instant::now();
-            if queued == 0 || now >= deadline {
+            if queued == 0 || now >= deadline || self.stop_requested() {
                 report.unconfirmed = queued as u64;
                 if queued > 0 {
                     info!(queued, "still queued in LightRAG; the next run confirms them");

@@ -11,10 +11,11 @@ mod report;
 
 use deliver::Work;
 
-pub use plan::{plan, Action, ActionKind};
+pub use plan::{plan, plan_enriched, Action, ActionKind};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
+use crate::enrich::{EnrichMode, Enricher, Enrichments};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::lightrag::DocumentSink;
 use crate::memory_api::model::{FetchedPage, Memory};
@@ -88,6 +89,8 @@ pub struct SyncEngine {
     /// When it turns `true` (service shutdown), the run takes no new work,
     /// like at its deadline.
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Transcripts, photo descriptions, place names (see [`crate::enrich`]).
+    enricher: Option<Arc<Enricher>>,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -115,14 +118,14 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None }
+        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None, enricher: None }
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
     /// mode): checks the server at the start, confirms submitted documents
     /// each run and waits up to `confirm_wait_seconds` at the end.
     pub fn with_lightrag_settings(mut self, lightrag: &LightragConfig) -> Self {
-        if lightrag.mode == LightragMode::Api {
+        if lightrag.mode == LightragMode::Api && self.sink.confirms() {
             let api = &lightrag.api;
             self.settings = SinkSettings {
                 workspace: api.workspace.clone(),
@@ -140,8 +143,24 @@ impl SyncEngine {
         self
     }
 
-    fn stop_requested(&self) -> bool {
+    pub(super) fn stop_requested(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Enriches memories before they are rendered (`include_audio`,
+    /// `include_image`, `geocoding`).
+    pub fn with_enricher(mut self, enricher: Option<Arc<Enricher>>) -> Self {
+        self.enricher = enricher;
+        self
+    }
+
+    /// Enrichments of the page's memories; a dry run reads only the cache.
+    async fn enrich(&self, page: &FetchedPage, options: &RunOptions) -> Enrichments {
+        let mode = if options.dry_run { EnrichMode::CacheOnly } else { EnrichMode::Full };
+        match &self.enricher {
+            Some(enricher) => enricher.enrich(page, mode).await,
+            None => Enrichments::default(),
+        }
     }
 
     pub fn connector_id(&self) -> &ConnectorId {
@@ -346,6 +365,7 @@ impl SyncEngine {
         }
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
+        let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
@@ -354,7 +374,7 @@ impl SyncEngine {
         let mut work: Vec<Work> = Vec::new();
         for memory in memories {
             let entry = entries.get(&memory.id);
-            let action = plan(&self.connector, memory, entry, options.force, now);
+            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {

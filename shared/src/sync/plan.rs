@@ -2,6 +2,7 @@
 //! memory's document and its ledger entry alone (a pure function).
 
 use crate::config::ConnectorConfig;
+use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
 use crate::state::{EntryStatus, LedgerEntry};
 use crate::transform::{self, Document, Rendered};
@@ -58,11 +59,24 @@ pub fn plan(
     force: bool,
     now: DateTime<Utc>,
 ) -> Action {
+    plan_enriched(connector, memory, entry, force, now, None)
+}
+
+/// [`plan`] for a memory with its enrichment (transcript, photo, place).
+pub fn plan_enriched(
+    connector: &ConnectorConfig,
+    memory: &Memory,
+    entry: Option<&LedgerEntry>,
+    force: bool,
+    now: DateTime<Utc>,
+    enrichment: Option<&Enrichment>,
+) -> Action {
     let rendered = transform::render(
         &connector.context_id,
         memory,
         &connector.transformation,
         connector.ingestion.skip_empty_transcripts,
+        enrichment,
     );
     let document = match rendered {
         Rendered::Document(document) => document,
@@ -147,7 +161,7 @@ mod tests {
     }
 
     fn hash_of(m: &Memory) -> ContentHash {
-        match transform::render("C", m, &connector().transformation, true) {
+        match transform::render("C", m, &connector().transformation, true, None) {
             Rendered::Document(d) => d.hash,
             Rendered::WaitingForTranscript => unreachable!(),
         }

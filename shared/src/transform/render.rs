@@ -2,6 +2,7 @@
 
 use super::{extract_tags, file_source, Document};
 use crate::config::{Strategy, TransformationConfig};
+use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use std::fmt::Write;
@@ -14,24 +15,57 @@ pub enum Rendered {
     WaitingForTranscript,
 }
 
-/// Renders a memory of context `context_id` with the connector's settings.
+/// Where the text of a document came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    MemoryApi,
+    /// Automatic transcription of the audio (enrichment).
+    Automatic,
+}
+
+/// What a document says besides the memory's own fields.
+struct Extras<'a> {
+    transcript_source: Source,
+    place: Option<&'a str>,
+    image_description: Option<&'a str>,
+}
+
+/// Renders a memory of context `context_id` with the connector's settings
+/// and, when there is one, its [`Enrichment`]. Without an enrichment (or an
+/// empty one) the text is exactly what it was before enrichment existed.
 pub fn render(
     context_id: &str,
     memory: &Memory,
     transformation: &TransformationConfig,
     skip_empty_transcripts: bool,
+    enrichment: Option<&Enrichment>,
 ) -> Rendered {
-    let transcript = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
-    if transcript.is_none() && skip_empty_transcripts {
+    let own = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
+    // A transcript from the Memory API always wins over an automatic one.
+    let automatic = enrichment.and_then(|e| e.transcript.as_deref()).map(clean_transcript).filter(|t| !t.is_empty());
+    let (transcript, transcript_source) = match (own, automatic) {
+        (Some(own), _) => (Some(own), Source::MemoryApi),
+        (None, Some(automatic)) => (Some(automatic), Source::Automatic),
+        (None, None) => (None, Source::MemoryApi),
+    };
+    let image_description =
+        enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
+    // A described photo is content enough: a photo memory need not wait for words.
+    if transcript.is_none() && image_description.is_none() && skip_empty_transcripts {
         return Rendered::WaitingForTranscript;
     }
     let tags = match (&transcript, transformation.extract_tags) {
         (Some(text), true) => extract_tags(text),
         _ => Vec::new(),
     };
+    let extras = Extras {
+        transcript_source,
+        place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
+        image_description,
+    };
     let text = match transformation.strategy {
-        Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags),
-        Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags),
+        Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags, &extras),
+        Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags, &extras),
     };
     Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
 }
@@ -45,7 +79,7 @@ fn clean_transcript(raw: &str) -> String {
     kept.trim().to_owned()
 }
 
-fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String]) -> String {
+fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String], extras: &Extras) -> String {
     let mut out = String::with_capacity(256 + transcript.map_or(0, str::len));
     let _ = writeln!(out, "Memory {}", memory.id);
     let _ = writeln!(out, "Type: {}", memory.kind.as_deref().unwrap_or("memory"));
@@ -58,33 +92,58 @@ fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &
     if let Some(place) = memory.location {
         let _ = writeln!(out, "Location: {:.5}, {:.5}", place.lat, place.lon);
     }
+    if let Some(name) = extras.place {
+        let _ = writeln!(out, "Place: {name}");
+    }
     if !tags.is_empty() {
         let _ = writeln!(out, "Tags: {}", hashtags(tags));
+    }
+    if transcript.is_some() && extras.transcript_source == Source::Automatic {
+        out.push_str("Transcript source: automatic transcription of the audio recording\n");
     }
     let _ = writeln!(out, "Context: {context_id}");
     out.push('\n');
     out.push_str(transcript.unwrap_or("(no transcript)"));
     out.push('\n');
+    push_image_description(&mut out, extras);
     out
 }
 
-fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String]) -> String {
+fn push_image_description(out: &mut String, extras: &Extras) {
+    if let Some(description) = extras.image_description {
+        out.push_str("\n## Photo description (automatic)\n\n");
+        out.push_str(description);
+        out.push('\n');
+    }
+}
+
+fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String], extras: &Extras) -> String {
     let kind = humanize_kind(memory.kind.as_deref());
     let mut out = String::with_capacity(384 + transcript.map_or(0, str::len));
+    let in_place = extras.place.map(|p| format!(" in {p}")).unwrap_or_default();
     match memory.created_at {
         Some(at) => {
-            let _ = writeln!(out, "# {kind} on {} {}, {}", weekday(at), part_of_day(at), at.format("%-d %B %Y"));
+            let _ = writeln!(out, "# {kind}{in_place} on {} {}, {}", weekday(at), part_of_day(at), at.format("%-d %B %Y"));
             out.push('\n');
             let _ = writeln!(out, "When: {}, {} UTC ({})", weekday(at), at.format("%-d %B %Y, %H:%M"), part_of_day(at));
         }
         None => {
-            let _ = writeln!(out, "# {kind}");
+            let _ = writeln!(out, "# {kind}{in_place}");
             out.push('\n');
             out.push_str("When: unknown\n");
         }
     }
-    if let Some(place) = memory.location {
-        let _ = writeln!(out, "Where: {:.5}, {:.5}", place.lat, place.lon);
+    match (extras.place, memory.location) {
+        (Some(name), Some(point)) => {
+            let _ = writeln!(out, "Where: {name} ({:.5}, {:.5})", point.lat, point.lon);
+        }
+        (None, Some(point)) => {
+            let _ = writeln!(out, "Where: {:.5}, {:.5}", point.lat, point.lon);
+        }
+        (Some(name), None) => {
+            let _ = writeln!(out, "Where: {name}");
+        }
+        (None, None) => {}
     }
     let _ = writeln!(out, "Kind: {kind}");
     let media: Vec<&str> = [(memory.audio, "audio recording"), (memory.image, "photo")]
@@ -98,9 +157,14 @@ fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[Str
         let _ = writeln!(out, "Tags: {}", hashtags(tags));
     }
     let _ = writeln!(out, "Memory: {} (context {context_id})", memory.id);
-    out.push_str("\n## Transcript\n\n");
+    if transcript.is_some() && extras.transcript_source == Source::Automatic {
+        out.push_str("\n## Transcript (automatic transcription of the audio recording)\n\n");
+    } else {
+        out.push_str("\n## Transcript\n\n");
+    }
     out.push_str(transcript.unwrap_or("(no transcript)"));
     out.push('\n');
+    push_image_description(&mut out, extras);
     out
 }
 
@@ -177,7 +241,7 @@ mod tests {
 
     #[test]
     fn standard_text() {
-        let t = text(render("CTX123", &memory(), &TransformationConfig::default(), true));
+        let t = text(render("CTX123", &memory(), &TransformationConfig::default(), true, None));
         assert_eq!(
             t,
             "Memory 1234567890\nType: record\nRecorded: 2025-12-18 14:30:00 UTC\nLocation: 52.52000, 13.40500\nTags: #sourdough\nContext: CTX123\n\nMet Anna at the bakery, she recommended #sourdough\n"
@@ -187,7 +251,7 @@ mod tests {
     #[test]
     fn rich_text() {
         let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
-        let t = text(render("CTX123", &memory(), &cfg, true));
+        let t = text(render("CTX123", &memory(), &cfg, true, None));
         assert!(t.starts_with("# Voice recording on Thursday afternoon, 18 December 2025\n"), "{t}");
         assert!(t.contains("Media: audio recording\n"));
         assert!(t.contains("## Transcript\n\nMet Anna"));
@@ -196,15 +260,15 @@ mod tests {
     #[test]
     fn deterministic() {
         let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
-        assert_eq!(render("C", &memory(), &cfg, true), render("C", &memory(), &cfg, true));
+        assert_eq!(render("C", &memory(), &cfg, true, None), render("C", &memory(), &cfg, true, None));
     }
 
     #[test]
     fn empty_transcript_waits_or_renders() {
         let mut m = memory();
         m.transcript = Some("  \n ".into());
-        assert_eq!(render("C", &m, &TransformationConfig::default(), true), Rendered::WaitingForTranscript);
-        let t = text(render("C", &m, &TransformationConfig::default(), false));
+        assert_eq!(render("C", &m, &TransformationConfig::default(), true, None), Rendered::WaitingForTranscript);
+        let t = text(render("C", &m, &TransformationConfig::default(), false, None));
         assert!(t.ends_with("(no transcript)\n"));
     }
 
@@ -212,7 +276,69 @@ mod tests {
     fn control_characters_removed() {
         let mut m = memory();
         m.transcript = Some("a\u{0}b\u{7}c\td".into());
-        let t = text(render("C", &m, &TransformationConfig::default(), true));
+        let t = text(render("C", &m, &TransformationConfig::default(), true, None));
         assert!(t.ends_with("abc\td\n"));
+    }
+
+    fn enrichment() -> Enrichment {
+        Enrichment {
+            transcript: Some("Automatic words\r\n".into()),
+            image_description: Some("A loaf of bread on a wooden table.".into()),
+            place: Some("Berlin, Mitte, Germany".into()),
+        }
+    }
+
+    #[test]
+    fn standard_with_enrichment() {
+        let mut m = memory();
+        m.transcript = None;
+        m.image = true;
+        let t = text(render("CTX123", &m, &TransformationConfig::default(), true, Some(&enrichment())));
+        assert_eq!(
+            t,
+            "Memory 1234567890\nType: record\nRecorded: 2025-12-18 14:30:00 UTC\nLocation: 52.52000, 13.40500\nPlace: Berlin, Mitte, Germany\nTranscript source: automatic transcription of the audio recording\nContext: CTX123\n\nAutomatic words\n\n## Photo description (automatic)\n\nA loaf of bread on a wooden table.\n"
+        );
+    }
+
+    #[test]
+    fn rich_with_enrichment() {
+        let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
+        let mut m = memory();
+        m.transcript = None;
+        m.image = true;
+        let t = text(render("CTX123", &m, &cfg, true, Some(&enrichment())));
+        assert!(t.starts_with("# Voice recording in Berlin, Mitte, Germany on Thursday afternoon, 18 December 2025\n"), "{t}");
+        assert!(t.contains("Where: Berlin, Mitte, Germany (52.52000, 13.40500)\n"), "{t}");
+        assert!(t.contains("Media: audio recording, photo\n"), "{t}");
+        assert!(t.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic words\n"), "{t}");
+        assert!(t.ends_with("## Photo description (automatic)\n\nA loaf of bread on a wooden table.\n"), "{t}");
+    }
+
+    #[test]
+    fn own_transcript_wins_and_empty_enrichment_changes_nothing() {
+        let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
+        let with = text(render("C", &memory(), &cfg, true, Some(&Enrichment { transcript: Some("auto".into()), ..Default::default() })));
+        assert!(with.contains("## Transcript\n\nMet Anna"), "{with}");
+        assert!(!with.contains("auto"));
+        for cfg in [cfg, TransformationConfig::default()] {
+            assert_eq!(
+                render("C", &memory(), &cfg, true, Some(&Enrichment::default())),
+                render("C", &memory(), &cfg, true, None)
+            );
+        }
+    }
+
+    #[test]
+    fn an_automatic_transcript_ends_the_wait() {
+        let mut m = memory();
+        m.transcript = None;
+        assert_eq!(render("C", &m, &TransformationConfig::default(), true, None), Rendered::WaitingForTranscript);
+        let e = Enrichment { transcript: Some("spoken".into()), ..Default::default() };
+        assert!(text(render("C", &m, &TransformationConfig::default(), true, Some(&e))).ends_with("\n\nspoken\n"));
+        let photo = Enrichment { image_description: Some("A cat.".into()), ..Default::default() };
+        let t = text(render("C", &m, &TransformationConfig::default(), true, Some(&photo)));
+        assert!(t.ends_with("(no transcript)\n\n## Photo description (automatic)\n\nA cat.\n"), "{t}");
+        let place_only = Enrichment { place: Some("Berlin".into()), ..Default::default() };
+        assert_eq!(render("C", &m, &TransformationConfig::default(), true, Some(&place_only)), Rendered::WaitingForTranscript);
     }
 }

@@ -81,6 +81,7 @@ struct Inner {
     contexts: HashMap<String, Vec<Stored>>,
     faults: VecDeque<Fault>,
     list_requests: usize,
+    media_requests: usize,
 }
 
 #[derive(Debug)]
@@ -179,6 +180,27 @@ impl SimState {
         self.lock().list_requests
     }
 
+    pub(crate) fn media_requests(&self) -> usize {
+        self.lock().media_requests
+    }
+
+    /// The bytes and content type of a memory's audio or image; `None` when
+    /// the memory is unknown or its flag (`true` or `1`) is not set.
+    fn media(&self, ctx: &str, id: &str, kind: &str) -> Option<(&'static str, Vec<u8>)> {
+        let mut inner = self.lock();
+        inner.media_requests += 1;
+        let item = inner.contexts.get(ctx)?.iter().find(|item| item.id().as_deref() == Some(id))?;
+        let flag = item.raw.get(kind).is_some_and(|v| v.as_bool() == Some(true) || v.as_i64() == Some(1));
+        if !flag {
+            return None;
+        }
+        let seed = stable_hash(id) ^ self.seed;
+        match kind {
+            "audio" => Some(("audio/wav", super::media::wav(seed))),
+            _ => Some(("image/png", super::media::png(seed))),
+        }
+    }
+
     pub(crate) fn items(&self, ctx: &str) -> Vec<Value> {
         self.lock().contexts.get(ctx).map(|items| items.iter().map(|s| s.raw.clone()).collect()).unwrap_or_default()
     }
@@ -236,6 +258,7 @@ impl SimState {
             inner.contexts.iter().map(|(ctx, items)| (ctx.clone(), json!(items.len()))).collect();
         json!({
             "list_requests": inner.list_requests,
+            "media_requests": inner.media_requests,
             "faults_queued": inner.faults.iter().map(|f| f.times).sum::<usize>(),
             "contexts": contexts,
             "now": self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -246,6 +269,8 @@ impl SimState {
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/memory/{ctx}", get(list))
+        .route("/memory/{ctx}/{id}/audio", get(audio))
+        .route("/memory/{ctx}/{id}/image", get(image))
         .route("/_control/memories", post(control_add))
         .route("/_control/memories/{ctx}", get(control_items))
         .route("/_control/fill_transcripts", post(control_fill))
@@ -301,6 +326,32 @@ async fn list(
     match state.list_body(&ctx, limit, since, request) {
         Some(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         None => detail(StatusCode::NOT_FOUND, "Context not found"),
+    }
+}
+
+async fn audio(state: State<Arc<SimState>>, path: Path<(String, String)>, headers: HeaderMap) -> Response {
+    media(state, path, headers, "audio").await
+}
+
+async fn image(state: State<Arc<SimState>>, path: Path<(String, String)>, headers: HeaderMap) -> Response {
+    media(state, path, headers, "image").await
+}
+
+async fn media(
+    State(state): State<Arc<SimState>>,
+    Path((ctx, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    kind: &str,
+) -> Response {
+    if let Some(key) = &state.api_key {
+        let given = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        if given != Some(key.as_str()) {
+            return detail(StatusCode::UNAUTHORIZED, "Invalid or missing API key");
+        }
+    }
+    match state.media(&ctx, &id, kind) {
+        Some((content_type, bytes)) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        None => detail(StatusCode::NOT_FOUND, &format!("No {kind} for this memory")),
     }
 }
 

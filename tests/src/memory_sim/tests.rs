@@ -363,3 +363,30 @@ async fn malformed_items_are_served_when_configured() {
     let page = parse_page(&body, 100).unwrap();
     assert_eq!(page.rejected.len(), 3);
 }
+
+#[tokio::test]
+async fn media_routes_serve_small_files_for_flagged_memories() {
+    let sim = MemorySim::start(MemorySimOptions { api_key: Some("k".into()), contexts: vec![], ..Default::default() })
+        .await
+        .unwrap();
+    sim.add_raw(
+        "C",
+        vec![
+            serde_json::json!({"id": "both", "audio": true, "image": 1, "transcript": ""}),
+            serde_json::json!({"id": 7, "audio": false, "image": false, "transcript": "x"}),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let get = |path: &str, key: &str| http.get(format!("{}/memory/C/{path}", sim.url())).header("x-api-key", key).send();
+    let audio = get("both/audio", "k").await.unwrap();
+    assert_eq!(audio.status(), 200);
+    assert_eq!(audio.headers()["content-type"], "audio/wav");
+    assert_eq!(&audio.bytes().await.unwrap()[..4], b"RIFF");
+    let image = get("both/image", "k").await.unwrap();
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(&image.bytes().await.unwrap()[..4], b"\x89PNG");
+    assert_eq!(get("7/audio", "k").await.unwrap().status(), 404, "no audio flag, no audio");
+    assert_eq!(get("unknown/image", "k").await.unwrap().status(), 404);
+    assert_eq!(get("both/audio", "wrong").await.unwrap().status(), 401);
+    assert_eq!(sim.media_requests(), 4, "the refused request is not counted");
+}

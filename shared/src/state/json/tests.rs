@@ -230,3 +230,18 @@ async fn state_open_picks_the_backend_from_the_config() {
         assert!(config.path.exists(), "{expected} writes to the configured path");
     }
 }
+
+#[tokio::test]
+async fn the_cache_is_a_top_level_map_that_expired_values_leave() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let store = JsonStore::open(&path).await.expect("open");
+    let past = Utc::now() - chrono::Duration::hours(1);
+    store.cache_put("old", "gone", Some(past)).await.expect("put expired");
+    store.cache_put("geo:v1:52.520,13.405", "\"Berlin\"", None).await.expect("put");
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let cache = file["cache"].as_object().expect("a top-level cache map");
+    assert_eq!(cache.len(), 1, "the expired value was dropped on the next put: {cache:?}");
+    assert_eq!(file["cache"]["geo:v1:52.520,13.405"]["value"], "\"Berlin\"");
+    assert_eq!(file["cache"]["geo:v1:52.520,13.405"]["expires_at"], serde_json::Value::Null);
+}

@@ -56,7 +56,31 @@ async fn wal_mode_is_on_and_migrations_are_idempotent() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(tables, ["connectors", "entries", "leases", "runs"]);
+    assert_eq!(tables, ["cache", "connectors", "entries", "leases", "runs"]);
+}
+
+#[tokio::test]
+async fn a_version_1_database_gains_the_cache_and_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).expect("create v1");
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.execute(
+            "INSERT INTO leases (connector_id, owner, acquired_at, expires_at) VALUES ('docs', 'run-1', '2030-01-01T00:00:00.000Z', '2030-01-01T01:00:00.000Z')",
+            [],
+        )
+        .expect("v1 row");
+        conn.pragma_update(None, "user_version", 1).expect("version 1");
+    }
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    assert!(store.lease(&ConnectorId::new("docs")).await.expect("lease").is_some(), "v1 data kept");
+    store.cache_put("k", "v", None).await.expect("cache works after the migration");
+    assert_eq!(store.cache_get("k", Utc::now()).await.expect("get").as_deref(), Some("v"));
+    drop(store);
+    let probe = Connection::open(&path).expect("probe");
+    let version: i64 = probe.pragma_query_value(None, "user_version", |r| r.get(0)).expect("user_version");
+    assert_eq!(version, SCHEMA_VERSION as i64);
 }
 
 #[tokio::test]

@@ -206,6 +206,7 @@ impl Bench {
         for batch_size in [1usize, 10, 50] {
             let mut connector: Vec<Measured> = Vec::new();
             let mut limit: Vec<f64> = Vec::new();
+            let mut limit_cpu: Vec<f64> = Vec::new();
             let mut noop: Vec<Measured> = Vec::new();
             let mut config = None;
             for _ in 0..self.opts.reps {
@@ -242,7 +243,8 @@ impl Bench {
                 if rag.request_count(SimRoute::Insert) != n {
                     bail!("the limit client sent {} of {n} inserts", rag.request_count(SimRoute::Insert));
                 }
-                limit.push(replay);
+                limit.push(replay.0);
+                limit_cpu.push(replay.1);
                 config = Some(cfg);
             }
             let best = connector.iter().copied().min_by(|a, b| a.wall_s.total_cmp(&b.wall_s)).context("no run")?;
@@ -263,7 +265,11 @@ impl Bench {
                 cpu_row = Some(
                     Row::new("2.cpu_per_memory_us", "2. CPU per memory (user+sys), b=10", cpu / n as f64 * 1e6, "us")
                         .at_most(20.0, true)
-                        .note(format!("{} s CPU for {n} memories", fmt_num(cpu))),
+                        .note(format!(
+                            "{} s CPU for {n} memories; the limit client used {} us per request (its bodies load included)",
+                            fmt_num(cpu),
+                            fmt_num(min_by(limit_cpu.iter().copied()) / n as f64 * 1e6)
+                        )),
                 );
                 let noop_best =
                     noop.iter().copied().min_by(|a, b| a.wall_s.total_cmp(&b.wall_s)).context("no no-op run")?;
@@ -307,8 +313,8 @@ impl Bench {
         Ok(path)
     }
 
-    /// Wall seconds of the limit client (minus loading its bodies file).
-    async fn replay(&self, memory_url: &str, lightrag_url: &str, n: usize, concurrency: usize, bodies: &Path) -> anyhow::Result<f64> {
+    /// Wall seconds of the limit client (minus loading its bodies file), and its CPU seconds.
+    async fn replay(&self, memory_url: &str, lightrag_url: &str, n: usize, concurrency: usize, bodies: &Path) -> anyhow::Result<(f64, f64)> {
         let mut cmd = std::process::Command::new(&self.opts.bench_exe);
         cmd.arg("replay")
             .arg("--list-url")
@@ -323,7 +329,7 @@ impl Bench {
             .arg(bodies);
         let run = run_measured(&self.opts.bench_exe, cmd, self.scratch(), false).await?;
         let load_s = run.json()?.get("load_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-        Ok(run.measured.wall_s - load_s)
+        Ok((run.measured.wall_s - load_s, run.measured.cpu_s()))
     }
 
     /// Figure 2: where a memory's CPU goes.

@@ -321,21 +321,8 @@ impl SyncEngine {
         let mut fatal: Option<String> = None;
 
         loop {
-            while fatal.is_none() && !deadline_hit && in_flight.len() < batch_size && pending.len() > 0 {
-                if options.deadline.is_some_and(|d| Instant::now() >= d) {
-                    deadline_hit = true;
-                    break;
-                }
-                let Some((memory_id, document, replace)) = pending.next() else { break };
-                let sink = Arc::clone(&self.sink);
-                in_flight.spawn(async move {
-                    let result = if replace {
-                        sink.replace(&document).await.map(Outcome::Replaced)
-                    } else {
-                        sink.insert(&document).await.map(Outcome::Inserted)
-                    };
-                    Delivered { memory_id, document, replace, result }
-                });
+            if fatal.is_none() {
+                self.fill_window(&mut in_flight, &mut pending, batch_size, options, &mut deadline_hit);
             }
             let Some(joined) = in_flight.join_next().await else { break };
             match joined {
@@ -353,6 +340,10 @@ impl SyncEngine {
                 }
             }
             if done.len() >= batch_size {
+                // Refill first: the window stays full while the checkpoint is written.
+                if fatal.is_none() {
+                    self.fill_window(&mut in_flight, &mut pending, batch_size, options, &mut deadline_hit);
+                }
                 self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }
         }
@@ -368,6 +359,34 @@ impl SyncEngine {
             report.error = Some(message);
         }
         Ok(stopped_early)
+    }
+
+    /// Starts deliveries until `batch_size` are in flight, the work runs out
+    /// or the deadline passes.
+    fn fill_window(
+        &self,
+        in_flight: &mut JoinSet<Delivered>,
+        pending: &mut std::vec::IntoIter<(MemoryId, Document, bool)>,
+        batch_size: usize,
+        options: &RunOptions,
+        deadline_hit: &mut bool,
+    ) {
+        while !*deadline_hit && in_flight.len() < batch_size && pending.len() > 0 {
+            if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                *deadline_hit = true;
+                break;
+            }
+            let Some((memory_id, document, replace)) = pending.next() else { break };
+            let sink = Arc::clone(&self.sink);
+            in_flight.spawn(async move {
+                let result = if replace {
+                    sink.replace(&document).await.map(Outcome::Replaced)
+                } else {
+                    sink.insert(&document).await.map(Outcome::Inserted)
+                };
+                Delivered { memory_id, document, replace, result }
+            });
+        }
     }
 
     /// The ledger entry after one delivery, and its count in the report.

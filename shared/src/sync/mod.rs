@@ -28,6 +28,12 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+/// A checkpoint holds at least this many deliveries (or waits at most
+/// [`MAX_CHECKPOINT_INTERVAL`]): one transaction per memory would cost more
+/// than the delivery itself at small batch sizes.
+const MIN_CHECKPOINT_ITEMS: usize = 100;
+const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How many item errors a report keeps (the ledger keeps all of them).
 const MAX_REPORTED_ERRORS: usize = 50;
 
@@ -319,6 +325,7 @@ impl SyncEngine {
         let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
         let mut deadline_hit = false;
         let mut fatal: Option<String> = None;
+        let mut last_checkpoint = Instant::now();
 
         loop {
             if fatal.is_none() {
@@ -339,7 +346,8 @@ impl SyncEngine {
                     done.push(self.settle(delivered, previous, report));
                 }
             }
-            if done.len() >= batch_size {
+            if done.len() >= batch_size.max(MIN_CHECKPOINT_ITEMS) || (!done.is_empty() && last_checkpoint.elapsed() >= MAX_CHECKPOINT_INTERVAL) {
+                last_checkpoint = Instant::now();
                 // Refill first: the window stays full while the checkpoint is written.
                 if fatal.is_none() {
                     self.fill_window(&mut in_flight, &mut pending, batch_size, options, &mut deadline_hit);

@@ -7,7 +7,7 @@
 //! key scrubbed out.
 
 use super::model::FetchedPage;
-use super::parse::parse_value;
+use super::parse::{BodyError, parse_body};
 use crate::config::{MemoryApiConfig, QueryRange};
 use crate::retry::{self, StatusClass};
 use crate::secrets::{self, Secret};
@@ -259,14 +259,15 @@ impl MemoryApiClient {
         let url = shown_url.to_owned();
         match (status, retry::classify_status(status)) {
             (_, StatusClass::Success) => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|e| MemoryApiError::GarbageBody {
+                parse_body(&body, limit).map_err(|e| match e {
+                    BodyError::NotJson(reason) => MemoryApiError::GarbageBody {
                         url: url.clone(),
                         status,
-                        reason: e.to_string(),
+                        reason,
                         body: self.excerpt(&body),
-                    })?;
-                parse_value(value, limit).map_err(|reason| MemoryApiError::InvalidPage { url, reason })
+                    },
+                    BodyError::Shape(reason) => MemoryApiError::InvalidPage { url, reason },
+                })
             }
             (401 | 403, _) => Err(MemoryApiError::Unauthorized { url, status, body: self.excerpt(&body) }),
             (404, _) => Err(MemoryApiError::UnknownContext {

@@ -31,7 +31,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 /// A checkpoint holds at least this many deliveries (or waits at most
 /// [`MAX_CHECKPOINT_INTERVAL`]): one transaction per memory would cost more
 /// than the delivery itself at small batch sizes.
-const MIN_CHECKPOINT_ITEMS: usize = 100;
+pub const MIN_CHECKPOINT_ITEMS: usize = 100;
 const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How many item errors a report keeps (the ledger keeps all of them).

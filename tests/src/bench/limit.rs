@@ -29,7 +29,9 @@ pub struct ReplayArgs {
 
 /// The `replay` subcommand; prints `{"load_s": .., "inserts": ..}`.
 pub fn replay_main(args: &ReplayArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(replay(args))
 }
 
@@ -40,7 +42,10 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
 
     let timeout = Duration::from_secs(30);
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-api-key", reqwest::header::HeaderValue::from_str(&args.memory_key)?);
+    headers.insert(
+        "x-api-key",
+        reqwest::header::HeaderValue::from_str(&args.memory_key)?,
+    );
     let memory = reqwest::Client::builder()
         .default_headers(headers)
         .timeout(timeout)
@@ -57,7 +62,8 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         .connect_timeout(Duration::from_secs(10))
         .user_agent("memory-connector/0.1.0")
         .build()?;
-    let url: Arc<str> = format!("{}/documents/text", args.lightrag_url.trim_end_matches('/')).into();
+    let url: Arc<str> =
+        format!("{}/documents/text", args.lightrag_url.trim_end_matches('/')).into();
     let mut pending = bodies.into_iter();
     let mut in_flight = JoinSet::new();
     let mut inserts = 0usize;
@@ -77,18 +83,27 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
                 anyhow::Ok(status)
             });
         }
-        let Some(joined) = in_flight.join_next().await else { break };
+        let Some(joined) = in_flight.join_next().await else {
+            break;
+        };
         let status = joined??;
         if !status.is_success() {
             bail!("insert answered {status}");
         }
         inserts += 1;
     }
-    println!("{}", serde_json::json!({ "load_s": load_s, "inserts": inserts }));
+    println!(
+        "{}",
+        serde_json::json!({ "load_s": load_s, "inserts": inserts })
+    );
     Ok(())
 }
 
 fn load_bodies(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(text.split(|b| *b == b'\n').filter(|line| !line.is_empty()).map(<[u8]>::to_vec).collect())
+    Ok(text
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
 }

@@ -8,7 +8,9 @@ use connector_core::config::ConnectorConfig;
 use connector_core::ids::{ConnectorId, ContentHash, MemoryId, RunId};
 use connector_core::memory_api::model::Memory;
 use connector_core::memory_api::parse_page;
-use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, RunCounts, RunRecord, RunStatus, StateStore};
+use connector_core::state::{
+    Checkpoint, EntryStatus, LedgerEntry, RunCounts, RunRecord, RunStatus, StateStore,
+};
 use connector_core::sync::plan;
 use connector_core::transform::{Rendered, content_hash, render};
 use std::sync::Arc;
@@ -81,7 +83,11 @@ fn entry(id: &MemoryId, file_source: &str, hash: &ContentHash) -> LedgerEntry {
 }
 
 /// Measures each stage on `body` (the Memory API answer of the run).
-pub async fn breakdown(body: &[u8], connector: &ConnectorConfig, scratch: &std::path::Path) -> anyhow::Result<Breakdown> {
+pub async fn breakdown(
+    body: &[u8],
+    connector: &ConnectorConfig,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Breakdown> {
     let limit = connector.ingestion.query_limit;
     let page = parse_page(body, limit).map_err(anyhow::Error::msg)?;
     let memories: Vec<Memory> = page.memories;
@@ -91,9 +97,12 @@ pub async fn breakdown(body: &[u8], connector: &ConnectorConfig, scratch: &std::
     let now = Utc::now();
     let mut out = Breakdown::default();
 
-    out.stages.push(("fetch parse (JSON -> memories)", per_memory(n, || {
-        std::hint::black_box(parse_page(body, limit).ok());
-    })));
+    out.stages.push((
+        "fetch parse (JSON -> memories)",
+        per_memory(n, || {
+            std::hint::black_box(parse_page(body, limit).ok());
+        }),
+    ));
 
     let documents: Vec<_> = memories
         .iter()
@@ -117,40 +126,70 @@ pub async fn breakdown(body: &[u8], connector: &ConnectorConfig, scratch: &std::
             std::hint::black_box(plan(connector, m, None, false, now));
         }
     });
-    out.stages.push(("plan (decision, without transform)", (plan_us - render_us).max(0.0)));
-    out.stages.push(("transform (text, file_source)", (render_us - hash_us).max(0.0)));
+    out.stages.push((
+        "plan (decision, without transform)",
+        (plan_us - render_us).max(0.0),
+    ));
+    out.stages.push((
+        "transform (text, file_source)",
+        (render_us - hash_us).max(0.0),
+    ));
     out.stages.push(("hash (SHA-256 of the text)", hash_us));
-    out.stages.push(("insert body JSON", per_memory(n, || {
-        for d in &documents {
-            std::hint::black_box(serde_json::to_vec(&serde_json::json!({ "text": d.text, "file_source": d.file_source })).ok());
-        }
-    })));
+    out.stages.push((
+        "insert body JSON",
+        per_memory(n, || {
+            for d in &documents {
+                std::hint::black_box(
+                    serde_json::to_vec(
+                        &serde_json::json!({ "text": d.text, "file_source": d.file_source }),
+                    )
+                    .ok(),
+                );
+            }
+        }),
+    ));
 
     // The state: a SQLite ledger, looked up once per run and checkpointed
     // every `batch_size` deliveries with the run record, as the engine does.
     let connector_id = ConnectorId::new(connector.id.as_str());
     let ids: Vec<MemoryId> = memories.iter().map(|m| m.id.clone()).collect();
-    let batch = connector.ingestion.batch_size.max(1) as usize;
+    // The engine's cadence: max(batch_size, MIN_CHECKPOINT_ITEMS) deliveries per checkpoint.
+    let batch = (connector.ingestion.batch_size.max(1) as usize)
+        .max(connector_core::sync::MIN_CHECKPOINT_ITEMS);
     let mut pass = 0u32;
-    let lookup_store: Arc<dyn StateStore> =
-        Arc::new(connector_core::state::sqlite::SqliteStore::open(&scratch.join("stages-lookup.sqlite")).await?);
-    out.stages.push(("ledger lookup (first run, SQLite)", per_memory_async(n, || {
-        let (store, ids, connector_id) = (lookup_store.clone(), &ids, &connector_id);
-        async move {
-            std::hint::black_box(store.entries(connector_id, ids).await.ok());
-        }
-    }).await));
+    let lookup_store: Arc<dyn StateStore> = Arc::new(
+        connector_core::state::sqlite::SqliteStore::open(&scratch.join("stages-lookup.sqlite"))
+            .await?,
+    );
+    out.stages.push((
+        "ledger lookup (first run, SQLite)",
+        per_memory_async(n, || {
+            let (store, ids, connector_id) = (lookup_store.clone(), &ids, &connector_id);
+            async move {
+                std::hint::black_box(store.entries(connector_id, ids).await.ok());
+            }
+        })
+        .await,
+    ));
     let checkpoint_us = per_memory_async(n, || {
         pass += 1;
         let path = scratch.join(format!("stages-{pass}.sqlite"));
         let (documents, connector_id) = (&documents, &connector_id);
         async move {
-            let Ok(store) = connector_core::state::sqlite::SqliteStore::open(&path).await else { return };
+            let Ok(store) = connector_core::state::sqlite::SqliteStore::open(&path).await else {
+                return;
+            };
             let run_id = RunId::generate(Utc::now());
             for chunk in documents.chunks(batch) {
                 let entries = chunk
                     .iter()
-                    .map(|d| entry(&MemoryId::new(d.file_source.clone()), &d.file_source, &d.hash))
+                    .map(|d| {
+                        entry(
+                            &MemoryId::new(d.file_source.clone()),
+                            &d.file_source,
+                            &d.hash,
+                        )
+                    })
                     .collect();
                 let run = RunRecord {
                     run_id: run_id.clone(),
@@ -163,7 +202,12 @@ pub async fn breakdown(body: &[u8], connector: &ConnectorConfig, scratch: &std::
                     possibly_truncated: false,
                     error: None,
                 };
-                let checkpoint = Checkpoint { entries, connector: None, run: Some(run), lease_owner: None };
+                let checkpoint = Checkpoint {
+                    entries,
+                    connector: None,
+                    run: Some(run),
+                    lease_owner: None,
+                };
                 let _ = store.checkpoint(connector_id, checkpoint).await;
             }
             drop(store);
@@ -171,6 +215,7 @@ pub async fn breakdown(body: &[u8], connector: &ConnectorConfig, scratch: &std::
         }
     })
     .await;
-    out.stages.push(("state checkpoint (SQLite, per batch)", checkpoint_us));
+    out.stages
+        .push(("state checkpoint (SQLite, engine cadence)", checkpoint_us));
     Ok(out)
 }

@@ -257,6 +257,34 @@ mod tests {
     }
 
     #[test]
+    fn body_errors_tell_not_json_from_wrong_shape() {
+        assert!(matches!(parse_body(b"<html>502</html>", 10), Err(BodyError::NotJson(_))));
+        assert!(matches!(parse_body(br#"{"memories": [1, "#, 10), Err(BodyError::NotJson(_))));
+        assert_eq!(
+            parse_body(b"[1, 2]", 10).unwrap_err(),
+            BodyError::Shape("expected a JSON object with a `memories` array, got an array".into())
+        );
+        assert_eq!(
+            parse_body(br#"{"memories": {"a": 1}}"#, 10).unwrap_err(),
+            BodyError::Shape("`memories` is an object, not an array".into())
+        );
+        assert!(matches!(parse_body(br#"{"items": []}"#, 10), Err(BodyError::Shape(_))));
+    }
+
+    #[test]
+    fn body_is_read_item_by_item_like_a_value_tree() {
+        // An escaped key and a repeated key read as serde_json reads them (last one wins).
+        let body = br#"{"memo\u0072ies": [{"id": "a", "transcript": "x"}, 7], "memories": [{"id": 12, "transcript": "t\u00e9"}, "bad"]}"#;
+        let page = parse_body(body, 10).unwrap();
+        let value: Value = serde_json::from_slice(body).unwrap();
+        let tree = parse_value(value, 10).unwrap();
+        assert_eq!(page.memories, tree.memories);
+        assert_eq!(page.rejected.len(), tree.rejected.len());
+        assert_eq!(page.memories[0].id.as_str(), "12");
+        assert_eq!(page.memories[0].transcript.as_deref(), Some("t\u{e9}"));
+    }
+
+    #[test]
     fn the_documented_example_reads_fully() {
         let body = br#"{"memories":[{"id":"1234567890","type":"record","audio":true,"image":false,
             "transcript":"Met Anna at the bakery, she recommended #sourdough",

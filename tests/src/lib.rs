@@ -2,6 +2,7 @@
 //! runs the real binary against them, for the end-to-end tests, `make run` and
 //! the benchmarks.
 
+pub mod bench;
 pub mod enrich_sim;
 pub mod harness;
 pub mod lightrag_sim;

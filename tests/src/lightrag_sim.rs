@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use store::{Store, StoreRules};
 use tokio::sync::oneshot;
@@ -173,6 +173,8 @@ pub(crate) struct Shared {
     counts: Mutex<HashMap<SimRoute, usize>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// When the first request arrived (start-up benchmark).
+    first_request: OnceLock<Instant>,
     guest_token: String,
 }
 
@@ -189,6 +191,7 @@ impl Shared {
     }
 
     fn count(&self, route: SimRoute) {
+        self.first_request.get_or_init(Instant::now);
         *lock(&self.counts).entry(route).or_default() += 1;
     }
 
@@ -277,6 +280,7 @@ impl LightragSim {
             counts: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            first_request: OnceLock::new(),
             guest_token: format!("lightrag-sim-guest-{:016x}", fastrand::u64(..)),
         });
         let app = http::router(shared.clone());
@@ -340,6 +344,11 @@ impl LightragSim {
     /// Requests seen on a route ([`SimRoute::Any`]: all of them).
     pub fn request_count(&self, route: SimRoute) -> usize {
         self.shared.request_count(route)
+    }
+
+    /// When the first request (any route) arrived, if one did.
+    pub fn first_request_at(&self) -> Option<Instant> {
+        self.shared.first_request.get().copied()
     }
 
     /// The most requests that were being answered at the same time.

@@ -221,6 +221,11 @@ impl MemorySim {
         self.state.list_requests()
     }
 
+    /// When the first `GET /memory/{ctx}` arrived, if one did.
+    pub fn first_request_at(&self) -> Option<std::time::Instant> {
+        self.state.first_request_at()
+    }
+
     /// The raw items stored for `ctx` now, in insertion order (empty for an
     /// unknown context).
     pub fn expected(&self, ctx: &str) -> Vec<serde_json::Value> {

@@ -8,7 +8,7 @@
 
 use super::media::{Media, MediaError, MediaKind, MediaLimits};
 use super::model::FetchedPage;
-use super::parse::parse_value;
+use super::parse::{BodyError, parse_body};
 use crate::config::{MemoryApiConfig, QueryRange};
 use crate::retry::{self, StatusClass};
 use crate::secrets::{self, Secret};
@@ -151,10 +151,16 @@ impl MemoryApiClient {
         }
         // A zero timeout would fail every request: one second is the floor.
         let timeout_secs = config.timeout.max(1);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(Duration::from_secs(timeout_secs))
-            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")));
+        if base.scheme() == "http" {
+            // Plain HTTP needs no trust store: loading the system's CA
+            // certificates is most of a run's start-up time otherwise.
+            builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
+        }
+        let http = builder
             .build()
             .map_err(|e| MemoryApiError::Client(error_chain(&e)))?;
         Ok(Self {
@@ -260,14 +266,15 @@ impl MemoryApiClient {
         let url = shown_url.to_owned();
         match (status, retry::classify_status(status)) {
             (_, StatusClass::Success) => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|e| MemoryApiError::GarbageBody {
+                parse_body(&body, limit).map_err(|e| match e {
+                    BodyError::NotJson(reason) => MemoryApiError::GarbageBody {
                         url: url.clone(),
                         status,
-                        reason: e.to_string(),
+                        reason,
                         body: self.excerpt(&body),
-                    })?;
-                parse_value(value, limit).map_err(|reason| MemoryApiError::InvalidPage { url, reason })
+                    },
+                    BodyError::Shape(reason) => MemoryApiError::InvalidPage { url, reason },
+                })
             }
             (401 | 403, _) => Err(MemoryApiError::Unauthorized { url, status, body: self.excerpt(&body) }),
             (404, _) => Err(MemoryApiError::UnknownContext {

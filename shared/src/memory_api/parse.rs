@@ -2,15 +2,16 @@
 //! real deployments send"): one untidy item never fails the page; it becomes a
 //! [`RejectedMemory`] and the rest are read.
 //!
-//! The body is read into a `serde_json::Value` first and each field is then
-//! taken leniently, because real deployments disagree on types (string or
+//! Each item is read into a `serde_json::Value` (one at a time) and each
+//! field is then taken leniently, because real deployments disagree on types (string or
 //! numeric ids, booleans as 0/1, timestamps with or without a zone).
 
 use super::model::{FetchedPage, GeoPoint, Memory, RejectedMemory};
 use crate::ids::MemoryId;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Integers above this cannot be told apart once JSON gave them as floats.
 const MAX_EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
@@ -19,12 +20,42 @@ const MAX_EXACT_FLOAT_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
 /// `memories` array; item-level problems become [`FetchedPage::rejected`].
 /// `attempts` is 1: the client sets the real number of requests.
 pub fn parse_page(body: &[u8], limit: u32) -> Result<FetchedPage, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON ({e})"))?;
-    parse_value(value, limit)
+    parse_body(body, limit).map_err(|e| match e {
+        BodyError::NotJson(reason) => format!("the body is not JSON ({reason})"),
+        BodyError::Shape(reason) => reason,
+    })
 }
 
-/// [`parse_page`] for a body already read as JSON (the client tells "not
-/// JSON" apart from "JSON of the wrong shape": only the first is retried).
+/// Why a body is not a page: the client retries the first (a proxy's page,
+/// a cut answer), not the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    NotJson(String),
+    Shape(String),
+}
+
+/// Reads a page from the body's bytes. The whole body is checked as JSON but
+/// never held as one `Value` tree: each item stays a slice of the body until
+/// it is read, so the peak memory is about the body plus the memories (a
+/// 10,000-memory page as one tree cost ~20 MB more).
+pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyError> {
+    let top: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+    let kind = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_or("unreadable JSON", |v| json_kind(&v));
+    let mut fields: BTreeMap<String, &RawValue> = serde_json::from_str(top.get()).map_err(|_| {
+        BodyError::Shape(format!("expected a JSON object with a `memories` array, got {}", kind(top)))
+    })?;
+    let Some(memories) = fields.remove("memories") else {
+        return Err(BodyError::Shape("the JSON object has no `memories` array".to_owned()));
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(memories.get())
+        .map_err(|_| BodyError::Shape(format!("`memories` is {}, not an array", kind(memories))))?;
+    // Each slice is valid JSON (the body parsed), so reading it cannot fail.
+    let values = items.iter().map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+    Ok(parse_items(values, limit))
+}
+
+/// [`parse_page`] for a body already read as JSON.
+#[allow(dead_code)] // kept for callers that hold a `Value`
 pub(crate) fn parse_value(value: Value, limit: u32) -> Result<FetchedPage, String> {
     let Value::Object(mut top) = value else {
         return Err(format!("expected a JSON object with a `memories` array, got {}", json_kind(&value)));
@@ -34,7 +65,10 @@ pub(crate) fn parse_value(value: Value, limit: u32) -> Result<FetchedPage, Strin
         Some(other) => return Err(format!("`memories` is {}, not an array", json_kind(&other))),
         None => return Err("the JSON object has no `memories` array".to_owned()),
     };
+    Ok(parse_items(items.into_iter(), limit))
+}
 
+fn parse_items(items: impl ExactSizeIterator<Item = Value>, limit: u32) -> FetchedPage {
     let possibly_truncated = items.len() >= limit as usize;
     let mut page = FetchedPage { possibly_truncated, attempts: 1, ..FetchedPage::default() };
     page.memories.reserve(items.len());
@@ -58,7 +92,7 @@ pub(crate) fn parse_value(value: Value, limit: u32) -> Result<FetchedPage, Strin
             Err((id, reason)) => page.rejected.push(RejectedMemory { index, id, reason }),
         }
     }
-    Ok(page)
+    page
 }
 
 /// One item, or the id (when readable) and the reason it was rejected.
@@ -220,6 +254,34 @@ mod tests {
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn body_errors_tell_not_json_from_wrong_shape() {
+        assert!(matches!(parse_body(b"<html>502</html>", 10), Err(BodyError::NotJson(_))));
+        assert!(matches!(parse_body(br#"{"memories": [1, "#, 10), Err(BodyError::NotJson(_))));
+        assert_eq!(
+            parse_body(b"[1, 2]", 10).unwrap_err(),
+            BodyError::Shape("expected a JSON object with a `memories` array, got an array".into())
+        );
+        assert_eq!(
+            parse_body(br#"{"memories": {"a": 1}}"#, 10).unwrap_err(),
+            BodyError::Shape("`memories` is an object, not an array".into())
+        );
+        assert!(matches!(parse_body(br#"{"items": []}"#, 10), Err(BodyError::Shape(_))));
+    }
+
+    #[test]
+    fn body_is_read_item_by_item_like_a_value_tree() {
+        // An escaped key and a repeated key read as serde_json reads them (last one wins).
+        let body = br#"{"memo\u0072ies": [{"id": "a", "transcript": "x"}, 7], "memories": [{"id": 12, "transcript": "t\u00e9"}, "bad"]}"#;
+        let page = parse_body(body, 10).unwrap();
+        let value: Value = serde_json::from_slice(body).unwrap();
+        let tree = parse_value(value, 10).unwrap();
+        assert_eq!(page.memories, tree.memories);
+        assert_eq!(page.rejected.len(), tree.rejected.len());
+        assert_eq!(page.memories[0].id.as_str(), "12");
+        assert_eq!(page.memories[0].transcript.as_deref(), Some("t\u{e9}"));
     }
 
     #[test]

@@ -79,6 +79,48 @@ fn tasks(work: Vec<Work>, batch_size: usize, batches: bool) -> Vec<Task> {
     tasks
 }
 
+/// Sends one task and pairs each document with its outcome.
+async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task) -> Vec<Delivered> {
+    match task {
+        Task::One(Work { memory_id, document, replace }) => {
+            let result = if replace {
+                sink.replace(&document).await.map(Outcome::Replaced)
+            } else {
+                sink.insert(&document).await.map(Outcome::Inserted)
+            };
+            vec![Delivered { memory_id, document, replace, result }]
+        }
+        Task::ReplaceBatch(items) => {
+            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
+            let outcomes = sink.replace_batch(&documents).await;
+            items
+                .into_iter()
+                .zip(outcomes)
+                .map(|(w, result)| Delivered {
+                    memory_id: w.memory_id,
+                    document: w.document,
+                    replace: true,
+                    result: result.map(Outcome::Replaced),
+                })
+                .collect()
+        }
+        Task::Batch(items) => {
+            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
+            let outcomes = sink.insert_batch(&documents).await;
+            items
+                .into_iter()
+                .zip(outcomes)
+                .map(|(w, result)| Delivered {
+                    memory_id: w.memory_id,
+                    document: w.document,
+                    replace: false,
+                    result: result.map(Outcome::Inserted),
+                })
+                .collect()
+        }
+    }
+}
+
 impl SyncEngine {
     /// Returns whether the run stopped early at its deadline. A sink error
     /// that is the sink's fault (`Fatal`) stops new work and goes into
@@ -100,58 +142,8 @@ impl SyncEngine {
         let mut fatal: Option<String> = None;
 
         loop {
-            while fatal.is_none() && !deadline_hit {
-                let Some(next) = pending.peek() else { break };
-                if slots_used > 0 && slots_used + next.cost() > batch_size {
-                    break;
-                }
-                if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
-                    deadline_hit = true;
-                    break;
-                }
-                let Some(task) = pending.next() else { break };
-                slots_used += task.cost();
-                let sink = Arc::clone(&self.sink);
-                in_flight.spawn(async move {
-                    match task {
-                        Task::One(Work { memory_id, document, replace }) => {
-                            let result = if replace {
-                                sink.replace(&document).await.map(Outcome::Replaced)
-                            } else {
-                                sink.insert(&document).await.map(Outcome::Inserted)
-                            };
-                            vec![Delivered { memory_id, document, replace, result }]
-                        }
-                        Task::ReplaceBatch(items) => {
-                            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
-                            let outcomes = sink.replace_batch(&documents).await;
-                            items
-                                .into_iter()
-                                .zip(outcomes)
-                                .map(|(w, result)| Delivered {
-                                    memory_id: w.memory_id,
-                                    document: w.document,
-                                    replace: true,
-                                    result: result.map(Outcome::Replaced),
-                                })
-                                .collect()
-                        }
-                        Task::Batch(items) => {
-                            let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
-                            let outcomes = sink.insert_batch(&documents).await;
-                            items
-                                .into_iter()
-                                .zip(outcomes)
-                                .map(|(w, result)| Delivered {
-                                    memory_id: w.memory_id,
-                                    document: w.document,
-                                    replace: false,
-                                    result: result.map(Outcome::Inserted),
-                                })
-                                .collect()
-                        }
-                    }
-                });
+            if fatal.is_none() {
+                slots_used += self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
             }
             let Some(joined) = in_flight.join_next().await else { break };
             let delivered = match joined {
@@ -173,6 +165,10 @@ impl SyncEngine {
                 done.push(self.settle(item, previous, report));
             }
             if done.len() >= batch_size {
+                // Refill first: the window stays full while the checkpoint is written.
+                if fatal.is_none() {
+                    slots_used += self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
+                }
                 self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }
         }
@@ -189,6 +185,36 @@ impl SyncEngine {
             report.error = Some(message);
         }
         Ok(stopped_early)
+    }
+
+    /// Starts tasks while the window has room, the work lasts and the
+    /// deadline (or a stop) has not come; returns the slots it filled.
+    fn fill_window(
+        &self,
+        in_flight: &mut JoinSet<Vec<Delivered>>,
+        pending: &mut std::iter::Peekable<std::vec::IntoIter<Task>>,
+        slots_used: usize,
+        batch_size: usize,
+        options: &RunOptions,
+        deadline_hit: &mut bool,
+    ) -> usize {
+        let mut filled = 0;
+        while !*deadline_hit {
+            let Some(next) = pending.peek() else { break };
+            let used = slots_used + filled;
+            if used > 0 && used + next.cost() > batch_size {
+                break;
+            }
+            if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
+                *deadline_hit = true;
+                break;
+            }
+            let Some(task) = pending.next() else { break };
+            filled += task.cost();
+            let sink = Arc::clone(&self.sink);
+            in_flight.spawn(run_task(sink, task));
+        }
+        filled
     }
 
     /// After an interrupted run: the inserts LightRAG already holds (the dead

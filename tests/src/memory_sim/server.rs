@@ -82,6 +82,8 @@ struct Inner {
     faults: VecDeque<Fault>,
     list_requests: usize,
     media_requests: usize,
+    /// When the first list request arrived (start-up benchmark).
+    first_request: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -201,6 +203,10 @@ impl SimState {
         }
     }
 
+    pub(crate) fn first_request_at(&self) -> Option<std::time::Instant> {
+        self.lock().first_request
+    }
+
     pub(crate) fn items(&self, ctx: &str) -> Vec<Value> {
         self.lock().contexts.get(ctx).map(|items| items.iter().map(|s| s.raw.clone()).collect()).unwrap_or_default()
     }
@@ -209,6 +215,7 @@ impl SimState {
     fn begin_list_request(&self) -> (usize, Option<Fault>) {
         let mut inner = self.lock();
         inner.list_requests += 1;
+        inner.first_request.get_or_insert_with(std::time::Instant::now);
         let number = inner.list_requests;
         let fault = match inner.faults.front_mut() {
             Some(front) if front.times > 1 => {

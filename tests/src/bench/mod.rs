@@ -1,0 +1,897 @@
+//! `make bench`: the connector's own cost, measured side by side with a
+//! minimal client that does the same HTTP and nothing else (the limit), on
+//! loopback simulators that answer without delay. Figures are ratios and
+//! per-memory costs measured in one run; absolute times are only reported.
+//!
+//! The driver is `bench` (`tests/src/bin/bench.rs`); each figure of issue 6
+//! is one function here, so a figure that cannot be measured yet (the
+//! management API, the Lambda bootstrap) is one function to fill in.
+
+pub mod child;
+pub mod cost;
+pub mod limit;
+pub mod report;
+pub mod stages;
+
+use crate::harness::{ConfigSpec, Workspace};
+use crate::lightrag_sim::{LightragSim, LightragSimOptions, SimRoute};
+use crate::memory_sim::{MemorySim, MemorySimOptions};
+use anyhow::{Context as _, bail};
+use child::{Finished, Measured, file_size, run_measured};
+use connector_core::config::{Config, Environment};
+use connector_core::ids::{ConnectorId, ContentHash, MemoryId};
+use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, StateStore};
+use connector_core::sync::{RunOptions, SyncEngine};
+use connector_core::transform::{Rendered, render};
+use report::{Report, Row, fmt_num};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MEMORY_KEY: &str = "bench-memory-key";
+const CTX: &str = "CTX123";
+const CONNECTOR: &str = "personal-memories";
+/// The Memory API's largest page (`ingestion.query_limit` ≤ 10,000).
+const MAX_PAGE: usize = 10_000;
+
+/// How big and how often.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Memories of the end-to-end workloads (figures 1, 2, 4, 8).
+    pub n: usize,
+    /// A quick run that only proves the driver works (figures are reported,
+    /// targets are not meaningful).
+    pub smoke: bool,
+    /// Repetitions of each timed run (the fastest counts: the machine is shared).
+    pub reps: usize,
+    pub connector_bin: PathBuf,
+    pub bench_exe: PathBuf,
+    /// Cargo profile the binaries were built with (reported).
+    pub profile: String,
+}
+
+impl BenchOptions {
+    /// Ledger sizes of the no-op figure, SQLite then JSON.
+    fn ledger_sizes(&self) -> (Vec<usize>, Vec<usize>) {
+        if self.smoke {
+            (vec![1_000, 5_000], vec![1_000, 5_000])
+        } else {
+            (
+                vec![10_000, 100_000, 1_000_000],
+                vec![10_000, 30_000, 100_000],
+            )
+        }
+    }
+
+    fn noop_fetched(&self) -> usize {
+        if self.smoke { 100 } else { 1_000 }
+    }
+
+    fn slow_sink_n(&self) -> usize {
+        if self.smoke {
+            100
+        } else {
+            2_000.min(self.n.max(100))
+        }
+    }
+}
+
+/// The bench's state while it runs.
+struct Bench {
+    opts: BenchOptions,
+    scratch: tempfile::TempDir,
+    rows: Vec<Row>,
+}
+
+/// One connector configuration written to a fresh workspace.
+struct Setup<'a> {
+    memory_url: &'a str,
+    lightrag_url: &'a str,
+    backend: &'static str,
+    batch_size: usize,
+    query_limit: usize,
+}
+
+impl Setup<'_> {
+    fn workspace(&self) -> Workspace {
+        let mut spec = ConfigSpec::new(self.memory_url, self.lightrag_url);
+        spec.backend = self.backend;
+        spec.state_path = if self.backend == "sqlite" {
+            "state.sqlite".into()
+        } else {
+            "state.json".into()
+        };
+        spec.batch_size = self.batch_size as u32;
+        spec.query_limit = self.query_limit as u32;
+        spec.memory_timeout = 30;
+        // The limit client replays per-item inserts; batched rows are still to come.
+        spec.batch_inserts = false;
+        spec.confirm_wait_seconds = 0;
+        // What users run: INFO, not the per-memory DEBUG lines of the tests.
+        let yaml = spec
+            .render()
+            .replace("level: DEBUG", "level: INFO")
+            .replace("timeout: 5\n", "timeout: 30\n");
+        let mut ws = Workspace::new();
+        ws.write_config(&yaml);
+        ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
+        ws
+    }
+}
+
+fn load_config(ws: &Workspace) -> anyhow::Result<Config> {
+    let env = Environment::from_map([("MEMORY_API_KEY".to_owned(), MEMORY_KEY.to_owned())]);
+    connector_core::config::load_with_env(&ws.config_path(), &env)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `memory-connector sync` of the bench's binary, as [`Workspace::command`] runs it.
+fn sync_command(bin: &Path, ws: &Workspace) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["sync", "--connector-id", CONNECTOR, "--json", "--config"])
+        .arg(ws.config_path())
+        .current_dir(ws.path())
+        .env_remove("CONFIG_PATH")
+        .env_remove("LOG_LEVEL")
+        .env_remove("LOG_FORMAT")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for (key, value) in &ws.env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+fn counts(finished: &Finished) -> anyhow::Result<(u64, u64)> {
+    let report = finished.json()?;
+    let count = |key: &str| {
+        report
+            .pointer(&format!("/counts/{key}"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    Ok((count("new"), count("unchanged")))
+}
+
+fn min_by(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(f64::INFINITY, f64::min)
+}
+
+async fn memory_sim(count: usize) -> anyhow::Result<MemorySim> {
+    let sim = MemorySim::start(MemorySimOptions {
+        api_key: Some(MEMORY_KEY.into()),
+        contexts: vec![(CTX.into(), count)],
+        ..Default::default()
+    })
+    .await?;
+    // Every memory has a transcript: all of them are new documents.
+    sim.fill_transcripts(CTX, None);
+    Ok(sim)
+}
+
+async fn list_body(memory_url: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let url = format!("{memory_url}/memory/{CTX}?limit={limit}&range=all");
+    let answer = reqwest::Client::new()
+        .get(&url)
+        .header("x-api-key", MEMORY_KEY)
+        .send()
+        .await?;
+    Ok(answer.bytes().await?.to_vec())
+}
+
+/// Runs every figure; never fails on a missed target (the rows say so).
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let n = opts.n.clamp(1, MAX_PAGE);
+    let mut bench = Bench {
+        opts: BenchOptions { n, ..opts },
+        scratch: tempfile::tempdir()?,
+        rows: Vec::new(),
+    };
+    let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
+    bench
+        .cpu_breakdown(&throughput)
+        .await
+        .context("figure 2 (CPU breakdown)")?;
+    bench
+        .noop_at_scale()
+        .await
+        .context("figure 3 (no-op at scale)")?;
+    bench.startup().await.context("figure 5 (start-up)")?;
+    bench.rows.push(management_api_latency());
+    bench.slow_sink().await.context("figure 7 (slow sink)")?;
+    bench
+        .cost_model(&throughput)
+        .await
+        .context("figure 8 (cost model)")?;
+    Ok(Report {
+        created_at: chrono::Utc::now().to_rfc3339(),
+        n: bench.opts.n,
+        smoke: bench.opts.smoke,
+        profile: bench.opts.profile.clone(),
+        machine: format!(
+            "{} cores, {}",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            std::env::consts::ARCH
+        ),
+        rows: bench.rows,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What figure 1 measured, reused by figures 2, 4 and 8.
+struct Throughput {
+    /// Fastest connector run at batch_size 10.
+    first_sync_b10: Measured,
+    /// A no-op rerun of the same 10k (all unchanged), fastest.
+    noop_rerun: Measured,
+    /// The list answer and config of the run (for the breakdown).
+    body: Vec<u8>,
+    config: Config,
+}
+
+impl Bench {
+    fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Figures 1 and 4: connector vs limit at batch_size 1, 10 and 50.
+    async fn throughput(&mut self) -> anyhow::Result<Throughput> {
+        let n = self.opts.n;
+        let mem = memory_sim(n).await?;
+        let body = list_body(&mem.url(), n).await?;
+        let mut kept: Option<(Measured, Measured, Config)> = None;
+        let mut max_rss_kb = 0;
+        let mut cpu_row = None;
+        for batch_size in [1usize, 10, 50] {
+            let mut connector: Vec<Measured> = Vec::new();
+            let mut limit: Vec<f64> = Vec::new();
+            let mut limit_cpu: Vec<f64> = Vec::new();
+            let mut noop: Vec<Measured> = Vec::new();
+            let mut config = None;
+            for _ in 0..self.opts.reps {
+                let rag = LightragSim::start(LightragSimOptions::default()).await?;
+                let setup = Setup {
+                    memory_url: &mem.url(),
+                    lightrag_url: &rag.url(),
+                    backend: "sqlite",
+                    batch_size,
+                    query_limit: n,
+                };
+                let ws = setup.workspace();
+                let run = run_measured(
+                    &self.opts.bench_exe,
+                    sync_command(&self.opts.connector_bin, &ws),
+                    self.scratch(),
+                    false,
+                )
+                .await?;
+                let (new, _) = counts(&run)?;
+                if new != n as u64 || rag.request_count(SimRoute::Insert) != n {
+                    bail!("the connector delivered {new} of {n} memories (b={batch_size})");
+                }
+                connector.push(run.measured);
+                max_rss_kb = max_rss_kb.max(run.measured.max_rss_kb);
+                let cfg = load_config(&ws)?;
+                if batch_size == 10 {
+                    let rerun = run_measured(
+                        &self.opts.bench_exe,
+                        sync_command(&self.opts.connector_bin, &ws),
+                        self.scratch(),
+                        false,
+                    )
+                    .await?;
+                    let (new, unchanged) = counts(&rerun)?;
+                    if new != 0 || unchanged != n as u64 {
+                        bail!("the no-op rerun found {new} new, {unchanged} unchanged of {n}");
+                    }
+                    noop.push(rerun.measured);
+                }
+                drop(rag);
+
+                let rag = LightragSim::start(LightragSimOptions::default()).await?;
+                let bodies = self.write_bodies(&body, &cfg)?;
+                let replay = self
+                    .replay(&mem.url(), &rag.url(), n, batch_size, &bodies)
+                    .await?;
+                if rag.request_count(SimRoute::Insert) != n {
+                    bail!(
+                        "the limit client sent {} of {n} inserts",
+                        rag.request_count(SimRoute::Insert)
+                    );
+                }
+                limit.push(replay.0);
+                limit_cpu.push(replay.1);
+                config = Some(cfg);
+            }
+            let best = connector
+                .iter()
+                .copied()
+                .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
+                .context("no run")?;
+            let best_limit = min_by(limit.iter().copied());
+            let ratio = best.wall_s / best_limit;
+            self.rows.push(
+                Row::new(
+                    format!("1.throughput_ratio.b{batch_size}"),
+                    format!("1. wall vs limit, batch_size {batch_size}"),
+                    ratio,
+                    "x",
+                )
+                .at_most(1.15, false)
+                .note(format!(
+                    "connector {} ms ({:.0}/s), limit {} ms; per-item inserts",
+                    fmt_num(best.wall_s * 1e3),
+                    n as f64 / best.wall_s,
+                    fmt_num(best_limit * 1e3)
+                )),
+            );
+            if batch_size == 10 {
+                let cpu = min_by(connector.iter().map(Measured::cpu_s));
+                cpu_row = Some(
+                    Row::new("2.cpu_per_memory_us", "2. CPU per memory (user+sys), b=10", cpu / n as f64 * 1e6, "us")
+                        .at_most(20.0, true)
+                        .note(format!(
+                            "{} s CPU for {n} memories; the limit client used {} us per request (its bodies load included)",
+                            fmt_num(cpu),
+                            fmt_num(min_by(limit_cpu.iter().copied()) / n as f64 * 1e6)
+                        )),
+                );
+                let noop_best = noop
+                    .iter()
+                    .copied()
+                    .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
+                    .context("no no-op run")?;
+                let config = config.clone().context("no config")?;
+                kept = Some((best, noop_best, config));
+            }
+        }
+        self.rows.extend(cpu_row);
+        self.rows.push(
+            Row::new(
+                "4.peak_rss_mb",
+                format!("4. peak RSS of a {n}-memory sync"),
+                max_rss_kb as f64 / 1024.0,
+                "MB",
+            )
+            .at_most(30.0, true)
+            .note("largest of all batch sizes (SQLite state)"),
+        );
+        let (first_sync_b10, noop_rerun, config) =
+            kept.context("batch_size 10 was not measured")?;
+        Ok(Throughput {
+            first_sync_b10,
+            noop_rerun,
+            body,
+            config,
+        })
+    }
+
+    /// The exact insert bodies of the run, in the engine's order (by memory id).
+    fn write_bodies(&self, body: &[u8], config: &Config) -> anyhow::Result<PathBuf> {
+        let path = self.scratch().join("bodies.jsonl");
+        if path.exists() {
+            return Ok(path);
+        }
+        let connector = config
+            .connectors
+            .first()
+            .context("no connector in the config")?;
+        let mut page =
+            connector_core::memory_api::parse_page(body, connector.ingestion.query_limit)
+                .map_err(anyhow::Error::msg)?;
+        page.memories.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::new();
+        for memory in &page.memories {
+            if let Rendered::Document(doc) = render(
+                &connector.context_id,
+                memory,
+                &connector.transformation,
+                connector.ingestion.skip_empty_transcripts,
+                None,
+            ) {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "text": doc.text, "file_source": doc.file_source }),
+                )?;
+                out.push(b'\n');
+            }
+        }
+        std::fs::write(&path, out)?;
+        Ok(path)
+    }
+
+    /// Wall seconds of the limit client (minus loading its bodies file), and its CPU seconds.
+    async fn replay(
+        &self,
+        memory_url: &str,
+        lightrag_url: &str,
+        n: usize,
+        concurrency: usize,
+        bodies: &Path,
+    ) -> anyhow::Result<(f64, f64)> {
+        let mut cmd = std::process::Command::new(&self.opts.bench_exe);
+        cmd.arg("replay")
+            .arg("--list-url")
+            .arg(format!("{memory_url}/memory/{CTX}?limit={n}&range=all"))
+            .arg("--memory-key")
+            .arg(MEMORY_KEY)
+            .arg("--lightrag-url")
+            .arg(lightrag_url)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--bodies")
+            .arg(bodies);
+        let run = run_measured(&self.opts.bench_exe, cmd, self.scratch(), false).await?;
+        let load_s = run
+            .json()?
+            .get("load_s")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        Ok((run.measured.wall_s - load_s, run.measured.cpu_s()))
+    }
+
+    /// Figure 2: where a memory's CPU goes.
+    async fn cpu_breakdown(&mut self, throughput: &Throughput) -> anyhow::Result<()> {
+        let connector = throughput
+            .config
+            .connectors
+            .first()
+            .context("no connector")?;
+        let mut connector = connector.clone();
+        connector.ingestion.batch_size = 10;
+        let breakdown = stages::breakdown(&throughput.body, &connector, self.scratch()).await?;
+        let total = throughput.first_sync_b10.cpu_s() / self.opts.n as f64 * 1e6;
+        let mut sum = 0.0;
+        for (i, (stage, us)) in breakdown.stages.iter().enumerate() {
+            sum += us;
+            self.rows.push(Row::new(
+                format!("2.cpu.{i}"),
+                format!("2.   {stage}"),
+                *us,
+                "us",
+            ));
+        }
+        self.rows.push(
+            Row::new(
+                "2.cpu.rest",
+                "2.   rest: HTTP client, runtime, logs, start-up",
+                (total - sum).max(0.0),
+                "us",
+            )
+            .note("total CPU per memory minus the stages above"),
+        );
+        Ok(())
+    }
+
+    /// Figure 3: a run that finds nothing new, against ledgers of growing size.
+    async fn noop_at_scale(&mut self) -> anyhow::Result<()> {
+        let fetched = self.opts.noop_fetched();
+        let mem = memory_sim(fetched).await?;
+        let (sqlite_sizes, json_sizes) = self.opts.ledger_sizes();
+        let reps = if self.opts.smoke { 2 } else { 5 };
+        let mut json_under_200ms: Option<usize> = None;
+        let mut sqlite_walls = Vec::new();
+        for (backend, sizes) in [("sqlite", sqlite_sizes), ("json", json_sizes)] {
+            for size in sizes {
+                let rag = LightragSim::start(LightragSimOptions::default()).await?;
+                let setup = Setup {
+                    memory_url: &mem.url(),
+                    lightrag_url: &rag.url(),
+                    backend,
+                    batch_size: 10,
+                    query_limit: fetched,
+                };
+                let ws = setup.workspace();
+                run_measured(
+                    &self.opts.bench_exe,
+                    sync_command(&self.opts.connector_bin, &ws),
+                    self.scratch(),
+                    false,
+                )
+                .await?;
+                let seeded = Instant::now();
+                seed_ledger(&ws, backend, size.saturating_sub(fetched)).await?;
+                let seed_s = seeded.elapsed().as_secs_f64();
+                let mut runs = Vec::new();
+                for _ in 0..reps {
+                    let run = run_measured(
+                        &self.opts.bench_exe,
+                        sync_command(&self.opts.connector_bin, &ws),
+                        self.scratch(),
+                        false,
+                    )
+                    .await?;
+                    let (new, unchanged) = counts(&run)?;
+                    if new != 0 || unchanged != fetched as u64 {
+                        bail!(
+                            "no-op run ({backend}, {size}) found {new} new, {unchanged} unchanged"
+                        );
+                    }
+                    runs.push(run.measured);
+                }
+                let wall_ms = min_by(runs.iter().map(|m| m.wall_s)) * 1e3;
+                let rss_mb = runs.iter().map(|m| m.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+                let label = format!("{backend}, ledger {}", human(size));
+                let key = format!("3.noop.{backend}.{size}");
+                let headline = backend == "sqlite" && size == 100_000;
+                let mut wall = Row::new(
+                    format!("{key}.wall_ms"),
+                    format!("3. no-op wall, {label}"),
+                    wall_ms,
+                    "ms",
+                )
+                .note(format!(
+                    "{fetched} fetched, all unchanged; seeded in {:.1} s",
+                    seed_s
+                ));
+                let mut rss = Row::new(
+                    format!("{key}.rss_mb"),
+                    format!("3. no-op peak RSS, {label}"),
+                    rss_mb,
+                    "MB",
+                );
+                if headline {
+                    wall = wall.at_most(50.0, true);
+                    rss = rss.at_most(20.0, true);
+                }
+                self.rows.push(wall);
+                self.rows.push(rss);
+                if backend == "json" && wall_ms < 200.0 {
+                    json_under_200ms = Some(json_under_200ms.unwrap_or(0).max(size));
+                }
+                if backend == "sqlite" {
+                    sqlite_walls.push((size, wall_ms));
+                }
+            }
+        }
+        if let (Some(first), Some(last)) = (sqlite_walls.first(), sqlite_walls.last()) {
+            self.rows.push(
+                Row::new(
+                    "3.noop.sqlite.growth",
+                    format!(
+                        "3. no-op wall {} / {} ledger (SQLite)",
+                        human(last.0),
+                        human(first.0)
+                    ),
+                    last.1 / first.1,
+                    "x",
+                )
+                .note("~1: the cost follows the fetched page, not the ledger"),
+            );
+        }
+        self.rows.push(
+            Row::new(
+                "3.noop.json.max_under_200ms",
+                "3. largest JSON ledger with a no-op < 200 ms",
+                json_under_200ms.unwrap_or(0) as f64,
+                "rows",
+            )
+            .note("of the sizes tried; 0 = none"),
+        );
+        Ok(())
+    }
+
+    /// Figure 5: process start to the first request, and binary sizes.
+    async fn startup(&mut self) -> anyhow::Result<()> {
+        let mut latencies = Vec::new();
+        for _ in 0..if self.opts.smoke { 2 } else { 7 } {
+            let mem = memory_sim(10).await?;
+            let rag = LightragSim::start(LightragSimOptions::default()).await?;
+            let setup = Setup {
+                memory_url: &mem.url(),
+                lightrag_url: &rag.url(),
+                backend: "sqlite",
+                batch_size: 10,
+                query_limit: 10,
+            };
+            let ws = setup.workspace();
+            let mut cmd = sync_command(&self.opts.connector_bin, &ws);
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let spawned = Instant::now();
+            let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
+            if !status.success() {
+                bail!("start-up run failed: {status}");
+            }
+            let first = [mem.first_request_at(), rag.first_request_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            let first = first.context("the simulators saw no request")?;
+            latencies.push(first.duration_since(spawned).as_secs_f64() * 1e3);
+        }
+        latencies.sort_by(f64::total_cmp);
+        self.rows.push(
+            Row::new(
+                "5.startup_ms",
+                "5. process start -> first request",
+                latencies[0],
+                "ms",
+            )
+            .at_most(20.0, true)
+            .note(format!(
+                "fastest of {}; median {} ms",
+                latencies.len(),
+                fmt_num(latencies[latencies.len() / 2])
+            )),
+        );
+        let size = file_size(&self.opts.connector_bin) as f64 / 1_048_576.0;
+        self.rows.push(
+            Row::new("5.binary_mb", "5. memory-connector binary size", size, "MB")
+                .note(format!("profile {}", self.opts.profile)),
+        );
+        self.rows.push(lambda_bootstrap_init());
+        Ok(())
+    }
+
+    /// Figure 7: LightRAG answering in 50 ms; the window must stay full.
+    async fn slow_sink(&mut self) -> anyhow::Result<()> {
+        let n = self.opts.slow_sink_n();
+        let latency = Duration::from_millis(50);
+        let mem = memory_sim(n).await?;
+        for batch_size in [10usize, 50] {
+            let rag = LightragSim::start(LightragSimOptions {
+                latency,
+                ..Default::default()
+            })
+            .await?;
+            let setup = Setup {
+                memory_url: &mem.url(),
+                lightrag_url: &rag.url(),
+                backend: "sqlite",
+                batch_size,
+                query_limit: n,
+            };
+            let ws = setup.workspace();
+            let run = run_measured(
+                &self.opts.bench_exe,
+                sync_command(&self.opts.connector_bin, &ws),
+                self.scratch(),
+                false,
+            )
+            .await?;
+            let inserts = rag.request_count(SimRoute::Insert);
+            let ideal = batch_size as f64 / latency.as_secs_f64();
+            let rate = inserts as f64 / run.measured.wall_s;
+            self.rows.push(
+                Row::new(
+                    format!("7.slow_sink.b{batch_size}.rate"),
+                    format!("7. slow sink (50 ms) rate, batch_size {batch_size}"),
+                    rate,
+                    "/s",
+                )
+                .at_least(0.9 * ideal)
+                .note(format!(
+                    "{inserts} inserts in {} ms; ideal {} /s",
+                    fmt_num(run.measured.wall_s * 1e3),
+                    fmt_num(ideal)
+                )),
+            );
+            self.rows.push(
+                Row::new(
+                    format!("7.slow_sink.b{batch_size}.in_flight"),
+                    format!("7. slow sink max in flight, batch_size {batch_size}"),
+                    rag.max_in_flight() as f64,
+                    "req",
+                )
+                .equals(batch_size as f64),
+            );
+        }
+        Ok(())
+    }
+
+    /// Figure 8: requests and ledger units of a first sync and a no-op run,
+    /// priced (the engine runs in-process around a counting store).
+    async fn cost_model(&mut self, throughput: &Throughput) -> anyhow::Result<()> {
+        let n = self.opts.n;
+        let mem = memory_sim(n).await?;
+        let rag = LightragSim::start(LightragSimOptions::default()).await?;
+        let setup = Setup {
+            memory_url: &mem.url(),
+            lightrag_url: &rag.url(),
+            backend: "sqlite",
+            batch_size: 10,
+            query_limit: n,
+        };
+        let ws = setup.workspace();
+        let config = load_config(&ws)?;
+        let connector = config.connectors.first().context("no connector")?.clone();
+        let sqlite =
+            connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite"))
+                .await?;
+        let store = Arc::new(cost::CountingStore::new(Arc::new(sqlite)));
+        let engine = SyncEngine::new(
+            connector,
+            Duration::from_secs(3600),
+            Arc::new(connector_core::memory_api::MemoryApiClient::new(
+                &config.memory_api,
+            )?),
+            connector_core::lightrag::open(&config.lightrag).map_err(|e| anyhow::anyhow!("{e}"))?,
+            store.clone(),
+        );
+        let requests = |mem: &MemorySim, rag: &LightragSim, before: &mut (usize, usize)| {
+            let now = (mem.list_requests(), rag.request_count(SimRoute::Any));
+            let delta = now.0 - before.0 + now.1 - before.1;
+            *before = now;
+            delta
+        };
+        let mut seen = (0, 0);
+        let first = engine.run(RunOptions::default()).await?;
+        if first.counts.new != n as u64 {
+            bail!(
+                "the in-process first sync delivered {} of {n}",
+                first.counts.new
+            );
+        }
+        let first_units = store.take();
+        let first_requests = requests(&mem, &rag, &mut seen);
+        let noop = engine.run(RunOptions::default()).await?;
+        if noop.counts.unchanged != n as u64 {
+            bail!(
+                "the in-process no-op found {} unchanged of {n}",
+                noop.counts.unchanged
+            );
+        }
+        let noop_units = store.take();
+        let noop_requests = requests(&mem, &rag, &mut seen);
+
+        let first_cost = cost::RunCost::new(throughput.first_sync_b10.wall_s, first_units);
+        let noop_cost = cost::RunCost::new(throughput.noop_rerun.wall_s, noop_units);
+        let per_million = first_cost.usd() * 1e6 / n as f64;
+        let month = noop_cost.usd() * 720.0;
+        self.rows.push(
+            Row::new(
+                "8.first_sync.gb_s",
+                format!("8. first sync of {n}: Lambda GB-s (128 MB)"),
+                first_cost.gb_seconds(),
+                "GB-s",
+            )
+            .note(format!(
+                "{} ms measured; {} API calls",
+                fmt_num(first_cost.duration_s * 1e3),
+                first_requests
+            )),
+        );
+        self.rows.push(
+            Row::new(
+                "8.first_sync.rru",
+                format!("8. first sync of {n}: DynamoDB read units"),
+                first_units.read_units as f64,
+                "RRU",
+            )
+            .note(format!("{} store calls", first_units.store_calls)),
+        );
+        self.rows.push(Row::new(
+            "8.first_sync.wru",
+            format!("8. first sync of {n}: DynamoDB write units"),
+            first_units.write_units as f64,
+            "WRU",
+        ));
+        self.rows.push(
+            Row::new(
+                "8.usd_per_million",
+                "8. USD per 1M memories ingested",
+                per_million,
+                "USD",
+            )
+            .note(format!(
+                "Lambda {:.4} + DynamoDB {:.4} per {n}",
+                first_cost.lambda_usd, first_cost.dynamodb_usd
+            )),
+        );
+        self.rows.push(
+            Row::new(
+                "8.noop.gb_s",
+                format!("8. hourly no-op ({n} fetched): Lambda GB-s"),
+                noop_cost.gb_seconds(),
+                "GB-s",
+            )
+            .note(format!(
+                "{} ms measured; {} API calls; {} RRU, {} WRU",
+                fmt_num(noop_cost.duration_s * 1e3),
+                noop_requests,
+                noop_units.read_units,
+                noop_units.write_units
+            )),
+        );
+        self.rows.push(
+            Row::new(
+                "8.usd_per_connector_month",
+                "8. USD per connector-month (720 no-op runs)",
+                month,
+                "USD",
+            )
+            .note(format!(
+                "Lambda {:.5} + DynamoDB {:.5} per run",
+                noop_cost.lambda_usd, noop_cost.dynamodb_usd
+            )),
+        );
+        Ok(())
+    }
+}
+
+/// Figure 6. `GET /connectors/{id}/status` p50/p99 at 1,000 req/s (SQLite):
+/// to be measured here once `memory-connector serve` exists (start it on
+/// port 0 against a seeded SQLite ledger, drive 1,000 req/s for 10 s with a
+/// fixed-rate client, report p50/p99 against their targets).
+fn management_api_latency() -> Row {
+    Row::not_yet(
+        "6.status_latency",
+        "6. management API status p50/p99 @1k req/s",
+        "not yet measurable: the `serve` command (management API) is being built in parallel",
+    )
+}
+
+/// Figure 5b. The Lambda bootstrap's init duration, once the AWS functions exist.
+fn lambda_bootstrap_init() -> Row {
+    Row::not_yet(
+        "5.lambda_init",
+        "5. Lambda bootstrap init",
+        "not yet measurable: the Lambda functions come with the AWS work",
+    )
+}
+
+fn human(size: usize) -> String {
+    match size {
+        s if s >= 1_000_000 && s % 1_000_000 == 0 => format!("{}M", s / 1_000_000),
+        s if s >= 1_000 && s % 1_000 == 0 => format!("{}k", s / 1_000),
+        s => s.to_string(),
+    }
+}
+
+/// Adds `extra` delivered entries (ids no fetch returns) through the store API.
+async fn seed_ledger(ws: &Workspace, backend: &str, extra: usize) -> anyhow::Result<()> {
+    if extra == 0 {
+        return Ok(());
+    }
+    let store: Arc<dyn StateStore> = match backend {
+        "sqlite" => Arc::new(
+            connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite"))
+                .await?,
+        ),
+        _ => Arc::new(
+            connector_core::state::json::JsonStore::open(&ws.path().join("state.json")).await?,
+        ),
+    };
+    let connector = ConnectorId::new(CONNECTOR);
+    let now = chrono::Utc::now();
+    // JSON rewrites its whole file per checkpoint: one big one.
+    let chunk = if backend == "sqlite" { 50_000 } else { extra };
+    let mut made = 0;
+    while made < extra {
+        let entries: Vec<LedgerEntry> = (made..extra.min(made + chunk))
+            .map(|i| {
+                let id = format!("seed-{i:08}");
+                let file_source = connector_core::transform::file_source(CTX, &id);
+                LedgerEntry {
+                    memory_id: MemoryId::new(id),
+                    status: EntryStatus::Processed,
+                    content_hash: Some(ContentHash::new(format!("{i:064x}"))),
+                    pending_hash: None,
+                    doc_id: Some(connector_core::lightrag::doc_id(&file_source)),
+                    file_source,
+                    track_id: None,
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at: None,
+                    first_seen: now,
+                    last_ingested: Some(now),
+                }
+            })
+            .collect();
+        made += entries.len();
+        store
+            .checkpoint(
+                &connector,
+                Checkpoint {
+                    entries,
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}

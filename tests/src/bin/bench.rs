@@ -1,0 +1,135 @@
+//! `bench`: measures the connector's own cost (`make bench`). Prints the
+//! table, writes `<out-dir>/latest.json` and the delta against the previous
+//! one. The `measure` and `replay` subcommands are its own helpers.
+
+use clap::{Parser, Subcommand};
+use sims::bench::{self, BenchOptions, child, limit, report};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Measure memory-connector against the limit of a bare HTTP client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Memories of the end-to-end workloads (at most 10,000, the Memory API's page).
+    #[arg(long, default_value_t = 10_000)]
+    n: usize,
+    /// A quick run that only proves the driver works.
+    #[arg(long)]
+    smoke: bool,
+    /// Repetitions of each timed end-to-end run (the fastest counts).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// The memory-connector binary to measure.
+    #[arg(long, env = "MEMORY_CONNECTOR_BIN")]
+    connector: Option<PathBuf>,
+    /// Where latest.json (and previous.json) go.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+    /// Name of the cargo profile of the binaries (reported).
+    #[arg(long, default_value = "perf")]
+    profile: String,
+    /// Exit non-zero when a target is missed.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command and write its wall time, CPU and peak RSS as JSON.
+    #[command(hide = true)]
+    Measure {
+        out: PathBuf,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// The limit client: replay a run's HTTP requests with no connector logic.
+    #[command(hide = true)]
+    Replay {
+        #[arg(long)]
+        list_url: String,
+        #[arg(long)]
+        memory_key: String,
+        #[arg(long)]
+        lightrag_url: String,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        bodies: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Measure { out, argv }) => {
+            child::measure_main(&out, &argv).map(|_| ExitCode::SUCCESS)
+        }
+        Some(Command::Replay {
+            list_url,
+            memory_key,
+            lightrag_url,
+            concurrency,
+            bodies,
+        }) => limit::replay_main(&limit::ReplayArgs {
+            list_url,
+            memory_key,
+            lightrag_url,
+            concurrency,
+            bodies,
+        })
+        .map(|()| ExitCode::SUCCESS),
+        None => run(cli),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("bench: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let bench_exe = child::self_exe()?;
+    let connector = cli
+        .connector
+        .or_else(|| bench_exe.parent().map(|dir| dir.join("memory-connector")))
+        .and_then(|path| std::fs::canonicalize(path).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "memory-connector binary not found: pass --connector or MEMORY_CONNECTOR_BIN"
+            )
+        })?;
+    let options = BenchOptions {
+        n: if cli.smoke { cli.n.min(200) } else { cli.n },
+        smoke: cli.smoke,
+        reps: if cli.smoke { 1 } else { cli.reps.max(1) },
+        connector_bin: connector,
+        bench_exe,
+        profile: cli.profile,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(bench::run(options))?;
+    let previous = report::read(&cli.out_dir.join("latest.json"));
+    print!("{}", report::table(&report, previous.as_ref()));
+    println!(
+        "\n{} rows, {} missed targets, {:.0} s; N = {}{}",
+        report.rows.len(),
+        report.failures(),
+        report.duration_s,
+        report.n,
+        if previous.is_some() {
+            "; delta against the previous latest.json"
+        } else {
+            ""
+        }
+    );
+    report::write(&cli.out_dir, &report)?;
+    println!("written to {}", cli.out_dir.join("latest.json").display());
+    Ok(if cli.strict && report.failures() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,77 @@
+//! The bench driver on a tiny workload (N = 200), so `make bench` cannot rot:
+//! every figure produces its rows, the JSON is written, and a second run
+//! prints the delta against the first. Targets are not checked here (debug
+//! build, shared machine); `make bench` measures them.
+
+use sims::bench::report::{Report, Verdict};
+use sims::harness::connector_bin;
+use std::process::Command;
+
+fn run_bench(out_dir: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--smoke", "--profile", "dev", "--out-dir"])
+        .arg(out_dir)
+        .env("MEMORY_CONNECTOR_BIN", connector_bin())
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn bench_smoke_run_reports_every_figure_and_the_delta() {
+    let out = tempfile::tempdir().unwrap();
+    let first = run_bench(out.path());
+    let report: Report =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("latest.json")).unwrap())
+            .unwrap();
+    assert_eq!(report.n, 200);
+    for prefix in [
+        "1.throughput_ratio.b1",
+        "1.throughput_ratio.b10",
+        "1.throughput_ratio.b50",
+        "2.cpu_per_memory_us",
+        "2.cpu.rest",
+        "3.noop.sqlite.1000.wall_ms",
+        "3.noop.json.1000.rss_mb",
+        "4.peak_rss_mb",
+        "5.startup_ms",
+        "5.binary_mb",
+        "5.lambda_init",
+        "6.status_latency",
+        "7.slow_sink.b10.rate",
+        "7.slow_sink.b50.in_flight",
+        "8.usd_per_million",
+        "8.usd_per_connector_month",
+    ] {
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.key == prefix)
+            .unwrap_or_else(|| panic!("no row {prefix}:\n{first}"));
+        match row.verdict {
+            Verdict::NotYet => assert!(
+                row.value.is_none() && row.note.contains("not yet measurable"),
+                "{row:?}"
+            ),
+            _ => assert!(row.value.is_some_and(f64::is_finite), "{row:?}"),
+        }
+    }
+    // The window never exceeds batch_size, even in a debug build.
+    let in_flight = report
+        .rows
+        .iter()
+        .find(|r| r.key == "7.slow_sink.b10.in_flight")
+        .unwrap();
+    assert!(in_flight.value.unwrap() <= 10.0, "{in_flight:?}");
+    assert!(first.contains("1. wall vs limit, batch_size 10"), "{first}");
+
+    let second = run_bench(out.path());
+    assert!(out.path().join("previous.json").exists());
+    assert!(second.contains("delta"), "no delta column:\n{second}");
+}

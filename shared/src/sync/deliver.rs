@@ -92,33 +92,22 @@ async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task) -> V
         }
         Task::ReplaceBatch(items) => {
             let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
-            let outcomes = sink.replace_batch(&documents).await;
-            items
-                .into_iter()
-                .zip(outcomes)
-                .map(|(w, result)| Delivered {
-                    memory_id: w.memory_id,
-                    document: w.document,
-                    replace: true,
-                    result: result.map(Outcome::Replaced),
-                })
-                .collect()
+            pair(items, sink.replace_batch(&documents).await, true, Outcome::Replaced)
         }
         Task::Batch(items) => {
             let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
-            let outcomes = sink.insert_batch(&documents).await;
-            items
-                .into_iter()
-                .zip(outcomes)
-                .map(|(w, result)| Delivered {
-                    memory_id: w.memory_id,
-                    document: w.document,
-                    replace: false,
-                    result: result.map(Outcome::Inserted),
-                })
-                .collect()
+            pair(items, sink.insert_batch(&documents).await, false, Outcome::Inserted)
         }
     }
+}
+
+/// Each item of a batch with its own outcome.
+fn pair<T>(items: Vec<Work>, outcomes: Vec<Result<T, SinkError>>, replace: bool, wrap: fn(T) -> Outcome) -> Vec<Delivered> {
+    items
+        .into_iter()
+        .zip(outcomes)
+        .map(|(w, result)| Delivered { memory_id: w.memory_id, document: w.document, replace, result: result.map(wrap) })
+        .collect()
 }
 
 impl SyncEngine {

@@ -6,6 +6,8 @@
 //! [`lightrag::DocumentSink`] writes it, a [`state::StateStore`] remembers what
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod ids;
 pub mod lightrag;
@@ -13,6 +15,8 @@ pub mod memory_api;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
+#[cfg(feature = "aws")]
+pub mod serverless;
 pub mod state;
 pub mod status;
 pub mod sync;

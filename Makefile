@@ -20,8 +20,10 @@ build:
 run: build
 	@bash tests/scripts/run-demo.sh "$(BIN)" "$(LOCAL)"
 
+# The whole workspace, with the AWS emulators (DynamoDB Local, moto) started
+# for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
 test:
-	$(CARGO) test --workspace --no-fail-fast
+	bash tests/scripts/aws-emulators.sh run $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -23,7 +23,7 @@ run: build
 # The whole workspace, with the AWS emulators (DynamoDB Local, moto) started
 # for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
 test:
-	bash tests/scripts/aws-emulators.sh run $(CARGO) test --workspace --no-fail-fast
+	MEMORY_CONNECTOR_FEATURES=aws bash tests/scripts/aws-emulators.sh run $(CARGO) test --workspace --no-fail-fast --features memory-connector/aws
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -6,6 +6,8 @@
 
 mod commands;
 mod output;
+#[cfg(feature = "aws")]
+mod schedules;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -100,6 +102,12 @@ enum Command {
         #[arg(long)]
         connector_id: String,
     },
+    /// EventBridge schedules of the serverless shape (AWS build only).
+    #[cfg(feature = "aws")]
+    Schedules {
+        #[command(subcommand)]
+        action: schedules::SchedulesCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
             Command::History { common, connector_id, limit } => commands::history(&common, &connector_id, limit).await,
             Command::Failed { common, connector_id } => commands::failed(&common, &connector_id).await,
             Command::RetryFailed { common, connector_id } => commands::retry_failed(&common, &connector_id).await,
+            #[cfg(feature = "aws")]
+            Command::Schedules { action } => schedules::run(action).await,
         }
     });
     ExitCode::from(code)

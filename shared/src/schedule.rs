@@ -2,6 +2,8 @@
 //! EventBridge expression ([`eventbridge`]).
 
 pub mod eventbridge;
+#[cfg(feature = "aws")]
+pub mod rules;
 
 pub use eventbridge::{ScheduleError, eventbridge_expression};
 

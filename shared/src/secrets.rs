@@ -244,3 +244,6 @@ mod tests {
         assert_eq!(scrub("bad key k-123 given", &[&s]), "bad key *** given");
     }
 }
+
+#[cfg(all(test, feature = "aws"))]
+mod aws_tests;

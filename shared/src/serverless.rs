@@ -356,6 +356,39 @@ mod tests {
         }
     }
 
+    /// The sample events of `config/events/` (used with `cargo lambda invoke`)
+    /// are what the handler expects, and the Lambda config layer is valid.
+    #[test]
+    fn sample_events_and_the_lambda_config() {
+        for (name, text, trigger, force) in [
+            ("sync-scheduled", include_str!("../../config/events/sync-scheduled.json"), "schedule", false),
+            ("sync-direct", include_str!("../../config/events/sync-direct.json"), "lambda", false),
+            ("sync-requested", include_str!("../../config/events/sync-requested.json"), "event", true),
+            ("sync-scheduled-event", include_str!("../../config/events/sync-scheduled-event.json"), "schedule", false),
+        ] {
+            let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                (request.connector_id.as_str(), request.trigger.as_str(), request.force),
+                ("personal-memories", trigger, force),
+                "{name}"
+            );
+        }
+        for text in [include_str!("../../config/events/cleanup-scheduled.json"), include_str!("../../config/events/api-get-health.json")] {
+            serde_json::from_str::<Value>(text).unwrap();
+        }
+        let env = Environment::from_map([("MEMORY_API_KEY".to_owned(), "k".to_owned()), ("CONNECTOR_API_KEY".to_owned(), "c".to_owned())]);
+        let config = config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.state.backend, StateBackend::Dynamodb);
+        assert!(config.connector(&ConnectorId::new("personal-memories")).is_some());
+        assert_eq!(
+            crate::schedule::eventbridge::unix_cron_to_eventbridge(&config.state.cleanup.cleanup_cron).unwrap(),
+            "cron(0 2 * * ? *)",
+            "the template's CleanupSchedule default matches cleanup_cron"
+        );
+    }
+
     #[test]
     fn only_aws_failures_are_retried() {
         let state = FunctionError::State(StateError::Unsupported("x".into()));

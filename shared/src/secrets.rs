@@ -155,6 +155,11 @@ mod secrets_manager {
             Self { client, ttl, cache: Mutex::new(HashMap::new()) }
         }
 
+        /// Changes the TTL (the config that sets it is read with the secrets).
+        pub fn set_ttl(&mut self, ttl: Duration) {
+            self.ttl = ttl;
+        }
+
         /// The secret `id`, from the cache while younger than the TTL.
         pub async fn fetch(&self, variable: &str, id: &str) -> Result<Secret, SecretError> {
             if let Some((at, value)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {

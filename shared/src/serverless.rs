@@ -79,7 +79,9 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
     let object = event.as_object().ok_or_else(|| bad("expected a JSON object"))?;
     let (body, trigger) = match object.get("detail-type").and_then(Value::as_str) {
         Some("SyncRequested") => (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, "event"),
-        Some("Scheduled Event") => (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, "schedule"),
+        Some("Scheduled Event") => {
+            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, "schedule")
+        }
         Some(other) => return Err(FunctionError::BadEvent(format!("detail-type {other:?} is not handled"))),
         None => (event, object.get("trigger").and_then(Value::as_str).unwrap_or("lambda")),
     };
@@ -110,7 +112,8 @@ impl FunctionSettings {
     /// From the process environment and the default AWS chain.
     pub async fn from_process() -> Self {
         let vars: HashMap<String, String> = std::env::vars().collect();
-        let config_path = PathBuf::from(vars.get(CONFIG_PATH_ENV).cloned().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()));
+        let config_path =
+            PathBuf::from(vars.get(CONFIG_PATH_ENV).cloned().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()));
         let safety_margin = vars
             .get(SAFETY_MARGIN_ENV)
             .and_then(|s| s.parse::<u64>().ok())
@@ -147,7 +150,8 @@ impl Loaded {
 
     async fn config(&self) -> Result<(HashMap<String, String>, Config), FunctionError> {
         let (vars, env) = self.environment().await?;
-        let config = config::load_with_env(&self.settings_path, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
+        let config =
+            config::load_with_env(&self.settings_path, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
         Ok((vars, config))
     }
 }
@@ -185,21 +189,20 @@ impl SyncFunction {
     /// Cold start: reads the config once, fetches the secrets it needs,
     /// builds the clients and the store.
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
-        let secrets_client = aws_sdk_secretsmanager::Client::new(&settings.sdk);
-        // The TTL comes from the config, which needs the secrets: fetch with
-        // no caching limit first, then apply the configured TTL.
+        // The TTL comes from the config, which needs the secrets: fetch once,
+        // then apply the configured TTL to what was fetched.
         let mut loaded = Loaded {
             settings_path: settings.config_path.clone(),
             base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(secrets_client.clone(), Duration::MAX),
+            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
         };
         let (vars, config) = loaded.config().await?;
         let perf = &config.advanced.performance;
-        let ttl = if perf.enable_caching { Duration::from_secs(perf.cache_ttl_seconds) } else { Duration::ZERO };
-        let cached = std::mem::replace(&mut loaded.secrets, SecretsManagerResolver::new(secrets_client, ttl));
-        drop(cached);
-        // Prime the new cache so the first invoke does not fetch again.
-        let _ = loaded.environment().await?;
+        loaded.secrets.set_ttl(if perf.enable_caching {
+            Duration::from_secs(perf.cache_ttl_seconds)
+        } else {
+            Duration::ZERO
+        });
         let store = Arc::new(store_for(&settings, &config)?);
         let wiring = wire(vars, config)?;
         info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
@@ -254,7 +257,9 @@ impl SyncFunction {
             }
             Err(SyncError::AlreadyRunning { connector, owner, expires_at }) => {
                 info!(connector_id = %connector, %owner, "already running: not starting a second run");
-                Ok(json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}))
+                Ok(
+                    json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}),
+                )
             }
             Err(SyncError::State(e)) => Err(e.into()),
         }
@@ -342,7 +347,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(requested.trigger, "event");
-        let raw = parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
+        let raw =
+            parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
         assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));
         for bad in [
             json!([]),
@@ -374,12 +380,19 @@ mod tests {
                 "{name}"
             );
         }
-        for text in [include_str!("../../config/events/cleanup-scheduled.json"), include_str!("../../config/events/api-get-health.json")] {
+        for text in [
+            include_str!("../../config/events/cleanup-scheduled.json"),
+            include_str!("../../config/events/api-get-health.json"),
+        ] {
             serde_json::from_str::<Value>(text).unwrap();
         }
-        let env = Environment::from_map([("MEMORY_API_KEY".to_owned(), "k".to_owned()), ("CONNECTOR_API_KEY".to_owned(), "c".to_owned())]);
-        let config = config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let env = Environment::from_map([
+            ("MEMORY_API_KEY".to_owned(), "k".to_owned()),
+            ("CONNECTOR_API_KEY".to_owned(), "c".to_owned()),
+        ]);
+        let config =
+            config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
+                .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.state.backend, StateBackend::Dynamodb);
         assert!(config.connector(&ConnectorId::new("personal-memories")).is_some());
         assert_eq!(

@@ -39,7 +39,9 @@ fn actions(run: &sims::harness::CliRun) -> Vec<(String, String)> {
         .as_array()
         .expect("changes")
         .iter()
-        .map(|c| (c["rule"].as_str().unwrap_or_default().to_owned(), c["action"].as_str().unwrap_or_default().to_owned()))
+        .map(|c| {
+            (c["rule"].as_str().unwrap_or_default().to_owned(), c["action"].as_str().unwrap_or_default().to_owned())
+        })
         .collect();
     out.sort();
     out
@@ -48,13 +50,17 @@ fn actions(run: &sims::harness::CliRun) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_apply_twice_then_after_a_config_change() {
     if std::env::var("AWS_ENDPOINT_URL").map_or(true, |v| v.is_empty()) {
-        eprintln!("\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: AWS_ENDPOINT_URL (moto) is not set; run `make test`\n");
+        eprintln!(
+            "\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: AWS_ENDPOINT_URL (moto) is not set; run `make test`\n"
+        );
         return;
     }
     let mut ws = Workspace::new();
     let help = ws.run_async(&["schedules", "--help"]).await;
     if help.code != 0 {
-        eprintln!("\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: the binary was built without the `aws` feature (make test builds it with --features memory-connector/aws)\n");
+        eprintln!(
+            "\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: the binary was built without the `aws` feature (make test builds it with --features memory-connector/aws)\n"
+        );
         return;
     }
     let prefix = format!("e2e{:08x}", fastrand::u32(..));

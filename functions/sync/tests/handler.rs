@@ -36,9 +36,10 @@ async fn stack(lightrag_latency: Duration, safety_margin: Duration) -> Stack {
     let memory = MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), ..MemorySimOptions::default() })
         .await
         .expect("memory sim");
-    let lightrag = LightragSim::start(LightragSimOptions { latency: lightrag_latency, ..LightragSimOptions::default() })
-        .await
-        .expect("lightrag sim");
+    let lightrag =
+        LightragSim::start(LightragSimOptions { latency: lightrag_latency, ..LightragSimOptions::default() })
+            .await
+            .expect("lightrag sim");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut spec = ConfigSpec::new(&memory.url(), &lightrag.url());
     spec.backend = "dynamodb";
@@ -91,9 +92,8 @@ async fn scheduled_event_runs_one_sync_into_dynamodb() {
     }
     let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
     let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
-    let answer = sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(600)))
-        .await
-        .expect("handler");
+    let answer =
+        sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(600))).await.expect("handler");
     assert_eq!(answer["status"], "completed", "{answer:#}");
     assert!(s.memory.list_requests() >= 1, "the Memory API was called with the key from Secrets Manager");
 

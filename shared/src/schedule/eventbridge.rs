@@ -130,7 +130,10 @@ fn expand(text: &str, field: &Field) -> Result<BTreeSet<u32>, String> {
     let mut values = BTreeSet::new();
     for part in text.split(',') {
         if part.contains(['L', 'W', '#']) && !part.chars().all(|c| c.is_ascii_alphabetic()) || part == "L" {
-            return Err(format!("{} {part:?}: L, W and # are not converted to EventBridge; use an explicit list", field.name));
+            return Err(format!(
+                "{} {part:?}: L, W and # are not converted to EventBridge; use an explicit list",
+                field.name
+            ));
         }
         let (range, step) = match part.split_once('/') {
             Some((range, step)) => {

@@ -28,7 +28,9 @@ pub const DEFAULT_PREFIX: &str = "memory-connector";
 pub enum RulesError {
     #[error("connector {connector}: {source}")]
     Schedule { connector: ConnectorId, source: ScheduleError },
-    #[error("connector {connector}: rule name {name:?} is not a valid EventBridge rule name (at most 64 of A-Z a-z 0-9 . - _)")]
+    #[error(
+        "connector {connector}: rule name {name:?} is not a valid EventBridge rule name (at most 64 of A-Z a-z 0-9 . - _)"
+    )]
     Name { connector: ConnectorId, name: String },
     #[error("EventBridge {operation} {rule}: {detail}")]
     Aws { operation: &'static str, rule: String, detail: String },
@@ -50,11 +52,22 @@ pub struct RuleSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Change {
-    Create { rule: String, expression: String, enabled: bool },
+    Create {
+        rule: String,
+        expression: String,
+        enabled: bool,
+    },
     /// `what`: the fields that differ (`expression`, `state`, `target`...).
-    Update { rule: String, what: Vec<String> },
-    Delete { rule: String },
-    Unchanged { rule: String },
+    Update {
+        rule: String,
+        what: Vec<String>,
+    },
+    Delete {
+        rule: String,
+    },
+    Unchanged {
+        rule: String,
+    },
 }
 
 impl Change {
@@ -70,7 +83,8 @@ pub fn desired_rules(config: &Config, prefix: &str) -> Result<Vec<RuleSpec>, Rul
         .iter()
         .map(|c| {
             let name = format!("{prefix}-{}", c.id.as_str());
-            let valid = name.len() <= 64 && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'));
+            let valid =
+                name.len() <= 64 && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'));
             if !valid {
                 return Err(RulesError::Name { connector: c.id.clone(), name });
             }
@@ -177,11 +191,19 @@ impl ScheduleRules {
         let mut changes = Vec::new();
         for spec in &desired {
             let change = match existing.remove(&spec.name) {
-                None => Change::Create { rule: spec.name.clone(), expression: spec.expression.clone(), enabled: spec.enabled },
+                None => Change::Create {
+                    rule: spec.name.clone(),
+                    expression: spec.expression.clone(),
+                    enabled: spec.enabled,
+                },
                 Some(current) => {
                     let mut what = Vec::new();
                     if current.expression.as_deref() != Some(spec.expression.as_str()) {
-                        what.push(format!("expression {} -> {}", current.expression.unwrap_or_default(), spec.expression));
+                        what.push(format!(
+                            "expression {} -> {}",
+                            current.expression.unwrap_or_default(),
+                            spec.expression
+                        ));
                     }
                     if current.enabled != spec.enabled {
                         what.push(if spec.enabled { "enable".into() } else { "disable".into() });

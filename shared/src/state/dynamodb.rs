@@ -27,17 +27,18 @@
 //! (`serde_dynamo`), timestamps RFC 3339; the lease keeps epoch milliseconds
 //! so the condition can compare them.
 
-use super::{Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore};
+use super::{
+    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+};
 use crate::config::StateConfig;
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, ConditionCheck, DeleteRequest, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
-    WriteRequest,
-};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, ConditionCheck, DeleteRequest, KeySchemaElement, KeyType, KeysAndAttributes, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -169,7 +170,10 @@ impl DynamoStore {
     }
 
     fn corrupt(&self, what: &str, detail: impl fmt::Display) -> StateError {
-        StateError::Corrupt { path: PathBuf::from(format!("dynamodb:{}", self.table)), detail: format!("{what}: {detail}") }
+        StateError::Corrupt {
+            path: PathBuf::from(format!("dynamodb:{}", self.table)),
+            detail: format!("{what}: {detail}"),
+        }
     }
 
     async fn get(&self, connector: &ConnectorId, sk: &str, operation: &str) -> Result<Option<Item>, StateError> {
@@ -194,7 +198,11 @@ impl DynamoStore {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .ok_or_else(|| self.corrupt("lease", format!("{name} is not epoch milliseconds")))
         };
-        Ok(Lease { owner: RunId::new(owner.clone()), acquired_at: millis("acquired_ms")?, expires_at: millis("expires_ms")? })
+        Ok(Lease {
+            owner: RunId::new(owner.clone()),
+            acquired_at: millis("acquired_ms")?,
+            expires_at: millis("expires_ms")?,
+        })
     }
 
     fn record<T: serde::de::DeserializeOwned>(&self, what: &str, mut item: Item) -> Result<T, StateError> {
@@ -204,7 +212,13 @@ impl DynamoStore {
         serde_dynamo::from_item(item).map_err(|e| self.corrupt(what, e))
     }
 
-    fn item_of<T: serde::Serialize>(&self, what: &str, value: &T, connector: &ConnectorId, sk: String) -> Result<Item, StateError> {
+    fn item_of<T: serde::Serialize>(
+        &self,
+        what: &str,
+        value: &T,
+        connector: &ConnectorId,
+        sk: String,
+    ) -> Result<Item, StateError> {
         let mut item: Item = serde_dynamo::to_item(value).map_err(|e| self.corrupt(what, e))?;
         item.insert(PK.into(), AttributeValue::S(connector.as_str().to_owned()));
         item.insert(SK.into(), AttributeValue::S(sk));
@@ -309,7 +323,10 @@ impl DynamoStore {
     }
 
     fn fail_text(&self, operation: &str, detail: &str) -> StateError {
-        StateError::Database { path: PathBuf::from(format!("dynamodb:{}", self.table)), detail: format!("{operation}: {detail}") }
+        StateError::Database {
+            path: PathBuf::from(format!("dynamodb:{}", self.table)),
+            detail: format!("{operation}: {detail}"),
+        }
     }
 
     /// One `TransactWriteItems`; `Ok(false)` when the fence (the first
@@ -359,7 +376,11 @@ impl DynamoStore {
     }
 
     fn put(&self, item: Item) -> Result<TransactWriteItem, StateError> {
-        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(|e| self.fail("TransactWriteItems", &e))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }
@@ -467,7 +488,10 @@ impl StateStore for DynamoStore {
     }
 
     async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
-        self.get(connector, STATE_SK, "GetItem (state)").await?.map(|item| self.record("connector state", item)).transpose()
+        self.get(connector, STATE_SK, "GetItem (state)")
+            .await?
+            .map(|item| self.record("connector state", item))
+            .transpose()
     }
 
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
@@ -528,10 +552,7 @@ impl StateStore for DynamoStore {
                     let entry: LedgerEntry = self.record("ledger entry", item)?;
                     found.insert(entry.memory_id.clone(), entry);
                 }
-                request = got
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
+                request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
                 if request.is_some() {
                     attempt += 1;
                     if attempt > MAX_RETRIES {
@@ -595,7 +616,8 @@ impl StateStore for DynamoStore {
         let mut counts = BTreeMap::new();
         for item in items {
             let text = item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
-            let status = EntryStatus::parse(text).ok_or_else(|| self.corrupt("ledger entry", format!("unknown status {text:?}")))?;
+            let status = EntryStatus::parse(text)
+                .ok_or_else(|| self.corrupt("ledger entry", format!("unknown status {text:?}")))?;
             *counts.entry(status).or_insert(0) += 1;
         }
         Ok(counts)
@@ -667,7 +689,11 @@ impl StateStore for DynamoStore {
         let me = RunId::new(format!("reset-{:016x}", fastrand::u64(..)));
         match self.try_acquire_lease(connector, &me, now, RESET_LEASE).await? {
             LeaseOutcome::Held(held) => {
-                return Err(StateError::Busy { connector: connector.clone(), owner: held.owner, expires_at: held.expires_at });
+                return Err(StateError::Busy {
+                    connector: connector.clone(),
+                    owner: held.owner,
+                    expires_at: held.expires_at,
+                });
             }
             LeaseOutcome::Acquired(_) => {}
         }

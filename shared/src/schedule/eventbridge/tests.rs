@@ -93,8 +93,11 @@ fn field(min: u32, max: u32) -> impl Strategy<Value = String> {
         Just("*".to_owned()),
         (min..=max).prop_map(|v| v.to_string()),
         (min..=max, min..=max).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
-        prop::collection::btree_set(min..=max, 1..4)
-            .prop_map(|s| s.into_iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")),
+        prop::collection::btree_set(min..=max, 1..4).prop_map(|s| s
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")),
         (1..=(max - min).max(1)).prop_map(|s| format!("*/{s}")),
         (min..=max, 1..=(max - min).max(1)).prop_map(|(a, s)| format!("{a}/{s}")),
         (min..=max, min..=max, 1u32..5).prop_map(|(a, b, s)| format!("{}-{}/{s}", a.min(b), a.max(b))),

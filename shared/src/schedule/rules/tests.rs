@@ -49,8 +49,10 @@ fn rule_names(changes: &[Change]) -> Vec<(String, &'static str)> {
 
 #[test]
 fn desired_rules_carry_expression_state_and_input() {
-    let two = config(&(connector("a", "{type: interval, interval_hours: 1}", true)
-        + &connector("b", "{type: cron, cron: \"0 9 * * 1-5\"}", false)));
+    let two = config(
+        &(connector("a", "{type: interval, interval_hours: 1}", true)
+            + &connector("b", "{type: cron, cron: \"0 9 * * 1-5\"}", false)),
+    );
     let rules = desired_rules(&two, "mc").unwrap();
     assert_eq!(rules[0].name, "mc-a");
     assert_eq!(rules[0].expression, "rate(1 hour)");

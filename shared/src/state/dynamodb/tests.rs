@@ -86,7 +86,12 @@ async fn large_checkpoints_are_split_and_fenced() {
     store
         .checkpoint(
             &c,
-            Checkpoint { entries: entries.clone(), connector: None, run: Some(run.clone()), lease_owner: Some(owner.clone()) },
+            Checkpoint {
+                entries: entries.clone(),
+                connector: None,
+                run: Some(run.clone()),
+                lease_owner: Some(owner.clone()),
+            },
         )
         .await
         .expect("checkpoint of 250 entries");

@@ -162,10 +162,10 @@ mod secrets_manager {
 
         /// The secret `id`, from the cache while younger than the TTL.
         pub async fn fetch(&self, variable: &str, id: &str) -> Result<Secret, SecretError> {
-            if let Some((at, value)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(value.clone());
-                }
+            if let Some((at, value)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(value.clone());
             }
             let fail = |detail: String| SecretError::Fetch { variable: variable.to_owned(), id: id.to_owned(), detail };
             let got = self

@@ -30,12 +30,12 @@ pub enum ScheduleError {
 
 /// The EventBridge expression for `schedule`.
 pub fn eventbridge_expression(schedule: &ScheduleConfig) -> Result<String, ScheduleError> {
-    if let Some(zone) = schedule.timezone.as_deref().filter(|z| !matches!(*z, "UTC" | "Etc/UTC" | "")) {
-        if schedule.kind == ScheduleType::Cron {
-            return Err(ScheduleError::Other(format!(
-                "timezone {zone:?}: EventBridge rules run in UTC; write the cron in UTC or drop the timezone"
-            )));
-        }
+    if schedule.kind == ScheduleType::Cron
+        && let Some(zone) = schedule.timezone.as_deref().filter(|z| !matches!(*z, "UTC" | "Etc/UTC" | ""))
+    {
+        return Err(ScheduleError::Other(format!(
+            "timezone {zone:?}: EventBridge rules run in UTC; write the cron in UTC or drop the timezone"
+        )));
     }
     match schedule.kind {
         ScheduleType::Interval => {
@@ -61,9 +61,9 @@ pub fn rate_expression(minutes: f64) -> Result<String, ScheduleError> {
         )));
     }
     let minutes = minutes as u64;
-    let (value, unit) = if minutes % 1440 == 0 {
+    let (value, unit) = if minutes.is_multiple_of(1440) {
         (minutes / 1440, "day")
-    } else if minutes % 60 == 0 {
+    } else if minutes.is_multiple_of(60) {
         (minutes / 60, "hour")
     } else {
         (minutes, "minute")

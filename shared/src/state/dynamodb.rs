@@ -239,12 +239,19 @@ impl DynamoStore {
         &self,
         operation: &str,
         connector: &ConnectorId,
-        condition: &str,
-        values: Vec<(&str, String)>,
+        range: SortRange,
         projection: Option<&str>,
         limit: Option<usize>,
         forward: bool,
     ) -> Result<Vec<Item>, StateError> {
+        let (condition, values) = match range {
+            SortRange::Prefix(prefix) => {
+                ("#pk = :pk AND begins_with(#sk, :prefix)", vec![(":prefix", prefix.to_owned())])
+            }
+            SortRange::Between(low, high) => {
+                ("#pk = :pk AND #sk BETWEEN :low AND :high", vec![(":low", low), (":high", high)])
+            }
+        };
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -258,9 +265,7 @@ impl DynamoStore {
                 .consistent_read(true)
                 .scan_index_forward(forward)
                 .set_exclusive_start_key(start.take());
-            if condition.contains("#sk") {
-                query = query.expression_attribute_names("#sk", SK);
-            }
+            query = query.expression_attribute_names("#sk", SK);
             for (name, value) in &values {
                 query = query.expression_attribute_values(*name, AttributeValue::S(value.clone()));
             }
@@ -383,6 +388,13 @@ impl DynamoStore {
             .map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// Which sort keys of a connector a query reads.
+enum SortRange {
+    Prefix(&'static str),
+    /// Inclusive bounds.
+    Between(String, String),
 }
 
 fn key(connector: &ConnectorId, sk: &str) -> Item {
@@ -579,15 +591,7 @@ impl StateStore for DynamoStore {
         // is checked here instead so the page size stays the query's.
         let mut out = Vec::new();
         let items = self
-            .query_all(
-                "Query (entries by status)",
-                connector,
-                "#pk = :pk AND begins_with(#sk, :prefix)",
-                vec![(":prefix", ENTRY_PREFIX.to_owned())],
-                None,
-                None,
-                true,
-            )
+            .query_all("Query (entries by status)", connector, SortRange::Prefix(ENTRY_PREFIX), None, None, true)
             .await?;
         for item in items {
             let entry: LedgerEntry = self.record("ledger entry", item)?;
@@ -603,15 +607,7 @@ impl StateStore for DynamoStore {
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         let items = self
-            .query_all(
-                "Query (status counts)",
-                connector,
-                "#pk = :pk AND begins_with(#sk, :prefix)",
-                vec![(":prefix", ENTRY_PREFIX.to_owned())],
-                Some("#status"),
-                None,
-                true,
-            )
+            .query_all("Query (status counts)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#status"), None, true)
             .await?;
         let mut counts = BTreeMap::new();
         for item in items {
@@ -643,10 +639,10 @@ impl StateStore for DynamoStore {
         }
         let lost = |owner: RunId| StateError::LeaseLost { connector: connector.clone(), owner };
         if puts.is_empty() {
-            if let Some(owner) = lease_owner {
-                if self.lease(connector).await?.map(|l| l.owner) != Some(owner.clone()) {
-                    return Err(lost(owner));
-                }
+            if let Some(owner) = lease_owner
+                && self.lease(connector).await?.map(|l| l.owner) != Some(owner.clone())
+            {
+                return Err(lost(owner));
             }
             return Ok(());
         }
@@ -670,17 +666,8 @@ impl StateStore for DynamoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let items = self
-            .query_all(
-                "Query (runs)",
-                connector,
-                "#pk = :pk AND begins_with(#sk, :prefix)",
-                vec![(":prefix", RUN_PREFIX.to_owned())],
-                None,
-                Some(limit),
-                false,
-            )
-            .await?;
+        let items =
+            self.query_all("Query (runs)", connector, SortRange::Prefix(RUN_PREFIX), None, Some(limit), false).await?;
         items.into_iter().map(|item| self.record("run record", item)).collect()
     }
 
@@ -698,15 +685,7 @@ impl StateStore for DynamoStore {
             LeaseOutcome::Acquired(_) => {}
         }
         let items = self
-            .query_all(
-                "Query (reset)",
-                connector,
-                "#pk = :pk AND begins_with(#sk, :prefix)",
-                vec![(":prefix", ENTRY_PREFIX.to_owned())],
-                Some("#pk, #sk"),
-                None,
-                true,
-            )
+            .query_all("Query (reset)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#pk, #sk"), None, true)
             .await?;
         let mut keys: Vec<Item> = items;
         keys.push(key(connector, STATE_SK));
@@ -721,8 +700,7 @@ impl StateStore for DynamoStore {
                 .query_all(
                     "Query (prune runs)",
                     &connector,
-                    "#pk = :pk AND #sk BETWEEN :low AND :high",
-                    vec![(":low", RUN_PREFIX.to_owned()), (":high", format!("{RUN_PREFIX}{}", timestamp(before)))],
+                    SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
                     Some("#pk, #sk"),
                     None,
                     true,

@@ -248,7 +248,8 @@ impl SyncFunction {
         let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
         let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
         let engine =
-            SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store());
+            SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
+                .without_local_takeover();
         let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
         match engine.run(options).await {
             Ok(report) => {

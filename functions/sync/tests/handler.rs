@@ -124,6 +124,21 @@ async fn scheduled_event_runs_one_sync_into_dynamodb() {
     let busy = sync_function::handler(&s.function, event(requested, Duration::from_secs(600))).await.expect("busy");
     assert_eq!(busy["status"], "already_running", "{busy:#}");
     assert_eq!(store.runs(&c, 10).await.expect("runs").len(), 2, "no run was recorded for the refused trigger");
+    store.release_lease(&c, &owner).await.expect("release");
+
+    // A holder that looks like a dead process of this host (another Lambda
+    // sandbox: same host name, other PID namespace) is not taken over.
+    let elsewhere = connector_core::ids::RunId::new(format!(
+        "20260101T000000000Z-00000000@{}:{}",
+        connector_core::ids::this_host(),
+        u32::MAX - 1
+    ));
+    assert!(elsewhere.holder_is_gone(), "looks dead from here");
+    store.try_acquire_lease(&c, &elsewhere, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    let retry = json!({"connector_id": CONNECTOR});
+    let busy = sync_function::handler(&s.function, event(retry, Duration::from_secs(600))).await.expect("busy");
+    assert_eq!(busy["status"], "already_running", "{busy:#}");
+    store.release_lease(&c, &elsewhere).await.expect("release");
 
     // Not retryable: answered, not failed.
     let unknown = sync_function::handler(&s.function, event(json!({"connector_id": "nope"}), Duration::from_secs(60)))

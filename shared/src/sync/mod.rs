@@ -83,6 +83,9 @@ pub struct SyncEngine {
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
+    /// Take over a lease whose holder process on this host is gone (see
+    /// [`SyncEngine::without_local_takeover`]).
+    local_takeover: bool,
 }
 
 /// The outcome of delivering one memory.
@@ -106,7 +109,16 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store }
+        Self { connector, lease_ttl, source, sink, store, local_takeover: true }
+    }
+
+    /// Never take a lease over because its holder "on this host" is gone:
+    /// in Lambda every sandbox has its own process namespace and host names
+    /// repeat, so a live run elsewhere would look dead. Only expiry frees
+    /// the lease there.
+    pub fn without_local_takeover(mut self) -> Self {
+        self.local_takeover = false;
+        self
     }
 
     pub fn connector_id(&self) -> &ConnectorId {
@@ -148,7 +160,7 @@ impl SyncEngine {
         for _ in 0..2 {
             match self.store.try_acquire_lease(connector_id, run_id, now, self.lease_ttl).await? {
                 LeaseOutcome::Acquired(_) => return Ok(()),
-                LeaseOutcome::Held(lease) if lease.owner.holder_is_gone() => {
+                LeaseOutcome::Held(lease) if self.local_takeover && lease.owner.holder_is_gone() => {
                     warn!(previous = %lease.owner, "the previous run's process is gone; taking over its lease");
                     self.store.release_lease(connector_id, &lease.owner).await?;
                 }

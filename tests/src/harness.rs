@@ -17,8 +17,13 @@ pub fn connector_bin() -> PathBuf {
         // target/debug/deps/<test> -> target/debug/memory-connector
         let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
         let bin = dir.join("memory-connector");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "memory-connector", "--bin", "memory-connector"])
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "--quiet", "-p", "memory-connector", "--bin", "memory-connector"]);
+        // `make test` builds the binary with `aws` (schedules apply): keep it so.
+        if let Some(features) = std::env::var("MEMORY_CONNECTOR_FEATURES").ok().filter(|f| !f.is_empty()) {
+            build.args(["--features", &features]);
+        }
+        let status = build
             .status()
             .expect("run cargo build for the memory-connector binary");
         assert!(status.success(), "building memory-connector failed");

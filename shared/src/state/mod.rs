@@ -7,6 +7,8 @@
 pub mod backup;
 pub mod cipher;
 pub mod conformance;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod json;
 pub mod sqlite;
 
@@ -425,6 +427,9 @@ pub async fn open(config: &StateConfig) -> Result<Arc<dyn StateStore>, StateErro
     match config.backend {
         StateBackend::Json => Ok(Arc::new(json::JsonStore::open(&config.path).await?)),
         StateBackend::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(&config.path).await?)),
+        #[cfg(feature = "aws")]
+        StateBackend::Dynamodb => Ok(Arc::new(dynamodb::DynamoStore::from_config(config).await?)),
+        #[cfg(not(feature = "aws"))]
         StateBackend::Dynamodb => Err(StateError::Unsupported(
             "dynamodb is only available in the AWS build (the Lambda functions)".into(),
         )),

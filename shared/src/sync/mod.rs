@@ -91,6 +91,9 @@ pub struct SyncEngine {
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Transcripts, photo descriptions, place names (see [`crate::enrich`]).
     enricher: Option<Arc<Enricher>>,
+    /// Take over a lease whose holder process on this host is gone (see
+    /// [`SyncEngine::without_local_takeover`]).
+    local_takeover: bool,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -118,7 +121,7 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None, enricher: None }
+        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None, enricher: None, local_takeover: true }
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
@@ -161,6 +164,15 @@ impl SyncEngine {
             Some(enricher) => enricher.enrich(page, mode).await,
             None => Enrichments::default(),
         }
+    }
+
+    /// Never take a lease over because its holder "on this host" is gone:
+    /// in Lambda every sandbox has its own process namespace and host names
+    /// repeat, so a live run elsewhere would look dead. Only expiry frees
+    /// the lease there.
+    pub fn without_local_takeover(mut self) -> Self {
+        self.local_takeover = false;
+        self
     }
 
     pub fn connector_id(&self) -> &ConnectorId {
@@ -209,7 +221,7 @@ impl SyncEngine {
         for _ in 0..2 {
             match self.store.try_acquire_lease(connector_id, run_id, now, self.lease_ttl).await? {
                 LeaseOutcome::Acquired(_) => return Ok(()),
-                LeaseOutcome::Held(lease) if lease.owner.holder_is_gone() => {
+                LeaseOutcome::Held(lease) if self.local_takeover && lease.owner.holder_is_gone() => {
                     warn!(previous = %lease.owner, "the previous run's process is gone; taking over its lease");
                     self.store.release_lease(connector_id, &lease.owner).await?;
                 }

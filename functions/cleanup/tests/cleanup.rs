@@ -1,0 +1,86 @@
+//! The `cleanup` handler against DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`); skipped loudly without it.
+
+use chrono::{TimeDelta, Utc};
+use connector_core::ids::{ConnectorId, MemoryId, RunId};
+use connector_core::serverless::{CleanupFunction, FunctionSettings};
+use connector_core::state::dynamodb::DynamoStore;
+use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, RunRecord, RunStatus};
+use lambda_runtime::{Context, LambdaEvent};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn run(connector: &ConnectorId, id: &str, days_ago: i64) -> RunRecord {
+    let started = Utc::now() - TimeDelta::days(days_ago);
+    let started = chrono::DateTime::from_timestamp_millis(started.timestamp_millis()).unwrap_or_default();
+    RunRecord {
+        run_id: RunId::new(id),
+        connector_id: connector.clone(),
+        trigger: "schedule".into(),
+        started_at: started,
+        finished_at: Some(started),
+        status: RunStatus::Completed,
+        counts: Default::default(),
+        possibly_truncated: false,
+        error: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_prunes_old_history_and_reports_dead_entries() {
+    if connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "cleanup handler").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(
+        &config_path,
+        r#"
+memory_api: {url: "http://127.0.0.1:9", api_key: "${MEMORY_API_KEY}"}
+lightrag: {mode: api, api: {url: "http://127.0.0.1:9"}}
+api: {enabled: false}
+state: {backend: dynamodb, cleanup: {enabled: true, retention_days: 30, cleanup_cron: "0 2 * * *"}}
+connectors:
+  - {id: docs, context_id: C1}
+"#,
+    )
+    .expect("write config");
+    let sdk = connector_core::aws::sdk_config().await;
+    let table = format!("cleanup-{:012x}", fastrand::u64(..) >> 16);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    store.create_table().await.expect("create table");
+    let vars = HashMap::from([("STATE_TABLE".to_owned(), table), ("MEMORY_API_KEY".to_owned(), "k".to_owned())]);
+    let function = CleanupFunction::init(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::ZERO })
+        .await
+        .expect("cold start");
+
+    let c = ConnectorId::new("docs");
+    let state = function.store();
+    for (id, days) in [("old-1", 90), ("old-2", 31), ("recent", 2)] {
+        state.checkpoint(&c, Checkpoint { run: Some(run(&c, id, days)), ..Checkpoint::default() }).await.expect("run");
+    }
+    let dead = LedgerEntry {
+        memory_id: MemoryId::new("m1"),
+        status: EntryStatus::Dead,
+        content_hash: None,
+        pending_hash: Some("ab".into()),
+        file_source: "memory_C1_m1.txt".into(),
+        doc_id: None,
+        track_id: None,
+        attempts: 5,
+        last_error: Some("LightRAG answered 500".into()),
+        next_attempt_at: None,
+        first_seen: Utc::now(),
+        last_ingested: None,
+    };
+    state.checkpoint(&c, Checkpoint { entries: vec![dead], ..Checkpoint::default() }).await.expect("entry");
+
+    let answer = cleanup_function::handler(&function, LambdaEvent::new(serde_json::json!({}), Context::default()))
+        .await
+        .expect("handler");
+    assert_eq!(answer["status"], "completed", "{answer}");
+    assert_eq!(answer["removed_runs"], 2, "{answer}");
+    assert_eq!(answer["dead_entries"]["docs"], 1, "{answer}");
+    let left: Vec<_> = state.runs(&c, 10).await.expect("runs").into_iter().map(|r| r.run_id.to_string()).collect();
+    assert_eq!(left, ["recent"]);
+    assert_eq!(state.entries(&c, &[MemoryId::new("m1")]).await.expect("entries").len(), 1, "dead entries stay");
+}

@@ -1,0 +1,178 @@
+//! The `sync` handler invoked as the runtime would (a `LambdaEvent` with a
+//! `Context`), against DynamoDB Local (state), moto (Secrets Manager) and
+//! the Memory API / LightRAG simulators. Skipped loudly without emulators.
+
+use chrono::Utc;
+use connector_core::ids::ConnectorId;
+use connector_core::serverless::{FunctionSettings, SyncFunction};
+use connector_core::state::dynamodb::DynamoStore;
+use connector_core::state::{EntryStatus, LeaseOutcome, RunStatus, StateStore};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use sims::harness::ConfigSpec;
+use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimRoute};
+use sims::memory_sim::{MemorySim, MemorySimOptions};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const CONNECTOR: &str = "personal-memories";
+const MEMORY_KEY: &str = "mem-key-from-secrets-manager";
+
+fn emulators(test: &str) -> bool {
+    connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test).is_some()
+        && connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", test).is_some()
+}
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    memory: MemorySim,
+    lightrag: LightragSim,
+    function: SyncFunction,
+}
+
+/// Simulators, a fresh table, the Memory API key only in Secrets Manager
+/// (a JSON secret), and the function built the way a cold start builds it.
+async fn stack(lightrag_latency: Duration, safety_margin: Duration) -> Stack {
+    let memory = MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), ..MemorySimOptions::default() })
+        .await
+        .expect("memory sim");
+    let lightrag =
+        LightragSim::start(LightragSimOptions { latency: lightrag_latency, ..LightragSimOptions::default() })
+            .await
+            .expect("lightrag sim");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut spec = ConfigSpec::new(&memory.url(), &lightrag.url());
+    spec.backend = "dynamodb";
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, spec.render()).expect("write config");
+
+    let sdk = connector_core::aws::sdk_config().await;
+    let suffix = format!("{:012x}", fastrand::u64(..) >> 16);
+    let table = format!("sync-fn-{suffix}");
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table).create_table().await.expect("create table");
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("memory-connector/{suffix}"))
+        .secret_string(json!({"MEMORY_API_KEY": MEMORY_KEY}).to_string())
+        .send()
+        .await
+        .expect("create secret in moto");
+    let vars = HashMap::from([
+        ("STATE_TABLE".to_owned(), table),
+        ("CONNECTOR_SECRETS_SECRET_ARN".to_owned(), secret.arn.expect("secret arn")),
+    ]);
+    let settings = FunctionSettings { config_path, vars, sdk, safety_margin };
+    let function = SyncFunction::init(settings).await.expect("cold start");
+    Stack { _dir: dir, memory, lightrag, function }
+}
+
+fn event(payload: Value, remaining: Duration) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = format!("req-{:08x}", fastrand::u32(..));
+    context.deadline = u64::try_from((Utc::now() + remaining).timestamp_millis()).expect("deadline");
+    LambdaEvent::new(payload, context)
+}
+
+async fn delivered(store: &dyn StateStore) -> u64 {
+    let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
+    counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum()
+}
+
+fn assert_no_duplicates(lightrag: &LightragSim) {
+    let docs = lightrag.documents();
+    let names: HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
+    assert_eq!(names.len(), docs.len(), "no memory was sent twice");
+    assert_eq!(lightrag.request_count(SimRoute::Insert), docs.len(), "one insert per document, no re-sends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_event_runs_one_sync_into_dynamodb() {
+    if !emulators("sync handler: scheduled_event_runs_one_sync_into_dynamodb") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let answer =
+        sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(600))).await.expect("handler");
+    assert_eq!(answer["status"], "completed", "{answer:#}");
+    assert!(s.memory.list_requests() >= 1, "the Memory API was called with the key from Secrets Manager");
+
+    let store = s.function.store();
+    let c = ConnectorId::new(CONNECTOR);
+    let sent = delivered(store.as_ref()).await;
+    assert!(sent > 0, "documents were delivered");
+    assert_eq!(sent, s.lightrag.documents().len() as u64, "the ledger in DynamoDB matches LightRAG");
+    let runs = store.runs(&c, 10).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].trigger.as_str(), runs[0].status), ("schedule", RunStatus::Completed));
+    assert_eq!(store.lease(&c).await.expect("lease"), None, "the lease is released");
+    let state = store.connector_state(&c).await.expect("state").expect("connector state written");
+    assert_eq!(state.status, RunStatus::Completed);
+
+    // The same schedule again: nothing new, nothing re-sent.
+    let again = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("again");
+    assert_eq!(again["status"], "completed", "{again:#}");
+    assert_eq!(again["counts"]["new"], 0);
+    assert_no_duplicates(&s.lightrag);
+
+    // A SyncRequested event while another run holds the lease: no second run.
+    let owner = connector_core::ids::RunId::new("other-invocation");
+    let held = store.try_acquire_lease(&c, &owner, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    assert!(matches!(held, LeaseOutcome::Acquired(_)));
+    let requested = json!({"detail-type": "SyncRequested", "source": "memory-connector",
+                           "detail": {"connector_id": CONNECTOR, "force": true}});
+    let busy = sync_function::handler(&s.function, event(requested, Duration::from_secs(600))).await.expect("busy");
+    assert_eq!(busy["status"], "already_running", "{busy:#}");
+    assert_eq!(store.runs(&c, 10).await.expect("runs").len(), 2, "no run was recorded for the refused trigger");
+    store.release_lease(&c, &owner).await.expect("release");
+
+    // A holder that looks like a dead process of this host (another Lambda
+    // sandbox: same host name, other PID namespace) is not taken over.
+    let elsewhere = connector_core::ids::RunId::new(format!(
+        "20260101T000000000Z-00000000@{}:{}",
+        connector_core::ids::this_host(),
+        u32::MAX - 1
+    ));
+    assert!(elsewhere.holder_is_gone(), "looks dead from here");
+    store.try_acquire_lease(&c, &elsewhere, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    let retry = json!({"connector_id": CONNECTOR});
+    let busy = sync_function::handler(&s.function, event(retry, Duration::from_secs(600))).await.expect("busy");
+    assert_eq!(busy["status"], "already_running", "{busy:#}");
+    store.release_lease(&c, &elsewhere).await.expect("release");
+
+    // Not retryable: answered, not failed.
+    let unknown = sync_function::handler(&s.function, event(json!({"connector_id": "nope"}), Duration::from_secs(60)))
+        .await
+        .expect("an unknown connector is answered, not failed");
+    assert_eq!(unknown["status"], "rejected");
+    assert!(unknown["error"].as_str().unwrap_or_default().contains("nope"), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
+    if !emulators("sync handler: remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes") {
+        return;
+    }
+    // Every LightRAG answer takes 1 s, 5 in flight, 30 memories with text:
+    // 2.5 s of usable time delivers one to three windows, never all six.
+    let s = stack(Duration::from_secs(1), Duration::from_secs(1)).await;
+    let payload = json!({"connector_id": CONNECTOR});
+    let first = sync_function::handler(&s.function, event(payload.clone(), Duration::from_millis(3_500)))
+        .await
+        .expect("first invoke");
+    assert_eq!(first["status"], "partial", "{first:#}");
+    assert_eq!(first["stopped_early"], true, "{first:#}");
+    let store = s.function.store();
+    let after_first = delivered(store.as_ref()).await;
+    assert!(after_first > 0, "some batches were checkpointed before the cut-off: {first:#}");
+    assert_eq!(after_first, s.lightrag.documents().len() as u64, "every delivered document is in the ledger");
+
+    let second =
+        sync_function::handler(&s.function, event(payload, Duration::from_secs(600))).await.expect("second invoke");
+    assert_eq!(second["status"], "completed", "{second:#}");
+    assert_eq!(second["counts"]["unchanged"].as_u64(), Some(after_first), "what the first run sent is not sent again");
+    assert!(second["counts"]["new"].as_u64().unwrap_or(0) > 0, "the second run delivers the rest");
+    assert_no_duplicates(&s.lightrag);
+    let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
+    assert_eq!(counts.get(&EntryStatus::Failed), None);
+}

@@ -1,0 +1,66 @@
+//! The AWS SDK configuration every AWS adapter shares (`aws` feature): the
+//! default credential/region chain with explicit timeouts, and the emulator
+//! switch the tests use.
+//!
+//! Endpoints come from the SDK's own variables (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_DYNAMODB`, ...), so the same code talks to AWS, to
+//! DynamoDB Local, moto or LocalStack without a flag of ours.
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+/// Connecting to an AWS endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One attempt of one call (the SDK retries throttling and 5xx, 3 attempts).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One call with all its retries.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shared SDK configuration: built once (cold start) and cloned into
+/// every client.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The full text of an SDK error (its `Display` alone is often just
+/// "service error").
+pub fn error_text<E: std::error::Error>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// For the AWS test group: the emulator endpoint in `variable`, or `None`
+/// after saying loudly on stderr that `test` is skipped (`make test` always
+/// sets the variables; a plain `cargo test` may not).
+#[doc(hidden)]
+pub fn emulator_endpoint(variable: &str, test: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "\n!!! SKIPPED {test}: {variable} is not set (no AWS emulator); \
+                 run `make test` or tests/scripts/aws-emulators.sh run cargo test ...\n"
+            );
+            None
+        }
+    }
+}

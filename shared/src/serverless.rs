@@ -1,0 +1,415 @@
+//! What the Lambda functions do (`aws` feature); `functions/*` only hand
+//! the runtime's events to these.
+//!
+//! - [`parse_sync_event`]: the three shapes a `sync` invocation comes in (the
+//!   constant input of a schedule rule or a direct invoke, a `SyncRequested`
+//!   event, a raw `Scheduled Event` whose detail names the connector).
+//! - [`SyncFunction`]: built once at cold start (config from `CONFIG_PATH`,
+//!   secrets from Secrets Manager, one SDK config, the DynamoDB store), then
+//!   one sync run per event, stopped at the Lambda's remaining time minus a
+//!   safety margin.
+//! - [`CleanupFunction`]: history retention.
+//! - [`FunctionError::is_retryable`]: what the Lambda should fail (so an
+//!   async invoke is retried) versus answer with `rejected` (a retry would
+//!   fail the same way). A retry can never start a second concurrent run:
+//!   the lease answers `already_running`.
+
+use crate::config::{self, Config, Environment, StateBackend};
+use crate::ids::ConnectorId;
+use crate::lightrag::{self, DocumentSink};
+use crate::memory_api::MemoryApiClient;
+use crate::secrets::{SecretError, SecretsManagerResolver};
+use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
+use crate::state::{StateError, StateStore};
+use crate::sync::{MemorySource, RunOptions, SyncEngine, SyncError};
+use chrono::{TimeDelta, Utc};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+use tracing::{error, info, warn};
+
+/// Where the config is read when `CONFIG_PATH` is not set: a Lambda layer
+/// (`infra/template.yaml` ships `config/lambda/` as one), so a config change
+/// is a layer update, not a rebuild.
+pub const DEFAULT_CONFIG_PATH: &str = "/opt/memory-connector/config.yaml";
+pub const CONFIG_PATH_ENV: &str = "CONFIG_PATH";
+/// Seconds of Lambda time kept back when the run decides whether to take
+/// another batch (default [`DEFAULT_SAFETY_MARGIN`]).
+pub const SAFETY_MARGIN_ENV: &str = "SYNC_SAFETY_MARGIN_SECONDS";
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(30);
+
+/// One sync the event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub connector_id: ConnectorId,
+    pub force: bool,
+    /// `schedule`, `event` (SyncRequested) or `lambda` (direct invoke).
+    pub trigger: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("event not understood: {0}")]
+    BadEvent(String),
+    #[error("connector {0} is not in the config")]
+    UnknownConnector(ConnectorId),
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+}
+
+impl FunctionError {
+    /// Worth failing the invocation for (Lambda retries async invokes):
+    /// AWS calls that may succeed later. An event, connector or config
+    /// problem fails the same way on every retry.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FunctionError::State(_) | FunctionError::Secrets(_))
+    }
+}
+
+/// Reads the connector out of any of the accepted event shapes.
+pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
+    let bad = |m: &str| FunctionError::BadEvent(m.to_owned());
+    let object = event.as_object().ok_or_else(|| bad("expected a JSON object"))?;
+    let (body, trigger) = match object.get("detail-type").and_then(Value::as_str) {
+        Some("SyncRequested") => (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, "event"),
+        Some("Scheduled Event") => {
+            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, "schedule")
+        }
+        Some(other) => return Err(FunctionError::BadEvent(format!("detail-type {other:?} is not handled"))),
+        None => (event, object.get("trigger").and_then(Value::as_str).unwrap_or("lambda")),
+    };
+    let connector_id = body
+        .get("connector_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| bad("no connector_id (expected {\"connector_id\": \"...\"})"))?;
+    let force = match body.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(force)) => *force,
+        Some(other) => return Err(FunctionError::BadEvent(format!("force must be true or false, not {other}"))),
+    };
+    let trigger = if matches!(trigger, "schedule" | "event" | "lambda" | "api") { trigger } else { "lambda" };
+    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger: trigger.to_owned() })
+}
+
+/// What a function is built from (the process environment in Lambda).
+pub struct FunctionSettings {
+    pub config_path: PathBuf,
+    /// The environment `${VAR}` and `*_SECRET_ARN` are read from.
+    pub vars: HashMap<String, String>,
+    pub sdk: aws_config::SdkConfig,
+    pub safety_margin: Duration,
+}
+
+impl FunctionSettings {
+    /// From the process environment and the default AWS chain.
+    pub async fn from_process() -> Self {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        let config_path =
+            PathBuf::from(vars.get(CONFIG_PATH_ENV).cloned().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into()));
+        let safety_margin = vars
+            .get(SAFETY_MARGIN_ENV)
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(DEFAULT_SAFETY_MARGIN, Duration::from_secs);
+        Self { config_path, vars, sdk: crate::aws::sdk_config().await, safety_margin }
+    }
+}
+
+/// The config and the adapters that depend on resolved secrets.
+struct Wiring {
+    vars: HashMap<String, String>,
+    config: Config,
+    source: Arc<dyn MemorySource>,
+    sink: Arc<dyn DocumentSink>,
+}
+
+/// Shared cold-start work of the functions: config (once), secrets (TTL).
+struct Loaded {
+    settings_path: PathBuf,
+    base_vars: HashMap<String, String>,
+    secrets: SecretsManagerResolver,
+}
+
+impl Loaded {
+    async fn environment(&self) -> Result<(HashMap<String, String>, Environment), FunctionError> {
+        let mut vars = self.base_vars.clone();
+        for (variable, id) in crate::secrets::secret_references(&self.base_vars) {
+            let value = self.secrets.fetch(&variable, &id).await?;
+            crate::secrets::merge_secret(&mut vars, &variable, &value);
+        }
+        let env = Environment::from_map(vars.clone());
+        Ok((vars, env))
+    }
+
+    async fn config(&self) -> Result<(HashMap<String, String>, Config), FunctionError> {
+        let (vars, env) = self.environment().await?;
+        let config =
+            config::load_with_env(&self.settings_path, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
+        Ok((vars, config))
+    }
+}
+
+fn wire(vars: HashMap<String, String>, config: Config) -> Result<Wiring, FunctionError> {
+    let sink = lightrag::open(&config.lightrag).map_err(|e| FunctionError::Config(e.to_string()))?;
+    let source = MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?;
+    Ok(Wiring { vars, config, source: Arc::new(source), sink })
+}
+
+fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
+    if config.state.backend != StateBackend::Dynamodb {
+        warn!(backend = ?config.state.backend, "state.backend is not dynamodb: the Lambda functions always use DynamoDB");
+    }
+    let table = settings
+        .vars
+        .get(TABLE_ENV)
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .or_else(|| config.state.table.clone())
+        .ok_or_else(|| FunctionError::Config(format!("no DynamoDB table: set {TABLE_ENV} or state.table")))?;
+    let client = aws_sdk_dynamodb::Client::new(&settings.sdk);
+    Ok(DynamoStore::for_table(client, table, &config.state))
+}
+
+/// The `sync` function.
+pub struct SyncFunction {
+    loaded: Loaded,
+    store: Arc<dyn StateStore>,
+    wiring: RwLock<Arc<Wiring>>,
+    safety_margin: Duration,
+}
+
+impl SyncFunction {
+    /// Cold start: reads the config once, fetches the secrets it needs,
+    /// builds the clients and the store.
+    pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
+        // The TTL comes from the config, which needs the secrets: fetch once,
+        // then apply the configured TTL to what was fetched.
+        let mut loaded = Loaded {
+            settings_path: settings.config_path.clone(),
+            base_vars: settings.vars.clone(),
+            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
+        };
+        let (vars, config) = loaded.config().await?;
+        let perf = &config.advanced.performance;
+        loaded.secrets.set_ttl(if perf.enable_caching {
+            Duration::from_secs(perf.cache_ttl_seconds)
+        } else {
+            Duration::ZERO
+        });
+        let store = Arc::new(store_for(&settings, &config)?);
+        let wiring = wire(vars, config)?;
+        info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
+        Ok(Self { loaded, store, wiring: RwLock::new(Arc::new(wiring)), safety_margin: settings.safety_margin })
+    }
+
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The wiring, rebuilt when the secrets' TTL has passed and a value changed.
+    async fn current(&self) -> Result<Arc<Wiring>, FunctionError> {
+        let wiring = Arc::clone(&*self.wiring.read().await);
+        if self.loaded.secrets.is_fresh() {
+            return Ok(wiring);
+        }
+        let (vars, _) = self.loaded.environment().await?;
+        if vars == wiring.vars {
+            return Ok(wiring);
+        }
+        info!("a secret changed: reloading the config");
+        let (vars, config) = self.loaded.config().await?;
+        let fresh = Arc::new(wire(vars, config)?);
+        *self.wiring.write().await = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    /// One event: `Ok` with the run report (or `already_running`), `Err`
+    /// for whatever stopped the run from starting. `remaining` is the
+    /// Lambda's remaining time.
+    pub async fn handle(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        let started = Instant::now();
+        let request = parse_sync_event(event)?;
+        let wiring = self.current().await?;
+        let connector = wiring
+            .config
+            .connector(&request.connector_id)
+            .cloned()
+            .ok_or_else(|| FunctionError::UnknownConnector(request.connector_id.clone()))?;
+        let job_timeout = Duration::from_secs(wiring.config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
+        // The lease ends when this invocation surely has: a timed-out Lambda
+        // does not block the next one for the whole job timeout.
+        let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
+        let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
+        let engine =
+            SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
+                .without_local_takeover();
+        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
+        match engine.run(options).await {
+            Ok(report) => {
+                info!(connector_id = %request.connector_id, status = %report.status, stopped_early = report.stopped_early, "run finished");
+                serde_json::to_value(&report).map_err(|e| FunctionError::Config(format!("report: {e}")))
+            }
+            Err(SyncError::AlreadyRunning { connector, owner, expires_at }) => {
+                info!(connector_id = %connector, %owner, "already running: not starting a second run");
+                Ok(
+                    json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}),
+                )
+            }
+            Err(SyncError::State(e)) => Err(e.into()),
+        }
+    }
+
+    /// [`SyncFunction::handle`] with the retry classification applied:
+    /// `Err` only for retryable failures; the others are logged and
+    /// answered `{"status": "rejected", "error": ...}`.
+    pub async fn handle_classified(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        classify(self.handle(event, remaining).await)
+    }
+}
+
+fn classify(result: Result<Value, FunctionError>) -> Result<Value, FunctionError> {
+    match result {
+        Err(e) if !e.is_retryable() => {
+            error!(error = %e, "rejected (not retried)");
+            Ok(json!({"status": "rejected", "error": e.to_string()}))
+        }
+        other => other,
+    }
+}
+
+/// The `cleanup` function: drops run history older than
+/// `state.cleanup.retention_days` (DynamoDB TTL does it too, within days;
+/// this is the exact cut) and reports the dead entries per connector, which
+/// stay in the ledger (dropping them would re-send those memories).
+pub struct CleanupFunction {
+    store: Arc<dyn StateStore>,
+    config: Config,
+}
+
+impl CleanupFunction {
+    pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
+        let loaded = Loaded {
+            settings_path: settings.config_path.clone(),
+            base_vars: settings.vars.clone(),
+            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
+        };
+        let (_, config) = loaded.config().await?;
+        let store = Arc::new(store_for(&settings, &config)?);
+        Ok(Self { store, config })
+    }
+
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store)
+    }
+
+    pub async fn handle(&self) -> Result<Value, FunctionError> {
+        let cleanup = &self.config.state.cleanup;
+        if !cleanup.enabled {
+            return Ok(json!({"status": "disabled"}));
+        }
+        let before = Utc::now() - TimeDelta::days(i64::from(cleanup.retention_days));
+        let removed = self.store.prune_runs(before).await?;
+        let mut dead = serde_json::Map::new();
+        for connector in self.store.connectors().await? {
+            let counts = self.store.status_counts(&connector).await?;
+            if let Some(n) = counts.get(&crate::state::EntryStatus::Dead) {
+                dead.insert(connector.to_string(), json!(n));
+            }
+        }
+        info!(removed_runs = removed, before = %before, "history retention applied");
+        Ok(json!({"status": "completed", "removed_runs": removed, "before": before, "dead_entries": dead}))
+    }
+
+    pub async fn handle_classified(&self) -> Result<Value, FunctionError> {
+        classify(self.handle().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_shapes() {
+        let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
+        assert_eq!(direct, SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into() });
+        let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
+        assert_eq!((scheduled.force, scheduled.trigger.as_str()), (false, "schedule"));
+        let requested = parse_sync_event(&json!({
+            "version": "0", "source": "memory-connector", "detail-type": "SyncRequested",
+            "detail": {"connector_id": "docs", "force": false}
+        }))
+        .unwrap();
+        assert_eq!(requested.trigger, "event");
+        let raw =
+            parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
+        assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));
+        for bad in [
+            json!([]),
+            json!({}),
+            json!({"connector_id": ""}),
+            json!({"connector_id": "x", "force": "yes"}),
+            json!({"detail-type": "Other", "detail": {"connector_id": "x"}}),
+        ] {
+            let error = parse_sync_event(&bad).unwrap_err();
+            assert!(!error.is_retryable(), "{bad}: {error}");
+        }
+    }
+
+    /// The sample events of `config/events/` (used with `cargo lambda invoke`)
+    /// are what the handler expects, and the Lambda config layer is valid.
+    #[test]
+    fn sample_events_and_the_lambda_config() {
+        for (name, text, trigger, force) in [
+            ("sync-scheduled", include_str!("../../config/events/sync-scheduled.json"), "schedule", false),
+            ("sync-direct", include_str!("../../config/events/sync-direct.json"), "lambda", false),
+            ("sync-requested", include_str!("../../config/events/sync-requested.json"), "event", true),
+            ("sync-scheduled-event", include_str!("../../config/events/sync-scheduled-event.json"), "schedule", false),
+        ] {
+            let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                (request.connector_id.as_str(), request.trigger.as_str(), request.force),
+                ("personal-memories", trigger, force),
+                "{name}"
+            );
+        }
+        for text in [
+            include_str!("../../config/events/cleanup-scheduled.json"),
+            include_str!("../../config/events/api-get-health.json"),
+        ] {
+            serde_json::from_str::<Value>(text).unwrap();
+        }
+        let env = Environment::from_map([
+            ("MEMORY_API_KEY".to_owned(), "k".to_owned()),
+            ("CONNECTOR_API_KEY".to_owned(), "c".to_owned()),
+        ]);
+        let config =
+            config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.state.backend, StateBackend::Dynamodb);
+        assert!(config.connector(&ConnectorId::new("personal-memories")).is_some());
+        assert_eq!(
+            crate::schedule::eventbridge::unix_cron_to_eventbridge(&config.state.cleanup.cleanup_cron).unwrap(),
+            "cron(0 2 * * ? *)",
+            "the template's CleanupSchedule default matches cleanup_cron"
+        );
+    }
+
+    #[test]
+    fn only_aws_failures_are_retried() {
+        let state = FunctionError::State(StateError::Unsupported("x".into()));
+        assert!(state.is_retryable());
+        assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
+        let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
+        assert_eq!(answered["status"], "rejected");
+        assert!(classify(Err(state)).is_err());
+    }
+}

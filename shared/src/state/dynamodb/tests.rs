@@ -1,0 +1,129 @@
+//! The DynamoDB store against DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`,
+//! set by `make test`); skipped loudly without it.
+
+use super::*;
+use crate::state::conformance::{self, StoreFactory};
+use chrono::TimeDelta;
+use std::sync::Arc;
+
+async fn client(test: &str) -> Option<Client> {
+    crate::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test)?;
+    Some(Client::new(&crate::aws::sdk_config().await))
+}
+
+fn table_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", fastrand::u64(..))
+}
+
+fn factory(client: Client, fixed: Option<String>) -> StoreFactory {
+    Box::new(move || {
+        let client = client.clone();
+        let table = fixed.clone().unwrap_or_else(|| table_name("conformance"));
+        Box::pin(async move {
+            let store = DynamoStore::new(client, table);
+            store.create_table().await.expect("create table");
+            Arc::new(store) as Arc<dyn StateStore>
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let Some(client) = client("dynamodb::conformance").await else { return };
+    conformance::run_all(&factory(client, None)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistence_across_clients() {
+    let Some(client) = client("dynamodb::persistence_across_clients").await else { return };
+    conformance::check_persistence(&factory(client, Some(table_name("persist")))).await;
+}
+
+fn entry(id: String) -> LedgerEntry {
+    LedgerEntry {
+        memory_id: MemoryId::new(id.clone()),
+        status: EntryStatus::Submitted,
+        content_hash: Some(format!("{:0>64}", 7).into()),
+        pending_hash: None,
+        file_source: format!("memory_{id}.txt"),
+        doc_id: Some(format!("doc-{id}").into()),
+        track_id: None,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        first_seen: DateTime::<Utc>::from_timestamp_millis(1_770_000_000_000).unwrap_or_default(),
+        last_ingested: None,
+    }
+}
+
+/// A checkpoint of 250 entries (> 100 per transaction) lands whole, is read
+/// back with BatchGetItem in 100-key chunks (duplicates in the request are
+/// fine), and stays fenced by the lease in every part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_checkpoints_are_split_and_fenced() {
+    let Some(client) = client("dynamodb::large_checkpoints_are_split_and_fenced").await else { return };
+    let store = DynamoStore::new(client, table_name("large")).with_history_ttl(Duration::from_secs(86_400));
+    store.create_table().await.expect("create table");
+    let c = ConnectorId::new("big");
+    let owner = RunId::new("run-1");
+    let now = Utc::now();
+    assert!(matches!(
+        store.try_acquire_lease(&c, &owner, now, Duration::from_secs(60)).await.expect("acquire"),
+        LeaseOutcome::Acquired(_)
+    ));
+    let entries: Vec<_> = (0..250).map(|i| entry(format!("m{i:03}"))).collect();
+    let run = RunRecord {
+        run_id: owner.clone(),
+        connector_id: c.clone(),
+        trigger: "test".into(),
+        started_at: DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or_default(),
+        finished_at: None,
+        status: crate::state::RunStatus::Running,
+        counts: Default::default(),
+        possibly_truncated: false,
+        error: None,
+    };
+    store
+        .checkpoint(
+            &c,
+            Checkpoint {
+                entries: entries.clone(),
+                connector: None,
+                run: Some(run.clone()),
+                lease_owner: Some(owner.clone()),
+            },
+        )
+        .await
+        .expect("checkpoint of 250 entries");
+    let mut ids: Vec<_> = entries.iter().map(|e| e.memory_id.clone()).collect();
+    ids.extend(ids.clone()); // duplicates
+    ids.push(MemoryId::new("absent"));
+    let found = store.entries(&c, &ids).await.expect("batch get");
+    assert_eq!(found.len(), 250, "every entry of the split checkpoint was written and read back");
+    assert_eq!(found.get(&MemoryId::new("m249")), entries.last());
+    assert_eq!(store.status_counts(&c).await.expect("counts").get(&EntryStatus::Submitted), Some(&250));
+
+    // The run record carries the TTL attribute: started + retention.
+    let item = store.get(&c, &run_sk(run.started_at, &owner), "GetItem").await.expect("get").expect("run item");
+    let expire = item.get(TTL_ATTRIBUTE).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    assert_eq!(expire, Some(run.started_at.timestamp() + 86_400), "TTL attribute on the run record");
+
+    // Another run takes the expired lease: every part of a big checkpoint is refused.
+    let later = now + TimeDelta::seconds(61);
+    store.try_acquire_lease(&c, &RunId::new("run-2"), later, Duration::from_secs(60)).await.expect("take over");
+    let more: Vec<_> = (0..150).map(|i| entry(format!("n{i:03}"))).collect();
+    let refused = store
+        .checkpoint(&c, Checkpoint { entries: more, lease_owner: Some(owner.clone()), ..Checkpoint::default() })
+        .await;
+    assert!(matches!(refused, Err(StateError::LeaseLost { .. })), "fenced: {refused:?}");
+    assert!(store.entries(&c, &[MemoryId::new("n000"), MemoryId::new("n149")]).await.expect("get").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_a_clear_error() {
+    let Some(client) = client("dynamodb::a_missing_table_is_a_clear_error").await else { return };
+    let store = DynamoStore::new(client, "no-such-table");
+    let error = store.connector_state(&ConnectorId::new("x")).await.expect_err("no table");
+    let text = error.to_string();
+    assert!(text.contains("dynamodb:no-such-table") && text.contains("GetItem"), "{text}");
+}

@@ -42,7 +42,7 @@ cfn-lint:
 # Needs cargo-lambda (pip install cargo-lambda==1.9.2) and, for arm64,
 # `rustup target add aarch64-unknown-linux-gnu`.
 lambda-build:
-	cargo lambda build --release --arm64 -p sync -p cleanup
+	cargo lambda build --release --arm64 -p sync -p cleanup -p api
 
 LAMBDA_PORT ?= 9000
 lambda-watch:
@@ -64,7 +64,7 @@ bench:
 	$(PERF)/bench --connector $(PERF)/memory-connector --profile perf --out-dir target/bench $(BENCH_ARGS)
 
 lint:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features memory-connector/aws -- -D warnings
 
 clean-local:
 	rm -rf $(LOCAL)

@@ -15,7 +15,7 @@
 //!   the lease answers `already_running`.
 
 use crate::config::{self, Config, Environment, StateBackend};
-use crate::ids::ConnectorId;
+use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::{self, DocumentSink};
 use crate::memory_api::MemoryApiClient;
 use crate::secrets::{SecretError, SecretsManagerResolver};
@@ -48,6 +48,9 @@ pub struct SyncRequest {
     pub force: bool,
     /// `schedule`, `event` (SyncRequested) or `lambda` (direct invoke).
     pub trigger: String,
+    /// The run id the `api` function promised in its 202 (a `SyncRequested`
+    /// event carries it), so the history shows the same id.
+    pub run_id: Option<RunId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,8 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
         Some(other) => return Err(FunctionError::BadEvent(format!("force must be true or false, not {other}"))),
     };
     let trigger = if matches!(trigger, "schedule" | "event" | "lambda" | "api") { trigger } else { "lambda" };
-    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger: trigger.to_owned() })
+    let run_id = body.get("run_id").and_then(Value::as_str).filter(|id| !id.is_empty()).map(RunId::from);
+    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger: trigger.to_owned(), run_id })
 }
 
 /// What a function is built from (the process environment in Lambda).
@@ -249,9 +253,14 @@ impl SyncFunction {
         let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
         let engine =
             SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
+                .with_lightrag_settings(&wiring.config.lightrag)
                 .without_local_takeover();
         let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
-        match engine.run(options).await {
+        let run = match request.run_id.clone() {
+            Some(run_id) => engine.run_with_id(run_id, options).await,
+            None => engine.run(options).await,
+        };
+        match run {
             Ok(report) => {
                 info!(connector_id = %request.connector_id, status = %report.status, stopped_early = report.stopped_early, "run finished");
                 serde_json::to_value(&report).map_err(|e| FunctionError::Config(format!("report: {e}")))
@@ -339,7 +348,7 @@ mod tests {
     #[test]
     fn event_shapes() {
         let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
-        assert_eq!(direct, SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into() });
+        assert_eq!(direct, SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into(), run_id: None });
         let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
         assert_eq!((scheduled.force, scheduled.trigger.as_str()), (false, "schedule"));
         let requested = parse_sync_event(&json!({
@@ -412,4 +421,89 @@ mod tests {
         assert_eq!(answered["status"], "rejected");
         assert!(classify(Err(state)).is_err());
     }
+}
+
+/// Where the `api` function puts `SyncRequested` events (default: `default`).
+pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
+/// The `source` of the connector's events (the SAM rule matches it).
+pub const EVENT_SOURCE: &str = "memory-connector";
+pub const SYNC_REQUESTED: &str = "SyncRequested";
+
+/// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
+/// which a rule routes to the `sync` function. A connector whose lease is
+/// held answers 409 here already; the lease still decides in `sync`.
+pub struct EventBridgeLauncher {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+    store: Arc<dyn StateStore>,
+}
+
+impl EventBridgeLauncher {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: String, store: Arc<dyn StateStore>) -> Self {
+        Self { client, bus, store }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::api::RunLauncher for EventBridgeLauncher {
+    async fn launch(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+        force: bool,
+    ) -> Result<crate::api::LaunchOutcome, crate::api::LaunchError> {
+        use crate::api::{LaunchError, LaunchOutcome};
+        if !connector.enabled {
+            return Err(LaunchError::Disabled(connector.id.clone()));
+        }
+        let now = Utc::now();
+        if let Some(lease) = self.store.lease(&connector.id).await?.filter(|l| !l.is_expired_at(now)) {
+            return Err(LaunchError::AlreadyRunning {
+                connector: connector.id.clone(),
+                owner: lease.owner,
+                expires_at: Some(lease.expires_at),
+            });
+        }
+        let run_id = RunId::generate(now);
+        let detail = json!({ "connector_id": connector.id, "force": force, "run_id": run_id });
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(EVENT_SOURCE)
+            .detail_type(SYNC_REQUESTED)
+            .detail(detail.to_string())
+            .build();
+        let answer = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| LaunchError::Unavailable(format!("EventBridge PutEvents on bus {}: {}", self.bus, crate::aws::error_text(&e))))?;
+        if answer.failed_entry_count() > 0 {
+            let why = answer
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_message())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(LaunchError::Unavailable(format!("EventBridge refused the SyncRequested event: {why}")));
+        }
+        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
+        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+    }
+}
+
+/// The `api` function's router: the management API of `serve`, over the
+/// DynamoDB store, with `trigger` as a `SyncRequested` event.
+pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
+    let loaded = Loaded {
+        settings_path: settings.config_path.clone(),
+        base_vars: settings.vars.clone(),
+        secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
+    };
+    let (_, config) = loaded.config().await?;
+    let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
+    let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
+    let launcher = Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));
+    info!(connectors = config.connectors.len(), "api function ready");
+    Ok(crate::api::router(Arc::new(config), store, launcher))
 }

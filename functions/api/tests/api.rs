@@ -1,0 +1,140 @@
+//! The `api` function's router against DynamoDB Local (state) and moto
+//! (EventBridge, and an SQS queue a rule copies `SyncRequested` events into,
+//! so the test reads back what `trigger` put). Skipped loudly without
+//! emulators (`make test` starts them).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use connector_core::ids::{ConnectorId, RunId};
+use connector_core::serverless::{FunctionSettings, api_router, parse_sync_event};
+use connector_core::state::dynamodb::DynamoStore;
+use connector_core::state::{LeaseOutcome, StateStore};
+use serde_json::{Value, json};
+use sims::harness::ConfigSpec;
+use std::collections::HashMap;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const KEY: &str = "api-function-key-5e1";
+const ACCOUNT: &str = "123456789012";
+
+fn emulators() -> Option<String> {
+    connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "api function")?;
+    connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", "api function")
+}
+
+/// One call of moto's SQS JSON protocol.
+async fn sqs(endpoint: &str, action: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(endpoint)
+        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/sqs/aws4_request")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sqs call")
+        .json()
+        .await
+        .expect("sqs json")
+}
+
+async fn call(router: &axum::Router, method: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        request = request.header("X-API-Key", key);
+    }
+    let answer = router.clone().oneshot(request.body(Body::empty()).expect("request")).await.expect("answer");
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_status_and_triggers_through_eventbridge() {
+    let Some(endpoint) = emulators() else { return };
+    let sdk = connector_core::aws::sdk_config().await;
+    let suffix = format!("{:010x}", fastrand::u64(..) >> 24);
+
+    // A queue that receives every SyncRequested event, to read them back.
+    let queue = format!("sync-requested-{suffix}");
+    let created = sqs(&endpoint, "CreateQueue", json!({"QueueName": queue})).await;
+    let queue_url = created["QueueUrl"].as_str().expect("queue url").to_owned();
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let rule = format!("sync-requested-{suffix}");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_pattern(json!({"source": ["memory-connector"], "detail-type": ["SyncRequested"]}).to_string())
+        .send()
+        .await
+        .expect("put rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{queue}"))
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+
+    let table = format!("api-fn-{suffix}");
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    store.create_table().await.expect("table");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut spec = ConfigSpec::new("http://127.0.0.1:9", "http://127.0.0.1:9");
+    spec.backend = "dynamodb";
+    let yaml = spec.render().replace("api:\n  enabled: false\n", &format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{KEY}\"\n"));
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, yaml).expect("config");
+    let vars = HashMap::from([
+        ("STATE_TABLE".to_owned(), table),
+        ("MEMORY_API_KEY".to_owned(), "unused".to_owned()),
+    ]);
+    let router = api_router(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) })
+        .await
+        .expect("cold start");
+
+    let (status, _) = call(&router, "GET", "/connectors/personal-memories/status", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the key is required");
+    let (status, body) = call(&router, "GET", "/connectors/personal-memories/status", Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["connector_id"], json!("personal-memories"));
+    let (status, health) = call(&router, "GET", "/health", None).await;
+    assert_eq!((status, health["status"].clone()), (StatusCode::OK, json!("healthy")));
+
+    let (status, body) = call(&router, "POST", "/connectors/personal-memories/trigger", Some(KEY)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run_id = body["run_id"].as_str().expect("run id").to_owned();
+
+    // Read the event back from the queue the rule feeds.
+    let mut message = None;
+    for _ in 0..10 {
+        let received = sqs(&endpoint, "ReceiveMessage", json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1})).await;
+        if let Some(first) = received["Messages"].as_array().and_then(|m| m.first()) {
+            message = Some(first["Body"].as_str().expect("body").to_owned());
+            break;
+        }
+    }
+    let event: Value = serde_json::from_str(&message.expect("a SyncRequested event reached the queue")).expect("event json");
+    assert_eq!(event["detail-type"], json!("SyncRequested"));
+    assert_eq!(event["source"], json!("memory-connector"));
+    let request = parse_sync_event(&event).expect("the sync function understands it");
+    assert_eq!(request.connector_id, ConnectorId::new("personal-memories"));
+    assert_eq!(request.run_id, Some(RunId::new(run_id)), "the run keeps the id the API answered");
+
+    // While a run holds the lease, trigger answers 409.
+    let holder = RunId::generate(chrono::Utc::now());
+    let lease = store
+        .try_acquire_lease(&ConnectorId::new("personal-memories"), &holder, chrono::Utc::now(), Duration::from_secs(60))
+        .await
+        .expect("lease");
+    assert!(matches!(lease, LeaseOutcome::Acquired(_)));
+    let (status, body) = call(&router, "POST", "/connectors/personal-memories/trigger", Some(KEY)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

@@ -43,6 +43,8 @@ async fn stack(lightrag_latency: Duration, safety_margin: Duration) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut spec = ConfigSpec::new(&memory.url(), &lightrag.url());
     spec.backend = "dynamodb";
+    // One request per document, so the insert count proves there was no re-send.
+    spec.batch_inserts = false;
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, spec.render()).expect("write config");
 

@@ -8,7 +8,7 @@
 //! document stays byte-identical across runs. A failure never fails the
 //! memory: the document is rendered without that part, nothing is cached,
 //! and the next run tries again (the document then changes and is replaced).
-//! See `docs/decisions/0010-enrichment-cache.md`.
+//! See `docs/decisions/0013-enrichment-cache.md`.
 
 mod geocode;
 mod openai;

@@ -397,6 +397,12 @@ enum SortRange {
     Between(String, String),
 }
 
+/// The partition of the key-value cache (enrichments): `#` keeps it apart
+/// from connector ids, which start with a letter or digit.
+fn cache_partition() -> ConnectorId {
+    ConnectorId::new("#CACHE")
+}
+
 fn key(connector: &ConnectorId, sk: &str) -> Item {
     HashMap::from([
         (PK.to_owned(), AttributeValue::S(connector.as_str().to_owned())),
@@ -523,7 +529,10 @@ impl StateStore for DynamoStore {
                 .map_err(|e| self.fail("Scan (connectors)", &e))?;
             for item in page.items.unwrap_or_default() {
                 if let Some(AttributeValue::S(id)) = item.get(PK) {
-                    ids.insert(id.clone());
+                    // `#`-partitions (the cache) are not connectors: ids start alphanumeric.
+                    if !id.starts_with('#') {
+                        ids.insert(id.clone());
+                    }
                 }
             }
             match page.last_evaluated_key {
@@ -691,6 +700,44 @@ impl StateStore for DynamoStore {
         keys.push(key(connector, STATE_SK));
         self.batch_delete(keys).await?;
         self.release_lease(connector, &me).await
+    }
+
+    async fn cache_get(&self, cache_key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let Some(item) = self.get(&cache_partition(), cache_key, "GetItem (cache)").await? else {
+            return Ok(None);
+        };
+        let expired = item
+            .get("expires")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|at| at <= now.timestamp_millis());
+        if expired {
+            return Ok(None);
+        }
+        Ok(item.get("value").and_then(|v| v.as_s().ok()).cloned())
+    }
+
+    async fn cache_put(
+        &self,
+        cache_key: &str,
+        value: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        let mut item = key(&cache_partition(), cache_key);
+        item.insert("value".into(), AttributeValue::S(value.to_owned()));
+        if let Some(at) = expires_at {
+            item.insert("expires".into(), AttributeValue::N(at.timestamp_millis().to_string()));
+            // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
+            item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem (cache)", &e))?;
+        Ok(())
     }
 
     async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {

@@ -1,9 +1,9 @@
 //! `bench`: measures the connector's own cost (`make bench`). Prints the
 //! table, writes `<out-dir>/latest.json` and the delta against the previous
-//! one. The `measure` and `replay` subcommands are its own helpers.
+//! one. The `measure`, `replay` and `load` subcommands are its own helpers.
 
 use clap::{Parser, Subcommand};
-use sims::bench::{self, BenchOptions, child, limit, report};
+use sims::bench::{self, BenchOptions, child, limit, load, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,6 +58,20 @@ enum Command {
         #[arg(long)]
         bodies: PathBuf,
     },
+    /// Open-loop load: GET a URL at a fixed rate, print latency percentiles as JSON.
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        url: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Sent as X-API-Key.
+        #[arg(long, env = "BENCH_LOAD_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +92,18 @@ fn main() -> ExitCode {
             lightrag_url,
             concurrency,
             bodies,
+        })
+        .map(|()| ExitCode::SUCCESS),
+        Some(Command::Load {
+            url,
+            rate,
+            seconds,
+            key,
+        }) => load::load_main(&load::LoadArgs {
+            url,
+            rate,
+            seconds,
+            key,
         })
         .map(|()| ExitCode::SUCCESS),
         None => run(cli),

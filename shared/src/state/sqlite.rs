@@ -96,6 +96,29 @@ const MIGRATIONS: &[&str] = &[
         expires_at TEXT -- NULL: until replaced
     ) STRICT;
     CREATE INDEX cache_by_expiry ON cache (expires_at);",
+    // 3: entry counts per status kept by triggers, so `status` costs the
+    // same for 1k and 1M ledger rows (it was a GROUP BY over the ledger).
+    "CREATE TABLE entry_counts (
+        connector_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (connector_id, status)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO entry_counts (connector_id, status, n)
+        SELECT connector_id, status, count(*) FROM entries GROUP BY connector_id, status;
+    CREATE TRIGGER entries_counted_insert AFTER INSERT ON entries BEGIN
+        INSERT INTO entry_counts (connector_id, status, n) VALUES (NEW.connector_id, NEW.status, 1)
+            ON CONFLICT (connector_id, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER entries_counted_delete AFTER DELETE ON entries BEGIN
+        UPDATE entry_counts SET n = n - 1 WHERE connector_id = OLD.connector_id AND status = OLD.status;
+    END;
+    CREATE TRIGGER entries_counted_update AFTER UPDATE OF status ON entries
+        WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE entry_counts SET n = n - 1 WHERE connector_id = OLD.connector_id AND status = OLD.status;
+        INSERT INTO entry_counts (connector_id, status, n) VALUES (NEW.connector_id, NEW.status, 1)
+            ON CONFLICT (connector_id, status) DO UPDATE SET n = n + 1;
+    END;",
 ];
 
 /// The schema version this build creates and understands.
@@ -401,8 +424,16 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
     }
     if !entries.is_empty() {
         let mut upsert = tx.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO entries (connector_id, {ENTRY_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            // An upsert, not INSERT OR REPLACE: a replace deletes without
+            // firing the delete trigger, and the counts would drift.
+            "INSERT INTO entries (connector_id, {ENTRY_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (connector_id, memory_id) DO UPDATE SET status = excluded.status, \
+             content_hash = excluded.content_hash, pending_hash = excluded.pending_hash, \
+             file_source = excluded.file_source, doc_id = excluded.doc_id, track_id = excluded.track_id, \
+             attempts = excluded.attempts, last_error = excluded.last_error, \
+             next_attempt_at = excluded.next_attempt_at, first_seen = excluded.first_seen, \
+             last_ingested = excluded.last_ingested"
         ))?;
         for entry in &entries {
             upsert.execute(params![
@@ -606,7 +637,7 @@ impl StateStore for SqliteStore {
         let connector = connector.clone();
         self.call("count entries", move |conn| {
             let mut query =
-                conn.prepare_cached("SELECT status, count(*) FROM entries WHERE connector_id = ?1 GROUP BY status")?;
+                conn.prepare_cached("SELECT status, n FROM entry_counts WHERE connector_id = ?1 AND n > 0")?;
             let rows =
                 query.query_map([connector.as_str()], |row| Ok((get_entry_status(row, 0)?, get_u64(row, 1)?)))?;
             Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)

@@ -56,7 +56,7 @@ async fn wal_mode_is_on_and_migrations_are_idempotent() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(tables, ["cache", "connectors", "entries", "leases", "runs"]);
+    assert_eq!(tables, ["cache", "connectors", "entries", "entry_counts", "leases", "runs"]);
 }
 
 #[tokio::test]
@@ -81,6 +81,39 @@ async fn a_version_1_database_gains_the_cache_and_keeps_its_data() {
     let probe = Connection::open(&path).expect("probe");
     let version: i64 = probe.pragma_query_value(None, "user_version", |r| r.get(0)).expect("user_version");
     assert_eq!(version, SCHEMA_VERSION as i64);
+}
+
+#[tokio::test]
+async fn a_version_2_ledger_gets_its_counts_backfilled_and_kept_by_triggers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v2.db");
+    {
+        let conn = Connection::open(&path).expect("create v2");
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.execute_batch(MIGRATIONS[1]).expect("v2 schema");
+        for (id, status) in [("a", "submitted"), ("b", "submitted"), ("c", "dead")] {
+            conn.execute(
+                "INSERT INTO entries (connector_id, memory_id, status, file_source, attempts, first_seen) \
+                 VALUES ('docs', ?1, ?2, 'f', 0, '2030-01-01T00:00:00.000Z')",
+                [id, status],
+            )
+            .expect("v2 row");
+        }
+        conn.pragma_update(None, "user_version", 2).expect("version 2");
+    }
+    let c = ConnectorId::new("docs");
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert_eq!(counts.get(&EntryStatus::Submitted), Some(&2), "{counts:?}");
+    assert_eq!(counts.get(&EntryStatus::Dead), Some(&1), "{counts:?}");
+    // An upsert that changes a status moves one count; a reset empties them.
+    let mut moved = store.entries(&c, &[MemoryId::new("a")]).await.expect("entry").remove(&MemoryId::new("a")).expect("a");
+    moved.status = EntryStatus::Processed;
+    store.checkpoint(&c, Checkpoint { entries: vec![moved.clone(), moved], ..Checkpoint::default() }).await.expect("write");
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert_eq!((counts.get(&EntryStatus::Submitted), counts.get(&EntryStatus::Processed)), (Some(&1), Some(&1)), "{counts:?}");
+    store.reset(&c, Utc::now()).await.expect("reset");
+    assert!(store.status_counts(&c).await.expect("counts").is_empty());
 }
 
 #[tokio::test]

@@ -422,7 +422,8 @@ impl SyncEngine {
         // Wait for what this run sent, and for what an interrupted run sent.
         let run_started = interrupted_at.unwrap_or(report.started_at).min(report.started_at);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
-        if self.settings.confirm && report.error.is_none() {
+        // `confirm_wait_seconds: 0`: do not wait; the next run confirms.
+        if self.settings.confirm && report.error.is_none() && !self.settings.confirm_wait.is_zero() {
             self.await_processing(run_id, options, report, run_started).await?;
         }
         Ok(stopped_early)

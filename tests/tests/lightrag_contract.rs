@@ -70,9 +70,14 @@ impl Target {
     /// Inserts; a 409 "clearing or deleting" (another case's deletion is
     /// running on the shared server) is waited out, as the connector does.
     async fn insert(&self, text: &str, file_source: &str) -> (u16, Value) {
+        self.post_waiting("/documents/text", json!({"text": text, "file_source": file_source})).await
+    }
+
+    /// `post`, waiting out a 409 "clearing or deleting" of another case.
+    async fn post_waiting(&self, path: &str, request: Value) -> (u16, Value) {
         let started = Instant::now();
         loop {
-            let (status, body) = self.post("/documents/text", json!({"text": text, "file_source": file_source})).await;
+            let (status, body) = self.post(path, request.clone()).await;
             let deleting = status == 409 && body["detail"].as_str().is_some_and(|d| d.contains("clearing or deleting"));
             if !deleting || started.elapsed() > Duration::from_secs(30) {
                 return (status, body);
@@ -264,7 +269,7 @@ async fn delete_while_busy(t: &Target) {
             None => {
                 let texts: Vec<String> = (0..12).map(|i| format!("Busy filler {round}-{i} about Oslo and Bergen {}", t.run)).collect();
                 let names: Vec<String> = (0..12).map(|i| t.name(&format!("filler{round}"), i)).collect();
-                assert_eq!(t.post("/documents/texts", json!({"texts": texts, "file_sources": names})).await.0, 200);
+                assert_eq!(t.post_waiting("/documents/texts", json!({"texts": texts, "file_sources": names})).await.0, 200);
             }
         }
         let (status, body) = t

@@ -404,74 +404,43 @@ impl Enricher {
     }
 
     async fn transcribe(&self, memory: &Memory, source: &str) -> Option<Part> {
-        let client = self.transcriber.as_ref()?;
-        let breaker = &self.breakers[0];
-        if breaker.is_open() {
-            debug!(memory_id = %memory.id, "transcription skipped this run: the service keeps failing");
-            return None;
-        }
-        let result = async {
-            let audio = self
-                .media
-                .media(
-                    &self.context_id,
-                    memory.id.as_str(),
-                    MediaKind::Audio,
-                    self.audio_limits,
-                )
-                .await?;
-            client.transcribe(&audio).await
-        }
-        .await;
-        match result {
-            Ok(text) => {
-                breaker.succeeded();
-                info!(memory_id = %memory.id, chars = text.len(), "audio transcribed");
-                Some(Part {
-                    source: source.to_owned(),
-                    text: clean(&text),
-                })
-            }
-            Err(e) => {
-                breaker.failed(&e);
-                warn!(memory_id = %memory.id, stage = "transcription", error = %e, "audio not transcribed; the document goes without it and the next run tries again");
-                None
-            }
-        }
+        self.media_part(memory, source, MediaKind::Audio).await
     }
 
     async fn describe(&self, memory: &Memory, source: &str) -> Option<Part> {
-        let client = self.vision.as_ref()?;
-        let breaker = &self.breakers[1];
+        self.media_part(memory, source, MediaKind::Image).await
+    }
+
+    /// Downloads the memory's recording or photo and turns it into text
+    /// (transcription / description). A failure feeds the service's breaker
+    /// and leaves the part out: the document goes without it and the next
+    /// run tries again.
+    async fn media_part(&self, memory: &Memory, source: &str, kind: MediaKind) -> Option<Part> {
+        let (client, breaker, limits, stage) = match kind {
+            MediaKind::Audio => (self.transcriber.as_ref()?, &self.breakers[0], self.audio_limits, "transcription"),
+            MediaKind::Image => (self.vision.as_ref()?, &self.breakers[1], self.image_limits, "image_description"),
+        };
         if breaker.is_open() {
-            debug!(memory_id = %memory.id, "photo description skipped this run: the service keeps failing");
+            debug!(memory_id = %memory.id, stage, "skipped this run: the service keeps failing");
             return None;
         }
         let result = async {
-            let image = self
-                .media
-                .media(
-                    &self.context_id,
-                    memory.id.as_str(),
-                    MediaKind::Image,
-                    self.image_limits,
-                )
-                .await?;
-            client.describe(&image).await
+            let media = self.media.media(&self.context_id, memory.id.as_str(), kind, limits).await?;
+            match kind {
+                MediaKind::Audio => client.transcribe(&media).await,
+                MediaKind::Image => client.describe(&media).await,
+            }
         }
         .await;
         match result {
             Ok(text) => {
                 breaker.succeeded();
-                info!(memory_id = %memory.id, chars = text.len(), "photo described");
-                Some(Part {
-                    source: source.to_owned(),
-                    text: clean(&text),
-                })
+                info!(memory_id = %memory.id, stage, chars = text.len(), "media turned into text");
+                Some(Part { source: source.to_owned(), text: clean(&text) })
             }
             Err(e) => {
                 breaker.failed(&e);
-                warn!(memory_id = %memory.id, stage = "image_description", error = %e, "photo not described; the document goes without it and the next run tries again");
+                warn!(memory_id = %memory.id, stage, error = %e, "media not turned into text; the document goes without it and the next run tries again");
                 None
             }
         }

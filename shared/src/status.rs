@@ -4,7 +4,7 @@
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::ConnectorId;
 use crate::schedule;
-use crate::state::{EntryStatus, Lease, RunRecord, StateError, StateStore};
+use crate::state::{EntryStatus, Lease, RunRecord, StateError, StateStore, StatusSnapshot};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,13 +48,11 @@ pub async fn connector_status(
     now: DateTime<Utc>,
 ) -> Result<ConnectorStatus, StateError> {
     let id = &connector.id;
-    let state = store.connector_state(id).await?;
-    let lease = store.lease(id).await?.filter(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
-    let mut ledger = store.status_counts(id).await?;
+    let StatusSnapshot { state, lease, counts: mut ledger, last_run } = store.status_snapshot(id).await?;
+    let lease = lease.filter(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
     for status in EntryStatus::ALL {
         ledger.entry(status).or_insert(0);
     }
-    let last_run = store.runs(id, 1).await?.into_iter().next();
     let paused = state.as_ref().is_some_and(|s| s.paused);
     let status = derive_status(connector.enabled, paused, lease.is_some(), state.as_ref().map(|s| s.status.as_str()));
     let processed = ledger.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum();

@@ -18,7 +18,7 @@ mod ledger;
 mod storage;
 
 pub use cache::cache_round_trip;
-pub use history::{connectors_listing, prune_runs, reset, runs_history};
+pub use history::{connectors_listing, prune_runs, reset, runs_history, status_snapshot};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
     checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, odd_memory_ids, status_counts,
@@ -52,6 +52,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     connectors_isolated(fresh().await).await;
     odd_memory_ids(fresh().await).await;
     runs_history(fresh().await).await;
+    status_snapshot(fresh().await).await;
     reset(fresh().await).await;
     prune_runs(fresh().await).await;
     connectors_listing(fresh().await).await;

@@ -349,6 +349,19 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// Number of entries per status (statuses with none are absent).
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError>;
 
+    /// What `status` shows of a connector, read together: its state, the
+    /// lease, the entry counts and the newest run. Stores that can read all
+    /// four in one go (one transaction, one hop to the blocking pool)
+    /// override this; the default asks four times.
+    async fn status_snapshot(&self, connector: &ConnectorId) -> Result<StatusSnapshot, StateError> {
+        Ok(StatusSnapshot {
+            state: self.connector_state(connector).await?,
+            lease: self.lease(connector).await?,
+            counts: self.status_counts(connector).await?,
+            last_run: self.runs(connector, 1).await?.into_iter().next(),
+        })
+    }
+
     /// Writes a batch's entries, the connector state and the run record atomically.
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError>;
 
@@ -377,6 +390,17 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         let _ = (key, value, expires_at);
         Ok(())
     }
+}
+
+/// A connector's state as [`StateStore::status_snapshot`] reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusSnapshot {
+    pub state: Option<ConnectorState>,
+    /// The lease, expired or not.
+    pub lease: Option<Lease>,
+    /// Entries per status (statuses with none may be absent).
+    pub counts: BTreeMap<EntryStatus, u64>,
+    pub last_run: Option<RunRecord>,
 }
 
 /// One value of the key-value cache of a store.

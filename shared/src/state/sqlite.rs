@@ -19,7 +19,7 @@
 
 use super::{
     Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunCounts, RunRecord, RunStatus,
-    StateError, StateStore, Totals,
+    StateError, StateStore, StatusSnapshot, Totals,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
@@ -414,6 +414,29 @@ fn read_lease(conn: &Connection, connector: &ConnectorId) -> rusqlite::Result<Op
         .optional()
 }
 
+fn read_connector_state(conn: &Connection, connector: &ConnectorId) -> rusqlite::Result<Option<ConnectorState>> {
+    conn.prepare_cached(&format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE connector_id = ?1"))?
+        .query_row([connector.as_str()], connector_from_row)
+        .optional()
+}
+
+/// Entries per status, from the counts the triggers keep (migration 3).
+fn read_counts(conn: &Connection, connector: &ConnectorId) -> rusqlite::Result<BTreeMap<EntryStatus, u64>> {
+    let mut query = conn.prepare_cached("SELECT status, n FROM entry_counts WHERE connector_id = ?1 AND n > 0")?;
+    let rows = query.query_map([connector.as_str()], |row| Ok((get_entry_status(row, 0)?, get_u64(row, 1)?)))?;
+    rows.collect()
+}
+
+/// Run history, newest first.
+fn read_runs(conn: &Connection, connector: &ConnectorId, limit: usize) -> rusqlite::Result<Vec<RunRecord>> {
+    let mut query = conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE connector_id = ?1 ORDER BY started_at DESC, run_id DESC LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = query.query_map(params![connector.as_str(), limit], run_from_row)?;
+    rows.collect()
+}
+
 fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: Checkpoint) -> Step<()> {
     let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
     if let Some(owner) = lease_owner {
@@ -557,13 +580,7 @@ impl StateStore for SqliteStore {
 
     async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
         let connector = connector.clone();
-        self.call("read connector state", move |conn| {
-            Ok(conn
-                .prepare_cached(&format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE connector_id = ?1"))?
-                .query_row([connector.as_str()], connector_from_row)
-                .optional()?)
-        })
-        .await
+        self.call("read connector state", move |conn| Ok(read_connector_state(conn, &connector)?)).await
     }
 
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
@@ -635,14 +652,7 @@ impl StateStore for SqliteStore {
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         let connector = connector.clone();
-        self.call("count entries", move |conn| {
-            let mut query =
-                conn.prepare_cached("SELECT status, n FROM entry_counts WHERE connector_id = ?1 AND n > 0")?;
-            let rows =
-                query.query_map([connector.as_str()], |row| Ok((get_entry_status(row, 0)?, get_u64(row, 1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<BTreeMap<_, _>>>()?)
-        })
-        .await
+        self.call("count entries", move |conn| Ok(read_counts(conn, &connector)?)).await
     }
 
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
@@ -658,14 +668,22 @@ impl StateStore for SqliteStore {
 
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         let connector = connector.clone();
-        self.call("read runs", move |conn| {
-            let mut query = conn.prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE connector_id = ?1 \
-                 ORDER BY started_at DESC, run_id DESC LIMIT ?2"
-            ))?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = query.query_map(params![connector.as_str(), limit], run_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.call("read runs", move |conn| Ok(read_runs(conn, &connector, limit)?)).await
+    }
+
+    async fn status_snapshot(&self, connector: &ConnectorId) -> Result<StatusSnapshot, StateError> {
+        let connector = connector.clone();
+        self.call("read status", move |conn| {
+            // One read transaction: the four parts agree with each other.
+            let tx = conn.transaction()?;
+            let snapshot = StatusSnapshot {
+                state: read_connector_state(&tx, &connector)?,
+                lease: read_lease(&tx, &connector)?,
+                counts: read_counts(&tx, &connector)?,
+                last_run: read_runs(&tx, &connector, 1)?.into_iter().next(),
+            };
+            tx.commit()?;
+            Ok(snapshot)
         })
         .await
     }

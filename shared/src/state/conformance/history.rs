@@ -145,3 +145,44 @@ pub async fn connectors_listing(store: Arc<dyn StateStore>) {
         "{s:?}: a connector with nothing left is no longer listed"
     );
 }
+
+/// The status snapshot reads what the four single reads read, and nothing of
+/// another connector.
+pub async fn status_snapshot(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let c = cid("snapshot");
+    let empty = ok(s.status_snapshot(&c).await, s, "snapshot of a new connector");
+    assert_eq!(empty, crate::state::StatusSnapshot::default(), "{s:?}: a new connector has an empty snapshot");
+
+    ok(s.try_acquire_lease(&c, &rid("snap-2"), at(300), Duration::from_secs(60)).await, s, "acquire");
+    for (id, started) in [("snap-1", at(100)), ("snap-2", at(300))] {
+        ok(
+            s.checkpoint(
+                &c,
+                Checkpoint {
+                    entries: vec![bare_entry(&format!("{id}-a"), EntryStatus::Processed), bare_entry(&format!("{id}-b"), EntryStatus::Dead)],
+                    connector: Some(full_state("snapshot")),
+                    run: Some(run("snapshot", id, started)),
+                    lease_owner: None,
+                },
+            )
+            .await,
+            s,
+            "checkpoint",
+        );
+    }
+    ok(s.checkpoint(&cid("other"), entries_only(vec![bare_entry("x", EntryStatus::Failed)])).await, s, "other");
+
+    let snapshot = ok(s.status_snapshot(&c).await, s, "snapshot");
+    assert_eq!(snapshot.state, ok(s.connector_state(&c).await, s, "state"), "{s:?}: snapshot state");
+    assert!(snapshot.state.is_some(), "{s:?}: the state is there");
+    assert_eq!(snapshot.lease, ok(s.lease(&c).await, s, "lease"), "{s:?}: snapshot lease");
+    assert_eq!(snapshot.lease.as_ref().map(|l| l.owner.as_str()), Some("snap-2"), "{s:?}: the held lease");
+    assert_eq!(
+        snapshot.counts,
+        std::collections::BTreeMap::from([(EntryStatus::Processed, 2), (EntryStatus::Dead, 2)]),
+        "{s:?}: snapshot counts (this connector only)"
+    );
+    assert_eq!(snapshot.last_run.as_ref().map(|r| r.run_id.as_str()), Some("snap-2"), "{s:?}: the newest run");
+    assert_eq!(snapshot.last_run, ok(s.runs(&c, 1).await, s, "runs").into_iter().next(), "{s:?}: snapshot run");
+}

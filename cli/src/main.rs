@@ -176,7 +176,14 @@ enum StateAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `serve` runs many things at once on every core; the one-shot commands
+    // wait on the network and the state, and one thread does that with the
+    // least CPU (no cross-thread wake-ups per request; see decision 0015).
+    let mut builder = match cli.command {
+        Command::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -550,7 +550,7 @@ impl StateStore for DynamoStore {
         // BatchGetItem refuses duplicate keys.
         let unique: BTreeSet<&MemoryId> = ids.iter().collect();
         let unique: Vec<&MemoryId> = unique.into_iter().collect();
-        let mut found = HashMap::with_capacity(unique.len());
+        let mut found = HashMap::new();
         for chunk in unique.chunks(BATCH_GET_MAX) {
             let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
             let mut request = Some(

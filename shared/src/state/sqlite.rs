@@ -605,7 +605,8 @@ impl StateStore for SqliteStore {
         self.call("read entries", move |conn| {
             // One read transaction: all the lookups see the same snapshot.
             let tx = conn.transaction()?;
-            let mut found = HashMap::with_capacity(ids.len());
+            // Sized as it fills: a first sync finds none of the page's ids.
+            let mut found = HashMap::new();
             {
                 let mut lookup = tx.prepare_cached(&format!(
                     "SELECT {ENTRY_COLUMNS} FROM entries WHERE connector_id = ?1 AND memory_id = ?2"

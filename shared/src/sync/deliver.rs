@@ -9,7 +9,9 @@ use crate::ids::{ContentHash, MemoryId, RunId};
 use crate::lightrag::{self, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
 use crate::retry::item_backoff;
 use crate::state::{EntryStatus, LedgerEntry, RunStatus};
-use crate::transform::Document;
+use crate::enrich::Enrichment;
+use crate::memory_api::model::Memory;
+use crate::transform::{self, Document, Rendered};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +23,35 @@ use tracing::{debug, info, warn};
 /// what the dead run sent (its last request may still be enqueuing).
 const RECOVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One memory to deliver.
-pub(super) struct Work {
+/// One memory to deliver, as planned.
+pub(super) struct Work<'a> {
     pub memory_id: MemoryId,
-    pub document: Document,
+    pub body: Body<'a>,
     pub replace: bool,
+}
+
+/// The document of a [`Work`].
+pub(super) enum Body<'a> {
+    Ready(Document),
+    /// Rendered when it enters the window (see [`super::plan::Payload::OnSend`]).
+    OnSend { memory: &'a Memory, enrichment: Option<&'a Enrichment> },
+}
+
+impl Work<'_> {
+    /// The document's name in the sink, without rendering it.
+    fn file_source(&self, context_id: &str) -> String {
+        match &self.body {
+            Body::Ready(document) => document.file_source.clone(),
+            Body::OnSend { memory, .. } => transform::file_source(context_id, memory.id.as_str()),
+        }
+    }
+}
+
+/// One memory with its rendered document, ready to send.
+struct Item {
+    memory_id: MemoryId,
+    document: Document,
+    replace: bool,
 }
 
 /// The outcome of delivering one memory.
@@ -42,47 +68,75 @@ enum Outcome {
 }
 
 /// A unit of work for the window: one request's worth.
-enum Task {
-    One(Work),
+enum Task<T> {
+    One(T),
     /// New documents sent in one batch request.
-    Batch(Vec<Work>),
+    Batch(Vec<T>),
     /// Changed documents: one delete, then one insert.
-    ReplaceBatch(Vec<Work>),
+    ReplaceBatch(Vec<T>),
 }
 
-impl Task {
+impl<T> Task<T> {
     fn cost(&self) -> usize {
         match self {
             Task::One(_) => 1,
             Task::Batch(items) | Task::ReplaceBatch(items) => items.len(),
         }
     }
-}
 
-/// Replaces first (LightRAG refuses deletes while it is busy with inserts,
-/// and this run's inserts would make it busy), then inserts; batched when
-/// the sink batches.
-fn tasks(work: Vec<Work>, batch_size: usize, batches: bool) -> Vec<Task> {
-    let (replaces, inserts): (Vec<Work>, Vec<Work>) = work.into_iter().partition(|w| w.replace);
-    let mut tasks = Vec::new();
-    for (items, replace) in [(replaces, true), (inserts, false)] {
-        if batches && batch_size > 1 {
-            let mut items = items.into_iter().peekable();
-            while items.peek().is_some() {
-                let group: Vec<Work> = items.by_ref().take(batch_size).collect();
-                tasks.push(if replace { Task::ReplaceBatch(group) } else { Task::Batch(group) });
-            }
-        } else {
-            tasks.extend(items.into_iter().map(Task::One));
+    /// The same task over other items (those `f` keeps); `None` when none is kept.
+    fn filter_map<U>(self, mut f: impl FnMut(T) -> Option<U>) -> Option<Task<U>> {
+        let mut all = |items: Vec<T>| Some(items.into_iter().filter_map(&mut f).collect::<Vec<U>>()).filter(|v| !v.is_empty());
+        match self {
+            Task::One(item) => f(item).map(Task::One),
+            Task::Batch(items) => all(items).map(Task::Batch),
+            Task::ReplaceBatch(items) => all(items).map(Task::ReplaceBatch),
         }
     }
-    tasks
+}
+
+/// The tasks of a run, made as they are needed: replaces first (LightRAG
+/// refuses deletes while it is busy with inserts, and this run's inserts
+/// would make it busy), then inserts; batched when the sink batches.
+struct Tasks<'a> {
+    work: std::iter::Peekable<std::vec::IntoIter<Work<'a>>>,
+    batch_size: usize,
+    batches: bool,
+}
+
+impl<'a> Tasks<'a> {
+    fn new(mut work: Vec<Work<'a>>, batch_size: usize, batches: bool) -> Self {
+        // Stable: each group keeps the planned (memory id) order.
+        work.sort_by_key(|w| !w.replace);
+        Self { work: work.into_iter().peekable(), batch_size, batches: batches && batch_size > 1 }
+    }
+}
+
+impl<'a> Iterator for Tasks<'a> {
+    type Item = Task<Work<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let first = self.work.next()?;
+        if !self.batches {
+            return Some(Task::One(first));
+        }
+        let replace = first.replace;
+        let mut group = Vec::with_capacity(self.batch_size);
+        group.push(first);
+        while group.len() < self.batch_size {
+            match self.work.next_if(|w| w.replace == replace) {
+                Some(w) => group.push(w),
+                None => break,
+            }
+        }
+        Some(if replace { Task::ReplaceBatch(group) } else { Task::Batch(group) })
+    }
 }
 
 /// Sends one task and pairs each document with its outcome.
-async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task) -> Vec<Delivered> {
+async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task<Item>) -> Vec<Delivered> {
     match task {
-        Task::One(Work { memory_id, document, replace }) => {
+        Task::One(Item { memory_id, document, replace }) => {
             let result = if replace {
                 sink.replace(&document).await.map(Outcome::Replaced)
             } else {
@@ -102,7 +156,7 @@ async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task) -> V
 }
 
 /// Each item of a batch with its own outcome.
-fn pair<T>(items: Vec<Work>, outcomes: Vec<Result<T, SinkError>>, replace: bool, wrap: fn(T) -> Outcome) -> Vec<Delivered> {
+fn pair<T>(items: Vec<Item>, outcomes: Vec<Result<T, SinkError>>, replace: bool, wrap: fn(T) -> Outcome) -> Vec<Delivered> {
     items
         .into_iter()
         .zip(outcomes)
@@ -119,11 +173,11 @@ impl SyncEngine {
         run_id: &RunId,
         options: &RunOptions,
         report: &mut RunReport,
-        work: Vec<Work>,
+        work: Vec<Work<'_>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
     ) -> Result<bool, SyncError> {
         let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
-        let mut pending = tasks(work, batch_size, self.sink.batches()).into_iter().peekable();
+        let mut pending = Tasks::new(work, batch_size, self.sink.batches()).peekable();
         let mut in_flight: JoinSet<Vec<Delivered>> = JoinSet::new();
         let mut slots_used = 0usize;
         let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
@@ -181,7 +235,7 @@ impl SyncEngine {
     fn fill_window(
         &self,
         in_flight: &mut JoinSet<Vec<Delivered>>,
-        pending: &mut std::iter::Peekable<std::vec::IntoIter<Task>>,
+        pending: &mut std::iter::Peekable<Tasks<'_>>,
         slots_used: usize,
         batch_size: usize,
         options: &RunOptions,
@@ -199,6 +253,7 @@ impl SyncEngine {
                 break;
             }
             let Some(task) = pending.next() else { break };
+            let Some(task) = task.filter_map(|work| self.ready(work)) else { continue };
             filled += task.cost();
             let sink = Arc::clone(&self.sink);
             in_flight.spawn(run_task(sink, task));
@@ -206,18 +261,43 @@ impl SyncEngine {
         filled
     }
 
+    /// The planned work with its document rendered; `None` (never expected:
+    /// the plan asked the same question) when the memory turns out to wait
+    /// for its transcript, which leaves it out of the ledger for the next
+    /// run to plan again.
+    fn ready(&self, work: Work<'_>) -> Option<Item> {
+        let Work { memory_id, body, replace } = work;
+        let document = match body {
+            Body::Ready(document) => document,
+            Body::OnSend { memory, enrichment } => match transform::render(
+                &self.connector.context_id,
+                memory,
+                &self.connector.transformation,
+                self.connector.ingestion.skip_empty_transcripts,
+                enrichment,
+            ) {
+                Rendered::Document(document) => document,
+                Rendered::WaitingForTranscript => {
+                    warn!(memory_id = %memory_id, "planned as new but has no text to send; left for the next run");
+                    return None;
+                }
+            },
+        };
+        Some(Item { memory_id, document, replace })
+    }
+
     /// After an interrupted run: the inserts LightRAG already holds (the dead
     /// run sent them and died before its checkpoint) are settled as already
     /// stored instead of being sent again, which LightRAG would turn into
     /// `dup-` records while the first copy is still being enqueued.
-    pub(super) async fn recover_sent(
+    pub(super) async fn recover_sent<'a>(
         &self,
         run_id: &RunId,
         interrupted_at: chrono::DateTime<Utc>,
-        work: Vec<Work>,
+        work: Vec<Work<'a>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
         report: &mut RunReport,
-    ) -> Result<Vec<Work>, SyncError> {
+    ) -> Result<Vec<Work<'a>>, SyncError> {
         // Let the dead run's last request finish being enqueued.
         tokio::time::sleep(RECOVERY_GRACE).await;
         let stored = match self.sink.stored_since(interrupted_at).await {
@@ -231,9 +311,12 @@ impl SyncEngine {
         let mut settled = Vec::new();
         let mut remaining = Vec::with_capacity(work.len());
         for item in work {
-            let remote = (!item.replace).then(|| stored.get(&lightrag::doc_id(&item.document.file_source))).flatten();
+            let remote = (!item.replace)
+                .then(|| stored.get(&lightrag::doc_id(&item.file_source(&self.connector.context_id))))
+                .flatten();
             match remote {
                 Some(remote) => {
+                    let Some(item) = self.ready(item) else { continue };
                     let status = match remote {
                         lightrag::RemoteStatus::Processed => "processed",
                         lightrag::RemoteStatus::Failed { .. } => "failed",

@@ -9,9 +9,9 @@ mod deliver;
 mod plan;
 mod report;
 
-use deliver::Work;
+use deliver::{Body, Work};
 
-pub use plan::{plan, plan_enriched, Action, ActionKind};
+pub use plan::{plan, plan_enriched, Action, ActionKind, Payload};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
@@ -390,8 +390,16 @@ impl SyncEngine {
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
-                Action::Insert(document) => work.push(Work { memory_id: memory.id.clone(), document, replace: false }),
-                Action::Replace(document) => work.push(Work { memory_id: memory.id.clone(), document, replace: true }),
+                Action::Insert(Payload::Rendered(document)) => {
+                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: false });
+                }
+                Action::Insert(Payload::OnSend) => {
+                    let body = Body::OnSend { memory, enrichment: enriched.get(&memory.id) };
+                    work.push(Work { memory_id: memory.id.clone(), body, replace: false });
+                }
+                Action::Replace(document) => {
+                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: true });
+                }
                 Action::Unchanged => report.counts.unchanged += 1,
                 Action::BackingOff => report.counts.backing_off += 1,
                 Action::Dead => report.counts.dead += 1,

@@ -9,11 +9,22 @@ use crate::transform::{self, Document, Rendered};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+/// The document of an insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Rendered while planning (its hash decided the action).
+    Rendered(Document),
+    /// A memory the ledger has never seen: nothing to compare, so it is
+    /// rendered only when it is sent, and a run does not hold every new
+    /// document of the page at once.
+    OnSend,
+}
+
 /// What to do with one memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Never delivered: insert.
-    Insert(Document),
+    Insert(Payload),
     /// Delivered with other text (or `--force`): replace the stored document.
     Replace(Document),
     /// In the sink with this very text.
@@ -71,31 +82,36 @@ pub fn plan_enriched(
     now: DateTime<Utc>,
     enrichment: Option<&Enrichment>,
 ) -> Action {
+    let skip_empty = connector.ingestion.skip_empty_transcripts;
+    let Some(entry) = entry else {
+        return if transform::waits_for_transcript(memory, skip_empty, enrichment) {
+            Action::WaitForTranscript { record: true }
+        } else {
+            Action::Insert(Payload::OnSend)
+        };
+    };
     let rendered = transform::render(
         &connector.context_id,
         memory,
         &connector.transformation,
-        connector.ingestion.skip_empty_transcripts,
+        skip_empty,
         enrichment,
     );
     let document = match rendered {
         Rendered::Document(document) => document,
         Rendered::WaitingForTranscript => {
             // A memory already delivered that lost its transcript keeps its document.
-            return match entry {
-                Some(e) if e.content_hash.is_some() => Action::Unchanged,
-                Some(e) if e.status == EntryStatus::WaitingTranscript => Action::WaitForTranscript { record: false },
-                _ => Action::WaitForTranscript { record: true },
+            return if entry.content_hash.is_some() {
+                Action::Unchanged
+            } else {
+                Action::WaitForTranscript { record: entry.status != EntryStatus::WaitingTranscript }
             };
         }
-    };
-    let Some(entry) = entry else {
-        return Action::Insert(document);
     };
     let delivered_same = entry.content_hash.as_ref() == Some(&document.hash);
     let retry_target_same = entry.pending_hash.as_ref() == Some(&document.hash);
     let deliver = |document: Document| {
-        if entry.content_hash.is_some() { Action::Replace(document) } else { Action::Insert(document) }
+        if entry.content_hash.is_some() { Action::Replace(document) } else { Action::Insert(Payload::Rendered(document)) }
     };
     match entry.status {
         EntryStatus::Dead if retry_target_same && !force => Action::Dead,
@@ -170,7 +186,12 @@ mod tests {
     #[test]
     fn new_unchanged_changed() {
         let m = memory(Some("hello"));
-        assert!(matches!(plan(&connector(), &m, None, false, now()), Action::Insert(_)));
+        // Nothing to compare a new memory with: rendered only when sent.
+        assert_eq!(plan(&connector(), &m, None, false, now()), Action::Insert(Payload::OnSend));
+        // A retry is compared with the text that failed: rendered now.
+        let failed = entry(EntryStatus::Failed, None, Some(hash_of(&m)));
+        let later = now() + Duration::minutes(5);
+        assert!(matches!(plan(&connector(), &m, Some(&failed), false, later), Action::Insert(Payload::Rendered(d)) if d.hash == hash_of(&m)));
         let delivered = entry(EntryStatus::Submitted, Some(hash_of(&m)), None);
         assert_eq!(plan(&connector(), &m, Some(&delivered), false, now()), Action::Unchanged);
         assert!(matches!(plan(&connector(), &m, Some(&delivered), true, now()), Action::Replace(_)));

@@ -8,7 +8,7 @@
 mod render;
 mod tags;
 
-pub use render::{render, Rendered};
+pub use render::{render, waits_for_transcript, Rendered};
 pub use tags::extract_tags;
 
 use crate::ids::ContentHash;

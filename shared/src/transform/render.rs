@@ -40,6 +40,9 @@ pub fn render(
     skip_empty_transcripts: bool,
     enrichment: Option<&Enrichment>,
 ) -> Rendered {
+    if waits_for_transcript(memory, skip_empty_transcripts, enrichment) {
+        return Rendered::WaitingForTranscript;
+    }
     let own = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
     // A transcript from the Memory API always wins over an automatic one.
     let automatic = enrichment.and_then(|e| e.transcript.as_deref()).map(clean_transcript).filter(|t| !t.is_empty());
@@ -50,10 +53,6 @@ pub fn render(
     };
     let image_description =
         enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
-    // A described photo is content enough: a photo memory need not wait for words.
-    if transcript.is_none() && image_description.is_none() && skip_empty_transcripts {
-        return Rendered::WaitingForTranscript;
-    }
     let tags = match (&transcript, transformation.extract_tags) {
         (Some(text), true) => extract_tags(text),
         _ => Vec::new(),
@@ -68,6 +67,21 @@ pub fn render(
         Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags, &extras),
     };
     Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
+}
+
+/// Whether [`render`] answers [`Rendered::WaitingForTranscript`], without
+/// rendering: no transcript with any visible character (neither the Memory
+/// API's nor an automatic one), no photo description, and
+/// `skip_empty_transcripts` on. A described photo is content enough: a photo
+/// memory need not wait for words.
+pub fn waits_for_transcript(memory: &Memory, skip_empty_transcripts: bool, enrichment: Option<&Enrichment>) -> bool {
+    // What `clean_transcript` keeps, trimmed, is empty exactly when no
+    // character is both visible and not white space.
+    let has_text = |t: &str| t.chars().any(|c| !c.is_control() && !c.is_whitespace());
+    let own = memory.transcript.as_deref().is_some_and(has_text);
+    let automatic = enrichment.and_then(|e| e.transcript.as_deref()).is_some_and(has_text);
+    let described = enrichment.and_then(|e| e.image_description.as_deref()).is_some_and(|d| !d.trim().is_empty());
+    skip_empty_transcripts && !own && !automatic && !described
 }
 
 /// Line endings made `\n`; control characters other than newline and tab
@@ -236,6 +250,31 @@ mod tests {
         match rendered {
             Rendered::Document(d) => d.text,
             Rendered::WaitingForTranscript => panic!("expected a document"),
+        }
+    }
+
+    #[test]
+    fn the_wait_decision_is_the_one_render_makes() {
+        let odd = [None, Some(""), Some("  "), Some("\r\n\t"), Some("\u{0}\u{7}\u{b}"), Some("\u{a0}\u{3000}"), Some("\u{200b}"), Some("x"), Some(" \tx\n")];
+        for own in odd {
+            for automatic in odd {
+                for description in [None, Some(" "), Some("a photo")] {
+                    let m = Memory { transcript: own.map(str::to_owned), ..memory() };
+                    let e = Enrichment {
+                        transcript: automatic.map(str::to_owned),
+                        image_description: description.map(str::to_owned),
+                        ..Enrichment::default()
+                    };
+                    for skip in [true, false] {
+                        let rendered = render("C", &m, &TransformationConfig::default(), skip, Some(&e));
+                        assert_eq!(
+                            waits_for_transcript(&m, skip, Some(&e)),
+                            rendered == Rendered::WaitingForTranscript,
+                            "own {own:?}, automatic {automatic:?}, description {description:?}, skip {skip}"
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@ use crate::config::{Strategy, TransformationConfig};
 use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// The outcome of turning one memory into a document.
@@ -87,10 +88,16 @@ pub fn waits_for_transcript(memory: &Memory, skip_empty_transcripts: bool, enric
 /// Line endings made `\n`; control characters other than newline and tab
 /// removed (LightRAG and the file system gain nothing from them); trailing
 /// white space trimmed.
-fn clean_transcript(raw: &str) -> String {
+/// Borrowed when there is nothing to clean (the usual case).
+fn clean_transcript(raw: &str) -> Cow<'_, str> {
+    let kept = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    let trimmed = raw.trim();
+    if trimmed.chars().all(kept) {
+        return Cow::Borrowed(trimmed);
+    }
     let unified = raw.replace("\r\n", "\n").replace('\r', "\n");
-    let kept: String = unified.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
-    kept.trim().to_owned()
+    let kept: String = unified.chars().filter(|&c| kept(c)).collect();
+    Cow::Owned(kept.trim().to_owned())
 }
 
 fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String], extras: &Extras) -> String {
@@ -99,7 +106,16 @@ fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &
     let _ = writeln!(out, "Type: {}", memory.kind.as_deref().unwrap_or("memory"));
     match memory.created_at {
         Some(at) => {
-            let _ = writeln!(out, "Recorded: {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+            let _ = writeln!(
+                out,
+                "Recorded: {}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                Year(at.year()),
+                at.month(),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
         }
         None => out.push_str("Recorded: unknown\n"),
     }
@@ -137,9 +153,17 @@ fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[Str
     let in_place = extras.place.map(|p| format!(" in {p}")).unwrap_or_default();
     match memory.created_at {
         Some(at) => {
-            let _ = writeln!(out, "# {kind}{in_place} on {} {}, {}", weekday(at), part_of_day(at), at.format("%-d %B %Y"));
+            let (day, month, year) = (at.day(), month_name(at), Year(at.year()));
+            let _ = writeln!(out, "# {kind}{in_place} on {} {}, {day} {month} {year}", weekday(at), part_of_day(at));
             out.push('\n');
-            let _ = writeln!(out, "When: {}, {} UTC ({})", weekday(at), at.format("%-d %B %Y, %H:%M"), part_of_day(at));
+            let _ = writeln!(
+                out,
+                "When: {}, {day} {month} {year}, {:02}:{:02} UTC ({})",
+                weekday(at),
+                at.hour(),
+                at.minute(),
+                part_of_day(at)
+            );
         }
         None => {
             let _ = writeln!(out, "# {kind}{in_place}");
@@ -215,6 +239,23 @@ fn weekday(at: DateTime<Utc>) -> &'static str {
     }
 }
 
+/// A year as chrono's `%Y` writes it: four digits, with a sign outside 0..=9999.
+struct Year(i32);
+
+impl std::fmt::Display for Year {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if (0..=9999).contains(&self.0) { write!(f, "{:04}", self.0) } else { write!(f, "{:+05}", self.0) }
+    }
+}
+
+fn month_name(at: DateTime<Utc>) -> &'static str {
+    const MONTHS: [&str; 12] = [
+        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "December",
+    ];
+    MONTHS[at.month0() as usize % 12]
+}
+
 fn part_of_day(at: DateTime<Utc>) -> &'static str {
     match at.hour() {
         5..=11 => "morning",
@@ -250,6 +291,40 @@ mod tests {
         match rendered {
             Rendered::Document(d) => d.text,
             Rendered::WaitingForTranscript => panic!("expected a document"),
+        }
+    }
+
+    #[test]
+    fn dates_are_written_as_chrono_formats_them() {
+        let mut instants: Vec<DateTime<Utc>> =
+            (0..2_000).map(|i| Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i * 797)).collect();
+        for year in [-1, 0, 7, 999, 9999, 10000, 262_000] {
+            instants.push(Utc.with_ymd_and_hms(year, 3, 4, 5, 6, 7).unwrap());
+        }
+        let rich = TransformationConfig { strategy: Strategy::Rich, ..TransformationConfig::default() };
+        for at in instants {
+            let m = Memory { created_at: Some(at), ..memory() };
+            let standard = text(render("C", &m, &TransformationConfig::default(), true, None));
+            let expected = format!("Recorded: {}\n", at.format("%Y-%m-%d %H:%M:%S UTC"));
+            assert!(standard.contains(&expected), "{at}: {standard}");
+            let rich = text(render("C", &m, &rich, true, None));
+            let header = format!("on {} {}, {}\n", weekday(at), part_of_day(at), at.format("%-d %B %Y"));
+            let when = format!("When: {}, {} UTC ({})\n", weekday(at), at.format("%-d %B %Y, %H:%M"), part_of_day(at));
+            assert!(rich.lines().next().is_some_and(|l| format!("{l}\n").ends_with(&header)), "{at}: {rich}");
+            assert!(rich.contains(&when), "{at}: {rich}");
+        }
+    }
+
+    #[test]
+    fn cleaning_agrees_with_the_plain_definition_on_every_short_string() {
+        let plain = |raw: &str| {
+            let unified = raw.replace("\r\n", "\n").replace('\r', "\n");
+            let kept: String = unified.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').collect();
+            kept.trim().to_owned()
+        };
+        let alphabet = ['a', ' ', '\r', '\n', '\t', '\u{0}', '\u{b}', '\u{a0}', '\u{85}'];
+        for raw in crate::transform::tags::tests::all_strings(&alphabet, 5) {
+            assert_eq!(clean_transcript(&raw), plain(&raw), "{raw:?}");
         }
     }
 

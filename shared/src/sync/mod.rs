@@ -266,8 +266,13 @@ impl SyncEngine {
         }
         info!(sink = %report.sink, force = options.force, dry_run = options.dry_run, "sync started");
 
-        let outcome = match self.preflight(report).await {
-            Ok(()) => self.fetch_plan_deliver(run_id, options, report, interrupted_at).await,
+        // The server's health and the page are read at the same time: a run
+        // waits for the slower of the two, not for both. Nothing is sent
+        // before the health check passed.
+        let (server, fetched) =
+            tokio::join!(self.sink.preflight(&self.settings.workspace), self.source.fetch(&self.connector));
+        let outcome = match self.preflight(report, server) {
+            Ok(()) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
             Err(message) => {
                 report.error = Some(message);
                 Ok(false)
@@ -330,11 +335,15 @@ impl SyncEngine {
         outcome.map(|_| ())
     }
 
-    /// Reads the server's health before anything is sent: reports its
-    /// version and workspace, warns on a mismatch; an unreachable or refusing
-    /// server fails the run up front, charging no memory an attempt.
-    async fn preflight(&self, report: &mut RunReport) -> Result<(), String> {
-        match self.sink.preflight(&self.settings.workspace).await {
+    /// Takes in the server's health, read before anything is sent: reports
+    /// its version and workspace, warns on a mismatch; an unreachable or
+    /// refusing server fails the run up front, charging no memory an attempt.
+    fn preflight(
+        &self,
+        report: &mut RunReport,
+        server: Result<Option<crate::lightrag::Preflight>, crate::lightrag::SinkError>,
+    ) -> Result<(), String> {
+        match server {
             Ok(Some(server)) => {
                 info!(version = ?server.core_version, workspace = ?server.workspace, "LightRAG server");
                 report.warnings.extend(server.warnings.iter().cloned());
@@ -354,9 +363,10 @@ impl SyncEngine {
         options: &RunOptions,
         report: &mut RunReport,
         interrupted_at: Option<DateTime<Utc>>,
+        fetched: Result<FetchedPage, String>,
     ) -> Result<bool, SyncError> {
         let connector_id = &self.connector.id;
-        let page = match self.source.fetch(&self.connector).await {
+        let page = match fetched {
             Ok(page) => page,
             Err(message) => {
                 warn!(error = %message, "fetch failed");

@@ -179,23 +179,7 @@ async fn scheduled_sync_enriches_and_caches_in_dynamodb() {
         spec.strategy = "rich";
         spec.transformation_extra =
             vec!["include_audio: true".into(), "include_image: true".into(), "geocoding: true".into()];
-        spec.extra_yaml = format!(
-            r#"
-enrichment:
-  transcription:
-    url: "{openai}"
-    api_key: "${{OPENAI_API_KEY}}"
-  vision:
-    url: "{openai}"
-    api_key: "${{OPENAI_API_KEY}}"
-  geocoding:
-    url: "{nominatim}"
-    user_agent: "memory-connector-tests/1.0 (contact: tests@example.org)"
-    requests_per_second: 20
-"#,
-            openai = fakes.openai_url(),
-            nominatim = fakes.nominatim_url()
-        );
+        spec.extra_yaml = fakes.config_section();
     })
     .await;
     s.memory.add_raw(

@@ -5,9 +5,9 @@
 //!   constant input of a schedule rule or a direct invoke, a `SyncRequested`
 //!   event, a raw `Scheduled Event` whose detail names the connector).
 //! - [`SyncFunction`]: built once at cold start (config from `CONFIG_PATH`,
-//!   secrets from Secrets Manager, one SDK config, the DynamoDB store), then
-//!   one sync run per event, stopped at the Lambda's remaining time minus a
-//!   safety margin.
+//!   secrets from Secrets Manager, one SDK config, the DynamoDB store, the
+//!   enrichers as `serve` builds them), then one sync run per event, stopped
+//!   at the Lambda's remaining time minus a safety margin.
 //! - [`CleanupFunction`]: history retention.
 //! - [`FunctionError::is_retryable`]: what the Lambda should fail (so an
 //!   async invoke is retried) versus answer with `rejected` (a retry would
@@ -15,6 +15,7 @@
 //!   the lease answers `already_running`.
 
 use crate::config::{self, Config, Environment, StateBackend};
+use crate::enrich::Enricher;
 use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::{self, DocumentSink};
 use crate::memory_api::MemoryApiClient;
@@ -132,6 +133,8 @@ struct Wiring {
     config: Config,
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
+    /// As `serve` builds them: transcripts, photo descriptions, places.
+    enrichers: HashMap<ConnectorId, Arc<Enricher>>,
 }
 
 /// Shared cold-start work of the functions: config (once), secrets (TTL).
@@ -160,10 +163,12 @@ impl Loaded {
     }
 }
 
-fn wire(vars: HashMap<String, String>, config: Config) -> Result<Wiring, FunctionError> {
+fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
     let sink = lightrag::open(&config.lightrag).map_err(|e| FunctionError::Config(e.to_string()))?;
-    let source = MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config, source: Arc::new(source), sink })
+    let source = Arc::new(MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?);
+    let enrichers =
+        crate::enrich::enrichers(&config, source.clone(), store).map_err(|e| FunctionError::Config(e.to_string()))?;
+    Ok(Wiring { vars, config, source, sink, enrichers })
 }
 
 fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
@@ -208,7 +213,7 @@ impl SyncFunction {
             Duration::ZERO
         });
         let store = Arc::new(store_for(&settings, &config)?);
-        let wiring = wire(vars, config)?;
+        let wiring = wire(vars, config, store.clone())?;
         info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
         Ok(Self { loaded, store, wiring: RwLock::new(Arc::new(wiring)), safety_margin: settings.safety_margin })
     }
@@ -229,7 +234,7 @@ impl SyncFunction {
         }
         info!("a secret changed: reloading the config");
         let (vars, config) = self.loaded.config().await?;
-        let fresh = Arc::new(wire(vars, config)?);
+        let fresh = Arc::new(wire(vars, config, self.store())?);
         *self.wiring.write().await = Arc::clone(&fresh);
         Ok(fresh)
     }
@@ -254,6 +259,7 @@ impl SyncFunction {
         let engine =
             SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
                 .with_lightrag_settings(&wiring.config.lightrag)
+                .with_enricher(wiring.enrichers.get(&request.connector_id).cloned())
                 .without_local_takeover();
         let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
         let run = match request.run_id.clone() {

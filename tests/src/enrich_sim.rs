@@ -127,6 +127,30 @@ impl EnrichSim {
         format!("http://{}", self.addr)
     }
 
+    /// The `enrichment:` section of a config (for `ConfigSpec::extra_yaml`)
+    /// that points every service at these fakes, with the OpenAI key read
+    /// from `${OPENAI_API_KEY}`.
+    pub fn config_section(&self) -> String {
+        format!(
+            r#"
+enrichment:
+  transcription:
+    url: "{openai}"
+    model: "whisper-1"
+    api_key: "${{OPENAI_API_KEY}}"
+  vision:
+    url: "{openai}"
+    api_key: "${{OPENAI_API_KEY}}"
+  geocoding:
+    url: "{nominatim}"
+    user_agent: "memory-connector-tests/1.0 (contact: tests@example.org)"
+    requests_per_second: 20
+"#,
+            openai = self.openai_url(),
+            nominatim = self.nominatim_url()
+        )
+    }
+
     /// Requests that reached the service (those answered 503 while it was down included).
     pub fn calls(&self, service: Service) -> usize {
         self.state.switch(service).calls.load(Ordering::SeqCst)

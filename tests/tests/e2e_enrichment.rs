@@ -76,24 +76,7 @@ async fn setup(backend: &'static str) -> Setup {
         "include_image: true".into(),
         "geocoding: true".into(),
     ];
-    spec.extra_yaml = format!(
-        r#"
-enrichment:
-  transcription:
-    url: "{openai}"
-    model: "whisper-1"
-    api_key: "${{OPENAI_API_KEY}}"
-  vision:
-    url: "{openai}"
-    api_key: "${{OPENAI_API_KEY}}"
-  geocoding:
-    url: "{nominatim}"
-    user_agent: "memory-connector-tests/1.0 (contact: tests@example.org)"
-    requests_per_second: 20
-"#,
-        openai = fakes.openai_url(),
-        nominatim = fakes.nominatim_url()
-    );
+    spec.extra_yaml = fakes.config_section();
     let mut ws = Workspace::new();
     ws.write_config(&spec.render());
     ws.set_env("MEMORY_API_KEY", MEMORY_KEY);

@@ -1,27 +1,24 @@
 //! The `sync` handler invoked as the runtime would (a `LambdaEvent` with a
 //! `Context`), against DynamoDB Local (state), moto (Secrets Manager) and
-//! the Memory API / LightRAG simulators. Skipped loudly without emulators.
+//! the Memory API / LightRAG / enrichment simulators. Skipped loudly
+//! without emulators. `watch.rs` runs the built function through
+//! `cargo lambda watch`.
+
+mod common;
 
 use chrono::Utc;
+use common::{AwsState, CONNECTOR, MEMORY_KEY, assert_no_duplicates, delivered, emulators};
 use connector_core::ids::ConnectorId;
 use connector_core::serverless::{FunctionSettings, SyncFunction};
-use connector_core::state::dynamodb::DynamoStore;
-use connector_core::state::{EntryStatus, LeaseOutcome, RunStatus, StateStore};
+use connector_core::state::{EntryStatus, LeaseOutcome, RunStatus};
+use connector_core::transform::file_source;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use sims::enrich_sim::{EnrichSim, Service};
 use sims::harness::ConfigSpec;
-use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimRoute};
+use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-
-const CONNECTOR: &str = "personal-memories";
-const MEMORY_KEY: &str = "mem-key-from-secrets-manager";
-
-fn emulators(test: &str) -> bool {
-    connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test).is_some()
-        && connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", test).is_some()
-}
 
 struct Stack {
     _dir: tempfile::TempDir,
@@ -33,6 +30,16 @@ struct Stack {
 /// Simulators, a fresh table, the Memory API key only in Secrets Manager
 /// (a JSON secret), and the function built the way a cold start builds it.
 async fn stack(lightrag_latency: Duration, safety_margin: Duration) -> Stack {
+    stack_with(lightrag_latency, safety_margin, json!({"MEMORY_API_KEY": MEMORY_KEY}), |_| {}).await
+}
+
+/// [`stack`] with `secret` as the JSON secret and `adjust` applied to the config.
+async fn stack_with(
+    lightrag_latency: Duration,
+    safety_margin: Duration,
+    secret: Value,
+    adjust: impl FnOnce(&mut ConfigSpec),
+) -> Stack {
     let memory = MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), ..MemorySimOptions::default() })
         .await
         .expect("memory sim");
@@ -45,25 +52,12 @@ async fn stack(lightrag_latency: Duration, safety_margin: Duration) -> Stack {
     spec.backend = "dynamodb";
     // One request per document, so the insert count proves there was no re-send.
     spec.batch_inserts = false;
+    adjust(&mut spec);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, spec.render()).expect("write config");
 
-    let sdk = connector_core::aws::sdk_config().await;
-    let suffix = format!("{:012x}", fastrand::u64(..) >> 16);
-    let table = format!("sync-fn-{suffix}");
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table).create_table().await.expect("create table");
-    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name(format!("memory-connector/{suffix}"))
-        .secret_string(json!({"MEMORY_API_KEY": MEMORY_KEY}).to_string())
-        .send()
-        .await
-        .expect("create secret in moto");
-    let vars = HashMap::from([
-        ("STATE_TABLE".to_owned(), table),
-        ("CONNECTOR_SECRETS_SECRET_ARN".to_owned(), secret.arn.expect("secret arn")),
-    ]);
-    let settings = FunctionSettings { config_path, vars, sdk, safety_margin };
+    let aws = AwsState::create(&secret).await;
+    let settings = FunctionSettings { config_path, vars: aws.vars(), sdk: aws.sdk.clone(), safety_margin };
     let function = SyncFunction::init(settings).await.expect("cold start");
     Stack { _dir: dir, memory, lightrag, function }
 }
@@ -73,18 +67,6 @@ fn event(payload: Value, remaining: Duration) -> LambdaEvent<Value> {
     context.request_id = format!("req-{:08x}", fastrand::u32(..));
     context.deadline = u64::try_from((Utc::now() + remaining).timestamp_millis()).expect("deadline");
     LambdaEvent::new(payload, context)
-}
-
-async fn delivered(store: &dyn StateStore) -> u64 {
-    let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
-    counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum()
-}
-
-fn assert_no_duplicates(lightrag: &LightragSim) {
-    let docs = lightrag.documents();
-    let names: HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
-    assert_eq!(names.len(), docs.len(), "no memory was sent twice");
-    assert_eq!(lightrag.request_count(SimRoute::Insert), docs.len(), "one insert per document, no re-sends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,4 +159,61 @@ async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
     assert_no_duplicates(&s.lightrag);
     let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
     assert_eq!(counts.get(&EntryStatus::Failed), None);
+}
+
+/// The Lambda sync enriches as `serve` does: a transcript for a recording
+/// without one, a description of a photo, place names; the OpenAI key comes
+/// from the same Secrets Manager secret, and the results are cached in the
+/// DynamoDB table, so the next run calls no service again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_sync_enriches_and_caches_in_dynamodb() {
+    if !emulators("sync handler: scheduled_sync_enriches_and_caches_in_dynamodb") {
+        return;
+    }
+    const OPENAI_KEY: &str = "sk-test-lambda-enrich";
+    const CTX: &str = "ENR";
+    let fakes = EnrichSim::start(Some(OPENAI_KEY)).await.expect("enrichment fakes");
+    let secret = json!({"MEMORY_API_KEY": MEMORY_KEY, "OPENAI_API_KEY": OPENAI_KEY});
+    let s = stack_with(Duration::ZERO, Duration::from_secs(30), secret, |spec| {
+        spec.context_id = CTX.into();
+        spec.strategy = "rich";
+        spec.transformation_extra =
+            vec!["include_audio: true".into(), "include_image: true".into(), "geocoding: true".into()];
+        spec.extra_yaml = fakes.config_section();
+    })
+    .await;
+    s.memory.add_raw(
+        CTX,
+        vec![
+            json!({"id": "a1", "type": "record", "audio": true, "image": false, "transcript": "",
+                   "location_lat": 52.5200, "location_lon": 13.4050, "created_at": "2025-12-18T08:10:00Z",
+                   "gcs_uri": "gs://bucket/audio/a1.wav", "gcs_uri_img": null}),
+            json!({"id": "p1", "type": "photo", "audio": false, "image": true, "transcript": "Fresh #bread",
+                   "location_lat": 48.137, "location_lon": 11.575, "created_at": "2025-12-17T12:00:00Z",
+                   "gcs_uri": null, "gcs_uri_img": "gs://bucket/images/p1.png"}),
+        ],
+    );
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let first =
+        sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(600))).await.expect("handler");
+    assert_eq!(first["status"], "completed", "{first:#}");
+    assert_eq!(first["counts"]["new"], 2, "{first:#}");
+    let text = |id: &str| s.lightrag.document_named(&file_source(CTX, id)).unwrap_or_else(|| panic!("no {id}")).text;
+    let a1 = text("a1");
+    assert!(a1.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic transcript "), "{a1}");
+    assert!(a1.contains("Where: Berlin, Mitte, Germany"), "{a1}");
+    let p1 = text("p1");
+    assert!(p1.contains("## Photo description (automatic)"), "{p1}");
+    assert!(p1.contains("Where: Town 48.1/11.6, Simland"), "{p1}");
+    let calls = || (fakes.calls(Service::Transcription), fakes.calls(Service::Vision), fakes.calls(Service::Geocoding));
+    assert_eq!(calls(), (1, 1, 2), "each service once per memory (or place)");
+    assert_eq!(fakes.problems(), Vec::<String>::new());
+
+    // The next schedule: the enrichments come from the DynamoDB cache, so
+    // the documents are the same and nothing is re-sent or re-enriched.
+    let again = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("again");
+    assert_eq!(again["status"], "completed", "{again:#}");
+    assert_eq!((again["counts"]["new"].as_u64(), again["counts"]["updated"].as_u64()), (Some(0), Some(0)), "{again:#}");
+    assert_eq!(calls(), (1, 1, 2), "the second run read the cache");
+    assert_no_duplicates(&s.lightrag);
 }

@@ -83,14 +83,8 @@ impl Service {
     /// (`include_audio`, `include_image`, `geocoding`); call before the
     /// service is shared.
     pub fn with_media(mut self, media: Arc<dyn crate::enrich::MediaSource>) -> Result<Self, ServeError> {
-        let mut enrichers = HashMap::new();
-        for connector in &self.inner.config.connectors {
-            let enricher = crate::enrich::Enricher::for_connector(&self.inner.config, connector, Arc::clone(&media), Arc::clone(&self.inner.store))
-                .map_err(|e| ServeError::Setup(e.to_string()))?;
-            if let Some(enricher) = enricher {
-                enrichers.insert(connector.id.clone(), Arc::new(enricher));
-            }
-        }
+        let enrichers = crate::enrich::enrichers(&self.inner.config, media, Arc::clone(&self.inner.store))
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => inner.enrichers = enrichers,
             None => return Err(ServeError::Setup("the service was shared before its enrichers were set".into())),

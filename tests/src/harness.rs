@@ -13,24 +13,32 @@ pub fn connector_bin() -> PathBuf {
         if let Some(path) = std::env::var_os("MEMORY_CONNECTOR_BIN") {
             return PathBuf::from(path);
         }
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/debug/deps/<test> -> target/debug/memory-connector
-        let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-        let bin = dir.join("memory-connector");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "--quiet", "-p", "memory-connector", "--bin", "memory-connector"]);
         // `make test` builds the binary with `aws` (schedules apply): keep it so.
-        if let Some(features) = std::env::var("MEMORY_CONNECTOR_FEATURES").ok().filter(|f| !f.is_empty()) {
-            build.args(["--features", &features]);
-        }
-        let status = build
-            .status()
-            .expect("run cargo build for the memory-connector binary");
-        assert!(status.success(), "building memory-connector failed");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
+        let features = std::env::var("MEMORY_CONNECTOR_FEATURES").ok().filter(|f| !f.is_empty());
+        workspace_bin("memory-connector", "memory-connector", features.as_deref())
     })
     .clone()
+}
+
+/// Path of the debug binary `bin` of the workspace package `package`, after
+/// a `cargo build` of it (quick when it is up to date), next to the
+/// running test executable.
+pub fn workspace_bin(package: &str, bin: &str, features: Option<&str>) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> -> target/debug/<bin>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let path = dir.join(bin);
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    if let Some(features) = features {
+        build.args(["--features", features]);
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// The result of one CLI invocation.

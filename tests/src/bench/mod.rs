@@ -9,6 +9,7 @@
 
 pub mod child;
 pub mod cost;
+pub mod lambda;
 pub mod limit;
 pub mod load;
 pub mod report;
@@ -48,6 +49,8 @@ pub struct BenchOptions {
     /// Repetitions of each timed run (the fastest counts: the machine is shared).
     pub reps: usize,
     pub connector_bin: PathBuf,
+    /// The Lambda `sync` bootstrap (figure 5b), when it was built.
+    pub lambda_bootstrap: Option<PathBuf>,
     pub bench_exe: PathBuf,
     /// Cargo profile the binaries were built with (reported).
     pub profile: String,
@@ -102,6 +105,8 @@ struct Setup<'a> {
     backend: &'static str,
     batch_size: usize,
     query_limit: usize,
+    /// `lightrag.api.batch_inserts` (`POST /documents/texts`).
+    batch_inserts: bool,
 }
 
 impl Setup<'_> {
@@ -116,8 +121,9 @@ impl Setup<'_> {
         spec.batch_size = self.batch_size as u32;
         spec.query_limit = self.query_limit as u32;
         spec.memory_timeout = 30;
-        // The limit client replays per-item inserts; batched rows are still to come.
-        spec.batch_inserts = false;
+        spec.batch_inserts = self.batch_inserts;
+        // No end-of-run confirmation paging: figure 1 measures the delivery
+        // (the next run confirms what this one submitted).
         spec.confirm_wait_seconds = 0;
         // What users run: INFO, not the per-memory DEBUG lines of the tests.
         let yaml = spec
@@ -236,6 +242,126 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     })
 }
 
+/// How figure 1's connector sends its documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inserts {
+    /// `POST /documents/text`, `batch_size` in flight.
+    PerItem,
+    /// `POST /documents/texts`, one batch of `batch_size` in flight.
+    Batched,
+}
+
+impl Inserts {
+    fn batched(self) -> bool {
+        self == Inserts::Batched
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Inserts::PerItem => "per-item",
+            Inserts::Batched => "batched",
+        }
+    }
+
+    /// Row keys: per-item rows keep the keys they had before batched rows came.
+    fn key(self, base: &str, batch_size: usize) -> String {
+        let mode = match self {
+            Inserts::PerItem => String::new(),
+            Inserts::Batched => ".batched".into(),
+        };
+        if batch_size == 0 {
+            format!("{base}{mode}")
+        } else {
+            format!("{base}{mode}.b{batch_size}")
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Inserts::PerItem => "per-item, ",
+            Inserts::Batched => "batched, ",
+        }
+    }
+
+    fn route(self) -> &'static str {
+        match self {
+            Inserts::PerItem => "POST /documents/text",
+            Inserts::Batched => "insert requests (POST /documents/texts; /documents/text at b=1)",
+        }
+    }
+
+    fn confirm_note(self) -> &'static str {
+        match self {
+            Inserts::PerItem => "",
+            Inserts::Batched => "; confirm_wait_seconds 0 (no end-of-run confirmation paging, as in all rows)",
+        }
+    }
+}
+
+/// A limit client's requests file and its shape.
+struct Requests {
+    path: PathBuf,
+    /// Insert requests in the file.
+    count: usize,
+    /// Requests in flight at once.
+    window: usize,
+}
+
+/// What one run sent, as the simulators saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct Sent {
+    /// Requests per LightRAG route.
+    routes: Vec<(&'static str, usize)>,
+    /// Memory API list requests.
+    lists: usize,
+    /// Documents stored.
+    documents: usize,
+    /// Hash of the stored (name, text) pairs, sorted by name.
+    fingerprint: u64,
+    max_in_flight: usize,
+}
+
+impl Sent {
+    fn of(rag: &LightragSim, lists: usize) -> Sent {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut docs: Vec<(String, String)> = rag
+            .documents()
+            .into_iter()
+            .map(|d| (d.file_path, d.text))
+            .collect();
+        docs.sort();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        docs.hash(&mut hasher);
+        Sent {
+            routes: SimRoute::COUNTED
+                .iter()
+                .map(|route| (route.name(), rag.request_count(*route)))
+                .collect(),
+            lists,
+            documents: docs.len(),
+            fingerprint: hasher.finish(),
+            max_in_flight: rag.max_in_flight(),
+        }
+    }
+
+    /// Same requests per route, same documents; neither side had more than
+    /// `window` requests in flight (the most seen at once varies with timing).
+    fn check_same(&self, replayed: &Sent, window: usize) -> anyhow::Result<()> {
+        let strip = |s: &Sent| (s.routes.clone(), s.lists, s.documents, s.fingerprint);
+        if strip(self) != strip(replayed) {
+            bail!("connector sent {self:?}\nlimit sent {replayed:?}");
+        }
+        if self.max_in_flight > window || replayed.max_in_flight > window {
+            bail!(
+                "in flight: connector {}, limit {}, window {window}",
+                self.max_in_flight,
+                replayed.max_in_flight
+            );
+        }
+        Ok(())
+    }
+}
+
 /// What figure 1 measured, reused by figures 2, 4 and 8.
 struct Throughput {
     /// Fastest connector run at batch_size 10.
@@ -252,128 +378,155 @@ impl Bench {
         self.scratch.path()
     }
 
-    /// Figures 1 and 4: connector vs limit at batch_size 1, 10 and 50.
+    /// One measured `memory-connector sync` of `ws`; fails when it fails.
+    async fn sync(&self, ws: &Workspace) -> anyhow::Result<Finished> {
+        run_measured(
+            &self.opts.bench_exe,
+            sync_command(&self.opts.connector_bin, ws),
+            self.scratch(),
+            false,
+        )
+        .await
+    }
+
+    /// Figures 1 and 4: connector vs limit at batch_size 1, 10 and 50, with
+    /// per-item inserts and with batched inserts.
     async fn throughput(&mut self) -> anyhow::Result<Throughput> {
         let n = self.opts.n;
         let mem = memory_sim(n).await?;
         let body = list_body(&mem.url(), n).await?;
         let mut kept: Option<(Measured, Measured, Config)> = None;
-        let mut max_rss_kb = 0;
-        let mut cpu_row = None;
-        for batch_size in [1usize, 10, 50] {
-            let mut connector: Vec<Measured> = Vec::new();
-            let mut limit: Vec<f64> = Vec::new();
-            let mut limit_cpu: Vec<f64> = Vec::new();
-            let mut noop: Vec<Measured> = Vec::new();
-            let mut config = None;
-            for _ in 0..self.opts.reps {
-                let rag = LightragSim::start(LightragSimOptions::default()).await?;
-                let setup = Setup {
-                    memory_url: &mem.url(),
-                    lightrag_url: &rag.url(),
-                    backend: "sqlite",
-                    batch_size,
-                    query_limit: n,
-                };
-                let ws = setup.workspace();
-                let run = run_measured(
-                    &self.opts.bench_exe,
-                    sync_command(&self.opts.connector_bin, &ws),
-                    self.scratch(),
-                    false,
-                )
-                .await?;
-                let (new, _) = counts(&run)?;
-                if new != n as u64 || rag.request_count(SimRoute::Insert) != n {
-                    bail!("the connector delivered {new} of {n} memories (b={batch_size})");
-                }
-                connector.push(run.measured);
-                max_rss_kb = max_rss_kb.max(run.measured.max_rss_kb);
-                let cfg = load_config(&ws)?;
-                if batch_size == 10 {
-                    let rerun = run_measured(
-                        &self.opts.bench_exe,
-                        sync_command(&self.opts.connector_bin, &ws),
-                        self.scratch(),
-                        false,
-                    )
-                    .await?;
-                    let (new, unchanged) = counts(&rerun)?;
-                    if new != 0 || unchanged != n as u64 {
-                        bail!("the no-op rerun found {new} new, {unchanged} unchanged of {n}");
+        let mut cpu_rows = Vec::new();
+        let mut rss_rows = Vec::new();
+        for mode in [Inserts::PerItem, Inserts::Batched] {
+            let mut max_rss_kb = 0;
+            for batch_size in [1usize, 10, 50] {
+                let mut connector: Vec<Measured> = Vec::new();
+                let mut limit: Vec<f64> = Vec::new();
+                let mut limit_cpu: Vec<f64> = Vec::new();
+                let mut noop: Vec<Measured> = Vec::new();
+                let mut config = None;
+                let mut shape = (0, 0);
+                for _ in 0..self.opts.reps {
+                    let rag = LightragSim::start(LightragSimOptions::default()).await?;
+                    let setup = Setup {
+                        memory_url: &mem.url(),
+                        lightrag_url: &rag.url(),
+                        backend: "sqlite",
+                        batch_size,
+                        query_limit: n,
+                        batch_inserts: mode.batched(),
+                    };
+                    let ws = setup.workspace();
+                    let lists = mem.list_requests();
+                    let run = self.sync(&ws).await?;
+                    let (new, _) = counts(&run)?;
+                    let sent = Sent::of(&rag, mem.list_requests() - lists);
+                    if new != n as u64 || sent.documents != n {
+                        bail!(
+                            "the connector delivered {new} of {n} memories, {} stored ({}, b={batch_size})",
+                            sent.documents,
+                            mode.name()
+                        );
                     }
-                    noop.push(rerun.measured);
-                }
-                drop(rag);
+                    connector.push(run.measured);
+                    max_rss_kb = max_rss_kb.max(run.measured.max_rss_kb);
+                    let cfg = load_config(&ws)?;
+                    if batch_size == 10 && mode == Inserts::PerItem {
+                        let rerun = self.sync(&ws).await?;
+                        let (new, unchanged) = counts(&rerun)?;
+                        if new != 0 || unchanged != n as u64 {
+                            bail!("the no-op rerun found {new} new, {unchanged} unchanged of {n}");
+                        }
+                        noop.push(rerun.measured);
+                    }
+                    drop(rag);
 
-                let rag = LightragSim::start(LightragSimOptions::default()).await?;
-                let bodies = self.write_bodies(&body, &cfg)?;
-                let replay = self
-                    .replay(&mem.url(), &rag.url(), n, batch_size, &bodies)
-                    .await?;
-                if rag.request_count(SimRoute::Insert) != n {
-                    bail!(
-                        "the limit client sent {} of {n} inserts",
-                        rag.request_count(SimRoute::Insert)
-                    );
+                    let rag = LightragSim::start(LightragSimOptions::default()).await?;
+                    let requests = self.write_requests(&body, &cfg, mode, batch_size)?;
+                    let lists = mem.list_requests();
+                    let replay = self
+                        .replay(&mem.url(), &rag.url(), n, &requests)
+                        .await?;
+                    let replayed = Sent::of(&rag, mem.list_requests() - lists);
+                    sent.check_same(&replayed, requests.window).with_context(|| {
+                        format!(
+                            "the limit client did not replay the connector's requests ({}, b={batch_size})",
+                            mode.name()
+                        )
+                    })?;
+                    shape = (requests.count, requests.window);
+                    limit.push(replay.0);
+                    limit_cpu.push(replay.1);
+                    config = Some(cfg);
                 }
-                limit.push(replay.0);
-                limit_cpu.push(replay.1);
-                config = Some(cfg);
-            }
-            let best = connector
-                .iter()
-                .copied()
-                .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
-                .context("no run")?;
-            let best_limit = min_by(limit.iter().copied());
-            let ratio = best.wall_s / best_limit;
-            self.rows.push(
-                Row::new(
-                    format!("1.throughput_ratio.b{batch_size}"),
-                    format!("1. wall vs limit, batch_size {batch_size}"),
-                    ratio,
-                    "x",
-                )
-                .at_most(1.15, false)
-                .note(format!(
-                    "connector {} ms ({:.0}/s), limit {} ms; per-item inserts",
-                    fmt_num(best.wall_s * 1e3),
-                    n as f64 / best.wall_s,
-                    fmt_num(best_limit * 1e3)
-                )),
-            );
-            if batch_size == 10 {
-                let cpu = min_by(connector.iter().map(Measured::cpu_s));
-                cpu_row = Some(
-                    Row::new("2.cpu_per_memory_us", "2. CPU per memory (user+sys), b=10", cpu / n as f64 * 1e6, "us")
-                        .at_most(20.0, true)
-                        .note(format!(
-                            "{} s CPU for {n} memories; the limit client used {} us per request (its bodies load included)",
-                            fmt_num(cpu),
-                            fmt_num(min_by(limit_cpu.iter().copied()) / n as f64 * 1e6)
-                        )),
-                );
-                let noop_best = noop
+                let best = connector
                     .iter()
                     .copied()
                     .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
-                    .context("no no-op run")?;
-                let config = config.clone().context("no config")?;
-                kept = Some((best, noop_best, config));
+                    .context("no run")?;
+                let best_limit = min_by(limit.iter().copied());
+                let ratio = best.wall_s / best_limit;
+                self.rows.push(
+                    Row::new(
+                        mode.key("1.throughput_ratio", batch_size),
+                        format!("1. wall vs limit, {}batch_size {batch_size}", mode.label()),
+                        ratio,
+                        "x",
+                    )
+                    .at_most(1.15, false)
+                    .note(format!(
+                        "connector {} ms ({:.0}/s), limit {} ms; {} {}, {} in flight{}",
+                        fmt_num(best.wall_s * 1e3),
+                        n as f64 / best.wall_s,
+                        fmt_num(best_limit * 1e3),
+                        shape.0,
+                        mode.route(),
+                        shape.1,
+                        mode.confirm_note()
+                    )),
+                );
+                if batch_size == 10 {
+                    let cpu = min_by(connector.iter().map(Measured::cpu_s));
+                    cpu_rows.push(
+                        Row::new(
+                            mode.key("2.cpu_per_memory_us", 0),
+                            format!("2. CPU per memory (user+sys), {}b=10", mode.label()),
+                            cpu / n as f64 * 1e6,
+                            "us",
+                        )
+                        .at_most(20.0, true)
+                        .note(format!(
+                            "{} s CPU for {n} memories; the limit client used {} us per memory ({} requests, its file load included)",
+                            fmt_num(cpu),
+                            fmt_num(min_by(limit_cpu.iter().copied()) / n as f64 * 1e6),
+                            shape.0
+                        )),
+                    );
+                    if mode == Inserts::PerItem {
+                        let noop_best = noop
+                            .iter()
+                            .copied()
+                            .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
+                            .context("no no-op run")?;
+                        let config = config.clone().context("no config")?;
+                        kept = Some((best, noop_best, config));
+                    }
+                }
             }
+            rss_rows.push(
+                Row::new(
+                    mode.key("4.peak_rss_mb", 0),
+                    format!("4. peak RSS of a {n}-memory sync, {}", mode.name()),
+                    max_rss_kb as f64 / 1024.0,
+                    "MB",
+                )
+                .at_most(30.0, true)
+                .note("largest of batch sizes 1, 10, 50 (SQLite state)"),
+            );
         }
-        self.rows.extend(cpu_row);
-        self.rows.push(
-            Row::new(
-                "4.peak_rss_mb",
-                format!("4. peak RSS of a {n}-memory sync"),
-                max_rss_kb as f64 / 1024.0,
-                "MB",
-            )
-            .at_most(30.0, true)
-            .note("largest of all batch sizes (SQLite state)"),
-        );
+        self.rows.extend(cpu_rows);
+        self.rows.extend(rss_rows);
         let (first_sync_b10, noop_rerun, config) =
             kept.context("batch_size 10 was not measured")?;
         Ok(Throughput {
@@ -384,12 +537,15 @@ impl Bench {
         })
     }
 
-    /// The exact insert bodies of the run, in the engine's order (by memory id).
-    fn write_bodies(&self, body: &[u8], config: &Config) -> anyhow::Result<PathBuf> {
-        let path = self.scratch().join("bodies.jsonl");
-        if path.exists() {
-            return Ok(path);
-        }
+    /// The exact insert requests of the run (the engine's order: by memory
+    /// id), as a `bench replay` requests file; one file per mode and size.
+    fn write_requests(
+        &self,
+        body: &[u8],
+        config: &Config,
+        mode: Inserts,
+        batch_size: usize,
+    ) -> anyhow::Result<Requests> {
         let connector = config
             .connectors
             .first()
@@ -398,34 +554,46 @@ impl Bench {
             connector_core::memory_api::parse_page(body, connector.ingestion.query_limit)
                 .map_err(anyhow::Error::msg)?;
         page.memories.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut out = Vec::new();
-        for memory in &page.memories {
-            if let Rendered::Document(doc) = render(
-                &connector.context_id,
-                memory,
-                &connector.transformation,
-                connector.ingestion.skip_empty_transcripts,
-                None,
-            ) {
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "text": doc.text, "file_source": doc.file_source }),
-                )?;
-                out.push(b'\n');
-            }
-        }
-        std::fs::write(&path, out)?;
-        Ok(path)
+        let docs: Vec<limit::PlannedDoc> = page
+            .memories
+            .iter()
+            .filter_map(|memory| {
+                match render(
+                    &connector.context_id,
+                    memory,
+                    &connector.transformation,
+                    connector.ingestion.skip_empty_transcripts,
+                    None,
+                ) {
+                    Rendered::Document(doc) => Some(limit::PlannedDoc {
+                        text: doc.text,
+                        file_source: doc.file_source,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+        let max_batch_bytes =
+            usize::try_from(config.lightrag.api.max_batch_bytes).unwrap_or(usize::MAX);
+        let (requests, window) = limit::plan(&docs, batch_size, mode.batched(), max_batch_bytes);
+        let path = self
+            .scratch()
+            .join(format!("requests-{}-b{batch_size}.tsv", mode.name()));
+        limit::write_requests(&path, &requests)?;
+        Ok(Requests {
+            path,
+            count: requests.len(),
+            window,
+        })
     }
 
-    /// Wall seconds of the limit client (minus loading its bodies file), and its CPU seconds.
+    /// Wall seconds of the limit client (minus loading its requests file), and its CPU seconds.
     async fn replay(
         &self,
         memory_url: &str,
         lightrag_url: &str,
         n: usize,
-        concurrency: usize,
-        bodies: &Path,
+        requests: &Requests,
     ) -> anyhow::Result<(f64, f64)> {
         let mut cmd = std::process::Command::new(&self.opts.bench_exe);
         cmd.arg("replay")
@@ -436,9 +604,9 @@ impl Bench {
             .arg("--lightrag-url")
             .arg(lightrag_url)
             .arg("--concurrency")
-            .arg(concurrency.to_string())
-            .arg("--bodies")
-            .arg(bodies);
+            .arg(requests.window.to_string())
+            .arg("--requests")
+            .arg(&requests.path);
         let run = run_measured(&self.opts.bench_exe, cmd, self.scratch(), false).await?;
         let load_s = run
             .json()?
@@ -498,27 +666,16 @@ impl Bench {
                     backend,
                     batch_size: 10,
                     query_limit: fetched,
+                    batch_inserts: false,
                 };
                 let ws = setup.workspace();
-                run_measured(
-                    &self.opts.bench_exe,
-                    sync_command(&self.opts.connector_bin, &ws),
-                    self.scratch(),
-                    false,
-                )
-                .await?;
+                self.sync(&ws).await?;
                 let seeded = Instant::now();
                 seed_ledger(&ws, backend, size.saturating_sub(fetched)).await?;
                 let seed_s = seeded.elapsed().as_secs_f64();
                 let mut runs = Vec::new();
                 for _ in 0..reps {
-                    let run = run_measured(
-                        &self.opts.bench_exe,
-                        sync_command(&self.opts.connector_bin, &ws),
-                        self.scratch(),
-                        false,
-                    )
-                    .await?;
+                    let run = self.sync(&ws).await?;
                     let (new, unchanged) = counts(&run)?;
                     if new != 0 || unchanged != fetched as u64 {
                         bail!(
@@ -601,6 +758,7 @@ impl Bench {
                 backend: "sqlite",
                 batch_size: 10,
                 query_limit: 10,
+                batch_inserts: false,
             };
             let ws = setup.workspace();
             let mut cmd = sync_command(&self.opts.connector_bin, &ws);
@@ -638,7 +796,80 @@ impl Bench {
             Row::new("5.binary_mb", "5. memory-connector binary size", size, "MB")
                 .note(format!("profile {}", self.opts.profile)),
         );
-        self.rows.push(lambda_bootstrap_init());
+        self.lambda_bootstrap().await?;
+        Ok(())
+    }
+
+    /// Figure 5b: the `sync` bootstrap's init against a stand-in runtime API
+    /// (`lambda.rs`), its peak RSS after one invoke, its size and zip size.
+    async fn lambda_bootstrap(&mut self) -> anyhow::Result<()> {
+        let Some(bootstrap) = self.opts.lambda_bootstrap.clone() else {
+            self.rows.push(Row::not_yet(
+                "5.lambda_init",
+                "5. Lambda sync bootstrap init",
+                "not measured: no `sync` bootstrap next to the bench (`make bench` builds it; or --lambda-bootstrap)",
+            ));
+            return Ok(());
+        };
+        let mut starts = Vec::new();
+        for _ in 0..if self.opts.smoke { 2 } else { 7 } {
+            let start = lambda::cold_start(&bootstrap, self.scratch(), MEMORY_KEY).await?;
+            if !start.answer.contains("rejected") || start.secret_calls != 1 {
+                bail!(
+                    "the bootstrap answered {:?} after {} Secrets Manager calls; expected `rejected` after 1",
+                    start.answer,
+                    start.secret_calls
+                );
+            }
+            starts.push(start);
+        }
+        starts.sort_by(|a, b| a.init_ms.total_cmp(&b.init_ms));
+        let fastest = &starts[0];
+        let median = &starts[starts.len() / 2];
+        self.rows.push(
+            Row::new(
+                "5.lambda_init",
+                "5. Lambda sync bootstrap init (spawn -> first GET /next)",
+                fastest.init_ms,
+                "ms",
+            )
+            .at_most(20.0, true)
+            .note(format!(
+                "fastest of {}; median {} ms; stand-in runtime API on loopback, shipped config, key via one Secrets Manager call (stand-in)",
+                starts.len(),
+                fmt_num(median.init_ms)
+            )),
+        );
+        let rss_mb = starts.iter().map(|s| s.peak_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+        self.rows.push(
+            Row::new(
+                "5.lambda_rss_mb",
+                "5. Lambda sync bootstrap peak RSS, init + one invoke",
+                rss_mb,
+                "MB",
+            )
+            .note(format!(
+                "VmHWM; the event names an unknown connector (answered `rejected` in {} ms, no DynamoDB call): no sync ran",
+                fmt_num(fastest.invoke_ms)
+            )),
+        );
+        let size = file_size(&bootstrap) as f64 / 1_048_576.0;
+        self.rows.push(
+            Row::new("5.lambda_binary_mb", "5. Lambda sync bootstrap size", size, "MB")
+                .note(format!("profile {}, host target ({})", self.opts.profile, std::env::consts::ARCH)),
+        );
+        let bootstrap_for_zip = bootstrap.clone();
+        let zipped = tokio::task::spawn_blocking(move || lambda::deflated_size(&bootstrap_for_zip))
+            .await??;
+        self.rows.push(
+            Row::new(
+                "5.lambda_zip_mb",
+                "5. Lambda sync bootstrap zipped",
+                zipped as f64 / 1_048_576.0,
+                "MB",
+            )
+            .note("deflate level 6, as a deployment zip (limit 50 MB zipped)"),
+        );
         Ok(())
     }
 
@@ -656,17 +887,12 @@ impl Bench {
             backend: "sqlite",
             batch_size: 10,
             query_limit: fetched,
+            batch_inserts: false,
         };
         let mut ws = setup.workspace();
         // A few runs in the history: a first sync and two no-ops.
         for _ in 0..3 {
-            run_measured(
-                &self.opts.bench_exe,
-                sync_command(&self.opts.connector_bin, &ws),
-                self.scratch(),
-                false,
-            )
-            .await?;
+            self.sync(&ws).await?;
         }
         seed_ledger(&ws, "sqlite", ledger.saturating_sub(fetched)).await?;
         let yaml = std::fs::read_to_string(ws.config_path())?;
@@ -790,15 +1016,11 @@ impl Bench {
                 backend: "sqlite",
                 batch_size,
                 query_limit: n,
+                // Figure 7 counts requests in flight: one per document.
+                batch_inserts: false,
             };
             let ws = setup.workspace();
-            let run = run_measured(
-                &self.opts.bench_exe,
-                sync_command(&self.opts.connector_bin, &ws),
-                self.scratch(),
-                false,
-            )
-            .await?;
+            let run = self.sync(&ws).await?;
             let inserts = rag.request_count(SimRoute::Insert);
             let ideal = batch_size as f64 / latency.as_secs_f64();
             let rate = inserts as f64 / run.measured.wall_s;
@@ -841,6 +1063,7 @@ impl Bench {
             backend: "sqlite",
             batch_size: 10,
             query_limit: n,
+            batch_inserts: false,
         };
         let ws = setup.workspace();
         let config = load_config(&ws)?;
@@ -957,15 +1180,6 @@ impl Bench {
         );
         Ok(())
     }
-}
-
-/// Figure 5b. The Lambda bootstrap's init duration, once the AWS functions exist.
-fn lambda_bootstrap_init() -> Row {
-    Row::not_yet(
-        "5.lambda_init",
-        "5. Lambda bootstrap init",
-        "not yet measurable: the Lambda functions come with the AWS work",
-    )
 }
 
 fn human(size: usize) -> String {

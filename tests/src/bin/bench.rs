@@ -30,6 +30,10 @@ struct Cli {
     /// Name of the cargo profile of the binaries (reported).
     #[arg(long, default_value = "perf")]
     profile: String,
+    /// The Lambda `sync` bootstrap to measure (figure 5; default: `sync`
+    /// next to the bench, as `make bench` builds it).
+    #[arg(long, env = "BENCH_LAMBDA_BOOTSTRAP")]
+    lambda_bootstrap: Option<PathBuf>,
     /// Exit non-zero when a target is missed.
     #[arg(long)]
     strict: bool,
@@ -55,8 +59,9 @@ enum Command {
         lightrag_url: String,
         #[arg(long)]
         concurrency: usize,
+        /// One request per line: `PATH<TAB>JSON body`.
         #[arg(long)]
-        bodies: PathBuf,
+        requests: PathBuf,
     },
     /// Open-loop load: GET a URL at a fixed rate, print latency percentiles as JSON.
     #[command(hide = true)]
@@ -85,13 +90,13 @@ fn main() -> ExitCode {
             memory_key,
             lightrag_url,
             concurrency,
-            bodies,
+            requests,
         }) => limit::replay_main(&limit::ReplayArgs {
             list_url,
             memory_key,
             lightrag_url,
             concurrency,
-            bodies,
+            requests,
         })
         .map(|()| ExitCode::SUCCESS),
         Some(Command::Load {
@@ -125,11 +130,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "memory-connector binary not found: pass --connector or MEMORY_CONNECTOR_BIN"
             )
         })?;
+    let lambda_bootstrap = cli
+        .lambda_bootstrap
+        .or_else(|| bench_exe.parent().map(|dir| dir.join("sync")))
+        .and_then(|path| std::fs::canonicalize(path).ok());
     let options = BenchOptions {
         n: if cli.smoke { cli.n.min(200) } else { cli.n },
         smoke: cli.smoke,
         reps: if cli.smoke { 1 } else { cli.reps.max(1) },
         connector_bin: connector,
+        lambda_bootstrap,
         bench_exe,
         profile: cli.profile,
     };

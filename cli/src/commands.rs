@@ -142,10 +142,14 @@ pub async fn reset(common: &Common, connector_id: &str, yes: bool) -> u8 {
                 connector.id
             ))?;
         }
+        let failed = |e: state::StateError| Failure::failed(e.to_string());
+        if let Some(owner) = state::release_abandoned_lease(store.as_ref(), &connector.id).await.map_err(failed)? {
+            tracing::warn!(connector_id = %connector.id, previous = %owner, "the lease's process is gone (killed mid-run); released it");
+        }
         store
             .reset(&connector.id, chrono::Utc::now())
             .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            .map_err(failed)?;
         if common.json {
             output::print_json(&serde_json::json!({ "connector_id": connector.id, "reset": true }));
         } else {

@@ -114,12 +114,23 @@ pub fn this_host() -> &'static str {
     })
 }
 
+/// A killed process stays in `/proc` as a zombie (state `Z`) until its
+/// parent reaps it: that is gone too, it will never release a lease.
 fn process_exists(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
+    if !cfg!(target_os = "linux") {
+        return true;
     }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !is_dead_state(&stat),
+        Err(_) => false,
+    }
+}
+
+/// `/proc/<pid>/stat` is `pid (comm) state ...`; `comm` may hold spaces and
+/// parentheses, so the state is the first field after the last `)`.
+fn is_dead_state(stat: &str) -> bool {
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("Z" | "X" | "x"))
 }
 
 #[cfg(test)]
@@ -136,5 +147,26 @@ mod tests {
         let elsewhere = RunId::new(format!("20250101T000000000Z-00000000@other-host:{}", u32::MAX - 1));
         assert!(!elsewhere.holder_is_gone());
         assert_eq!(RunId::new("legacy-id").holder(), None);
+    }
+
+    #[test]
+    fn a_zombie_is_gone() {
+        assert!(is_dead_state("4242 (memory-connector) Z 1 4242 4242 0 -1"));
+        assert!(is_dead_state("4242 (a) b (c)) X 1"));
+        assert!(!is_dead_state("4242 (a) Z) S 1 4242"));
+        assert!(!is_dead_state("4242 (sync) R 1"));
+        assert!(process_exists(std::process::id()));
+        // A child killed and not yet reaped is a zombie: gone.
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawn sleep");
+        let pid = child.id();
+        assert!(process_exists(pid));
+        child.kill().expect("kill");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_exists(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!process_exists(pid), "a killed, unreaped child counts as gone");
+        child.wait().expect("reap");
+        assert!(!process_exists(pid));
     }
 }

@@ -188,6 +188,39 @@ async fn sigkill_mid_run_then_rerun_sends_each_memory_once() {
     }
 }
 
+/// A run killed mid-run leaves its lease behind; `reset` sees that its
+/// process is gone (reaped or not) and does not wait for the lease to expire.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_after_a_killed_run_does_not_wait_for_its_lease() {
+    for (backend, path) in [("json", "state.json"), ("sqlite", "state.db")] {
+        let mem = memory_sim(40).await;
+        let rag = lightrag_sim(Duration::from_millis(20)).await;
+        let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
+        spec.backend = backend;
+        spec.state_path = path.into();
+        spec.batch_size = 2;
+        let ws = workspace(&spec);
+        let mut child = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sync");
+        let waited = std::time::Instant::now();
+        while rag.documents().len() < 4 && waited.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        // SIGKILL without reaping: the holder is a zombie until wait().
+        child.start_kill().expect("SIGKILL");
+        let status = ws.run_async(&["status", "--connector-id", "personal-memories", "--json"]).await.json();
+        assert!(status["processed"].as_u64().is_some_and(|n| n > 0), "{backend}: {status}");
+        let reset = ws.run_async(&["reset", "--connector-id", "personal-memories", "--yes"]).await;
+        assert_eq!(reset.code, 0, "{backend}: {}", reset.stderr);
+        let status = ws.run_async(&["status", "--connector-id", "personal-memories", "--json"]).await.json();
+        assert_eq!(status["processed"], json!(0), "{backend}: {status}");
+        child.wait().await.expect("reap");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_while_one_runs_gets_already_running() {
     let mem = memory_sim(60).await;
@@ -202,6 +235,9 @@ async fn a_second_run_while_one_runs_gets_already_running() {
     let second = sync(&ws).await;
     assert_eq!(second.code, 1, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("already running"), "{}", second.stderr);
+    let reset = ws.run_async(&["reset", "--connector-id", "personal-memories", "--yes"]).await;
+    assert_eq!(reset.code, 1, "a reset under a live run is refused: {}", reset.stdout);
+    assert!(reset.stderr.contains("is running"), "{}", reset.stderr);
     let first: CliRun = first.await.expect("join").expect("first run").into();
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(names_once(&rag).len(), with_transcript(&mem));

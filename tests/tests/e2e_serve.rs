@@ -413,7 +413,7 @@ async fn state_backup_and_restore_work_for_both_backends_while_serving() {
         assert_eq!(first.code, 0, "{backend}: {}", first.stderr);
         let total = with_transcript(&mem);
 
-        let serve = Serve::start(&ws, &["--api-only"]).await;
+        let mut serve = Serve::start(&ws, &["--api-only"]).await;
         // A forced run re-sends everything slowly: back up and try to restore meanwhile.
         let (status, body) = serve.post(&format!("/connectors/{ID}/trigger?force=true")).await;
         assert_eq!(status, 202, "{body}");
@@ -424,10 +424,12 @@ async fn state_backup_and_restore_work_for_both_backends_while_serving() {
         assert_eq!(refused.code, 1, "{backend}: restore under a running run must be refused");
         assert!(refused.stderr.contains("is running"), "{backend}: {}", refused.stderr);
         serve.wait_history("the forced run", Duration::from_secs(40), |h| h.len() >= 2 && h.iter().all(finished)).await;
-        drop(serve);
+        serve.signal("TERM");
+        assert_eq!(serve.wait_exit(Duration::from_secs(30)).await, 0, "{backend}: serve stops cleanly");
 
         // Forget everything, then restore: the ledger is back.
-        assert_eq!(ws.run_async(&["reset", "--connector-id", ID, "--yes"]).await.code, 0);
+        let reset = ws.run_async(&["reset", "--connector-id", ID, "--yes"]).await;
+        assert_eq!(reset.code, 0, "{backend}: {}", reset.stderr);
         let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await.json();
         assert_eq!(status["processed"], json!(0), "{backend}");
         let run = ws.run_async(&["state", "restore", "--from", backup.to_str().expect("utf-8")]).await;

@@ -424,6 +424,20 @@ pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused:
     store.checkpoint(connector, Checkpoint { connector: Some(state), ..Default::default() }).await
 }
 
+/// Releases the connector's lease when the process that holds it ran on
+/// this host and is gone (killed mid-run: it never released it), so an
+/// operator's `reset` need not wait for the lease to expire. Returns the
+/// released owner. Not for Lambda, whose sandboxes share host names.
+pub async fn release_abandoned_lease(store: &dyn StateStore, connector: &ConnectorId) -> Result<Option<RunId>, StateError> {
+    match store.lease(connector).await? {
+        Some(lease) if lease.owner.holder_is_gone() => {
+            store.release_lease(connector, &lease.owner).await?;
+            Ok(Some(lease.owner))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Opens the store of a whole config: like [`open`], with the at-rest
 /// encryption of `advanced.security` (JSON: the whole file; SQLite: refused,
 /// see decision 0008).

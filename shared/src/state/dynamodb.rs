@@ -20,6 +20,12 @@
 //! - Run records carry the TTL attribute `expire_at` (`retention_days` after
 //!   they started) so DynamoDB expires history on its own; `prune_runs` is
 //!   the exact, immediate form the cleanup function runs.
+//! - Ledger entries that are not settled (every status but `processed` and
+//!   `waiting_transcript`) carry `open_pk` = `<connector>#<status>`, the key
+//!   of the sparse, keys-only global index `open` (sort key `sk`). Listing
+//!   entries by status (the confirmation at the start of every run, `failed`,
+//!   `retry-failed`) queries that index and reads the items it names with a
+//!   consistent `BatchGetItem`, so it costs what it finds, not the ledger.
 //! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
 //!   listings and retention, not on the sync path).
 //!
@@ -36,13 +42,16 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, ConditionCheck, DeleteRequest, KeySchemaElement, KeyType, KeysAndAttributes, Put,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+    AttributeDefinition, BillingMode, ConditionCheck, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -54,6 +63,9 @@ pub const TTL_ATTRIBUTE: &str = "expire_at";
 const STATE_SK: &str = "STATE";
 const LEASE_SK: &str = "LEASE";
 const ENTRY_PREFIX: &str = "ENTRY#";
+/// The sparse global index of unsettled ledger entries, and its key.
+pub const OPEN_INDEX: &str = "open";
+const OPEN_PK: &str = "open_pk";
 const RUN_PREFIX: &str = "RUN#";
 /// `TransactWriteItems` takes at most this many actions.
 const TRANSACT_MAX: usize = 100;
@@ -72,6 +84,9 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     history_ttl: Option<Duration>,
+    /// Items returned by reads (queries, look-ups, scans) since `new`:
+    /// what the reads cost, for tests and cost checks.
+    items_read: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -83,7 +98,7 @@ impl fmt::Debug for DynamoStore {
 impl DynamoStore {
     /// A store on `table` through `client` (no call is made).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), history_ttl: None }
+        Self { client, table: table.into(), history_ttl: None, items_read: Arc::default() }
     }
 
     /// Run records expire (DynamoDB TTL) this long after they started.
@@ -120,6 +135,15 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Items returned by this store's reads so far (clones share the count).
+    pub fn items_read(&self) -> u64 {
+        self.items_read.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self, items: usize) {
+        self.items_read.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -140,6 +164,16 @@ impl DynamoStore {
             .key_schema(key(SK, KeyType::Range).map_err(|e| self.fail("CreateTable", &e))?)
             .attribute_definitions(attr(PK).map_err(|e| self.fail("CreateTable", &e))?)
             .attribute_definitions(attr(SK).map_err(|e| self.fail("CreateTable", &e))?)
+            .attribute_definitions(attr(OPEN_PK).map_err(|e| self.fail("CreateTable", &e))?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(OPEN_INDEX)
+                    .key_schema(key(OPEN_PK, KeyType::Hash).map_err(|e| self.fail("CreateTable", &e))?)
+                    .key_schema(key(SK, KeyType::Range).map_err(|e| self.fail("CreateTable", &e))?)
+                    .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                    .build()
+                    .map_err(|e| self.fail("CreateTable", &e))?,
+            )
             .send()
             .await;
         match created {
@@ -186,6 +220,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| self.fail(operation, &e))?;
+        self.count_read(usize::from(got.item.is_some()));
         Ok(got.item)
     }
 
@@ -209,6 +244,7 @@ impl DynamoStore {
         item.remove(PK);
         item.remove(SK);
         item.remove(TTL_ATTRIBUTE);
+        item.remove(OPEN_PK);
         serde_dynamo::from_item(item).map_err(|e| self.corrupt(what, e))
     }
 
@@ -280,7 +316,9 @@ impl DynamoStore {
                 query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
             }
             let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
-            items.extend(page.items.unwrap_or_default());
+            let page_items = page.items.unwrap_or_default();
+            self.count_read(page_items.len());
+            items.extend(page_items);
             if limit.is_some_and(|l| items.len() >= l) {
                 items.truncate(limit.unwrap_or(usize::MAX));
                 return Ok(items);
@@ -290,6 +328,65 @@ impl DynamoStore {
                 _ => return Ok(items),
             }
         }
+    }
+
+    /// The memory ids the `open` index lists under these statuses, the
+    /// first `limit` in memory-id order (each status's index partition is
+    /// in `sk` order; they are merged here).
+    async fn open_ids(
+        &self,
+        connector: &ConnectorId,
+        statuses: &BTreeSet<EntryStatus>,
+        limit: usize,
+    ) -> Result<Vec<MemoryId>, IndexQuery> {
+        let mut ids: Vec<MemoryId> = Vec::new();
+        for status in statuses {
+            let mut start: Option<Item> = None;
+            let mut taken = 0usize;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(OPEN_INDEX)
+                    .key_condition_expression("#open = :open")
+                    .expression_attribute_names("#open", OPEN_PK)
+                    .expression_attribute_values(":open", AttributeValue::S(open_key(connector, *status)))
+                    .limit(i32::try_from(limit - taken).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let text = crate::aws::error_text(&e);
+                        return Err(if text.contains("specified index") {
+                            IndexQuery::Missing(text)
+                        } else {
+                            IndexQuery::Failed(self.fail("Query (open index)", &e))
+                        });
+                    }
+                };
+                let items = page.items.unwrap_or_default();
+                self.count_read(items.len());
+                for item in &items {
+                    let sk = item.get(SK).and_then(|v| v.as_s().ok());
+                    let id = sk.and_then(|sk| sk.strip_prefix(ENTRY_PREFIX)).ok_or_else(|| {
+                        IndexQuery::Failed(self.corrupt("open index", format!("an item without an entry key: {sk:?}")))
+                    })?;
+                    ids.push(MemoryId::new(id));
+                }
+                taken += items.len();
+                match page.last_evaluated_key {
+                    Some(next) if !next.is_empty() && taken < limit => start = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.
@@ -388,6 +485,24 @@ impl DynamoStore {
             .map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+}
+
+/// Why the `open` index could not answer.
+enum IndexQuery {
+    /// The table has no such index (created before it existed).
+    Missing(String),
+    Failed(StateError),
+}
+
+/// Statuses kept in the `open` index: all but the settled ones, which are
+/// most of a ledger and never listed by status on the sync path.
+fn is_open(status: EntryStatus) -> bool {
+    !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript)
+}
+
+/// `open_pk`: no status contains `#`, so two connectors never share one.
+fn open_key(connector: &ConnectorId, status: EntryStatus) -> String {
+    format!("{}#{}", connector.as_str(), status.as_str())
 }
 
 /// Which sort keys of a connector a query reads.
@@ -527,7 +642,9 @@ impl StateStore for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| self.fail("Scan (connectors)", &e))?;
-            for item in page.items.unwrap_or_default() {
+            let items = page.items.unwrap_or_default();
+            self.count_read(items.len());
+            for item in items {
                 if let Some(AttributeValue::S(id)) = item.get(PK) {
                     // `#`-partitions (the cache) are not connectors: ids start alphanumeric.
                     if !id.starts_with('#') {
@@ -569,7 +686,9 @@ impl StateStore for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| self.fail("BatchGetItem", &e))?;
-                for item in got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+                self.count_read(items.len());
+                for item in items {
                     let entry: LedgerEntry = self.record("ledger entry", item)?;
                     found.insert(entry.memory_id.clone(), entry);
                 }
@@ -595,6 +714,22 @@ impl StateStore for DynamoStore {
         let wanted: BTreeSet<EntryStatus> = statuses.iter().copied().collect();
         if wanted.is_empty() || limit == 0 {
             return Ok(Vec::new());
+        }
+        if wanted.iter().all(|status| is_open(*status)) {
+            match self.open_ids(connector, &wanted, limit).await {
+                Ok(ids) => {
+                    // The index is eventually consistent: read the items
+                    // themselves (consistently) and keep those still wanted.
+                    let found = self.entries(connector, &ids).await?;
+                    let mut out: Vec<LedgerEntry> = found.into_values().filter(|e| wanted.contains(&e.status)).collect();
+                    out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+                    return Ok(out);
+                }
+                Err(IndexQuery::Missing(detail)) => {
+                    tracing::warn!(table = %self.table, %detail, "the state table has no `open` index (deployed before it existed?): listing entries by status reads the whole ledger; update the stack");
+                }
+                Err(IndexQuery::Failed(e)) => return Err(e),
+            }
         }
         // A filter expression would still read the whole ledger; the status
         // is checked here instead so the page size stays the query's.
@@ -637,7 +772,11 @@ impl StateStore for DynamoStore {
         }
         let mut puts = Vec::with_capacity(latest.len() + 2);
         for entry in latest.values() {
-            puts.push(self.put(self.item_of("ledger entry", entry, connector, entry_sk(&entry.memory_id))?)?);
+            let mut item = self.item_of("ledger entry", entry, connector, entry_sk(&entry.memory_id))?;
+            if is_open(entry.status) {
+                item.insert(OPEN_PK.into(), AttributeValue::S(open_key(connector, entry.status)));
+            }
+            puts.push(self.put(item)?);
         }
         // State and run record last: the last part of a split checkpoint.
         if let Some(state) = &state {

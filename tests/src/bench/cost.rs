@@ -2,14 +2,18 @@
 //! [`CountingStore`] around the real SQLite store while the real engine runs
 //! in-process, turned into DynamoDB request units and Lambda GB-seconds.
 //!
-//! DynamoDB model (on-demand, the connector's future `dynamodb` store doing
-//! what the SQLite one does, item by item):
+//! DynamoDB model (on-demand, what the `dynamodb` store sends, item by item):
 //! - lease acquire and release: one conditional write each, 1 WRU;
 //! - connector state read: one strongly-consistent GetItem, 1 RRU per 4 KB;
 //! - ledger lookup of the fetched ids: BatchGetItem, strongly consistent,
 //!   1 RRU per item per 4 KB (absent items cost 1 RRU too);
 //! - checkpoint: one TransactWriteItems of the entries, the connector state,
-//!   the run record and a lease ConditionCheck: 2 WRU per item per 1 KB.
+//!   the run record and a lease ConditionCheck: 2 WRU per item per 1 KB;
+//!   plus the sparse `open` index (keys only): 1 WRU when an entry enters or
+//!   leaves it, 2 when it moves between two unsettled statuses;
+//! - entries by status: a Query of the `open` index (eventually consistent,
+//!   0.5 RRU per 4 KB of keys) and a consistent BatchGetItem of what it
+//!   names (1 RRU per item per 4 KB).
 //!
 //! Item sizes are the JSON size of the record plus 64 bytes of keys.
 
@@ -47,6 +51,21 @@ fn units(bytes: usize, per: usize) -> u64 {
 
 fn size<T: Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0) + KEY_BYTES
+}
+
+/// The `open` index of the DynamoDB store holds every status but the
+/// settled ones (`is_open` in `shared/src/state/dynamodb.rs`).
+fn indexed(status: EntryStatus) -> bool {
+    !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript)
+}
+
+/// Index writes of an entry going from `before` to `after`.
+fn index_writes(before: Option<EntryStatus>, after: EntryStatus) -> u64 {
+    match (before.filter(|b| indexed(*b)), indexed(after)) {
+        (None, false) => 0,
+        (None, true) | (Some(_), false) => 1,
+        (Some(b), true) => if b == after { 0 } else { 2 },
+    }
 }
 
 /// A [`StateStore`] that counts what passes through it.
@@ -142,7 +161,9 @@ impl StateStore for CountingStore {
             .inner
             .entries_with_status(connector, statuses, limit)
             .await?;
-        self.add(units(found.iter().map(size).sum(), 4096), 0);
+        let index = units(found.len() * KEY_BYTES * 2, 4096).div_ceil(2);
+        let items: u64 = found.iter().map(|e| units(size(e), 4096)).sum();
+        self.add(index + items, 0);
         Ok(found)
     }
 
@@ -159,11 +180,13 @@ impl StateStore for CountingStore {
         connector: &ConnectorId,
         checkpoint: Checkpoint,
     ) -> Result<(), StateError> {
+        let ids: Vec<MemoryId> = checkpoint.entries.iter().map(|e| e.memory_id.clone()).collect();
+        let before = self.inner.entries(connector, &ids).await?;
         let mut write = 0;
         write += checkpoint
             .entries
             .iter()
-            .map(|e| 2 * units(size(e), 1024))
+            .map(|e| 2 * units(size(e), 1024) + index_writes(before.get(&e.memory_id).map(|b| b.status), e.status))
             .sum::<u64>();
         write += checkpoint
             .connector

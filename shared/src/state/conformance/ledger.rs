@@ -164,6 +164,16 @@ pub async fn entries_with_status(store: Arc<dyn StateStore>) {
         ok(s.entries_with_status(&c, &[EntryStatus::Submitted], 100).await, s, "query absent").is_empty(),
         "{s:?}: a status nobody has returns nothing"
     );
+
+    // An entry that changes status leaves its old listing and joins the new one.
+    let moved = vec![bare_entry("a", EntryStatus::Processed), bare_entry("c", EntryStatus::Dead), bare_entry("d", EntryStatus::Failed)];
+    ok(s.checkpoint(&c, entries_only(moved)).await, s, "checkpoint moves");
+    let failed = ok(s.entries_with_status(&c, &[EntryStatus::Failed], 100).await, s, "query failed after moves");
+    assert_eq!(ids(failed), ["d", "e"], "{s:?}: settled and moved entries leave the failed listing");
+    let dead = ok(s.entries_with_status(&c, &[EntryStatus::Dead], 100).await, s, "query dead after moves");
+    assert_eq!(ids(dead), ["b", "c"], "{s:?}: a moved entry joins its new status");
+    let processed = ok(s.entries_with_status(&c, &[EntryStatus::Processed], 100).await, s, "query processed");
+    assert_eq!(ids(processed), ["a"], "{s:?}: settled entries are listed too when asked for");
 }
 
 /// Two connectors with the same memory ids never see each other's records.

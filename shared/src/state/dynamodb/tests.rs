@@ -127,3 +127,44 @@ async fn a_missing_table_is_a_clear_error() {
     let text = error.to_string();
     assert!(text.contains("dynamodb:no-such-table") && text.contains("GetItem"), "{text}");
 }
+
+/// Listing entries by status reads what it finds (through the `open`
+/// index), not the ledger: 400 settled entries and 3 submitted ones cost 3
+/// index items and 3 look-ups, where a query of the ledger read all 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_by_status_reads_what_it_finds() {
+    let Some(client) = client("dynamodb::listing_by_status_reads_what_it_finds").await else { return };
+    let store = DynamoStore::new(client, table_name("open"));
+    store.create_table().await.expect("create table");
+    let c = ConnectorId::new("open");
+    let mut entries: Vec<_> = (0..403).map(|i| entry(format!("m{i:03}"))).collect();
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.status = match i % 200 {
+            7 => EntryStatus::Submitted,
+            8 => EntryStatus::Dead,
+            _ if i % 2 == 0 => EntryStatus::Processed,
+            _ => EntryStatus::WaitingTranscript,
+        };
+    }
+    store.checkpoint(&c, Checkpoint { entries: entries.clone(), ..Default::default() }).await.expect("checkpoint");
+    let submitted: Vec<String> = entries.iter().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.to_string()).collect();
+    assert_eq!(submitted, ["m007", "m207"]);
+
+    let before = store.items_read();
+    let found = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 100).await.expect("list");
+    let ids: Vec<&str> = found.iter().map(|e| e.memory_id.as_str()).collect();
+    assert_eq!(ids, ["m007", "m008", "m207", "m208"]);
+    assert_eq!(found[0], entries[7], "entries come back whole");
+    assert_eq!(store.items_read() - before, 8, "4 index items + 4 consistent look-ups");
+
+    let before = store.items_read();
+    let limited = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 3).await.expect("list");
+    assert_eq!(limited.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m007", "m008", "m207"]);
+    assert!(store.items_read() - before <= 9, "at most `limit` index items per status");
+
+    // Settled statuses are not indexed: asking for them reads the ledger.
+    let before = store.items_read();
+    let processed = store.entries_with_status(&c, &[EntryStatus::Processed], 1000).await.expect("list");
+    assert_eq!(processed.len(), 200);
+    assert_eq!(store.items_read() - before, 403);
+}

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | connector state | connector id | `STATE` |
 //! | lease | connector id | `LEASE` (`owner`, `acquired_ms`, `expires_ms`) |
-//! | ledger entry | connector id | `ENTRY#<memory id>` |
+//! | ledger entry | connector id | `ENTRY#<memory id>` (+ `open_pk` while unsettled) |
+//! | entry counts | connector id | `COUNTS` (a number attribute per status) |
 //! | run record | connector id | `RUN#<started_at, RFC 3339 ms>#<run id>` (+ TTL `expire_at`) |
 //!
 //! - The lease is a conditional `PutItem` (free, expired, or ours), the
@@ -26,6 +27,12 @@
 //!   entries by status (the confirmation at the start of every run, `failed`,
 //!   `retry-failed`) queries that index and reads the items it names with a
 //!   consistent `BatchGetItem`, so it costs what it finds, not the ledger.
+//! - Entry counts per status live in one item per connector (`sk` =
+//!   `COUNTS`, a number attribute per status), changed with `ADD` in the
+//!   same transaction as the entries. Each entry put is conditional on the
+//!   status the count change assumed (read just before), so a concurrent
+//!   writer makes the transaction fail and retry instead of the counts
+//!   drifting. `status` is one `GetItem`, whatever the ledger's size.
 //! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
 //!   listings and retention, not on the sync path).
 //!
@@ -62,6 +69,7 @@ const SK: &str = "sk";
 pub const TTL_ATTRIBUTE: &str = "expire_at";
 const STATE_SK: &str = "STATE";
 const LEASE_SK: &str = "LEASE";
+const COUNTS_SK: &str = "COUNTS";
 const ENTRY_PREFIX: &str = "ENTRY#";
 /// The sparse global index of unsettled ledger entries, and its key.
 pub const OPEN_INDEX: &str = "open";
@@ -431,15 +439,15 @@ impl DynamoStore {
         }
     }
 
-    /// One `TransactWriteItems`; `Ok(false)` when the fence (the first
-    /// action, if `fenced`) failed its condition. Conflicts with other
-    /// transactions are retried.
-    async fn transact(&self, actions: Vec<TransactWriteItem>, fenced: bool) -> Result<bool, StateError> {
+    /// One `TransactWriteItems`. Conflicts with other transactions are
+    /// retried; a failed condition is reported: the fence (the first action,
+    /// if `fenced`) or another one (an entry changed since it was read).
+    async fn transact(&self, actions: Vec<TransactWriteItem>, fenced: bool) -> Result<Transacted, StateError> {
         let mut attempt = 0;
         loop {
             let sent = self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
             let error = match sent {
-                Ok(_) => return Ok(true),
+                Ok(_) => return Ok(Transacted::Done),
                 Err(error) => error,
             };
             let reasons: Vec<String> = error
@@ -451,8 +459,12 @@ impl DynamoStore {
                     _ => None,
                 })
                 .unwrap_or_default();
-            if fenced && reasons.first().is_some_and(|r| r == "ConditionalCheckFailed") {
-                return Ok(false);
+            let failed_check = |r: &String| r == "ConditionalCheckFailed";
+            if fenced && reasons.first().is_some_and(failed_check) {
+                return Ok(Transacted::FenceFailed);
+            }
+            if reasons.iter().any(failed_check) {
+                return Ok(Transacted::Stale);
             }
             let conflict = reasons.iter().any(|r| r == "TransactionConflict")
                 || error.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
@@ -485,6 +497,141 @@ impl DynamoStore {
             .map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
+
+    /// The ledger items of these memory ids that exist: `BatchGetItem`,
+    /// strongly consistent, 100 keys a call (duplicates removed: it refuses
+    /// them), `UnprocessedKeys` retried with backoff.
+    async fn batch_get(&self, connector: &ConnectorId, ids: &[&MemoryId], projection: Option<&str>) -> Result<Vec<Item>, StateError> {
+        let unique: BTreeSet<&MemoryId> = ids.iter().copied().collect();
+        let unique: Vec<&MemoryId> = unique.into_iter().collect();
+        let mut found = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
+            let mut wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true);
+            if let Some(projection) = projection {
+                wanted = wanted
+                    .projection_expression(projection)
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_names("#status", "status");
+            }
+            let mut request = Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?);
+            let mut attempt = 0;
+            while let Some(keys) = request.take() {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("BatchGetItem", &e))?;
+                let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+                self.count_read(items.len());
+                found.extend(items);
+                request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(self.fail_text("BatchGetItem", "keys still unprocessed after retries"));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// One transaction of a checkpoint: the fence, these entries (each
+    /// conditional on the status just read), the counts' change, `tail`.
+    async fn checkpoint_part(
+        &self,
+        connector: &ConnectorId,
+        fence: Option<&TransactWriteItem>,
+        entries: &[LedgerEntry],
+        tail: &[TransactWriteItem],
+    ) -> Result<Vec<TransactWriteItem>, StateError> {
+        let ids: Vec<&MemoryId> = entries.iter().map(|e| &e.memory_id).collect();
+        let before = if ids.is_empty() { HashMap::new() } else { self.statuses(connector, &ids).await? };
+        let mut actions = Vec::with_capacity(TRANSACT_MAX);
+        actions.extend(fence.cloned());
+        let mut delta: BTreeMap<EntryStatus, i64> = BTreeMap::new();
+        for entry in entries {
+            let was = before.get(&entry.memory_id).copied();
+            if was != Some(entry.status) {
+                if let Some(was) = was {
+                    *delta.entry(was).or_default() -= 1;
+                }
+                *delta.entry(entry.status).or_default() += 1;
+            }
+            let mut item = self.item_of("ledger entry", entry, connector, entry_sk(&entry.memory_id))?;
+            if is_open(entry.status) {
+                item.insert(OPEN_PK.into(), AttributeValue::S(open_key(connector, entry.status)));
+            }
+            actions.push(self.put_entry(item, was)?);
+        }
+        delta.retain(|_, n| *n != 0);
+        if !delta.is_empty() {
+            actions.push(self.add_counts(connector, &delta)?);
+        }
+        actions.extend(tail.iter().cloned());
+        Ok(actions)
+    }
+
+    /// A ledger entry put that only succeeds if the entry's status is still
+    /// `before` (`None`: the entry does not exist).
+    fn put_entry(&self, item: Item, before: Option<EntryStatus>) -> Result<TransactWriteItem, StateError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match before {
+            None => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
+            Some(status) => put
+                .condition_expression("#status = :before")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":before", AttributeValue::S(status.as_str().to_owned())),
+        };
+        let put = put.build().map_err(|e| self.fail("TransactWriteItems", &e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// `ADD` of these per-status changes to the connector's counts item.
+    fn add_counts(&self, connector: &ConnectorId, delta: &BTreeMap<EntryStatus, i64>) -> Result<TransactWriteItem, StateError> {
+        let mut update = aws_sdk_dynamodb::types::Update::builder().table_name(&self.table).set_key(Some(key(connector, COUNTS_SK)));
+        let mut parts = Vec::new();
+        for (i, (status, n)) in delta.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), status.as_str())
+                .expression_attribute_values(format!(":c{i}"), AttributeValue::N(n.to_string()));
+        }
+        let update = update
+            .update_expression(format!("ADD {}", parts.join(", ")))
+            .build()
+            .map_err(|e| self.fail("TransactWriteItems", &e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The current status of each of these entries (consistent).
+    async fn statuses(&self, connector: &ConnectorId, ids: &[&MemoryId]) -> Result<HashMap<MemoryId, EntryStatus>, StateError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for item in self.batch_get(connector, ids, Some("#sk, #status")).await? {
+            let id = item.get(SK).and_then(|v| v.as_s().ok()).and_then(|sk| sk.strip_prefix(ENTRY_PREFIX));
+            let status = item.get("status").and_then(|v| v.as_s().ok()).and_then(|s| EntryStatus::parse(s));
+            match (id, status) {
+                (Some(id), Some(status)) => {
+                    out.insert(MemoryId::new(id), status);
+                }
+                _ => return Err(self.corrupt("ledger entry", format!("no memory id or known status in {item:?}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How a `TransactWriteItems` ended.
+enum Transacted {
+    Done,
+    /// The lease fence failed: the run lost its lease.
+    FenceFailed,
+    /// Another condition failed: an entry changed since it was read.
+    Stale,
 }
 
 /// Why the `open` index could not answer.
@@ -664,43 +811,10 @@ impl StateStore for DynamoStore {
         connector: &ConnectorId,
         ids: &[MemoryId],
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
-        // BatchGetItem refuses duplicate keys.
-        let unique: BTreeSet<&MemoryId> = ids.iter().collect();
-        let unique: Vec<&MemoryId> = unique.into_iter().collect();
-        let mut found = HashMap::new();
-        for chunk in unique.chunks(BATCH_GET_MAX) {
-            let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| self.fail("BatchGetItem", &e))?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
-                let got = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("BatchGetItem", &e))?;
-                let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
-                self.count_read(items.len());
-                for item in items {
-                    let entry: LedgerEntry = self.record("ledger entry", item)?;
-                    found.insert(entry.memory_id.clone(), entry);
-                }
-                request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > MAX_RETRIES {
-                        return Err(self.fail_text("BatchGetItem", "keys still unprocessed after retries"));
-                    }
-                    backoff(attempt).await;
-                }
-            }
+        let mut found = HashMap::with_capacity(ids.len());
+        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
+            let entry: LedgerEntry = self.record("ledger entry", item)?;
+            found.insert(entry.memory_id.clone(), entry);
         }
         Ok(found)
     }
@@ -750,15 +864,20 @@ impl StateStore for DynamoStore {
     }
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
-        let items = self
-            .query_all("Query (status counts)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#status"), None, true)
-            .await?;
         let mut counts = BTreeMap::new();
-        for item in items {
-            let text = item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
-            let status = EntryStatus::parse(text)
-                .ok_or_else(|| self.corrupt("ledger entry", format!("unknown status {text:?}")))?;
-            *counts.entry(status).or_insert(0) += 1;
+        let Some(item) = self.get(connector, COUNTS_SK, "GetItem (status counts)").await? else {
+            return Ok(counts);
+        };
+        for status in EntryStatus::ALL {
+            let n = match item.get(status.as_str()) {
+                None => continue,
+                Some(value) => value.as_n().ok().and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| {
+                    self.corrupt("entry counts", format!("{} is not a number: {value:?}", status.as_str()))
+                })?,
+            };
+            if n > 0 {
+                counts.insert(status, n as u64);
+            }
         }
         Ok(counts)
     }
@@ -770,41 +889,54 @@ impl StateStore for DynamoStore {
         for entry in entries {
             latest.insert(entry.memory_id.clone(), entry);
         }
-        let mut puts = Vec::with_capacity(latest.len() + 2);
-        for entry in latest.values() {
-            let mut item = self.item_of("ledger entry", entry, connector, entry_sk(&entry.memory_id))?;
-            if is_open(entry.status) {
-                item.insert(OPEN_PK.into(), AttributeValue::S(open_key(connector, entry.status)));
-            }
-            puts.push(self.put(item)?);
-        }
+        let latest: Vec<LedgerEntry> = latest.into_values().collect();
+        let mut last = Vec::with_capacity(2);
         // State and run record last: the last part of a split checkpoint.
         if let Some(state) = &state {
-            puts.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
+            last.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
         }
         if let Some(run) = &run {
-            puts.push(self.put(self.run_item(connector, run)?)?);
+            last.push(self.put(self.run_item(connector, run)?)?);
         }
-        let lost = |owner: RunId| StateError::LeaseLost { connector: connector.clone(), owner };
-        if puts.is_empty() {
-            if let Some(owner) = lease_owner
-                && self.lease(connector).await?.map(|l| l.owner) != Some(owner.clone())
+        let lost = |owner: &Option<RunId>| StateError::LeaseLost {
+            connector: connector.clone(),
+            owner: owner.clone().unwrap_or_else(|| RunId::new("")),
+        };
+        if latest.is_empty() && last.is_empty() {
+            if let Some(owner) = &lease_owner
+                && self.lease(connector).await?.map(|l| l.owner).as_ref() != Some(owner)
             {
-                return Err(lost(owner));
+                return Err(lost(&lease_owner));
             }
             return Ok(());
         }
         let fence = lease_owner.as_ref().map(|owner| self.fence(connector, owner)).transpose()?;
-        let per_part = TRANSACT_MAX - usize::from(fence.is_some());
-        let mut rest = puts;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(per_part));
-            let mut actions = Vec::with_capacity(TRANSACT_MAX);
-            actions.extend(fence.clone());
-            actions.append(&mut rest);
-            rest = tail;
-            if !self.transact(actions, fence.is_some()).await? {
-                return Err(lost(lease_owner.clone().unwrap_or_else(|| RunId::new(""))));
+        // Each part: the fence, its entries, the counts' change, and in the
+        // last part the state and the run record.
+        let per_part = TRANSACT_MAX - usize::from(fence.is_some()) - 1 - last.len();
+        let mut parts: Vec<&[LedgerEntry]> = latest.chunks(per_part).collect();
+        if parts.is_empty() {
+            parts.push(&[]);
+        }
+        let count = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let tail = if i + 1 == count { last.as_slice() } else { &[] };
+            let mut attempt = 0;
+            loop {
+                let actions = self.checkpoint_part(connector, fence.as_ref(), part, tail).await?;
+                match self.transact(actions, fence.is_some()).await? {
+                    Transacted::Done => break,
+                    Transacted::FenceFailed => return Err(lost(&lease_owner)),
+                    // An entry changed between our read and the write (a
+                    // concurrent `retry-failed`): read again, recount.
+                    Transacted::Stale => {
+                        attempt += 1;
+                        if attempt > MAX_RETRIES {
+                            return Err(self.fail_text("TransactWriteItems", "ledger entries kept changing while being written"));
+                        }
+                        backoff(attempt).await;
+                    }
+                }
             }
         }
         Ok(())
@@ -837,6 +969,7 @@ impl StateStore for DynamoStore {
             .await?;
         let mut keys: Vec<Item> = items;
         keys.push(key(connector, STATE_SK));
+        keys.push(key(connector, COUNTS_SK));
         self.batch_delete(keys).await?;
         self.release_lease(connector, &me).await
     }

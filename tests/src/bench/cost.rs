@@ -10,7 +10,10 @@
 //! - checkpoint: one TransactWriteItems of the entries, the connector state,
 //!   the run record and a lease ConditionCheck: 2 WRU per item per 1 KB;
 //!   plus the sparse `open` index (keys only): 1 WRU when an entry enters or
-//!   leaves it, 2 when it moves between two unsettled statuses;
+//!   leaves it, 2 when it moves between two unsettled statuses; plus the
+//!   entries' current statuses read first (consistent BatchGetItem, 1 RRU
+//!   each) and the counts item's `ADD` (2 WRU) per transaction of 96 entries;
+//! - status counts: one GetItem of the counts item, 1 RRU;
 //! - entries by status: a Query of the `open` index (eventually consistent,
 //!   0.5 RRU per 4 KB of keys) and a consistent BatchGetItem of what it
 //!   names (1 RRU per item per 4 KB).
@@ -182,7 +185,9 @@ impl StateStore for CountingStore {
     ) -> Result<(), StateError> {
         let ids: Vec<MemoryId> = checkpoint.entries.iter().map(|e| e.memory_id.clone()).collect();
         let before = self.inner.entries(connector, &ids).await?;
-        let mut write = 0;
+        let entries = checkpoint.entries.len() as u64;
+        let parts = entries.div_ceil(96).max(1);
+        let mut write = if entries > 0 { 2 * parts } else { 0 };
         write += checkpoint
             .entries
             .iter()
@@ -201,7 +206,7 @@ impl StateStore for CountingStore {
         } else {
             0
         };
-        self.add(0, write);
+        self.add(entries, write);
         self.inner.checkpoint(connector, checkpoint).await
     }
 

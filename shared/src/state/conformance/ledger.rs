@@ -166,7 +166,12 @@ pub async fn entries_with_status(store: Arc<dyn StateStore>) {
     );
 
     // An entry that changes status leaves its old listing and joins the new one.
-    let moved = vec![bare_entry("a", EntryStatus::Processed), bare_entry("c", EntryStatus::Dead), bare_entry("d", EntryStatus::Failed)];
+    let moved = vec![
+        bare_entry("a", EntryStatus::Processed),
+        bare_entry("c", EntryStatus::Dead),
+        bare_entry("d", EntryStatus::Failed),
+        bare_entry("e", EntryStatus::Failed),
+    ];
     ok(s.checkpoint(&c, entries_only(moved)).await, s, "checkpoint moves");
     let failed = ok(s.entries_with_status(&c, &[EntryStatus::Failed], 100).await, s, "query failed after moves");
     assert_eq!(ids(failed), ["d", "e"], "{s:?}: settled and moved entries leave the failed listing");
@@ -174,6 +179,9 @@ pub async fn entries_with_status(store: Arc<dyn StateStore>) {
     assert_eq!(ids(dead), ["b", "c"], "{s:?}: a moved entry joins its new status");
     let processed = ok(s.entries_with_status(&c, &[EntryStatus::Processed], 100).await, s, "query processed");
     assert_eq!(ids(processed), ["a"], "{s:?}: settled entries are listed too when asked for");
+    let counts = ok(s.status_counts(&c).await, s, "counts after moves");
+    let expected = BTreeMap::from([(EntryStatus::Processed, 1), (EntryStatus::Dead, 2), (EntryStatus::Failed, 2), (EntryStatus::UpdatePending, 1)]);
+    assert_eq!(counts, expected, "{s:?}: counts follow every move, and a rewrite with the same status counts once");
 }
 
 /// Two connectors with the same memory ids never see each other's records.

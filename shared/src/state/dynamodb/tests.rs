@@ -4,6 +4,7 @@
 use super::*;
 use crate::state::conformance::{self, StoreFactory};
 use chrono::TimeDelta;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 async fn client(test: &str) -> Option<Client> {
@@ -162,9 +163,53 @@ async fn listing_by_status_reads_what_it_finds() {
     assert_eq!(limited.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m007", "m008", "m207"]);
     assert!(store.items_read() - before <= 9, "at most `limit` index items per status");
 
+    // The counts are one item, whatever the ledger's size.
+    let before = store.items_read();
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert_eq!(store.items_read() - before, 1);
+    let expected = BTreeMap::from([
+        (EntryStatus::Submitted, 2),
+        (EntryStatus::Dead, 2),
+        (EntryStatus::Processed, 200),
+        (EntryStatus::WaitingTranscript, 199),
+    ]);
+    assert_eq!(counts, expected);
+
     // Settled statuses are not indexed: asking for them reads the ledger.
     let before = store.items_read();
     let processed = store.entries_with_status(&c, &[EntryStatus::Processed], 1000).await.expect("list");
     assert_eq!(processed.len(), 200);
     assert_eq!(store.items_read() - before, 403);
+}
+
+/// Two writers change the same entries at once (a run's checkpoint and a
+/// `retry-failed`, neither fenced here): each entry put is conditional on the
+/// status its count change assumed, so the loser re-reads and the counts
+/// always match the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_keep_the_counts_exact() {
+    let Some(client) = client("dynamodb::concurrent_writers_keep_the_counts_exact").await else { return };
+    let store = DynamoStore::new(client, table_name("counts"));
+    store.create_table().await.expect("create table");
+    let c = ConnectorId::new("racy");
+    let batch = |status: EntryStatus, from: usize| -> Checkpoint {
+        let entries = (from..from + 30)
+            .map(|i| LedgerEntry { status, ..entry(format!("m{:02}", i % 40)) })
+            .collect();
+        Checkpoint { entries, ..Default::default() }
+    };
+    for round in 0..8 {
+        let (one, two) = tokio::join!(
+            store.checkpoint(&c, batch(EntryStatus::Failed, round)),
+            store.checkpoint(&c, batch(EntryStatus::Processed, round + 10)),
+        );
+        one.expect("first writer");
+        two.expect("second writer");
+        let ids: Vec<MemoryId> = (0..40).map(|i| MemoryId::new(format!("m{i:02}"))).collect();
+        let mut recount: BTreeMap<EntryStatus, u64> = BTreeMap::new();
+        for entry in store.entries(&c, &ids).await.expect("entries").values() {
+            *recount.entry(entry.status).or_default() += 1;
+        }
+        assert_eq!(store.status_counts(&c).await.expect("counts"), recount, "round {round}");
+    }
 }

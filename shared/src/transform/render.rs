@@ -316,6 +316,19 @@ mod tests {
     }
 
     #[test]
+    fn a_leap_second_is_written_as_chrono_formats_it() {
+        // RFC 3339 allows `:60`, and the Memory API parser accepts it
+        // (chrono keeps it as second 59 with nanoseconds >= 1e9): `%S`
+        // writes 60, so the document (and its hash) must say 60 too.
+        let at = crate::memory_api::parse_timestamp("2016-12-31T23:59:60Z").expect("a leap second parses");
+        let m = Memory { created_at: Some(at), ..memory() };
+        let standard = text(render("C", &m, &TransformationConfig::default(), true, None));
+        let expected = format!("Recorded: {}\n", at.format("%Y-%m-%d %H:%M:%S UTC"));
+        assert_eq!(expected, "Recorded: 2016-12-31 23:59:60 UTC\n");
+        assert!(standard.contains(&expected), "{standard}");
+    }
+
+    #[test]
     fn cleaning_agrees_with_the_plain_definition_on_every_short_string() {
         let plain = |raw: &str| {
             let unified = raw.replace("\r\n", "\n").replace('\r', "\n");

@@ -122,7 +122,9 @@ fn process_exists(pid: u32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !is_dead_state(&stat),
-        Err(_) => false,
+        // Only "no such entry" is gone; a stat we may not read (hidepid=1,
+        // another user's process) is unknown, and unknown counts as alive.
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 

@@ -114,7 +114,8 @@ fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &
                 at.day(),
                 at.hour(),
                 at.minute(),
-                at.second()
+                // chrono's `%S`: a leap second (nanoseconds >= 1e9) is 60.
+                at.second() + at.nanosecond() / 1_000_000_000
             );
         }
         None => out.push_str("Recorded: unknown\n"),

@@ -122,7 +122,9 @@ fn process_exists(pid: u32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !is_dead_state(&stat),
-        Err(_) => false,
+        // Only "no such entry" is gone; a stat we may not read (hidepid=1,
+        // another user's process) is unknown, and unknown counts as alive.
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
@@ -147,6 +149,38 @@ mod tests {
         let elsewhere = RunId::new(format!("20250101T000000000Z-00000000@other-host:{}", u32::MAX - 1));
         assert!(!elsewhere.holder_is_gone());
         assert_eq!(RunId::new("legacy-id").holder(), None);
+    }
+
+    /// On a `/proc` mounted `hidepid=1` (or any other reason `stat` cannot
+    /// be read) a process of another user is listed but its files are not
+    /// readable: it is alive, and its lease must not be released. The outer
+    /// half re-runs this test as `nobody` in a mount namespace with such a
+    /// `/proc` (root, `unshare` and `setpriv` needed; skipped otherwise).
+    #[test]
+    fn a_live_holder_whose_stat_is_unreadable_is_not_gone() {
+        let name = "ids::tests::a_live_holder_whose_stat_is_unreadable_is_not_gone";
+        if std::env::var_os("MC_HIDEPID_CHILD").is_some() {
+            assert!(std::path::Path::new("/proc/1").exists(), "pid 1 is listed");
+            assert!(std::fs::read_to_string("/proc/1/stat").is_err(), "its stat is hidden from this user");
+            let live = RunId::new(format!("20250101T000000000Z-00000000@{}:1", this_host()));
+            assert!(!live.holder_is_gone(), "pid 1 is alive; only its /proc files are hidden");
+            return;
+        }
+        let root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
+        let exe = std::env::current_exe().expect("test binary");
+        let script = "mount -o remount,hidepid=1 /proc || exit 77; \
+                      exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" --exact \"$1\" --test-threads=1";
+        let status = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", script])
+            .arg(&exe)
+            .arg(name)
+            .env("MC_HIDEPID_CHILD", "1")
+            .status();
+        match status {
+            Ok(s) if root && s.code() != Some(77) => assert!(s.success(), "the live holder was taken for gone: {s}"),
+            _ => eprintln!("skipped: needs root, unshare, setpriv and a remountable /proc"),
+        }
     }
 
     #[test]

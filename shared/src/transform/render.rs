@@ -114,7 +114,8 @@ fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &
                 at.day(),
                 at.hour(),
                 at.minute(),
-                at.second()
+                // chrono's `%S`: a leap second (nanoseconds >= 1e9) is 60.
+                at.second() + at.nanosecond() / 1_000_000_000
             );
         }
         None => out.push_str("Recorded: unknown\n"),
@@ -313,6 +314,19 @@ mod tests {
             assert!(rich.lines().next().is_some_and(|l| format!("{l}\n").ends_with(&header)), "{at}: {rich}");
             assert!(rich.contains(&when), "{at}: {rich}");
         }
+    }
+
+    #[test]
+    fn a_leap_second_is_written_as_chrono_formats_it() {
+        // RFC 3339 allows `:60`, and the Memory API parser accepts it
+        // (chrono keeps it as second 59 with nanoseconds >= 1e9): `%S`
+        // writes 60, so the document (and its hash) must say 60 too.
+        let at = crate::memory_api::parse_timestamp("2016-12-31T23:59:60Z").expect("a leap second parses");
+        let m = Memory { created_at: Some(at), ..memory() };
+        let standard = text(render("C", &m, &TransformationConfig::default(), true, None));
+        let expected = format!("Recorded: {}\n", at.format("%Y-%m-%d %H:%M:%S UTC"));
+        assert_eq!(expected, "Recorded: 2016-12-31 23:59:60 UTC\n");
+        assert!(standard.contains(&expected), "{standard}");
     }
 
     #[test]

@@ -101,7 +101,14 @@ impl RunId {
     }
 }
 
-/// This machine's host name, without separators that would confuse [`RunId::holder`].
+/// The initial PID namespace (`PROC_PID_INIT_INO`): a process in no container.
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
+
+/// Where a pid means something: this machine's host name (without
+/// separators that would confuse [`RunId::holder`]), plus `.pidns<inode>`
+/// inside a container's PID namespace. Two containers may share a host name
+/// (`network_mode: host`, a fixed `hostname:`) but not their pids: with the
+/// namespace in the name, a pid is only ever looked up where it was made.
 pub fn this_host() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
@@ -110,7 +117,17 @@ pub fn this_host() -> &'static str {
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "localhost".into());
         let host: String = raw.trim().chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')).collect();
-        if host.is_empty() { "localhost".into() } else { host }
+        let host = if host.is_empty() { "localhost".into() } else { host };
+        let namespace = std::fs::read_link("/proc/self/ns/pid").ok();
+        let inode = namespace
+            .as_ref()
+            .and_then(|ns| ns.to_str())
+            .filter(|ns| *ns != INITIAL_PID_NAMESPACE)
+            .and_then(|ns| ns.strip_prefix("pid:[")?.strip_suffix(']'));
+        match inode {
+            Some(inode) => format!("{host}.pidns{inode}"),
+            None => host,
+        }
     })
 }
 
@@ -155,7 +172,9 @@ mod tests {
     /// be read) a process of another user is listed but its files are not
     /// readable: it is alive, and its lease must not be released. The outer
     /// half re-runs this test as `nobody` in a mount namespace with such a
-    /// `/proc` (root, `unshare` and `setpriv` needed; skipped otherwise).
+    /// `/proc` (root, `unshare` and `setpriv` needed; skipped otherwise). A
+    /// new proc instance, not a remount: a remount would change the options
+    /// of the machine's own `/proc`.
     #[test]
     fn a_live_holder_whose_stat_is_unreadable_is_not_gone() {
         let name = "ids::tests::a_live_holder_whose_stat_is_unreadable_is_not_gone";
@@ -169,7 +188,7 @@ mod tests {
         let root = std::fs::read_to_string("/proc/self/status")
             .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")));
         let exe = std::env::current_exe().expect("test binary");
-        let script = "mount -o remount,hidepid=1 /proc || exit 77; \
+        let script = "mount -t proc -o hidepid=1 proc /proc || exit 77; \
                       exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$0\" --exact \"$1\" --test-threads=1";
         let status = std::process::Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", script])
@@ -180,6 +199,45 @@ mod tests {
         match status {
             Ok(s) if root && s.code() != Some(77) => assert!(s.success(), "the live holder was taken for gone: {s}"),
             _ => eprintln!("skipped: needs root, unshare, setpriv and a remountable /proc"),
+        }
+    }
+
+    /// A run id made in another PID namespace names a different holder
+    /// space, so its pid is never looked up here (where it means another
+    /// process, or none). The outer half re-runs this test in a new PID
+    /// namespace (root and `unshare` needed; skipped otherwise).
+    #[test]
+    fn pids_of_another_pid_namespace_are_never_looked_up() {
+        let name = "ids::tests::pids_of_another_pid_namespace_are_never_looked_up";
+        if let Some(outer) = std::env::var_os("MC_PIDNS_OUTER") {
+            let outer = RunId::new(outer.to_string_lossy().into_owned());
+            assert!(this_host().contains(".pidns"), "{}", this_host());
+            assert_ne!(outer.holder().map(|h| h.0), Some(this_host()));
+            assert!(!outer.holder_is_gone(), "the outer process is alive; its pid is not ours to look up");
+            let own = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", this_host(), u32::MAX - 1));
+            assert!(own.holder_is_gone(), "a dead pid of this namespace is still gone");
+            return;
+        }
+        let initial = std::fs::read_link("/proc/self/ns/pid").is_ok_and(|ns| ns.to_str() == Some(INITIAL_PID_NAMESPACE));
+        if initial {
+            assert!(!this_host().contains(".pidns"), "{}", this_host());
+        }
+        // Our pid does not exist in the new namespace (which starts at 1).
+        let outer = RunId::generate(chrono::Utc::now());
+        let exe = std::env::current_exe().expect("test binary");
+        let status = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(&exe)
+            .args(["--exact", name, "--test-threads=1"])
+            .env("MC_PIDNS_OUTER", outer.as_str())
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.code() == Some(0) => {}
+            Ok(s) if initial && std::fs::read_to_string("/proc/self/status").is_ok_and(|st| st.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))) => {
+                panic!("in a new PID namespace: {s}")
+            }
+            _ => eprintln!("skipped: needs root and unshare"),
         }
     }
 

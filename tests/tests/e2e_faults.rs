@@ -289,6 +289,35 @@ async fn a_rejected_memory_is_retried_then_dead_then_replayed() {
     assert_eq!(names_once(&rag).len(), 3);
 }
 
+/// The health check and the fetch run at the same time. Both failing: the
+/// run reports LightRAG's error and keeps the Memory API's as a warning.
+/// LightRAG failing while the fetch still waits: the run ends without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_health_check_reports_the_fetch_error_too_and_never_waits_for_it() {
+    let mem = memory_sim(6).await;
+    let rag = lightrag_sim(Duration::from_millis(300)).await;
+    let spec = ConfigSpec::new(&mem.url(), &rag.url());
+    let ws = workspace(&spec);
+    // 401 is not retried: the fetch fails well before the slow health answer.
+    mem.inject(Fault { status: 401, body: r#"{"detail":"bad key"}"#.into(), ..fault(401, 1) });
+    rag.inject(SimFault { route: SimRoute::Health, status: 500, body: "down".into(), retry_after: None, times: 100 });
+    let both = sync(&ws).await;
+    assert_eq!(both.code, 1, "{}\n{}", both.stdout, both.stderr);
+    let report = both.json();
+    assert!(report["error"].as_str().is_some_and(|e| e.contains("500")), "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("fetching memories failed too") && warnings.contains("401"), "{report}");
+
+    // A fetch that would hang for a minute is dropped once the health check failed.
+    mem.inject(Fault { delay: Duration::from_secs(60), ..fault(200, 1) });
+    let started = std::time::Instant::now();
+    let down = tokio::time::timeout(Duration::from_secs(45), sync(&ws)).await.expect("the run waited for the hanging fetch");
+    assert_eq!(down.code, 1, "{}", down.stdout);
+    assert!(started.elapsed() < Duration::from_secs(45));
+    assert!(down.json()["warnings"].as_array().is_some_and(|w| w.iter().all(|w| !w.to_string().contains("fetching"))), "{}", down.stdout);
+    assert!(rag.documents().is_empty(), "nothing was sent");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lightrag_unreachable_keeps_memories_for_the_next_run() {
     let mem = memory_sim(6).await;

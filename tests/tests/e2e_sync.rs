@@ -94,6 +94,27 @@ fn untidy_extras() -> Vec<Value> {
     ]
 }
 
+/// `confirm_wait_seconds: 0` (the Lambda config): the run does not wait;
+/// what it sent is reported unconfirmed, and the next run confirms it.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_confirmation_wait_the_next_run_confirms() {
+    let mem = memory_sim(12, 3).await;
+    let rag = lightrag_sim().await;
+    let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
+    spec.confirm_wait_seconds = 0;
+    let ws = workspace(&spec);
+    let first = sync_async(&ws).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let sent = expected_sources(&mem).len();
+    assert_eq!(counts(&first)["new"], json!(sent));
+    assert_eq!(first.json()["unconfirmed"], json!(sent), "{}", first.stdout);
+    assert_eq!(counts(&first)["confirmed"], json!(0));
+    let second = sync_async(&ws).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(counts(&second)["confirmed"], json!(sent), "{}", second.stdout);
+    assert_eq!(second.json()["unconfirmed"], json!(0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_memory_once_then_rerun_sends_nothing() {
     let mem = memory_sim(60, 7).await;

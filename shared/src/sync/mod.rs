@@ -268,12 +268,28 @@ impl SyncEngine {
 
         // The server's health and the page are read at the same time: a run
         // waits for the slower of the two, not for both. Nothing is sent
-        // before the health check passed.
-        let (server, fetched) =
-            tokio::join!(self.sink.preflight(&self.settings.workspace), self.source.fetch(&self.connector));
-        let outcome = match self.preflight(report, server) {
-            Ok(()) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
-            Err(message) => {
+        // before the health check passed, and a failed one ends the run at
+        // once (a fetch still retrying is dropped).
+        let health = self.sink.preflight(&self.settings.workspace);
+        let fetch = self.source.fetch(&self.connector);
+        tokio::pin!(health, fetch);
+        let ready: Result<Result<FetchedPage, String>, (String, Option<String>)> = tokio::select! {
+            server = &mut health => match self.preflight(report, server) {
+                Ok(()) => Ok(fetch.await),
+                Err(message) => Err((message, None)),
+            },
+            page = &mut fetch => match self.preflight(report, health.await) {
+                Ok(()) => Ok(page),
+                Err(message) => Err((message, page.err())),
+            },
+        };
+        let outcome = match ready {
+            Ok(fetched) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
+            Err((message, fetch_error)) => {
+                if let Some(fetch_error) = fetch_error {
+                    warn!(error = %fetch_error, "fetch failed too");
+                    report.warnings.push(format!("fetching memories failed too: {fetch_error}"));
+                }
                 report.error = Some(message);
                 Ok(false)
             }
@@ -440,9 +456,14 @@ impl SyncEngine {
         // Wait for what this run sent, and for what an interrupted run sent.
         let run_started = interrupted_at.unwrap_or(report.started_at).min(report.started_at);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
-        // `confirm_wait_seconds: 0`: do not wait; the next run confirms.
-        if self.settings.confirm && report.error.is_none() && !self.settings.confirm_wait.is_zero() {
-            self.await_processing(run_id, options, report, run_started).await?;
+        if self.settings.confirm && report.error.is_none() {
+            if self.settings.confirm_wait.is_zero() {
+                // `confirm_wait_seconds: 0`: not waited for; all this run
+                // sent is unconfirmed until the next run asks.
+                report.unconfirmed = report.counts.new + report.counts.updated;
+            } else {
+                self.await_processing(run_id, options, report, run_started).await?;
+            }
         }
         Ok(stopped_early)
     }

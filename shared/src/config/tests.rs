@@ -538,7 +538,7 @@ fn each_validation_rule_names_its_field() {
             c.connectors[0].schedule.cron = Some("0 0 0 * * *".into());
         }),
         ("connectors[0].schedule.timezone", |c| {
-            c.connectors[0].schedule.timezone = Some("Europe/Paris".into())
+            c.connectors[0].schedule.timezone = Some("Mars/Olympus_Mons".into())
         }),
         ("connectors[0].ingestion.query_limit", |c| c.connectors[0].ingestion.query_limit = 0),
         ("connectors[0].ingestion.query_limit", |c| c.connectors[0].ingestion.query_limit = 10_001),
@@ -618,6 +618,11 @@ fn validation_accepts_the_edges_of_each_range() {
     c.connectors[0].schedule.interval_hours = Some(0.0);
     c.connectors[0].schedule.interval_minutes = Some(0.5);
     c.connectors[0].schedule.timezone = Some("UTC".into());
+    for zone in ["Etc/UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"] {
+        let mut zoned = valid();
+        zoned.connectors[0].schedule.timezone = Some(zone.into());
+        assert_eq!(validate(&zoned), vec![], "{zone}");
+    }
     c.memory_api.retry_backoff = 1.0;
     c.memory_api.url = "https://memories.example.com/base".into();
     c.lightrag.mode = LightragMode::Direct;

@@ -262,14 +262,12 @@ impl Validator {
                 ),
             },
         }
-        // Named zones come with the scheduler (it needs a tz database); until
-        // then only UTC is accepted so a zone is never silently ignored.
         if let Some(tz) = &s.timezone
-            && !matches!(tz.as_str(), "UTC" | "Etc/UTC")
+            && tz.parse::<chrono_tz::Tz>().is_err()
         {
             self.push(
                 format!("{at}.timezone"),
-                format!("`{tz}` is not supported yet; expected \"UTC\" (named zones come with the scheduler)"),
+                format!("`{tz}` is not an IANA time zone name; expected e.g. \"UTC\", \"Europe/Paris\" or \"America/New_York\""),
             );
         }
     }

@@ -185,6 +185,7 @@ pub fn validate(common: &Common, show: bool) -> u8 {
                 "valid": true,
                 "config": common.config,
                 "connectors": config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+                "serve_problems": config::api_auth_problem(&config.api).into_iter().collect::<Vec<_>>(),
             });
             if show {
                 answer["effective"] = serde_json::to_value(&config).unwrap_or_default();
@@ -197,6 +198,9 @@ pub fn validate(common: &Common, show: bool) -> u8 {
                 config.connectors.len(),
                 if config.connectors.len() == 1 { "" } else { "s" }
             );
+            if let Some(problem) = config::api_auth_problem(&config.api) {
+                println!("note: `serve` and `trigger` will refuse it: {problem}");
+            }
             if show {
                 print!("{}", config::redacted_yaml(&config));
             }
@@ -269,6 +273,11 @@ pub async fn retry_failed(common: &Common, connector_id: &str) -> u8 {
 pub async fn serve(common: &Common, options: connector_core::service::ServeOptions) -> u8 {
     let result = async {
         let config = load(common)?;
+        if options.api
+            && let Some(problem) = config::api_auth_problem(&config.api)
+        {
+            return Err(Failure::usage(format!("{}: {problem}", common.config.display())));
+        }
         connector_core::secrets::warn_if_readable_by_others(&common.config);
         let store = store(&config).await?;
         let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
@@ -288,6 +297,9 @@ pub async fn trigger(common: &Common, connector_id: &str, force: bool, port: Opt
     let result = async {
         let config = load(common)?;
         let connector = connector(&config, connector_id)?;
+        if let Some(problem) = config::api_auth_problem(&config.api) {
+            return Err(Failure::usage(format!("{}: {problem} (`trigger` sends it to the running service)", common.config.display())));
+        }
         let base = client::base_url(&config.api, port);
         let outcome = client::trigger(&config.api, &base, &connector.id, force).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {

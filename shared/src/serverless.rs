@@ -425,6 +425,9 @@ pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, Func
         secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
     };
     let (_, config) = loaded.config().await?;
+    if let Some(problem) = crate::config::api_auth_problem(&config.api) {
+        return Err(FunctionError::Config(format!("{}: {problem}", settings.config_path.display())));
+    }
     let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
     let launcher = Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));

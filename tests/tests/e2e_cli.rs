@@ -140,3 +140,32 @@ async fn config_problems_exit_2_and_name_the_field() {
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("unknown connector `nope`") && unknown.stderr.contains("personal-memories"));
 }
+
+/// A config with the management API left at its defaults (enabled, auth
+/// on) and no `api.api_key`: the one-shot commands work; `serve` and
+/// `trigger`, which need the key, refuse with exit 2 naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_without_an_api_key_syncs_but_serve_and_trigger_refuse() {
+    let (mem, rag, mut ws) = setup(None).await;
+    ws.write_config(&format!(
+        "memory_api:\n  url: \"{}\"\n  api_key: \"${{MEMORY_API_KEY}}\"\nlightrag:\n  mode: api\n  api:\n    url: \"{}\"\nstate:\n  backend: json\n  path: \"state.json\"\nconnectors:\n  - id: a\n    context_id: {CTX}\n",
+        mem.url(),
+        rag.url()
+    ));
+    ws.set_env("UNUSED", "1");
+    let sync = ws.run_async(&["sync", "--connector-id", "a", "--json"]).await;
+    assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
+    assert!(sync.json()["counts"]["new"].as_u64().is_some_and(|n| n > 0), "{}", sync.stdout);
+    assert_eq!(ws.run(&["status", "--connector-id", "a"]).code, 0);
+
+    let validate = ws.run(&["validate"]);
+    assert_eq!(validate.code, 0, "{}", validate.stderr);
+    assert!(validate.stdout.contains("note:") && validate.stdout.contains("api.api_key"), "{}", validate.stdout);
+    assert_eq!(ws.run(&["validate", "--json"]).json()["serve_problems"][0]["field"], json!("api.api_key"));
+
+    for command in [vec!["serve", "--api-only"], vec!["trigger", "--connector-id", "a"]] {
+        let refused = ws.run(&command);
+        assert_eq!(refused.code, 2, "{command:?}: {}\n{}", refused.stdout, refused.stderr);
+        assert!(refused.stderr.contains("api.api_key"), "{command:?}: {}", refused.stderr);
+    }
+}

@@ -22,7 +22,7 @@ pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_with_env, redacted_yaml};
 pub use schema::*;
 pub use validate::{
-    MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, is_valid_connector_id, validate,
+    MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate,
 };
 
 #[cfg(test)]

@@ -555,7 +555,6 @@ fn each_validation_rule_names_its_field() {
         }),
         ("state.cleanup.cleanup_cron", |c| c.state.cleanup.cleanup_cron = "daily".into()),
         ("state.cleanup.retention_days", |c| c.state.cleanup.retention_days = 0),
-        ("api.api_key", |c| c.api.enable_auth = true),
         ("api.host", |c| c.api.host = String::new()),
         ("api.rate_limit.requests_per_minute", |c| {
             c.api.rate_limit.enabled = true;
@@ -636,6 +635,29 @@ fn validation_accepts_the_edges_of_each_range() {
     c.advanced.security.encrypt_secrets = true;
     c.advanced.security.encryption_key = Some(crate::secrets::Secret::new("k".repeat(32)));
     assert_eq!(validate(&c), vec![]);
+}
+
+/// The API key is asked for where the API is served or called, not by
+/// `validate`: a config only ever used for `sync` need not carry one.
+#[test]
+fn the_api_key_is_needed_only_to_serve_the_api() {
+    let mut c = valid();
+    c.api.enabled = true;
+    c.api.enable_auth = true;
+    c.api.api_key = None;
+    assert_eq!(validate(&c), vec![], "sync, status and the like need no API key");
+    let problem = super::api_auth_problem(&c.api).expect("serving needs a key");
+    assert_eq!(problem.field, "api.api_key");
+    c.api.api_key = Some(crate::secrets::Secret::new("  ".to_owned()));
+    assert!(super::api_auth_problem(&c.api).is_some(), "a blank key is no key");
+    c.api.api_key = Some(crate::secrets::Secret::new("k".to_owned()));
+    assert_eq!(super::api_auth_problem(&c.api), None);
+    c.api.api_key = None;
+    c.api.enable_auth = false;
+    assert_eq!(super::api_auth_problem(&c.api), None);
+    c.api.enable_auth = true;
+    c.api.enabled = false;
+    assert_eq!(super::api_auth_problem(&c.api), None);
 }
 
 #[test]

@@ -28,6 +28,20 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     v.problems
 }
 
+/// What serving the management API (`serve`, the `api` function) or
+/// calling it (`trigger`) needs beyond [`validate`]: with `api.enable_auth`,
+/// a key. Not part of `validate`: `sync`, `status` and the other one-shot
+/// commands never use it, so a config for them alone need not carry one.
+pub fn api_auth_problem(api: &ApiConfig) -> Option<Problem> {
+    let missing = api.api_key.as_ref().is_none_or(|k| k.expose().trim().is_empty());
+    (api.enabled && api.enable_auth && missing).then(|| {
+        Problem::new(
+            "api.api_key",
+            "is missing; the management API needs it while api.enabled and api.enable_auth are true (e.g. api_key: \"${CONNECTOR_API_KEY}\", or set enable_auth: false)",
+        )
+    })
+}
+
 /// `id` may name files, URL segments and keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
 pub fn is_valid_connector_id(id: &str) -> bool {
     let mut chars = id.chars();
@@ -290,12 +304,6 @@ impl Validator {
         }
         if a.host.trim().is_empty() {
             self.push("api.host", "is empty; expected an address to listen on, e.g. \"0.0.0.0\"");
-        }
-        if a.enable_auth && a.api_key.is_none() {
-            self.push(
-                "api.api_key",
-                "is missing; required when api.enabled and api.enable_auth are true (e.g. api_key: \"${CONNECTOR_API_KEY}\", or set enable_auth: false)",
-            );
         }
         if a.rate_limit.enabled {
             self.at_least_one(

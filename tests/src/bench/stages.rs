@@ -153,8 +153,12 @@ pub async fn breakdown(
     // every `batch_size` deliveries with the run record, as the engine does.
     let connector_id = ConnectorId::new(connector.id.as_str());
     let ids: Vec<MemoryId> = memories.iter().map(|m| m.id.clone()).collect();
-    // The engine's cadence: one checkpoint per `batch_size` deliveries.
+    // The engine's cadence: one checkpoint per `batch_size` deliveries, in
+    // the engine's order (it plans memories sorted by id, so a batch's
+    // entries sit next to each other in the ledger's indexes).
     let batch = connector.ingestion.batch_size.max(1) as usize;
+    let mut documents = documents;
+    documents.sort_by(|a, b| a.file_source.cmp(&b.file_source));
     let mut pass = 0u32;
     let lookup_store: Arc<dyn StateStore> = Arc::new(
         connector_core::state::sqlite::SqliteStore::open(&scratch.join("stages-lookup.sqlite"))

@@ -9,7 +9,7 @@ pub use eventbridge::{ScheduleError, eventbridge_expression};
 
 use crate::config::{ScheduleConfig, ScheduleType};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
+use jiff::tz::TimeZone;
 
 /// The interval of an `interval` schedule (`interval_minutes` wins over
 /// `interval_hours`); `None` for cron schedules or a non-positive interval.
@@ -35,23 +35,38 @@ pub fn next_run(schedule: &ScheduleConfig, last_started: Option<DateTime<Utc>>, 
                 None => now,
             })
         }
-        ScheduleType::Cron => next_cron(schedule.cron.as_deref()?, zone(schedule), now),
+        ScheduleType::Cron => next_cron(schedule.cron.as_deref()?, zone(schedule).as_ref(), now),
     }
 }
 
-/// The schedule's time zone: `schedule.timezone` (validated as an IANA
-/// name), UTC when unset.
-pub fn zone(schedule: &ScheduleConfig) -> Tz {
-    schedule.timezone.as_deref().and_then(|name| name.parse().ok()).unwrap_or(Tz::UTC)
+/// The zone a schedule's cron is read in: `None` for UTC (unset, `UTC`,
+/// `Etc/UTC`), else the named zone from the system's tz database, cached by
+/// jiff after the first look-up. A name that is not found (validation
+/// refuses those) counts as UTC.
+pub fn zone(schedule: &ScheduleConfig) -> Option<TimeZone> {
+    let name = schedule.timezone.as_deref().map(str::trim).filter(|n| !is_utc(n))?;
+    TimeZone::get(name).ok()
+}
+
+/// `schedule.timezone` values that mean UTC without a tz database.
+pub fn is_utc(name: &str) -> bool {
+    matches!(name, "" | "UTC" | "Etc/UTC")
 }
 
 /// The next firing of a 5-field Unix cron expression after `after`, its
-/// fields read as wall-clock time in `zone`. Across daylight-saving changes
-/// it fires once: a time the clock skips fires right after the jump, a time
-/// it passes twice fires the first time (croner, as Vixie cron does).
-pub fn next_cron(expression: &str, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// fields read as wall-clock time in `zone` (UTC when `None`). Across
+/// daylight-saving changes it fires once: a time the clock skips fires right
+/// after the jump, a time it passes twice fires the first time (croner, as
+/// Vixie cron does).
+pub fn next_cron(expression: &str, zone: Option<&TimeZone>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let cron = crate::config::parse_unix_cron(expression).ok()?;
-    cron.find_next_occurrence(&after.with_timezone(&zone), false).ok().map(|at| at.with_timezone(&Utc))
+    let Some(zone) = zone else {
+        return cron.find_next_occurrence(&after, false).ok();
+    };
+    let nanos = i32::try_from(after.timestamp_subsec_nanos()).ok()?;
+    let start = jiff::Timestamp::new(after.timestamp(), nanos).ok()?.to_zoned(zone.clone());
+    let next = cron.find_next_occurrence(&start, false).ok()?.timestamp();
+    DateTime::from_timestamp(next.as_second(), u32::try_from(next.subsec_nanosecond()).ok()?)
 }
 
 /// When a connector is due, seen from a scheduler that starts (or wakes) at
@@ -63,9 +78,10 @@ pub fn due_at(schedule: &ScheduleConfig, last_started: Option<DateTime<Utc>>, no
         ScheduleType::Interval => next_run(schedule, last_started, now),
         ScheduleType::Cron => {
             let expression = schedule.cron.as_deref()?;
+            let zone = zone(schedule);
             match last_started {
-                Some(last) => next_cron(expression, zone(schedule), last).map(|at| at.max(now)),
-                None => next_cron(expression, zone(schedule), now),
+                Some(last) => next_cron(expression, zone.as_ref(), last).map(|at| at.max(now)),
+                None => next_cron(expression, zone.as_ref(), now),
             }
         }
     }
@@ -100,10 +116,10 @@ mod tests {
         let s = ScheduleConfig { kind: ScheduleType::Cron, cron: Some("0 9,17 * * 1-5".into()), ..Default::default() };
         // Thursday 2025-12-18 10:00 UTC
         let now = Utc.with_ymd_and_hms(2025, 12, 18, 10, 0, 0).unwrap();
-        assert_eq!(next_cron("0 9,17 * * 1-5", Tz::UTC, now), Some(Utc.with_ymd_and_hms(2025, 12, 18, 17, 0, 0).unwrap()));
+        assert_eq!(next_cron("0 9,17 * * 1-5", None, now), Some(Utc.with_ymd_and_hms(2025, 12, 18, 17, 0, 0).unwrap()));
         // Friday 17:00 -> Monday 09:00
         let fri = Utc.with_ymd_and_hms(2025, 12, 19, 17, 0, 0).unwrap();
-        assert_eq!(next_cron("0 9,17 * * 1-5", Tz::UTC, fri), Some(Utc.with_ymd_and_hms(2025, 12, 22, 9, 0, 0).unwrap()));
+        assert_eq!(next_cron("0 9,17 * * 1-5", None, fri), Some(Utc.with_ymd_and_hms(2025, 12, 22, 9, 0, 0).unwrap()));
         // Never ran: wait for the next firing.
         assert_eq!(due_at(&s, None, now), Some(Utc.with_ymd_and_hms(2025, 12, 18, 17, 0, 0).unwrap()));
         // Last ran two days ago: several firings missed, due once, now.
@@ -112,7 +128,7 @@ mod tests {
         // Ran at 09:00 today: next is 17:00.
         let nine = Utc.with_ymd_and_hms(2025, 12, 18, 9, 0, 0).unwrap();
         assert_eq!(due_at(&s, Some(nine), now), Some(Utc.with_ymd_and_hms(2025, 12, 18, 17, 0, 0).unwrap()));
-        assert_eq!(next_cron("not cron", Tz::UTC, now), None);
+        assert_eq!(next_cron("not cron", None, now), None);
     }
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -120,10 +136,10 @@ mod tests {
     }
 
     /// Every firing in `[from, to)`.
-    fn firings(expression: &str, zone: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    fn firings(expression: &str, zone: &jiff::tz::TimeZone, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
         let mut at = from - chrono::Duration::seconds(1);
-        while let Some(next) = next_cron(expression, zone, at).filter(|n| *n < to) {
+        while let Some(next) = next_cron(expression, Some(zone), at).filter(|n| *n < to) {
             out.push(next);
             at = next;
         }
@@ -132,39 +148,40 @@ mod tests {
 
     #[test]
     fn cron_in_a_named_zone_follows_its_wall_clock() {
-        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
         let s = ScheduleConfig {
             kind: ScheduleType::Cron,
             cron: Some("0 9 * * *".into()),
             timezone: Some("Europe/Paris".into()),
             ..Default::default()
         };
-        assert_eq!(zone(&s), paris);
+        assert_eq!(zone(&s), Some(paris));
         // 09:00 in Paris is 08:00 UTC in winter (CET) and 07:00 UTC in summer (CEST);
         // 2026-03-29 is the day the clocks go forward.
         assert_eq!(next_run(&s, None, utc(2026, 3, 27, 12, 0)), Some(utc(2026, 3, 28, 8, 0)));
         assert_eq!(next_run(&s, None, utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 7, 0)));
         assert_eq!(due_at(&s, Some(utc(2026, 3, 29, 7, 0)), utc(2026, 3, 29, 7, 1)), Some(utc(2026, 3, 30, 7, 0)));
         // The same cron in UTC and in a zone without DST.
-        assert_eq!(zone(&ScheduleConfig::default()), Tz::UTC);
-        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
-        assert_eq!(next_cron("0 9 * * *", tokyo, utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 0, 0)));
+        assert_eq!(zone(&ScheduleConfig::default()), None);
+        assert_eq!(zone(&ScheduleConfig { timezone: Some("Etc/UTC".into()), ..Default::default() }), None);
+        let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+        assert_eq!(next_cron("0 9 * * *", Some(&tokyo), utc(2026, 3, 28, 12, 0)), Some(utc(2026, 3, 29, 0, 0)));
     }
 
     #[test]
     fn daylight_saving_changes_fire_once() {
-        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
         // Spring: 02:30 does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST, at 01:00 UTC).
         // The firing is not skipped: it happens once, right after the jump.
-        let spring = firings("30 2 * * *", paris, utc(2026, 3, 28, 12, 0), utc(2026, 3, 30, 12, 0));
+        let spring = firings("30 2 * * *", &paris, utc(2026, 3, 28, 12, 0), utc(2026, 3, 30, 12, 0));
         assert_eq!(spring.len(), 2, "{spring:?}");
         assert_eq!(spring[0], utc(2026, 3, 29, 1, 0), "{spring:?}");
         assert_eq!(spring[1], utc(2026, 3, 30, 0, 30));
         // Autumn: 02:30 happens twice on 2026-10-25 (03:00 CEST -> 02:00 CET, at 01:00 UTC).
-        let autumn = firings("30 2 * * *", paris, utc(2026, 10, 24, 12, 0), utc(2026, 10, 26, 12, 0));
+        let autumn = firings("30 2 * * *", &paris, utc(2026, 10, 24, 12, 0), utc(2026, 10, 26, 12, 0));
         assert_eq!(autumn, [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)], "once on the day the clock goes back");
         // An hourly cron keeps firing every hour of real time across both changes.
-        let hourly = firings("0 * * * *", paris, utc(2026, 10, 24, 22, 0), utc(2026, 10, 25, 4, 0));
+        let hourly = firings("0 * * * *", &paris, utc(2026, 10, 24, 22, 0), utc(2026, 10, 25, 4, 0));
         assert_eq!(hourly.len(), 6, "{hourly:?}");
     }
 

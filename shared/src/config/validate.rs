@@ -276,12 +276,13 @@ impl Validator {
                 ),
             },
         }
-        if let Some(tz) = &s.timezone
-            && tz.parse::<chrono_tz::Tz>().is_err()
+        if let Some(tz) = s.timezone.as_deref().map(str::trim)
+            && !crate::schedule::is_utc(tz)
+            && let Err(e) = jiff::tz::TimeZone::get(tz)
         {
             self.push(
                 format!("{at}.timezone"),
-                format!("`{tz}` is not an IANA time zone name; expected e.g. \"UTC\", \"Europe/Paris\" or \"America/New_York\""),
+                format!("`{tz}` is not a time zone of this system's tz database ({e}); expected an IANA name such as \"UTC\", \"Europe/Paris\" or \"America/New_York\" (the database is /usr/share/zoneinfo, or TZDIR; install tzdata if it is missing)"),
             );
         }
     }

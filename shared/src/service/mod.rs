@@ -406,7 +406,7 @@ impl Service {
         let cleanup = self.inner.config.state.cleanup.clone();
         loop {
             let now = Utc::now();
-            let Some(next) = schedule::next_cron(&cleanup.cleanup_cron, chrono_tz::Tz::UTC, now) else { return };
+            let Some(next) = schedule::next_cron(&cleanup.cleanup_cron, None, now) else { return };
             if !self.sleep_unless_stopped((next - now).to_std().unwrap_or(Duration::ZERO)).await {
                 return;
             }

@@ -46,7 +46,10 @@ MAX_PARALLEL_INSERT=4
 ENV
   if [ -n "${3:-}" ]; then echo "LIGHTRAG_API_KEY=$3" >> "$dir/.env"; fi
   if [ -n "${4:-}" ]; then printf 'AUTH_ACCOUNTS=%s\nTOKEN_SECRET=contract-token-secret\n' "$4" >> "$dir/.env"; fi
-  (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" setsid "$root/.venv/bin/lightrag-server" > "$dir/server.log" 2>&1) &
+  # exec: the server is $! itself and leads its own process group (setsid),
+  # so stop() ends it and its workers; without exec $! was the subshell and
+  # the servers outlived the tests.
+  (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" exec setsid "$root/.venv/bin/lightrag-server" > "$dir/server.log" 2>&1) &
   pids+=($!)
 }
 plain_port=$(free_port); keyed_port=$(free_port); login_port=$(free_port)

@@ -1,7 +1,7 @@
 //! One function per subcommand: load, call the core, print, return the exit code.
 
-use crate::output;
 use crate::Common;
+use crate::output;
 use connector_core::config::{self, Config, ConnectorConfig};
 use connector_core::enrich::Enricher;
 use connector_core::ids::ConnectorId;
@@ -256,9 +256,8 @@ pub async fn retry_failed(common: &Common, connector_id: &str) -> u8 {
         let config = load(common)?;
         let connector = connector(&config, connector_id)?;
         let store = store(&config).await?;
-        let count = sync::replay_failed(store.as_ref(), &connector.id)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+        let count =
+            sync::replay_failed(store.as_ref(), &connector.id).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "connector_id": connector.id, "replayed": count }));
         } else {
@@ -298,14 +297,22 @@ pub async fn trigger(common: &Common, connector_id: &str, force: bool, port: Opt
         let config = load(common)?;
         let connector = connector(&config, connector_id)?;
         if let Some(problem) = config::api_auth_problem(&config.api) {
-            return Err(Failure::usage(format!("{}: {problem} (`trigger` sends it to the running service)", common.config.display())));
+            return Err(Failure::usage(format!(
+                "{}: {problem} (`trigger` sends it to the running service)",
+                common.config.display()
+            )));
         }
         let base = client::base_url(&config.api, port);
-        let outcome = client::trigger(&config.api, &base, &connector.id, force).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let outcome = client::trigger(&config.api, &base, &connector.id, force)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&outcome);
         } else {
-            println!("Run {} of {} started (asynchronously); follow it with `status`.", outcome.run_id, outcome.connector_id);
+            println!(
+                "Run {} of {} started (asynchronously); follow it with `status`.",
+                outcome.run_id, outcome.connector_id
+            );
         }
         Ok(EXIT_OK)
     }
@@ -322,7 +329,10 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
         if common.json {
             output::print_json(&health);
         } else {
-            println!("{} (version {}, up {} s, {} active jobs)", health.status, health.version, health.uptime_seconds, health.active_jobs);
+            println!(
+                "{} (version {}, up {} s, {} active jobs)",
+                health.status, health.version, health.uptime_seconds, health.active_jobs
+            );
         }
         Ok(EXIT_OK)
     }
@@ -349,7 +359,9 @@ pub async fn state_restore(common: &Common, from: &std::path::Path) -> u8 {
     let result = async {
         let config = load(common)?;
         let store = store(&config).await?;
-        state::backup::restore(&config.state, store.as_ref(), from).await.map_err(|e| Failure::failed(e.to_string()))?;
+        state::backup::restore(&config.state, store.as_ref(), from)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "restored_from": from }));
         } else {

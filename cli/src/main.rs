@@ -213,7 +213,9 @@ fn main() -> ExitCode {
                 commands::serve(&common, options).await
             }
             Command::State { action: StateAction::Backup { common, to } } => commands::state_backup(&common, &to).await,
-            Command::State { action: StateAction::Restore { common, from } } => commands::state_restore(&common, &from).await,
+            Command::State { action: StateAction::Restore { common, from } } => {
+                commands::state_restore(&common, &from).await
+            }
             Command::Health { common, port } => commands::health(&common, port).await,
             Command::Trigger { common, connector_id, force, port } => {
                 commands::trigger(&common, &connector_id, force, port).await

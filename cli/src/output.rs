@@ -1,9 +1,9 @@
 //! Human and JSON output of the commands (logging is `connector_core::telemetry::logging`).
 
+use chrono::{DateTime, Utc};
 use connector_core::state::{LedgerEntry, RunRecord};
 use connector_core::status::{ConnectorStatus, ConnectorSummary};
 use connector_core::sync::RunReport;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
@@ -57,7 +57,9 @@ pub fn print_report(report: &RunReport) {
         println!("  warning: {warning}");
     }
     if report.possibly_truncated {
-        println!("  warning: the Memory API returned a full page; more memories may be waiting (raise ingestion.query_limit)");
+        println!(
+            "  warning: the Memory API returned a full page; more memories may be waiting (raise ingestion.query_limit)"
+        );
     }
     if report.stopped_early {
         println!("  stopped at the deadline; the next run continues");
@@ -74,7 +76,11 @@ pub fn print_report(report: &RunReport) {
     }
     if let Some(plan) = &report.plan {
         for item in plan {
-            println!("  {:<18} {}", serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), item.memory_id);
+            println!(
+                "  {:<18} {}",
+                serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                item.memory_id
+            );
         }
     }
 }
@@ -115,7 +121,10 @@ pub fn print_list(rows: &[ConnectorSummary]) {
 }
 
 pub fn print_history(runs: &[RunRecord]) {
-    println!("{:<30} {:<9} {:<20} {:>6} {:>7} {:>6} {:>6}", "Run", "Status", "Started", "New", "Updated", "Failed", "Dead");
+    println!(
+        "{:<30} {:<9} {:<20} {:>6} {:>7} {:>6} {:>6}",
+        "Run", "Status", "Started", "New", "Updated", "Failed", "Dead"
+    );
     for run in runs {
         println!(
             "{:<30} {:<9} {:<20} {:>6} {:>7} {:>6} {:>6}",
@@ -137,12 +146,6 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
     println!("{:<24} {:<15} {:>8}  Last error", "Memory", "Status", "Attempts");
     for e in entries {
-        println!(
-            "{:<24} {:<15} {:>8}  {}",
-            e.memory_id,
-            e.status,
-            e.attempts,
-            e.last_error.as_deref().unwrap_or("-")
-        );
+        println!("{:<24} {:<15} {:>8}  {}", e.memory_id, e.status, e.attempts, e.last_error.as_deref().unwrap_or("-"));
     }
 }

@@ -218,7 +218,8 @@ mod tests {
             assert!(own.holder_is_gone(), "a dead pid of this namespace is still gone");
             return;
         }
-        let initial = std::fs::read_link("/proc/self/ns/pid").is_ok_and(|ns| ns.to_str() == Some(INITIAL_PID_NAMESPACE));
+        let initial =
+            std::fs::read_link("/proc/self/ns/pid").is_ok_and(|ns| ns.to_str() == Some(INITIAL_PID_NAMESPACE));
         if initial {
             assert!(!this_host().contains(".pidns"), "{}", this_host());
         }
@@ -234,7 +235,12 @@ mod tests {
             .status();
         match status {
             Ok(s) if s.code() == Some(0) => {}
-            Ok(s) if initial && std::fs::read_to_string("/proc/self/status").is_ok_and(|st| st.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))) => {
+            Ok(s)
+                if initial
+                    && std::fs::read_to_string("/proc/self/status").is_ok_and(|st| {
+                        st.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+                    }) =>
+            {
                 panic!("in a new PID namespace: {s}")
             }
             _ => eprintln!("skipped: needs root and unshare"),

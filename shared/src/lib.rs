@@ -17,9 +17,9 @@ pub mod memory_api;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
-pub mod service;
 #[cfg(feature = "aws")]
 pub mod serverless;
+pub mod service;
 pub mod state;
 pub mod status;
 pub mod sync;

@@ -65,9 +65,11 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     if let Ok(seconds) = value.parse::<f64>()
-        && seconds.is_finite() && seconds >= 0.0 {
-            return Some(Duration::from_secs_f64(seconds));
-        }
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Some(Duration::from_secs_f64(seconds));
+    }
     let when: DateTime<Utc> = httpdate::parse_http_date(value).ok()?.into();
     Some((when - now).to_std().unwrap_or(Duration::ZERO))
 }
@@ -98,10 +100,7 @@ mod tests {
     fn retry_after_seconds_and_dates() {
         let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
-            Some(Duration::from_secs(10))
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now), Some(Duration::from_secs(10)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
     }

@@ -26,7 +26,11 @@ pub fn interval(schedule: &ScheduleConfig) -> Option<chrono::Duration> {
 
 /// The next time the connector is due after a run that started at
 /// `last_started` (or now, when it never ran).
-pub fn next_run(schedule: &ScheduleConfig, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn next_run(
+    schedule: &ScheduleConfig,
+    last_started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     match schedule.kind {
         ScheduleType::Interval => {
             let every = interval(schedule)?;
@@ -73,7 +77,11 @@ pub fn next_cron(expression: &str, zone: Option<&TimeZone>, after: DateTime<Utc>
 /// `now`: a missed run is due *now*, once, never a burst of catch-up runs.
 /// An interval connector that never ran is due now; a cron connector that
 /// never ran waits for its next firing.
-pub fn due_at(schedule: &ScheduleConfig, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn due_at(
+    schedule: &ScheduleConfig,
+    last_started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     match schedule.kind {
         ScheduleType::Interval => next_run(schedule, last_started, now),
         ScheduleType::Cron => {
@@ -136,7 +144,12 @@ mod tests {
     }
 
     /// Every firing in `[from, to)`.
-    fn firings(expression: &str, zone: &jiff::tz::TimeZone, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    fn firings(
+        expression: &str,
+        zone: &jiff::tz::TimeZone,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
         let mut at = from - chrono::Duration::seconds(1);
         while let Some(next) = next_cron(expression, Some(zone), at).filter(|n| *n < to) {

@@ -195,7 +195,8 @@ mod secrets_manager {
                 .await
                 .map_err(|e| fail(format!("GetSecretValue: {}", crate::aws::error_text(&e))))?;
             let value = Secret::new(
-                got.secret_string.ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
+                got.secret_string
+                    .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
             );
             self.cache
                 .lock()

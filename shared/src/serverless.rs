@@ -395,20 +395,15 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
             .detail_type(SYNC_REQUESTED)
             .detail(detail.to_string())
             .build();
-        let answer = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| LaunchError::Unavailable(format!("EventBridge PutEvents on bus {}: {}", self.bus, crate::aws::error_text(&e))))?;
+        let answer = self.client.put_events().entries(entry).send().await.map_err(|e| {
+            LaunchError::Unavailable(format!(
+                "EventBridge PutEvents on bus {}: {}",
+                self.bus,
+                crate::aws::error_text(&e)
+            ))
+        })?;
         if answer.failed_entry_count() > 0 {
-            let why = answer
-                .entries()
-                .iter()
-                .filter_map(|e| e.error_message())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = answer.entries().iter().filter_map(|e| e.error_message()).collect::<Vec<_>>().join("; ");
             return Err(LaunchError::Unavailable(format!("EventBridge refused the SyncRequested event: {why}")));
         }
         info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
@@ -430,7 +425,8 @@ pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, Func
     }
     let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
-    let launcher = Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));
+    let launcher =
+        Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));
     info!(connectors = config.connectors.len(), "api function ready");
     Ok(crate::api::router(Arc::new(config), store, launcher))
 }
@@ -442,7 +438,10 @@ mod tests {
     #[test]
     fn event_shapes() {
         let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
-        assert_eq!(direct, SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into(), run_id: None });
+        assert_eq!(
+            direct,
+            SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into(), run_id: None }
+        );
         let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
         assert_eq!((scheduled.force, scheduled.trigger.as_str()), (false, "schedule"));
         let requested = parse_sync_event(&json!({

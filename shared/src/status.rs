@@ -80,16 +80,19 @@ pub async fn connector_status(
     })
 }
 
-pub async fn list(config: &Config, store: &dyn StateStore, now: DateTime<Utc>) -> Result<Vec<ConnectorSummary>, StateError> {
+pub async fn list(
+    config: &Config,
+    store: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<ConnectorSummary>, StateError> {
     let mut rows = Vec::with_capacity(config.connectors.len());
     for connector in &config.connectors {
         let state = store.connector_state(&connector.id).await?;
-        let running = store
-            .lease(&connector.id)
-            .await?
-            .is_some_and(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
+        let running =
+            store.lease(&connector.id).await?.is_some_and(|l| !l.is_expired_at(now) && !l.owner.holder_is_gone());
         let paused = state.as_ref().is_some_and(|s| s.paused);
-        let status = match derive_status(connector.enabled, paused, running, state.as_ref().map(|s| s.status.as_str())) {
+        let status = match derive_status(connector.enabled, paused, running, state.as_ref().map(|s| s.status.as_str()))
+        {
             s if s == "failed" || s == "running" || s == "disabled" || s == "paused" || s == "interrupted" => s,
             _ => "idle".to_owned(),
         };

@@ -58,25 +58,15 @@ impl FakeState {
     }
 
     fn problem(&self, text: String) -> Response {
-        self.problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(text.clone());
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"message": text}})),
-        )
-            .into_response()
+        self.problems.lock().unwrap_or_else(|p| p.into_inner()).push(text.clone());
+        (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": text}}))).into_response()
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
         match &self.api_key {
             None => true,
             Some(key) => {
-                headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    == Some(&format!("Bearer {key}"))
+                headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {key}"))
             }
         }
     }
@@ -97,13 +87,8 @@ impl EnrichSim {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("enrich-sim: cannot listen")?;
-        let addr = listener
-            .local_addr()
-            .context("enrich-sim: no local address")?;
-        let state = Arc::new(FakeState {
-            api_key: api_key.map(str::to_owned),
-            ..Default::default()
-        });
+        let addr = listener.local_addr().context("enrich-sim: no local address")?;
+        let state = Arc::new(FakeState { api_key: api_key.map(str::to_owned), ..Default::default() });
         let app = Router::new()
             .route("/v1/audio/transcriptions", post(transcribe))
             .route("/v1/chat/completions", post(complete))
@@ -158,44 +143,27 @@ enrichment:
 
     /// Down: every request is answered 503.
     pub fn set_down(&self, service: Service, down: bool) {
-        self.state
-            .switch(service)
-            .down
-            .store(down, Ordering::SeqCst);
+        self.state.switch(service).down.store(down, Ordering::SeqCst);
     }
 
     /// The User-Agent headers the geocoder saw.
     pub fn geocoding_user_agents(&self) -> Vec<String> {
-        self.state
-            .user_agents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state.user_agents.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Malformed requests the fakes refused (should stay empty).
     pub fn problems(&self) -> Vec<String> {
-        self.state
-            .problems
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.state.problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The text the fake transcriber gives for `audio`.
     pub fn transcript_for(audio: &[u8]) -> String {
-        format!(
-            "Automatic transcript {:08x}: we walked along the river and talked about #holidays",
-            fingerprint(audio)
-        )
+        format!("Automatic transcript {:08x}: we walked along the river and talked about #holidays", fingerprint(audio))
     }
 
     /// The description the fake vision model gives for `image`.
     pub fn description_for(image: &[u8]) -> String {
-        format!(
-            "A small square picture, colour code {:08x}, on a plain background.",
-            fingerprint(image)
-        )
+        format!("A small square picture, colour code {:08x}, on a plain background.", fingerprint(image))
     }
 }
 
@@ -207,34 +175,20 @@ impl Drop for EnrichSim {
 
 /// FNV-1a, 32 bits: a stable label for bytes.
 fn fingerprint(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 fn unavailable() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": {"message": "simulated outage"}})),
-    )
-        .into_response()
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": "simulated outage"}}))).into_response()
 }
 
 fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"error": {"message": "Incorrect API key provided"}})),
-    )
-        .into_response()
+    (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "Incorrect API key provided"}}))).into_response()
 }
 
 /// Checks the multipart form (a `file` part with a file name, a `model`
 /// part) and answers `{"text": ...}` derived from the file bytes.
-async fn transcribe(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn transcribe(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: Bytes) -> Response {
     let switch = &state.transcription;
     switch.calls.fetch_add(1, Ordering::SeqCst);
     if switch.down.load(Ordering::SeqCst) {
@@ -243,14 +197,9 @@ async fn transcribe(
     if !state.authorized(&headers) {
         return unauthorized();
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(boundary) = content_type.strip_prefix("multipart/form-data; boundary=") else {
-        return state.problem(format!(
-            "transcription: content type {content_type:?} is not multipart/form-data"
-        ));
+        return state.problem(format!("transcription: content type {content_type:?} is not multipart/form-data"));
     };
     let parts = split_multipart(&body, boundary.trim_matches('"'));
     let Some((file_headers, file)) = parts.iter().find(|(h, _)| h.contains("name=\"file\"")) else {
@@ -259,18 +208,13 @@ async fn transcribe(
     if !file_headers.contains("filename=\"") {
         return state.problem("transcription: the file part has no file name".into());
     }
-    let model = parts
-        .iter()
-        .find(|(h, _)| h.contains("name=\"model\""))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let model =
+        parts.iter().find(|(h, _)| h.contains("name=\"model\"")).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     if model.as_deref().is_none_or(str::is_empty) {
         return state.problem("transcription: no `model` part".into());
     }
     if !file.starts_with(b"RIFF") && !file.starts_with(b"OggS") {
-        return state.problem(format!(
-            "transcription: the file is not WAV/OGG ({} bytes)",
-            file.len()
-        ));
+        return state.problem(format!("transcription: the file is not WAV/OGG ({} bytes)", file.len()));
     }
     Json(json!({ "text": EnrichSim::transcript_for(file) })).into_response()
 }
@@ -292,10 +236,7 @@ fn split_multipart(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
         let part = part.strip_prefix(b"\r\n").unwrap_or(part);
         let part = part.strip_suffix(b"\r\n").unwrap_or(part);
         if let Some(split) = find(part, b"\r\n\r\n") {
-            parts.push((
-                String::from_utf8_lossy(&part[..split]).into_owned(),
-                part[split + 4..].to_vec(),
-            ));
+            parts.push((String::from_utf8_lossy(&part[..split]).into_owned(), part[split + 4..].to_vec()));
         }
     }
     parts
@@ -307,11 +248,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Checks for a user message with an `image_url` data URL and answers a
 /// chat completion describing the decoded image.
-async fn complete(
-    State(state): State<Arc<FakeState>>,
-    headers: HeaderMap,
-    Json(request): Json<Value>,
-) -> Response {
+async fn complete(State(state): State<Arc<FakeState>>, headers: HeaderMap, Json(request): Json<Value>) -> Response {
     let switch = &state.vision;
     switch.calls.fetch_add(1, Ordering::SeqCst);
     if switch.down.load(Ordering::SeqCst) {
@@ -320,28 +257,17 @@ async fn complete(
     if !state.authorized(&headers) {
         return unauthorized();
     }
-    if request
-        .get("model")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
+    if request.get("model").and_then(Value::as_str).is_none_or(str::is_empty) {
         return state.problem("chat: no model".into());
     }
     let url = request
         .pointer("/messages/0/content")
         .and_then(Value::as_array)
-        .and_then(|parts| {
-            parts
-                .iter()
-                .find_map(|p| p.pointer("/image_url/url").and_then(Value::as_str))
-        });
+        .and_then(|parts| parts.iter().find_map(|p| p.pointer("/image_url/url").and_then(Value::as_str)));
     let Some(url) = url else {
         return state.problem("chat: no image_url in the first message".into());
     };
-    let Some((_, data)) = url
-        .strip_prefix("data:image/")
-        .and_then(|rest| rest.split_once(";base64,"))
-    else {
+    let Some((_, data)) = url.strip_prefix("data:image/").and_then(|rest| rest.split_once(";base64,")) else {
         return state.problem("chat: the image is not a base64 data URL".into());
     };
     let Ok(image) = base64::engine::general_purpose::STANDARD.decode(data) else {
@@ -364,16 +290,8 @@ async fn reverse(
 ) -> Response {
     let switch = &state.geocoding;
     switch.calls.fetch_add(1, Ordering::SeqCst);
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    state
-        .user_agents
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(agent);
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    state.user_agents.lock().unwrap_or_else(|p| p.into_inner()).push(agent);
     if switch.down.load(Ordering::SeqCst) {
         return unavailable();
     }

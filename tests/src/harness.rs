@@ -33,9 +33,7 @@ pub fn workspace_bin(package: &str, bin: &str, features: Option<&str>) -> PathBu
     if let Some(features) = features {
         build.args(["--features", features]);
     }
-    let status = build
-        .status()
-        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    let status = build.status().unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
     assert!(status.success(), "building {bin} failed");
     assert!(path.exists(), "{} missing after build", path.display());
     path

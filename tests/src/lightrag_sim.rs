@@ -180,9 +180,7 @@ pub(crate) struct Shared {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not wedge the server for the others.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -225,9 +223,7 @@ impl Shared {
 
     fn take_fault(&self, route: SimRoute) -> Option<SimFault> {
         let mut faults = lock(&self.faults);
-        let index = faults
-            .iter()
-            .position(|f| f.route == route || f.route == SimRoute::Any)?;
+        let index = faults.iter().position(|f| f.route == route || f.route == SimRoute::Any)?;
         let fault = faults[index].clone();
         faults[index].times -= 1;
         if faults[index].times == 0 {
@@ -259,10 +255,7 @@ impl LightragSim {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
     }
 
-    pub async fn start_on(
-        addr: SocketAddr,
-        options: LightragSimOptions,
-    ) -> anyhow::Result<LightragSim> {
+    pub async fn start_on(addr: SocketAddr, options: LightragSimOptions) -> anyhow::Result<LightragSim> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("lightrag-sim cannot listen on {addr}: {e}"))?;
@@ -295,11 +288,7 @@ impl LightragSim {
                 tracing::error!(error = %e, "lightrag-sim stopped");
             }
         });
-        Ok(LightragSim {
-            addr,
-            shared,
-            shutdown: Some(tx),
-        })
+        Ok(LightragSim { addr, shared, shutdown: Some(tx) })
     }
 
     /// `http://127.0.0.1:<port>` (no trailing slash).
@@ -318,9 +307,7 @@ impl LightragSim {
 
     /// The record stored under a name (basename), if any.
     pub fn document_named(&self, file_path: &str) -> Option<SimDocument> {
-        self.documents()
-            .into_iter()
-            .find(|d| d.file_path == file_path)
+        self.documents().into_iter().find(|d| d.file_path == file_path)
     }
 
     /// Marks the pipeline busy: deletes answer `busy`.

@@ -15,8 +15,7 @@ use std::sync::OnceLock;
 /// The debug `sync` Lambda bootstrap (another package's binary).
 fn lambda_bootstrap() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| workspace_bin("sync", "sync", None))
-        .clone()
+    BIN.get_or_init(|| workspace_bin("sync", "sync", None)).clone()
 }
 
 fn run_bench(out_dir: &std::path::Path) -> String {
@@ -41,8 +40,7 @@ fn bench_smoke_run_reports_every_figure_and_the_delta() {
     let out = tempfile::tempdir().unwrap();
     let first = run_bench(out.path());
     let report: Report =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("latest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("latest.json")).unwrap()).unwrap();
     assert_eq!(report.n, 200);
     for prefix in [
         "1.throughput_ratio.b1",
@@ -74,35 +72,17 @@ fn bench_smoke_run_reports_every_figure_and_the_delta() {
         "8.usd_per_million",
         "8.usd_per_connector_month",
     ] {
-        let row = report
-            .rows
-            .iter()
-            .find(|r| r.key == prefix)
-            .unwrap_or_else(|| panic!("no row {prefix}:\n{first}"));
+        let row = report.rows.iter().find(|r| r.key == prefix).unwrap_or_else(|| panic!("no row {prefix}:\n{first}"));
         assert!(row.verdict != Verdict::NotYet, "{row:?}");
         assert!(row.value.is_some_and(f64::is_finite), "{row:?}");
     }
     // The window never exceeds batch_size, even in a debug build.
-    let in_flight = report
-        .rows
-        .iter()
-        .find(|r| r.key == "7.slow_sink.b10.in_flight")
-        .unwrap();
+    let in_flight = report.rows.iter().find(|r| r.key == "7.slow_sink.b10.in_flight").unwrap();
     assert!(in_flight.value.unwrap() <= 10.0, "{in_flight:?}");
-    assert!(
-        first.contains("1. wall vs limit, per-item, batch_size 10"),
-        "{first}"
-    );
-    assert!(
-        first.contains("1. wall vs limit, batched, batch_size 50"),
-        "{first}"
-    );
+    assert!(first.contains("1. wall vs limit, per-item, batch_size 10"), "{first}");
+    assert!(first.contains("1. wall vs limit, batched, batch_size 50"), "{first}");
     // 200 memories in batches of 50: 4 batch requests, replayed as sent.
-    let batched = report
-        .rows
-        .iter()
-        .find(|r| r.key == "1.throughput_ratio.batched.b50")
-        .unwrap();
+    let batched = report.rows.iter().find(|r| r.key == "1.throughput_ratio.batched.b50").unwrap();
     assert!(batched.note.contains("; 4 insert requests"), "{batched:?}");
 
     let second = run_bench(out.path());

@@ -98,7 +98,14 @@ async fn list_status_history_and_reset() {
     assert!(run.stdout.contains("completed"), "{}", run.stdout);
 
     let status = ws.run(&["status", "--connector-id", "personal-memories"]);
-    for line in ["Connector: personal-memories\n", "Status: completed\n", "Last Sync: ", "Processed: ", "Failed: 0 memories\n", "Next Run: "] {
+    for line in [
+        "Connector: personal-memories\n",
+        "Status: completed\n",
+        "Last Sync: ",
+        "Processed: ",
+        "Failed: 0 memories\n",
+        "Next Run: ",
+    ] {
         assert!(status.stdout.contains(line), "missing {line:?} in\n{}", status.stdout);
     }
     let history = ws.run(&["history", "--connector-id", "personal-memories", "--json"]).json();

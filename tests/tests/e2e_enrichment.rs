@@ -48,56 +48,31 @@ struct Setup {
 }
 
 async fn setup(backend: &'static str) -> Setup {
-    let mem = MemorySim::start(MemorySimOptions {
-        api_key: Some(MEMORY_KEY.into()),
-        contexts: vec![],
-        ..Default::default()
-    })
-    .await
-    .expect("memory sim");
+    let mem =
+        MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), contexts: vec![], ..Default::default() })
+            .await
+            .expect("memory sim");
     mem.add_raw(CTX, memories());
-    let rag = LightragSim::start(LightragSimOptions::default())
-        .await
-        .expect("lightrag sim");
-    let fakes = EnrichSim::start(Some(OPENAI_KEY))
-        .await
-        .expect("enrichment fakes");
+    let rag = LightragSim::start(LightragSimOptions::default()).await.expect("lightrag sim");
+    let fakes = EnrichSim::start(Some(OPENAI_KEY)).await.expect("enrichment fakes");
     let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
     spec.context_id = CTX.into();
     spec.strategy = "rich";
     spec.backend = backend;
-    spec.state_path = if backend == "sqlite" {
-        "state.db".into()
-    } else {
-        "state.json".into()
-    };
-    spec.transformation_extra = vec![
-        "include_audio: true".into(),
-        "include_image: true".into(),
-        "geocoding: true".into(),
-    ];
+    spec.state_path = if backend == "sqlite" { "state.db".into() } else { "state.json".into() };
+    spec.transformation_extra =
+        vec!["include_audio: true".into(), "include_image: true".into(), "geocoding: true".into()];
     spec.extra_yaml = fakes.config_section();
     let mut ws = Workspace::new();
     ws.write_config(&spec.render());
     ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
     ws.set_env("OPENAI_API_KEY", OPENAI_KEY);
-    Setup {
-        mem,
-        rag,
-        fakes,
-        ws,
-    }
+    Setup { mem, rag, fakes, ws }
 }
 
 async fn sync(ws: &Workspace) -> CliRun {
-    let run = ws
-        .run_async(&["sync", "--connector-id", "personal-memories", "--json"])
-        .await;
-    assert_eq!(
-        run.code, 0,
-        "sync failed\nstdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    let run = ws.run_async(&["sync", "--connector-id", "personal-memories", "--json"]).await;
+    assert_eq!(run.code, 0, "sync failed\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     run
 }
 
@@ -108,78 +83,47 @@ fn counts(run: &CliRun) -> (u64, u64, u64, u64) {
 }
 
 fn text(rag: &LightragSim, id: &str) -> String {
-    rag.document_named(&file_source(CTX, id))
-        .unwrap_or_else(|| panic!("no document for {id}"))
-        .text
+    rag.document_named(&file_source(CTX, id)).unwrap_or_else(|| panic!("no document for {id}")).text
 }
 
 fn calls(f: &EnrichSim) -> (usize, usize, usize) {
-    (
-        f.calls(Service::Transcription),
-        f.calls(Service::Vision),
-        f.calls(Service::Geocoding),
-    )
+    (f.calls(Service::Transcription), f.calls(Service::Vision), f.calls(Service::Geocoding))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transcripts_descriptions_and_places_once_per_memory() {
-    let Setup {
-        mem,
-        rag,
-        fakes,
-        ws,
-    } = setup("json").await;
+    let Setup { mem, rag, fakes, ws } = setup("json").await;
 
     let first = sync(&ws).await;
     assert_eq!(counts(&first), (6, 0, 0, 0), "{}", first.stdout);
 
     let a1 = text(&rag, "a1");
     assert!(
-        a1.starts_with(
-            "# Voice recording in Berlin, Mitte, Germany on Thursday morning, 18 December 2025\n"
-        ),
+        a1.starts_with("# Voice recording in Berlin, Mitte, Germany on Thursday morning, 18 December 2025\n"),
         "{a1}"
     );
+    assert!(a1.contains("Where: Berlin, Mitte, Germany (52.52000, 13.40500)\n"), "{a1}");
     assert!(
-        a1.contains("Where: Berlin, Mitte, Germany (52.52000, 13.40500)\n"),
+        a1.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic transcript "),
         "{a1}"
     );
-    assert!(a1.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic transcript "), "{a1}");
-    assert!(
-        a1.contains("Tags: #holidays\n"),
-        "tags come from the automatic transcript too:\n{a1}"
-    );
+    assert!(a1.contains("Tags: #holidays\n"), "tags come from the automatic transcript too:\n{a1}");
     let a2 = text(&rag, "a2");
     assert!(a2.contains("Where: Berlin, Mitte, Germany"), "{a2}");
-    assert!(
-        a2.contains("## Photo description (automatic)\n\nA small square picture, colour code "),
-        "{a2}"
-    );
+    assert!(a2.contains("## Photo description (automatic)\n\nA small square picture, colour code "), "{a2}");
     assert_ne!(
         a1.split("Automatic transcript ").nth(1),
         a2.split("Automatic transcript ").nth(1),
         "each recording has its own text"
     );
     let p1 = text(&rag, "p1");
-    assert!(
-        p1.contains("Where: Town 48.1/11.6, Simland (48.13700, 11.57500)"),
-        "{p1}"
-    );
-    assert!(
-        p1.contains("## Transcript\n\nFresh #bread from the market\n"),
-        "{p1}"
-    );
+    assert!(p1.contains("Where: Town 48.1/11.6, Simland (48.13700, 11.57500)"), "{p1}");
+    assert!(p1.contains("## Transcript\n\nFresh #bread from the market\n"), "{p1}");
     assert!(p1.contains("## Photo description (automatic)"), "{p1}");
     let n1 = text(&rag, "n1");
-    assert!(
-        !n1.contains("Where:"),
-        "0,0 is an unknown place, not geocoded:\n{n1}"
-    );
+    assert!(!n1.contains("Where:"), "0,0 is an unknown place, not geocoded:\n{n1}");
     let t1 = text(&rag, "t1");
-    assert!(
-        t1.contains("## Transcript\n\nSpoken and already transcribed"),
-        "{t1}"
-    );
+    assert!(t1.contains("## Transcript\n\nSpoken and already transcribed"), "{t1}");
     assert!(!t1.contains("automatic"), "{t1}");
 
     let ph = text(&rag, "ph");
@@ -192,21 +136,13 @@ async fn transcripts_descriptions_and_places_once_per_memory() {
     assert_eq!(calls(&fakes), (2, 3, 2));
     assert_eq!(mem.media_requests(), 5);
     assert!(
-        fakes
-            .geocoding_user_agents()
-            .iter()
-            .all(|ua| ua == "memory-connector-tests/1.0 (contact: tests@example.org)")
+        fakes.geocoding_user_agents().iter().all(|ua| ua == "memory-connector-tests/1.0 (contact: tests@example.org)")
     );
     assert!(fakes.problems().is_empty(), "{:?}", fakes.problems());
 
     let documents = rag.documents().len();
     let second = sync(&ws).await;
-    assert_eq!(
-        counts(&second),
-        (0, 0, 6, 0),
-        "cached enrichments give the same documents:\n{}",
-        second.stdout
-    );
+    assert_eq!(counts(&second), (0, 0, 6, 0), "cached enrichments give the same documents:\n{}", second.stdout);
     assert_eq!(calls(&fakes), (2, 3, 2), "no service is called again");
     assert_eq!(mem.media_requests(), 5, "no download on a no-op run");
     assert_eq!(rag.documents().len(), documents);
@@ -215,12 +151,7 @@ async fn transcripts_descriptions_and_places_once_per_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wins() {
-    let Setup {
-        mem,
-        rag,
-        fakes,
-        ws,
-    } = setup("sqlite").await;
+    let Setup { mem, rag, fakes, ws } = setup("sqlite").await;
     fakes.set_down(Service::Transcription, true);
     fakes.set_down(Service::Geocoding, true);
 
@@ -230,19 +161,10 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     assert_eq!(counts(&first), (5, 0, 0, 1), "{}", first.stdout);
     assert!(text(&rag, "a2").contains("(no transcript)"));
     let p1 = text(&rag, "p1");
-    assert!(
-        p1.contains("Where: 48.13700, 11.57500\n"),
-        "no place name while the geocoder is down:\n{p1}"
-    );
-    assert!(
-        p1.contains("## Photo description (automatic)"),
-        "the photo is described all the same:\n{p1}"
-    );
+    assert!(p1.contains("Where: 48.13700, 11.57500\n"), "no place name while the geocoder is down:\n{p1}");
+    assert!(p1.contains("## Photo description (automatic)"), "the photo is described all the same:\n{p1}");
     let down_calls = calls(&fakes);
-    assert_eq!(
-        down_calls.1, 3,
-        "the photos of a2, p1 and ph"
-    );
+    assert_eq!(down_calls.1, 3, "the photos of a2, p1 and ph");
 
     fakes.set_down(Service::Transcription, false);
     fakes.set_down(Service::Geocoding, false);
@@ -258,10 +180,7 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
     assert!(text(&rag, "a1").contains("Automatic transcript "));
     let after = calls(&fakes);
     assert_eq!(after.0 - down_calls.0, 2, "a1 and a2 transcribed once each");
-    assert_eq!(
-        after.1, down_calls.1,
-        "the photos were described once, in the first run"
-    );
+    assert_eq!(after.1, down_calls.1, "the photos were described once, in the first run");
 
     let third = sync(&ws).await;
     assert_eq!(counts(&third), (0, 0, 6, 0), "{}", third.stdout);
@@ -279,22 +198,16 @@ async fn an_outage_degrades_then_the_next_run_completes_and_a_real_transcript_wi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_flags_nothing_is_called_and_no_key_is_needed() {
-    let mem = MemorySim::start(MemorySimOptions {
-        api_key: Some(MEMORY_KEY.into()),
-        contexts: vec![],
-        ..Default::default()
-    })
-    .await
-    .expect("memory sim");
+    let mem =
+        MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), contexts: vec![], ..Default::default() })
+            .await
+            .expect("memory sim");
     mem.add_raw(CTX, memories());
-    let rag = LightragSim::start(LightragSimOptions::default())
-        .await
-        .expect("lightrag sim");
+    let rag = LightragSim::start(LightragSimOptions::default()).await.expect("lightrag sim");
     let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
     spec.context_id = CTX.into();
     // The section is there, with OpenAI's URL and an unset key variable allowed to stay empty.
-    spec.extra_yaml =
-        "\nenrichment:\n  transcription:\n    api_key: \"${OPENAI_API_KEY:-}\"\n".into();
+    spec.extra_yaml = "\nenrichment:\n  transcription:\n    api_key: \"${OPENAI_API_KEY:-}\"\n".into();
     let mut ws = Workspace::new();
     ws.write_config(&spec.render());
     ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
@@ -311,13 +224,7 @@ async fn openai_without_a_key_is_a_config_error_naming_the_field() {
     let mut ws = Workspace::new();
     ws.write_config(&spec.render());
     ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
-    let run = ws
-        .run_async(&["sync", "--connector-id", "personal-memories"])
-        .await;
+    let run = ws.run_async(&["sync", "--connector-id", "personal-memories"]).await;
     assert_ne!(run.code, 0);
-    assert!(
-        run.stderr.contains("enrichment.transcription.api_key"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("enrichment.transcription.api_key"), "{}", run.stderr);
 }

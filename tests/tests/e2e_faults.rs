@@ -2,7 +2,7 @@
 //! the process killed mid-run, two runs at once.
 
 use connector_core::transform::file_source;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sims::harness::{CliRun, ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimFault, SimRoute};
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
@@ -228,8 +228,8 @@ async fn a_second_run_while_one_runs_gets_already_running() {
     let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
     spec.batch_size = 2;
     let ws = workspace(&spec);
-    let first = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories", "--json"]))
-        .output();
+    let first =
+        tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories", "--json"])).output();
     let first = tokio::spawn(first);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let second = sync(&ws).await;
@@ -254,7 +254,9 @@ async fn a_rejected_memory_is_retried_then_dead_then_replayed() {
     .expect("memory sim");
     mem.add_raw(
         CTX,
-        (1..=3).map(|i| json!({"id": format!("m{i}"), "type": "note", "transcript": format!("memory number {i}")})).collect(),
+        (1..=3)
+            .map(|i| json!({"id": format!("m{i}"), "type": "note", "transcript": format!("memory number {i}")}))
+            .collect(),
     );
     let rag = lightrag_sim(Duration::ZERO).await;
     let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
@@ -262,14 +264,26 @@ async fn a_rejected_memory_is_retried_then_dead_then_replayed() {
     spec.max_attempts = 2;
     let ws = workspace(&spec);
 
-    rag.inject(SimFault { route: SimRoute::Insert, status: 422, body: r#"{"detail":"bad text"}"#.into(), retry_after: None, times: 1 });
+    rag.inject(SimFault {
+        route: SimRoute::Insert,
+        status: 422,
+        body: r#"{"detail":"bad text"}"#.into(),
+        retry_after: None,
+        times: 1,
+    });
     let first = sync(&ws).await;
     assert_eq!(first.code, 3, "partial: {}\n{}", first.stdout, first.stderr);
     assert_eq!(first.json()["counts"]["failed"], json!(1));
     assert_eq!(first.json()["errors"][0]["memory_id"], json!("m1"));
     assert!(first.json()["errors"][0]["message"].as_str().is_some_and(|m| m.contains("422") && m.contains("bad text")));
 
-    rag.inject(SimFault { route: SimRoute::Insert, status: 422, body: r#"{"detail":"bad text"}"#.into(), retry_after: None, times: 1 });
+    rag.inject(SimFault {
+        route: SimRoute::Insert,
+        status: 422,
+        body: r#"{"detail":"bad text"}"#.into(),
+        retry_after: None,
+        times: 1,
+    });
     let second = sync(&ws).await;
     assert_eq!(second.code, 3);
     assert_eq!(second.json()["counts"]["dead"], json!(1));
@@ -311,10 +325,15 @@ async fn a_failed_health_check_reports_the_fetch_error_too_and_never_waits_for_i
     // A fetch that would hang for a minute is dropped once the health check failed.
     mem.inject(Fault { delay: Duration::from_secs(60), ..fault(200, 1) });
     let started = std::time::Instant::now();
-    let down = tokio::time::timeout(Duration::from_secs(45), sync(&ws)).await.expect("the run waited for the hanging fetch");
+    let down =
+        tokio::time::timeout(Duration::from_secs(45), sync(&ws)).await.expect("the run waited for the hanging fetch");
     assert_eq!(down.code, 1, "{}", down.stdout);
     assert!(started.elapsed() < Duration::from_secs(45));
-    assert!(down.json()["warnings"].as_array().is_some_and(|w| w.iter().all(|w| !w.to_string().contains("fetching"))), "{}", down.stdout);
+    assert!(
+        down.json()["warnings"].as_array().is_some_and(|w| w.iter().all(|w| !w.to_string().contains("fetching"))),
+        "{}",
+        down.stdout
+    );
     assert!(rag.documents().is_empty(), "nothing was sent");
 }
 
@@ -331,7 +350,11 @@ async fn lightrag_unreachable_keeps_memories_for_the_next_run() {
     let down = sync(&ws).await;
     assert_eq!(down.code, 1, "{}\n{}", down.stdout, down.stderr);
     let expected = with_transcript(&mem);
-    assert!(down.json()["error"].as_str().is_some_and(|e| e.contains("nothing was sent") && e.contains(&closed)), "{}", down.stdout);
+    assert!(
+        down.json()["error"].as_str().is_some_and(|e| e.contains("nothing was sent") && e.contains(&closed)),
+        "{}",
+        down.stdout
+    );
     // Not the memories' fault: none is charged an attempt.
     assert_eq!(down.json()["counts"]["failed"], json!(0));
     let failed = ws.run(&["failed", "--connector-id", "personal-memories", "--json"]).json();

@@ -7,7 +7,7 @@
 use connector_core::ids::ConnectorId;
 use connector_core::state::json::JsonStore;
 use connector_core::state::{EntryStatus, StateStore};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sims::harness::{CliRun, ConfigSpec, Workspace};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::collections::BTreeSet;
@@ -20,7 +20,9 @@ fn real_url() -> Option<String> {
     match std::env::var("LIGHTRAG_REAL_URL") {
         Ok(url) => Some(url),
         Err(_) => {
-            eprintln!("SKIPPED: LIGHTRAG_REAL_URL is not set; run `make test` to run this against a real LightRAG 1.5.7");
+            eprintln!(
+                "SKIPPED: LIGHTRAG_REAL_URL is not set; run `make test` to run this against a real LightRAG 1.5.7"
+            );
             None
         }
     }
@@ -131,7 +133,11 @@ async fn three_hundred_memories_rerun_edits_and_late_transcripts() {
     let sent = count(&first, "new");
     let stored = assert_one_to_one(&url, &ctx, &ws).await;
     assert_eq!(stored as u64, sent);
-    eprintln!("real LightRAG: {sent} documents submitted and processed in {:.1} s ({:.1} docs/s)", started.elapsed().as_secs_f64(), sent as f64 / started.elapsed().as_secs_f64());
+    eprintln!(
+        "real LightRAG: {sent} documents submitted and processed in {:.1} s ({:.1} docs/s)",
+        started.elapsed().as_secs_f64(),
+        sent as f64 / started.elapsed().as_secs_f64()
+    );
 
     let rerun = sync(&ws).await;
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
@@ -226,6 +232,7 @@ async fn killed_mid_run_then_rerun_leaves_nothing_missing_or_duplicated() {
     assert_eq!(rerun.code, 0, "{}\n{}", rerun.stdout, rerun.stderr);
     assert!(rerun.stderr.contains("the previous run was interrupted"), "the rerun must notice the interrupted run");
     let stored = assert_one_to_one(&url, &ctx, &ws).await;
-    let expected = mem.expected(&ctx).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count();
+    let expected =
+        mem.expected(&ctx).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count();
     assert_eq!(stored, expected, "no memory missing");
 }

@@ -3,7 +3,7 @@
 //! the runs, alerts fire and recover, SIGTERM mid-run exits cleanly with the
 //! ledger consistent, every route but `/health` needs the key, rate limiting.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
@@ -75,7 +75,10 @@ impl Serve {
                 break serde_json::from_str(&text).expect("port file is JSON");
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("serve exited early ({status}):\n{}", std::fs::read_to_string(ws.path().join("serve.log")).unwrap_or_default());
+                panic!(
+                    "serve exited early ({status}):\n{}",
+                    std::fs::read_to_string(ws.path().join("serve.log")).unwrap_or_default()
+                );
             }
             assert!(started.elapsed() < Duration::from_secs(30), "serve did not write its port file");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -129,7 +132,8 @@ impl Serve {
     }
 
     async fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        let status = tokio::time::timeout(timeout, self.child.wait()).await.expect("serve did not exit in time").expect("wait");
+        let status =
+            tokio::time::timeout(timeout, self.child.wait()).await.expect("serve did not exit in time").expect("wait");
         status.code().unwrap_or(-1)
     }
 }
@@ -165,11 +169,24 @@ async fn the_schedule_fires_and_metrics_count_the_runs() {
     let docs = with_transcript(&mem);
     assert_eq!(rag.documents().len(), docs);
     let text = serve.metrics_text().await;
-    let completed = metric(&text, &format!("memory_connector_syncs_total{{connector_id=\"{ID}\",status=\"completed\"}}")).unwrap_or(0.0);
+    let completed =
+        metric(&text, &format!("memory_connector_syncs_total{{connector_id=\"{ID}\",status=\"completed\"}}"))
+            .unwrap_or(0.0);
     assert!(completed >= 2.0, "{text}");
-    assert_eq!(metric(&text, &format!("memory_connector_memories_new_total{{connector_id=\"{ID}\"}}")), Some(docs as f64), "{text}");
-    assert_eq!(metric(&text, &format!("memory_connector_memories_processed{{connector_id=\"{ID}\"}}")), Some(docs as f64), "{text}");
-    assert!(metric(&text, &format!("memory_connector_sync_duration_seconds_count{{connector_id=\"{ID}\"}}")).unwrap_or(0.0) >= 2.0);
+    assert_eq!(
+        metric(&text, &format!("memory_connector_memories_new_total{{connector_id=\"{ID}\"}}")),
+        Some(docs as f64),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("memory_connector_memories_processed{{connector_id=\"{ID}\"}}")),
+        Some(docs as f64),
+        "{text}"
+    );
+    assert!(
+        metric(&text, &format!("memory_connector_sync_duration_seconds_count{{connector_id=\"{ID}\"}}")).unwrap_or(0.0)
+            >= 2.0
+    );
     assert!(text.contains("memory_connector_lightrag_request_duration_seconds_bucket{operation=\"insert_batch\",outcome=\"ok\",le=\"+Inf\"}"), "{text}");
     assert!(text.contains("memory_connector_memory_api_request_duration_seconds_count{connector_id=\"personal-memories\",operation=\"list\",outcome=\"ok\"}"), "{text}");
     check_with_promtool(&ws, &text);
@@ -181,7 +198,9 @@ fn check_with_promtool(ws: &Workspace, text: &str) {
     let promtool = root.join(".local/bin/promtool");
     let promtool = if promtool.exists() {
         promtool
-    } else if let Some(found) = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("promtool")).find(|p| p.exists())) {
+    } else if let Some(found) = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("promtool")).find(|p| p.exists()))
+    {
         found
     } else {
         eprintln!("WARNING: promtool not found (run tests/scripts/promtool.sh); `promtool check metrics` SKIPPED");
@@ -194,7 +213,12 @@ fn check_with_promtool(ws: &Workspace, text: &str) {
         .arg(format!("{} check metrics < {}", promtool.display(), file.display()))
         .output()
         .expect("run promtool");
-    assert!(out.status.success(), "promtool check metrics failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,7 +272,10 @@ async fn every_route_but_health_needs_the_key_and_secrets_stay_hidden() {
     }
     let serve = Serve::start(&ws, &["--api-only"]).await;
     let log = std::fs::read_to_string(ws.path().join("serve.log")).expect("serve log");
-    assert!(log.contains("readable by other users") && log.contains("config.yaml"), "a 0644 config is warned about:\n{log}");
+    assert!(
+        log.contains("readable by other users") && log.contains("config.yaml"),
+        "a 0644 config is warned about:\n{log}"
+    );
     let routes: Vec<(&str, String)> = vec![
         ("GET", "/connectors".into()),
         ("GET", format!("/connectors/{ID}")),
@@ -352,7 +379,8 @@ async fn alerts_fire_after_n_failures_and_recover_once() {
     let serve = Serve::start(&ws, &[]).await;
     serve
         .wait_history("three failures and a success", Duration::from_secs(40), |h| {
-            h.iter().filter(|r| r["status"] == json!("failed")).count() >= 3 && h.iter().any(|r| r["status"] == json!("completed"))
+            h.iter().filter(|r| r["status"] == json!("failed")).count() >= 3
+                && h.iter().any(|r| r["status"] == json!("completed"))
         })
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -456,7 +484,9 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let st = root.join(".local/venv/bin/schemathesis");
     if !st.exists() {
-        eprintln!("WARNING: schemathesis not installed (run tests/scripts/schemathesis.sh); the OpenAPI fuzz run is SKIPPED");
+        eprintln!(
+            "WARNING: schemathesis not installed (run tests/scripts/schemathesis.sh); the OpenAPI fuzz run is SKIPPED"
+        );
         return;
     }
     let (mem, rag) = sims(5, Duration::ZERO).await;
@@ -475,7 +505,10 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{report}");
     assert!(out.status.success(), "schemathesis found problems:\n{report}");
-    assert!(report.contains("Tested: 11") && report.contains("No issues found"), "every operation was tested:\n{report}");
+    assert!(
+        report.contains("Tested: 11") && report.contains("No issues found"),
+        "every operation was tested:\n{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -491,7 +524,10 @@ async fn an_encrypted_json_state_is_unreadable_without_the_key() {
     let sealed = std::fs::read(&file).expect("state file");
     assert!(sealed.starts_with(b"MCSTATE-ENC1\n"));
     let text = String::from_utf8_lossy(&sealed);
-    assert!(!text.contains("connectors") && !text.contains(CTX) && !text.contains("memory_"), "plain text in the state");
+    assert!(
+        !text.contains("connectors") && !text.contains(CTX) && !text.contains("memory_"),
+        "plain text in the state"
+    );
     let status = ws.run_async(&["status", "--connector-id", ID, "--json"]).await;
     assert_eq!(status.json()["processed"], json!(with_transcript(&mem)));
 

@@ -2,7 +2,7 @@
 //! LightRAG simulators on loopback ports chosen at run time.
 
 use connector_core::transform::file_source;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};

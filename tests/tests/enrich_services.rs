@@ -5,9 +5,7 @@
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
-use connector_core::config::{
-    Config, ConnectorConfig, MemoryApiConfig, TranscriptionConfig, TransformationConfig,
-};
+use connector_core::config::{Config, ConnectorConfig, MemoryApiConfig, TranscriptionConfig, TransformationConfig};
 use connector_core::enrich::{EnrichMode, Enricher, OpenAiClient};
 use connector_core::ids::MemoryId;
 use connector_core::memory_api::{
@@ -21,46 +19,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
     let addr = listener.local_addr().expect("local address");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     format!("http://{addr}")
 }
 
 fn client(url: &str) -> MemoryApiClient {
-    MemoryApiClient::new(&MemoryApiConfig {
-        url: url.into(),
-        ..Default::default()
-    })
-    .expect("client")
+    MemoryApiClient::new(&MemoryApiConfig { url: url.into(), ..Default::default() }).expect("client")
 }
 
-const LIMITS: MediaLimits = MediaLimits {
-    max_bytes: 1000,
-    timeout: Duration::from_millis(500),
-};
+const LIMITS: MediaLimits = MediaLimits { max_bytes: 1000, timeout: Duration::from_millis(500) };
 
 #[tokio::test]
 async fn media_downloads_are_bounded_and_checked() {
     let app = Router::new()
-        .route(
-            "/memory/C/ok/audio",
-            get(|| async { ([(header::CONTENT_TYPE, "audio/wav; codecs=1")], wav(1)) }),
-        )
-        .route(
-            "/memory/C/ok/image",
-            get(|| async { ([(header::CONTENT_TYPE, "image/png")], png(1)) }),
-        )
-        .route(
-            "/memory/C/big/audio",
-            get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], vec![0u8; 5000]) }),
-        )
-        .route(
-            "/memory/C/html/image",
-            get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<h1>login</h1>") }),
-        )
+        .route("/memory/C/ok/audio", get(|| async { ([(header::CONTENT_TYPE, "audio/wav; codecs=1")], wav(1)) }))
+        .route("/memory/C/ok/image", get(|| async { ([(header::CONTENT_TYPE, "image/png")], png(1)) }))
+        .route("/memory/C/big/audio", get(|| async { ([(header::CONTENT_TYPE, "audio/mpeg")], vec![0u8; 5000]) }))
+        .route("/memory/C/html/image", get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<h1>login</h1>") }))
         .route(
             "/memory/C/slow/audio",
             get(|| async {
@@ -71,43 +48,19 @@ async fn media_downloads_are_bounded_and_checked() {
     let c = client(&serve(app).await);
 
     let audio = c.media("C", "ok", MediaKind::Audio, LIMITS).await.unwrap();
-    assert_eq!(
-        audio,
-        Media {
-            bytes: wav(1),
-            content_type: "audio/wav".into()
-        }
-    );
+    assert_eq!(audio, Media { bytes: wav(1), content_type: "audio/wav".into() });
     let image = c.media("C", "ok", MediaKind::Image, LIMITS).await.unwrap();
     assert_eq!(image.content_type, "image/png");
 
-    let big = c
-        .media("C", "big", MediaKind::Audio, LIMITS)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(big, MediaError::TooLarge { limit: 1000, .. }),
-        "{big}"
-    );
-    let html = c
-        .media("C", "html", MediaKind::Image, LIMITS)
-        .await
-        .unwrap_err();
+    let big = c.media("C", "big", MediaKind::Audio, LIMITS).await.unwrap_err();
+    assert!(matches!(big, MediaError::TooLarge { limit: 1000, .. }), "{big}");
+    let html = c.media("C", "html", MediaKind::Image, LIMITS).await.unwrap_err();
     assert!(matches!(html, MediaError::WrongType { .. }), "{html}");
-    assert!(
-        html.to_string().contains("/memory/C/html/image"),
-        "the error names the URL: {html}"
-    );
-    let none = c
-        .media("C", "nothing", MediaKind::Image, LIMITS)
-        .await
-        .unwrap_err();
+    assert!(html.to_string().contains("/memory/C/html/image"), "the error names the URL: {html}");
+    let none = c.media("C", "nothing", MediaKind::Image, LIMITS).await.unwrap_err();
     assert!(matches!(none, MediaError::NotFound { .. }), "{none}");
     let started = std::time::Instant::now();
-    let slow = c
-        .media("C", "slow", MediaKind::Audio, LIMITS)
-        .await
-        .unwrap_err();
+    let slow = c.media("C", "slow", MediaKind::Audio, LIMITS).await.unwrap_err();
     assert!(matches!(slow, MediaError::Timeout { .. }), "{slow}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -120,27 +73,13 @@ async fn openai_clients_speak_the_api_and_keep_the_key_out_of_errors() {
         model: "whisper-1".into(),
         api_key: Some(connector_core::secrets::Secret::new(key)),
     };
-    let audio = Media {
-        bytes: wav(3),
-        content_type: "audio/wav".into(),
-    };
-    let text = OpenAiClient::transcription(&config("sk-right"))
-        .unwrap()
-        .transcribe(&audio)
-        .await
-        .unwrap();
+    let audio = Media { bytes: wav(3), content_type: "audio/wav".into() };
+    let text = OpenAiClient::transcription(&config("sk-right")).unwrap().transcribe(&audio).await.unwrap();
     assert_eq!(text, EnrichSim::transcript_for(&wav(3)));
 
-    let wrong = OpenAiClient::transcription(&config("sk-wrong-key"))
-        .unwrap()
-        .transcribe(&audio)
-        .await
-        .unwrap_err();
+    let wrong = OpenAiClient::transcription(&config("sk-wrong-key")).unwrap().transcribe(&audio).await.unwrap_err();
     let message = wrong.to_string();
-    assert!(
-        message.contains("HTTP 401") && message.contains("/audio/transcriptions"),
-        "{message}"
-    );
+    assert!(message.contains("HTTP 401") && message.contains("/audio/transcriptions"), "{message}");
     assert!(!message.contains("sk-wrong-key"), "{message}");
 
     let vision = connector_core::config::VisionConfig {
@@ -148,15 +87,8 @@ async fn openai_clients_speak_the_api_and_keep_the_key_out_of_errors() {
         model: "gpt-4o-mini".into(),
         api_key: Some(connector_core::secrets::Secret::new("sk-right")),
     };
-    let image = Media {
-        bytes: png(9),
-        content_type: "image/png".into(),
-    };
-    let description = OpenAiClient::vision(&vision)
-        .unwrap()
-        .describe(&image)
-        .await
-        .unwrap();
+    let image = Media { bytes: png(9), content_type: "image/png".into() };
+    let description = OpenAiClient::vision(&vision).unwrap().describe(&image).await.unwrap();
     assert_eq!(description, EnrichSim::description_for(&png(9)));
     assert!(fakes.problems().is_empty(), "{:?}", fakes.problems());
 }
@@ -180,17 +112,8 @@ struct NoMedia;
 
 #[async_trait::async_trait]
 impl connector_core::enrich::MediaSource for NoMedia {
-    async fn media(
-        &self,
-        _: &str,
-        _: &str,
-        _: MediaKind,
-        _: MediaLimits,
-    ) -> Result<Media, MediaError> {
-        Err(MediaError::NotFound {
-            url: "none".into(),
-            kind: "audio",
-        })
+    async fn media(&self, _: &str, _: &str, _: MediaKind, _: MediaLimits) -> Result<Media, MediaError> {
+        Err(MediaError::NotFound { url: "none".into(), kind: "audio" })
     }
 }
 
@@ -198,32 +121,19 @@ impl connector_core::enrich::MediaSource for NoMedia {
 async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
     let fakes = EnrichSim::start(None).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn StateStore> = Arc::new(
-        JsonStore::open(&dir.path().join("state.json"))
-            .await
-            .unwrap(),
-    );
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
     let mut config = Config::default();
     config.enrichment.geocoding.url = fakes.nominatim_url();
     config.enrichment.geocoding.requests_per_second = 50.0;
     let connector = ConnectorConfig {
         context_id: "C".into(),
-        transformation: TransformationConfig {
-            geocoding: true,
-            ..Default::default()
-        },
+        transformation: TransformationConfig { geocoding: true, ..Default::default() },
         ..Default::default()
     };
-    let enricher = Enricher::for_connector(&config, &connector, Arc::new(NoMedia), store.clone())
-        .unwrap()
-        .unwrap();
+    let enricher = Enricher::for_connector(&config, &connector, Arc::new(NoMedia), store.clone()).unwrap().unwrap();
 
-    let page = |memories: Vec<Memory>| FetchedPage {
-        memories,
-        rejected: vec![],
-        possibly_truncated: false,
-        attempts: 1,
-    };
+    let page =
+        |memories: Vec<Memory>| FetchedPage { memories, rejected: vec![], possibly_truncated: false, attempts: 1 };
     // Three memories within ~100 m, one far away.
     let first = page(vec![
         memory("m1", 52.5200, 13.4050),
@@ -233,20 +143,14 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
     ]);
 
     let dry = enricher.enrich(&first, EnrichMode::CacheOnly).await;
-    assert!(
-        dry.is_empty(),
-        "a dry run calls nothing and finds nothing cached"
-    );
+    assert!(dry.is_empty(), "a dry run calls nothing and finds nothing cached");
     assert_eq!(fakes.calls(Service::Geocoding), 0);
 
     fakes.set_down(Service::Geocoding, true);
     let down = enricher.enrich(&first, EnrichMode::Full).await;
     assert!(down.is_empty(), "an outage gives no places");
     let tried = fakes.calls(Service::Geocoding);
-    assert_eq!(
-        tried, 3,
-        "the third failure in a row stops the lookups for this run"
-    );
+    assert_eq!(tried, 3, "the third failure in a row stops the lookups for this run");
     fakes.set_down(Service::Geocoding, false);
 
     let enriched = enricher.enrich(&first, EnrichMode::Full).await;
@@ -256,51 +160,23 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
         "one lookup for the three nearby memories, one for the far one"
     );
     for id in ["m1", "m2", "m3"] {
-        assert_eq!(
-            enriched
-                .get(&MemoryId::new(id))
-                .and_then(|e| e.place.as_deref()),
-            Some("Berlin, Mitte, Germany")
-        );
+        assert_eq!(enriched.get(&MemoryId::new(id)).and_then(|e| e.place.as_deref()), Some("Berlin, Mitte, Germany"));
     }
-    assert_eq!(
-        enriched
-            .get(&MemoryId::new("far"))
-            .and_then(|e| e.place.as_deref()),
-        Some("Town 48.1/11.6, Simland")
-    );
+    assert_eq!(enriched.get(&MemoryId::new("far")).and_then(|e| e.place.as_deref()), Some("Town 48.1/11.6, Simland"));
 
     let again = enricher.enrich(&first, EnrichMode::CacheOnly).await;
     assert_eq!(again.len(), 4, "the cache answers a dry run now");
-    let later = enricher
-        .enrich(
-            &page(vec![memory("m4", 52.52001, 13.40501)]),
-            EnrichMode::Full,
-        )
-        .await;
+    let later = enricher.enrich(&page(vec![memory("m4", 52.52001, 13.40501)]), EnrichMode::Full).await;
     assert_eq!(later.len(), 1);
-    assert_eq!(
-        fakes.calls(Service::Geocoding) - tried,
-        2,
-        "a new memory at a known place needs no lookup"
-    );
+    assert_eq!(fakes.calls(Service::Geocoding) - tried, 2, "a new memory at a known place needs no lookup");
 }
 
 struct Wavs;
 
 #[async_trait::async_trait]
 impl connector_core::enrich::MediaSource for Wavs {
-    async fn media(
-        &self,
-        _: &str,
-        id: &str,
-        _: MediaKind,
-        _: MediaLimits,
-    ) -> Result<Media, MediaError> {
-        Ok(Media {
-            bytes: wav(id.len() as u64),
-            content_type: "audio/wav".into(),
-        })
+    async fn media(&self, _: &str, id: &str, _: MediaKind, _: MediaLimits) -> Result<Media, MediaError> {
+        Ok(Media { bytes: wav(id.len() as u64), content_type: "audio/wav".into() })
     }
 }
 
@@ -308,71 +184,34 @@ impl connector_core::enrich::MediaSource for Wavs {
 async fn a_transcript_is_made_once_per_recording_and_again_for_a_new_one() {
     let fakes = EnrichSim::start(None).await.expect("fakes");
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn StateStore> = Arc::new(
-        connector_core::state::sqlite::SqliteStore::open(&dir.path().join("state.db"))
-            .await
-            .expect("sqlite"),
-    );
+    let store: Arc<dyn StateStore> =
+        Arc::new(connector_core::state::sqlite::SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite"));
     let mut config = Config::default();
     config.enrichment.transcription.url = fakes.openai_url();
     let connector = ConnectorConfig {
         context_id: "C".into(),
-        transformation: TransformationConfig {
-            include_audio: true,
-            ..Default::default()
-        },
+        transformation: TransformationConfig { include_audio: true, ..Default::default() },
         ..Default::default()
     };
-    let enricher = Enricher::for_connector(&config, &connector, Arc::new(Wavs), store)
-        .expect("enricher")
-        .expect("on");
+    let enricher = Enricher::for_connector(&config, &connector, Arc::new(Wavs), store).expect("enricher").expect("on");
     let recording = |uri: &str, transcript: Option<&str>| {
         let mut m = memory("rec", 0.0, 0.0);
         m.location = None;
         m.audio = true;
         m.transcript = transcript.map(str::to_owned);
         m.gcs_uri = Some(uri.into());
-        FetchedPage {
-            memories: vec![m],
-            rejected: vec![],
-            possibly_truncated: false,
-            attempts: 1,
-        }
+        FetchedPage { memories: vec![m], rejected: vec![], possibly_truncated: false, attempts: 1 }
     };
     let id = MemoryId::new("rec");
-    let first = enricher
-        .enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full)
-        .await;
-    let text = first
-        .get(&id)
-        .and_then(|e| e.transcript.clone())
-        .expect("transcribed");
+    let first = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full).await;
+    let text = first.get(&id).and_then(|e| e.transcript.clone()).expect("transcribed");
     assert_eq!(text, EnrichSim::transcript_for(&wav(3)));
-    let again = enricher
-        .enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full)
-        .await;
-    assert_eq!(
-        again.get(&id).and_then(|e| e.transcript.clone()),
-        Some(text)
-    );
-    assert_eq!(
-        fakes.calls(Service::Transcription),
-        1,
-        "the same recording is not transcribed twice"
-    );
-    enricher
-        .enrich(&recording("gs://b/rec-2.wav", None), EnrichMode::Full)
-        .await;
+    let again = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full).await;
+    assert_eq!(again.get(&id).and_then(|e| e.transcript.clone()), Some(text));
+    assert_eq!(fakes.calls(Service::Transcription), 1, "the same recording is not transcribed twice");
+    enricher.enrich(&recording("gs://b/rec-2.wav", None), EnrichMode::Full).await;
     assert_eq!(fakes.calls(Service::Transcription), 2, "a new recording is");
-    let real = enricher
-        .enrich(
-            &recording("gs://b/rec-3.wav", Some("spoken words")),
-            EnrichMode::Full,
-        )
-        .await;
-    assert!(
-        real.is_empty(),
-        "a memory with its own transcript needs no transcription"
-    );
+    let real = enricher.enrich(&recording("gs://b/rec-3.wav", Some("spoken words")), EnrichMode::Full).await;
+    assert!(real.is_empty(), "a memory with its own transcript needs no transcription");
     assert_eq!(fakes.calls(Service::Transcription), 2);
 }

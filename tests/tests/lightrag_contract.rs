@@ -9,10 +9,12 @@
 
 use connector_core::config::LightragApiConfig;
 use connector_core::lightrag::api::ApiSink;
-use connector_core::lightrag::{doc_id, DocumentSink, InsertOutcome, RemoteStatus, ReplaceOutcome, SinkErrorKind, TrackedDoc};
+use connector_core::lightrag::{
+    DocumentSink, InsertOutcome, RemoteStatus, ReplaceOutcome, SinkErrorKind, TrackedDoc, doc_id,
+};
 use connector_core::secrets::Secret;
 use connector_core::transform::Document;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use std::time::{Duration, Instant};
 
@@ -42,7 +44,10 @@ impl Target {
             confirm_wait_seconds: 0,
             ..Default::default()
         };
-        ApiSink::new(&config).expect("sink").with_first_retry_delay(Duration::from_millis(50)).with_replace_wait(Duration::from_secs(60))
+        ApiSink::new(&config)
+            .expect("sink")
+            .with_first_retry_delay(Duration::from_millis(50))
+            .with_replace_wait(Duration::from_secs(60))
     }
 
     fn own_sink(&self) -> ApiSink {
@@ -111,9 +116,10 @@ impl Target {
         let started = Instant::now();
         loop {
             if let Some(doc) = self.listed(file_path).await.into_iter().find(|d| d["file_path"] == json!(file_path))
-                && statuses.iter().any(|s| doc["status"] == json!(s)) {
-                    return doc;
-                }
+                && statuses.iter().any(|s| doc["status"] == json!(s))
+            {
+                return doc;
+            }
             assert!(started.elapsed() < Duration::from_secs(60), "{file_path} never reached {statuses:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -125,7 +131,8 @@ fn run_tag() -> String {
 }
 
 fn fastrand_u16() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) & 0xffff) as u16
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) & 0xffff)
+        as u16
 }
 
 async fn simulator(keyed: bool) -> Target {
@@ -138,7 +145,9 @@ async fn simulator(keyed: bool) -> Target {
 fn real(keyed: bool) -> Option<Target> {
     let var = if keyed { "LIGHTRAG_REAL_KEYED_URL" } else { "LIGHTRAG_REAL_URL" };
     let Ok(url) = std::env::var(var) else {
-        eprintln!("SKIPPED: {var} is not set; run `make test` (tests/scripts/with-lightrag.sh) to test against a real LightRAG");
+        eprintln!(
+            "SKIPPED: {var} is not set; run `make test` (tests/scripts/with-lightrag.sh) to test against a real LightRAG"
+        );
         return None;
     };
     let key = if keyed { std::env::var("LIGHTRAG_REAL_KEY").ok() } else { None };
@@ -165,7 +174,8 @@ macro_rules! contract {
 contract!(insert_and_identity, keyed = false);
 async fn insert_and_identity(t: &Target) {
     let name = t.name("insert", 1);
-    let (status, body) = t.insert("Ada met Grace in London to talk about engines.", &format!("memories/2024/{name}")).await;
+    let (status, body) =
+        t.insert("Ada met Grace in London to talk about engines.", &format!("memories/2024/{name}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], json!("success"));
     let track = body["track_id"].as_str().expect("track id").to_owned();
@@ -204,7 +214,12 @@ async fn same_text_other_name(t: &Target) {
     assert_eq!(status, 200, "{body}");
     let dup = t.wait_status(&b, &["failed"]).await;
     assert!(dup["id"].as_str().is_some_and(|id| id.starts_with("dup-")), "{dup}");
-    assert!(dup["error_msg"].as_str().is_some_and(|m| m.starts_with("Identical content already exists under another filename")), "{dup}");
+    assert!(
+        dup["error_msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Identical content already exists under another filename")),
+        "{dup}"
+    );
 }
 
 contract!(batch_with_one_stored_name, keyed = false);
@@ -215,12 +230,16 @@ async fn batch_with_one_stored_name(t: &Target) {
     // its 200 (a re-insert inside that window is accepted).
     t.wait_status(&stored, &["pending", "processing", "processed"]).await;
     let (status, body) = t
-        .post("/documents/texts", json!({"texts": ["Emil baked in Vienna.", "Other text."], "file_sources": [fresh, stored]}))
+        .post(
+            "/documents/texts",
+            json!({"texts": ["Emil baked in Vienna.", "Other text."], "file_sources": [fresh, stored]}),
+        )
         .await;
     assert_eq!(status, 409, "{body}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(t.listed(&fresh).await.is_empty(), "a refused batch must insert nothing");
-    let (status, _) = t.post("/documents/texts", json!({"texts": ["a b", "c d"], "file_sources": [fresh, fresh]})).await;
+    let (status, _) =
+        t.post("/documents/texts", json!({"texts": ["a b", "c d"], "file_sources": [fresh, fresh]})).await;
     assert_eq!(status, 400, "duplicate names in one batch");
     // The connector's batch insert works out which one is stored and sends the rest.
     let docs = [
@@ -267,9 +286,13 @@ async fn delete_while_busy(t: &Target) {
         match &t.sim {
             Some(sim) => sim.set_busy(true),
             None => {
-                let texts: Vec<String> = (0..12).map(|i| format!("Busy filler {round}-{i} about Oslo and Bergen {}", t.run)).collect();
+                let texts: Vec<String> =
+                    (0..12).map(|i| format!("Busy filler {round}-{i} about Oslo and Bergen {}", t.run)).collect();
                 let names: Vec<String> = (0..12).map(|i| t.name(&format!("filler{round}"), i)).collect();
-                assert_eq!(t.post_waiting("/documents/texts", json!({"texts": texts, "file_sources": names})).await.0, 200);
+                assert_eq!(
+                    t.post_waiting("/documents/texts", json!({"texts": texts, "file_sources": names})).await.0,
+                    200
+                );
             }
         }
         let (status, body) = t
@@ -313,11 +336,13 @@ async fn api_key_on(t: &Target) {
     let body = json!({"text": "Ines read in Porto.", "file_source": name});
     let (status, answer) = t.send(reqwest::Method::POST, "/documents/text", Some(body.clone()), None).await;
     assert_eq!((status, answer["detail"].clone()), (403, json!("API Key required")));
-    let (status, answer) = t.send(reqwest::Method::POST, "/documents/text", Some(body.clone()), Some("wrong-key")).await;
+    let (status, answer) =
+        t.send(reqwest::Method::POST, "/documents/text", Some(body.clone()), Some("wrong-key")).await;
     assert_eq!((status, answer["detail"].clone()), (403, json!("Invalid API Key")));
     assert_eq!(t.send(reqwest::Method::GET, "/health", None, None).await.0, 200, "/health stays open");
     assert_eq!(t.send(reqwest::Method::POST, "/documents/text", Some(body), Some(&key)).await.0, 200);
-    let error = t.sink(Some("wrong-key")).insert(&Document::new(t.name("key", 2), "x y".into())).await.expect_err("refused");
+    let error =
+        t.sink(Some("wrong-key")).insert(&Document::new(t.name("key", 2), "x y".into())).await.expect_err("refused");
     assert_eq!(error.kind, SinkErrorKind::Fatal);
     assert!(error.message.contains("403") && error.message.contains("lightrag.api.api_key"), "{}", error.message);
     assert!(!error.message.contains("wrong-key"));
@@ -374,7 +399,9 @@ async fn login_accounts_real_lightrag() {
         std::env::var("LIGHTRAG_REAL_LOGIN_USER"),
         std::env::var("LIGHTRAG_REAL_LOGIN_PASSWORD"),
     ) else {
-        eprintln!("SKIPPED: LIGHTRAG_REAL_LOGIN_URL is not set; run `make test` to test logins against a real LightRAG");
+        eprintln!(
+            "SKIPPED: LIGHTRAG_REAL_LOGIN_URL is not set; run `make test` to test logins against a real LightRAG"
+        );
         return;
     };
     let config = |password: &str| LightragApiConfig {
@@ -392,7 +419,8 @@ async fn login_accounts_real_lightrag() {
     assert_eq!(error.kind, SinkErrorKind::Fatal);
     assert!(error.message.contains("login") && error.message.contains("lightrag.api.password"), "{}", error.message);
     assert!(!error.message.contains("not-the-password"));
-    let anonymous = ApiSink::new(&LightragApiConfig { url: url.clone(), timeout: 10, ..Default::default() }).expect("sink");
+    let anonymous =
+        ApiSink::new(&LightragApiConfig { url: url.clone(), timeout: 10, ..Default::default() }).expect("sink");
     let error = anonymous.insert(&doc).await.expect_err("no account");
     assert!(error.message.contains("lightrag.api.username"), "{}", error.message);
 }

@@ -89,13 +89,13 @@ async fn serves_status_and_triggers_through_eventbridge() {
     let dir = tempfile::tempdir().expect("dir");
     let mut spec = ConfigSpec::new("http://127.0.0.1:9", "http://127.0.0.1:9");
     spec.backend = "dynamodb";
-    let yaml = spec.render().replace("api:\n  enabled: false\n", &format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{KEY}\"\n"));
+    let yaml = spec.render().replace(
+        "api:\n  enabled: false\n",
+        &format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{KEY}\"\n"),
+    );
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, yaml).expect("config");
-    let vars = HashMap::from([
-        ("STATE_TABLE".to_owned(), table),
-        ("MEMORY_API_KEY".to_owned(), "unused".to_owned()),
-    ]);
+    let vars = HashMap::from([("STATE_TABLE".to_owned(), table), ("MEMORY_API_KEY".to_owned(), "unused".to_owned())]);
     let router = api_router(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) })
         .await
         .expect("cold start");
@@ -115,13 +115,19 @@ async fn serves_status_and_triggers_through_eventbridge() {
     // Read the event back from the queue the rule feeds.
     let mut message = None;
     for _ in 0..10 {
-        let received = sqs(&endpoint, "ReceiveMessage", json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1})).await;
+        let received = sqs(
+            &endpoint,
+            "ReceiveMessage",
+            json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}),
+        )
+        .await;
         if let Some(first) = received["Messages"].as_array().and_then(|m| m.first()) {
             message = Some(first["Body"].as_str().expect("body").to_owned());
             break;
         }
     }
-    let event: Value = serde_json::from_str(&message.expect("a SyncRequested event reached the queue")).expect("event json");
+    let event: Value =
+        serde_json::from_str(&message.expect("a SyncRequested event reached the queue")).expect("event json");
     assert_eq!(event["detail-type"], json!("SyncRequested"));
     assert_eq!(event["source"], json!("memory-connector"));
     let request = parse_sync_event(&event).expect("the sync function understands it");

@@ -200,7 +200,10 @@ async fn scheduled_sync_enriches_and_caches_in_dynamodb() {
     assert_eq!(first["counts"]["new"], 2, "{first:#}");
     let text = |id: &str| s.lightrag.document_named(&file_source(CTX, id)).unwrap_or_else(|| panic!("no {id}")).text;
     let a1 = text("a1");
-    assert!(a1.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic transcript "), "{a1}");
+    assert!(
+        a1.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic transcript "),
+        "{a1}"
+    );
     assert!(a1.contains("Where: Berlin, Mitte, Germany"), "{a1}");
     let p1 = text("p1");
     assert!(p1.contains("## Photo description (automatic)"), "{p1}");

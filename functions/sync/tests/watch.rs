@@ -37,8 +37,8 @@ fn workspace_root() -> PathBuf {
 fn cargo(cargo_lambda: &Path) -> Command {
     let bin_dir = cargo_lambda.parent().expect("cargo-lambda folder");
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&path)))
-        .expect("PATH");
+    let path =
+        std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&path))).expect("PATH");
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.env("PATH", path).current_dir(workspace_root()).stdin(Stdio::null());
     command

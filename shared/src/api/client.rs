@@ -8,7 +8,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no memory-connector service answers at {url} ({detail}); start it with `memory-connector serve`, or run `memory-connector sync` for a one-shot run")]
+    #[error(
+        "no memory-connector service answers at {url} ({detail}); start it with `memory-connector serve`, or run `memory-connector sync` for a one-shot run"
+    )]
     NotRunning { url: String, detail: String },
     #[error("the service at {url} answered {status}: {message}")]
     Refused { url: String, status: u16, code: String, message: String },
@@ -36,7 +38,12 @@ pub fn base_url(api: &ApiConfig, port: Option<u16>) -> String {
 }
 
 /// `POST /connectors/{id}/trigger` on the running service.
-pub async fn trigger(api: &ApiConfig, base: &str, connector: &ConnectorId, force: bool) -> Result<LaunchOutcome, ClientError> {
+pub async fn trigger(
+    api: &ApiConfig,
+    base: &str,
+    connector: &ConnectorId,
+    force: bool,
+) -> Result<LaunchOutcome, ClientError> {
     let url = format!("{base}/connectors/{}/trigger{}", connector, if force { "?force=true" } else { "" });
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -52,7 +59,8 @@ pub async fn trigger(api: &ApiConfig, base: &str, connector: &ConnectorId, force
         detail: if e.is_connect() { "connection refused".into() } else { e.without_url().to_string() },
     })?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| ClientError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+    let body =
+        response.bytes().await.map_err(|e| ClientError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
     if status == 202 {
         return serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() });
     }

@@ -5,7 +5,7 @@ use super::ApiError;
 use crate::config::{ApiConfig, CorsConfig};
 use crate::secrets::Secret;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -121,10 +121,11 @@ pub(super) fn cors(config: &CorsConfig) -> CorsLayer {
     } else {
         AllowOrigin::list(config.origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    CorsLayer::new()
-        .allow_origin(origin)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::HeaderName::from_static("x-api-key")])
+    CorsLayer::new().allow_origin(origin).allow_methods([Method::GET, Method::POST]).allow_headers([
+        header::CONTENT_TYPE,
+        header::AUTHORIZATION,
+        header::HeaderName::from_static("x-api-key"),
+    ])
 }
 
 #[cfg(test)]

@@ -175,10 +175,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/retry-failed", post(retry_failed))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
-        .layer(axum::middleware::from_fn_with_state(
-            guard::AuthKey::from_config(api),
-            guard::require_key,
-        ));
+        .layer(axum::middleware::from_fn_with_state(guard::AuthKey::from_config(api), guard::require_key));
     // Outside the key check, so guessing keys is rate limited too; `/health`
     // stays free for probes.
     let protected = if api.rate_limit.enabled {
@@ -237,7 +234,10 @@ async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<Connect
 }
 
 /// The connector's (redacted) configuration and its status.
-async fn get_connector(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_connector(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(&state, &id)?;
     let view = status::connector_status(connector, state.store.as_ref(), Utc::now()).await?;
     Ok(Json(serde_json::json!({ "config": connector, "status": view })))
@@ -296,7 +296,10 @@ async fn set_paused(state: &ApiState, id: &str, paused: bool) -> Result<Json<ser
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "paused": paused })))
 }
 
-async fn retry_failed(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn retry_failed(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(&state, &id)?;
     let count = crate::sync::replay_failed(state.store.as_ref(), &connector.id).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "replayed": count })))

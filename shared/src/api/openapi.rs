@@ -4,7 +4,7 @@
 //! against the router, so the document cannot list a route the router lacks.
 
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Method, path, summary, success status, and whether the route needs the key.
 pub(super) const ROUTES: &[(&str, &str, &str, u16, bool)] = &[
@@ -42,7 +42,10 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
         } else {
             json!({"type": "object"})
         };
-        responses.insert(ok.to_string(), json!({"description": "OK", "content": {"application/json": {"schema": ok_schema}}}));
+        responses.insert(
+            ok.to_string(),
+            json!({"description": "OK", "content": {"application/json": {"schema": ok_schema}}}),
+        );
         let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         if *secured {
             responses.insert("401".into(), error("Missing or wrong API key"));

@@ -14,7 +14,11 @@ struct FakeLauncher {
 impl RunLauncher for FakeLauncher {
     async fn launch(&self, connector: &ConnectorConfig, _force: bool) -> Result<LaunchOutcome, LaunchError> {
         if self.launched.fetch_add(1, Ordering::SeqCst) > 0 {
-            return Err(LaunchError::AlreadyRunning { connector: connector.id.clone(), owner: RunId::new("r1"), expires_at: None });
+            return Err(LaunchError::AlreadyRunning {
+                connector: connector.id.clone(),
+                owner: RunId::new("r1"),
+                expires_at: None,
+            });
         }
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
     }
@@ -50,12 +54,14 @@ async fn every_documented_route_exists_and_answers_json() {
     let client = reqwest::Client::new();
     for (method, path, _, ok, secured) in openapi::ROUTES {
         let path = path.replace("{id}", "c1");
-        let request = if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+        let request =
+            if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
         let answer = request.header("X-API-Key", "the-key").send().await.unwrap();
         assert_eq!(answer.status().as_u16(), *ok, "{method} {path}");
         let _: serde_json::Value = answer.json().await.unwrap();
         if *secured {
-            let request = if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+            let request =
+                if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
             assert_eq!(request.send().await.unwrap().status().as_u16(), 401, "{method} {path} without key");
         }
     }
@@ -80,7 +86,8 @@ async fn errors_have_one_shape() {
     assert_eq!(conflict.status().as_u16(), 409);
     let body: serde_json::Value = conflict.json().await.unwrap();
     assert_eq!(body["error"]["code"], "already_running");
-    let text = client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
+    let text =
+        client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("mem-key") && !text.contains("the-key"), "{text}");
 }
 
@@ -97,7 +104,10 @@ async fn cors_allows_the_configured_origins_only() {
             .send()
     };
     let allowed = preflight("http://localhost:3000").await.unwrap();
-    assert_eq!(allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("http://localhost:3000"));
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("http://localhost:3000")
+    );
     let denied = preflight("http://evil.example").await.unwrap();
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }

@@ -13,9 +13,7 @@ use croner::parser::{CronParser, Seconds, Year};
 pub fn parse_unix_cron(expr: &str) -> Result<Cron, String> {
     let fields = expr.split_whitespace().count();
     if fields != 5 {
-        return Err(format!(
-            "expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"
-        ));
+        return Err(format!("expected 5 fields (minute hour day-of-month month day-of-week), found {fields}"));
     }
     CronParser::builder()
         .seconds(Seconds::Disallowed)

@@ -23,8 +23,7 @@ impl Environment {
     /// may hold a key).
     pub fn for_config(config_path: &Path) -> Environment {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        let process = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let process = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
         Self::layered(process, config_path, &cwd)
     }
 
@@ -40,17 +39,12 @@ impl Environment {
 
     /// `for_config` with the process variables and working directory given,
     /// so the layering is testable without touching global state.
-    fn layered(
-        process: impl IntoIterator<Item = (String, String)>,
-        config_path: &Path,
-        cwd: &Path,
-    ) -> Environment {
+    fn layered(process: impl IntoIterator<Item = (String, String)>, config_path: &Path, cwd: &Path) -> Environment {
         let config_dir = match config_path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let beside_config =
-            if config_dir.is_absolute() { config_dir } else { cwd.join(config_dir) };
+        let beside_config = if config_dir.is_absolute() { config_dir } else { cwd.join(config_dir) };
         let mut vars = HashMap::new();
         // Lowest precedence first: each later layer overwrites.
         read_dotenv(&cwd.join(".env"), &mut vars);
@@ -120,13 +114,8 @@ mod tests {
         let cwd = tempfile::tempdir().unwrap();
         let conf_dir = tempfile::tempdir().unwrap();
         fs::write(cwd.path().join(".env"), "ALL=cwd\nCWD_AND_CONF=cwd\nONLY_CWD=cwd\n").unwrap();
-        fs::write(conf_dir.path().join(".env"), "ALL=conf\nCWD_AND_CONF=conf\nONLY_CONF=conf\n")
-            .unwrap();
-        let env = Environment::layered(
-            vars(&[("ALL", "process")]),
-            &conf_dir.path().join("config.yaml"),
-            cwd.path(),
-        );
+        fs::write(conf_dir.path().join(".env"), "ALL=conf\nCWD_AND_CONF=conf\nONLY_CONF=conf\n").unwrap();
+        let env = Environment::layered(vars(&[("ALL", "process")]), &conf_dir.path().join("config.yaml"), cwd.path());
         assert_eq!(env.get("ALL").as_deref(), Some("process"));
         assert_eq!(env.get("CWD_AND_CONF").as_deref(), Some("conf"));
         assert_eq!(env.get("ONLY_CWD").as_deref(), Some("cwd"));

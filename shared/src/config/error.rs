@@ -21,11 +21,7 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
+        if self.field.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.field, self.message) }
     }
 }
 
@@ -68,12 +64,7 @@ impl fmt::Display for ConfigError {
             return f.write_str(&problem.message);
         }
         let n = self.problems.len();
-        write!(
-            f,
-            "invalid configuration in {} ({n} problem{}):",
-            self.source,
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "invalid configuration in {} ({n} problem{}):", self.source, if n == 1 { "" } else { "s" })?;
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }

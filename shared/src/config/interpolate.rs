@@ -110,9 +110,7 @@ impl RefError {
             }
             // The text of a secret field may be a literal key: don't echo it.
             RefError::Malformed { reason, .. } if secret_field => {
-                format!(
-                    "invalid variable reference: {reason}; expected ${{NAME}} or ${{NAME:-default}}"
-                )
+                format!("invalid variable reference: {reason}; expected ${{NAME}} or ${{NAME:-default}}")
             }
             RefError::Malformed { snippet, reason } => format!(
                 "invalid variable reference `{snippet}`: {reason}; expected ${{NAME}} or ${{NAME:-default}} (write $${{ for a literal ${{)"
@@ -157,8 +155,7 @@ pub(crate) fn substitute(input: &str, env: &Environment) -> Substituted {
             continue;
         };
         let Some(close) = body_start.find('}') else {
-            errors
-                .push(RefError::Malformed { snippet: truncate(at, 40), reason: "no closing `}`" });
+            errors.push(RefError::Malformed { snippet: truncate(at, 40), reason: "no closing `}`" });
             text.push_str(at);
             rest = "";
             break;
@@ -186,8 +183,7 @@ pub(crate) fn substitute(input: &str, env: &Environment) -> Substituted {
             (Some(value), Some(default)) if value.is_empty() => text.push_str(default),
             (Some(value), _) => text.push_str(&value),
             (None, Some(default)) => text.push_str(default),
-            (None, None) => errors
-                .push(RefError::Unset { name: name.to_owned(), reference: reference.to_owned() }),
+            (None, None) => errors.push(RefError::Unset { name: name.to_owned(), reference: reference.to_owned() }),
         }
     }
     if !rest.is_empty() {
@@ -266,10 +262,7 @@ mod tests {
             ]
         );
         assert_eq!(s.text, "--c");
-        assert_eq!(
-            s.errors[0].message(false),
-            "environment variable A is not set (referenced as ${A})"
-        );
+        assert_eq!(s.errors[0].message(false), "environment variable A is not set (referenced as ${A})");
     }
 
     #[test]

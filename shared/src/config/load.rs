@@ -53,25 +53,17 @@ pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, C
     let interpolated = interpolate(&mut value, env);
     let secrets = secret_values(&value);
     let mut poisoned = interpolated.poisoned;
-    let mut problems: Vec<Problem> = interpolated
-        .problems
-        .into_iter()
-        .map(|(path, message)| Problem::new(path.to_string(), message))
-        .collect();
+    let mut problems: Vec<Problem> =
+        interpolated.problems.into_iter().map(|(path, message)| Problem::new(path.to_string(), message)).collect();
 
-    let (config, unknown) =
-        deserialize_all(&mut value, interpolated.typed_candidates, &mut poisoned, &mut problems);
+    let (config, unknown) = deserialize_all(&mut value, interpolated.typed_candidates, &mut poisoned, &mut problems);
 
     if let Some(mut config) = config {
         let shape = schema_shape();
         problems.extend(unknown.iter().map(|path| unknown_key_problem(&shape, path)));
         normalize(&mut config);
         let poisoned: Vec<String> = poisoned.iter().map(ToString::to_string).collect();
-        problems.extend(
-            validate(&config)
-                .into_iter()
-                .filter(|p| !poisoned.iter().any(|q| field_within(&p.field, q))),
-        );
+        problems.extend(validate(&config).into_iter().filter(|p| !poisoned.iter().any(|q| field_within(&p.field, q))));
         if problems.is_empty() {
             return Ok(config);
         }
@@ -86,8 +78,7 @@ pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, C
 
 /// The configuration as YAML with every secret shown as `***` (`validate --show`).
 pub fn redacted_yaml(config: &Config) -> String {
-    yaml_serde::to_string(config)
-        .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    yaml_serde::to_string(config).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
 }
 
 fn parse_yaml(yaml: &str) -> Result<Value, Problem> {
@@ -136,8 +127,7 @@ fn deserialize_all(
         let removed = remove_field(value, &path);
         if !repeats_earlier || removed.is_none() {
             let message = if is_secret_field(&path) {
-                "invalid type: expected a string (the value is not shown: it is a secret)"
-                    .to_owned()
+                "invalid type: expected a string (the value is not shown: it is a secret)".to_owned()
             } else {
                 message
             };
@@ -155,8 +145,7 @@ type Deserialized = (Config, Vec<FieldPath>);
 
 fn deserialize_once(value: &Value) -> Result<Deserialized, (FieldPath, String)> {
     let mut unknown = Vec::new();
-    let mut on_ignored =
-        |path: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored_path(&path));
+    let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(FieldPath::from_ignored_path(&path));
     let result: Result<Config, _> =
         serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut on_ignored));
     match result {
@@ -172,9 +161,7 @@ fn node_mut<'a>(value: &'a mut Value, path: &FieldPath) -> Option<&'a mut Value>
             node = &mut tagged.value;
         }
         node = match seg {
-            Seg::Key(k) => {
-                node.as_mapping_mut()?.iter_mut().find(|(key, _)| scalar_key(key) == *k)?.1
-            }
+            Seg::Key(k) => node.as_mapping_mut()?.iter_mut().find(|(key, _)| scalar_key(key) == *k)?.1,
             Seg::Index(i) => node.as_sequence_mut()?.get_mut(*i)?,
         };
     }
@@ -242,9 +229,7 @@ fn unknown_key_problem(shape: &Value, path: &FieldPath) -> Problem {
     let expected = path.parent().and_then(|parent| expected_keys(shape, &parent));
     let message = match expected {
         Some(keys) if !keys.is_empty() => {
-            let hint = did_you_mean(key, &keys)
-                .map(|k| format!(" (did you mean `{k}`?)"))
-                .unwrap_or_default();
+            let hint = did_you_mean(key, &keys).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
             format!("unknown key{hint}; expected one of: {}", keys.join(", "))
         }
         _ => "unknown key".to_owned(),
@@ -336,8 +321,7 @@ mod tests {
 
     #[test]
     fn did_you_mean_only_for_close_keys() {
-        let keys: Vec<String> =
-            ["type", "interval_hours", "cron"].iter().map(|s| s.to_string()).collect();
+        let keys: Vec<String> = ["type", "interval_hours", "cron"].iter().map(|s| s.to_string()).collect();
         assert_eq!(did_you_mean("intervl_hours", &keys), Some("interval_hours"));
         assert_eq!(did_you_mean("Cron", &keys), Some("cron"));
         assert_eq!(did_you_mean("something_else", &keys), None);
@@ -358,14 +342,7 @@ mod tests {
         let path = FieldPath::root().key("connectors").index(3).key("schedule");
         assert_eq!(
             expected_keys(&shape, &path).unwrap(),
-            vec![
-                "type",
-                "interval_hours",
-                "interval_minutes",
-                "cron",
-                "timezone",
-                "jitter_seconds"
-            ]
+            vec!["type", "interval_hours", "interval_minutes", "cron", "timezone", "jitter_seconds"]
         );
         let top = expected_keys(&shape, &FieldPath::root()).unwrap();
         assert_eq!(top[0], "lightrag");

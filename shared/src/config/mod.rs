@@ -21,9 +21,7 @@ pub use env::Environment;
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_with_env, redacted_yaml};
 pub use schema::*;
-pub use validate::{
-    MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate,
-};
+pub use validate::{MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic

@@ -81,9 +81,9 @@ impl FieldPath {
                     segs.push(Seg::Key(key.clone()));
                 }
                 // Option and newtype layers do not show in the document.
-                Path::Some { parent }
-                | Path::NewtypeStruct { parent }
-                | Path::NewtypeVariant { parent } => walk(parent, segs),
+                Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+                    walk(parent, segs)
+                }
             }
         }
         let mut segs = Vec::new();
@@ -121,11 +121,7 @@ pub(crate) fn is_secret_field(path: &FieldPath) -> bool {
     ];
     SECRET_FIELDS.iter().any(|fields| {
         path.0.len() == fields.len()
-            && path
-                .0
-                .iter()
-                .zip(fields.iter())
-                .all(|(seg, name)| matches!(seg, Seg::Key(k) if k == name))
+            && path.0.iter().zip(fields.iter()).all(|(seg, name)| matches!(seg, Seg::Key(k) if k == name))
     })
 }
 

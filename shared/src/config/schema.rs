@@ -25,7 +25,6 @@ pub struct Config {
     pub enrichment: EnrichmentConfig,
 }
 
-
 impl Config {
     pub fn connector(&self, id: &ConnectorId) -> Option<&ConnectorConfig> {
         self.connectors.iter().find(|c| &c.id == id)
@@ -127,13 +126,7 @@ pub struct MemoryApiConfig {
 
 impl Default for MemoryApiConfig {
     fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:8080".into(),
-            api_key: None,
-            timeout: 30,
-            max_retries: 3,
-            retry_backoff: 2.0,
-        }
+        Self { url: "http://127.0.0.1:8080".into(), api_key: None, timeout: 30, max_retries: 3, retry_backoff: 2.0 }
     }
 }
 
@@ -242,12 +235,7 @@ pub struct IngestionConfig {
 
 impl Default for IngestionConfig {
     fn default() -> Self {
-        Self {
-            query_range: QueryRange::Week,
-            query_limit: 100,
-            batch_size: 10,
-            skip_empty_transcripts: true,
-        }
+        Self { query_range: QueryRange::Week, query_limit: 100, batch_size: 10, skip_empty_transcripts: true }
     }
 }
 
@@ -382,10 +370,7 @@ pub struct CorsConfig {
 
 impl Default for CorsConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            origins: vec!["http://localhost:3000".into(), "http://localhost:9621".into()],
-        }
+        Self { enabled: true, origins: vec!["http://localhost:3000".into(), "http://localhost:9621".into()] }
     }
 }
 
@@ -599,9 +584,7 @@ impl<'de> Deserialize<'de> for AlertRule {
                     other => return Err(de::Error::unknown_variant(other, AlertRule::KEYS)),
                 };
                 if map.next_key::<de::IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom(
-                        "each alert rule is its own list item with a single key",
-                    ));
+                    return Err(de::Error::custom("each alert rule is its own list item with a single key"));
                 }
                 Ok(rule)
             }

@@ -81,15 +81,8 @@ fn example_config_loads_with_the_reference_values() {
     assert_eq!((p.ingestion.query_limit, p.ingestion.batch_size), (100, 10));
     assert!(p.ingestion.skip_empty_transcripts);
     assert_eq!(p.transformation.strategy, Strategy::Standard);
-    assert!(
-        !p.transformation.include_audio
-            && !p.transformation.geocoding
-            && p.transformation.extract_tags
-    );
-    assert_eq!(
-        p.retry,
-        RetryConfig { max_attempts: 3, backoff_multiplier: 2.0, max_backoff_seconds: 60 }
-    );
+    assert!(!p.transformation.include_audio && !p.transformation.geocoding && p.transformation.extract_tags);
+    assert_eq!(p.retry, RetryConfig { max_attempts: 3, backoff_multiplier: 2.0, max_backoff_seconds: 60 });
 
     let w = &c.connectors[1];
     assert_eq!(w.id.as_str(), "work-memories");
@@ -103,10 +96,7 @@ fn example_config_loads_with_the_reference_values() {
 
     assert_eq!(c.state.backend, StateBackend::Json);
     assert_eq!(c.state.path, PathBuf::from("./memory_sync_state.json"));
-    assert_eq!(
-        c.state.cleanup,
-        CleanupConfig { enabled: true, retention_days: 90, cleanup_cron: "0 2 * * *".into() }
-    );
+    assert_eq!(c.state.cleanup, CleanupConfig { enabled: true, retention_days: 90, cleanup_cron: "0 2 * * *".into() });
 
     assert!(c.api.enabled && c.api.enable_auth);
     assert_eq!((c.api.host.as_str(), c.api.port), ("0.0.0.0", 9622));
@@ -123,10 +113,7 @@ fn example_config_loads_with_the_reference_values() {
     assert_eq!(c.logging.components.state_manager, Some(LogLevel::Debug));
     assert_eq!(c.logging.components.scheduler, Some(LogLevel::Info));
 
-    assert_eq!(
-        c.monitoring.prometheus,
-        PrometheusConfig { enabled: false, port: 9623, path: "/metrics".into() }
-    );
+    assert_eq!(c.monitoring.prometheus, PrometheusConfig { enabled: false, port: 9623, path: "/metrics".into() });
     assert!(c.monitoring.health_check.enabled);
     assert_eq!(c.monitoring.health_check.endpoint, "/health");
     assert!(!c.monitoring.alerts.enabled);
@@ -134,20 +121,11 @@ fn example_config_loads_with_the_reference_values() {
         c.monitoring.alerts.webhook_url.as_ref().map(|s| s.expose()),
         Some("https://hooks.example.com/T000/B000/tokenXYZ123")
     );
-    assert_eq!(
-        c.monitoring.alerts.alert_on,
-        vec![AlertRule::ConsecutiveFailures(3), AlertRule::NoSyncForHours(24.0)]
-    );
+    assert_eq!(c.monitoring.alerts.alert_on, vec![AlertRule::ConsecutiveFailures(3), AlertRule::NoSyncForHours(24.0)]);
 
     assert_eq!(c.advanced.shutdown_timeout, 30);
-    assert_eq!(
-        c.advanced.pipeline,
-        PipelineConfig { max_concurrent_connectors: 2, job_timeout_minutes: 60 }
-    );
-    assert_eq!(
-        c.advanced.performance,
-        PerformanceConfig { enable_caching: true, cache_ttl_seconds: 3600 }
-    );
+    assert_eq!(c.advanced.pipeline, PipelineConfig { max_concurrent_connectors: 2, job_timeout_minutes: 60 });
+    assert_eq!(c.advanced.performance, PerformanceConfig { enable_caching: true, cache_ttl_seconds: 3600 });
     assert!(!c.advanced.security.encrypt_secrets);
     assert_eq!(
         c.advanced.security.encryption_key.as_ref().map(|s| s.expose()),
@@ -182,8 +160,7 @@ fn load_reads_the_env_file_beside_the_config() {
         "url: \"http://127.0.0.1:8080\"\n  api_key: \"${MC_CONFIG_TEST_ONLY_BESIDE_KEY}\"",
     );
     std::fs::write(&config, yaml).unwrap();
-    std::fs::write(dir.path().join(".env"), "MC_CONFIG_TEST_ONLY_BESIDE_KEY=from-dotenv\n")
-        .unwrap();
+    std::fs::write(dir.path().join(".env"), "MC_CONFIG_TEST_ONLY_BESIDE_KEY=from-dotenv\n").unwrap();
     let c = load(&config).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.memory_api.api_key.unwrap().expose(), "from-dotenv");
 }
@@ -235,9 +212,7 @@ fn whole_references_become_numbers_and_bools_where_the_schema_wants_them() {
 
 #[test]
 fn typed_reference_in_an_alert_rule() {
-    let yaml = format!(
-        "{MINIMAL}monitoring:\n  alerts:\n    alert_on:\n      - consecutive_failures: ${{N}}\n"
-    );
+    let yaml = format!("{MINIMAL}monitoring:\n  alerts:\n    alert_on:\n      - consecutive_failures: ${{N}}\n");
     let c = load_ok(&yaml, &env(&[("N", "5")]));
     assert_eq!(c.monitoring.alerts.alert_on, vec![AlertRule::ConsecutiveFailures(5)]);
 }
@@ -386,8 +361,7 @@ fn snapshot_bad_cron() {
 
 #[test]
 fn snapshot_duplicate_connector_id() {
-    let yaml = MINIMAL.to_owned()
-        + "  - id: other\n    context_id: C\n  - id: personal\n    context_id: C2\n";
+    let yaml = MINIMAL.to_owned() + "  - id: other\n    context_id: C\n  - id: personal\n    context_id: C2\n";
     insta::assert_snapshot!("duplicate_connector_id", load_err(&yaml, &env(&[])));
 }
 
@@ -473,10 +447,7 @@ fn a_bad_list_item_is_reported_once() {
     let yaml = MINIMAL.to_owned()
         + "  - just-a-string\nmonitoring:\n  alerts:\n    alert_on:\n      - consecutive_failures: x\n      - never: 1\n";
     let err = load_err(&yaml, &env(&[]));
-    assert_eq!(
-        fields(&err),
-        vec!["connectors[1]", "monitoring.alerts.alert_on[0].consecutive_failures"]
-    );
+    assert_eq!(fields(&err), vec!["connectors[1]", "monitoring.alerts.alert_on[0].consecutive_failures"]);
 }
 
 #[test]
@@ -526,9 +497,7 @@ fn each_validation_rule_names_its_field() {
         ("connectors[0].context_id", |c| c.connectors[0].context_id = "  ".into()),
         ("connectors[0].schedule", |c| c.connectors[0].schedule.interval_hours = None),
         ("connectors[0].schedule", |c| c.connectors[0].schedule.interval_hours = Some(0.0)),
-        ("connectors[0].schedule.interval_hours", |c| {
-            c.connectors[0].schedule.interval_hours = Some(-1.0)
-        }),
+        ("connectors[0].schedule.interval_hours", |c| c.connectors[0].schedule.interval_hours = Some(-1.0)),
         ("connectors[0].schedule.interval_minutes", |c| {
             c.connectors[0].schedule.interval_minutes = Some(f64::INFINITY)
         }),
@@ -537,17 +506,13 @@ fn each_validation_rule_names_its_field() {
             c.connectors[0].schedule.kind = ScheduleType::Cron;
             c.connectors[0].schedule.cron = Some("0 0 0 * * *".into());
         }),
-        ("connectors[0].schedule.timezone", |c| {
-            c.connectors[0].schedule.timezone = Some("Mars/Olympus_Mons".into())
-        }),
+        ("connectors[0].schedule.timezone", |c| c.connectors[0].schedule.timezone = Some("Mars/Olympus_Mons".into())),
         ("connectors[0].ingestion.query_limit", |c| c.connectors[0].ingestion.query_limit = 0),
         ("connectors[0].ingestion.query_limit", |c| c.connectors[0].ingestion.query_limit = 10_001),
         ("connectors[0].ingestion.batch_size", |c| c.connectors[0].ingestion.batch_size = 0),
         ("connectors[0].ingestion.batch_size", |c| c.connectors[0].ingestion.batch_size = 1_001),
         ("connectors[0].retry.max_attempts", |c| c.connectors[0].retry.max_attempts = 0),
-        ("connectors[0].retry.backoff_multiplier", |c| {
-            c.connectors[0].retry.backoff_multiplier = 0.0
-        }),
+        ("connectors[0].retry.backoff_multiplier", |c| c.connectors[0].retry.backoff_multiplier = 0.0),
         ("state.path", |c| c.state.path = PathBuf::new()),
         ("state.path", |c| {
             c.state.backend = StateBackend::Sqlite;
@@ -563,8 +528,7 @@ fn each_validation_rule_names_its_field() {
         ("monitoring.alerts.webhook_url", |c| c.monitoring.alerts.enabled = true),
         ("monitoring.alerts.webhook_url", |c| {
             c.monitoring.alerts.enabled = true;
-            c.monitoring.alerts.webhook_url =
-                Some(crate::secrets::Secret::new("hooks.example.com/x"));
+            c.monitoring.alerts.webhook_url = Some(crate::secrets::Secret::new("hooks.example.com/x"));
         }),
         ("monitoring.alerts.alert_on[0].consecutive_failures", |c| {
             c.monitoring.alerts.alert_on = vec![AlertRule::ConsecutiveFailures(0)]
@@ -576,9 +540,7 @@ fn each_validation_rule_names_its_field() {
             c.monitoring.prometheus.enabled = true;
             c.monitoring.prometheus.path = "metrics".into();
         }),
-        ("monitoring.health_check.endpoint", |c| {
-            c.monitoring.health_check.endpoint = "health".into()
-        }),
+        ("monitoring.health_check.endpoint", |c| c.monitoring.health_check.endpoint = "health".into()),
         ("advanced.security.encryption_key", |c| c.advanced.security.encrypt_secrets = true),
         ("advanced.security.encryption_key", |c| {
             c.advanced.security.encrypt_secrets = true;
@@ -592,9 +554,7 @@ fn each_validation_rule_names_its_field() {
             c.logging.file.enabled = true;
             c.logging.file.path = PathBuf::new();
         }),
-        ("advanced.pipeline.max_concurrent_connectors", |c| {
-            c.advanced.pipeline.max_concurrent_connectors = 0
-        }),
+        ("advanced.pipeline.max_concurrent_connectors", |c| c.advanced.pipeline.max_concurrent_connectors = 0),
         ("advanced.pipeline.job_timeout_minutes", |c| c.advanced.pipeline.job_timeout_minutes = 0),
     ];
     assert!(validate(&valid()).is_empty());
@@ -711,9 +671,7 @@ advanced:
 "#;
     let err = load_err(yaml, &env(SECRETS));
     let shown = err.to_string();
-    for value in
-        SECRETS.iter().map(|(_, v)| *v).chain(["not-a-url-secret-token-123", "short-secret-key"])
-    {
+    for value in SECRETS.iter().map(|(_, v)| *v).chain(["not-a-url-secret-token-123", "short-secret-key"]) {
         assert!(!shown.contains(value), "error shows {value}:\n{shown}");
     }
     for field in [
@@ -766,7 +724,10 @@ fn enrichment_defaults_need_no_key_when_unused() {
 
 #[test]
 fn enrichment_needs_an_openai_key_only_when_a_connector_uses_openai() {
-    let flags = |flags: &str| MINIMAL.replace("    context_id: \"CTX1\"\n", &format!("    context_id: \"CTX1\"\n    transformation:\n{flags}"));
+    let flags = |flags: &str| {
+        MINIMAL
+            .replace("    context_id: \"CTX1\"\n", &format!("    context_id: \"CTX1\"\n    transformation:\n{flags}"))
+    };
     let audio = flags("      include_audio: true\n");
     assert_eq!(fields(&load_err(&audio, &env(&[]))), ["enrichment.transcription.api_key"]);
     let image = flags("      include_image: true\n");
@@ -781,14 +742,18 @@ fn enrichment_needs_an_openai_key_only_when_a_connector_uses_openai() {
 
 #[test]
 fn geocoding_settings_are_checked_when_used() {
-    let geo = MINIMAL.replace("    context_id: \"CTX1\"\n", "    context_id: \"CTX1\"\n    transformation:\n      geocoding: true\n");
+    let geo = MINIMAL.replace(
+        "    context_id: \"CTX1\"\n",
+        "    context_id: \"CTX1\"\n    transformation:\n      geocoding: true\n",
+    );
     load_ok(&geo, &env(&[]));
     let bad = format!("{geo}enrichment:\n  geocoding:\n    user_agent: \" \"\n    requests_per_second: 5\n");
     assert_eq!(
         fields(&load_err(&bad, &env(&[]))),
         ["enrichment.geocoding.user_agent", "enrichment.geocoding.requests_per_second"]
     );
-    let own_server = format!("{geo}enrichment:\n  geocoding:\n    url: \"http://127.0.0.1:8088\"\n    requests_per_second: 50\n");
+    let own_server =
+        format!("{geo}enrichment:\n  geocoding:\n    url: \"http://127.0.0.1:8088\"\n    requests_per_second: 50\n");
     load_ok(&own_server, &env(&[]));
     let unused = format!("{MINIMAL}enrichment:\n  geocoding:\n    requests_per_second: 0\n");
     load_ok(&unused, &env(&[]));

@@ -66,30 +66,21 @@ impl Validator {
             return;
         }
         if !value.contains("://") {
-            self.push(
-                field,
-                format!("`{value}` is not an http(s) URL; expected e.g. \"http://{value}\""),
-            );
+            self.push(field, format!("`{value}` is not an http(s) URL; expected e.g. \"http://{value}\""));
             return;
         }
         match url::Url::parse(value) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            Ok(url) => self.push(
-                field,
-                format!("`{value}` has scheme `{}`; expected http or https", url.scheme()),
-            ),
-            Err(e) => self.push(
-                field,
-                format!("`{value}` is not a valid URL ({e}); expected an http:// or https:// URL"),
-            ),
+            Ok(url) => self.push(field, format!("`{value}` has scheme `{}`; expected http or https", url.scheme())),
+            Err(e) => {
+                self.push(field, format!("`{value}` is not a valid URL ({e}); expected an http:// or https:// URL"))
+            }
         }
     }
 
     /// Like `http_url` for a URL that is a secret (webhooks carry tokens).
     fn secret_http_url(&mut self, field: &str, value: &Secret) {
-        let ok = url::Url::parse(value.expose())
-            .map(|u| matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(false);
+        let ok = url::Url::parse(value.expose()).map(|u| matches!(u.scheme(), "http" | "https")).unwrap_or(false);
         if !ok {
             self.push(field, "is not an http:// or https:// URL (value not shown: it is a secret)");
         }
@@ -121,12 +112,7 @@ impl Validator {
 
     fn cron(&mut self, field: &str, expr: &str) {
         if let Err(e) = parse_unix_cron(expr) {
-            self.push(
-                field,
-                format!(
-                    "`{expr}` is not a valid 5-field cron expression: {e}; e.g. \"0 9,17 * * 1-5\""
-                ),
-            );
+            self.push(field, format!("`{expr}` is not a valid 5-field cron expression: {e}; e.g. \"0 9,17 * * 1-5\""));
         }
     }
 
@@ -139,10 +125,24 @@ impl Validator {
         };
         let e = &config.enrichment;
         if let Some(connector) = using(|t| t.include_audio) {
-            self.openai_service("enrichment.transcription", &e.transcription.url, &e.transcription.model, e.transcription.api_key.as_ref(), &connector, "include_audio");
+            self.openai_service(
+                "enrichment.transcription",
+                &e.transcription.url,
+                &e.transcription.model,
+                e.transcription.api_key.as_ref(),
+                &connector,
+                "include_audio",
+            );
         }
         if let Some(connector) = using(|t| t.include_image) {
-            self.openai_service("enrichment.vision", &e.vision.url, &e.vision.model, e.vision.api_key.as_ref(), &connector, "include_image");
+            self.openai_service(
+                "enrichment.vision",
+                &e.vision.url,
+                &e.vision.model,
+                e.vision.api_key.as_ref(),
+                &connector,
+                "include_image",
+            );
         }
         if using(|t| t.geocoding).is_some() {
             let g = &e.geocoding;
@@ -156,7 +156,10 @@ impl Validator {
             if !(g.requests_per_second.is_finite() && g.requests_per_second > 0.0) {
                 self.push(
                     "enrichment.geocoding.requests_per_second",
-                    format!("is {}; expected a number greater than 0 (the public Nominatim allows 1)", g.requests_per_second),
+                    format!(
+                        "is {}; expected a number greater than 0 (the public Nominatim allows 1)",
+                        g.requests_per_second
+                    ),
                 );
             } else if is_nominatim_public(&g.url) && g.requests_per_second > 1.0 {
                 self.push(
@@ -167,7 +170,15 @@ impl Validator {
         }
     }
 
-    fn openai_service(&mut self, at: &str, url: &str, model: &str, api_key: Option<&Secret>, connector: &str, flag: &str) {
+    fn openai_service(
+        &mut self,
+        at: &str,
+        url: &str,
+        model: &str,
+        api_key: Option<&Secret>,
+        connector: &str,
+        flag: &str,
+    ) {
         self.http_url(&format!("{at}.url"), url);
         if model.trim().is_empty() {
             self.push(format!("{at}.model"), "is empty; expected a model name");
@@ -224,18 +235,10 @@ impl Validator {
                 );
             }
             if c.context_id.trim().is_empty() {
-                self.push(
-                    format!("{at}.context_id"),
-                    "is empty; expected the Memory API context id",
-                );
+                self.push(format!("{at}.context_id"), "is empty; expected the Memory API context id");
             }
             self.schedule(&format!("{at}.schedule"), &c.schedule);
-            self.in_range(
-                &format!("{at}.ingestion.query_limit"),
-                c.ingestion.query_limit,
-                1,
-                10_000,
-            );
+            self.in_range(&format!("{at}.ingestion.query_limit"), c.ingestion.query_limit, 1, 10_000);
             self.in_range(&format!("{at}.ingestion.batch_size"), c.ingestion.batch_size, 1, 1_000);
             self.at_least_one(&format!("{at}.retry.max_attempts"), c.retry.max_attempts.into());
             self.multiplier(&format!("{at}.retry.backoff_multiplier"), c.retry.backoff_multiplier);
@@ -253,19 +256,13 @@ impl Validator {
                         Some(0.0) => {}
                         Some(v) => {
                             any_invalid = true;
-                            self.push(
-                                format!("{at}.{name}"),
-                                format!("is {v}; expected a number greater than 0"),
-                            );
+                            self.push(format!("{at}.{name}"), format!("is {v}; expected a number greater than 0"));
                         }
                         None => {}
                     }
                 }
                 if !any_positive && !any_invalid {
-                    self.push(
-                        at,
-                        "type `interval` needs interval_hours > 0 or interval_minutes > 0",
-                    );
+                    self.push(at, "type `interval` needs interval_hours > 0 or interval_minutes > 0");
                 }
             }
             ScheduleType::Cron => match &s.cron {
@@ -288,9 +285,7 @@ impl Validator {
     }
 
     fn state(&mut self, s: &StateConfig) {
-        if matches!(s.backend, StateBackend::Json | StateBackend::Sqlite)
-            && s.path.as_os_str().is_empty()
-        {
+        if matches!(s.backend, StateBackend::Json | StateBackend::Sqlite) && s.path.as_os_str().is_empty() {
             self.push("state.path", "is empty; the json and sqlite backends need a file path");
         }
         if s.cleanup.enabled {
@@ -307,10 +302,7 @@ impl Validator {
             self.push("api.host", "is empty; expected an address to listen on, e.g. \"0.0.0.0\"");
         }
         if a.rate_limit.enabled {
-            self.at_least_one(
-                "api.rate_limit.requests_per_minute",
-                a.rate_limit.requests_per_minute.into(),
-            );
+            self.at_least_one("api.rate_limit.requests_per_minute", a.rate_limit.requests_per_minute.into());
         }
     }
 
@@ -347,10 +339,8 @@ impl Validator {
         }
         for (i, rule) in m.alerts.alert_on.iter().enumerate() {
             match *rule {
-                AlertRule::ConsecutiveFailures(0) => self.push(
-                    format!("monitoring.alerts.alert_on[{i}].consecutive_failures"),
-                    "is 0; expected at least 1",
-                ),
+                AlertRule::ConsecutiveFailures(0) => self
+                    .push(format!("monitoring.alerts.alert_on[{i}].consecutive_failures"), "is 0; expected at least 1"),
                 AlertRule::NoSyncForHours(h) if !(h.is_finite() && h > 0.0) => self.push(
                     format!("monitoring.alerts.alert_on[{i}].no_sync_for_hours"),
                     format!("is {h}; expected a number of hours greater than 0"),
@@ -361,10 +351,7 @@ impl Validator {
     }
 
     fn advanced(&mut self, a: &AdvancedConfig) {
-        self.at_least_one(
-            "advanced.pipeline.max_concurrent_connectors",
-            a.pipeline.max_concurrent_connectors.into(),
-        );
+        self.at_least_one("advanced.pipeline.max_concurrent_connectors", a.pipeline.max_concurrent_connectors.into());
         self.at_least_one("advanced.pipeline.job_timeout_minutes", a.pipeline.job_timeout_minutes);
         if a.security.encrypt_secrets {
             match &a.security.encryption_key {
@@ -387,5 +374,6 @@ impl Validator {
 }
 
 fn is_nominatim_public(url: &str) -> bool {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("nominatim.openstreetmap.org"))) == Some(true)
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("nominatim.openstreetmap.org")))
+        == Some(true)
 }

@@ -26,15 +26,8 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn per_second(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 {
-            rate
-        } else {
-            1.0
-        };
-        Self {
-            interval: Duration::from_secs_f64(1.0 / rate),
-            next: Mutex::new(None),
-        }
+        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 1.0 };
+        Self { interval: Duration::from_secs_f64(1.0 / rate), next: Mutex::new(None) }
     }
 
     /// Waits for the next free slot and takes it.
@@ -87,28 +80,17 @@ impl Geocoder {
             .append_pair("lon", &lon)
             .append_pair("accept-language", "en");
         let request = self.http.get(full);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ServiceError::transport(&shown, &e))?;
+        let response = request.send().await.map_err(|e| ServiceError::transport(&shown, &e))?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ServiceError::transport(&shown, &e))?;
+        let body = response.bytes().await.map_err(|e| ServiceError::transport(&shown, &e))?;
         if !(200..300).contains(&status) {
-            return Err(ServiceError::Http {
-                url: shown,
-                status,
-                body: body_excerpt(&body),
-            });
+            return Err(ServiceError::Http { url: shown, status, body: body_excerpt(&body) });
         }
-        let answer: Reverse =
-            serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
-                url: shown.clone(),
-                reason: e.to_string(),
-                body: body_excerpt(&body),
-            })?;
+        let answer: Reverse = serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
+            url: shown.clone(),
+            reason: e.to_string(),
+            body: body_excerpt(&body),
+        })?;
         Ok(answer.place_name())
     }
 }
@@ -133,29 +115,12 @@ impl Reverse {
             return None;
         }
         let field = |names: &[&str]| {
-            names.iter().find_map(|n| {
-                self.address
-                    .get(*n)
-                    .and_then(|v| v.as_str())
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-            })
+            names
+                .iter()
+                .find_map(|n| self.address.get(*n).and_then(|v| v.as_str()).map(str::trim).filter(|v| !v.is_empty()))
         };
-        let locality = field(&[
-            "city",
-            "town",
-            "village",
-            "hamlet",
-            "municipality",
-            "county",
-        ]);
-        let district = field(&[
-            "suburb",
-            "city_district",
-            "borough",
-            "quarter",
-            "neighbourhood",
-        ]);
+        let locality = field(&["city", "town", "village", "hamlet", "municipality", "county"]);
+        let district = field(&["suburb", "city_district", "borough", "quarter", "neighbourhood"]);
         let country = field(&["country"]);
         let mut parts: Vec<&str> = Vec::new();
         for part in [locality, district, country].into_iter().flatten() {
@@ -164,27 +129,12 @@ impl Reverse {
             }
         }
         if locality.is_none() && district.is_none() {
-            let display = self
-                .display_name
-                .as_deref()
-                .map(str::trim)
-                .filter(|d| !d.is_empty());
+            let display = self.display_name.as_deref().map(str::trim).filter(|d| !d.is_empty());
             if let Some(display) = display {
-                return Some(
-                    display
-                        .split(',')
-                        .map(str::trim)
-                        .take(3)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
+                return Some(display.split(',').map(str::trim).take(3).collect::<Vec<_>>().join(", "));
             }
         }
-        if parts.is_empty() {
-            None
-        } else {
-            Some(parts.join(", "))
-        }
+        if parts.is_empty() { None } else { Some(parts.join(", ")) }
     }
 }
 
@@ -220,39 +170,18 @@ mod tests {
     #[test]
     fn sea_and_display_name_only() {
         assert_eq!(reverse(r#"{"error":"Unable to geocode"}"#), None);
-        assert_eq!(
-            reverse(r#"{"display_name":"A, B, C, D","address":{"country":"X"}}"#).as_deref(),
-            Some("A, B, C")
-        );
+        assert_eq!(reverse(r#"{"display_name":"A, B, C, D","address":{"country":"X"}}"#).as_deref(), Some("A, B, C"));
         assert_eq!(reverse("{}"), None);
     }
 
     #[test]
     fn rounding_groups_nearby_points() {
-        let a = rounded_key(GeoPoint {
-            lat: 52.52001,
-            lon: 13.40499,
-        });
-        let b = rounded_key(GeoPoint {
-            lat: 52.52030,
-            lon: 13.40460,
-        });
+        let a = rounded_key(GeoPoint { lat: 52.52001, lon: 13.40499 });
+        let b = rounded_key(GeoPoint { lat: 52.52030, lon: 13.40460 });
         assert_eq!(a, "52.520,13.405");
         assert_eq!(a, b);
-        assert_ne!(
-            a,
-            rounded_key(GeoPoint {
-                lat: 52.5215,
-                lon: 13.405
-            })
-        );
-        assert_eq!(
-            rounded_key(GeoPoint {
-                lat: -0.0001,
-                lon: 0.0002
-            }),
-            "0.000,0.000"
-        );
+        assert_ne!(a, rounded_key(GeoPoint { lat: 52.5215, lon: 13.405 }));
+        assert_eq!(rounded_key(GeoPoint { lat: -0.0001, lon: 0.0002 }), "0.000,0.000");
     }
 
     #[tokio::test(start_paused = true)]
@@ -262,18 +191,10 @@ mod tests {
         for _ in 0..3 {
             limiter.wait().await;
         }
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_secs(2),
-            "three requests take two intervals"
-        );
+        assert_eq!(start.elapsed(), Duration::from_secs(2), "three requests take two intervals");
         tokio::time::advance(Duration::from_secs(5)).await;
         let before = Instant::now();
         limiter.wait().await;
-        assert_eq!(
-            before.elapsed(),
-            Duration::ZERO,
-            "an idle limiter does not make the next request wait"
-        );
+        assert_eq!(before.elapsed(), Duration::ZERO, "an idle limiter does not make the next request wait");
     }
 }

@@ -18,9 +18,7 @@ pub use openai::OpenAiClient;
 
 use crate::config::{Config, ConnectorConfig, TransformationConfig};
 use crate::ids::{ConnectorId, MemoryId};
-use crate::memory_api::{
-    FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient,
-};
+use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
 use crate::state::StateStore;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -75,17 +73,9 @@ pub enum ServiceError {
     #[error("{url}: {message}")]
     Network { url: String, message: String },
     #[error("{url} answered HTTP {status} (body: {body})")]
-    Http {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Http { url: String, status: u16, body: String },
     #[error("{url} answered something unexpected: {reason} (body: {body})")]
-    BadAnswer {
-        url: String,
-        reason: String,
-        body: String,
-    },
+    BadAnswer { url: String, reason: String, body: String },
     #[error(transparent)]
     Media(#[from] MediaError),
 }
@@ -93,9 +83,7 @@ pub enum ServiceError {
 impl ServiceError {
     fn transport(url: &str, error: &reqwest::Error) -> Self {
         if error.is_timeout() {
-            ServiceError::Timeout {
-                url: url.to_owned(),
-            }
+            ServiceError::Timeout { url: url.to_owned() }
         } else {
             let mut message = error.to_string();
             let mut source = std::error::Error::source(error);
@@ -104,10 +92,7 @@ impl ServiceError {
                 message.push_str(&cause.to_string());
                 source = cause.source();
             }
-            ServiceError::Network {
-                url: url.to_owned(),
-                message,
-            }
+            ServiceError::Network { url: url.to_owned(), message }
         }
     }
 }
@@ -138,14 +123,8 @@ impl MediaSource for MemoryApiClient {
 }
 
 /// Download bounds. 25 MB is OpenAI's upload limit for transcription; 20 MB its image limit.
-pub const AUDIO_LIMITS: MediaLimits = MediaLimits {
-    max_bytes: 25 * 1024 * 1024,
-    timeout: Duration::from_secs(120),
-};
-pub const IMAGE_LIMITS: MediaLimits = MediaLimits {
-    max_bytes: 20 * 1024 * 1024,
-    timeout: Duration::from_secs(60),
-};
+pub const AUDIO_LIMITS: MediaLimits = MediaLimits { max_bytes: 25 * 1024 * 1024, timeout: Duration::from_secs(120) };
+pub const IMAGE_LIMITS: MediaLimits = MediaLimits { max_bytes: 20 * 1024 * 1024, timeout: Duration::from_secs(60) };
 /// Memories enriched at the same time (geocoding is serialised by its rate limiter anyway).
 const CONCURRENCY: usize = 4;
 /// Longest enrichment text kept in a document.
@@ -180,10 +159,7 @@ pub struct Enricher {
 
 impl std::fmt::Debug for Enricher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Enricher")
-            .field("context_id", &self.context_id)
-            .field("flags", &self.flags)
-            .finish()
+        f.debug_struct("Enricher").field("context_id", &self.context_id).field("flags", &self.flags).finish()
     }
 }
 
@@ -216,9 +192,7 @@ pub fn enrichers(
 ) -> Result<HashMap<ConnectorId, Arc<Enricher>>, ServiceError> {
     let mut enrichers = HashMap::new();
     for connector in &config.connectors {
-        if let Some(enricher) =
-            Enricher::for_connector(config, connector, Arc::clone(&media), Arc::clone(&store))?
-        {
+        if let Some(enricher) = Enricher::for_connector(config, connector, Arc::clone(&media), Arc::clone(&store))? {
             enrichers.insert(connector.id.clone(), Arc::new(enricher));
         }
     }
@@ -238,32 +212,18 @@ impl Enricher {
             return Ok(None);
         }
         let e = &config.enrichment;
-        let ttl_secs =
-            i64::try_from(config.advanced.performance.cache_ttl_seconds).unwrap_or(i64::MAX / 1000);
+        let ttl_secs = i64::try_from(config.advanced.performance.cache_ttl_seconds).unwrap_or(i64::MAX / 1000);
         Ok(Some(Self {
             context_id: connector.context_id.clone(),
-            transcriber: if flags.include_audio {
-                Some(OpenAiClient::transcription(&e.transcription)?)
-            } else {
-                None
-            },
-            vision: if flags.include_image {
-                Some(OpenAiClient::vision(&e.vision)?)
-            } else {
-                None
-            },
-            geocoder: if flags.geocoding {
-                Some(Geocoder::new(&e.geocoding)?)
-            } else {
-                None
-            },
+            transcriber: if flags.include_audio { Some(OpenAiClient::transcription(&e.transcription)?) } else { None },
+            vision: if flags.include_image { Some(OpenAiClient::vision(&e.vision)?) } else { None },
+            geocoder: if flags.geocoding { Some(Geocoder::new(&e.geocoding)?) } else { None },
             flags,
             skip_empty_transcripts: connector.ingestion.skip_empty_transcripts,
             media,
             store,
             geocode_turn: tokio::sync::Mutex::new(()),
-            place_ttl: chrono::Duration::try_seconds(ttl_secs.max(1))
-                .unwrap_or(chrono::Duration::hours(1)),
+            place_ttl: chrono::Duration::try_seconds(ttl_secs.max(1)).unwrap_or(chrono::Duration::hours(1)),
             breakers: Default::default(),
             audio_limits: AUDIO_LIMITS,
             image_limits: IMAGE_LIMITS,
@@ -280,11 +240,7 @@ impl Enricher {
     /// The enrichments of the memories of `page` that need one. A memory
     /// whose parts are all cached costs one cache read and no download.
     pub async fn enrich(&self, page: &FetchedPage, mode: EnrichMode) -> Enrichments {
-        let wanted: Vec<&Memory> = page
-            .memories
-            .iter()
-            .filter(|m| self.wants(m).any())
-            .collect();
+        let wanted: Vec<&Memory> = page.memories.iter().filter(|m| self.wants(m).any()).collect();
         if wanted.is_empty() {
             return Enrichments::default();
         }
@@ -302,8 +258,7 @@ impl Enricher {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let map: HashMap<MemoryId, Enrichment> =
-            results.into_iter().filter(|(_, e)| !e.is_empty()).collect();
+        let map: HashMap<MemoryId, Enrichment> = results.into_iter().filter(|(_, e)| !e.is_empty()).collect();
         let [t, v, g] = &self.breakers;
         info!(
             memories = map.len(),
@@ -319,28 +274,17 @@ impl Enricher {
     }
 
     fn wants(&self, memory: &Memory) -> Wants {
-        let no_transcript = memory
-            .transcript
-            .as_deref()
-            .is_none_or(|t| t.trim().is_empty());
+        let no_transcript = memory.transcript.as_deref().is_none_or(|t| t.trim().is_empty());
         let transcribe = self.flags.include_audio && memory.audio && no_transcript;
         let describe = self.flags.include_image && memory.image;
         // Such a memory waits for its transcript: nothing to spend a service on yet.
         if no_transcript && !transcribe && !describe && self.skip_empty_transcripts {
-            return Wants {
-                transcript: None,
-                image: None,
-                place: None,
-            };
+            return Wants { transcript: None, image: None, place: None };
         }
         Wants {
             transcript: transcribe.then(|| media_fingerprint(memory.gcs_uri.as_deref())),
             image: describe.then(|| media_fingerprint(memory.gcs_uri_img.as_deref())),
-            place: if self.flags.geocoding {
-                memory.location.map(rounded_key)
-            } else {
-                None
-            },
+            place: if self.flags.geocoding { memory.location.map(rounded_key) } else { None },
         }
     }
 
@@ -371,10 +315,7 @@ impl Enricher {
             };
             if let Some(part) = part {
                 out.transcript = part.text.clone();
-                changed |= record
-                    .transcript
-                    .as_ref()
-                    .is_none_or(|p| p.source != part.source);
+                changed |= record.transcript.as_ref().is_none_or(|p| p.source != part.source);
                 record.transcript = Some(part);
             }
         }
@@ -386,10 +327,7 @@ impl Enricher {
             };
             if let Some(part) = part {
                 out.image_description = part.text.clone();
-                changed |= record
-                    .image
-                    .as_ref()
-                    .is_none_or(|p| p.source != part.source);
+                changed |= record.image.as_ref().is_none_or(|p| p.source != part.source);
                 record.image = Some(part);
             }
         }
@@ -400,10 +338,7 @@ impl Enricher {
             };
             if let Some(part) = part {
                 out.place = part.text.clone();
-                changed |= record
-                    .place
-                    .as_ref()
-                    .is_none_or(|p| p.source != part.source);
+                changed |= record.place.as_ref().is_none_or(|p| p.source != part.source);
                 record.place = Some(part);
             }
         }
@@ -481,10 +416,7 @@ impl Enricher {
         if let Ok(Some(json)) = self.store.cache_get(&key, now).await
             && let Ok(text) = serde_json::from_str::<Option<String>>(&json)
         {
-            return Some(Part {
-                source: source.to_owned(),
-                text,
-            });
+            return Some(Part { source: source.to_owned(), text });
         }
         let breaker = &self.breakers[2];
         if mode == EnrichMode::CacheOnly || breaker.is_open() {
@@ -501,10 +433,7 @@ impl Enricher {
                 {
                     warn!(error = %e, "could not cache a place name");
                 }
-                Some(Part {
-                    source: source.to_owned(),
-                    text,
-                })
+                Some(Part { source: source.to_owned(), text })
             }
             Err(e) => {
                 breaker.failed(&e);
@@ -556,11 +485,9 @@ impl Breaker {
     }
 
     fn failed(&self, error: &ServiceError) {
-        self.failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !matches!(error, ServiceError::Media(_)) {
-            self.consecutive
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.consecutive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -580,21 +507,15 @@ impl Wants {
 /// What identifies the media of a memory without downloading it: its
 /// storage URI; memories without one are identified by their id alone.
 fn media_fingerprint(uri: Option<&str>) -> String {
-    uri.map(str::trim)
-        .filter(|u| !u.is_empty())
-        .unwrap_or("-")
-        .to_owned()
+    uri.map(str::trim).filter(|u| !u.is_empty()).unwrap_or("-").to_owned()
 }
 
 /// Service text as document text: `\n` line ends, no control characters,
 /// trimmed, bounded; `None` when nothing is left.
 fn clean(raw: &str) -> Option<String> {
     let unified = raw.replace("\r\n", "\n").replace('\r', "\n");
-    let kept: String = unified
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .take(MAX_TEXT_CHARS)
-        .collect();
+    let kept: String =
+        unified.chars().filter(|c| !c.is_control() || *c == '\n' || *c == '\t').take(MAX_TEXT_CHARS).collect();
     let trimmed = kept.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }

@@ -31,29 +31,14 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     pub fn transcription(config: &TranscriptionConfig) -> Result<Self, ServiceError> {
-        Self::new(
-            &config.url,
-            &config.model,
-            config.api_key.clone(),
-            TRANSCRIPTION_TIMEOUT,
-        )
+        Self::new(&config.url, &config.model, config.api_key.clone(), TRANSCRIPTION_TIMEOUT)
     }
 
     pub fn vision(config: &VisionConfig) -> Result<Self, ServiceError> {
-        Self::new(
-            &config.url,
-            &config.model,
-            config.api_key.clone(),
-            VISION_TIMEOUT,
-        )
+        Self::new(&config.url, &config.model, config.api_key.clone(), VISION_TIMEOUT)
     }
 
-    fn new(
-        url: &str,
-        model: &str,
-        api_key: Option<Secret>,
-        timeout: Duration,
-    ) -> Result<Self, ServiceError> {
+    fn new(url: &str, model: &str, api_key: Option<Secret>, timeout: Duration) -> Result<Self, ServiceError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -81,19 +66,16 @@ impl OpenAiClient {
             .part("file", part)
             .text("model", self.model.clone())
             .text("response_format", "json");
-        let body = self
-            .send(&url, self.http.post(&url).multipart(form))
-            .await?;
+        let body = self.send(&url, self.http.post(&url).multipart(form)).await?;
         #[derive(Deserialize)]
         struct Transcription {
             text: String,
         }
-        let parsed: Transcription =
-            serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
-                url: url.clone(),
-                reason: e.to_string(),
-                body: self.excerpt(&body),
-            })?;
+        let parsed: Transcription = serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
+            url: url.clone(),
+            reason: e.to_string(),
+            body: self.excerpt(&body),
+        })?;
         Ok(parsed.text)
     }
 
@@ -130,11 +112,7 @@ impl OpenAiClient {
         struct Message {
             content: Option<String>,
         }
-        let bad = |reason: String| ServiceError::BadAnswer {
-            url: url.clone(),
-            reason,
-            body: self.excerpt(&body),
-        };
+        let bad = |reason: String| ServiceError::BadAnswer { url: url.clone(), reason, body: self.excerpt(&body) };
         let parsed: Completion = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
         parsed
             .choices
@@ -144,30 +122,16 @@ impl OpenAiClient {
             .ok_or_else(|| bad("no choices[0].message.content".into()))
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<Vec<u8>, ServiceError> {
+    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ServiceError> {
         let request = match &self.api_key {
             Some(key) => request.bearer_auth(key.expose()),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ServiceError::transport(url, &e))?;
+        let response = request.send().await.map_err(|e| ServiceError::transport(url, &e))?;
         let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ServiceError::transport(url, &e))?;
+        let body = response.bytes().await.map_err(|e| ServiceError::transport(url, &e))?;
         if !(200..300).contains(&status) {
-            return Err(ServiceError::Http {
-                url: url.to_owned(),
-                status,
-                body: self.excerpt(&body),
-            });
+            return Err(ServiceError::Http { url: url.to_owned(), status, body: self.excerpt(&body) });
         }
         Ok(body.to_vec())
     }

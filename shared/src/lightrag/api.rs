@@ -101,10 +101,7 @@ impl ApiSink {
     pub fn new(config: &LightragApiConfig) -> Result<Self, SinkError> {
         let trimmed = config.url.trim().trim_end_matches('/');
         let parsed = url::Url::parse(trimmed).map_err(|e| {
-            SinkError::fatal(format!(
-                "lightrag.api.url {:?} is not a valid URL: {e}",
-                redact_url_text(trimmed)
-            ))
+            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", redact_url_text(trimmed)))
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(SinkError::fatal(format!(
@@ -129,11 +126,7 @@ impl ApiSink {
         }
         let client = builder
             .build()
-            .map_err(|e| {
-                SinkError::fatal(format!(
-                    "cannot build the HTTP client for LightRAG at {shown}: {e}"
-                ))
-            })?;
+            .map_err(|e| SinkError::fatal(format!("cannot build the HTTP client for LightRAG at {shown}: {e}")))?;
         Ok(Self {
             client,
             base: trimmed.to_owned(),
@@ -167,9 +160,7 @@ impl ApiSink {
     /// command or a start-up check (the workspace is fixed per server
     /// process; compare it with `lightrag.api.workspace`).
     pub async fn server_info(&self) -> Result<ServerInfo, SinkError> {
-        let answer = self
-            .call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry)
-            .await?;
+        let answer = self.call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry).await?;
         let body = answer.json().ok_or_else(|| {
             SinkError::transient(format!(
                 "GET {}{HEALTH_PATH} answered {} with something that is not LightRAG's health JSON: {}",
@@ -230,7 +221,8 @@ impl ApiSink {
             match group.iter().position(|&i| stored_basename(&docs[i].file_source) == named) {
                 Some(at) => {
                     outcomes[group[at]] = Some(Ok(InsertOutcome::AlreadyStored { status: stored_status(&detail) }));
-                    let rest: Vec<usize> = group.iter().enumerate().filter(|(j, _)| *j != at).map(|(_, &i)| i).collect();
+                    let rest: Vec<usize> =
+                        group.iter().enumerate().filter(|(j, _)| *j != at).map(|(_, &i)| i).collect();
                     if !rest.is_empty() {
                         queue.push(rest);
                     }
@@ -269,7 +261,10 @@ impl ApiSink {
 
     /// `GET /documents/track_status/{id}`: the documents of one insert.
     async fn track_status(&self, track_id: &TrackId, into: &mut HashMap<DocId, RemoteStatus>) -> Result<(), SinkError> {
-        let path = format!("{TRACK_STATUS_PATH}{}", percent_encoding::utf8_percent_encode(track_id.as_str(), percent_encoding::NON_ALPHANUMERIC));
+        let path = format!(
+            "{TRACK_STATUS_PATH}{}",
+            percent_encoding::utf8_percent_encode(track_id.as_str(), percent_encoding::NON_ALPHANUMERIC)
+        );
         let answer = self.call(Method::GET, &path, None, BusyConflict::Retry).await?;
         let body = answer.json().unwrap_or(Value::Null);
         for doc in body.get("documents").and_then(Value::as_array).into_iter().flatten() {
@@ -283,7 +278,11 @@ impl ApiSink {
     /// Pages through `POST /documents/paginated` (newest update first) until
     /// every wanted document was seen or the pages are older than the oldest
     /// submission.
-    async fn page_statuses(&self, docs: &[TrackedDoc], into: &mut HashMap<DocId, RemoteStatus>) -> Result<(), SinkError> {
+    async fn page_statuses(
+        &self,
+        docs: &[TrackedDoc],
+        into: &mut HashMap<DocId, RemoteStatus>,
+    ) -> Result<(), SinkError> {
         let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
         let oldest = docs.iter().filter_map(|d| d.submitted_at).min();
         let mut found = 0usize;
@@ -297,14 +296,20 @@ impl ApiSink {
             let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
             let mut page_oldest: Option<chrono::DateTime<chrono::Utc>> = None;
             for doc in &documents {
-                if let Some(updated) = doc.get("updated_at").and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+                if let Some(updated) = doc
+                    .get("updated_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
                     let updated = updated.with_timezone(&chrono::Utc);
                     page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
                 }
                 if let Some((id, status)) = read_doc_status(doc)
-                    && wanted.contains(&id) && into.insert(id, status).is_none() {
-                        found += 1;
-                    }
+                    && wanted.contains(&id)
+                    && into.insert(id, status).is_none()
+                {
+                    found += 1;
+                }
             }
             let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
             let older_than_wanted = match (page_oldest, oldest) {
@@ -365,7 +370,10 @@ impl ApiSink {
             let now = Instant::now();
             if now >= deadline {
                 return all(Ok(ReplaceOutcome::Deferred {
-                    reason: format!("{busy}, so deleting {shown_ids} was refused for {:?}; the update is retried on a later run", self.replace_wait),
+                    reason: format!(
+                        "{busy}, so deleting {shown_ids} was refused for {:?}; the update is retried on a later run",
+                        self.replace_wait
+                    ),
                 }));
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
@@ -408,7 +416,10 @@ impl ApiSink {
                         outcomes.push(match self.insert(doc).await {
                             Ok(InsertOutcome::Accepted { track_id }) => Ok(ReplaceOutcome::Replaced { track_id }),
                             Ok(InsertOutcome::AlreadyStored { .. }) => Ok(ReplaceOutcome::Deferred {
-                                reason: format!("{} is still stored after its deletion; retried on a later run", doc_id(&doc.file_source)),
+                                reason: format!(
+                                    "{} is still stored after its deletion; retried on a later run",
+                                    doc_id(&doc.file_source)
+                                ),
                             }),
                             Err(e) => Err(deleted(e)),
                         });
@@ -480,7 +491,8 @@ impl ApiSink {
         } else {
             body.get("access_token").and_then(Value::as_str).map(str::to_owned)
         };
-        let token = token.ok_or_else(|| SinkError::fatal(format!("LightRAG at {} gave no access token", self.shown)))?;
+        let token =
+            token.ok_or_else(|| SinkError::fatal(format!("LightRAG at {} gave no access token", self.shown)))?;
         *self.bearer.lock().await = Some(Secret::new(token));
         tracing::info!(url = %self.shown, "logged in to LightRAG");
         Ok(())
@@ -525,12 +537,7 @@ impl ApiSink {
         busy_conflict: BusyConflict,
     ) -> Result<Answer, (SinkError, bool)> {
         let attempts = AtomicU32::new(0);
-        let request = Request {
-            method: &method,
-            path,
-            body,
-            busy_conflict,
-        };
+        let request = Request { method: &method, path, body, busy_conflict };
         let (attempts_ref, this, request_ref) = (&attempts, self, &request);
         let result = (move || async move {
             attempts_ref.fetch_add(1, Ordering::Relaxed);
@@ -551,11 +558,7 @@ impl ApiSink {
         result.map_err(|failure| {
             let needs_login = failure.needs_login;
             let message = if failure.retryable {
-                format!(
-                    "{} (gave up after {} attempts)",
-                    failure.message,
-                    attempts.load(Ordering::Relaxed)
-                )
+                format!("{} (gave up after {} attempts)", failure.message, attempts.load(Ordering::Relaxed))
             } else {
                 failure.message
             };
@@ -596,24 +599,15 @@ impl ApiSink {
         } else if let Some(token) = self.bearer.lock().await.as_ref() {
             builder = builder.bearer_auth(token.expose());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| self.network_failure(&what, e))?;
+        let response = builder.send().await.map_err(|e| self.network_failure(&what, e))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| retry::parse_retry_after(value, chrono::Utc::now()));
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.network_failure(&what, e))?;
-        let answer = Answer {
-            status,
-            body: body.to_vec(),
-        };
+        let body = response.bytes().await.map_err(|e| self.network_failure(&what, e))?;
+        let answer = Answer { status, body: body.to_vec() };
         let excerpt = answer.excerpt(self.secrets());
         let answered = format!("{what} answered {}: {excerpt}", status_text(status));
 
@@ -634,12 +628,7 @@ impl ApiSink {
                 needs_login: false,
             }),
             StatusClass::Permanent => match status.as_u16() {
-                409 if answer
-                    .detail()
-                    .is_some_and(|d| d.contains(ALREADY_CONTAINS)) =>
-                {
-                    Ok(answer)
-                }
+                409 if answer.detail().is_some_and(|d| d.contains(ALREADY_CONTAINS)) => Ok(answer),
                 // Any other 409 on the document routes is a pipeline state
                 // ("clearing or deleting", "scan is classifying files", ...)
                 // that passes by itself.
@@ -656,8 +645,12 @@ impl ApiSink {
                 401 | 403 => {
                     let detail = answer.detail().unwrap_or_default();
                     let hint = match (status.as_u16(), self.api_key.is_some()) {
-                        (401, false) if self.username.is_some() => "; the login with lightrag.api.username/password was refused or expired",
-                        (401, false) => "; the server wants a login: set lightrag.api.username and lightrag.api.password (or lightrag.api.api_key)",
+                        (401, false) if self.username.is_some() => {
+                            "; the login with lightrag.api.username/password was refused or expired"
+                        }
+                        (401, false) => {
+                            "; the server wants a login: set lightrag.api.username and lightrag.api.password (or lightrag.api.api_key)"
+                        }
                         _ => "; check lightrag.api.api_key",
                     };
                     let mut failure = Failure::permanent(
@@ -674,9 +667,7 @@ impl ApiSink {
                 }
                 404 | 405 => Err(Failure::permanent(
                     SinkErrorKind::Fatal,
-                    format!(
-                        "{answered}; is lightrag.api.url the address of a LightRAG 1.5 server?"
-                    ),
+                    format!("{answered}; is lightrag.api.url the address of a LightRAG 1.5 server?"),
                 )),
                 _ => Err(Failure::permanent(
                     SinkErrorKind::Rejected,
@@ -694,20 +685,11 @@ impl ApiSink {
             );
         }
         let message = if error.is_timeout() {
-            format!(
-                "{what} timed out after {} s (lightrag.api.timeout)",
-                self.timeout.as_secs()
-            )
+            format!("{what} timed out after {} s (lightrag.api.timeout)", self.timeout.as_secs())
         } else {
             format!("{what} failed: {}", chain(error))
         };
-        Failure {
-            retryable: true,
-            retry_after: None,
-            kind: SinkErrorKind::Transient,
-            message,
-            needs_login: false,
-        }
+        Failure { retryable: true, retry_after: None, kind: SinkErrorKind::Transient, message, needs_login: false }
     }
 
     /// Reads the answer of `POST /documents/text`.
@@ -723,13 +705,9 @@ impl ApiSink {
                         scrub(&detail, &self.secrets())
                     )));
                 }
-                InsertReading::AlreadyStored {
-                    status: stored_status(&detail),
-                }
+                InsertReading::AlreadyStored { status: stored_status(&detail) }
             } else {
-                InsertReading::Busy {
-                    message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())),
-                }
+                InsertReading::Busy { message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())) }
             });
         }
         let body = answer.json().ok_or_else(|| {
@@ -739,10 +717,7 @@ impl ApiSink {
                 answer.excerpt(self.secrets())
             ))
         })?;
-        let status = body
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
         match status {
             // Servers before ~1.4 answered a stored document this way.
             "duplicated" => Ok(InsertReading::AlreadyStored { status: None }),
@@ -752,11 +727,7 @@ impl ApiSink {
                 answer.excerpt(self.secrets())
             ))),
             _ => Ok(InsertReading::Accepted {
-                track_id: body
-                    .get("track_id")
-                    .and_then(Value::as_str)
-                    .filter(|t| !t.is_empty())
-                    .map(TrackId::from),
+                track_id: body.get("track_id").and_then(Value::as_str).filter(|t| !t.is_empty()).map(TrackId::from),
             }),
         }
     }
@@ -766,9 +737,7 @@ impl ApiSink {
 impl DocumentSink for ApiSink {
     async fn insert(&self, doc: &Document) -> Result<InsertOutcome, SinkError> {
         let body = json!({ "text": doc.text, "file_source": doc.file_source });
-        let answer = self
-            .call(Method::POST, INSERT_PATH, Some(&body), BusyConflict::Retry)
-            .await?;
+        let answer = self.call(Method::POST, INSERT_PATH, Some(&body), BusyConflict::Retry).await?;
         match self.read_insert(&answer)? {
             InsertReading::Accepted { track_id } => Ok(InsertOutcome::Accepted { track_id }),
             InsertReading::AlreadyStored { status } => Ok(InsertOutcome::AlreadyStored { status }),
@@ -778,9 +747,10 @@ impl DocumentSink for ApiSink {
     }
 
     async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError> {
-        self.replace_many(std::slice::from_ref(doc)).await.pop().unwrap_or_else(|| {
-            Err(SinkError::transient("replace gave no answer"))
-        })
+        self.replace_many(std::slice::from_ref(doc))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SinkError::transient("replace gave no answer")))
     }
 
     async fn replace_batch(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
@@ -830,7 +800,9 @@ impl DocumentSink for ApiSink {
         }
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(SinkError::transient("the batch insert gave no answer for this document"))))
+            .map(|o| {
+                o.unwrap_or_else(|| Err(SinkError::transient("the batch insert gave no answer for this document")))
+            })
             .collect()
     }
 
@@ -878,9 +850,10 @@ impl DocumentSink for ApiSink {
                     continue;
                 }
                 if let Some((id, status)) = read_doc_status(doc)
-                    && id.as_str().starts_with("doc-") {
-                        found.insert(id, status);
-                    }
+                    && id.as_str().starts_with("doc-")
+                {
+                    found.insert(id, status);
+                }
             }
             let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
             if older || !has_next || documents.is_empty() {
@@ -965,13 +938,7 @@ struct Failure {
 
 impl Failure {
     fn permanent(kind: SinkErrorKind, message: String) -> Self {
-        Self {
-            retryable: false,
-            retry_after: None,
-            kind,
-            message,
-            needs_login: false,
-        }
+        Self { retryable: false, retry_after: None, kind, message, needs_login: false }
     }
 }
 
@@ -1003,10 +970,7 @@ impl Answer {
                         .get("loc")
                         .and_then(Value::as_array)
                         .map(|loc| {
-                            loc.iter()
-                                .map(|p| p.to_string().trim_matches('"').to_owned())
-                                .collect::<Vec<_>>()
-                                .join(".")
+                            loc.iter().map(|p| p.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join(".")
                         })
                         .unwrap_or_default();
                     let msg = item.get("msg").and_then(Value::as_str).unwrap_or_default();
@@ -1074,12 +1038,7 @@ fn chain(error: reqwest::Error) -> String {
 fn redact_url_text(text: &str) -> String {
     match (text.find("://"), text.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!(
-                "{}://{}@{}",
-                &text[..scheme_end],
-                crate::secrets::REDACTED,
-                &text[at + 1..]
-            )
+            format!("{}://{}@{}", &text[..scheme_end], crate::secrets::REDACTED, &text[at + 1..])
         }
         _ => text.to_owned(),
     }
@@ -1091,34 +1050,21 @@ mod tests {
     use super::*;
 
     fn config(url: &str) -> LightragApiConfig {
-        LightragApiConfig {
-            url: url.into(),
-            api_key: Some(Secret::new("k-secret")),
-            ..Default::default()
-        }
+        LightragApiConfig { url: url.into(), api_key: Some(Secret::new("k-secret")), ..Default::default() }
     }
 
     #[test]
     fn reads_the_status_of_an_already_stored_document() {
         let detail = "Document storage already contains 'm1.txt' (Status: processed). Delete the existing record before re-inserting.";
         assert_eq!(stored_status(detail).as_deref(), Some("processed"));
-        assert_eq!(
-            stored_status("... (Status: DocStatus.FAILED) ...").as_deref(),
-            Some("failed")
-        );
+        assert_eq!(stored_status("... (Status: DocStatus.FAILED) ...").as_deref(), Some("failed"));
         assert_eq!(stored_status("no status here"), None);
     }
 
     #[test]
     fn urls_are_checked_and_shown_without_password() {
-        assert_eq!(
-            ApiSink::new(&config("not a url")).unwrap_err().kind,
-            SinkErrorKind::Fatal
-        );
-        assert_eq!(
-            ApiSink::new(&config("ftp://x")).unwrap_err().kind,
-            SinkErrorKind::Fatal
-        );
+        assert_eq!(ApiSink::new(&config("not a url")).unwrap_err().kind, SinkErrorKind::Fatal);
+        assert_eq!(ApiSink::new(&config("ftp://x")).unwrap_err().kind, SinkErrorKind::Fatal);
         let sink = ApiSink::new(&config("http://user:pw@127.0.0.1:9621/")).unwrap();
         assert_eq!(sink.describe(), "http://user:***@127.0.0.1:9621");
         assert!(!format!("{sink:?}").contains("k-secret"));
@@ -1146,29 +1092,17 @@ mod tests {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: br#"{"detail":[{"loc":["body","text"],"msg":"Field required"}]}"#.to_vec(),
         };
-        assert_eq!(
-            validation.detail().as_deref(),
-            Some("body.text: Field required")
-        );
+        assert_eq!(validation.detail().as_deref(), Some("body.text: Field required"));
     }
 
     #[tokio::test]
     async fn unreachable_server_is_transient_and_named() {
         // Port 1 on loopback: nothing listens there.
-        let sink = ApiSink::new(&config("http://127.0.0.1:1"))
-            .unwrap()
-            .with_first_retry_delay(Duration::from_millis(1));
-        let err = sink
-            .insert(&Document::new("m.txt".into(), "t".into()))
-            .await
-            .unwrap_err();
+        let sink =
+            ApiSink::new(&config("http://127.0.0.1:1")).unwrap().with_first_retry_delay(Duration::from_millis(1));
+        let err = sink.insert(&Document::new("m.txt".into(), "t".into())).await.unwrap_err();
         assert_eq!(err.kind, SinkErrorKind::Transient);
-        assert!(
-            err.message
-                .contains("POST http://127.0.0.1:1/documents/text"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
         assert!(err.message.contains("4 attempts"), "{}", err.message);
     }
 }

@@ -15,9 +15,7 @@
 //! files a crash left behind are removed on first use. All file work runs on
 //! `spawn_blocking`.
 
-use super::{
-    DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, stored_basename,
-};
+use super::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, stored_basename};
 use crate::config::LightragDirectConfig;
 use crate::transform::Document;
 use async_trait::async_trait;
@@ -66,10 +64,7 @@ impl DirectSink {
         if config.working_dir.as_os_str().is_empty() {
             return Err(SinkError::fatal("lightrag.direct.working_dir is empty"));
         }
-        Ok(Self {
-            inputs: config.working_dir.join("inputs"),
-            prepared: Arc::new(Mutex::new(false)),
-        })
+        Ok(Self { inputs: config.working_dir.join("inputs"), prepared: Arc::new(Mutex::new(false)) })
     }
 
     /// The folder documents are written to (`<working_dir>/inputs`).
@@ -86,19 +81,13 @@ impl DirectSink {
                 self.inputs.display()
             )));
         }
-        let (inputs, prepared, text) =
-            (self.inputs.clone(), self.prepared.clone(), doc.text.clone());
+        let (inputs, prepared, text) = (self.inputs.clone(), self.prepared.clone(), doc.text.clone());
         tokio::task::spawn_blocking(move || {
             prepare(&inputs, &prepared)?;
             write_document(&inputs, &basename, text.as_bytes(), mode)
         })
         .await
-        .map_err(|e| {
-            SinkError::transient(format!(
-                "writing into {} was interrupted: {e}",
-                self.inputs.display()
-            ))
-        })?
+        .map_err(|e| SinkError::transient(format!("writing into {} was interrupted: {e}", self.inputs.display())))?
     }
 }
 
@@ -123,18 +112,12 @@ impl DocumentSink for DirectSink {
 
 /// Creates the folder and removes stale temporary files, once per sink.
 fn prepare(inputs: &Path, prepared: &Mutex<bool>) -> Result<(), SinkError> {
-    let mut done = prepared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut done = prepared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if *done {
         return Ok(());
     }
-    let not_a_folder = || {
-        SinkError::fatal(format!(
-            "{} is not a folder; check lightrag.direct.working_dir",
-            inputs.display()
-        ))
-    };
+    let not_a_folder =
+        || SinkError::fatal(format!("{} is not a folder; check lightrag.direct.working_dir", inputs.display()));
     fs::create_dir_all(inputs).map_err(|e| match e.kind() {
         ErrorKind::AlreadyExists => not_a_folder(),
         _ => io_error("creating the folder", inputs, e),
@@ -162,11 +145,8 @@ fn remove_stale_temp_files(inputs: &Path) {
         if !is_temp_name(name) {
             continue;
         }
-        let age = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|modified| now.duration_since(modified).ok());
+        let age =
+            entry.metadata().and_then(|m| m.modified()).ok().and_then(|modified| now.duration_since(modified).ok());
         if age.is_some_and(|age| age >= STALE_TEMP_AGE) {
             let path = entry.path();
             match fs::remove_file(&path) {
@@ -190,19 +170,10 @@ fn temp_name(basename: &str) -> String {
     while !basename.is_char_boundary(end) {
         end -= 1;
     }
-    format!(
-        ".{}{TEMP_MARKER}{:016x}",
-        &basename[..end],
-        fastrand::u64(..)
-    )
+    format!(".{}{TEMP_MARKER}{:016x}", &basename[..end], fastrand::u64(..))
 }
 
-fn write_document(
-    inputs: &Path,
-    basename: &str,
-    text: &[u8],
-    mode: Mode,
-) -> Result<Written, SinkError> {
+fn write_document(inputs: &Path, basename: &str, text: &[u8], mode: Mode) -> Result<Written, SinkError> {
     let target = inputs.join(basename);
     if mode == Mode::Insert {
         match fs::metadata(&target) {
@@ -220,28 +191,21 @@ fn write_document(
 
     let temp = inputs.join(temp_name(basename));
     let written = write_temp(&temp, text).and_then(|()| {
-        fs::rename(&temp, &target)
-            .map_err(|e| io_error(&format!("renaming {} to", temp.display()), &target, e))
+        fs::rename(&temp, &target).map_err(|e| io_error(&format!("renaming {} to", temp.display()), &target, e))
     });
     if let Err(error) = written {
         let _ = fs::remove_file(&temp);
         return Err(error);
     }
     // The rename is durable only once the folder's entry is on disk.
-    File::open(inputs)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| io_error("flushing the folder", inputs, e))?;
+    File::open(inputs).and_then(|dir| dir.sync_all()).map_err(|e| io_error("flushing the folder", inputs, e))?;
     Ok(Written::New)
 }
 
 fn write_temp(temp: &Path, text: &[u8]) -> Result<(), SinkError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .map_err(|e| io_error("creating", temp, e))?;
-    file.write_all(text)
-        .map_err(|e| io_error("writing", temp, e))?;
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).open(temp).map_err(|e| io_error("creating", temp, e))?;
+    file.write_all(text).map_err(|e| io_error("writing", temp, e))?;
     file.sync_all().map_err(|e| io_error("flushing", temp, e))
 }
 
@@ -254,25 +218,18 @@ fn io_error(action: &str, path: &Path, error: io::Error) -> SinkError {
         | ErrorKind::NotADirectory
         | ErrorKind::NotFound => SinkErrorKind::Fatal,
         // Only this document's name is the problem.
-        ErrorKind::IsADirectory | ErrorKind::InvalidFilename | ErrorKind::InvalidInput => {
-            SinkErrorKind::Rejected
-        }
+        ErrorKind::IsADirectory | ErrorKind::InvalidFilename | ErrorKind::InvalidInput => SinkErrorKind::Rejected,
         // A full disk or a passing fault: keep the memory for a later run.
         _ => SinkErrorKind::Transient,
     };
     let hint = match error.kind() {
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
-            " (disk full; the document is retried on a later run)"
-        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => " (disk full; the document is retried on a later run)",
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem | ErrorKind::NotADirectory => {
             "; check lightrag.direct.working_dir"
         }
         _ => "",
     };
-    SinkError {
-        kind,
-        message: format!("{action} {}: {error}{hint}", path.display()),
-    }
+    SinkError { kind, message: format!("{action} {}: {error}{hint}", path.display()) }
 }
 
 #[cfg(test)]
@@ -293,22 +250,9 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         let p = Path::new("/x/y");
-        assert_eq!(
-            io_error("w", p, io::Error::from(ErrorKind::PermissionDenied)).kind,
-            SinkErrorKind::Fatal
-        );
-        assert_eq!(
-            io_error("w", p, io::Error::from(ErrorKind::StorageFull)).kind,
-            SinkErrorKind::Transient
-        );
-        assert_eq!(
-            io_error("w", p, io::Error::from(ErrorKind::ReadOnlyFilesystem)).kind,
-            SinkErrorKind::Fatal
-        );
-        assert!(
-            io_error("w", p, io::Error::from(ErrorKind::StorageFull))
-                .message
-                .contains("/x/y")
-        );
+        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::PermissionDenied)).kind, SinkErrorKind::Fatal);
+        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::StorageFull)).kind, SinkErrorKind::Transient);
+        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::ReadOnlyFilesystem)).kind, SinkErrorKind::Fatal);
+        assert!(io_error("w", p, io::Error::from(ErrorKind::StorageFull)).message.contains("/x/y"));
     }
 }

@@ -159,10 +159,14 @@ pub struct TrackedDoc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteStatus {
     /// pending, parsing, analyzing, processing, preprocessed.
-    Queued { status: String },
+    Queued {
+        status: String,
+    },
     Processed,
     /// Failed inside LightRAG (LLM error, timeout...), with its `error_msg`.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// What `/health` said at the start of a run.
@@ -186,11 +190,7 @@ pub fn open(config: &LightragConfig) -> Result<Arc<dyn DocumentSink>, SinkError>
 
 /// The part of a `file_source` LightRAG keeps (`a/b/c.txt` -> `c.txt`, `a/b/` -> `b`).
 pub fn stored_basename(file_source: &str) -> &str {
-    file_source
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(file_source)
+    file_source.trim_end_matches('/').rsplit('/').next().unwrap_or(file_source)
 }
 
 /// LightRAG's document id for a `file_source`: `doc-` + md5(stored basename).

@@ -160,9 +160,7 @@ impl MemoryApiClient {
             // certificates is most of a run's start-up time otherwise.
             builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
         }
-        let http = builder
-            .build()
-            .map_err(|e| MemoryApiError::Client(error_chain(&e)))?;
+        let http = builder.build().map_err(|e| MemoryApiError::Client(error_chain(&e)))?;
         Ok(Self {
             http,
             base,
@@ -265,17 +263,12 @@ impl MemoryApiClient {
 
         let url = shown_url.to_owned();
         match (status, retry::classify_status(status)) {
-            (_, StatusClass::Success) => {
-                parse_body(&body, limit).map_err(|e| match e {
-                    BodyError::NotJson(reason) => MemoryApiError::GarbageBody {
-                        url: url.clone(),
-                        status,
-                        reason,
-                        body: self.excerpt(&body),
-                    },
-                    BodyError::Shape(reason) => MemoryApiError::InvalidPage { url, reason },
-                })
-            }
+            (_, StatusClass::Success) => parse_body(&body, limit).map_err(|e| match e {
+                BodyError::NotJson(reason) => {
+                    MemoryApiError::GarbageBody { url: url.clone(), status, reason, body: self.excerpt(&body) }
+                }
+                BodyError::Shape(reason) => MemoryApiError::InvalidPage { url, reason },
+            }),
             (401 | 403, _) => Err(MemoryApiError::Unauthorized { url, status, body: self.excerpt(&body) }),
             (404, _) => Err(MemoryApiError::UnknownContext {
                 url,

@@ -26,20 +26,12 @@ impl MediaKind {
     /// are what other recorders produce). Images: the formats vision models
     /// accept (jpeg, png, gif, webp).
     pub fn accepts(self, content_type: &str) -> bool {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match self {
-            MediaKind::Audio => essence
-                .strip_prefix("audio/")
-                .is_some_and(|sub| !sub.is_empty()),
-            MediaKind::Image => matches!(
-                essence.as_str(),
-                "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/webp"
-            ),
+            MediaKind::Audio => essence.strip_prefix("audio/").is_some_and(|sub| !sub.is_empty()),
+            MediaKind::Image => {
+                matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/webp")
+            }
         }
     }
 }
@@ -60,10 +52,7 @@ pub struct Media {
 
 impl std::fmt::Debug for Media {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Media")
-            .field("content_type", &self.content_type)
-            .field("bytes", &self.bytes.len())
-            .finish()
+        f.debug_struct("Media").field("content_type", &self.content_type).field("bytes", &self.bytes.len()).finish()
     }
 }
 
@@ -74,17 +63,9 @@ pub enum MediaError {
     #[error("GET {url}: larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("GET {url}: content type {content_type:?} is not {kind}")]
-    WrongType {
-        url: String,
-        content_type: String,
-        kind: &'static str,
-    },
+    WrongType { url: String, content_type: String, kind: &'static str },
     #[error("GET {url} answered HTTP {status} (body: {body})")]
-    Http {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    Http { url: String, status: u16, body: String },
     #[error("GET {url}: no complete answer within {timeout_secs} s")]
     Timeout { url: String, timeout_secs: u64 },
     #[error("GET {url}: {message}")]

@@ -41,9 +41,8 @@ pub(crate) enum BodyError {
 pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyError> {
     let top: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
     let kind = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_or("unreadable JSON", |v| json_kind(&v));
-    let mut fields: BTreeMap<String, &RawValue> = serde_json::from_str(top.get()).map_err(|_| {
-        BodyError::Shape(format!("expected a JSON object with a `memories` array, got {}", kind(top)))
-    })?;
+    let mut fields: BTreeMap<String, &RawValue> = serde_json::from_str(top.get())
+        .map_err(|_| BodyError::Shape(format!("expected a JSON object with a `memories` array, got {}", kind(top))))?;
     let Some(memories) = fields.remove("memories") else {
         return Err(BodyError::Shape("the JSON object has no `memories` array".to_owned()));
     };

@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify, Semaphore};
-use tracing::{debug, error, info, warn, Instrument};
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{Instrument, debug, error, info, warn};
 
 /// How often a paused connector is looked at again.
 const PAUSED_POLL: Duration = Duration::from_secs(2);
@@ -104,7 +104,8 @@ impl Service {
         for connector in &config.connectors {
             metrics.register_connector(&connector.id);
         }
-        let source: Arc<dyn MemorySource> = Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
+        let source: Arc<dyn MemorySource> =
+            Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
         let (stop, _) = watch::channel(false);
         let config_job_timeout_minutes = config.advanced.pipeline.job_timeout_minutes.max(1);
@@ -186,9 +187,14 @@ impl Service {
         let now = Utc::now();
         let run_id = RunId::generate(now);
         {
-            let mut active = self.inner.active.lock().map_err(|_| LaunchError::Unavailable("internal lock poisoned".into()))?;
+            let mut active =
+                self.inner.active.lock().map_err(|_| LaunchError::Unavailable("internal lock poisoned".into()))?;
             if let Some(owner) = active.get(&connector.id) {
-                return Err(LaunchError::AlreadyRunning { connector: connector.id.clone(), owner: owner.clone(), expires_at: None });
+                return Err(LaunchError::AlreadyRunning {
+                    connector: connector.id.clone(),
+                    owner: owner.clone(),
+                    expires_at: None,
+                });
             }
             active.insert(connector.id.clone(), run_id.clone());
         }
@@ -200,7 +206,8 @@ impl Service {
         let service = self.clone();
         let connector = connector.clone();
         let trigger = trigger.to_owned();
-        let outcome = LaunchOutcome { connector_id: connector.id.clone(), run_id: run_id.clone(), status: "accepted".into() };
+        let outcome =
+            LaunchOutcome { connector_id: connector.id.clone(), run_id: run_id.clone(), status: "accepted".into() };
         tokio::spawn(async move {
             let report = service.run_reserved(&connector, run_id, &trigger, force).await;
             service.finish_active(&connector.id);
@@ -219,7 +226,11 @@ impl Service {
                     store.release_lease(connector, &lease.owner).await?;
                 }
                 LeaseOutcome::Held(lease) => {
-                    return Err(LaunchError::AlreadyRunning { connector: connector.clone(), owner: lease.owner, expires_at: Some(lease.expires_at) });
+                    return Err(LaunchError::AlreadyRunning {
+                        connector: connector.clone(),
+                        owner: lease.owner,
+                        expires_at: Some(lease.expires_at),
+                    });
                 }
             }
         }
@@ -238,7 +249,13 @@ impl Service {
     }
 
     /// The body of a started run: wait for a slot, run, record, alert.
-    async fn run_reserved(&self, connector: &ConnectorConfig, run_id: RunId, trigger: &str, force: bool) -> Option<RunReport> {
+    async fn run_reserved(
+        &self,
+        connector: &ConnectorConfig,
+        run_id: RunId,
+        trigger: &str,
+        force: bool,
+    ) -> Option<RunReport> {
         let inner = &self.inner;
         let mut stop = inner.stop.subscribe();
         let permit = tokio::select! {
@@ -251,10 +268,16 @@ impl Service {
             return None;
         };
         let timeout = self.lease_ttl();
-        let engine = SyncEngine::new(connector.clone(), timeout, Arc::clone(&inner.source), Arc::clone(&inner.sink), Arc::clone(&inner.store))
-            .with_stop_signal(inner.stop.subscribe())
-            .with_lightrag_settings(&inner.config.lightrag)
-            .with_enricher(inner.enrichers.get(&connector.id).cloned());
+        let engine = SyncEngine::new(
+            connector.clone(),
+            timeout,
+            Arc::clone(&inner.source),
+            Arc::clone(&inner.sink),
+            Arc::clone(&inner.store),
+        )
+        .with_stop_signal(inner.stop.subscribe())
+        .with_lightrag_settings(&inner.config.lightrag)
+        .with_enricher(inner.enrichers.get(&connector.id).cloned());
         let deadline = Instant::now() + timeout;
         let options = RunOptions { force, dry_run: false, trigger: trigger.to_owned(), deadline: Some(deadline) };
         let result = engine.run_with_id(run_id.clone(), options).await;
@@ -297,7 +320,9 @@ impl Service {
     /// the next run continues).
     async fn mark_timed_out(&self, report: &mut RunReport) {
         report.status = RunStatus::TimedOut;
-        report.error.get_or_insert_with(|| "stopped at advanced.pipeline.job_timeout_minutes; the next run continues".into());
+        report
+            .error
+            .get_or_insert_with(|| "stopped at advanced.pipeline.job_timeout_minutes; the next run continues".into());
         let store = &self.inner.store;
         let mut checkpoint = Checkpoint { run: Some(report.record(RunStatus::TimedOut)), ..Default::default() };
         if let Ok(Some(mut state)) = store.connector_state(&report.connector_id).await
@@ -473,7 +498,8 @@ pub async fn serve(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
+    let service =
+        Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
@@ -581,7 +607,7 @@ async fn write_port_file(path: &std::path::Path, ports: &serde_json::Value) -> R
 async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",

@@ -63,7 +63,10 @@ connectors:
 api: { enable_auth: false }
 "#;
 
-async fn service(dir: &std::path::Path, memories: usize) -> (Service, Arc<SlowSink>, Arc<dyn StateStore>, ConnectorConfig) {
+async fn service(
+    dir: &std::path::Path,
+    memories: usize,
+) -> (Service, Arc<SlowSink>, Arc<dyn StateStore>, ConnectorConfig) {
     let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let connector = config.connectors[0].clone();
     let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.join("state.json")).await.unwrap());

@@ -2,16 +2,16 @@
 //! the service's runs into the request-duration histograms, without touching
 //! the clients themselves.
 
-use crate::ids::DocId;
-use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
-use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use crate::config::ConnectorConfig;
+use crate::ids::DocId;
 use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
+use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
 use crate::memory_api::model::FetchedPage;
 use crate::sync::MemorySource;
 use crate::telemetry::metrics::Metrics;
 use crate::transform::Document;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +31,11 @@ impl MemorySource for TimedSource {
         let result = self.inner.fetch(connector).await;
         self.metrics.observe(
             "memory_connector_memory_api_request_duration_seconds",
-            vec![("connector_id", connector.id.to_string()), ("operation", "list".into()), ("outcome", outcome(&result))],
+            vec![
+                ("connector_id", connector.id.to_string()),
+                ("operation", "list".into()),
+                ("outcome", outcome(&result)),
+            ],
             started.elapsed().as_secs_f64(),
         );
         result

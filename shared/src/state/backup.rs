@@ -32,7 +32,9 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-async fn blocking<T: Send + 'static>(op: impl FnOnce() -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
     tokio::task::spawn_blocking(op)
         .await
         .unwrap_or_else(|e| Err(StateError::Unsupported(format!("backup task failed: {e}"))))
@@ -45,7 +47,9 @@ pub async fn backup(config: &StateConfig, to: &Path) -> Result<u64, StateError> 
     match config.backend {
         StateBackend::Sqlite => blocking(move || sqlite_backup(&from, &to)).await,
         StateBackend::Json => blocking(move || json_backup(&from, &to)).await,
-        StateBackend::Dynamodb => Err(StateError::Unsupported("dynamodb: use DynamoDB point-in-time recovery or on-demand backups".into())),
+        StateBackend::Dynamodb => {
+            Err(StateError::Unsupported("dynamodb: use DynamoDB point-in-time recovery or on-demand backups".into()))
+        }
     }
 }
 
@@ -90,10 +94,10 @@ fn sqlite_backup(from: &Path, to: &Path) -> Result<u64, StateError> {
 
 fn sqlite_restore(from: &Path, live: &Path) -> Result<(), StateError> {
     use rusqlite::{Connection, OpenFlags};
-    let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| db(from, "open backup", e))?;
-    let ok: String = src
-        .query_row("PRAGMA quick_check", [], |row| row.get(0))
-        .map_err(|e| db(from, "not a state database", e))?;
+    let src =
+        Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| db(from, "open backup", e))?;
+    let ok: String =
+        src.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| db(from, "not a state database", e))?;
     if ok != "ok" {
         return Err(db(from, "backup is damaged", ok));
     }
@@ -119,7 +123,10 @@ fn check_json(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
     if value.get("connectors").is_none_or(|c| !c.is_object()) {
-        return Err(StateError::Corrupt { path: path.to_path_buf(), detail: "no `connectors` object: not a state file".into() });
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "no `connectors` object: not a state file".into(),
+        });
     }
     Ok(())
 }
@@ -151,7 +158,10 @@ fn json_restore(from: &Path, live: &Path) -> Result<(), StateError> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked { path: live.to_path_buf(), detail: "a writer kept the lock for 10 s".into() });
+                return Err(StateError::Locked {
+                    path: live.to_path_buf(),
+                    detail: "a writer kept the lock for 10 s".into(),
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
         }

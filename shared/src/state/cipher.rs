@@ -28,7 +28,9 @@ impl std::fmt::Debug for StateCipher {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CipherError {
-    #[error("the state is encrypted but no key is configured: set advanced.security.encrypt_secrets: true and ENCRYPTION_KEY")]
+    #[error(
+        "the state is encrypted but no key is configured: set advanced.security.encrypt_secrets: true and ENCRYPTION_KEY"
+    )]
     NoKey,
     #[error("the state cannot be decrypted: wrong ENCRYPTION_KEY, or the file was altered")]
     WrongKeyOrTampered,

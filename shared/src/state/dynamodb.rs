@@ -501,7 +501,12 @@ impl DynamoStore {
     /// The ledger items of these memory ids that exist: `BatchGetItem`,
     /// strongly consistent, 100 keys a call (duplicates removed: it refuses
     /// them), `UnprocessedKeys` retried with backoff.
-    async fn batch_get(&self, connector: &ConnectorId, ids: &[&MemoryId], projection: Option<&str>) -> Result<Vec<Item>, StateError> {
+    async fn batch_get(
+        &self,
+        connector: &ConnectorId,
+        ids: &[&MemoryId],
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StateError> {
         let unique: BTreeSet<&MemoryId> = ids.iter().copied().collect();
         let unique: Vec<&MemoryId> = unique.into_iter().collect();
         let mut found = Vec::with_capacity(unique.len());
@@ -592,8 +597,13 @@ impl DynamoStore {
     }
 
     /// `ADD` of these per-status changes to the connector's counts item.
-    fn add_counts(&self, connector: &ConnectorId, delta: &BTreeMap<EntryStatus, i64>) -> Result<TransactWriteItem, StateError> {
-        let mut update = aws_sdk_dynamodb::types::Update::builder().table_name(&self.table).set_key(Some(key(connector, COUNTS_SK)));
+    fn add_counts(
+        &self,
+        connector: &ConnectorId,
+        delta: &BTreeMap<EntryStatus, i64>,
+    ) -> Result<TransactWriteItem, StateError> {
+        let mut update =
+            aws_sdk_dynamodb::types::Update::builder().table_name(&self.table).set_key(Some(key(connector, COUNTS_SK)));
         let mut parts = Vec::new();
         for (i, (status, n)) in delta.iter().enumerate() {
             parts.push(format!("#c{i} :c{i}"));
@@ -609,7 +619,11 @@ impl DynamoStore {
     }
 
     /// The current status of each of these entries (consistent).
-    async fn statuses(&self, connector: &ConnectorId, ids: &[&MemoryId]) -> Result<HashMap<MemoryId, EntryStatus>, StateError> {
+    async fn statuses(
+        &self,
+        connector: &ConnectorId,
+        ids: &[&MemoryId],
+    ) -> Result<HashMap<MemoryId, EntryStatus>, StateError> {
         let mut out = HashMap::with_capacity(ids.len());
         for item in self.batch_get(connector, ids, Some("#sk, #status")).await? {
             let id = item.get(SK).and_then(|v| v.as_s().ok()).and_then(|sk| sk.strip_prefix(ENTRY_PREFIX));
@@ -835,7 +849,8 @@ impl StateStore for DynamoStore {
                     // The index is eventually consistent: read the items
                     // themselves (consistently) and keep those still wanted.
                     let found = self.entries(connector, &ids).await?;
-                    let mut out: Vec<LedgerEntry> = found.into_values().filter(|e| wanted.contains(&e.status)).collect();
+                    let mut out: Vec<LedgerEntry> =
+                        found.into_values().filter(|e| wanted.contains(&e.status)).collect();
                     out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
                     return Ok(out);
                 }
@@ -932,7 +947,8 @@ impl StateStore for DynamoStore {
                     Transacted::Stale => {
                         attempt += 1;
                         if attempt > MAX_RETRIES {
-                            return Err(self.fail_text("TransactWriteItems", "ledger entries kept changing while being written"));
+                            return Err(self
+                                .fail_text("TransactWriteItems", "ledger entries kept changing while being written"));
                         }
                         backoff(attempt).await;
                     }

@@ -20,7 +20,8 @@
 //! detected through its length and mtime only (best effort).
 
 use super::{
-    CacheValue, Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+    CacheValue, Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError,
+    StateStore,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;

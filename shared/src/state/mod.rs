@@ -428,7 +428,10 @@ pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused:
 /// this host and is gone (killed mid-run: it never released it), so an
 /// operator's `reset` need not wait for the lease to expire. Returns the
 /// released owner. Not for Lambda, whose sandboxes share host names.
-pub async fn release_abandoned_lease(store: &dyn StateStore, connector: &ConnectorId) -> Result<Option<RunId>, StateError> {
+pub async fn release_abandoned_lease(
+    store: &dyn StateStore,
+    connector: &ConnectorId,
+) -> Result<Option<RunId>, StateError> {
     match store.lease(connector).await? {
         Some(lease) if lease.owner.holder_is_gone() => {
             store.release_lease(connector, &lease.owner).await?;
@@ -447,7 +450,10 @@ pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateSto
         return open(&config.state).await;
     }
     let key = security.encryption_key.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
-        StateError::Unsupported("advanced.security.encrypt_secrets is on but advanced.security.encryption_key (ENCRYPTION_KEY) is empty".into())
+        StateError::Unsupported(
+            "advanced.security.encrypt_secrets is on but advanced.security.encryption_key (ENCRYPTION_KEY) is empty"
+                .into(),
+        )
     })?;
     match config.state.backend {
         StateBackend::Json => Ok(Arc::new(
@@ -468,8 +474,8 @@ pub async fn open(config: &StateConfig) -> Result<Arc<dyn StateStore>, StateErro
         #[cfg(feature = "aws")]
         StateBackend::Dynamodb => Ok(Arc::new(dynamodb::DynamoStore::from_config(config).await?)),
         #[cfg(not(feature = "aws"))]
-        StateBackend::Dynamodb => Err(StateError::Unsupported(
-            "dynamodb is only available in the AWS build (the Lambda functions)".into(),
-        )),
+        StateBackend::Dynamodb => {
+            Err(StateError::Unsupported("dynamodb is only available in the AWS build (the Lambda functions)".into()))
+        }
     }
 }

@@ -708,9 +708,8 @@ impl StateStore for SqliteStore {
     async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
         let key = key.to_owned();
         self.call("read cache", move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT value FROM cache WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-            )?;
+            let mut query = conn
+                .prepare_cached("SELECT value FROM cache WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)")?;
             Ok(query.query_row(params![key, timestamp(now)], |row| row.get::<_, String>(0)).optional()?)
         })
         .await

@@ -5,12 +5,12 @@
 
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
+use crate::enrich::Enrichment;
 use crate::ids::{ContentHash, MemoryId, RunId};
 use crate::lightrag::{self, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
+use crate::memory_api::model::Memory;
 use crate::retry::item_backoff;
 use crate::state::{EntryStatus, LedgerEntry, RunStatus};
-use crate::enrich::Enrichment;
-use crate::memory_api::model::Memory;
 use crate::transform::{self, Document, Rendered};
 use chrono::Utc;
 use std::collections::HashMap;
@@ -34,7 +34,10 @@ pub(super) struct Work<'a> {
 pub(super) enum Body<'a> {
     Ready(Document),
     /// Rendered when it enters the window (see [`super::plan::Payload::OnSend`]).
-    OnSend { memory: &'a Memory, enrichment: Option<&'a Enrichment> },
+    OnSend {
+        memory: &'a Memory,
+        enrichment: Option<&'a Enrichment>,
+    },
 }
 
 impl Work<'_> {
@@ -86,7 +89,8 @@ impl<T> Task<T> {
 
     /// The same task over other items (those `f` keeps); `None` when none is kept.
     fn filter_map<U>(self, mut f: impl FnMut(T) -> Option<U>) -> Option<Task<U>> {
-        let mut all = |items: Vec<T>| Some(items.into_iter().filter_map(&mut f).collect::<Vec<U>>()).filter(|v| !v.is_empty());
+        let mut all =
+            |items: Vec<T>| Some(items.into_iter().filter_map(&mut f).collect::<Vec<U>>()).filter(|v| !v.is_empty());
         match self {
             Task::One(item) => f(item).map(Task::One),
             Task::Batch(items) => all(items).map(Task::Batch),
@@ -156,11 +160,21 @@ async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task<Item>
 }
 
 /// Each item of a batch with its own outcome.
-fn pair<T>(items: Vec<Item>, outcomes: Vec<Result<T, SinkError>>, replace: bool, wrap: fn(T) -> Outcome) -> Vec<Delivered> {
+fn pair<T>(
+    items: Vec<Item>,
+    outcomes: Vec<Result<T, SinkError>>,
+    replace: bool,
+    wrap: fn(T) -> Outcome,
+) -> Vec<Delivered> {
     items
         .into_iter()
         .zip(outcomes)
-        .map(|(w, result)| Delivered { memory_id: w.memory_id, document: w.document, replace, result: result.map(wrap) })
+        .map(|(w, result)| Delivered {
+            memory_id: w.memory_id,
+            document: w.document,
+            replace,
+            result: result.map(wrap),
+        })
         .collect()
 }
 
@@ -186,7 +200,8 @@ impl SyncEngine {
 
         loop {
             if fatal.is_none() {
-                slots_used += self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
+                slots_used +=
+                    self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
             }
             let Some(joined) = in_flight.join_next().await else { break };
             let delivered = match joined {
@@ -210,7 +225,14 @@ impl SyncEngine {
             if done.len() >= batch_size {
                 // Refill first: the window stays full while the checkpoint is written.
                 if fatal.is_none() {
-                    slots_used += self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
+                    slots_used += self.fill_window(
+                        &mut in_flight,
+                        &mut pending,
+                        slots_used,
+                        batch_size,
+                        options,
+                        &mut deadline_hit,
+                    );
                 }
                 self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }

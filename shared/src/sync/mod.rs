@@ -11,24 +11,23 @@ mod report;
 
 use deliver::{Body, Work};
 
-pub use plan::{plan, plan_enriched, Action, ActionKind, Payload};
+pub use plan::{Action, ActionKind, Payload, plan, plan_enriched};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
 use crate::enrich::{EnrichMode, Enricher, Enrichments};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::lightrag::DocumentSink;
-use crate::memory_api::model::{FetchedPage, Memory};
 use crate::memory_api::MemoryApiClient;
+use crate::memory_api::model::{FetchedPage, Memory};
 use crate::state::{
-    Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError,
-    StateStore,
+    Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError, StateStore,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 /// How many item errors a report keeps (the ledger keeps all of them).
 const MAX_REPORTED_ERRORS: usize = 50;
@@ -109,7 +108,12 @@ struct SinkSettings {
 
 impl Default for SinkSettings {
     fn default() -> Self {
-        Self { workspace: String::new(), confirm: false, confirm_wait: Duration::ZERO, stuck_after: chrono::Duration::hours(1) }
+        Self {
+            workspace: String::new(),
+            confirm: false,
+            confirm_wait: Duration::ZERO,
+            stuck_after: chrono::Duration::hours(1),
+        }
     }
 }
 
@@ -121,7 +125,17 @@ impl SyncEngine {
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
-        Self { connector, lease_ttl, source, sink, store, settings: SinkSettings::default(), stop: None, enricher: None, local_takeover: true }
+        Self {
+            connector,
+            lease_ttl,
+            source,
+            sink,
+            store,
+            settings: SinkSettings::default(),
+            stop: None,
+            enricher: None,
+            local_takeover: true,
+        }
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
@@ -134,7 +148,9 @@ impl SyncEngine {
                 workspace: api.workspace.clone(),
                 confirm: true,
                 confirm_wait: Duration::from_secs(api.confirm_wait_seconds),
-                stuck_after: chrono::Duration::minutes(i64::try_from(api.stuck_after_minutes).unwrap_or(i64::MAX / 120_000)),
+                stuck_after: chrono::Duration::minutes(
+                    i64::try_from(api.stuck_after_minutes).unwrap_or(i64::MAX / 120_000),
+                ),
             };
         }
         self
@@ -196,7 +212,12 @@ impl SyncEngine {
         self.run_inner(run_id, started_at, options).instrument(span).await
     }
 
-    async fn run_inner(&self, run_id: RunId, started_at: DateTime<Utc>, options: RunOptions) -> Result<RunReport, SyncError> {
+    async fn run_inner(
+        &self,
+        run_id: RunId,
+        started_at: DateTime<Utc>,
+        options: RunOptions,
+    ) -> Result<RunReport, SyncError> {
         let clock = Instant::now();
         let connector_id = self.connector.id.clone();
         let mut report = RunReport::new(&run_id, &connector_id, &options, started_at, self.sink.describe());
@@ -207,9 +228,10 @@ impl SyncEngine {
 
         let result = self.run_leased(&run_id, &options, &mut report, clock).await;
         if !options.dry_run
-            && let Err(e) = self.store.release_lease(&connector_id, &run_id).await {
-                warn!(error = %e, "could not release the lease; it expires by itself");
-            }
+            && let Err(e) = self.store.release_lease(&connector_id, &run_id).await
+        {
+            warn!(error = %e, "could not release the lease; it expires by itself");
+        }
         result?;
         Ok(report)
     }
@@ -234,11 +256,7 @@ impl SyncEngine {
                 }
             }
         }
-        Err(SyncError::AlreadyRunning {
-            connector: connector_id.clone(),
-            owner: run_id.clone(),
-            expires_at: now,
-        })
+        Err(SyncError::AlreadyRunning { connector: connector_id.clone(), owner: run_id.clone(), expires_at: now })
     }
 
     async fn run_leased(
@@ -297,11 +315,7 @@ impl SyncEngine {
         let status = match &outcome {
             Ok(stopped_early) if report.error.is_none() => {
                 let lost = report.counts.failed + report.counts.dead + report.counts.lightrag_failed;
-                if *stopped_early || lost > 0 {
-                    RunStatus::Partial
-                } else {
-                    RunStatus::Completed
-                }
+                if *stopped_early || lost > 0 { RunStatus::Partial } else { RunStatus::Completed }
             }
             Ok(_) => RunStatus::Failed,
             Err(e) => {
@@ -530,4 +544,3 @@ pub async fn ledger_counts(
     }
     Ok(counts)
 }
-

@@ -90,13 +90,7 @@ pub fn plan_enriched(
             Action::Insert(Payload::OnSend)
         };
     };
-    let rendered = transform::render(
-        &connector.context_id,
-        memory,
-        &connector.transformation,
-        skip_empty,
-        enrichment,
-    );
+    let rendered = transform::render(&connector.context_id, memory, &connector.transformation, skip_empty, enrichment);
     let document = match rendered {
         Rendered::Document(document) => document,
         Rendered::WaitingForTranscript => {
@@ -111,20 +105,20 @@ pub fn plan_enriched(
     let delivered_same = entry.content_hash.as_ref() == Some(&document.hash);
     let retry_target_same = entry.pending_hash.as_ref() == Some(&document.hash);
     let deliver = |document: Document| {
-        if entry.content_hash.is_some() { Action::Replace(document) } else { Action::Insert(Payload::Rendered(document)) }
+        if entry.content_hash.is_some() {
+            Action::Replace(document)
+        } else {
+            Action::Insert(Payload::Rendered(document))
+        }
     };
     match entry.status {
         EntryStatus::Dead if retry_target_same && !force => Action::Dead,
-        EntryStatus::Failed
-            if retry_target_same && !force && entry.next_attempt_at.is_some_and(|at| at > now) =>
-        {
+        EntryStatus::Failed if retry_target_same && !force && entry.next_attempt_at.is_some_and(|at| at > now) => {
             Action::BackingOff
         }
         EntryStatus::Submitted | EntryStatus::Processed if delivered_same && !force => Action::Unchanged,
         // Failed inside LightRAG: sent again (replace) once its backoff ran out.
-        EntryStatus::LightragFailed if !force && entry.next_attempt_at.is_some_and(|at| at > now) => {
-            Action::BackingOff
-        }
+        EntryStatus::LightragFailed if !force && entry.next_attempt_at.is_some_and(|at| at > now) => Action::BackingOff,
         _ => deliver(document),
     }
 }
@@ -191,7 +185,9 @@ mod tests {
         // A retry is compared with the text that failed: rendered now.
         let failed = entry(EntryStatus::Failed, None, Some(hash_of(&m)));
         let later = now() + Duration::minutes(5);
-        assert!(matches!(plan(&connector(), &m, Some(&failed), false, later), Action::Insert(Payload::Rendered(d)) if d.hash == hash_of(&m)));
+        assert!(
+            matches!(plan(&connector(), &m, Some(&failed), false, later), Action::Insert(Payload::Rendered(d)) if d.hash == hash_of(&m))
+        );
         let delivered = entry(EntryStatus::Submitted, Some(hash_of(&m)), None);
         assert_eq!(plan(&connector(), &m, Some(&delivered), false, now()), Action::Unchanged);
         assert!(matches!(plan(&connector(), &m, Some(&delivered), true, now()), Action::Replace(_)));

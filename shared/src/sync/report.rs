@@ -90,10 +90,9 @@ impl RunReport {
     }
 
     pub(super) fn plan_item(&mut self, memory_id: &MemoryId, action: ActionKind, dry_run: bool) {
-        if dry_run
-            && let Some(plan) = self.plan.as_mut() {
-                plan.push(PlannedItem { memory_id: memory_id.clone(), action });
-            }
+        if dry_run && let Some(plan) = self.plan.as_mut() {
+            plan.push(PlannedItem { memory_id: memory_id.clone(), action });
+        }
     }
 
     pub(super) fn push_error(&mut self, memory_id: Option<MemoryId>, stage: &str, message: String) {

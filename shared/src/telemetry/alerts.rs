@@ -77,7 +77,13 @@ impl Alerter {
 
     /// Evaluates every rule for a connector; `since` is when watching began
     /// (the service start), the reference point of a connector that never synced.
-    pub async fn evaluate(&self, state: &ConnectorState, last_error: Option<String>, since: DateTime<Utc>, now: DateTime<Utc>) {
+    pub async fn evaluate(
+        &self,
+        state: &ConnectorState,
+        last_error: Option<String>,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         if let Some(n) = self.failure_threshold() {
             let failing = state.consecutive_failures >= n;
             self.transition(AlertKind::ConsecutiveFailures, failing, state, last_error.clone(), now).await;
@@ -89,7 +95,14 @@ impl Alerter {
         }
     }
 
-    async fn transition(&self, kind: AlertKind, active: bool, state: &ConnectorState, last_error: Option<String>, now: DateTime<Utc>) {
+    async fn transition(
+        &self,
+        kind: AlertKind,
+        active: bool,
+        state: &ConnectorState,
+        last_error: Option<String>,
+        now: DateTime<Utc>,
+    ) {
         let key = (state.connector_id.clone(), kind);
         let changed = {
             let mut firing = self.firing.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,7 +118,9 @@ impl Alerter {
                 state.consecutive_failures,
                 last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
             ),
-            (AlertKind::ConsecutiveFailures, false) => format!(":white_check_mark: memory-connector: connector `{id}` recovered: a run succeeded"),
+            (AlertKind::ConsecutiveFailures, false) => {
+                format!(":white_check_mark: memory-connector: connector `{id}` recovered: a run succeeded")
+            }
             (AlertKind::NoSync, true) => format!(
                 ":warning: memory-connector: connector `{id}` has not synced successfully since {}",
                 state.last_success.map_or_else(|| "the service started".into(), |t| t.to_rfc3339())
@@ -132,8 +147,12 @@ impl Alerter {
             Ok(r) if r.status().is_success() => {
                 info!(target: "connector_core::telemetry::alerts", connector_id = %message.connector_id, alert = ?message.alert, state = message.state, "alert sent");
             }
-            Ok(r) => warn!(connector_id = %message.connector_id, status = r.status().as_u16(), "the alert webhook refused the alert"),
-            Err(e) => warn!(connector_id = %message.connector_id, error = %e.without_url(), "the alert webhook could not be reached"),
+            Ok(r) => {
+                warn!(connector_id = %message.connector_id, status = r.status().as_u16(), "the alert webhook refused the alert")
+            }
+            Err(e) => {
+                warn!(connector_id = %message.connector_id, error = %e.without_url(), "the alert webhook could not be reached")
+            }
         }
     }
 }
@@ -167,7 +186,11 @@ mod tests {
     async fn no_sync_alerts_once_and_recovers_once() {
         let (url, got) = receiver().await;
         let config = MonitoringConfig {
-            alerts: AlertsConfig { enabled: true, webhook_url: Some(Secret::new(url)), alert_on: vec![AlertRule::NoSyncForHours(1.0)] },
+            alerts: AlertsConfig {
+                enabled: true,
+                webhook_url: Some(Secret::new(url)),
+                alert_on: vec![AlertRule::NoSyncForHours(1.0)],
+            },
             ..Default::default()
         };
         let alerter = Alerter::from_config(&config).unwrap();

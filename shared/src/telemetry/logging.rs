@@ -77,7 +77,9 @@ pub fn init(config: &LoggingConfig) {
     let make_filter = || EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     if config.console.enabled {
-        let colour = config.console.colorize && std::env::var_os("NO_COLOR").is_none() && io::IsTerminal::is_terminal(&io::stderr());
+        let colour = config.console.colorize
+            && std::env::var_os("NO_COLOR").is_none()
+            && io::IsTerminal::is_terminal(&io::stderr());
         let layer = tracing_subscriber::fmt::layer().with_writer(io::stderr);
         layers.push(if json {
             layer.json().flatten_event(true).with_filter(make_filter()).boxed()
@@ -87,7 +89,9 @@ pub fn init(config: &LoggingConfig) {
     }
     if config.file.enabled {
         if config.file.rotation == crate::config::LogRotation::Time {
-            eprintln!("warning: logging.file.rotation: time is not supported; the log file is rotated by size (max_bytes)");
+            eprintln!(
+                "warning: logging.file.rotation: time is not supported; the log file is rotated by size (max_bytes)"
+            );
         }
         match RotatingFile::open(&config.file.path, config.file.max_bytes, config.file.backup_count) {
             Ok(file) => {
@@ -127,7 +131,15 @@ impl RotatingFile {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(Self { inner: Arc::new(Mutex::new(RotatingInner { path: path.to_owned(), max_bytes: max_bytes.max(1), backups, file, size })) })
+        Ok(Self {
+            inner: Arc::new(Mutex::new(RotatingInner {
+                path: path.to_owned(),
+                max_bytes: max_bytes.max(1),
+                backups,
+                file,
+                size,
+            })),
+        })
     }
 }
 
@@ -181,7 +193,11 @@ mod tests {
     fn components_map_to_targets_and_env_overrides() {
         let config = LoggingConfig {
             level: LogLevel::Warning,
-            components: LogComponents { state_manager: Some(LogLevel::Debug), scheduler: Some(LogLevel::Critical), ..Default::default() },
+            components: LogComponents {
+                state_manager: Some(LogLevel::Debug),
+                scheduler: Some(LogLevel::Critical),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(filter_directive(&config, None), "warn,connector_core::service=error,connector_core::state=debug");

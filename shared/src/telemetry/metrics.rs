@@ -24,18 +24,42 @@ enum Kind {
 
 /// Every family, in the order of the exposition.
 const FAMILIES: &[(&str, Kind, &str)] = &[
-    ("memory_connector_syncs_total", Kind::Counter, "Sync runs by final status (completed, partial, failed, timed_out)."),
-    ("memory_connector_memories_processed", Kind::Gauge, "Memories whose document is in LightRAG (ledger), after the last run."),
+    (
+        "memory_connector_syncs_total",
+        Kind::Counter,
+        "Sync runs by final status (completed, partial, failed, timed_out).",
+    ),
+    (
+        "memory_connector_memories_processed",
+        Kind::Gauge,
+        "Memories whose document is in LightRAG (ledger), after the last run.",
+    ),
     ("memory_connector_memories_new_total", Kind::Counter, "Memories inserted for the first time."),
     ("memory_connector_memories_updated_total", Kind::Counter, "Changed memories whose document was replaced."),
     ("memory_connector_memories_skipped_total", Kind::Counter, "Memories skipped while waiting for a transcript."),
     ("memory_connector_memories_failed_total", Kind::Counter, "Memory deliveries that failed (kept for retry)."),
     ("memory_connector_memories_dead_total", Kind::Counter, "Memories dead (attempts exhausted) met by a run."),
-    ("memory_connector_truncated_fetches_total", Kind::Counter, "Fetches that returned a full page (more memories may be waiting)."),
-    ("memory_connector_errors_total", Kind::Counter, "Errors by type (run_failed, memory_failed, malformed, timed_out, already_running)."),
+    (
+        "memory_connector_truncated_fetches_total",
+        Kind::Counter,
+        "Fetches that returned a full page (more memories may be waiting).",
+    ),
+    (
+        "memory_connector_errors_total",
+        Kind::Counter,
+        "Errors by type (run_failed, memory_failed, malformed, timed_out, already_running).",
+    ),
     ("memory_connector_sync_duration_seconds", Kind::Histogram(SYNC_BUCKETS), "Duration of sync runs."),
-    ("memory_connector_memory_api_request_duration_seconds", Kind::Histogram(REQUEST_BUCKETS), "Duration of Memory API fetches (retries included)."),
-    ("memory_connector_lightrag_request_duration_seconds", Kind::Histogram(REQUEST_BUCKETS), "Duration of LightRAG deliveries (insert or replace)."),
+    (
+        "memory_connector_memory_api_request_duration_seconds",
+        Kind::Histogram(REQUEST_BUCKETS),
+        "Duration of Memory API fetches (retries included).",
+    ),
+    (
+        "memory_connector_lightrag_request_duration_seconds",
+        Kind::Histogram(REQUEST_BUCKETS),
+        "Duration of LightRAG deliveries (insert or replace).",
+    ),
     ("memory_connector_active_jobs", Kind::Gauge, "Sync runs in progress in this process."),
 ];
 
@@ -108,7 +132,11 @@ impl Metrics {
     pub fn record_run(&self, report: &RunReport, processed: Option<u64>) {
         let id = || vec![("connector_id", report.connector_id.to_string())];
         let c = &report.counts;
-        self.add("memory_connector_syncs_total", vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())], 1.0);
+        self.add(
+            "memory_connector_syncs_total",
+            vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
+            1.0,
+        );
         for (name, n) in [
             ("memory_connector_memories_new_total", c.new),
             ("memory_connector_memories_updated_total", c.updated),
@@ -121,7 +149,11 @@ impl Metrics {
         self.add("memory_connector_truncated_fetches_total", id(), if report.possibly_truncated { 1.0 } else { 0.0 });
         let error = |kind: &str, n: u64| {
             if n > 0 {
-                self.add("memory_connector_errors_total", vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())], n as f64);
+                self.add(
+                    "memory_connector_errors_total",
+                    vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
+                    n as f64,
+                );
             }
         };
         error("run_failed", u64::from(report.error.is_some()));
@@ -135,7 +167,11 @@ impl Metrics {
     }
 
     pub fn record_error(&self, connector: &ConnectorId, error_type: &str) {
-        self.add("memory_connector_errors_total", vec![("connector_id", connector.to_string()), ("error_type", error_type.to_owned())], 1.0);
+        self.add(
+            "memory_connector_errors_total",
+            vec![("connector_id", connector.to_string()), ("error_type", error_type.to_owned())],
+            1.0,
+        );
     }
 
     /// Makes a connector's series exist (at zero) before its first run, so
@@ -143,7 +179,10 @@ impl Metrics {
     pub fn register_connector(&self, connector: &ConnectorId) {
         let mut inner = self.lock();
         for (name, kind, _) in FAMILIES {
-            if *kind == Kind::Counter && *name != "memory_connector_syncs_total" && *name != "memory_connector_errors_total" {
+            if *kind == Kind::Counter
+                && *name != "memory_connector_syncs_total"
+                && *name != "memory_connector_errors_total"
+            {
                 inner.values.entry((name, vec![("connector_id", connector.to_string())])).or_insert(0.0);
             }
         }
@@ -163,7 +202,9 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {type_name}");
             match kind {
                 Kind::Histogram(bounds) => {
-                    for ((_, labels), h) in inner.histograms.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name) {
+                    for ((_, labels), h) in
+                        inner.histograms.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                    {
                         let mut cumulative = 0;
                         for (i, bound) in bounds.iter().enumerate() {
                             cumulative = h.buckets.get(i).copied().unwrap_or(cumulative);
@@ -179,7 +220,9 @@ impl Metrics {
                     }
                 }
                 _ => {
-                    for ((_, labels), value) in inner.values.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name) {
+                    for ((_, labels), value) in
+                        inner.values.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                    {
                         let _ = writeln!(out, "{name}{} {}", render_labels(labels), format_float(*value));
                     }
                 }
@@ -222,10 +265,22 @@ mod tests {
         m.set("memory_connector_memories_processed", vec![("connector_id", "c1".into())], 25.0);
         let text = m.render();
         assert!(text.contains("memory_connector_syncs_total{connector_id=\"c1\",status=\"completed\"} 1\n"), "{text}");
-        assert!(text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"0.1\"} 0\n"), "{text}");
-        assert!(text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"0.5\"} 1\n"), "{text}");
-        assert!(text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"10\"} 2\n"), "{text}");
-        assert!(text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"+Inf\"} 2\n"), "{text}");
+        assert!(
+            text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"0.1\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"0.5\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"10\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("memory_connector_sync_duration_seconds_bucket{connector_id=\"c1\",le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("memory_connector_sync_duration_seconds_count{connector_id=\"c1\"} 2\n"), "{text}");
         assert!(text.contains("memory_connector_memories_processed{connector_id=\"c1\"} 25\n"), "{text}");
         assert!(text.contains("memory_connector_memories_dead_total{connector_id=\"a\\\"b\"} 0\n"), "{text}");

@@ -1,6 +1,6 @@
 //! The `standard` and `rich` document texts.
 
-use super::{extract_tags, file_source, Document};
+use super::{Document, extract_tags, file_source};
 use crate::config::{Strategy, TransformationConfig};
 use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
@@ -52,8 +52,7 @@ pub fn render(
         (None, Some(automatic)) => (Some(automatic), Source::Automatic),
         (None, None) => (None, Source::MemoryApi),
     };
-    let image_description =
-        enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
+    let image_description = enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
     let tags = match (&transcript, transformation.extract_tags) {
         (Some(text), true) => extract_tags(text),
         _ => Vec::new(),
@@ -251,7 +250,17 @@ impl std::fmt::Display for Year {
 
 fn month_name(at: DateTime<Utc>) -> &'static str {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
         "December",
     ];
     MONTHS[at.month0() as usize % 12]
@@ -297,8 +306,9 @@ mod tests {
 
     #[test]
     fn dates_are_written_as_chrono_formats_them() {
-        let mut instants: Vec<DateTime<Utc>> =
-            (0..2_000).map(|i| Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i * 797)).collect();
+        let mut instants: Vec<DateTime<Utc>> = (0..2_000)
+            .map(|i| Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(i * 797))
+            .collect();
         for year in [-1, 0, 7, 999, 9999, 10000, 262_000] {
             instants.push(Utc.with_ymd_and_hms(year, 3, 4, 5, 6, 7).unwrap());
         }
@@ -344,7 +354,17 @@ mod tests {
 
     #[test]
     fn the_wait_decision_is_the_one_render_makes() {
-        let odd = [None, Some(""), Some("  "), Some("\r\n\t"), Some("\u{0}\u{7}\u{b}"), Some("\u{a0}\u{3000}"), Some("\u{200b}"), Some("x"), Some(" \tx\n")];
+        let odd = [
+            None,
+            Some(""),
+            Some("  "),
+            Some("\r\n\t"),
+            Some("\u{0}\u{7}\u{b}"),
+            Some("\u{a0}\u{3000}"),
+            Some("\u{200b}"),
+            Some("x"),
+            Some(" \tx\n"),
+        ];
         for own in odd {
             for automatic in odd {
                 for description in [None, Some(" "), Some("a photo")] {
@@ -435,17 +455,29 @@ mod tests {
         m.transcript = None;
         m.image = true;
         let t = text(render("CTX123", &m, &cfg, true, Some(&enrichment())));
-        assert!(t.starts_with("# Voice recording in Berlin, Mitte, Germany on Thursday afternoon, 18 December 2025\n"), "{t}");
+        assert!(
+            t.starts_with("# Voice recording in Berlin, Mitte, Germany on Thursday afternoon, 18 December 2025\n"),
+            "{t}"
+        );
         assert!(t.contains("Where: Berlin, Mitte, Germany (52.52000, 13.40500)\n"), "{t}");
         assert!(t.contains("Media: audio recording, photo\n"), "{t}");
-        assert!(t.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic words\n"), "{t}");
+        assert!(
+            t.contains("## Transcript (automatic transcription of the audio recording)\n\nAutomatic words\n"),
+            "{t}"
+        );
         assert!(t.ends_with("## Photo description (automatic)\n\nA loaf of bread on a wooden table.\n"), "{t}");
     }
 
     #[test]
     fn own_transcript_wins_and_empty_enrichment_changes_nothing() {
         let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
-        let with = text(render("C", &memory(), &cfg, true, Some(&Enrichment { transcript: Some("auto".into()), ..Default::default() })));
+        let with = text(render(
+            "C",
+            &memory(),
+            &cfg,
+            true,
+            Some(&Enrichment { transcript: Some("auto".into()), ..Default::default() }),
+        ));
         assert!(with.contains("## Transcript\n\nMet Anna"), "{with}");
         assert!(!with.contains("auto"));
         for cfg in [cfg, TransformationConfig::default()] {
@@ -467,6 +499,9 @@ mod tests {
         let t = text(render("C", &m, &TransformationConfig::default(), true, Some(&photo)));
         assert!(t.ends_with("(no transcript)\n\n## Photo description (automatic)\n\nA cat.\n"), "{t}");
         let place_only = Enrichment { place: Some("Berlin".into()), ..Default::default() };
-        assert_eq!(render("C", &m, &TransformationConfig::default(), true, Some(&place_only)), Rendered::WaitingForTranscript);
+        assert_eq!(
+            render("C", &m, &TransformationConfig::default(), true, Some(&place_only)),
+            Rendered::WaitingForTranscript
+        );
     }
 }

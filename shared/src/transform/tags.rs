@@ -47,7 +47,8 @@ pub(crate) mod tests {
         let mut previous: Option<char> = None;
         let mut chars = text.char_indices().peekable();
         while let Some((index, c)) = chars.next() {
-            let starts_tag = c == '#' && !previous.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '#' || p == '&' || p == '/');
+            let starts_tag = c == '#'
+                && !previous.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '#' || p == '&' || p == '/');
             previous = Some(c);
             if !starts_tag {
                 continue;

@@ -32,10 +32,7 @@ impl Measured {
 pub fn measure_main(out: &Path, argv: &[String]) -> anyhow::Result<i32> {
     let (program, args) = argv.split_first().context("measure: no command given")?;
     let started = Instant::now();
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .with_context(|| format!("run {program}"))?;
+    let status = Command::new(program).args(args).status().with_context(|| format!("run {program}"))?;
     let wall_s = started.elapsed().as_secs_f64();
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
         .context("getrusage(RUSAGE_CHILDREN)")?;
@@ -48,8 +45,7 @@ pub fn measure_main(out: &Path, argv: &[String]) -> anyhow::Result<i32> {
         // Linux reports kilobytes.
         max_rss_kb: usage.max_rss() as u64,
     };
-    std::fs::write(out, serde_json::to_vec(&measured)?)
-        .with_context(|| format!("write {}", out.display()))?;
+    std::fs::write(out, serde_json::to_vec(&measured)?).with_context(|| format!("write {}", out.display()))?;
     Ok(0)
 }
 
@@ -64,24 +60,13 @@ pub struct Finished {
 impl Finished {
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
         serde_json::from_str(&self.stdout).with_context(|| {
-            format!(
-                "stdout is not JSON: {}\nstderr: {}",
-                excerpt(&self.stdout),
-                excerpt(&self.stderr)
-            )
+            format!("stdout is not JSON: {}\nstderr: {}", excerpt(&self.stdout), excerpt(&self.stderr))
         })
     }
 }
 
 fn excerpt(text: &str) -> String {
-    let tail: String = text
-        .chars()
-        .rev()
-        .take(2000)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail: String = text.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
     tail
 }
 
@@ -95,11 +80,9 @@ pub async fn run_measured(
 ) -> anyhow::Result<Finished> {
     let bench_exe = bench_exe.to_path_buf();
     let scratch = scratch.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        run_measured_blocking(&bench_exe, &command, &scratch, allow_failure)
-    })
-    .await
-    .context("measured run panicked")?
+    tokio::task::spawn_blocking(move || run_measured_blocking(&bench_exe, &command, &scratch, allow_failure))
+        .await
+        .context("measured run panicked")?
 }
 
 fn run_measured_blocking(
@@ -113,12 +96,7 @@ fn run_measured_blocking(
     let stdout_path = scratch.join(format!("stdout-{id:016x}.txt"));
     let stderr_path = scratch.join(format!("stderr-{id:016x}.txt"));
     let mut wrapper = Command::new(bench_exe);
-    wrapper
-        .arg("measure")
-        .arg(&out)
-        .arg("--")
-        .arg(command.get_program())
-        .args(command.get_args());
+    wrapper.arg("measure").arg(&out).arg("--").arg(command.get_program()).args(command.get_args());
     if let Some(dir) = command.get_current_dir() {
         wrapper.current_dir(dir);
     }
@@ -140,9 +118,8 @@ fn run_measured_blocking(
     if !status.success() {
         bail!("measure wrapper failed ({status}): {}", excerpt(&stderr));
     }
-    let measured: Measured = serde_json::from_slice(
-        &std::fs::read(&out).with_context(|| format!("read {}", out.display()))?,
-    )?;
+    let measured: Measured =
+        serde_json::from_slice(&std::fs::read(&out).with_context(|| format!("read {}", out.display()))?)?;
     let _ = std::fs::remove_file(&out);
     if measured.exit_code != 0 && !allow_failure {
         bail!(
@@ -153,11 +130,7 @@ fn run_measured_blocking(
             excerpt(&stderr)
         );
     }
-    Ok(Finished {
-        measured,
-        stdout,
-        stderr,
-    })
+    Ok(Finished { measured, stdout, stderr })
 }
 
 /// Size of a file in bytes (0 when missing).

@@ -24,8 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use connector_core::ids::{ConnectorId, MemoryId, RunId};
 use connector_core::state::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord,
-    StateError, StateStore,
+    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -67,7 +66,13 @@ fn index_writes(before: Option<EntryStatus>, after: EntryStatus) -> u64 {
     match (before.filter(|b| indexed(*b)), indexed(after)) {
         (None, false) => 0,
         (None, true) | (Some(_), false) => 1,
-        (Some(b), true) => if b == after { 0 } else { 2 },
+        (Some(b), true) => {
+            if b == after {
+                0
+            } else {
+                2
+            }
+        }
     }
 }
 
@@ -80,10 +85,7 @@ pub struct CountingStore {
 
 impl CountingStore {
     pub fn new(inner: Arc<dyn StateStore>) -> Self {
-        Self {
-            inner,
-            units: Mutex::new(Units::default()),
-        }
+        Self { inner, units: Mutex::new(Units::default()) }
     }
 
     /// The units so far, and starts counting again from zero.
@@ -109,16 +111,10 @@ impl StateStore for CountingStore {
         ttl: Duration,
     ) -> Result<LeaseOutcome, StateError> {
         self.add(0, 1);
-        self.inner
-            .try_acquire_lease(connector, owner, now, ttl)
-            .await
+        self.inner.try_acquire_lease(connector, owner, now, ttl).await
     }
 
-    async fn release_lease(
-        &self,
-        connector: &ConnectorId,
-        owner: &RunId,
-    ) -> Result<(), StateError> {
+    async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError> {
         self.add(0, 1);
         self.inner.release_lease(connector, owner).await
     }
@@ -128,10 +124,7 @@ impl StateStore for CountingStore {
         self.inner.lease(connector).await
     }
 
-    async fn connector_state(
-        &self,
-        connector: &ConnectorId,
-    ) -> Result<Option<ConnectorState>, StateError> {
+    async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
         let state = self.inner.connector_state(connector).await?;
         self.add(state.as_ref().map_or(1, |s| units(size(s), 4096)), 0);
         Ok(state)
@@ -160,29 +153,19 @@ impl StateStore for CountingStore {
         statuses: &[EntryStatus],
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
-        let found = self
-            .inner
-            .entries_with_status(connector, statuses, limit)
-            .await?;
+        let found = self.inner.entries_with_status(connector, statuses, limit).await?;
         let index = units(found.len() * KEY_BYTES * 2, 4096).div_ceil(2);
         let items: u64 = found.iter().map(|e| units(size(e), 4096)).sum();
         self.add(index + items, 0);
         Ok(found)
     }
 
-    async fn status_counts(
-        &self,
-        connector: &ConnectorId,
-    ) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
+    async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         self.add(1, 0);
         self.inner.status_counts(connector).await
     }
 
-    async fn checkpoint(
-        &self,
-        connector: &ConnectorId,
-        checkpoint: Checkpoint,
-    ) -> Result<(), StateError> {
+    async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
         let ids: Vec<MemoryId> = checkpoint.entries.iter().map(|e| e.memory_id.clone()).collect();
         let before = self.inner.entries(connector, &ids).await?;
         let entries = checkpoint.entries.len() as u64;
@@ -193,28 +176,14 @@ impl StateStore for CountingStore {
             .iter()
             .map(|e| 2 * units(size(e), 1024) + index_writes(before.get(&e.memory_id).map(|b| b.status), e.status))
             .sum::<u64>();
-        write += checkpoint
-            .connector
-            .as_ref()
-            .map_or(0, |c| 2 * units(size(c), 1024));
-        write += checkpoint
-            .run
-            .as_ref()
-            .map_or(0, |r| 2 * units(size(r), 1024));
-        write += if checkpoint.lease_owner.is_some() {
-            2
-        } else {
-            0
-        };
+        write += checkpoint.connector.as_ref().map_or(0, |c| 2 * units(size(c), 1024));
+        write += checkpoint.run.as_ref().map_or(0, |r| 2 * units(size(r), 1024));
+        write += if checkpoint.lease_owner.is_some() { 2 } else { 0 };
         self.add(entries, write);
         self.inner.checkpoint(connector, checkpoint).await
     }
 
-    async fn runs(
-        &self,
-        connector: &ConnectorId,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StateError> {
+    async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         self.add(1, 0);
         self.inner.runs(connector, limit).await
     }
@@ -241,16 +210,10 @@ pub struct RunCost {
 
 impl RunCost {
     pub fn new(duration_s: f64, units: Units) -> Self {
-        let lambda_usd =
-            duration_s * LAMBDA_MEMORY_GB * LAMBDA_USD_PER_GB_S + LAMBDA_USD_PER_REQUEST;
-        let dynamodb_usd = units.read_units as f64 * DYNAMODB_USD_PER_RRU
-            + units.write_units as f64 * DYNAMODB_USD_PER_WRU;
-        Self {
-            duration_s,
-            units,
-            lambda_usd,
-            dynamodb_usd,
-        }
+        let lambda_usd = duration_s * LAMBDA_MEMORY_GB * LAMBDA_USD_PER_GB_S + LAMBDA_USD_PER_REQUEST;
+        let dynamodb_usd =
+            units.read_units as f64 * DYNAMODB_USD_PER_RRU + units.write_units as f64 * DYNAMODB_USD_PER_WRU;
+        Self { duration_s, units, lambda_usd, dynamodb_usd }
     }
 
     pub fn gb_seconds(&self) -> f64 {
@@ -276,14 +239,7 @@ mod tests {
 
     #[test]
     fn a_run_costs_its_lambda_seconds_and_units() {
-        let cost = RunCost::new(
-            1.0,
-            Units {
-                read_units: 1_000_000,
-                write_units: 1_000_000,
-                store_calls: 2,
-            },
-        );
+        let cost = RunCost::new(1.0, Units { read_units: 1_000_000, write_units: 1_000_000, store_calls: 2 });
         assert!((cost.dynamodb_usd - 0.75).abs() < 1e-9);
         assert!((cost.lambda_usd - (0.125 * LAMBDA_USD_PER_GB_S + 0.2e-6)).abs() < 1e-12);
     }

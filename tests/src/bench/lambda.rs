@@ -90,23 +90,15 @@ async fn next(State(rt): State<Arc<Runtime>>) -> Response {
         .map(|d| d.as_millis() + 60_000)
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "lambda-runtime-aws-request-id",
-        HeaderValue::from_static("bench-0"),
-    );
+    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static("bench-0"));
     if let Ok(value) = HeaderValue::from_str(&deadline_ms.to_string()) {
         headers.insert("lambda-runtime-deadline-ms", value);
     }
     headers.insert(
         "lambda-runtime-invoked-function-arn",
-        HeaderValue::from_static(
-            "arn:aws:lambda:us-east-1:000000000000:function:memory-connector-sync",
-        ),
+        HeaderValue::from_static("arn:aws:lambda:us-east-1:000000000000:function:memory-connector-sync"),
     );
-    headers.insert(
-        "lambda-runtime-trace-id",
-        HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
-    );
+    headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-00000000-000000000000000000000000"));
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     (StatusCode::OK, headers, rt.event.clone()).into_response()
 }
@@ -117,36 +109,22 @@ async fn answered(
     body: Bytes,
 ) -> StatusCode {
     let text = String::from_utf8_lossy(&body);
-    let answer = if kind == "response" {
-        text.into_owned()
-    } else {
-        format!("{kind}: {text}")
-    };
+    let answer = if kind == "response" { text.into_owned() } else { format!("{kind}: {text}") };
     rt.marks().answers.push((Instant::now(), answer));
     StatusCode::ACCEPTED
 }
 
 async fn init_error(State(rt): State<Arc<Runtime>>, body: Bytes) -> StatusCode {
-    rt.marks().answers.push((
-        Instant::now(),
-        format!("init error: {}", String::from_utf8_lossy(&body)),
-    ));
+    rt.marks().answers.push((Instant::now(), format!("init error: {}", String::from_utf8_lossy(&body))));
     rt.done.notify_one();
     StatusCode::ACCEPTED
 }
 
 /// Secrets Manager's `GetSecretValue` (awsJson1.1), whatever the signature.
 async fn secrets_manager(State(rt): State<Arc<Runtime>>, headers: HeaderMap) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if target != "secretsmanager.GetSecretValue" {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("not served here: {target}"),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, format!("not served here: {target}")).into_response();
     }
     rt.marks().secret_calls += 1;
     let body = serde_json::json!({
@@ -157,25 +135,16 @@ async fn secrets_manager(State(rt): State<Arc<Runtime>>, headers: HeaderMap) -> 
         "VersionStages": ["AWSCURRENT"],
         "CreatedDate": 1.7e9,
     });
-    (
-        [("content-type", "application/x-amz-json-1.1")],
-        body.to_string(),
-    )
-        .into_response()
+    ([("content-type", "application/x-amz-json-1.1")], body.to_string()).into_response()
 }
 
 /// One cold start of `bootstrap` and one invoke of [`EVENT`]; `scratch`
 /// holds its config and its stderr.
-pub async fn cold_start(
-    bootstrap: &Path,
-    scratch: &Path,
-    memory_key: &str,
-) -> anyhow::Result<ColdStart> {
+pub async fn cold_start(bootstrap: &Path, scratch: &Path, memory_key: &str) -> anyhow::Result<ColdStart> {
     let runtime = Arc::new(Runtime {
         event: EVENT.as_bytes().to_vec(),
         // One JSON secret may carry several keys (the template's way).
-        secret: serde_json::json!({ "MEMORY_API_KEY": memory_key, "CONNECTOR_API_KEY": "bench-api-key" })
-            .to_string(),
+        secret: serde_json::json!({ "MEMORY_API_KEY": memory_key, "CONNECTOR_API_KEY": "bench-api-key" }).to_string(),
         marks: Mutex::new(Marks::default()),
         done: Notify::new(),
     });
@@ -199,10 +168,7 @@ pub async fn cold_start(
             ("AWS_LAMBDA_FUNCTION_NAME", "memory-connector-sync".into()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-            (
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                "/aws/lambda/memory-connector-sync".into(),
-            ),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/memory-connector-sync".into()),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".into()),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -224,9 +190,7 @@ pub async fn cold_start(
         .stderr(std::fs::File::create(&stderr_path)?)
         .kill_on_drop(true);
     let spawned = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawn {}", bootstrap.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("spawn {}", bootstrap.display()))?;
     let pid = child.id();
     let outcome = tokio::select! {
         () = runtime.done.notified() => Ok(()),
@@ -244,10 +208,7 @@ pub async fn cold_start(
     let marks = runtime.marks();
     let (first, (answered_at, answer)) = match (marks.next.first(), marks.answers.first()) {
         (Some(first), Some(answer)) => (*first, answer.clone()),
-        _ => bail!(
-            "the bootstrap answered no event; its output:\n{}",
-            tail(&log)
-        ),
+        _ => bail!("the bootstrap answered no event; its output:\n{}", tail(&log)),
     };
     if answer.starts_with("init error") {
         bail!("{answer}\nits output:\n{}", tail(&log));

@@ -114,9 +114,7 @@ pub fn write_requests(path: &Path, requests: &[(&str, Vec<u8>)]) -> anyhow::Resu
 
 /// The `replay` subcommand; prints `{"load_s": .., "requests": ..}`.
 pub fn replay_main(args: &ReplayArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(replay(args))
 }
 
@@ -147,16 +145,9 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
     let load_s = load_started.elapsed().as_secs_f64();
 
     let base = args.lightrag_url.trim_end_matches('/').to_owned();
-    let lightrag = client(
-        &base,
-        reqwest::header::HeaderMap::new(),
-        Some(Duration::from_secs(10)),
-    )?;
+    let lightrag = client(&base, reqwest::header::HeaderMap::new(), Some(Duration::from_secs(10)))?;
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "x-api-key",
-        reqwest::header::HeaderValue::from_str(&args.memory_key)?,
-    );
+    headers.insert("x-api-key", reqwest::header::HeaderValue::from_str(&args.memory_key)?);
     let memory = client(&args.list_url, headers, None)?;
 
     // The connector's preflight, then its fetch, one after the other.
@@ -202,10 +193,7 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         }
         sent += 1;
     }
-    println!(
-        "{}",
-        serde_json::json!({ "load_s": load_s, "requests": sent })
-    );
+    println!("{}", serde_json::json!({ "load_s": load_s, "requests": sent }));
     Ok(())
 }
 
@@ -214,10 +202,7 @@ fn load_requests(path: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     text.split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
-            let tab = line
-                .iter()
-                .position(|b| *b == b'\t')
-                .context("a request line without a tab")?;
+            let tab = line.iter().position(|b| *b == b'\t').context("a request line without a tab")?;
             let path = std::str::from_utf8(&line[..tab])?.to_owned();
             Ok((path, line[tab + 1..].to_vec()))
         })
@@ -229,12 +214,7 @@ mod tests {
     use super::*;
 
     fn docs(n: usize, text_len: usize) -> Vec<PlannedDoc> {
-        (0..n)
-            .map(|i| PlannedDoc {
-                text: "x".repeat(text_len),
-                file_source: format!("m{i}.txt"),
-            })
-            .collect()
+        (0..n).map(|i| PlannedDoc { text: "x".repeat(text_len), file_source: format!("m{i}.txt") }).collect()
     }
 
     #[test]
@@ -243,10 +223,7 @@ mod tests {
         assert_eq!(window, 10);
         assert_eq!(requests.len(), 25);
         assert!(requests.iter().all(|(p, _)| *p == INSERT_PATH));
-        assert_eq!(
-            requests[0].1,
-            br#"{"file_source":"m0.txt","text":"xxxxxxxxxx"}"#.to_vec()
-        );
+        assert_eq!(requests[0].1, br#"{"file_source":"m0.txt","text":"xxxxxxxxxx"}"#.to_vec());
     }
 
     #[test]

@@ -48,10 +48,7 @@ pub fn load_main(args: &LoadArgs) -> anyhow::Result<()> {
     if !(args.rate > 0.0 && args.seconds > 0.0) {
         bail!("--rate and --seconds must be positive");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let report = run(&runtime, args)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
@@ -136,19 +133,12 @@ fn run(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> anyhow::Result<Loa
                     Err(e) => Some(format!("send: {e}")),
                 };
                 let answered = Instant::now();
-                Sample {
-                    latency_s: answered.saturating_duration_since(due).as_secs_f64(),
-                    lag_s,
-                    answered,
-                    error,
-                }
+                Sample { latency_s: answered.saturating_duration_since(due).as_secs_f64(), lag_s, answered, error }
             }));
         }
         tasks
     });
-    let tasks = pacer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    let tasks = pacer.join().map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
     let samples: Vec<Sample> = runtime.block_on(async {
         let mut samples = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -160,11 +150,7 @@ fn run(runtime: &tokio::runtime::Runtime, args: &LoadArgs) -> anyhow::Result<Loa
 }
 
 fn summarise(start: Instant, samples: &[Sample]) -> LoadReport {
-    let mut latencies: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.error.is_none())
-        .map(|s| s.latency_s * 1e3)
-        .collect();
+    let mut latencies: Vec<f64> = samples.iter().filter(|s| s.error.is_none()).map(|s| s.latency_s * 1e3).collect();
     latencies.sort_by(f64::total_cmp);
     let mut lags: Vec<f64> = samples.iter().map(|s| s.lag_s * 1e3).collect();
     lags.sort_by(f64::total_cmp);
@@ -180,11 +166,7 @@ fn summarise(start: Instant, samples: &[Sample]) -> LoadReport {
         p90_ms: percentile(&latencies, 0.90),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or(0.0),
-        achieved_rate: if duration_s > 0.0 {
-            samples.len() as f64 / duration_s
-        } else {
-            0.0
-        },
+        achieved_rate: if duration_s > 0.0 { samples.len() as f64 / duration_s } else { 0.0 },
         send_lag_p99_ms: percentile(&lags, 0.99),
         duration_s,
     }

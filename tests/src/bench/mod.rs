@@ -62,10 +62,7 @@ impl BenchOptions {
         if self.smoke {
             (vec![1_000, 5_000], vec![1_000, 5_000])
         } else {
-            (
-                vec![10_000, 100_000, 1_000_000],
-                vec![10_000, 30_000, 100_000],
-            )
+            (vec![10_000, 100_000, 1_000_000], vec![10_000, 30_000, 100_000])
         }
     }
 
@@ -75,19 +72,11 @@ impl BenchOptions {
 
     /// Figure 6: (requests per second, seconds, ledger rows).
     fn status_load(&self) -> (f64, f64, usize) {
-        if self.smoke {
-            (200.0, 1.0, 1_000)
-        } else {
-            (1_000.0, 10.0, 10_000)
-        }
+        if self.smoke { (200.0, 1.0, 1_000) } else { (1_000.0, 10.0, 10_000) }
     }
 
     fn slow_sink_n(&self) -> usize {
-        if self.smoke {
-            100
-        } else {
-            2_000.min(self.n.max(100))
-        }
+        if self.smoke { 100 } else { 2_000.min(self.n.max(100)) }
     }
 }
 
@@ -113,11 +102,7 @@ impl Setup<'_> {
     fn workspace(&self) -> Workspace {
         let mut spec = ConfigSpec::new(self.memory_url, self.lightrag_url);
         spec.backend = self.backend;
-        spec.state_path = if self.backend == "sqlite" {
-            "state.sqlite".into()
-        } else {
-            "state.json".into()
-        };
+        spec.state_path = if self.backend == "sqlite" { "state.sqlite".into() } else { "state.json".into() };
         spec.batch_size = self.batch_size as u32;
         spec.query_limit = self.query_limit as u32;
         spec.memory_timeout = 30;
@@ -126,10 +111,7 @@ impl Setup<'_> {
         // (the next run confirms what this one submitted).
         spec.confirm_wait_seconds = 0;
         // What users run: INFO, not the per-memory DEBUG lines of the tests.
-        let yaml = spec
-            .render()
-            .replace("level: DEBUG", "level: INFO")
-            .replace("timeout: 5\n", "timeout: 30\n");
+        let yaml = spec.render().replace("level: DEBUG", "level: INFO").replace("timeout: 5\n", "timeout: 30\n");
         let mut ws = Workspace::new();
         ws.write_config(&yaml);
         ws.set_env("MEMORY_API_KEY", MEMORY_KEY);
@@ -139,8 +121,7 @@ impl Setup<'_> {
 
 fn load_config(ws: &Workspace) -> anyhow::Result<Config> {
     let env = Environment::from_map([("MEMORY_API_KEY".to_owned(), MEMORY_KEY.to_owned())]);
-    connector_core::config::load_with_env(&ws.config_path(), &env)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    connector_core::config::load_with_env(&ws.config_path(), &env).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `memory-connector sync` of the bench's binary, as [`Workspace::command`] runs it.
@@ -162,12 +143,7 @@ fn sync_command(bin: &Path, ws: &Workspace) -> std::process::Command {
 
 fn counts(finished: &Finished) -> anyhow::Result<(u64, u64)> {
     let report = finished.json()?;
-    let count = |key: &str| {
-        report
-            .pointer(&format!("/counts/{key}"))
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
+    let count = |key: &str| report.pointer(&format!("/counts/{key}")).and_then(serde_json::Value::as_u64).unwrap_or(0);
     Ok((count("new"), count("unchanged")))
 }
 
@@ -189,11 +165,7 @@ async fn memory_sim(count: usize) -> anyhow::Result<MemorySim> {
 
 async fn list_body(memory_url: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
     let url = format!("{memory_url}/memory/{CTX}?limit={limit}&range=all");
-    let answer = reqwest::Client::new()
-        .get(&url)
-        .header("x-api-key", MEMORY_KEY)
-        .send()
-        .await?;
+    let answer = reqwest::Client::new().get(&url).header("x-api-key", MEMORY_KEY).send().await?;
     Ok(answer.bytes().await?.to_vec())
 }
 
@@ -201,30 +173,14 @@ async fn list_body(memory_url: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
     let n = opts.n.clamp(1, MAX_PAGE);
-    let mut bench = Bench {
-        opts: BenchOptions { n, ..opts },
-        scratch: tempfile::tempdir()?,
-        rows: Vec::new(),
-    };
+    let mut bench = Bench { opts: BenchOptions { n, ..opts }, scratch: tempfile::tempdir()?, rows: Vec::new() };
     let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
-    bench
-        .cpu_breakdown(&throughput)
-        .await
-        .context("figure 2 (CPU breakdown)")?;
-    bench
-        .noop_at_scale()
-        .await
-        .context("figure 3 (no-op at scale)")?;
+    bench.cpu_breakdown(&throughput).await.context("figure 2 (CPU breakdown)")?;
+    bench.noop_at_scale().await.context("figure 3 (no-op at scale)")?;
     bench.startup().await.context("figure 5 (start-up)")?;
-    bench
-        .management_api_latency()
-        .await
-        .context("figure 6 (management API latency)")?;
+    bench.management_api_latency().await.context("figure 6 (management API latency)")?;
     bench.slow_sink().await.context("figure 7 (slow sink)")?;
-    bench
-        .cost_model(&throughput)
-        .await
-        .context("figure 8 (cost model)")?;
+    bench.cost_model(&throughput).await.context("figure 8 (cost model)")?;
     Ok(Report {
         created_at: chrono::Utc::now().to_rfc3339(),
         n: bench.opts.n,
@@ -232,9 +188,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         profile: bench.opts.profile.clone(),
         machine: format!(
             "{} cores, {}",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             std::env::consts::ARCH
         ),
         rows: bench.rows,
@@ -269,11 +223,7 @@ impl Inserts {
             Inserts::PerItem => String::new(),
             Inserts::Batched => ".batched".into(),
         };
-        if batch_size == 0 {
-            format!("{base}{mode}")
-        } else {
-            format!("{base}{mode}.b{batch_size}")
-        }
+        if batch_size == 0 { format!("{base}{mode}") } else { format!("{base}{mode}.b{batch_size}") }
     }
 
     fn label(self) -> &'static str {
@@ -324,19 +274,12 @@ struct Sent {
 impl Sent {
     fn of(rag: &LightragSim, lists: usize) -> Sent {
         use std::hash::{Hash as _, Hasher as _};
-        let mut docs: Vec<(String, String)> = rag
-            .documents()
-            .into_iter()
-            .map(|d| (d.file_path, d.text))
-            .collect();
+        let mut docs: Vec<(String, String)> = rag.documents().into_iter().map(|d| (d.file_path, d.text)).collect();
         docs.sort();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         docs.hash(&mut hasher);
         Sent {
-            routes: SimRoute::COUNTED
-                .iter()
-                .map(|route| (route.name(), rag.request_count(*route)))
-                .collect(),
+            routes: SimRoute::COUNTED.iter().map(|route| (route.name(), rag.request_count(*route))).collect(),
             lists,
             documents: docs.len(),
             fingerprint: hasher.finish(),
@@ -352,11 +295,7 @@ impl Sent {
             bail!("connector sent {self:?}\nlimit sent {replayed:?}");
         }
         if self.max_in_flight > window || replayed.max_in_flight > window {
-            bail!(
-                "in flight: connector {}, limit {}, window {window}",
-                self.max_in_flight,
-                replayed.max_in_flight
-            );
+            bail!("in flight: connector {}, limit {}, window {window}", self.max_in_flight, replayed.max_in_flight);
         }
         Ok(())
     }
@@ -380,13 +319,7 @@ impl Bench {
 
     /// One measured `memory-connector sync` of `ws`; fails when it fails.
     async fn sync(&self, ws: &Workspace) -> anyhow::Result<Finished> {
-        run_measured(
-            &self.opts.bench_exe,
-            sync_command(&self.opts.connector_bin, ws),
-            self.scratch(),
-            false,
-        )
-        .await
+        run_measured(&self.opts.bench_exe, sync_command(&self.opts.connector_bin, ws), self.scratch(), false).await
     }
 
     /// Figures 1 and 4: connector vs limit at batch_size 1, 10 and 50, with
@@ -445,9 +378,7 @@ impl Bench {
                     let rag = LightragSim::start(LightragSimOptions::default()).await?;
                     let requests = self.write_requests(&body, &cfg, mode, batch_size)?;
                     let lists = mem.list_requests();
-                    let replay = self
-                        .replay(&mem.url(), &rag.url(), n, &requests)
-                        .await?;
+                    let replay = self.replay(&mem.url(), &rag.url(), n, &requests).await?;
                     let replayed = Sent::of(&rag, mem.list_requests() - lists);
                     sent.check_same(&replayed, requests.window).with_context(|| {
                         format!(
@@ -460,11 +391,7 @@ impl Bench {
                     limit_cpu.push(replay.1);
                     config = Some(cfg);
                 }
-                let best = connector
-                    .iter()
-                    .copied()
-                    .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
-                    .context("no run")?;
+                let best = connector.iter().copied().min_by(|a, b| a.wall_s.total_cmp(&b.wall_s)).context("no run")?;
                 let best_limit = min_by(limit.iter().copied());
                 let ratio = best.wall_s / best_limit;
                 self.rows.push(
@@ -527,14 +454,8 @@ impl Bench {
         }
         self.rows.extend(cpu_rows);
         self.rows.extend(rss_rows);
-        let (first_sync_b10, noop_rerun, config) =
-            kept.context("batch_size 10 was not measured")?;
-        Ok(Throughput {
-            first_sync_b10,
-            noop_rerun,
-            body,
-            config,
-        })
+        let (first_sync_b10, noop_rerun, config) = kept.context("batch_size 10 was not measured")?;
+        Ok(Throughput { first_sync_b10, noop_rerun, body, config })
     }
 
     /// The exact insert requests of the run (the engine's order: by memory
@@ -546,13 +467,9 @@ impl Bench {
         mode: Inserts,
         batch_size: usize,
     ) -> anyhow::Result<Requests> {
-        let connector = config
-            .connectors
-            .first()
-            .context("no connector in the config")?;
-        let mut page =
-            connector_core::memory_api::parse_page(body, connector.ingestion.query_limit)
-                .map_err(anyhow::Error::msg)?;
+        let connector = config.connectors.first().context("no connector in the config")?;
+        let mut page = connector_core::memory_api::parse_page(body, connector.ingestion.query_limit)
+            .map_err(anyhow::Error::msg)?;
         page.memories.sort_by(|a, b| a.id.cmp(&b.id));
         let docs: Vec<limit::PlannedDoc> = page
             .memories
@@ -565,26 +482,16 @@ impl Bench {
                     connector.ingestion.skip_empty_transcripts,
                     None,
                 ) {
-                    Rendered::Document(doc) => Some(limit::PlannedDoc {
-                        text: doc.text,
-                        file_source: doc.file_source,
-                    }),
+                    Rendered::Document(doc) => Some(limit::PlannedDoc { text: doc.text, file_source: doc.file_source }),
                     _ => None,
                 }
             })
             .collect();
-        let max_batch_bytes =
-            usize::try_from(config.lightrag.api.max_batch_bytes).unwrap_or(usize::MAX);
+        let max_batch_bytes = usize::try_from(config.lightrag.api.max_batch_bytes).unwrap_or(usize::MAX);
         let (requests, window) = limit::plan(&docs, batch_size, mode.batched(), max_batch_bytes);
-        let path = self
-            .scratch()
-            .join(format!("requests-{}-b{batch_size}.tsv", mode.name()));
+        let path = self.scratch().join(format!("requests-{}-b{batch_size}.tsv", mode.name()));
         limit::write_requests(&path, &requests)?;
-        Ok(Requests {
-            path,
-            count: requests.len(),
-            window,
-        })
+        Ok(Requests { path, count: requests.len(), window })
     }
 
     /// Wall seconds of the limit client (minus loading its requests file), and its CPU seconds.
@@ -608,21 +515,13 @@ impl Bench {
             .arg("--requests")
             .arg(&requests.path);
         let run = run_measured(&self.opts.bench_exe, cmd, self.scratch(), false).await?;
-        let load_s = run
-            .json()?
-            .get("load_s")
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(0.0);
+        let load_s = run.json()?.get("load_s").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
         Ok((run.measured.wall_s - load_s, run.measured.cpu_s()))
     }
 
     /// Figure 2: where a memory's CPU goes.
     async fn cpu_breakdown(&mut self, throughput: &Throughput) -> anyhow::Result<()> {
-        let connector = throughput
-            .config
-            .connectors
-            .first()
-            .context("no connector")?;
+        let connector = throughput.config.connectors.first().context("no connector")?;
         let mut connector = connector.clone();
         connector.ingestion.batch_size = 10;
         let breakdown = stages::breakdown(&throughput.body, &connector, self.scratch()).await?;
@@ -630,21 +529,11 @@ impl Bench {
         let mut sum = 0.0;
         for (i, (stage, us)) in breakdown.stages.iter().enumerate() {
             sum += us;
-            self.rows.push(Row::new(
-                format!("2.cpu.{i}"),
-                format!("2.   {stage}"),
-                *us,
-                "us",
-            ));
+            self.rows.push(Row::new(format!("2.cpu.{i}"), format!("2.   {stage}"), *us, "us"));
         }
         self.rows.push(
-            Row::new(
-                "2.cpu.rest",
-                "2.   rest: HTTP client, runtime, logs, start-up",
-                (total - sum).max(0.0),
-                "us",
-            )
-            .note("total CPU per memory minus the stages above"),
+            Row::new("2.cpu.rest", "2.   rest: HTTP client, runtime, logs, start-up", (total - sum).max(0.0), "us")
+                .note("total CPU per memory minus the stages above"),
         );
         Ok(())
     }
@@ -678,9 +567,7 @@ impl Bench {
                     let run = self.sync(&ws).await?;
                     let (new, unchanged) = counts(&run)?;
                     if new != 0 || unchanged != fetched as u64 {
-                        bail!(
-                            "no-op run ({backend}, {size}) found {new} new, {unchanged} unchanged"
-                        );
+                        bail!("no-op run ({backend}, {size}) found {new} new, {unchanged} unchanged");
                     }
                     runs.push(run.measured);
                 }
@@ -689,22 +576,9 @@ impl Bench {
                 let label = format!("{backend}, ledger {}", human(size));
                 let key = format!("3.noop.{backend}.{size}");
                 let headline = backend == "sqlite" && size == 100_000;
-                let mut wall = Row::new(
-                    format!("{key}.wall_ms"),
-                    format!("3. no-op wall, {label}"),
-                    wall_ms,
-                    "ms",
-                )
-                .note(format!(
-                    "{fetched} fetched, all unchanged; seeded in {:.1} s",
-                    seed_s
-                ));
-                let mut rss = Row::new(
-                    format!("{key}.rss_mb"),
-                    format!("3. no-op peak RSS, {label}"),
-                    rss_mb,
-                    "MB",
-                );
+                let mut wall = Row::new(format!("{key}.wall_ms"), format!("3. no-op wall, {label}"), wall_ms, "ms")
+                    .note(format!("{fetched} fetched, all unchanged; seeded in {:.1} s", seed_s));
+                let mut rss = Row::new(format!("{key}.rss_mb"), format!("3. no-op peak RSS, {label}"), rss_mb, "MB");
                 if headline {
                     wall = wall.at_most(50.0, true);
                     rss = rss.at_most(20.0, true);
@@ -723,11 +597,7 @@ impl Bench {
             self.rows.push(
                 Row::new(
                     "3.noop.sqlite.growth",
-                    format!(
-                        "3. no-op wall {} / {} ledger (SQLite)",
-                        human(last.0),
-                        human(first.0)
-                    ),
+                    format!("3. no-op wall {} / {} ledger (SQLite)", human(last.0), human(first.0)),
                     last.1 / first.1,
                     "x",
                 )
@@ -762,34 +632,21 @@ impl Bench {
             };
             let ws = setup.workspace();
             let mut cmd = sync_command(&self.opts.connector_bin, &ws);
-            cmd.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
             let spawned = Instant::now();
             let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
             if !status.success() {
                 bail!("start-up run failed: {status}");
             }
-            let first = [mem.first_request_at(), rag.first_request_at()]
-                .into_iter()
-                .flatten()
-                .min();
+            let first = [mem.first_request_at(), rag.first_request_at()].into_iter().flatten().min();
             let first = first.context("the simulators saw no request")?;
             latencies.push(first.duration_since(spawned).as_secs_f64() * 1e3);
         }
         latencies.sort_by(f64::total_cmp);
         self.rows.push(
-            Row::new(
-                "5.startup_ms",
-                "5. process start -> first request",
-                latencies[0],
-                "ms",
-            )
-            .at_most(20.0, true)
-            .note(format!(
-                "fastest of {}; median {} ms",
-                latencies.len(),
-                fmt_num(latencies[latencies.len() / 2])
-            )),
+            Row::new("5.startup_ms", "5. process start -> first request", latencies[0], "ms")
+                .at_most(20.0, true)
+                .note(format!("fastest of {}; median {} ms", latencies.len(), fmt_num(latencies[latencies.len() / 2]))),
         );
         let size = file_size(&self.opts.connector_bin) as f64 / 1_048_576.0;
         self.rows.push(
@@ -854,21 +711,16 @@ impl Bench {
             )),
         );
         let size = file_size(&bootstrap) as f64 / 1_048_576.0;
-        self.rows.push(
-            Row::new("5.lambda_binary_mb", "5. Lambda sync bootstrap size", size, "MB")
-                .note(format!("profile {}, host target ({})", self.opts.profile, std::env::consts::ARCH)),
-        );
+        self.rows.push(Row::new("5.lambda_binary_mb", "5. Lambda sync bootstrap size", size, "MB").note(format!(
+            "profile {}, host target ({})",
+            self.opts.profile,
+            std::env::consts::ARCH
+        )));
         let bootstrap_for_zip = bootstrap.clone();
-        let zipped = tokio::task::spawn_blocking(move || lambda::deflated_size(&bootstrap_for_zip))
-            .await??;
+        let zipped = tokio::task::spawn_blocking(move || lambda::deflated_size(&bootstrap_for_zip)).await??;
         self.rows.push(
-            Row::new(
-                "5.lambda_zip_mb",
-                "5. Lambda sync bootstrap zipped",
-                zipped as f64 / 1_048_576.0,
-                "MB",
-            )
-            .note("deflate level 6, as a deployment zip (limit 50 MB zipped)"),
+            Row::new("5.lambda_zip_mb", "5. Lambda sync bootstrap zipped", zipped as f64 / 1_048_576.0, "MB")
+                .note("deflate level 6, as a deployment zip (limit 50 MB zipped)"),
         );
         Ok(())
     }
@@ -907,10 +759,7 @@ impl Bench {
         ws.set_env("CONNECTOR_API_KEY", API_KEY);
 
         let serve = Serve::start(&self.opts.connector_bin, &ws).await?;
-        let url = format!(
-            "http://127.0.0.1:{}/connectors/{CONNECTOR}/status",
-            serve.port
-        );
+        let url = format!("http://127.0.0.1:{}/connectors/{CONNECTOR}/status", serve.port);
         let cpu_before = serve.cpu_s();
         let mut cmd = std::process::Command::new(&self.opts.bench_exe);
         cmd.arg("load")
@@ -922,19 +771,13 @@ impl Bench {
             .arg(seconds.to_string())
             .env("BENCH_LOAD_KEY", API_KEY);
         let run = run_measured(&self.opts.bench_exe, cmd, self.scratch(), false).await;
-        let server_cpu_s = serve
-            .cpu_s()
-            .zip(cpu_before)
-            .map(|(after, before)| after - before);
+        let server_cpu_s = serve.cpu_s().zip(cpu_before).map(|(after, before)| after - before);
         let log = serve.stop().await;
         let run = run.with_context(|| format!("serve log: {log}"))?;
-        let load: load::LoadReport = serde_json::from_str(run.stdout.trim())
-            .with_context(|| format!("`bench load` printed: {}", run.stdout))?;
+        let load: load::LoadReport =
+            serde_json::from_str(run.stdout.trim()).with_context(|| format!("`bench load` printed: {}", run.stdout))?;
         if load.ok == 0 {
-            bail!(
-                "no status request succeeded: {}\nserve log: {log}",
-                load.first_error.unwrap_or_default()
-            );
+            bail!("no status request succeeded: {}\nserve log: {log}", load.first_error.unwrap_or_default());
         }
         let label = format!("{} req/s, SQLite ledger {}", fmt_num(rate), human(ledger));
         self.rows.push(
@@ -955,33 +798,18 @@ impl Bench {
             )),
         );
         self.rows.push(
-            Row::new(
-                "6.status_latency.p50",
-                format!("6. GET status p50, {label}"),
-                load.p50_ms,
-                "ms",
-            )
-            .note("auth on (X-API-Key), keep-alive pool, latency from the scheduled send time"),
+            Row::new("6.status_latency.p50", format!("6. GET status p50, {label}"), load.p50_ms, "ms")
+                .note("auth on (X-API-Key), keep-alive pool, latency from the scheduled send time"),
         );
         self.rows.push(
-            Row::new(
-                "6.status_rate",
-                "6. GET status achieved rate",
-                load.achieved_rate,
-                "/s",
-            )
-            .at_least(0.98 * rate)
-            .note(format!("{} sent, {} answered 2xx", load.sent, load.ok)),
+            Row::new("6.status_rate", "6. GET status achieved rate", load.achieved_rate, "/s")
+                .at_least(0.98 * rate)
+                .note(format!("{} sent, {} answered 2xx", load.sent, load.ok)),
         );
         self.rows.push(
-            Row::new(
-                "6.status_errors",
-                "6. GET status errors",
-                load.errors as f64,
-                "req",
-            )
-            .equals(0.0)
-            .note(load.first_error.unwrap_or_default()),
+            Row::new("6.status_errors", "6. GET status errors", load.errors as f64, "req")
+                .equals(0.0)
+                .note(load.first_error.unwrap_or_default()),
         );
         let per_request = |cpu_s: f64| cpu_s / load.sent as f64 * 1e6;
         self.rows.push(
@@ -1005,11 +833,7 @@ impl Bench {
         let latency = Duration::from_millis(50);
         let mem = memory_sim(n).await?;
         for batch_size in [10usize, 50] {
-            let rag = LightragSim::start(LightragSimOptions {
-                latency,
-                ..Default::default()
-            })
-            .await?;
+            let rag = LightragSim::start(LightragSimOptions { latency, ..Default::default() }).await?;
             let setup = Setup {
                 memory_url: &mem.url(),
                 lightrag_url: &rag.url(),
@@ -1068,16 +892,12 @@ impl Bench {
         let ws = setup.workspace();
         let config = load_config(&ws)?;
         let connector = config.connectors.first().context("no connector")?.clone();
-        let sqlite =
-            connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite"))
-                .await?;
+        let sqlite = connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite")).await?;
         let store = Arc::new(cost::CountingStore::new(Arc::new(sqlite)));
         let engine = SyncEngine::new(
             connector,
             Duration::from_secs(3600),
-            Arc::new(connector_core::memory_api::MemoryApiClient::new(
-                &config.memory_api,
-            )?),
+            Arc::new(connector_core::memory_api::MemoryApiClient::new(&config.memory_api)?),
             connector_core::lightrag::open(&config.lightrag).map_err(|e| anyhow::anyhow!("{e}"))?,
             store.clone(),
         );
@@ -1090,19 +910,13 @@ impl Bench {
         let mut seen = (0, 0);
         let first = engine.run(RunOptions::default()).await?;
         if first.counts.new != n as u64 {
-            bail!(
-                "the in-process first sync delivered {} of {n}",
-                first.counts.new
-            );
+            bail!("the in-process first sync delivered {} of {n}", first.counts.new);
         }
         let first_units = store.take();
         let first_requests = requests(&mem, &rag, &mut seen);
         let noop = engine.run(RunOptions::default()).await?;
         if noop.counts.unchanged != n as u64 {
-            bail!(
-                "the in-process no-op found {} unchanged of {n}",
-                noop.counts.unchanged
-            );
+            bail!("the in-process no-op found {} unchanged of {n}", noop.counts.unchanged);
         }
         let noop_units = store.take();
         let noop_requests = requests(&mem, &rag, &mut seen);
@@ -1140,16 +954,8 @@ impl Bench {
             "WRU",
         ));
         self.rows.push(
-            Row::new(
-                "8.usd_per_million",
-                "8. USD per 1M memories ingested",
-                per_million,
-                "USD",
-            )
-            .note(format!(
-                "Lambda {:.4} + DynamoDB {:.4} per {n}",
-                first_cost.lambda_usd, first_cost.dynamodb_usd
-            )),
+            Row::new("8.usd_per_million", "8. USD per 1M memories ingested", per_million, "USD")
+                .note(format!("Lambda {:.4} + DynamoDB {:.4} per {n}", first_cost.lambda_usd, first_cost.dynamodb_usd)),
         );
         self.rows.push(
             Row::new(
@@ -1167,16 +973,8 @@ impl Bench {
             )),
         );
         self.rows.push(
-            Row::new(
-                "8.usd_per_connector_month",
-                "8. USD per connector-month (720 no-op runs)",
-                month,
-                "USD",
-            )
-            .note(format!(
-                "Lambda {:.5} + DynamoDB {:.5} per run",
-                noop_cost.lambda_usd, noop_cost.dynamodb_usd
-            )),
+            Row::new("8.usd_per_connector_month", "8. USD per connector-month (720 no-op runs)", month, "USD")
+                .note(format!("Lambda {:.5} + DynamoDB {:.5} per run", noop_cost.lambda_usd, noop_cost.dynamodb_usd)),
         );
         Ok(())
     }
@@ -1196,13 +994,8 @@ async fn seed_ledger(ws: &Workspace, backend: &str, extra: usize) -> anyhow::Res
         return Ok(());
     }
     let store: Arc<dyn StateStore> = match backend {
-        "sqlite" => Arc::new(
-            connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite"))
-                .await?,
-        ),
-        _ => Arc::new(
-            connector_core::state::json::JsonStore::open(&ws.path().join("state.json")).await?,
-        ),
+        "sqlite" => Arc::new(connector_core::state::sqlite::SqliteStore::open(&ws.path().join("state.sqlite")).await?),
+        _ => Arc::new(connector_core::state::json::JsonStore::open(&ws.path().join("state.json")).await?),
     };
     let connector = ConnectorId::new(CONNECTOR);
     let now = chrono::Utc::now();
@@ -1231,15 +1024,7 @@ async fn seed_ledger(ws: &Workspace, backend: &str, extra: usize) -> anyhow::Res
             })
             .collect();
         made += entries.len();
-        store
-            .checkpoint(
-                &connector,
-                Checkpoint {
-                    entries,
-                    ..Default::default()
-                },
-            )
-            .await?;
+        store.checkpoint(&connector, Checkpoint { entries, ..Default::default() }).await?;
     }
     Ok(())
 }
@@ -1285,10 +1070,7 @@ impl Serve {
                 break u16::try_from(port)?;
             }
             if let Some(status) = child.try_wait()? {
-                bail!(
-                    "serve exited early ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                bail!("serve exited early ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
             }
             if started.elapsed() > Duration::from_secs(30) {
                 bail!("serve wrote no port file in 30 s");
@@ -1312,13 +1094,6 @@ impl Serve {
     async fn stop(mut self) -> String {
         let _ = self.child.kill().await;
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 }

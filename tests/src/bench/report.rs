@@ -75,11 +75,7 @@ impl Row {
     pub fn at_most(mut self, limit: f64, strict: bool) -> Self {
         let value = self.value.unwrap_or(f64::INFINITY);
         self.target = format!("{} {}", if strict { "<" } else { "<=" }, fmt_num(limit));
-        self.verdict = Verdict::of(if strict {
-            value < limit
-        } else {
-            value <= limit
-        });
+        self.verdict = Verdict::of(if strict { value < limit } else { value <= limit });
         self
     }
 
@@ -118,10 +114,7 @@ pub struct Report {
 
 impl Report {
     pub fn failures(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.verdict == Verdict::Fail)
-            .count()
+        self.rows.iter().filter(|r| r.verdict == Verdict::Fail).count()
     }
 }
 
@@ -156,10 +149,7 @@ pub fn table(report: &Report, previous: Option<&Report>) -> String {
         .rows
         .iter()
         .map(|r| {
-            let value = r
-                .value
-                .map(|v| format!("{} {}", fmt_num(v), r.unit))
-                .unwrap_or_else(|| "-".into());
+            let value = r.value.map(|v| format!("{} {}", fmt_num(v), r.unit)).unwrap_or_else(|| "-".into());
             [
                 r.figure.clone(),
                 value.trim().to_owned(),
@@ -170,14 +160,7 @@ pub fn table(report: &Report, previous: Option<&Report>) -> String {
             ]
         })
         .collect();
-    let headers = [
-        "figure",
-        "value",
-        "target",
-        "result",
-        if previous.is_some() { "delta" } else { "" },
-        "note",
-    ];
+    let headers = ["figure", "value", "target", "result", if previous.is_some() { "delta" } else { "" }, "note"];
     let mut widths = headers.map(str::len);
     for row in &rows {
         for (i, cell) in row.iter().enumerate().take(5) {
@@ -198,11 +181,7 @@ pub fn table(report: &Report, previous: Option<&Report>) -> String {
     let _ = writeln!(out, "{}", line(headers));
     let _ = writeln!(out, "{}", "-".repeat(widths.iter().sum::<usize>() + 12));
     for row in &rows {
-        let _ = writeln!(
-            out,
-            "{}",
-            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]])
-        );
+        let _ = writeln!(out, "{}", line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]));
     }
     out
 }
@@ -218,8 +197,7 @@ pub fn write(dir: &Path, report: &Report) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let latest = dir.join("latest.json");
     if latest.exists() {
-        std::fs::rename(&latest, dir.join("previous.json"))
-            .with_context(|| format!("keep {}", latest.display()))?;
+        std::fs::rename(&latest, dir.join("previous.json")).with_context(|| format!("keep {}", latest.display()))?;
     }
     let text = serde_json::to_string_pretty(report)?;
     std::fs::write(&latest, text).with_context(|| format!("write {}", latest.display()))
@@ -231,26 +209,11 @@ mod tests {
 
     #[test]
     fn verdicts_follow_targets() {
-        assert_eq!(
-            Row::new("a", "a", 1.2, "x").at_most(1.15, false).verdict,
-            Verdict::Fail
-        );
-        assert_eq!(
-            Row::new("a", "a", 1.15, "x").at_most(1.15, false).verdict,
-            Verdict::Pass
-        );
-        assert_eq!(
-            Row::new("a", "a", 20.0, "x").at_most(20.0, true).verdict,
-            Verdict::Fail
-        );
-        assert_eq!(
-            Row::new("a", "a", 9.0, "x").at_least(10.0).verdict,
-            Verdict::Fail
-        );
-        assert_eq!(
-            Row::new("a", "a", 10.0, "x").equals(10.0).verdict,
-            Verdict::Pass
-        );
+        assert_eq!(Row::new("a", "a", 1.2, "x").at_most(1.15, false).verdict, Verdict::Fail);
+        assert_eq!(Row::new("a", "a", 1.15, "x").at_most(1.15, false).verdict, Verdict::Pass);
+        assert_eq!(Row::new("a", "a", 20.0, "x").at_most(20.0, true).verdict, Verdict::Fail);
+        assert_eq!(Row::new("a", "a", 9.0, "x").at_least(10.0).verdict, Verdict::Fail);
+        assert_eq!(Row::new("a", "a", 10.0, "x").equals(10.0).verdict, Verdict::Pass);
     }
 
     #[test]

@@ -8,9 +8,7 @@ use connector_core::config::ConnectorConfig;
 use connector_core::ids::{ConnectorId, ContentHash, MemoryId, RunId};
 use connector_core::memory_api::model::Memory;
 use connector_core::memory_api::parse_page;
-use connector_core::state::{
-    Checkpoint, EntryStatus, LedgerEntry, RunCounts, RunRecord, RunStatus, StateStore,
-};
+use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, RunCounts, RunRecord, RunStatus, StateStore};
 use connector_core::sync::plan;
 use connector_core::transform::{Rendered, content_hash, render};
 use std::sync::Arc;
@@ -126,24 +124,15 @@ pub async fn breakdown(
             std::hint::black_box(plan(connector, m, None, false, now));
         }
     });
-    out.stages.push((
-        "plan (decision, without transform)",
-        (plan_us - render_us).max(0.0),
-    ));
-    out.stages.push((
-        "transform (text, file_source)",
-        (render_us - hash_us).max(0.0),
-    ));
+    out.stages.push(("plan (decision, without transform)", (plan_us - render_us).max(0.0)));
+    out.stages.push(("transform (text, file_source)", (render_us - hash_us).max(0.0)));
     out.stages.push(("hash (SHA-256 of the text)", hash_us));
     out.stages.push((
         "insert body JSON",
         per_memory(n, || {
             for d in &documents {
                 std::hint::black_box(
-                    serde_json::to_vec(
-                        &serde_json::json!({ "text": d.text, "file_source": d.file_source }),
-                    )
-                    .ok(),
+                    serde_json::to_vec(&serde_json::json!({ "text": d.text, "file_source": d.file_source })).ok(),
                 );
             }
         }),
@@ -160,10 +149,8 @@ pub async fn breakdown(
     let mut documents = documents;
     documents.sort_by(|a, b| a.file_source.cmp(&b.file_source));
     let mut pass = 0u32;
-    let lookup_store: Arc<dyn StateStore> = Arc::new(
-        connector_core::state::sqlite::SqliteStore::open(&scratch.join("stages-lookup.sqlite"))
-            .await?,
-    );
+    let lookup_store: Arc<dyn StateStore> =
+        Arc::new(connector_core::state::sqlite::SqliteStore::open(&scratch.join("stages-lookup.sqlite")).await?);
     out.stages.push((
         "ledger lookup (first run, SQLite)",
         per_memory_async(n, || {
@@ -186,13 +173,7 @@ pub async fn breakdown(
             for chunk in documents.chunks(batch) {
                 let entries = chunk
                     .iter()
-                    .map(|d| {
-                        entry(
-                            &MemoryId::new(d.file_source.clone()),
-                            &d.file_source,
-                            &d.hash,
-                        )
-                    })
+                    .map(|d| entry(&MemoryId::new(d.file_source.clone()), &d.file_source, &d.hash))
                     .collect();
                 let run = RunRecord {
                     run_id: run_id.clone(),
@@ -205,12 +186,7 @@ pub async fn breakdown(
                     possibly_truncated: false,
                     error: None,
                 };
-                let checkpoint = Checkpoint {
-                    entries,
-                    connector: None,
-                    run: Some(run),
-                    lease_owner: None,
-                };
+                let checkpoint = Checkpoint { entries, connector: None, run: Some(run), lease_owner: None };
                 let _ = store.checkpoint(connector_id, checkpoint).await;
             }
             drop(store);
@@ -218,7 +194,6 @@ pub async fn breakdown(
         }
     })
     .await;
-    out.stages
-        .push(("state checkpoint (SQLite, engine cadence)", checkpoint_us));
+    out.stages.push(("state checkpoint (SQLite, engine cadence)", checkpoint_us));
     Ok(out)
 }

@@ -82,35 +82,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Measure { out, argv }) => {
-            child::measure_main(&out, &argv).map(|_| ExitCode::SUCCESS)
+        Some(Command::Measure { out, argv }) => child::measure_main(&out, &argv).map(|_| ExitCode::SUCCESS),
+        Some(Command::Replay { list_url, memory_key, lightrag_url, concurrency, requests }) => {
+            limit::replay_main(&limit::ReplayArgs { list_url, memory_key, lightrag_url, concurrency, requests })
+                .map(|()| ExitCode::SUCCESS)
         }
-        Some(Command::Replay {
-            list_url,
-            memory_key,
-            lightrag_url,
-            concurrency,
-            requests,
-        }) => limit::replay_main(&limit::ReplayArgs {
-            list_url,
-            memory_key,
-            lightrag_url,
-            concurrency,
-            requests,
-        })
-        .map(|()| ExitCode::SUCCESS),
-        Some(Command::Load {
-            url,
-            rate,
-            seconds,
-            key,
-        }) => load::load_main(&load::LoadArgs {
-            url,
-            rate,
-            seconds,
-            key,
-        })
-        .map(|()| ExitCode::SUCCESS),
+        Some(Command::Load { url, rate, seconds, key }) => {
+            load::load_main(&load::LoadArgs { url, rate, seconds, key }).map(|()| ExitCode::SUCCESS)
+        }
         None => run(cli),
     };
     result.unwrap_or_else(|e| {
@@ -126,9 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .or_else(|| bench_exe.parent().map(|dir| dir.join("memory-connector")))
         .and_then(|path| std::fs::canonicalize(path).ok())
         .ok_or_else(|| {
-            anyhow::anyhow!(
-                "memory-connector binary not found: pass --connector or MEMORY_CONNECTOR_BIN"
-            )
+            anyhow::anyhow!("memory-connector binary not found: pass --connector or MEMORY_CONNECTOR_BIN")
         })?;
     let lambda_bootstrap = cli
         .lambda_bootstrap
@@ -143,9 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         bench_exe,
         profile: cli.profile,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(bench::run(options))?;
     let previous = report::read(&cli.out_dir.join("latest.json"));
     print!("{}", report::table(&report, previous.as_ref()));
@@ -155,17 +130,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         report.failures(),
         report.duration_s,
         report.n,
-        if previous.is_some() {
-            "; delta against the previous latest.json"
-        } else {
-            ""
-        }
+        if previous.is_some() { "; delta against the previous latest.json" } else { "" }
     );
     report::write(&cli.out_dir, &report)?;
     println!("written to {}", cli.out_dir.join("latest.json").display());
-    Ok(if cli.strict && report.failures() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if cli.strict && report.failures() > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

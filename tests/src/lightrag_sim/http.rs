@@ -29,20 +29,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/documents/status_counts", get(status_counts))
         .route("/documents/pipeline_status", get(pipeline_status))
         .route("/documents/delete_document", delete(delete_document))
-        .route(
-            "/documents",
-            delete(clear_documents).fallback(method_not_allowed),
-        )
+        .route("/documents", delete(clear_documents).fallback(method_not_allowed))
         .route("/health", get(health))
         .route("/auth-status", get(auth_status))
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     let control = Router::new()
         .route("/_control/documents", get(control_documents))
         .route("/_control/busy", post(control_busy))
-        .route(
-            "/_control/faults",
-            post(control_add_fault).delete(control_clear_faults),
-        )
+        .route("/_control/faults", post(control_add_fault).delete(control_clear_faults))
         .route("/_control/fail_texts", post(control_fail_texts))
         .route("/_control/stats", get(control_stats));
     documents
@@ -86,8 +80,7 @@ pub fn classify(method: &Method, path: &str) -> SimRoute {
 /// Requests LightRAG answers without authentication: its open paths, and
 /// methods a path does not have (FastAPI routes before it authenticates).
 fn is_open(method: &Method, path: &str) -> bool {
-    matches!(path, "/health" | "/auth-status" | "/login" | "/")
-        || (path == "/documents" && method != Method::DELETE)
+    matches!(path, "/health" | "/auth-status" | "/login" | "/") || (path == "/documents" && method != Method::DELETE)
 }
 
 /// Counting, concurrency, latency, injected faults and authentication,
@@ -126,28 +119,14 @@ fn fault_response(fault: &SimFault) -> Response {
 /// accounts exist; otherwise the `X-API-Key` must match when a key is set.
 /// Returns the refusal, if any.
 fn check_auth(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    if let Some(token) =
-        header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
-    {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned)) {
         if token == shared.guest_token {
             return None;
         }
-        return Some(answer(
-            401,
-            json!({ "detail": "Invalid token. Please login again." }),
-        ));
+        return Some(answer(401, json!({ "detail": "Invalid token. Please login again." })));
     }
-    let expected = shared
-        .options
-        .api_key
-        .as_deref()
-        .filter(|k| !k.is_empty())?;
+    let expected = shared.options.api_key.as_deref().filter(|k| !k.is_empty())?;
     match header("x-api-key") {
         Some(given) if given == expected => None,
         Some(_) => Some(answer(403, json!({ "detail": "Invalid API Key" }))),
@@ -192,12 +171,7 @@ fn json_object(shared: &Shared, body: &Bytes) -> Result<serde_json::Map<String, 
 /// `text` after pydantic: present, a string, at least one character, then stripped.
 fn read_text(value: Option<&Value>, loc: &[&str], input: &Value) -> Result<String, Refusal> {
     match value {
-        None => Err(Refusal::validation(
-            "missing",
-            loc,
-            "Field required",
-            input.clone(),
-        )),
+        None => Err(Refusal::validation("missing", loc, "Field required", input.clone())),
         Some(Value::String(text)) if text.is_empty() => Err(Refusal {
             status: 422,
             body: json!({ "detail": [{
@@ -213,12 +187,7 @@ fn read_text(value: Option<&Value>, loc: &[&str], input: &Value) -> Result<Strin
             Value::String(text.clone()),
         )),
         Some(Value::String(text)) => Ok(text.trim().to_owned()),
-        Some(other) => Err(Refusal::validation(
-            "string_type",
-            loc,
-            "Input should be a valid string",
-            other.clone(),
-        )),
+        Some(other) => Err(Refusal::validation("string_type", loc, "Input should be a valid string", other.clone())),
     }
 }
 
@@ -228,10 +197,7 @@ fn insert_answer(track_id: String, count: usize) -> Response {
     } else {
         format!("{count} texts successfully received. Processing will continue in background.")
     };
-    answer(
-        200,
-        json!({ "status": "success", "message": message, "track_id": track_id }),
-    )
+    answer(200, json!({ "status": "success", "message": message, "track_id": track_id }))
 }
 
 async fn insert_text(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -240,13 +206,7 @@ async fn insert_text(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
         let input = Value::Object(map.clone());
         let text = read_text(map.get("text"), &["body", "text"], &input)?;
         let name = Store::stored_name(map.get("file_source"), &["body", "file_source"])?;
-        shared.store().insert(
-            vec![NewText {
-                text,
-                file_source: name,
-            }],
-            Instant::now(),
-        )
+        shared.store().insert(vec![NewText { text, file_source: name }], Instant::now())
     })();
     match result {
         Ok(track_id) => insert_answer(track_id, 1),
@@ -260,12 +220,7 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
         let input = Value::Object(map.clone());
         let texts = match map.get("texts") {
             None => {
-                return Err(Refusal::validation(
-                    "missing",
-                    &["body", "texts"],
-                    "Field required",
-                    input,
-                ));
+                return Err(Refusal::validation("missing", &["body", "texts"], "Field required", input));
             }
             Some(Value::Array(items)) if items.is_empty() => {
                 return Err(Refusal::validation(
@@ -324,23 +279,14 @@ async fn insert_texts(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
             if names.contains(&name) {
                 return Err(Refusal::detail(
                     400,
-                    format!(
-                        "file_sources must be unique by file name: '{name}' appears more than once"
-                    ),
+                    format!("file_sources must be unique by file name: '{name}' appears more than once"),
                 ));
             }
             names.push(name);
         }
         let count = names.len();
-        let items = stripped
-            .into_iter()
-            .zip(names)
-            .map(|(text, file_source)| NewText { text, file_source })
-            .collect();
-        shared
-            .store()
-            .insert(items, Instant::now())
-            .map(|track| (track, count))
+        let items = stripped.into_iter().zip(names).map(|(text, file_source)| NewText { text, file_source }).collect();
+        shared.store().insert(items, Instant::now()).map(|track| (track, count))
     })();
     match result {
         Ok((track_id, count)) => insert_answer(track_id, count),
@@ -352,10 +298,7 @@ async fn track_status(State(shared): State<Arc<Shared>>, Path(track_id): Path<St
     if track_id.trim().is_empty() {
         return answer(400, json!({ "detail": "Track ID cannot be empty" }));
     }
-    answer(
-        200,
-        shared.store().track_status(track_id.trim(), Instant::now()),
-    )
+    answer(200, shared.store().track_status(track_id.trim(), Instant::now()))
 }
 
 fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal> {
@@ -397,15 +340,9 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
     let page = int("page", 1, 1, None)?;
     let page_size = int("page_size", 50, 10, Some(200))?;
     let enum_error = |loc: &[&str], expected: &str, value: &Value| {
-        Refusal::validation(
-            "enum",
-            loc,
-            format!("Input should be {expected}"),
-            value.clone(),
-        )
+        Refusal::validation("enum", loc, format!("Input should be {expected}"), value.clone())
     };
-    let statuses_expected =
-        "'pending', 'parsing', 'analyzing', 'processing', 'processed' or 'failed'";
+    let statuses_expected = "'pending', 'parsing', 'analyzing', 'processing', 'processed' or 'failed'";
     let mut statuses = Vec::new();
     match map.get("status_filters") {
         None | Some(Value::Null) => {}
@@ -415,11 +352,7 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
                 match item.as_str().and_then(super::SimDocStatus::parse) {
                     Some(status) => statuses.push(status),
                     None => {
-                        return Err(enum_error(
-                            &["body", "status_filters", &index],
-                            statuses_expected,
-                            item,
-                        ));
+                        return Err(enum_error(&["body", "status_filters", &index], statuses_expected, item));
                     }
                 }
             }
@@ -438,11 +371,7 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
         Some(item) => match item.as_str().and_then(super::SimDocStatus::parse) {
             Some(status) => statuses.push(status),
             None => {
-                return Err(enum_error(
-                    &["body", "status_filter"],
-                    statuses_expected,
-                    item,
-                ));
+                return Err(enum_error(&["body", "status_filter"], statuses_expected, item));
             }
         },
     }
@@ -474,13 +403,7 @@ fn page_query(map: &serde_json::Map<String, Value>) -> Result<PageQuery, Refusal
             ));
         }
     };
-    Ok(PageQuery {
-        statuses,
-        page,
-        page_size,
-        sort_field,
-        descending,
-    })
+    Ok(PageQuery { statuses, page, page_size, sort_field, descending })
 }
 
 async fn paginated(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -492,10 +415,7 @@ async fn paginated(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn status_counts(State(shared): State<Arc<Shared>>) -> Response {
-    answer(
-        200,
-        json!({ "status_counts": shared.store().status_counts(Instant::now()) }),
-    )
+    answer(200, json!({ "status_counts": shared.store().status_counts(Instant::now()) }))
 }
 
 async fn pipeline_status(State(shared): State<Arc<Shared>>) -> Response {
@@ -508,12 +428,7 @@ async fn delete_document(State(shared): State<Arc<Shared>>, body: Bytes) -> Resp
         let input = Value::Object(map.clone());
         let ids = match map.get("doc_ids") {
             None => {
-                return Err(Refusal::validation(
-                    "missing",
-                    &["body", "doc_ids"],
-                    "Field required",
-                    input,
-                ));
+                return Err(Refusal::validation("missing", &["body", "doc_ids"], "Field required", input));
             }
             Some(Value::Array(items)) => items.clone(),
             Some(other) => {
@@ -580,21 +495,13 @@ async fn not_found() -> Response {
 
 async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let workspace = &shared.options.workspace;
-    if let Some(asked) = headers
-        .get("lightrag-workspace")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    if let Some(asked) = headers.get("lightrag-workspace").and_then(|v| v.to_str().ok()).map(str::trim)
         && !asked.is_empty()
         && asked != workspace
     {
-        return answer(
-            500,
-            json!({ "detail": format!("Workspace '{asked}' is not initialized") }),
-        );
+        return answer(500, json!({ "detail": format!("Workspace '{asked}' is not initialized") }));
     }
-    let busy = shared.store().pipeline_status(Instant::now())["busy"]
-        .as_bool()
-        .unwrap_or(false);
+    let busy = shared.store().pipeline_status(Instant::now())["busy"].as_bool().unwrap_or(false);
     answer(
         200,
         json!({
@@ -665,10 +572,7 @@ async fn control_busy(State(shared): State<Arc<Shared>>, Json(body): Json<BusyBo
     answer(200, json!({ "busy": body.busy }))
 }
 
-async fn control_add_fault(
-    State(shared): State<Arc<Shared>>,
-    Json(fault): Json<SimFault>,
-) -> Response {
+async fn control_add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<SimFault>) -> Response {
     shared.add_fault(fault);
     answer(200, json!({ "status": "ok" }))
 }
@@ -683,19 +587,14 @@ struct MarkerBody {
     marker: String,
 }
 
-async fn control_fail_texts(
-    State(shared): State<Arc<Shared>>,
-    Json(body): Json<MarkerBody>,
-) -> Response {
+async fn control_fail_texts(State(shared): State<Arc<Shared>>, Json(body): Json<MarkerBody>) -> Response {
     shared.store().fail_texts_containing(&body.marker);
     answer(200, json!({ "status": "ok" }))
 }
 
 async fn control_stats(State(shared): State<Arc<Shared>>) -> Response {
-    let requests: serde_json::Map<String, Value> = SimRoute::COUNTED
-        .iter()
-        .map(|route| (route.name().to_owned(), json!(shared.request_count(*route))))
-        .collect();
+    let requests: serde_json::Map<String, Value> =
+        SimRoute::COUNTED.iter().map(|route| (route.name().to_owned(), json!(shared.request_count(*route)))).collect();
     answer(
         200,
         json!({ "requests": requests, "total": shared.request_count(SimRoute::Any), "max_in_flight": shared.max_in_flight() }),

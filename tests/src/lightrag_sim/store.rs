@@ -52,9 +52,7 @@ impl SimDocStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        Self::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(text))
     }
 
     /// How `track_status`'s `status_summary` names it (Python's `str(enum)`).
@@ -90,11 +88,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn detail(status: u16, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: json!({ "detail": detail.into() }),
-            headers: Vec::new(),
-        }
+        Self { status, body: json!({ "detail": detail.into() }), headers: Vec::new() }
     }
 
     /// FastAPI's 422 shape for a failed request-model validation.
@@ -217,11 +211,7 @@ impl Store {
             };
             if record.ready_at <= now {
                 let ready_at = record.ready_at;
-                let failing = self
-                    .fail_markers
-                    .iter()
-                    .find(|m| record.doc.text.contains(m.as_str()))
-                    .cloned();
+                let failing = self.fail_markers.iter().find(|m| record.doc.text.contains(m.as_str())).cloned();
                 let updated = {
                     let (base, wall) = self.epoch;
                     chrono::Duration::from_std(ready_at.saturating_duration_since(base))
@@ -240,11 +230,7 @@ impl Store {
                     }
                     None => {
                         record.doc.status = SimDocStatus::Processed;
-                        record.doc.chunks_count = Some(
-                            (record.doc.text.chars().count() as u64)
-                                .div_ceil(1200)
-                                .max(1),
-                        );
+                        record.doc.chunks_count = Some((record.doc.text.chars().count() as u64).div_ceil(1200).max(1));
                         format!("Completed processing file: {}", record.doc.file_path)
                     }
                 };
@@ -299,30 +285,19 @@ impl Store {
     fn pending_count(&self) -> usize {
         self.records
             .values()
-            .filter(|r| {
-                matches!(
-                    r.doc.status,
-                    SimDocStatus::Pending | SimDocStatus::Processing
-                )
-            })
+            .filter(|r| matches!(r.doc.status, SimDocStatus::Pending | SimDocStatus::Processing))
             .count()
     }
 
     /// Checks and normalises a `file_source` the way 1.5.x does: required,
     /// no control characters, only the basename kept, `.[engine]` hints removed.
     pub fn stored_name(file_source: Option<&Value>, loc: &[&str]) -> Result<String, Refusal> {
-        let required =
-            || Refusal::detail(400, "A valid file_source is required for text insertion");
+        let required = || Refusal::detail(400, "A valid file_source is required for text insertion");
         let raw = match file_source {
             None | Some(Value::Null) => return Err(required()),
             Some(Value::String(s)) => s.as_str(),
             Some(other) => {
-                return Err(Refusal::validation(
-                    "string_type",
-                    loc,
-                    "Input should be a valid string",
-                    other.clone(),
-                ));
+                return Err(Refusal::validation("string_type", loc, "Input should be a valid string", other.clone()));
             }
         };
         if raw.chars().any(char::is_control) {
@@ -349,9 +324,7 @@ impl Store {
         {
             let mut refusal = Refusal::detail(
                 429,
-                format!(
-                    "Too many pending documents ({limit} allowed). Retry after the queue drains."
-                ),
+                format!("Too many pending documents ({limit} allowed). Retry after the queue drains."),
             );
             refusal.headers.push(("retry-after", "30".into()));
             return Err(refusal);
@@ -364,11 +337,7 @@ impl Store {
         }
         for new in &texts {
             if let Some(id) = self.by_name.get(&new.file_source) {
-                let status = self
-                    .records
-                    .get(id)
-                    .map(|r| r.doc.status.as_str())
-                    .unwrap_or("processed");
+                let status = self.records.get(id).map(|r| r.doc.status.as_str()).unwrap_or("processed");
                 return Err(Refusal::detail(
                     409,
                     format!(
@@ -379,11 +348,7 @@ impl Store {
             }
         }
 
-        let track_id = format!(
-            "insert_{}_{:08x}",
-            self.wall(now).format("%Y%m%d_%H%M%S"),
-            fastrand::u32(..)
-        );
+        let track_id = format!("insert_{}_{:08x}", self.wall(now).format("%Y%m%d_%H%M%S"), fastrand::u32(..));
         let created = self.wall(now);
         for new in texts {
             let content_key = hex::encode(Md5::digest(new.text.as_bytes()));
@@ -421,22 +386,11 @@ impl Store {
                     })),
                 };
                 self.by_name.insert(new.file_source, id.clone());
-                self.records.insert(
-                    id,
-                    Record {
-                        doc,
-                        seq,
-                        starts_at: now,
-                        ready_at: now,
-                        content_key: None,
-                    },
-                );
+                self.records.insert(id, Record { doc, seq, starts_at: now, ready_at: now, content_key: None });
                 continue;
             }
 
-            let id = connector_core::lightrag::doc_id(&new.file_source)
-                .as_str()
-                .to_owned();
+            let id = connector_core::lightrag::doc_id(&new.file_source).as_str().to_owned();
             let starts_at = self.last_ready.map_or(now, |last| last.max(now));
             let ready_at = starts_at + self.rules.process_delay;
             self.last_ready = Some(ready_at);
@@ -455,16 +409,7 @@ impl Store {
             self.by_name.insert(new.file_source, id.clone());
             self.by_content.insert(content_key.clone(), id.clone());
             self.queue.push_back((id.clone(), seq));
-            self.records.insert(
-                id,
-                Record {
-                    doc,
-                    seq,
-                    starts_at,
-                    ready_at,
-                    content_key: Some(content_key),
-                },
-            );
+            self.records.insert(id, Record { doc, seq, starts_at, ready_at, content_key: Some(content_key) });
         }
         if self.job_start.is_none() || !self.busy() {
             self.job_start = Some(created);
@@ -476,9 +421,8 @@ impl Store {
     pub fn delete(&mut self, ids: Vec<String>, now: Instant) -> Value {
         self.advance(now);
         let joined = ids.join(", ");
-        let busy = self.manual_busy
-            || self.deletion.is_some()
-            || (self.rules.busy_while_processing && self.processing());
+        let busy =
+            self.manual_busy || self.deletion.is_some() || (self.rules.busy_while_processing && self.processing());
         if busy {
             return json!({
                 "status": "busy",
@@ -489,10 +433,7 @@ impl Store {
         let count = ids.len();
         self.job_name = format!("Deleting {count} Documents");
         self.job_start = Some(self.wall(now));
-        self.deletion = Some(Deletion {
-            ids,
-            ends_at: now + self.rules.delete_delay,
-        });
+        self.deletion = Some(Deletion { ids, ends_at: now + self.rules.delete_delay });
         self.log(format!("Starting deletion of {count} documents"));
         json!({
             "status": "deletion_started",
@@ -520,27 +461,15 @@ impl Store {
     pub fn documents(&mut self, now: Instant) -> Vec<SimDocument> {
         self.advance(now);
         let mut docs: Vec<SimDocument> = self.records.values().map(|r| r.doc.clone()).collect();
-        docs.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        docs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         docs
     }
 
     pub fn track_status(&mut self, track_id: &str, now: Instant) -> Value {
         self.advance(now);
-        let mut docs: Vec<&SimDocument> = self
-            .records
-            .values()
-            .map(|r| &r.doc)
-            .filter(|d| d.track_id.as_deref() == Some(track_id))
-            .collect();
-        docs.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        let mut docs: Vec<&SimDocument> =
+            self.records.values().map(|r| &r.doc).filter(|d| d.track_id.as_deref() == Some(track_id)).collect();
+        docs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         let mut summary: HashMap<String, u64> = HashMap::new();
         for doc in &docs {
             *summary.entry(doc.status.summary_key()).or_default() += 1;
@@ -584,11 +513,7 @@ impl Store {
                 SortField::FilePath => a.file_path.cmp(&b.file_path),
             }
             .then_with(|| a.id.cmp(&b.id));
-            if query.descending {
-                order.reverse()
-            } else {
-                order
-            }
+            if query.descending { order.reverse() } else { order }
         });
         let total = docs.len();
         let total_pages = total.div_ceil(query.page_size);
@@ -680,11 +605,7 @@ fn strip_engine_hint(name: &str) -> String {
     {
         let close = open + close_rel;
         let engine = &name[open + 2..close];
-        if !engine.is_empty()
-            && engine
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !engine.is_empty() && engine.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return format!("{}{}", &name[..open], &name[close + 1..]);
         }
     }
@@ -706,10 +627,7 @@ mod tests {
     }
 
     fn text(text: &str, name: &str) -> NewText {
-        NewText {
-            text: text.into(),
-            file_source: name.into(),
-        }
+        NewText { text: text.into(), file_source: name.into() }
     }
 
     #[test]
@@ -728,39 +646,23 @@ mod tests {
     fn processing_is_sequential_and_lazy() {
         let t0 = Instant::now();
         let mut store = Store::new(rules(100, 0), t0);
-        store
-            .insert(vec![text("a", "a.txt"), text("b", "b.txt")], t0)
-            .unwrap();
+        store.insert(vec![text("a", "a.txt"), text("b", "b.txt")], t0).unwrap();
         let status = |store: &mut Store, at| {
-            store
-                .documents(at)
-                .into_iter()
-                .map(|d| (d.file_path, d.status))
-                .collect::<Vec<_>>()
+            store.documents(at).into_iter().map(|d| (d.file_path, d.status)).collect::<Vec<_>>()
         };
         assert_eq!(
             status(&mut store, t0),
-            vec![
-                ("a.txt".into(), SimDocStatus::Processing),
-                ("b.txt".into(), SimDocStatus::Pending)
-            ]
+            vec![("a.txt".into(), SimDocStatus::Processing), ("b.txt".into(), SimDocStatus::Pending)]
         );
         assert!(store.busy());
         let at = t0 + Duration::from_millis(150);
         assert_eq!(
             status(&mut store, at),
-            vec![
-                ("a.txt".into(), SimDocStatus::Processed),
-                ("b.txt".into(), SimDocStatus::Processing)
-            ]
+            vec![("a.txt".into(), SimDocStatus::Processed), ("b.txt".into(), SimDocStatus::Processing)]
         );
         assert_eq!(store.delete(vec!["doc-x".into()], at)["status"], "busy");
         let at = t0 + Duration::from_millis(200);
-        assert!(
-            status(&mut store, at)
-                .iter()
-                .all(|(_, s)| *s == SimDocStatus::Processed)
-        );
+        assert!(status(&mut store, at).iter().all(|(_, s)| *s == SimDocStatus::Processed));
         assert!(!store.busy());
     }
 
@@ -769,32 +671,15 @@ mod tests {
         let t0 = Instant::now();
         let mut store = Store::new(rules(0, 50), t0);
         store.insert(vec![text("a", "a.txt")], t0).unwrap();
-        let id = connector_core::lightrag::doc_id("a.txt")
-            .as_str()
-            .to_owned();
-        assert_eq!(
-            store.delete(vec![id.clone()], t0)["status"],
-            "deletion_started"
-        );
-        let refused = store
-            .insert(vec![text("a2", "a.txt")], t0 + Duration::from_millis(10))
-            .unwrap_err();
+        let id = connector_core::lightrag::doc_id("a.txt").as_str().to_owned();
+        assert_eq!(store.delete(vec![id.clone()], t0)["status"], "deletion_started");
+        let refused = store.insert(vec![text("a2", "a.txt")], t0 + Duration::from_millis(10)).unwrap_err();
         assert_eq!(refused.status, 409);
-        assert!(
-            refused.body["detail"]
-                .as_str()
-                .unwrap()
-                .starts_with("Pipeline is clearing or deleting documents")
-        );
-        store
-            .insert(vec![text("a2", "a.txt")], t0 + Duration::from_millis(60))
-            .unwrap();
+        assert!(refused.body["detail"].as_str().unwrap().starts_with("Pipeline is clearing or deleting documents"));
+        store.insert(vec![text("a2", "a.txt")], t0 + Duration::from_millis(60)).unwrap();
         let docs = store.documents(t0 + Duration::from_millis(60));
         assert_eq!(docs.len(), 1);
-        assert_eq!(
-            (docs[0].id.as_str(), docs[0].text.as_str()),
-            (id.as_str(), "a2")
-        );
+        assert_eq!((docs[0].id.as_str(), docs[0].text.as_str()), (id.as_str(), "a2"));
     }
 
     #[test]
@@ -802,21 +687,12 @@ mod tests {
         let t0 = Instant::now();
         let mut store = Store::new(rules(10, 0), t0);
         store.insert(vec![text("a", "a.txt")], t0).unwrap();
-        let id = connector_core::lightrag::doc_id("a.txt")
-            .as_str()
-            .to_owned();
+        let id = connector_core::lightrag::doc_id("a.txt").as_str().to_owned();
         let t1 = t0 + Duration::from_millis(20);
         store.delete(vec![id], t1);
-        store
-            .insert(vec![text("a2", "a.txt")], t1 + Duration::from_millis(1))
-            .unwrap();
-        store
-            .insert(vec![text("b", "b.txt")], t1 + Duration::from_millis(1))
-            .unwrap();
+        store.insert(vec![text("a2", "a.txt")], t1 + Duration::from_millis(1)).unwrap();
+        store.insert(vec![text("b", "b.txt")], t1 + Duration::from_millis(1)).unwrap();
         let docs = store.documents(t1 + Duration::from_millis(40));
-        assert!(
-            docs.iter().all(|d| d.status == SimDocStatus::Processed),
-            "{docs:?}"
-        );
+        assert!(docs.iter().all(|d| d.status == SimDocStatus::Processed), "{docs:?}");
     }
 }

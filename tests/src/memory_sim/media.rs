@@ -23,11 +23,7 @@ pub fn wav(seed: u64) -> Vec<u8> {
     out.extend_from_slice(&samples.to_le_bytes());
     for i in 0..samples {
         // A square wave around the 8-bit midpoint.
-        out.push(if (i / (period / 2)).is_multiple_of(2) {
-            160
-        } else {
-            96
-        });
+        out.push(if (i / (period / 2)).is_multiple_of(2) { 160 } else { 96 });
     }
     out
 }
@@ -35,15 +31,9 @@ pub fn wav(seed: u64) -> Vec<u8> {
 /// A 4x4 RGB PNG (stored, uncompressed deflate) whose colour depends on `seed`.
 pub fn png(seed: u64) -> Vec<u8> {
     let (w, h) = (4u32, 4u32);
-    let colour = [
-        (seed & 0xff) as u8,
-        ((seed >> 8) & 0xff) as u8,
-        ((seed >> 16) & 0xff) as u8,
-    ];
+    let colour = [(seed & 0xff) as u8, ((seed >> 8) & 0xff) as u8, ((seed >> 16) & 0xff) as u8];
     // Each row: filter byte 0 (none), then the pixels.
-    let row: Vec<u8> = std::iter::once(0)
-        .chain((0..w).flat_map(|_| colour))
-        .collect();
+    let row: Vec<u8> = std::iter::once(0).chain((0..w).flat_map(|_| colour)).collect();
     let raw: Vec<u8> = (0..h).flat_map(|_| row.iter().copied()).collect();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&w.to_be_bytes());
@@ -86,11 +76,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -111,10 +97,7 @@ mod tests {
         let w = wav(7);
         assert_eq!(&w[..4], b"RIFF");
         assert_eq!(&w[8..12], b"WAVE");
-        assert_eq!(
-            u32::from_le_bytes([w[4], w[5], w[6], w[7]]) as usize,
-            w.len() - 8
-        );
+        assert_eq!(u32::from_le_bytes([w[4], w[5], w[6], w[7]]) as usize, w.len() - 8);
         let p = png(7);
         assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
         assert!(p.ends_with(&[0xae, 0x42, 0x60, 0x82]));

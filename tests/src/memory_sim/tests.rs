@@ -377,7 +377,8 @@ async fn media_routes_serve_small_files_for_flagged_memories() {
         ],
     );
     let http = reqwest::Client::new();
-    let get = |path: &str, key: &str| http.get(format!("{}/memory/C/{path}", sim.url())).header("x-api-key", key).send();
+    let get =
+        |path: &str, key: &str| http.get(format!("{}/memory/C/{path}", sim.url())).header("x-api-key", key).send();
     let audio = get("both/audio", "k").await.unwrap();
     assert_eq!(audio.status(), 200);
     assert_eq!(audio.headers()["content-type"], "audio/wav");

@@ -160,7 +160,10 @@ pub async fn status_snapshot(store: Arc<dyn StateStore>) {
             s.checkpoint(
                 &c,
                 Checkpoint {
-                    entries: vec![bare_entry(&format!("{id}-a"), EntryStatus::Processed), bare_entry(&format!("{id}-b"), EntryStatus::Dead)],
+                    entries: vec![
+                        bare_entry(&format!("{id}-a"), EntryStatus::Processed),
+                        bare_entry(&format!("{id}-b"), EntryStatus::Dead),
+                    ],
                     connector: Some(full_state("snapshot")),
                     run: Some(run("snapshot", id, started)),
                     lease_owner: None,

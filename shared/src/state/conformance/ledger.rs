@@ -180,7 +180,12 @@ pub async fn entries_with_status(store: Arc<dyn StateStore>) {
     let processed = ok(s.entries_with_status(&c, &[EntryStatus::Processed], 100).await, s, "query processed");
     assert_eq!(ids(processed), ["a"], "{s:?}: settled entries are listed too when asked for");
     let counts = ok(s.status_counts(&c).await, s, "counts after moves");
-    let expected = BTreeMap::from([(EntryStatus::Processed, 1), (EntryStatus::Dead, 2), (EntryStatus::Failed, 2), (EntryStatus::UpdatePending, 1)]);
+    let expected = BTreeMap::from([
+        (EntryStatus::Processed, 1),
+        (EntryStatus::Dead, 2),
+        (EntryStatus::Failed, 2),
+        (EntryStatus::UpdatePending, 1),
+    ]);
     assert_eq!(counts, expected, "{s:?}: counts follow every move, and a rewrite with the same status counts once");
 }
 

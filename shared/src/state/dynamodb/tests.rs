@@ -148,7 +148,8 @@ async fn listing_by_status_reads_what_it_finds() {
         };
     }
     store.checkpoint(&c, Checkpoint { entries: entries.clone(), ..Default::default() }).await.expect("checkpoint");
-    let submitted: Vec<String> = entries.iter().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.to_string()).collect();
+    let submitted: Vec<String> =
+        entries.iter().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.to_string()).collect();
     assert_eq!(submitted, ["m007", "m207"]);
 
     let before = store.items_read();
@@ -193,9 +194,7 @@ async fn concurrent_writers_keep_the_counts_exact() {
     store.create_table().await.expect("create table");
     let c = ConnectorId::new("racy");
     let batch = |status: EntryStatus, from: usize| -> Checkpoint {
-        let entries = (from..from + 30)
-            .map(|i| LedgerEntry { status, ..entry(format!("m{:02}", i % 40)) })
-            .collect();
+        let entries = (from..from + 30).map(|i| LedgerEntry { status, ..entry(format!("m{:02}", i % 40)) }).collect();
         Checkpoint { entries, ..Default::default() }
     };
     for round in 0..8 {

@@ -107,11 +107,19 @@ async fn a_version_2_ledger_gets_its_counts_backfilled_and_kept_by_triggers() {
     assert_eq!(counts.get(&EntryStatus::Submitted), Some(&2), "{counts:?}");
     assert_eq!(counts.get(&EntryStatus::Dead), Some(&1), "{counts:?}");
     // An upsert that changes a status moves one count; a reset empties them.
-    let mut moved = store.entries(&c, &[MemoryId::new("a")]).await.expect("entry").remove(&MemoryId::new("a")).expect("a");
+    let mut moved =
+        store.entries(&c, &[MemoryId::new("a")]).await.expect("entry").remove(&MemoryId::new("a")).expect("a");
     moved.status = EntryStatus::Processed;
-    store.checkpoint(&c, Checkpoint { entries: vec![moved.clone(), moved], ..Checkpoint::default() }).await.expect("write");
+    store
+        .checkpoint(&c, Checkpoint { entries: vec![moved.clone(), moved], ..Checkpoint::default() })
+        .await
+        .expect("write");
     let counts = store.status_counts(&c).await.expect("counts");
-    assert_eq!((counts.get(&EntryStatus::Submitted), counts.get(&EntryStatus::Processed)), (Some(&1), Some(&1)), "{counts:?}");
+    assert_eq!(
+        (counts.get(&EntryStatus::Submitted), counts.get(&EntryStatus::Processed)),
+        (Some(&1), Some(&1)),
+        "{counts:?}"
+    );
     store.reset(&c, Utc::now()).await.expect("reset");
     assert!(store.status_counts(&c).await.expect("counts").is_empty());
 }

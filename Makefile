@@ -14,7 +14,7 @@ BIN := target/debug
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
 	@echo "make test   - run every test"
-	@echo "make lint   - clippy on all targets"
+	@echo "make lint   - rustfmt check and clippy on all targets"
 	@echo "make bench  - performance figures vs targets (target/bench/latest.json)"
 	@echo "make lambda-build    - release Lambda bootstraps (cargo lambda build --release --arm64) into target/lambda/"
 	@echo "make lambda-watch    - the local Lambda emulator (cargo lambda watch); invoke with config/events/*.json"
@@ -68,6 +68,7 @@ bench:
 	$(PERF)/bench --connector $(PERF)/memory-connector --lambda-bootstrap $(PERF)/sync --profile perf --out-dir target/bench $(BENCH_ARGS)
 
 lint:
+	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets --features memory-connector/aws -- -D warnings
 
 clean-local:

@@ -66,6 +66,13 @@ pub trait RunLauncher: Send + Sync {
     fn last_error(&self) -> Option<String> {
         None
     }
+
+    /// Whether a lease whose holder was a process of this host that is gone
+    /// may be released (`serve`: yes; Lambda sandboxes share host names: no).
+    /// `reset` then does not wait for a killed run's lease to expire.
+    fn releases_abandoned_leases(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the handlers share.
@@ -278,6 +285,11 @@ async fn trigger(
 
 async fn reset(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(&state, &id)?;
+    if state.launcher.releases_abandoned_leases()
+        && let Some(owner) = crate::state::release_abandoned_lease(state.store.as_ref(), &connector.id).await?
+    {
+        tracing::warn!(connector_id = %connector.id, previous = %owner, "the lease's process is gone (killed mid-run); released it");
+    }
     state.store.reset(&connector.id, Utc::now()).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "reset": true })))
 }

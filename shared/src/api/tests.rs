@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct FakeLauncher {
     launched: AtomicUsize,
+    releases: bool,
 }
 
 #[async_trait]
@@ -21,6 +22,10 @@ impl RunLauncher for FakeLauncher {
             });
         }
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
+    }
+
+    fn releases_abandoned_leases(&self) -> bool {
+        self.releases
     }
 }
 
@@ -39,13 +44,37 @@ api:
 
 async fn serve() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let store = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
-    let app = router(Arc::new(config), store, Arc::new(FakeLauncher { launched: AtomicUsize::new(0) }));
+    (serve_with(store, false).await, dir)
+}
+
+async fn serve_with(store: Arc<dyn StateStore>, releases: bool) -> String {
+    let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let app = router(Arc::new(config), store, Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, dir)
+    url
+}
+
+/// A killed run's lease (its process, on this host, is gone): `serve`'s
+/// reset releases it; a launcher that cannot tell (Lambda) answers 409
+/// until the lease expires.
+#[tokio::test]
+async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", crate::ids::this_host(), u32::MAX - 1));
+    let c1 = crate::ids::ConnectorId::new("c1");
+    let client = reqwest::Client::new();
+    for releases in [false, true] {
+        store.try_acquire_lease(&c1, &dead, Utc::now(), std::time::Duration::from_secs(3600)).await.unwrap();
+        let url = serve_with(Arc::clone(&store), releases).await;
+        let answer =
+            client.post(format!("{url}/connectors/c1/reset")).header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), if releases { 200 } else { 409 }, "releases: {releases}");
+    }
+    assert!(store.lease(&c1).await.unwrap().is_none(), "released, then the reset's own hold is gone too");
 }
 
 #[tokio::test]

@@ -483,6 +483,10 @@ impl RunLauncher for Service {
     fn last_error(&self) -> Option<String> {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
     }
+
+    fn releases_abandoned_leases(&self) -> bool {
+        true
+    }
 }
 
 /// `memory-connector serve`: the scheduler, the management API and the

@@ -207,3 +207,46 @@ mod tests {
         assert_eq!(jitter(&ScheduleConfig::default()), std::time::Duration::ZERO);
     }
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    /// A run starts a few seconds after its firing (jitter, launch): the
+    /// next due time is computed from that start. On the day the clock goes
+    /// back the 02:30 firing must still happen once.
+    #[test]
+    fn autumn_firing_once_when_the_run_started_after_it() {
+        let s = ScheduleConfig {
+            kind: ScheduleType::Cron,
+            cron: Some("30 2 * * *".into()),
+            timezone: Some("Europe/Paris".into()),
+            ..Default::default()
+        };
+        // First 02:30 (CEST) is 00:30 UTC; the run started 7 s later.
+        let started = utc(2026, 10, 25, 0, 30, 7);
+        let next = due_at(&s, Some(started), started).unwrap();
+        assert_eq!(next, utc(2026, 10, 26, 1, 30, 0), "the repeated 02:30 (CET) must not fire again");
+    }
+
+    /// `" UTC"` is UTC for validation and the scheduler (both trim); the
+    /// EventBridge expression must agree.
+    #[test]
+    fn eventbridge_accepts_what_validation_calls_utc() {
+        for tz in [" UTC", "UTC ", "  ", "Etc/UTC\n"] {
+            let s = ScheduleConfig {
+                kind: ScheduleType::Cron,
+                cron: Some("0 9 * * *".into()),
+                timezone: Some(tz.into()),
+                ..Default::default()
+            };
+            assert!(zone(&s).is_none(), "{tz:?} is UTC for the scheduler");
+            assert!(eventbridge_expression(&s).is_ok(), "{tz:?}: {:?}", eventbridge_expression(&s));
+        }
+    }
+}

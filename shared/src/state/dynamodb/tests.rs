@@ -212,3 +212,63 @@ async fn concurrent_writers_keep_the_counts_exact() {
         assert_eq!(store.status_counts(&c).await.expect("counts"), recount, "round {round}");
     }
 }
+
+/// Every DynamoDB action a function's store issues must be allowed by its
+/// role in `infra/template.yaml`. A `TransactWriteItems` is authorized per
+/// action (Put -> PutItem, Update -> UpdateItem, ConditionCheck ->
+/// ConditionCheckItem): the checkpoint's `ADD` to the counts item is an
+/// Update. `status_counts` (the cleanup's dead-entry report) is a GetItem.
+#[test]
+fn template_roles_allow_what_the_store_sends() {
+    let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
+    // Each function's resource: from `  <Name>:` to the next top-level resource.
+    let role = |function: &str| -> String {
+        let header = format!("  {function}:");
+        let mut lines = template.lines().skip_while(|l| *l != header);
+        let first = lines.next().expect(function);
+        let body: Vec<&str> = lines
+            .take_while(|l| !(l.starts_with("  ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic())))
+            .collect();
+        format!("{first}\n{}", body.join("\n"))
+    };
+    let sync = role("SyncFunction");
+    let api = role("ApiFunction");
+    let cleanup = role("CleanupFunction");
+    assert!(sync.contains("dynamodb:ConditionCheckItem"), "sanity: {sync}");
+    // sync and api (retry-failed) checkpoint entries: the counts' ADD is an UpdateItem.
+    assert!(sync.contains("dynamodb:UpdateItem"), "SyncFunction's role lacks dynamodb:UpdateItem (counts ADD)");
+    assert!(api.contains("dynamodb:UpdateItem"), "ApiFunction's role lacks dynamodb:UpdateItem (counts ADD)");
+    // cleanup reads every connector's counts item.
+    assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
+}
+
+/// A table made before the `open` index (decision 0016): listing by status
+/// falls back to reading the ledger instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
+    let Some(client) = client("dynamodb::a_table_without_the_open_index_falls_back_to_the_ledger").await else {
+        return;
+    };
+    let table = table_name("noindex");
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+    let attr = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
+        .attribute_definitions(attr(PK))
+        .attribute_definitions(attr(SK))
+        .send()
+        .await
+        .expect("create table without the index");
+    let store = DynamoStore::new(client, table);
+    let c = ConnectorId::new("old");
+    let entries: Vec<_> = (0..5).map(|i| entry(format!("m{i}"))).collect();
+    store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
+    let found = store.entries_with_status(&c, &[EntryStatus::Submitted], 3).await.expect("falls back");
+    assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+}

@@ -46,10 +46,17 @@ pub fn next_run(
 /// The zone a schedule's cron is read in: `None` for UTC (unset, `UTC`,
 /// `Etc/UTC`), else the named zone from the system's tz database, cached by
 /// jiff after the first look-up. A name that is not found (validation
-/// refuses those) counts as UTC.
+/// refuses those; the database may change after) counts as UTC, with a warning.
 pub fn zone(schedule: &ScheduleConfig) -> Option<TimeZone> {
     let name = schedule.timezone.as_deref().map(str::trim).filter(|n| !is_utc(n))?;
-    TimeZone::get(name).ok()
+    match TimeZone::get(name) {
+        Ok(zone) => Some(zone),
+        Err(e) => {
+            // Validated at load; gone since (tzdata removed, another TZDIR).
+            tracing::warn!(timezone = name, error = %e, "schedule.timezone is not in the tz database any more; the cron runs in UTC");
+            None
+        }
+    }
 }
 
 /// `schedule.timezone` values that mean UTC without a tz database.

@@ -1,12 +1,18 @@
 //! End to end: the real `memory-connector` binary against the Memory API and
 //! LightRAG simulators on loopback ports chosen at run time.
 
+use chrono::{DateTime, Utc};
+use connector_core::ids::{ConnectorId, MemoryId, RunId};
+use connector_core::state::{
+    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+};
 use connector_core::transform::file_source;
 use serde_json::{Value, json};
 use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 const MEMORY_KEY: &str = "mem-key-5f0c1e";
 const CTX: &str = "CTX123";
@@ -220,4 +226,94 @@ async fn dry_run_writes_nothing_and_force_resends_everything() {
     assert_eq!(forced.code, 0, "{}", forced.stderr);
     assert_eq!(forced.json()["counts"]["updated"], json!(expected.len()));
     assert_exactly_once(&rag, &expected);
+}
+
+/// A store whose listing by status lags behind its writes, as DynamoDB's
+/// index does: everything else is the SQLite store's.
+#[derive(Debug)]
+struct LaggingListing(std::sync::Arc<dyn StateStore>);
+
+#[async_trait::async_trait]
+impl StateStore for LaggingListing {
+    async fn try_acquire_lease(
+        &self,
+        c: &ConnectorId,
+        o: &RunId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StateError> {
+        self.0.try_acquire_lease(c, o, now, ttl).await
+    }
+    async fn release_lease(&self, c: &ConnectorId, o: &RunId) -> Result<(), StateError> {
+        self.0.release_lease(c, o).await
+    }
+    async fn lease(&self, c: &ConnectorId) -> Result<Option<Lease>, StateError> {
+        self.0.lease(c).await
+    }
+    async fn connector_state(&self, c: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
+        self.0.connector_state(c).await
+    }
+    async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
+        self.0.connectors().await
+    }
+    async fn entries(&self, c: &ConnectorId, ids: &[MemoryId]) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
+        self.0.entries(c, ids).await
+    }
+    async fn entries_with_status(
+        &self,
+        _: &ConnectorId,
+        _: &[EntryStatus],
+        _: usize,
+    ) -> Result<Vec<LedgerEntry>, StateError> {
+        Ok(Vec::new()) // the index has not caught up yet
+    }
+    async fn status_counts(&self, c: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
+        self.0.status_counts(c).await
+    }
+    async fn checkpoint(&self, c: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
+        self.0.checkpoint(c, checkpoint).await
+    }
+    async fn runs(&self, c: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        self.0.runs(c, limit).await
+    }
+    async fn reset(&self, c: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
+        self.0.reset(c, now).await
+    }
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+        self.0.prune_runs(before).await
+    }
+}
+
+/// The end-of-run wait reads this run's own entries back (consistently);
+/// it does not depend on a listing that may lag (DynamoDB's index), which
+/// would end the wait at once and report nothing unconfirmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_end_of_run_wait_does_not_depend_on_a_lagging_listing() {
+    let mem = memory_sim(6, 5).await;
+    let rag =
+        LightragSim::start(LightragSimOptions { process_delay: Duration::from_millis(150), ..Default::default() })
+            .await
+            .expect("lightrag sim");
+    let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
+    spec.confirm_wait_seconds = 30;
+    let env = connector_core::config::Environment::from_map([("MEMORY_API_KEY".to_owned(), MEMORY_KEY.to_owned())]);
+    let config = connector_core::config::load_str(&spec.render(), "test.yaml", &env).expect("config");
+    let connector = config.connectors.first().expect("a connector").clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = connector_core::state::sqlite::SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite");
+    let store = std::sync::Arc::new(LaggingListing(std::sync::Arc::new(sqlite)));
+    let engine = connector_core::sync::SyncEngine::new(
+        connector,
+        Duration::from_secs(600),
+        std::sync::Arc::new(connector_core::memory_api::MemoryApiClient::new(&config.memory_api).expect("client")),
+        connector_core::lightrag::open(&config.lightrag).expect("sink"),
+        store,
+    )
+    .with_lightrag_settings(&config.lightrag);
+    let report = engine.run(connector_core::sync::RunOptions::default()).await.expect("run");
+    let sent = expected_sources(&mem).len() as u64;
+    assert!(sent > 0);
+    assert_eq!(report.counts.new, sent);
+    assert_eq!(report.counts.confirmed, sent, "the wait saw this run's documents processed: {report:?}");
+    assert_eq!(report.unconfirmed, 0);
 }

@@ -368,7 +368,9 @@ impl DynamoStore {
                     Ok(page) => page,
                     Err(e) => {
                         let text = crate::aws::error_text(&e);
-                        return Err(if text.contains("specified index") {
+                        // No such index (an older table), or one still being
+                        // built after a stack update: read the ledger meanwhile.
+                        return Err(if text.contains("specified index") || text.contains("backfilling") {
                             IndexQuery::Missing(text)
                         } else {
                             IndexQuery::Failed(self.fail("Query (open index)", &e))

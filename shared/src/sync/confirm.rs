@@ -7,10 +7,10 @@
 use super::deliver::FailureSide;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
-use crate::ids::RunId;
+use crate::ids::{MemoryId, RunId};
 use crate::lightrag::{self, RemoteStatus, TrackedDoc};
 use crate::state::{EntryStatus, LedgerEntry};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -20,23 +20,45 @@ const CONFIRM_LIMIT: usize = 10_000;
 const FIRST_POLL: Duration = Duration::from_millis(250);
 const MAX_POLL: Duration = Duration::from_secs(2);
 
+/// Which submitted entries a confirmation looks at.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Submitted<'a> {
+    /// Those the ledger lists as submitted (the start of a run; at most
+    /// [`CONFIRM_LIMIT`]). A store may list from an eventually consistent
+    /// index (DynamoDB), so a write of a moment ago may be missing.
+    Listed,
+    /// These memories' entries, read back consistently, those still
+    /// submitted: what this run just sent.
+    These(&'a [MemoryId]),
+}
+
 impl SyncEngine {
-    /// Settles the submitted entries LightRAG has news of. With `since`,
-    /// only entries submitted from then on (this run's). Returns how many of
-    /// those looked at are still queued in LightRAG.
+    /// Settles the submitted entries LightRAG has news of. Returns how many
+    /// of those looked at are still queued in LightRAG.
     pub(super) async fn confirm(
         &self,
         run_id: &RunId,
         report: &mut RunReport,
-        since: Option<DateTime<Utc>>,
+        which: Submitted<'_>,
     ) -> Result<usize, SyncError> {
-        let submitted: Vec<LedgerEntry> = self
-            .store
-            .entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT)
-            .await?
-            .into_iter()
-            .filter(|e| since.is_none_or(|since| e.last_ingested.is_some_and(|at| at >= since)))
-            .collect();
+        let submitted: Vec<LedgerEntry> = match which {
+            Submitted::Listed => {
+                self.store.entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT).await?
+            }
+            Submitted::These(ids) => {
+                let mut found: Vec<LedgerEntry> = self
+                    .store
+                    .entries(&self.connector.id, ids)
+                    .await?
+                    .into_values()
+                    .filter(|e| e.status == EntryStatus::Submitted)
+                    .collect();
+                found.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+                found
+            }
+        };
+        // Stuck documents are counted once per run, by the listing at its start.
+        let listed = matches!(which, Submitted::Listed);
         if submitted.is_empty() {
             return Ok(0);
         }
@@ -77,7 +99,7 @@ impl SyncEngine {
                 other => {
                     queued += 1;
                     let age = entry.last_ingested.map(|at| now - at);
-                    if since.is_none() && age.is_some_and(|age| age > self.settings.stuck_after) {
+                    if listed && age.is_some_and(|age| age > self.settings.stuck_after) {
                         let state = match other {
                             Some(RemoteStatus::Queued { status }) => status.clone(),
                             _ => "not listed".into(),
@@ -108,7 +130,7 @@ impl SyncEngine {
         run_id: &RunId,
         options: &RunOptions,
         report: &mut RunReport,
-        since: DateTime<Utc>,
+        submitted: &[MemoryId],
     ) -> Result<(), SyncError> {
         let mut deadline = Instant::now() + self.settings.confirm_wait;
         if let Some(run_deadline) = options.deadline {
@@ -116,7 +138,7 @@ impl SyncEngine {
         }
         let mut pause = FIRST_POLL;
         loop {
-            let queued = self.confirm(run_id, report, Some(since)).await?;
+            let queued = self.confirm(run_id, report, Submitted::These(submitted)).await?;
             let now = Instant::now();
             if queued == 0 || now >= deadline || self.stop_requested() {
                 report.unconfirmed = queued as u64;

@@ -189,6 +189,7 @@ impl SyncEngine {
         report: &mut RunReport,
         work: Vec<Work<'_>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
+        submitted: &mut Vec<MemoryId>,
     ) -> Result<bool, SyncError> {
         let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
         let mut pending = Tasks::new(work, batch_size, self.sink.batches()).peekable();
@@ -220,7 +221,11 @@ impl SyncEngine {
                     continue;
                 }
                 let previous = entries.remove(&item.memory_id);
-                done.push(self.settle(item, previous, report));
+                let entry = self.settle(item, previous, report);
+                if entry.status == EntryStatus::Submitted {
+                    submitted.push(entry.memory_id.clone());
+                }
+                done.push(entry);
             }
             if done.len() >= batch_size {
                 // Refill first: the window stays full while the checkpoint is written.
@@ -319,6 +324,7 @@ impl SyncEngine {
         work: Vec<Work<'a>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
         report: &mut RunReport,
+        submitted: &mut Vec<MemoryId>,
     ) -> Result<Vec<Work<'a>>, SyncError> {
         // Let the dead run's last request finish being enqueued.
         tokio::time::sleep(RECOVERY_GRACE).await;
@@ -351,7 +357,11 @@ impl SyncEngine {
                         replace: false,
                         result: Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status: Some(status.into()) })),
                     };
-                    settled.push(self.settle(delivered, previous, report));
+                    let entry = self.settle(delivered, previous, report);
+                    if entry.status == EntryStatus::Submitted {
+                        submitted.push(entry.memory_id.clone());
+                    }
+                    settled.push(entry);
                 }
                 None => remaining.push(item),
             }

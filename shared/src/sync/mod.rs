@@ -413,7 +413,7 @@ impl SyncEngine {
         }
 
         if self.settings.confirm && !options.dry_run {
-            self.confirm(run_id, report, None).await?;
+            self.confirm(run_id, report, confirm::Submitted::Listed).await?;
         }
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
@@ -460,23 +460,24 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
+        // This run's submissions (and what it recovers of an interrupted
+        // run's): the end-of-run wait reads exactly these back.
+        let mut submitted: Vec<MemoryId> = Vec::new();
         let work = match interrupted_at {
             Some(at) if self.settings.confirm && !work.is_empty() => {
                 info!(since = %at, "the previous run was interrupted; checking what it already sent");
-                self.recover_sent(run_id, at, work, &mut entries, report).await?
+                self.recover_sent(run_id, at, work, &mut entries, report, &mut submitted).await?
             }
             _ => work,
         };
-        // Wait for what this run sent, and for what an interrupted run sent.
-        let run_started = interrupted_at.unwrap_or(report.started_at).min(report.started_at);
-        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries).await?;
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run
                 // sent is unconfirmed until the next run asks.
-                report.unconfirmed = report.counts.new + report.counts.updated;
+                report.unconfirmed = submitted.len() as u64;
             } else {
-                self.await_processing(run_id, options, report, run_started).await?;
+                self.await_processing(run_id, options, report, &submitted).await?;
             }
         }
         Ok(stopped_early)

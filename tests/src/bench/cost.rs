@@ -169,8 +169,9 @@ impl StateStore for CountingStore {
         let ids: Vec<MemoryId> = checkpoint.entries.iter().map(|e| e.memory_id.clone()).collect();
         let before = self.inner.entries(connector, &ids).await?;
         let entries = checkpoint.entries.len() as u64;
-        let parts = entries.div_ceil(96).max(1);
-        let mut write = if entries > 0 { 2 * parts } else { 0 };
+        // The counts item's ADD: once per transaction (up to 96 entries) that changes a status.
+        let changes = checkpoint.entries.iter().any(|e| before.get(&e.memory_id).map(|b| b.status) != Some(e.status));
+        let mut write = if changes { 2 * entries.div_ceil(96) } else { 0 };
         write += checkpoint
             .entries
             .iter()

@@ -250,7 +250,8 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
         return;
     };
     let table = table_name("noindex");
-    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+    let key =
+        |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
     let attr = |name: &str| {
         AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
     };

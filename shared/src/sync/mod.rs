@@ -460,9 +460,17 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        // This run's submissions (and what it recovers of an interrupted
-        // run's): the end-of-run wait reads exactly these back.
-        let mut submitted: Vec<MemoryId> = Vec::new();
+        // What the end-of-run wait reads back: this run's submissions, and
+        // after an interrupted run what that run had sent and recorded (the
+        // ones it sent without recording are recovered below and join).
+        let mut submitted: Vec<MemoryId> = match interrupted_at {
+            Some(at) => entries
+                .values()
+                .filter(|e| e.status == EntryStatus::Submitted && e.last_ingested.is_some_and(|t| t >= at))
+                .map(|e| e.memory_id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         let work = match interrupted_at {
             Some(at) if self.settings.confirm && !work.is_empty() => {
                 info!(since = %at, "the previous run was interrupted; checking what it already sent");
@@ -474,7 +482,7 @@ impl SyncEngine {
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run
-                // sent is unconfirmed until the next run asks.
+                // sent (and found sent by an interrupted run) is unconfirmed until the next run asks.
                 report.unconfirmed = submitted.len() as u64;
             } else {
                 self.await_processing(run_id, options, report, &submitted).await?;

@@ -148,29 +148,49 @@ async fn a_document_sent_before_a_crash_is_recognised_by_its_409() {
     assert_eq!(names_once(&rag).len(), with_transcript(&mem));
 }
 
+/// A workspace on `backend` (state file `path`) with this batch size.
+fn backend_workspace(
+    mem: &MemorySim,
+    rag: &LightragSim,
+    backend: &'static str,
+    path: &str,
+    batch_size: u32,
+) -> Workspace {
+    let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
+    spec.backend = backend;
+    spec.state_path = path.into();
+    spec.batch_size = batch_size;
+    workspace(&spec)
+}
+
+/// A `sync` child process, output discarded (the tests kill it).
+fn spawn_sync(ws: &Workspace) -> tokio::process::Child {
+    tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sync")
+}
+
+/// Waits (up to 20 s) until LightRAG holds `n` documents.
+async fn wait_for_documents(rag: &LightragSim, n: usize) {
+    let waited = std::time::Instant::now();
+    while rag.documents().len() < n && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_run_then_rerun_sends_each_memory_once() {
     for (backend, path) in [("json", "state.json"), ("sqlite", "state.db")] {
         let mem = memory_sim(120).await;
         let rag = lightrag_sim(Duration::from_millis(15)).await;
-        let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
-        spec.backend = backend;
-        spec.state_path = path.into();
-        spec.batch_size = 4;
-        let ws = workspace(&spec);
+        let ws = backend_workspace(&mem, &rag, backend, path, 4);
         let total = with_transcript(&mem);
         for round in 1..=3usize {
-            let mut child = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn sync");
+            let mut child = spawn_sync(&ws);
             // Kill once this run has sent a few more documents: mid-batch, mid-checkpoint.
-            let target = (round * total / 4).max(1) + round;
-            let waited = std::time::Instant::now();
-            while rag.documents().len() < target && waited.elapsed() < Duration::from_secs(20) {
-                tokio::time::sleep(Duration::from_millis(3)).await;
-            }
+            wait_for_documents(&rag, (round * total / 4).max(1) + round).await;
             child.kill().await.expect("SIGKILL");
             assert!(rag.documents().len() < total, "{backend}: round {round} finished before it was killed");
             let status = ws.run_async(&["status", "--connector-id", "personal-memories", "--json"]).await;
@@ -195,20 +215,9 @@ async fn reset_after_a_killed_run_does_not_wait_for_its_lease() {
     for (backend, path) in [("json", "state.json"), ("sqlite", "state.db")] {
         let mem = memory_sim(40).await;
         let rag = lightrag_sim(Duration::from_millis(20)).await;
-        let mut spec = ConfigSpec::new(&mem.url(), &rag.url());
-        spec.backend = backend;
-        spec.state_path = path.into();
-        spec.batch_size = 2;
-        let ws = workspace(&spec);
-        let mut child = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sync");
-        let waited = std::time::Instant::now();
-        while rag.documents().len() < 4 && waited.elapsed() < Duration::from_secs(20) {
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
+        let ws = backend_workspace(&mem, &rag, backend, path, 2);
+        let mut child = spawn_sync(&ws);
+        wait_for_documents(&rag, 4).await;
         // SIGKILL without reaping: the holder is a zombie until wait().
         child.start_kill().expect("SIGKILL");
         let status = ws.run_async(&["status", "--connector-id", "personal-memories", "--json"]).await.json();

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::state::conformance::{self, StoreFactory};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use chrono::TimeDelta;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,349 @@
+//! The `api` sink: documents go to a LightRAG server over HTTP.
+//!
+//! Owns the conversation with LightRAG's document routes: `POST
+//! /documents/text` to insert, `DELETE /documents/delete_document` then a
+//! re-insert under the same `file_source` to replace (LightRAG has no
+//! update), and the reading of every answer into an [`InsertOutcome`],
+//! [`ReplaceOutcome`] or a classified [`SinkError`]. Request retries (429,
+//! 5xx, timeouts, network errors, "pipeline is clearing or deleting") follow
+//! the rules of [`crate::retry`]; what is left after them is `Transient`.
+//!
+//! The API key goes into the `X-API-Key` header and nowhere else: error
+//! messages carry the URL (without user-info password), the status and a
+//! body excerpt with the key scrubbed out.
+
+mod documents;
+mod status;
+mod transport;
+
+use documents::InsertReading;
+use status::read_doc_status;
+use transport::{BusyConflict, redact_url_text};
+
+use super::{DocumentSink, InsertOutcome, Preflight, RemoteStatus, ReplaceOutcome, SinkError, TrackedDoc};
+use crate::config::LightragApiConfig;
+use crate::ids::{DocId, TrackId};
+use crate::retry::{self};
+use crate::secrets::Secret;
+use crate::transform::Document;
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const INSERT_PATH: &str = "/documents/text";
+const INSERT_BATCH_PATH: &str = "/documents/texts";
+const TRACK_STATUS_PATH: &str = "/documents/track_status/";
+const PAGINATED_PATH: &str = "/documents/paginated";
+/// Up to this many distinct track ids are asked one by one; beyond it the
+/// document list is paged through instead.
+const MAX_TRACK_QUERIES: usize = 20;
+const PAGE_SIZE: usize = 200;
+const DELETE_PATH: &str = "/documents/delete_document";
+const HEALTH_PATH: &str = "/health";
+
+/// Attempts after the first one for a retryable answer.
+const MAX_RETRIES: u32 = 3;
+/// Each retry waits this many times longer than the previous one.
+const RETRY_MULTIPLIER: f64 = 2.0;
+
+/// How long [`ApiSink::replace`] waits for LightRAG to finish a deletion
+/// before it gives the update back to a later run.
+pub const DEFAULT_REPLACE_WAIT: Duration = Duration::from_secs(60);
+/// The first pause between two re-insert attempts while a deletion runs;
+/// it doubles up to [`MAX_POLL_DELAY`]. Deletions of one small document
+/// take well under a second on LightRAG, so start short.
+const FIRST_POLL_DELAY: Duration = Duration::from_millis(100);
+const MAX_POLL_DELAY: Duration = Duration::from_secs(2);
+
+/// How much of an answer's body an error message quotes.
+const EXCERPT_BYTES: usize = 200;
+
+/// The LightRAG detail of a 409 that means "this name is stored".
+const ALREADY_CONTAINS: &str = "already contains";
+
+/// Talks to one LightRAG server through one pooled HTTP client.
+#[derive(Debug)]
+pub struct ApiSink {
+    client: reqwest::Client,
+    /// The configured URL without a trailing `/`; requests go to `base + path`.
+    base: String,
+    /// `base` with any user-info password removed, for messages.
+    shown: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    first_retry_delay: Duration,
+    replace_wait: Duration,
+    batch_inserts: bool,
+    max_batch_bytes: usize,
+    /// A 429 with `Retry-After` (a server with `MAX_PENDING_DOCUMENTS`) holds
+    /// every request of this sink until then: the whole run pauses sending.
+    paused_until: Mutex<Option<Instant>>,
+    /// For servers with login accounts (`POST /login`).
+    username: Option<String>,
+    password: Option<Secret>,
+    /// The bearer token from `/login` or `/auth-status`, once one was needed.
+    bearer: tokio::sync::Mutex<Option<Secret>>,
+}
+
+/// What `GET /health` says about the server (every field optional: older
+/// servers answer less).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerInfo {
+    pub status: Option<String>,
+    pub core_version: Option<String>,
+    pub api_version: Option<String>,
+    /// The workspace the server process is fixed to (`configuration.workspace`).
+    pub workspace: Option<String>,
+    pub pipeline_busy: Option<bool>,
+}
+
+impl ApiSink {
+    pub fn new(config: &LightragApiConfig) -> Result<Self, SinkError> {
+        let trimmed = config.url.trim().trim_end_matches('/');
+        let parsed = url::Url::parse(trimmed).map_err(|e| {
+            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", redact_url_text(trimmed)))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(SinkError::fatal(format!(
+                "lightrag.api.url {:?} must start with http:// or https://",
+                redact_url_text(trimmed)
+            )));
+        }
+        let mut shown_url = parsed.clone();
+        if shown_url.password().is_some() {
+            // Infallible for http(s) URLs, which have a host.
+            let _ = shown_url.set_password(Some(crate::secrets::REDACTED));
+        }
+        let shown = shown_url.as_str().trim_end_matches('/').to_owned();
+        let timeout = Duration::from_secs(config.timeout.max(1));
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")));
+        if parsed.scheme() == "http" {
+            // Plain HTTP needs no trust store (loading it costs ~10 ms of start-up).
+            builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
+        }
+        let client = builder
+            .build()
+            .map_err(|e| SinkError::fatal(format!("cannot build the HTTP client for LightRAG at {shown}: {e}")))?;
+        Ok(Self {
+            client,
+            base: trimmed.to_owned(),
+            shown,
+            api_key: config.api_key.clone().filter(|key| !key.is_empty()),
+            timeout,
+            first_retry_delay: retry::FIRST_RETRY_DELAY,
+            replace_wait: DEFAULT_REPLACE_WAIT,
+            batch_inserts: config.batch_inserts,
+            max_batch_bytes: usize::try_from(config.max_batch_bytes).unwrap_or(usize::MAX).max(1),
+            paused_until: Mutex::new(None),
+            username: config.username.clone().filter(|u| !u.is_empty()),
+            password: config.password.clone(),
+            bearer: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The first retry's delay (tests make it short).
+    pub fn with_first_retry_delay(mut self, delay: Duration) -> Self {
+        self.first_retry_delay = delay;
+        self
+    }
+
+    /// How long `replace` waits for LightRAG to finish deleting the old document.
+    pub fn with_replace_wait(mut self, wait: Duration) -> Self {
+        self.replace_wait = wait;
+        self
+    }
+
+    /// `GET /health`: versions, workspace and pipeline state, for a doctor
+    /// command or a start-up check (the workspace is fixed per server
+    /// process; compare it with `lightrag.api.workspace`).
+    pub async fn server_info(&self) -> Result<ServerInfo, SinkError> {
+        let answer = self.call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry).await?;
+        let body = answer.json().ok_or_else(|| {
+            SinkError::transient(format!(
+                "GET {}{HEALTH_PATH} answered {} with something that is not LightRAG's health JSON: {}",
+                self.shown,
+                answer.status,
+                answer.excerpt(self.secrets())
+            ))
+        })?;
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        Ok(ServerInfo {
+            status: text(body.get("status")),
+            core_version: text(body.get("core_version")),
+            api_version: text(body.get("api_version")),
+            workspace: text(body.pointer("/configuration/workspace")),
+            pipeline_busy: body.get("pipeline_busy").and_then(Value::as_bool),
+        })
+    }
+}
+
+#[async_trait]
+impl DocumentSink for ApiSink {
+    async fn insert(&self, doc: &Document) -> Result<InsertOutcome, SinkError> {
+        let body = json!({ "text": doc.text, "file_source": doc.file_source });
+        let answer = self.call(Method::POST, INSERT_PATH, Some(&body), BusyConflict::Retry).await?;
+        match self.read_insert(&answer)? {
+            InsertReading::Accepted { track_id } => Ok(InsertOutcome::Accepted { track_id }),
+            InsertReading::AlreadyStored { status } => Ok(InsertOutcome::AlreadyStored { status }),
+            // Only reachable if `call` handed a busy 409 back, which it does not with `Retry`.
+            InsertReading::Busy { message } => Err(SinkError::transient(message)),
+        }
+    }
+
+    async fn replace(&self, doc: &Document) -> Result<ReplaceOutcome, SinkError> {
+        self.replace_many(std::slice::from_ref(doc))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SinkError::transient("replace gave no answer")))
+    }
+
+    async fn replace_batch(&self, docs: &[Document]) -> Vec<Result<ReplaceOutcome, SinkError>> {
+        if self.batch_inserts {
+            self.replace_many(docs).await
+        } else {
+            let mut outcomes = Vec::with_capacity(docs.len());
+            for doc in docs {
+                outcomes.push(self.replace(doc).await);
+            }
+            outcomes
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn batches(&self) -> bool {
+        self.batch_inserts
+    }
+
+    fn confirms(&self) -> bool {
+        true
+    }
+
+    async fn insert_batch(&self, docs: &[Document]) -> Vec<Result<InsertOutcome, SinkError>> {
+        let mut outcomes: Vec<Option<Result<InsertOutcome, SinkError>>> = vec![None; docs.len()];
+        // Groups bounded by the byte budget, sent in order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = 0usize;
+        for (i, doc) in docs.iter().enumerate() {
+            let size = doc.text.len() + doc.file_source.len() + 16;
+            match groups.last_mut() {
+                Some(group) if bytes + size <= self.max_batch_bytes => group.push(i),
+                _ => {
+                    groups.push(vec![i]);
+                    bytes = 0;
+                }
+            }
+            bytes += size;
+        }
+        groups.reverse();
+        let mut queue = groups;
+        while let Some(group) = queue.pop() {
+            self.insert_group(docs, group, &mut outcomes, &mut queue).await;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(SinkError::transient("the batch insert gave no answer for this document")))
+            })
+            .collect()
+    }
+
+    async fn statuses(&self, docs: &[TrackedDoc]) -> Result<HashMap<DocId, RemoteStatus>, SinkError> {
+        let mut found = HashMap::with_capacity(docs.len());
+        let mut tracks: Vec<&TrackId> = docs.iter().filter_map(|d| d.track_id.as_ref()).collect();
+        tracks.sort();
+        tracks.dedup();
+        if tracks.len() <= MAX_TRACK_QUERIES && docs.iter().all(|d| d.track_id.is_some()) {
+            for track in tracks {
+                self.track_status(track, &mut found).await?;
+            }
+        } else {
+            self.page_statuses(docs, &mut found).await?;
+        }
+        let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
+        found.retain(|id, _| wanted.contains(id));
+        Ok(found)
+    }
+
+    async fn stored_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
+        // Clocks of two hosts differ; look a little further back.
+        let since = since - chrono::Duration::minutes(2);
+        let mut found = HashMap::new();
+        for page in 1.. {
+            let body = json!({
+                "status_filters": null, "page": page, "page_size": PAGE_SIZE,
+                "sort_field": "created_at", "sort_direction": "desc",
+            });
+            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut older = false;
+            for doc in &documents {
+                let created = doc
+                    .get("created_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc));
+                if created.is_some_and(|c| c < since) {
+                    older = true;
+                    continue;
+                }
+                if let Some((id, status)) = read_doc_status(doc)
+                    && id.as_str().starts_with("doc-")
+                {
+                    found.insert(id, status);
+                }
+            }
+            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
+            if older || !has_next || documents.is_empty() {
+                break;
+            }
+        }
+        Ok(Some(found))
+    }
+
+    async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {
+        let info = self.server_info().await?;
+        let mut warnings = Vec::new();
+        let server_workspace = info.workspace.clone().unwrap_or_default();
+        if info.workspace.is_some() && server_workspace != expected_workspace {
+            warnings.push(format!(
+                "lightrag.api.workspace is {expected_workspace:?} but the server at {} serves workspace {server_workspace:?}; \
+                 LightRAG 1.5 fixes the workspace per server process (its WORKSPACE setting), so documents go to {server_workspace:?}",
+                self.shown
+            ));
+        }
+        match info.core_version.as_deref() {
+            Some(v) if !v.starts_with("1.5") => warnings.push(format!(
+                "the server at {} runs LightRAG {v}; this connector is built and tested for 1.5.x",
+                self.shown
+            )),
+            None => warnings.push(format!("the server at {} did not report its LightRAG version", self.shown)),
+            _ => {}
+        }
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(Some(Preflight {
+            core_version: info.core_version,
+            api_version: info.api_version,
+            workspace: info.workspace,
+            warnings,
+        }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

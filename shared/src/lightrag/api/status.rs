@@ -1,0 +1,95 @@
+//! Following documents through LightRAG's pipeline: one insert's
+//! `track_status`, or pages of the document list when many are asked for.
+
+use super::transport::BusyConflict;
+use super::{ApiSink, PAGE_SIZE, PAGINATED_PATH, TRACK_STATUS_PATH};
+use crate::ids::{DocId, TrackId};
+use crate::lightrag::{RemoteStatus, SinkError, TrackedDoc};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+impl ApiSink {
+    /// `GET /documents/track_status/{id}`: the documents of one insert.
+    pub(super) async fn track_status(
+        &self,
+        track_id: &TrackId,
+        into: &mut HashMap<DocId, RemoteStatus>,
+    ) -> Result<(), SinkError> {
+        let path = format!(
+            "{TRACK_STATUS_PATH}{}",
+            percent_encoding::utf8_percent_encode(track_id.as_str(), percent_encoding::NON_ALPHANUMERIC)
+        );
+        let answer = self.call(Method::GET, &path, None, BusyConflict::Retry).await?;
+        let body = answer.json().unwrap_or(Value::Null);
+        for doc in body.get("documents").and_then(Value::as_array).into_iter().flatten() {
+            if let Some((id, status)) = read_doc_status(doc) {
+                into.insert(id, status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages through `POST /documents/paginated` (newest update first) until
+    /// every wanted document was seen or the pages are older than the oldest
+    /// submission.
+    pub(super) async fn page_statuses(
+        &self,
+        docs: &[TrackedDoc],
+        into: &mut HashMap<DocId, RemoteStatus>,
+    ) -> Result<(), SinkError> {
+        let wanted: std::collections::HashSet<&DocId> = docs.iter().map(|d| &d.doc_id).collect();
+        let oldest = docs.iter().filter_map(|d| d.submitted_at).min();
+        let mut found = 0usize;
+        for page in 1.. {
+            let body = json!({
+                "status_filters": null, "page": page, "page_size": PAGE_SIZE,
+                "sort_field": "updated_at", "sort_direction": "desc",
+            });
+            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut page_oldest: Option<chrono::DateTime<chrono::Utc>> = None;
+            for doc in &documents {
+                if let Some(updated) = doc
+                    .get("updated_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
+                    let updated = updated.with_timezone(&chrono::Utc);
+                    page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
+                }
+                if let Some((id, status)) = read_doc_status(doc)
+                    && wanted.contains(&id)
+                    && into.insert(id, status).is_none()
+                {
+                    found += 1;
+                }
+            }
+            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
+            let older_than_wanted = match (page_oldest, oldest) {
+                (Some(page), Some(oldest)) => page < oldest - chrono::Duration::minutes(5),
+                _ => false,
+            };
+            if found >= wanted.len() || !has_next || documents.is_empty() || older_than_wanted {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one document of LightRAG's lists: its id and status.
+pub(super) fn read_doc_status(doc: &Value) -> Option<(DocId, RemoteStatus)> {
+    let id = doc.get("id").and_then(Value::as_str)?;
+    let status = doc.get("status").and_then(Value::as_str)?.to_ascii_lowercase();
+    let status = status.strip_prefix("docstatus.").unwrap_or(&status).to_owned();
+    let remote = match status.as_str() {
+        "processed" => RemoteStatus::Processed,
+        "failed" => RemoteStatus::Failed {
+            error: doc.get("error_msg").and_then(Value::as_str).unwrap_or("failed in LightRAG (no message)").to_owned(),
+        },
+        _ => RemoteStatus::Queued { status },
+    };
+    Some((DocId::new(id), remote))
+}

@@ -1,0 +1,62 @@
+use super::documents::stored_status;
+use super::transport::{Answer, redact_url_text};
+use super::*;
+use crate::lightrag::{DocumentSink, SinkErrorKind};
+use crate::secrets::Secret;
+use crate::transform::Document;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+fn config(url: &str) -> LightragApiConfig {
+    LightragApiConfig { url: url.into(), api_key: Some(Secret::new("k-secret")), ..Default::default() }
+}
+
+#[test]
+fn reads_the_status_of_an_already_stored_document() {
+    let detail = "Document storage already contains 'm1.txt' (Status: processed). Delete the existing record before re-inserting.";
+    assert_eq!(stored_status(detail).as_deref(), Some("processed"));
+    assert_eq!(stored_status("... (Status: DocStatus.FAILED) ...").as_deref(), Some("failed"));
+    assert_eq!(stored_status("no status here"), None);
+}
+
+#[test]
+fn urls_are_checked_and_shown_without_password() {
+    assert_eq!(ApiSink::new(&config("not a url")).unwrap_err().kind, SinkErrorKind::Fatal);
+    assert_eq!(ApiSink::new(&config("ftp://x")).unwrap_err().kind, SinkErrorKind::Fatal);
+    let sink = ApiSink::new(&config("http://user:pw@127.0.0.1:9621/")).unwrap();
+    assert_eq!(sink.describe(), "http://user:***@127.0.0.1:9621");
+    assert!(!format!("{sink:?}").contains("k-secret"));
+    assert_eq!(redact_url_text("http://u:p@h x"), "http://***@h x");
+}
+
+#[test]
+fn empty_key_sends_no_header() {
+    let mut c = config("http://127.0.0.1:1");
+    c.api_key = Some(Secret::new(""));
+    assert!(ApiSink::new(&c).unwrap().api_key.is_none());
+}
+
+#[test]
+fn excerpts_are_bounded_and_scrubbed() {
+    let key = Secret::new("k-secret");
+    let answer =
+        Answer { status: StatusCode::BAD_REQUEST, body: format!("bad key k-secret {}", "é".repeat(300)).into_bytes() };
+    let excerpt = answer.excerpt(vec![&key]);
+    assert!(!excerpt.contains("k-secret"));
+    assert!(excerpt.len() <= EXCERPT_BYTES + "…".len());
+    let validation = Answer {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: br#"{"detail":[{"loc":["body","text"],"msg":"Field required"}]}"#.to_vec(),
+    };
+    assert_eq!(validation.detail().as_deref(), Some("body.text: Field required"));
+}
+
+#[tokio::test]
+async fn unreachable_server_is_transient_and_named() {
+    // Port 1 on loopback: nothing listens there.
+    let sink = ApiSink::new(&config("http://127.0.0.1:1")).unwrap().with_first_retry_delay(Duration::from_millis(1));
+    let err = sink.insert(&Document::new("m.txt".into(), "t".into())).await.unwrap_err();
+    assert_eq!(err.kind, SinkErrorKind::Transient);
+    assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
+    assert!(err.message.contains("4 attempts"), "{}", err.message);
+}

@@ -1,0 +1,322 @@
+//! The calls to DynamoDB, each with its paging, its retries of unprocessed
+//! keys and transaction conflicts, and errors that name the table and the
+//! operation. Every read is counted ([`DynamoStore::items_read`]).
+
+use super::DynamoStore;
+use super::keys::*;
+use crate::ids::{ConnectorId, MemoryId};
+use crate::state::{EntryStatus, StateError};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl DynamoStore {
+    pub(super) fn fail<E: std::error::Error>(&self, operation: &str, error: &E) -> StateError {
+        StateError::Database {
+            path: PathBuf::from(format!("dynamodb:{}", self.table)),
+            detail: format!("{operation}: {}", crate::aws::error_text(error)),
+        }
+    }
+
+    pub(super) fn corrupt(&self, what: &str, detail: impl fmt::Display) -> StateError {
+        StateError::Corrupt {
+            path: PathBuf::from(format!("dynamodb:{}", self.table)),
+            detail: format!("{what}: {detail}"),
+        }
+    }
+
+    pub(super) async fn get(
+        &self,
+        connector: &ConnectorId,
+        sk: &str,
+        operation: &str,
+    ) -> Result<Option<Item>, StateError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(connector, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.fail(operation, &e))?;
+        self.count_read(usize::from(got.item.is_some()));
+        Ok(got.item)
+    }
+
+    /// Every item of a key-condition query (all pages), strongly consistent.
+    pub(super) async fn query_all(
+        &self,
+        operation: &str,
+        connector: &ConnectorId,
+        range: SortRange,
+        projection: Option<&str>,
+        limit: Option<usize>,
+        forward: bool,
+    ) -> Result<Vec<Item>, StateError> {
+        let (condition, values) = match range {
+            SortRange::Prefix(prefix) => {
+                ("#pk = :pk AND begins_with(#sk, :prefix)", vec![(":prefix", prefix.to_owned())])
+            }
+            SortRange::Between(low, high) => {
+                ("#pk = :pk AND #sk BETWEEN :low AND :high", vec![(":low", low), (":high", high)])
+            }
+        };
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", AttributeValue::S(connector.as_str().to_owned()))
+                .consistent_read(true)
+                .scan_index_forward(forward)
+                .set_exclusive_start_key(start.take());
+            query = query.expression_attribute_names("#sk", SK);
+            for (name, value) in &values {
+                query = query.expression_attribute_values(*name, AttributeValue::S(value.clone()));
+            }
+            if let Some(projection) = projection {
+                query = query.projection_expression(projection);
+                if projection.contains("#status") {
+                    query = query.expression_attribute_names("#status", "status");
+                }
+            }
+            if let Some(limit) = limit {
+                let left = limit.saturating_sub(items.len()).max(1);
+                query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
+            }
+            let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
+            let page_items = page.items.unwrap_or_default();
+            self.count_read(page_items.len());
+            items.extend(page_items);
+            if limit.is_some_and(|l| items.len() >= l) {
+                items.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// The memory ids the `open` index lists under these statuses, the
+    /// first `limit` in memory-id order (each status's index partition is
+    /// in `sk` order; they are merged here).
+    pub(super) async fn open_ids(
+        &self,
+        connector: &ConnectorId,
+        statuses: &BTreeSet<EntryStatus>,
+        limit: usize,
+    ) -> Result<Vec<MemoryId>, IndexQuery> {
+        let mut ids: Vec<MemoryId> = Vec::new();
+        for status in statuses {
+            let mut start: Option<Item> = None;
+            let mut taken = 0usize;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(OPEN_INDEX)
+                    .key_condition_expression("#open = :open")
+                    .expression_attribute_names("#open", OPEN_PK)
+                    .expression_attribute_values(":open", AttributeValue::S(open_key(connector, *status)))
+                    .limit(i32::try_from(limit - taken).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let text = crate::aws::error_text(&e);
+                        // No such index (an older table), or one still being
+                        // built after a stack update: read the ledger meanwhile.
+                        return Err(if text.contains("specified index") || text.contains("backfilling") {
+                            IndexQuery::Missing(text)
+                        } else {
+                            IndexQuery::Failed(self.fail("Query (open index)", &e))
+                        });
+                    }
+                };
+                let items = page.items.unwrap_or_default();
+                self.count_read(items.len());
+                for item in &items {
+                    let sk = item.get(SK).and_then(|v| v.as_s().ok());
+                    let id = sk.and_then(|sk| sk.strip_prefix(ENTRY_PREFIX)).ok_or_else(|| {
+                        IndexQuery::Failed(self.corrupt("open index", format!("an item without an entry key: {sk:?}")))
+                    })?;
+                    ids.push(MemoryId::new(id));
+                }
+                taken += items.len();
+                match page.last_evaluated_key {
+                    Some(next) if !next.is_empty() && taken < limit => start = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.
+    pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StateError> {
+        for chunk in keys.chunks(BATCH_WRITE_MAX) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| self.fail("BatchWriteItem", &e))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let done = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("BatchWriteItem", &e))?;
+                requests = done.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(self.fail_text("BatchWriteItem", "items still unprocessed after retries"));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn fail_text(&self, operation: &str, detail: &str) -> StateError {
+        StateError::Database {
+            path: PathBuf::from(format!("dynamodb:{}", self.table)),
+            detail: format!("{operation}: {detail}"),
+        }
+    }
+
+    /// One `TransactWriteItems`. Conflicts with other transactions are
+    /// retried; a failed condition is reported: the fence (the first action,
+    /// if `fenced`) or another one (an entry changed since it was read).
+    pub(super) async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        fenced: bool,
+    ) -> Result<Transacted, StateError> {
+        let mut attempt = 0;
+        loop {
+            let sent = self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
+            let error = match sent {
+                Ok(_) => return Ok(Transacted::Done),
+                Err(error) => error,
+            };
+            let reasons: Vec<String> = error
+                .as_service_error()
+                .and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                        Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let failed_check = |r: &String| r == "ConditionalCheckFailed";
+            if fenced && reasons.first().is_some_and(failed_check) {
+                return Ok(Transacted::FenceFailed);
+            }
+            if reasons.iter().any(failed_check) {
+                return Ok(Transacted::Stale);
+            }
+            let conflict = reasons.iter().any(|r| r == "TransactionConflict")
+                || error.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
+            attempt += 1;
+            if !conflict || attempt > MAX_RETRIES {
+                return Err(self.fail("TransactWriteItems", &error));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    /// The ledger items of these memory ids that exist: `BatchGetItem`,
+    /// strongly consistent, 100 keys a call (duplicates removed: it refuses
+    /// them), `UnprocessedKeys` retried with backoff.
+    pub(super) async fn batch_get(
+        &self,
+        connector: &ConnectorId,
+        ids: &[&MemoryId],
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StateError> {
+        let unique: BTreeSet<&MemoryId> = ids.iter().copied().collect();
+        let unique: Vec<&MemoryId> = unique.into_iter().collect();
+        let mut found = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
+            let mut wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true);
+            if let Some(projection) = projection {
+                wanted = wanted
+                    .projection_expression(projection)
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_names("#status", "status");
+            }
+            let mut request = Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?);
+            let mut attempt = 0;
+            while let Some(keys) = request.take() {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("BatchGetItem", &e))?;
+                let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+                self.count_read(items.len());
+                found.extend(items);
+                request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(self.fail_text("BatchGetItem", "keys still unprocessed after retries"));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// How a `TransactWriteItems` ended.
+pub(super) enum Transacted {
+    Done,
+    /// The lease fence failed: the run lost its lease.
+    FenceFailed,
+    /// Another condition failed: an entry changed since it was read.
+    Stale,
+}
+
+/// Why the `open` index could not answer.
+pub(super) enum IndexQuery {
+    /// The table has no such index (created before it existed).
+    Missing(String),
+    Failed(StateError),
+}
+
+/// 25 ms, 50 ms, ... capped at 1.6 s, with jitter.
+pub(super) async fn backoff(attempt: u32) {
+    let base = 25u64 << attempt.min(6);
+    let jitter = fastrand::u64(0..=base / 2);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}

@@ -1,0 +1,487 @@
+//! The DynamoDB state store (`aws` feature): one table for every connector.
+//!
+//! | item | `pk` | `sk` |
+//! |---|---|---|
+//! | connector state | connector id | `STATE` |
+//! | lease | connector id | `LEASE` (`owner`, `acquired_ms`, `expires_ms`) |
+//! | ledger entry | connector id | `ENTRY#<memory id>` (+ `open_pk` while unsettled) |
+//! | entry counts | connector id | `COUNTS` (a number attribute per status) |
+//! | run record | connector id | `RUN#<started_at, RFC 3339 ms>#<run id>` (+ TTL `expire_at`) |
+//!
+//! - The lease is a conditional `PutItem` (free, expired, or ours), the
+//!   pattern Powertools' idempotency uses; a refusal returns the holder with
+//!   `ReturnValuesOnConditionCheckFailure`.
+//! - A page of memory ids is looked up with `BatchGetItem` (100 keys a call,
+//!   strongly consistent, `UnprocessedKeys` retried with backoff).
+//! - A checkpoint is one `TransactWriteItems` with a `ConditionCheck` on the
+//!   lease as fence. Above 100 items it is split (docs/decisions: each part
+//!   carries the fence, entries first, connector state and run record in the
+//!   last part), so a crash between parts loses only bookkeeping of that
+//!   batch, never claims progress that was not written.
+//! - Run records carry the TTL attribute `expire_at` (`retention_days` after
+//!   they started) so DynamoDB expires history on its own; `prune_runs` is
+//!   the exact, immediate form the cleanup function runs.
+//! - Ledger entries that are not settled (every status but `processed` and
+//!   `waiting_transcript`) carry `open_pk` = `<connector>#<status>`, the key
+//!   of the sparse, keys-only global index `open` (sort key `sk`). Listing
+//!   entries by status (the confirmation at the start of every run, `failed`,
+//!   `retry-failed`) queries that index and reads the items it names with a
+//!   consistent `BatchGetItem`, so it costs what it finds, not the ledger.
+//! - Entry counts per status live in one item per connector (`sk` =
+//!   `COUNTS`, a number attribute per status), changed with `ADD` in the
+//!   same transaction as the entries. Each entry put is conditional on the
+//!   status the count change assumed (read just before), so a concurrent
+//!   writer makes the transaction fail and retry instead of the counts
+//!   drifting. `status` is one `GetItem`, whatever the ledger's size.
+//! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
+//!   listings and retention, not on the sync path).
+//!
+//! Items of the ledger, state and runs are the serde form of the records
+//! (`serde_dynamo`), timestamps RFC 3339; the lease keeps epoch milliseconds
+//! so the condition can compare them.
+
+mod counts;
+mod io;
+mod items;
+mod keys;
+mod table;
+
+use io::{IndexQuery, Transacted, backoff};
+use keys::*;
+pub use keys::{OPEN_INDEX, TTL_ATTRIBUTE};
+
+use super::{
+    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+};
+use crate::config::StateConfig;
+use crate::ids::{ConnectorId, MemoryId, RunId};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The environment variable that names the table (wins over `state.table`).
+pub const TABLE_ENV: &str = "STATE_TABLE";
+
+/// The DynamoDB [`StateStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    history_ttl: Option<Duration>,
+    /// Items returned by reads (queries, look-ups, scans) since `new`:
+    /// what the reads cost, for tests and cost checks.
+    items_read: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoStore").field("table", &self.table).finish()
+    }
+}
+
+impl DynamoStore {
+    /// A store on `table` through `client` (no call is made).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), history_ttl: None, items_read: Arc::default() }
+    }
+
+    /// Run records expire (DynamoDB TTL) this long after they started.
+    pub fn with_history_ttl(mut self, ttl: Duration) -> Self {
+        self.history_ttl = Some(ttl);
+        self
+    }
+
+    /// The store `state` names: table from `STATE_TABLE` or `state.table`,
+    /// history TTL from `state.cleanup.retention_days`, client from the
+    /// default AWS chain ([`crate::aws::sdk_config`]).
+    pub async fn from_config(state: &StateConfig) -> Result<Self, StateError> {
+        let table = std::env::var(TABLE_ENV).ok().filter(|t| !t.is_empty()).or_else(|| state.table.clone());
+        let Some(table) = table else {
+            return Err(StateError::Unsupported(format!(
+                "dynamodb needs a table: set state.table or the {TABLE_ENV} environment variable"
+            )));
+        };
+        let client = Client::new(&crate::aws::sdk_config().await);
+        Ok(Self::for_table(client, table, state))
+    }
+
+    /// [`DynamoStore::from_config`] with a client already built (Lambda cold start).
+    pub fn for_table(client: Client, table: String, state: &StateConfig) -> Self {
+        let store = Self::new(client, table);
+        if state.cleanup.enabled && state.cleanup.retention_days > 0 {
+            store.with_history_ttl(Duration::from_secs(u64::from(state.cleanup.retention_days) * 86_400))
+        } else {
+            store
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Items returned by this store's reads so far (clones share the count).
+    pub fn items_read(&self) -> u64 {
+        self.items_read.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self, items: usize) {
+        self.items_read.fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn try_acquire_lease(
+        &self,
+        connector: &ConnectorId,
+        owner: &RunId,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<LeaseOutcome, StateError> {
+        let lease = Lease::new(owner.clone(), now, ttl);
+        let mut item = key(connector, LEASE_SK);
+        item.insert("owner".into(), AttributeValue::S(owner.as_str().to_owned()));
+        item.insert("acquired_ms".into(), AttributeValue::N(lease.acquired_at.timestamp_millis().to_string()));
+        item.insert("expires_ms".into(), AttributeValue::N(lease.expires_at.timestamp_millis().to_string()));
+        // `now` in whole milliseconds: expires (whole ms) <= now  <=>  expires_ms <= floor(now_ms).
+        let now_ms = now.timestamp_millis();
+        for attempt in 1..=MAX_RETRIES {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#pk) OR #expires <= :now OR #owner = :owner")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#expires", "expires_ms")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+                .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let error = match put {
+                Ok(_) => return Ok(LeaseOutcome::Acquired(lease)),
+                Err(error) => error,
+            };
+            let Some(refused) = error.as_service_error().and_then(|s| match s {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
+                _ => None,
+            }) else {
+                return Err(self.fail("PutItem (lease)", &error));
+            };
+            let holder = match refused.item() {
+                Some(item) => Some(self.lease_from(item)?),
+                None => self.lease(connector).await?,
+            };
+            match holder {
+                Some(held) if !held.can_be_taken_by(owner, now) => return Ok(LeaseOutcome::Held(held)),
+                // Released or changed between the write and the read: try again.
+                _ => backoff(attempt).await,
+            }
+        }
+        Err(self.fail_text("PutItem (lease)", "the lease kept changing while acquiring it"))
+    }
+
+    async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(connector, LEASE_SK)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(self.fail("DeleteItem (lease)", &e)),
+        }
+    }
+
+    async fn lease(&self, connector: &ConnectorId) -> Result<Option<Lease>, StateError> {
+        self.get(connector, LEASE_SK, "GetItem (lease)").await?.map(|item| self.lease_from(&item)).transpose()
+    }
+
+    async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
+        self.get(connector, STATE_SK, "GetItem (state)")
+            .await?
+            .map(|item| self.record("connector state", item))
+            .transpose()
+    }
+
+    async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
+        let mut ids = BTreeSet::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression("#pk")
+                .expression_attribute_names("#pk", PK)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.fail("Scan (connectors)", &e))?;
+            let items = page.items.unwrap_or_default();
+            self.count_read(items.len());
+            for item in items {
+                if let Some(AttributeValue::S(id)) = item.get(PK) {
+                    // `#`-partitions (the cache) are not connectors: ids start alphanumeric.
+                    if !id.starts_with('#') {
+                        ids.insert(id.clone());
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(ids.into_iter().map(ConnectorId::new).collect()),
+            }
+        }
+    }
+
+    async fn entries(
+        &self,
+        connector: &ConnectorId,
+        ids: &[MemoryId],
+    ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
+            let entry: LedgerEntry = self.record("ledger entry", item)?;
+            found.insert(entry.memory_id.clone(), entry);
+        }
+        Ok(found)
+    }
+
+    async fn entries_with_status(
+        &self,
+        connector: &ConnectorId,
+        statuses: &[EntryStatus],
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StateError> {
+        let wanted: BTreeSet<EntryStatus> = statuses.iter().copied().collect();
+        if wanted.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        if wanted.iter().all(|status| is_open(*status)) {
+            match self.open_ids(connector, &wanted, limit).await {
+                Ok(ids) => {
+                    // The index is eventually consistent: read the items
+                    // themselves (consistently) and keep those still wanted.
+                    let found = self.entries(connector, &ids).await?;
+                    let mut out: Vec<LedgerEntry> =
+                        found.into_values().filter(|e| wanted.contains(&e.status)).collect();
+                    out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+                    return Ok(out);
+                }
+                Err(IndexQuery::Missing(detail)) => {
+                    tracing::warn!(table = %self.table, %detail, "the state table has no `open` index (deployed before it existed?): listing entries by status reads the whole ledger; update the stack");
+                }
+                Err(IndexQuery::Failed(e)) => return Err(e),
+            }
+        }
+        // A filter expression would still read the whole ledger; the status
+        // is checked here instead so the page size stays the query's.
+        let mut out = Vec::new();
+        let items = self
+            .query_all("Query (entries by status)", connector, SortRange::Prefix(ENTRY_PREFIX), None, None, true)
+            .await?;
+        for item in items {
+            let entry: LedgerEntry = self.record("ledger entry", item)?;
+            if wanted.contains(&entry.status) {
+                out.push(entry);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
+        let mut counts = BTreeMap::new();
+        let Some(item) = self.get(connector, COUNTS_SK, "GetItem (status counts)").await? else {
+            return Ok(counts);
+        };
+        for status in EntryStatus::ALL {
+            let n = match item.get(status.as_str()) {
+                None => continue,
+                Some(value) => value.as_n().ok().and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| {
+                    self.corrupt("entry counts", format!("{} is not a number: {value:?}", status.as_str()))
+                })?,
+            };
+            if n > 0 {
+                counts.insert(status, n as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
+        let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
+        // One action per item in a transaction: the last entry of a memory wins.
+        let mut latest: BTreeMap<MemoryId, LedgerEntry> = BTreeMap::new();
+        for entry in entries {
+            latest.insert(entry.memory_id.clone(), entry);
+        }
+        let latest: Vec<LedgerEntry> = latest.into_values().collect();
+        let mut last = Vec::with_capacity(2);
+        // State and run record last: the last part of a split checkpoint.
+        if let Some(state) = &state {
+            last.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
+        }
+        if let Some(run) = &run {
+            last.push(self.put(self.run_item(connector, run)?)?);
+        }
+        let lost = |owner: &Option<RunId>| StateError::LeaseLost {
+            connector: connector.clone(),
+            owner: owner.clone().unwrap_or_else(|| RunId::new("")),
+        };
+        if latest.is_empty() && last.is_empty() {
+            if let Some(owner) = &lease_owner
+                && self.lease(connector).await?.map(|l| l.owner).as_ref() != Some(owner)
+            {
+                return Err(lost(&lease_owner));
+            }
+            return Ok(());
+        }
+        let fence = lease_owner.as_ref().map(|owner| self.fence(connector, owner)).transpose()?;
+        // Each part: the fence, its entries, the counts' change, and in the
+        // last part the state and the run record.
+        let per_part = TRANSACT_MAX - usize::from(fence.is_some()) - 1 - last.len();
+        let mut parts: Vec<&[LedgerEntry]> = latest.chunks(per_part).collect();
+        if parts.is_empty() {
+            parts.push(&[]);
+        }
+        let count = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let tail = if i + 1 == count { last.as_slice() } else { &[] };
+            let mut attempt = 0;
+            loop {
+                let actions = self.checkpoint_part(connector, fence.as_ref(), part, tail).await?;
+                match self.transact(actions, fence.is_some()).await? {
+                    Transacted::Done => break,
+                    Transacted::FenceFailed => return Err(lost(&lease_owner)),
+                    // An entry changed between our read and the write (a
+                    // concurrent `retry-failed`): read again, recount.
+                    Transacted::Stale => {
+                        attempt += 1;
+                        if attempt > MAX_RETRIES {
+                            return Err(self
+                                .fail_text("TransactWriteItems", "ledger entries kept changing while being written"));
+                        }
+                        backoff(attempt).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let items =
+            self.query_all("Query (runs)", connector, SortRange::Prefix(RUN_PREFIX), None, Some(limit), false).await?;
+        items.into_iter().map(|item| self.record("run record", item)).collect()
+    }
+
+    async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
+        // Hold the connector while deleting, so no run starts half-way.
+        let me = RunId::new(format!("reset-{:016x}", fastrand::u64(..)));
+        match self.try_acquire_lease(connector, &me, now, RESET_LEASE).await? {
+            LeaseOutcome::Held(held) => {
+                return Err(StateError::Busy {
+                    connector: connector.clone(),
+                    owner: held.owner,
+                    expires_at: held.expires_at,
+                });
+            }
+            LeaseOutcome::Acquired(_) => {}
+        }
+        let items = self
+            .query_all("Query (reset)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#pk, #sk"), None, true)
+            .await?;
+        let mut keys: Vec<Item> = items;
+        keys.push(key(connector, STATE_SK));
+        keys.push(key(connector, COUNTS_SK));
+        self.batch_delete(keys).await?;
+        self.release_lease(connector, &me).await
+    }
+
+    async fn cache_get(&self, cache_key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let Some(item) = self.get(&cache_partition(), cache_key, "GetItem (cache)").await? else {
+            return Ok(None);
+        };
+        let expired = item
+            .get("expires")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|at| at <= now.timestamp_millis());
+        if expired {
+            return Ok(None);
+        }
+        Ok(item.get("value").and_then(|v| v.as_s().ok()).cloned())
+    }
+
+    async fn cache_put(
+        &self,
+        cache_key: &str,
+        value: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        let mut item = key(&cache_partition(), cache_key);
+        item.insert("value".into(), AttributeValue::S(value.to_owned()));
+        if let Some(at) = expires_at {
+            item.insert("expires".into(), AttributeValue::N(at.timestamp_millis().to_string()));
+            // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
+            item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem (cache)", &e))?;
+        Ok(())
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let mut removed = 0u64;
+        for connector in self.connectors().await? {
+            let keys = self
+                .query_all(
+                    "Query (prune runs)",
+                    &connector,
+                    SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
+                    Some("#pk, #sk"),
+                    None,
+                    true,
+                )
+                .await?;
+            removed += keys.len() as u64;
+            self.batch_delete(keys).await?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

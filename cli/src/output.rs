@@ -38,6 +38,12 @@ pub fn print_report(report: &RunReport) {
             c.rejected, c.deferred, c.backing_off
         );
     }
+    if c.recovered + c.held_back + c.duplicates_removed > 0 {
+        println!(
+            "  after an interrupted run: found in LightRAG {} | held back {} | duplicate records removed {}",
+            c.recovered, c.held_back, c.duplicates_removed
+        );
+    }
     if c.confirmed + c.lightrag_failed + c.stuck + report.unconfirmed > 0 {
         println!(
             "  LightRAG: processed {} | failed in LightRAG {} | still queued {} | stuck {}",

@@ -323,6 +323,21 @@ impl LightragSim {
         self.shared.clear_faults();
     }
 
+    /// Requests with a name containing `marker` are enqueued `delay` after
+    /// LightRAG answered them (zero: at once): until then their names are
+    /// not listed and not seen by the 409 check, as on a loaded server.
+    pub fn slow_enqueue(&self, marker: &str, delay: Duration) {
+        self.shared.store().slow_enqueue(marker, delay);
+    }
+
+    /// Accepted requests whose documents are not enqueued yet (plus the one
+    /// driving processing): the pipeline status's `pending_enqueues`.
+    pub fn pending_enqueues(&self) -> usize {
+        let mut store = self.shared.store();
+        store.advance(Instant::now());
+        store.pending_enqueues()
+    }
+
     /// Documents whose text contains `marker` end `failed` (an LLM failure).
     pub fn fail_texts_containing(&self, marker: &str) {
         self.shared.store().fail_texts_containing(marker);

@@ -5,12 +5,11 @@
 use crate::config::ConnectorConfig;
 use crate::ids::DocId;
 use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
-use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
+use crate::lightrag::{DuplicateRecord, PipelineState, Preflight, RemoteStatus, Removal, TrackedDoc};
 use crate::memory_api::model::FetchedPage;
 use crate::sync::MemorySource;
 use crate::telemetry::metrics::Metrics;
 use crate::transform::Document;
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -111,8 +110,16 @@ impl DocumentSink for TimedSink {
         result
     }
 
-    async fn stored_since(&self, since: DateTime<Utc>) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
-        self.inner.stored_since(since).await
+    async fn pipeline(&self) -> Result<Option<PipelineState>, SinkError> {
+        self.inner.pipeline().await
+    }
+
+    async fn duplicates(&self) -> Result<Vec<DuplicateRecord>, SinkError> {
+        self.inner.duplicates().await
+    }
+
+    async fn remove(&self, ids: &[DocId], wait: std::time::Duration) -> Result<Removal, SinkError> {
+        self.inner.remove(ids, wait).await
     }
 
     async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {

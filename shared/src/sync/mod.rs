@@ -6,7 +6,9 @@
 
 mod confirm;
 mod deliver;
+mod duplicates;
 mod plan;
+mod recover;
 mod report;
 
 use deliver::{Body, Work};
@@ -385,7 +387,8 @@ impl SyncEngine {
         }
     }
 
-    /// Returns whether the run stopped early (deadline). A run-level failure
+    /// Returns whether the run left work to the next one (its deadline, or
+    /// documents held back after an interrupted run). A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(
         &self,
@@ -412,11 +415,22 @@ impl SyncEngine {
             report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
         }
 
+        // Documents a dead run was sending that LightRAG turned out to hold:
+        // the end-of-run wait follows them too.
+        let mut found_sent = Vec::new();
         if self.settings.confirm && !options.dry_run {
-            self.confirm(run_id, report, confirm::Submitted::Listed).await?;
+            found_sent = self.confirm(run_id, report, confirm::Submitted::Listed).await?.found;
         }
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
+        if let Some(at) = interrupted_at {
+            info!(since = %at, "the previous run was interrupted; what it was sending is checked before anything is sent");
+        }
+        let held_back = if self.settings.confirm && !options.dry_run {
+            self.recover_in_flight(run_id, options, report, &mut entries, &mut found_sent).await?
+        } else {
+            std::collections::HashSet::new()
+        };
         let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
@@ -425,6 +439,10 @@ impl SyncEngine {
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
         for memory in memories {
+            if held_back.contains(&memory.id) {
+                report.counts.held_back += 1;
+                continue;
+            }
             let entry = entries.get(&memory.id);
             let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
             let kind = action.kind();
@@ -460,24 +478,20 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        // What the end-of-run wait reads back: this run's submissions, and
-        // after an interrupted run what that run had sent and recorded (the
-        // ones it sent without recording are recovered below and join).
+        // What the end-of-run wait reads back: this run's submissions, after
+        // an interrupted run every submitted document of the page (what the
+        // dead runs, maybe several in a row, had sent and recorded), and what
+        // dead runs were sending that LightRAG turned out to hold.
         let mut submitted: Vec<MemoryId> = match interrupted_at {
-            Some(at) => entries
+            Some(_) => entries
                 .values()
-                .filter(|e| e.status == EntryStatus::Submitted && e.last_ingested.is_some_and(|t| t >= at))
+                .filter(|e| e.status == EntryStatus::Submitted)
                 .map(|e| e.memory_id.clone())
                 .collect(),
             None => Vec::new(),
         };
-        let work = match interrupted_at {
-            Some(at) if self.settings.confirm && !work.is_empty() => {
-                info!(since = %at, "the previous run was interrupted; checking what it already sent");
-                self.recover_sent(run_id, at, work, &mut entries, report, &mut submitted).await?
-            }
-            _ => work,
-        };
+        let known: std::collections::HashSet<MemoryId> = submitted.iter().cloned().collect();
+        submitted.extend(found_sent.into_iter().filter(|id| !known.contains(id)));
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
@@ -487,8 +501,12 @@ impl SyncEngine {
             } else {
                 self.await_processing(run_id, options, report, &submitted).await?;
             }
+            let c = &report.counts;
+            if interrupted_at.is_some() || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
+                self.remove_duplicates(report).await;
+            }
         }
-        Ok(stopped_early)
+        Ok(stopped_early || report.counts.held_back > 0)
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {

@@ -48,7 +48,13 @@ const MAX_ESCAPED_PART: usize = 96;
 /// can only be the separator and `.` only the extension's. LightRAG keeps the
 /// basename as the document's identity (`doc-` + md5(basename)).
 pub fn file_source(context_id: &str, memory_id: &str) -> String {
-    format!("memory_{}_{}.txt", escape_part(context_id), escape_part(memory_id))
+    format!("{}{}.txt", name_prefix(context_id), escape_part(memory_id))
+}
+
+/// How every document name of context `context_id` starts (no other
+/// context's names start so: an escaped part holds no `_`).
+pub fn name_prefix(context_id: &str) -> String {
+    format!("memory_{}_", escape_part(context_id))
 }
 
 fn escape_part(raw: &str) -> String {

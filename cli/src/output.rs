@@ -40,7 +40,7 @@ pub fn print_report(report: &RunReport) {
     }
     if c.recovered + c.held_back + c.duplicates_removed > 0 {
         println!(
-            "  after an interrupted run: found in LightRAG {} | held back {} | duplicate records removed {}",
+            "  recovery: sent by a run that died, found in LightRAG {} | held back for a later run {} | duplicate records removed {}",
             c.recovered, c.held_back, c.duplicates_removed
         );
     }

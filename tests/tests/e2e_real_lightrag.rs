@@ -364,3 +364,47 @@ async fn killed_while_replacing_then_rerun_sends_no_second_copy() {
     let after = sync(&ws).await;
     assert_eq!((count(&after, "new"), count(&after, "updated")), (0, 0), "{}", after.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_record_of_one_of_its_names_is_removed_and_reported() {
+    let Some(url) = real_url() else { return };
+    let _serial = SERIAL.lock().await;
+    let ctx = context("REALF");
+    let mem = memory_sim(&ctx, 6, 41).await;
+    let ws = workspace(&mem, &url, &ctx, 5);
+    // Another writer (or an older connector) sent one of this connector's
+    // names twice before LightRAG had enqueued the first copy.
+    let id = mem
+        .expected(&ctx)
+        .iter()
+        .find(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
+        .and_then(|m| m["id"].as_str().map(str::to_owned).or_else(|| m["id"].as_u64().map(|n| n.to_string())))
+        .expect("a memory with a transcript");
+    let name = connector_core::transform::file_source(&ctx, &id);
+    slow_enqueue(&name, 2).await;
+    let http = reqwest::Client::new();
+    for copy in ["Yara wrote the first copy in Quito.", "Yara wrote the second copy in Quito."] {
+        let answer = http
+            .post(format!("{url}/documents/text"))
+            .json(&json!({"text": copy, "file_source": name}))
+            .send()
+            .await
+            .expect("insert");
+        assert!(answer.status().is_success(), "{answer:?}");
+    }
+    slow_enqueue(&name, 0).await;
+    let waited = Instant::now();
+    while lightrag_docs(&url, &ctx).await.len() < 2 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "LightRAG never enqueued the two copies");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lightrag_docs(&url, &ctx).await.iter().any(|d| d["id"].as_str().is_some_and(|i| i.starts_with("dup-"))));
+
+    let run = sync(&ws).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(count(&run, "duplicates_removed"), 1, "{}", run.stdout);
+    assert!(run.json()["warnings"].to_string().contains("removed 1 duplicate record"), "{}", run.stdout);
+    assert_eq!(assert_one_to_one(&url, &ctx, &ws).await, with_text(&mem, &ctx));
+    let kept = lightrag_docs(&url, &ctx).await.into_iter().find(|d| d["file_path"] == json!(name)).expect("kept");
+    assert_eq!(kept["content_summary"], json!("Yara wrote the first copy in Quito."), "the original is kept");
+}

@@ -161,6 +161,49 @@ async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
     assert_eq!(counts.get(&EntryStatus::Failed), None);
 }
 
+/// An invocation that timed out (its sandbox gone mid-request) right after
+/// LightRAG accepted a document it had not enqueued yet: the next invocation
+/// finds the document LightRAG enqueued and does not send a second copy
+/// (which LightRAG would record as a failed `dup-` document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_cut_off_after_lightrag_accepted_a_document_sends_no_second_copy() {
+    if !emulators("sync handler: an_invocation_cut_off_after_lightrag_accepted_a_document_sends_no_second_copy") {
+        return;
+    }
+    let s = stack(Duration::from_millis(20), Duration::from_secs(1)).await;
+    s.lightrag.slow_enqueue("memory_", Duration::from_secs(2));
+    let payload = json!({"connector_id": CONNECTOR});
+    let cut_off = sync_function::handler(&s.function, event(payload.clone(), Duration::from_secs(600)));
+    tokio::pin!(cut_off);
+    loop {
+        tokio::select! {
+            answer = &mut cut_off => panic!("the run ended before it could be cut off: {answer:?}"),
+            () = tokio::time::sleep(Duration::from_millis(2)) => {
+                if s.lightrag.pending_enqueues() > 0 {
+                    break;
+                }
+            }
+        }
+    }
+    // The sandbox is gone; its lease would expire, as if it did.
+    let store = s.function.store();
+    let c = ConnectorId::new(CONNECTOR);
+    let lease = store.lease(&c).await.expect("lease").expect("the cut-off invocation's lease");
+    store.release_lease(&c, &lease.owner).await.expect("release");
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert!(counts.get(&EntryStatus::Sending).is_some_and(|n| *n > 0), "it left its marks: {counts:?}");
+
+    let next = sync_function::handler(&s.function, event(payload, Duration::from_secs(600))).await.expect("next");
+    assert_eq!(next["status"], "completed", "{next:#}");
+    assert!(next["counts"]["recovered"].as_u64().is_some_and(|n| n > 0), "{next:#}");
+    let docs = s.lightrag.documents();
+    assert!(docs.iter().all(|d| !d.id.starts_with("dup-")), "{docs:?}");
+    let names: std::collections::HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
+    assert_eq!(names.len(), docs.len(), "no memory was stored twice");
+    assert_eq!(delivered(store.as_ref()).await, docs.len() as u64, "the ledger in DynamoDB matches LightRAG");
+    assert_eq!(store.status_counts(&c).await.expect("counts").get(&EntryStatus::Sending), None);
+}
+
 /// The Lambda sync enriches as `serve` does: a transcript for a recording
 /// without one, a description of a photo, place names; the OpenAI key comes
 /// from the same Secrets Manager secret, and the results are cached in the

@@ -483,11 +483,9 @@ impl SyncEngine {
         // dead runs, maybe several in a row, had sent and recorded), and what
         // dead runs were sending that LightRAG turned out to hold.
         let mut submitted: Vec<MemoryId> = match interrupted_at {
-            Some(_) => entries
-                .values()
-                .filter(|e| e.status == EntryStatus::Submitted)
-                .map(|e| e.memory_id.clone())
-                .collect(),
+            Some(_) => {
+                entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.clone()).collect()
+            }
             None => Vec::new(),
         };
         let known: std::collections::HashSet<MemoryId> = submitted.iter().cloned().collect();

@@ -121,6 +121,15 @@ impl Workspace {
         let mut cmd = tokio::process::Command::from(self.command(args));
         cmd.output().await.expect("run memory-connector").into()
     }
+
+    /// Starts the binary with its output discarded (for tests that kill it).
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::from(self.command(args))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn memory-connector")
+    }
 }
 
 impl Default for Workspace {

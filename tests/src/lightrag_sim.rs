@@ -305,6 +305,18 @@ impl LightragSim {
         self.shared.store().documents(Instant::now())
     }
 
+    /// Each stored name with its record count, after asserting there is no
+    /// `dup-` record and no name twice.
+    pub fn assert_names_once(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut names = std::collections::BTreeMap::new();
+        for doc in self.documents() {
+            assert!(!doc.id.starts_with("dup-"), "duplicate record {doc:?}");
+            *names.entry(doc.file_path.clone()).or_insert(0) += 1;
+        }
+        assert!(names.values().all(|n| *n == 1), "{names:?}");
+        names
+    }
+
     /// The record stored under a name (basename), if any.
     pub fn document_named(&self, file_path: &str) -> Option<SimDocument> {
         self.documents().into_iter().find(|d| d.file_path == file_path)

@@ -144,13 +144,7 @@ async fn three_hundred_memories_rerun_edits_and_late_transcripts() {
     assert_eq!((count(&rerun, "new"), count(&rerun, "updated")), (0, 0));
     assert_eq!(lightrag_docs(&url, &ctx).await.len(), stored);
 
-    let edited: Vec<String> = mem
-        .expected(&ctx)
-        .iter()
-        .filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .filter_map(|m| m["id"].as_str().map(str::to_owned).or_else(|| m["id"].as_u64().map(|n| n.to_string())))
-        .take(10)
-        .collect();
+    let edited: Vec<String> = mem.ids_with_transcript(&ctx).into_iter().take(10).collect();
     assert_eq!(mem.edit_transcripts(&ctx, &edited, " (edited later)"), 10);
     let mut updated = 0;
     for _ in 0..6 {
@@ -233,15 +227,11 @@ async fn killed_mid_run_then_rerun_leaves_nothing_missing_or_duplicated() {
 
 /// A `sync` child process, output discarded (the tests kill it).
 fn spawn_sync(ws: &Workspace) -> tokio::process::Child {
-    tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn")
+    ws.spawn(&["sync", "--connector-id", "personal-memories"])
 }
 
 fn with_text(mem: &MemorySim, ctx: &str) -> usize {
-    mem.expected(ctx).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count()
+    mem.ids_with_transcript(ctx).len()
 }
 
 fn fake_llm() -> String {
@@ -339,13 +329,7 @@ async fn killed_while_replacing_then_rerun_sends_no_second_copy() {
     };
     let before = lengths(lightrag_docs(&url, &ctx).await);
 
-    let edited: Vec<String> = mem
-        .expected(&ctx)
-        .iter()
-        .filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .filter_map(|m| m["id"].as_str().map(str::to_owned).or_else(|| m["id"].as_u64().map(|n| n.to_string())))
-        .take(6)
-        .collect();
+    let edited: Vec<String> = mem.ids_with_transcript(&ctx).into_iter().take(6).collect();
     assert_eq!(mem.edit_transcripts(&ctx, &edited, " (edited later)"), 6);
     slow_enqueue(&ctx, HELD_SECONDS).await;
     // Killed once LightRAG accepted the new texts of a replace (the old
@@ -374,12 +358,7 @@ async fn a_duplicate_record_of_one_of_its_names_is_removed_and_reported() {
     let ws = workspace(&mem, &url, &ctx, 5);
     // Another writer (or an older connector) sent one of this connector's
     // names twice before LightRAG had enqueued the first copy.
-    let id = mem
-        .expected(&ctx)
-        .iter()
-        .find(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .and_then(|m| m["id"].as_str().map(str::to_owned).or_else(|| m["id"].as_u64().map(|n| n.to_string())))
-        .expect("a memory with a transcript");
+    let id = mem.ids_with_transcript(&ctx).into_iter().next().expect("a memory with a transcript");
     let name = connector_core::transform::file_source(&ctx, &id);
     slow_enqueue(&name, 2).await;
     let http = reqwest::Client::new();

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use sims::harness::{CliRun, ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimFault, SimRoute};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const MEMORY_KEY: &str = "mem-key-5e1f0c";
@@ -54,29 +53,11 @@ async fn sync(ws: &Workspace) -> CliRun {
 }
 
 fn spawn_sync(ws: &Workspace) -> tokio::process::Child {
-    tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn sync")
+    ws.spawn(&["sync", "--connector-id", "personal-memories"])
 }
 
 fn with_transcript(mem: &MemorySim) -> usize {
-    mem.expected(CTX)
-        .iter()
-        .filter(|m| m.get("transcript").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()))
-        .count()
-}
-
-/// Every name once, no `dup-` record.
-fn names_once(rag: &LightragSim) -> BTreeMap<String, usize> {
-    let mut names = BTreeMap::new();
-    for doc in rag.documents() {
-        assert!(!doc.id.starts_with("dup-"), "duplicate record {doc:?}");
-        *names.entry(doc.file_path.clone()).or_insert(0) += 1;
-    }
-    assert!(names.values().all(|n| *n == 1), "{names:?}");
-    names
+    mem.ids_with_transcript(CTX).len()
 }
 
 /// Waits (up to 20 s) until LightRAG has accepted an insert request it has
@@ -87,6 +68,23 @@ async fn wait_accepted(rag: &LightragSim) {
         assert!(waited.elapsed() < Duration::from_secs(20), "LightRAG never accepted an insert");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Sends two texts under `name` before LightRAG enqueued the first: it
+/// keeps the first and records the second as a failed `dup-` document.
+async fn send_twice(rag: &LightragSim, name: &str, texts: [&str; 2]) {
+    rag.slow_enqueue(name, Duration::from_millis(300));
+    let http = reqwest::Client::new();
+    for text in texts {
+        let answer = http
+            .post(format!("{}/documents/text", rag.url()))
+            .json(&json!({"text": text, "file_source": name}))
+            .send()
+            .await
+            .expect("insert");
+        assert!(answer.status().is_success());
+    }
+    rag.slow_enqueue(name, Duration::ZERO);
 }
 
 fn ledger(ws: &Workspace) -> Value {
@@ -116,7 +114,7 @@ async fn killed_right_after_lightrag_accepted_then_reruns_send_no_second_copy() 
         assert_eq!(third.code, 0, "{backend}: {}\n{}", third.stdout, third.stderr);
         let report = third.json();
         assert!(report["counts"]["recovered"].as_u64().is_some_and(|n| n > 0), "{backend}: {report}");
-        assert_eq!(names_once(&rag).len(), with_transcript(&mem), "{backend}");
+        assert_eq!(rag.assert_names_once().len(), with_transcript(&mem), "{backend}");
         assert_eq!(ledger(&ws)["sending"], json!(0), "{backend}");
     }
 }
@@ -128,13 +126,7 @@ async fn killed_while_replacing_then_rerun_sends_no_second_copy() {
     let ws = workspace(&mem, &rag, "json", "state.json", 30);
     let first = sync(&ws).await;
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
-    let edited: Vec<String> = mem
-        .expected(CTX)
-        .iter()
-        .filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .filter_map(|m| m["id"].as_str().map(str::to_owned))
-        .take(6)
-        .collect();
+    let edited: Vec<String> = mem.ids_with_transcript(CTX).into_iter().take(6).collect();
     assert_eq!(mem.edit_transcripts(CTX, &edited, " (edited later)"), 6);
     rag.slow_enqueue(CTX, Duration::from_secs(3));
     let mut replacing = spawn_sync(&ws);
@@ -143,7 +135,7 @@ async fn killed_while_replacing_then_rerun_sends_no_second_copy() {
 
     let rerun = sync(&ws).await;
     assert_eq!(rerun.code, 0, "{}\n{}", rerun.stdout, rerun.stderr);
-    assert_eq!(names_once(&rag).len(), with_transcript(&mem));
+    assert_eq!(rag.assert_names_once().len(), with_transcript(&mem));
     let edited_texts = rag.documents().iter().filter(|d| d.text.contains("(edited later)")).count();
     assert_eq!(edited_texts, 6, "LightRAG holds the edited texts");
     let after = sync(&ws).await;
@@ -180,7 +172,7 @@ async fn documents_lightrag_is_still_enqueuing_are_held_back_to_a_later_run() {
     let later = sync(&ws).await;
     assert_eq!(later.code, 0, "{}\n{}", later.stdout, later.stderr);
     assert_eq!(later.json()["counts"]["recovered"], json!(held), "{}", later.stdout);
-    assert_eq!(names_once(&rag).len(), with_transcript(&mem));
+    assert_eq!(rag.assert_names_once().len(), with_transcript(&mem));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +194,7 @@ async fn a_mark_whose_request_never_left_is_sent_once_lightrag_had_time_to_take_
     assert!(started.elapsed() >= Duration::from_secs(3), "a fresh mark is given time to show up in LightRAG");
     assert!(rerun.stderr.contains("they never reached it"), "{}", rerun.stderr);
     assert_eq!(rerun.json()["counts"]["recovered"], json!(0));
-    assert_eq!(names_once(&rag).len(), with_transcript(&mem));
+    assert_eq!(rag.assert_names_once().len(), with_transcript(&mem));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,25 +204,9 @@ async fn a_duplicate_record_someone_else_made_is_removed_and_reported() {
     let ws = workspace(&mem, &rag, "json", "state.json", 30);
     // Another writer sent one of this connector's names twice before
     // LightRAG had enqueued the first copy.
-    let id = mem
-        .expected(CTX)
-        .iter()
-        .find(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .and_then(|m| m["id"].as_str().map(str::to_owned))
-        .expect("a memory with a transcript");
+    let id = mem.ids_with_transcript(CTX).into_iter().next().expect("a memory with a transcript");
     let name = connector_core::transform::file_source(CTX, &id);
-    rag.slow_enqueue(&name, Duration::from_millis(300));
-    let http = reqwest::Client::new();
-    for copy in ["first copy", "second copy"] {
-        let answer = http
-            .post(format!("{}/documents/text", rag.url()))
-            .json(&json!({"text": copy, "file_source": name}))
-            .send()
-            .await
-            .expect("insert");
-        assert!(answer.status().is_success());
-    }
-    rag.slow_enqueue(&name, Duration::ZERO);
+    send_twice(&rag, &name, ["first copy", "second copy"]).await;
     let waited = Instant::now();
     while rag.documents().len() < 2 {
         assert!(waited.elapsed() < Duration::from_secs(10), "{:?}", rag.documents());
@@ -238,17 +214,7 @@ async fn a_duplicate_record_someone_else_made_is_removed_and_reported() {
     }
     // A record of another context is not this connector's to remove.
     let other = connector_core::transform::file_source("OTHERCTX", &id);
-    for copy in ["a", "b"] {
-        rag.slow_enqueue(&other, Duration::from_millis(300));
-        let answer = http
-            .post(format!("{}/documents/text", rag.url()))
-            .json(&json!({"text": format!("other {copy}"), "file_source": other}))
-            .send()
-            .await
-            .expect("insert");
-        assert!(answer.status().is_success());
-    }
-    rag.slow_enqueue(&other, Duration::ZERO);
+    send_twice(&rag, &other, ["other a", "other b"]).await;
 
     let run = sync(&ws).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

@@ -326,7 +326,8 @@ impl SyncEngine {
     fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
         let now = Utc::now();
         let Delivered { memory_id, document, replace, result } = delivered;
-        let mut entry = previous.unwrap_or_else(|| new_entry(&memory_id, &document, EntryStatus::Failed, now));
+        let mut entry =
+            previous.unwrap_or_else(|| new_entry(&memory_id, document.file_source.clone(), EntryStatus::Failed, now));
         entry.file_source = document.file_source.clone();
         entry.doc_id = Some(lightrag::doc_id(&document.file_source));
         // With confirmation, the retry budget is spent until LightRAG says
@@ -430,14 +431,19 @@ pub(super) enum FailureSide {
     Lightrag,
 }
 
-/// The first ledger entry of a memory whose document is `document`.
-fn new_entry(memory_id: &MemoryId, document: &Document, status: EntryStatus, now: DateTime<Utc>) -> LedgerEntry {
+/// The first ledger entry of a memory whose document is named `file_source`.
+pub(super) fn new_entry(
+    memory_id: &MemoryId,
+    file_source: String,
+    status: EntryStatus,
+    now: DateTime<Utc>,
+) -> LedgerEntry {
     LedgerEntry {
         memory_id: memory_id.clone(),
         status,
         content_hash: None,
         pending_hash: None,
-        file_source: document.file_source.clone(),
+        file_source,
         doc_id: None,
         track_id: None,
         attempts: 0,
@@ -452,8 +458,9 @@ fn new_entry(memory_id: &MemoryId, document: &Document, status: EntryStatus, now
 /// text on its way and when it left (the rest as it was).
 fn mark(item: &Item, previous: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
     let document = &item.document;
-    let mut entry =
-        previous.cloned().unwrap_or_else(|| new_entry(&item.memory_id, document, EntryStatus::Sending, now));
+    let mut entry = previous
+        .cloned()
+        .unwrap_or_else(|| new_entry(&item.memory_id, document.file_source.clone(), EntryStatus::Sending, now));
     entry.status = EntryStatus::Sending;
     entry.pending_hash = Some(document.hash.clone());
     entry.file_source = document.file_source.clone();

@@ -169,14 +169,7 @@ impl ApiSink {
     /// process; compare it with `lightrag.api.workspace`).
     pub async fn server_info(&self) -> Result<ServerInfo, SinkError> {
         let answer = self.call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry).await?;
-        let body = answer.json().ok_or_else(|| {
-            SinkError::transient(format!(
-                "GET {}{HEALTH_PATH} answered {} with something that is not LightRAG's health JSON: {}",
-                self.shown,
-                answer.status,
-                answer.excerpt(self.secrets())
-            ))
-        })?;
+        let body = self.json_of(&answer, HEALTH_PATH, "health JSON")?;
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         Ok(ServerInfo {
             status: text(body.get("status")),

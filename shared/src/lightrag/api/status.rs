@@ -85,14 +85,7 @@ impl ApiSink {
     /// being enqueued (`pending_enqueues`) and whether the pipeline is busy.
     pub(super) async fn pipeline_state(&self) -> Result<PipelineState, SinkError> {
         let answer = self.call(Method::GET, PIPELINE_PATH, None, BusyConflict::Retry).await?;
-        let body = answer.json().ok_or_else(|| {
-            SinkError::transient(format!(
-                "GET {}{PIPELINE_PATH} answered {} with something that is not LightRAG's pipeline status: {}",
-                self.shown,
-                answer.status,
-                answer.excerpt(self.secrets())
-            ))
-        })?;
+        let body = self.json_of(&answer, PIPELINE_PATH, "pipeline status")?;
         Ok(PipelineState {
             pending_enqueues: body.get("pending_enqueues").and_then(Value::as_u64),
             busy: body.get("busy").and_then(Value::as_bool),

@@ -98,3 +98,51 @@ pub async fn release_abandoned_lease(
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::state::json::JsonStore;
+    use crate::state::{EntryCounts, Lease, LeaseOutcome, Trigger};
+    use std::time::Duration;
+
+    /// `status`'s "failed" count and the `failed` listing are one rule.
+    #[tokio::test]
+    async fn failed_lists_what_status_counts_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JsonStore::open(&dir.path().join("state.json")).await.unwrap();
+        let connector = ConnectorId::new("c");
+        let now = Utc::now();
+        let entries: Vec<LedgerEntry> = EntryStatus::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, s)| LedgerEntry::new(format!("m{i}").into(), format!("f{i}.txt"), *s, now))
+            .collect();
+        store.checkpoint(&connector, Checkpoint { entries, ..Default::default() }).await.unwrap();
+        let listed = failed(&store, &connector).await.unwrap();
+        let counts = EntryCounts::from_sparse(store.status_counts(&connector).await.unwrap());
+        assert_eq!(listed.len() as u64, counts.failed());
+        assert!(listed.iter().all(|e| e.status.is_failed()));
+        assert!(!listed.iter().any(|e| e.status == EntryStatus::UpdatePending));
+        assert_eq!(retry_failed(&store, &connector).await.unwrap(), EntryStatus::REPLAYABLE.len());
+    }
+
+    /// Both shapes reset through here; only the binary releases a dead holder's lease.
+    #[tokio::test]
+    async fn reset_releases_a_killed_runs_lease_only_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JsonStore::open(&dir.path().join("state.json")).await.unwrap();
+        let connector = ConnectorId::new("c");
+        // A pid that cannot exist on this host: the holder is gone.
+        let dead = RunId::new(format!("20260101T000000000Z-00000000@{}:4194305", crate::ids::this_host()));
+        let now = Utc::now();
+        let taken = store.try_acquire_lease(&connector, &dead, now, Duration::from_secs(3600)).await.unwrap();
+        assert!(matches!(taken, LeaseOutcome::Acquired(Lease { .. })));
+        let kept = reset(&store, &connector, AbandonedLeases::Keep, now).await;
+        assert!(matches!(kept, Err(StateError::Busy { .. })), "{kept:?}");
+        let done = reset(&store, &connector, AbandonedLeases::Release, now).await.unwrap();
+        assert_eq!(done.released_lease, Some(dead));
+        assert_eq!(Trigger::parse("from-the-future"), Trigger::Unknown);
+    }
+}

@@ -428,9 +428,24 @@ impl Service {
                 return;
             }
             let before = Utc::now() - chrono::Duration::days(i64::from(cleanup.retention_days));
-            match self.inner.store.prune_runs(before).await {
-                Ok(n) => info!(target: "connector_core::service", removed = n, %before, "run history cleaned up"),
-                Err(e) => warn!(target: "connector_core::service", error = %e, "run history cleanup failed"),
+            // Every connector the store knows, configured or not: a local
+            // store is small, and a removed connector's history expires too.
+            let connectors = match self.inner.store.connectors().await {
+                Ok(connectors) => connectors,
+                Err(e) => {
+                    warn!(target: "connector_core::service", error = %e, "run history cleanup failed");
+                    Vec::new()
+                }
+            };
+            for connector in connectors {
+                match self.inner.store.prune_runs(&connector, before).await {
+                    Ok(n) => {
+                        info!(target: "connector_core::service", connector_id = %connector, removed = n, %before, "run history cleaned up")
+                    }
+                    Err(e) => {
+                        warn!(target: "connector_core::service", connector_id = %connector, error = %e, "run history cleanup failed")
+                    }
+                }
             }
             if !self.sleep_unless_stopped(MIN_GAP).await {
                 return;

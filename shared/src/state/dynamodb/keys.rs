@@ -26,6 +26,8 @@ pub(super) const RUN_PREFIX: &str = "RUN#";
 pub(super) const TRANSACT_MAX: usize = 100;
 pub(super) const BATCH_GET_MAX: usize = 100;
 pub(super) const BATCH_WRITE_MAX: usize = 25;
+/// `BatchGetItem` requests in flight at once when reading many connectors.
+pub(super) const OVERVIEW_REQUESTS: usize = 8;
 /// Retries of unprocessed keys/items and of transaction conflicts.
 pub(super) const MAX_RETRIES: u32 = 8;
 /// How long `reset` holds the connector while it deletes.

@@ -51,7 +51,8 @@ use keys::*;
 pub use keys::{OPEN_INDEX, TTL_ATTRIBUTE};
 
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError, StateStore,
+    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, Overview, RunRecord, StateError,
+    StateStore,
 };
 use crate::config::StateConfig;
 use crate::ids::{ConnectorId, MemoryId, RunId};
@@ -221,6 +222,35 @@ impl StateStore for DynamoStore {
             .await?
             .map(|item| self.record("connector state", item))
             .transpose()
+    }
+
+    async fn overviews(&self, connectors: &[ConnectorId]) -> Result<Vec<Overview>, StateError> {
+        use futures_util::StreamExt;
+        // Two keys per connector; chunks of 50 connectors (100 keys), a few
+        // requests in flight, so 1,000 connectors cost 20 requests.
+        let unique: Vec<&ConnectorId> = connectors.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let chunks: Vec<Vec<Item>> = unique
+            .chunks(BATCH_GET_MAX / 2)
+            .map(|chunk| chunk.iter().flat_map(|c| [key(c, STATE_SK), key(c, LEASE_SK)]).collect())
+            .collect();
+        let mut pages = futures_util::stream::iter(chunks.into_iter().map(|keys| self.batch_get_keys(keys, None)))
+            .buffer_unordered(OVERVIEW_REQUESTS);
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        while let Some(page) = pages.next().await {
+            for item in page? {
+                let pk = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                found.insert((pk, sk), item);
+            }
+        }
+        let mut out = Vec::with_capacity(connectors.len());
+        for connector in connectors {
+            let mut take = |sk: &str| found.remove(&(connector.as_str().to_owned(), sk.to_owned()));
+            let state = take(STATE_SK).map(|item| self.record("connector state", item)).transpose()?;
+            let lease = take(LEASE_SK).map(|item| self.lease_from(&item)).transpose()?;
+            out.push(Overview { state, lease });
+        }
+        Ok(out)
     }
 
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
@@ -463,22 +493,19 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
-        let mut removed = 0u64;
-        for connector in self.connectors().await? {
-            let keys = self
-                .query_all(
-                    "Query (prune runs)",
-                    &connector,
-                    SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
-                    Some("#pk, #sk"),
-                    None,
-                    true,
-                )
-                .await?;
-            removed += keys.len() as u64;
-            self.batch_delete(keys).await?;
-        }
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let keys = self
+            .query_all(
+                "Query (prune runs)",
+                connector,
+                SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
+                Some("#pk, #sk"),
+                None,
+                true,
+            )
+            .await?;
+        let removed = keys.len() as u64;
+        self.batch_delete(keys).await?;
         Ok(removed)
     }
 }

@@ -76,6 +76,7 @@ pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: boo
         let options = RunOptions { force, dry_run, trigger: Trigger::Cli, deadline: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),
+            SyncError::Paused(_) => Failure::failed(e.to_string()),
             SyncError::State(e) => Failure::failed(e.to_string()),
         })?;
         if common.json {

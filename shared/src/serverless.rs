@@ -270,6 +270,10 @@ impl SyncFunction {
                     json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}),
                 )
             }
+            Err(SyncError::Paused(connector)) => {
+                info!(connector_id = %connector, "paused: scheduled run skipped");
+                Ok(json!({"status": "skipped", "reason": "paused", "connector_id": connector}))
+            }
             Err(SyncError::State(e)) => Err(e.into()),
         }
     }

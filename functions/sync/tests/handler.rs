@@ -220,3 +220,34 @@ async fn scheduled_sync_enriches_and_caches_in_dynamodb() {
     assert_eq!(calls(), (1, 1, 2), "the second run read the cache");
     assert_no_duplicates(&s.lightrag);
 }
+
+/// Paused through the API: the schedule's invocations skip the connector
+/// (nothing run, nothing recorded); a `SyncRequested` trigger still runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_connector_skips_scheduled_runs_but_not_triggers() {
+    if !emulators("sync handler: a_paused_connector_skips_scheduled_runs_but_not_triggers") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
+    let store = s.function.store();
+    let c = ConnectorId::new(CONNECTOR);
+    connector_core::admin::set_paused(store.as_ref(), &c, true).await.expect("pause");
+
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let skipped = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("skip");
+    assert_eq!(
+        (skipped["status"].as_str(), skipped["reason"].as_str()),
+        (Some("skipped"), Some("paused")),
+        "{skipped:#}"
+    );
+    assert_eq!(s.memory.list_requests(), 0, "the Memory API was not asked");
+    assert!(store.runs(&c, 10).await.expect("runs").is_empty(), "no run recorded");
+    assert_eq!(store.lease(&c).await.expect("lease"), None, "no lease left behind");
+
+    let requested = json!({"detail-type": "SyncRequested", "source": "memory-connector",
+                           "detail": {"connector_id": CONNECTOR}});
+    let ran = sync_function::handler(&s.function, event(requested, Duration::from_secs(600))).await.expect("trigger");
+    assert_eq!(ran["status"], "completed", "{ran:#}");
+    let state = store.connector_state(&c).await.expect("state").expect("state");
+    assert!(state.paused, "a triggered run leaves the pause as it was");
+}

@@ -277,6 +277,7 @@ impl Service {
                 inner.metrics.record_error(&connector.id, "already_running");
                 return None;
             }
+            Err(SyncError::Paused(_)) => return None,
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
                 inner.metrics.record_error(&connector.id, "run_failed");

@@ -221,6 +221,13 @@ impl Trigger {
         }
     }
 
+    /// Whether a paused connector skips a run started this way: scheduled
+    /// runs do; a run a person asked for (CLI, API, event, direct invoke)
+    /// still runs.
+    pub fn honours_pause(self) -> bool {
+        self == Trigger::Schedule
+    }
+
     /// Reads a stored or sent name; anything else is [`Trigger::Unknown`].
     pub fn parse(value: &str) -> Self {
         Self::ALL.into_iter().find(|t| t.as_str() == value).unwrap_or(Trigger::Unknown)

@@ -54,6 +54,10 @@ impl MemorySource for MemoryApiClient {
 pub enum SyncError {
     #[error("connector {connector} is already running (run {owner}, lease until {expires_at})")]
     AlreadyRunning { connector: ConnectorId, owner: RunId, expires_at: DateTime<Utc> },
+    /// A scheduled run of a paused connector (see [`Trigger::honours_pause`]):
+    /// nothing was done or written.
+    #[error("connector {0} is paused; the scheduled run was skipped")]
+    Paused(ConnectorId),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -273,6 +277,10 @@ impl SyncEngine {
             .connector_state(connector_id)
             .await?
             .unwrap_or_else(|| ConnectorState::new(connector_id.clone()));
+        if state.paused && options.trigger.honours_pause() {
+            info!("paused: the scheduled run is skipped");
+            return Err(SyncError::Paused(connector_id.clone()));
+        }
         // The previous run never finished (killed): what it sent must be
         // recognised, not sent twice.
         let interrupted_at = (state.status == RunStatus::Running).then_some(state.last_run_started).flatten();

@@ -19,7 +19,7 @@ use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
 use crate::state::{StateError, StateStore, Trigger};
-use crate::sync::{RunOptions, SyncError};
+use crate::sync::{RunLimits, RunOptions, SyncError};
 use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -248,13 +248,13 @@ impl SyncFunction {
             .cloned()
             .ok_or_else(|| FunctionError::UnknownConnector(request.connector_id.clone()))?;
         let job_timeout = wiring.config.advanced.pipeline.job_timeout();
-        // The lease ends when this invocation surely has: a timed-out Lambda
-        // does not block the next one for the whole job timeout.
-        let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
-        let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
+        // Bounded by job_timeout_minutes and the invocation's remaining
+        // time, whichever ends first; the lease outlives the run.
+        let limits = RunLimits::new(started, job_timeout, remaining, self.safety_margin);
         let engine =
-            wiring.adapters.engine(&wiring.config, &connector, self.store(), lease_ttl).without_local_takeover();
-        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger, deadline };
+            wiring.adapters.engine(&wiring.config, &connector, self.store(), job_timeout).without_local_takeover();
+        let options =
+            RunOptions { force: request.force, dry_run: false, trigger: request.trigger, limits: Some(limits) };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,

@@ -16,7 +16,7 @@ use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::DocumentSink;
 use crate::schedule;
 use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore, Trigger};
-use crate::sync::{MemorySource, RunOptions, RunReport, SyncError};
+use crate::sync::{MemorySource, RunLimits, RunOptions, RunReport, SyncError};
 use crate::telemetry::alerts::Alerter;
 use crate::telemetry::metrics::Metrics;
 use crate::wiring::Adapters;
@@ -268,8 +268,8 @@ impl Service {
             .adapters
             .engine(&inner.config, connector, Arc::clone(&inner.store), timeout)
             .with_stop_signal(inner.stop.subscribe());
-        let deadline = Instant::now() + timeout;
-        let options = RunOptions { force, dry_run: false, trigger, deadline: Some(deadline) };
+        let limits = RunLimits::new(Instant::now(), timeout, None, crate::sync::limits::DEFAULT_MARGIN);
+        let options = RunOptions { force, dry_run: false, trigger, limits: Some(limits) };
         let result = engine.run_with_id(run_id.clone(), options).await;
         let mut report = match result {
             Ok(report) => report,
@@ -285,7 +285,7 @@ impl Service {
                 return None;
             }
         };
-        if report.stopped_early && Instant::now() >= deadline {
+        if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
         let processed = inner

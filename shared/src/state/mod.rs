@@ -346,6 +346,9 @@ pub struct RunCounts {
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.
     pub deferred: u64,
+    /// Memories left for the next run because this run's time ran out
+    /// before they were enriched.
+    pub postponed: u64,
     /// Failed earlier and still inside their backoff window.
     pub backing_off: u64,
     /// Submitted documents LightRAG reported processed during this run.

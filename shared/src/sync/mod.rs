@@ -6,11 +6,13 @@
 
 mod confirm;
 mod deliver;
+pub mod limits;
 mod plan;
 mod report;
 
 use deliver::{Body, Work};
 
+pub use limits::RunLimits;
 pub use plan::{Action, ActionKind, Payload, plan, plan_enriched};
 pub use report::{ItemError, PlannedItem, RunReport};
 
@@ -71,13 +73,26 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// What started the run.
     pub trigger: Trigger,
-    /// Take no new batch after this instant (Lambda remaining time, job timeout).
-    pub deadline: Option<Instant>,
+    /// How long the run may go on ([`RunLimits`]); `None`: from the
+    /// engine's job timeout, starting when the run starts.
+    pub limits: Option<RunLimits>,
+}
+
+impl RunOptions {
+    /// No new work starts after this.
+    pub fn stop_at(&self) -> Option<Instant> {
+        self.limits.map(|l| l.stop_at)
+    }
+
+    /// Work still in flight then is given up.
+    pub fn abandon_at(&self) -> Option<Instant> {
+        self.limits.map(|l| l.abandon_at)
+    }
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { force: false, dry_run: false, trigger: Trigger::Cli, deadline: None }
+        Self { force: false, dry_run: false, trigger: Trigger::Cli, limits: None }
     }
 }
 
@@ -85,7 +100,8 @@ impl Default for RunOptions {
 #[derive(Clone)]
 pub struct SyncEngine {
     connector: ConnectorConfig,
-    lease_ttl: Duration,
+    /// `job_timeout_minutes`: the budget of a run given no [`RunLimits`].
+    job_timeout: Duration,
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
@@ -123,16 +139,18 @@ impl Default for SinkSettings {
 }
 
 impl SyncEngine {
+    /// An engine for `connector`; a run without [`RunOptions::limits`] may
+    /// go on for `job_timeout` (its lease a little longer, see [`RunLimits`]).
     pub fn new(
         connector: ConnectorConfig,
-        lease_ttl: Duration,
+        job_timeout: Duration,
         source: Arc<dyn MemorySource>,
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
         Self {
             connector,
-            lease_ttl,
+            job_timeout,
             source,
             sink,
             store,
@@ -182,7 +200,7 @@ impl SyncEngine {
     async fn enrich(&self, page: &FetchedPage, options: &RunOptions) -> Enrichments {
         let mode = if options.dry_run { EnrichMode::CacheOnly } else { EnrichMode::Full };
         match &self.enricher {
-            Some(enricher) => enricher.enrich(page, mode).await,
+            Some(enricher) => enricher.enrich(page, mode, options.limits.map(|l| l.enrich_until())).await,
             None => Enrichments::default(),
         }
     }
@@ -221,14 +239,17 @@ impl SyncEngine {
         &self,
         run_id: RunId,
         started_at: DateTime<Utc>,
-        options: RunOptions,
+        mut options: RunOptions,
     ) -> Result<RunReport, SyncError> {
         let clock = Instant::now();
+        let limits = *options
+            .limits
+            .get_or_insert_with(|| RunLimits::new(clock, self.job_timeout, None, limits::DEFAULT_MARGIN));
         let connector_id = self.connector.id.clone();
         let mut report = RunReport::new(&run_id, &connector_id, &options, started_at, self.sink.describe());
 
         if !options.dry_run {
-            self.acquire_lease(&run_id, started_at).await?;
+            self.acquire_lease(&run_id, started_at, limits.lease_ttl).await?;
         }
 
         let result = self.run_leased(&run_id, &options, &mut report, clock).await;
@@ -243,10 +264,10 @@ impl SyncEngine {
 
     /// Takes the lease; a lease left by a dead process of this host is
     /// released (by owner, so racing rerunners cannot both win) and retaken.
-    async fn acquire_lease(&self, run_id: &RunId, now: DateTime<Utc>) -> Result<(), SyncError> {
+    async fn acquire_lease(&self, run_id: &RunId, now: DateTime<Utc>, ttl: Duration) -> Result<(), SyncError> {
         let connector_id = &self.connector.id;
         for _ in 0..2 {
-            match self.store.try_acquire_lease(connector_id, run_id, now, self.lease_ttl).await? {
+            match self.store.try_acquire_lease(connector_id, run_id, now, ttl).await? {
                 LeaseOutcome::Acquired(_) => return Ok(()),
                 LeaseOutcome::Held(lease) if self.local_takeover && lease.owner.holder_is_gone() => {
                     warn!(previous = %lease.owner, "the previous run's process is gone; taking over its lease");
@@ -434,6 +455,13 @@ impl SyncEngine {
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
         for memory in memories {
+            if enriched.is_postponed(&memory.id) {
+                // Its enrichment did not fit in this run: the next run
+                // enriches and sends it (nothing recorded, nothing charged).
+                report.counts.postponed += 1;
+                report.stopped_early = true;
+                continue;
+            }
             let entry = entries.get(&memory.id);
             let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
             let kind = action.kind();
@@ -487,7 +515,8 @@ impl SyncEngine {
             }
             _ => work,
         };
-        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?;
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?
+            || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run

@@ -320,3 +320,32 @@ fn assert_no_duplicates_batched(lightrag: &LightragSim) {
     let names: std::collections::HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
     assert_eq!(names.len(), docs.len(), "no memory was sent twice");
 }
+
+/// A Memory API that hangs past the invocation's time: the run gives up in
+/// time (failed, nothing sent, nothing charged), so the Lambda never runs
+/// into its timeout with the lease held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_memory_api_fails_the_run_before_the_invocation_ends() {
+    if !emulators("sync handler: a_hanging_memory_api_fails_the_run_before_the_invocation_ends") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(2)).await;
+    s.memory.inject(sims::memory_sim::Fault {
+        status: 200,
+        body: String::new(),
+        retry_after: None,
+        delay: Duration::from_secs(30),
+        times: 5,
+    });
+    let started = std::time::Instant::now();
+    let answer = sync_function::handler(&s.function, event(json!({"connector_id": CONNECTOR}), Duration::from_secs(6)))
+        .await
+        .expect("handler");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "answered within the invocation ({took:?})");
+    assert_eq!(answer["status"], "failed", "{answer:#}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("time ran out"), "{answer:#}");
+    assert!(s.lightrag.documents().is_empty());
+    let store = s.function.store();
+    assert_eq!(store.lease(&ConnectorId::new(CONNECTOR)).await.expect("lease"), None, "the lease is released");
+}

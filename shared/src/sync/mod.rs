@@ -318,18 +318,28 @@ impl SyncEngine {
         // waits for the slower of the two, not for both. Nothing is sent
         // before the health check passed, and a failed one ends the run at
         // once (a fetch still retrying is dropped).
+        // Both within the run's time: a Memory API or LightRAG that keeps
+        // retrying past it fails the run (nothing was sent, nothing charged).
         let health = self.sink.preflight(&self.settings.workspace);
         let fetch = self.source.fetch(&self.connector);
+        let abandon_at = options.abandon_at().map_or_else(far_future, tokio::time::Instant::from_std);
+        let timed_out = || {
+            "the run's time ran out before the Memory API and LightRAG had both answered; nothing was sent".to_owned()
+        };
         tokio::pin!(health, fetch);
         let ready: Result<Result<FetchedPage, String>, (String, Option<String>)> = tokio::select! {
             server = &mut health => match self.preflight(report, server) {
-                Ok(()) => Ok(fetch.await),
+                Ok(()) => tokio::time::timeout_at(abandon_at, fetch).await.map_err(|_| (timed_out(), None)),
                 Err(message) => Err((message, None)),
             },
-            page = &mut fetch => match self.preflight(report, health.await) {
-                Ok(()) => Ok(page),
-                Err(message) => Err((message, page.err())),
+            page = &mut fetch => match tokio::time::timeout_at(abandon_at, health).await {
+                Ok(server) => match self.preflight(report, server) {
+                    Ok(()) => Ok(page),
+                    Err(message) => Err((message, page.err())),
+                },
+                Err(_) => Err((timed_out(), None)),
             },
+            _ = tokio::time::sleep_until(abandon_at) => Err((timed_out(), None)),
         };
         let outcome = match ready {
             Ok(fetched) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
@@ -548,4 +558,9 @@ impl SyncEngine {
         let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()) };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
+}
+
+/// An instant no run reaches (a run without limits).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }

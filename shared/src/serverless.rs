@@ -321,6 +321,27 @@ impl CleanupFunction {
         Arc::clone(&self.store)
     }
 
+    /// A `ResetRequested` event resets its connector; any other event
+    /// (the schedule) applies retention.
+    pub async fn handle_event(&self, event: &Value) -> Result<Value, FunctionError> {
+        if event.get("detail-type").and_then(Value::as_str) != Some(RESET_REQUESTED) {
+            return self.handle().await;
+        }
+        let id = event
+            .pointer("/detail/connector_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FunctionError::BadEvent("ResetRequested without detail.connector_id".into()))?;
+        let connector = self
+            .config
+            .connector(&ConnectorId::new(id))
+            .ok_or_else(|| FunctionError::UnknownConnector(ConnectorId::new(id)))?;
+        let started = Instant::now();
+        crate::admin::reset(self.store.as_ref(), &connector.id, crate::admin::AbandonedLeases::Keep, Utc::now())
+            .await?;
+        info!(connector_id = %connector.id, took_ms = started.elapsed().as_millis() as u64, "connector reset");
+        Ok(json!({"status": "reset", "connector_id": connector.id}))
+    }
+
     pub async fn handle(&self) -> Result<Value, FunctionError> {
         let cleanup = &self.config.state.cleanup;
         if !cleanup.enabled {
@@ -342,8 +363,8 @@ impl CleanupFunction {
         Ok(json!({"status": "completed", "removed_runs": removed, "before": before, "dead_entries": dead}))
     }
 
-    pub async fn handle_classified(&self) -> Result<Value, FunctionError> {
-        classify(self.handle().await)
+    pub async fn handle_classified(&self, event: &Value) -> Result<Value, FunctionError> {
+        classify(self.handle_event(event).await)
     }
 }
 
@@ -352,6 +373,8 @@ pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
 /// The `source` of the connector's events (the SAM rule matches it).
 pub const EVENT_SOURCE: &str = "memory-connector";
 pub const SYNC_REQUESTED: &str = "SyncRequested";
+/// The event the api function puts to have `cleanup` reset a connector.
+pub const RESET_REQUESTED: &str = "ResetRequested";
 
 /// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
 /// which a rule routes to the `sync` function. A connector whose lease is
@@ -389,10 +412,40 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         }
         let run_id = RunId::generate(now);
         let detail = json!({ "connector_id": connector.id, "force": force, "run_id": run_id });
+        self.put(SYNC_REQUESTED, &detail).await?;
+        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
+        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+    }
+
+    /// A ledger of a million entries takes minutes to delete, longer than
+    /// API Gateway waits: the `cleanup` function does it on a
+    /// `ResetRequested` event (its lease shows the connector as running).
+    async fn reset(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+    ) -> Result<crate::api::ResetAnswer, crate::api::LaunchError> {
+        let now = Utc::now();
+        if let Some(lease) = self.store.lease(&connector.id).await?.filter(|l| !l.is_expired_at(now)) {
+            return Err(crate::api::LaunchError::AlreadyRunning {
+                connector: connector.id.clone(),
+                owner: lease.owner,
+                expires_at: Some(lease.expires_at),
+            });
+        }
+        self.put(RESET_REQUESTED, &json!({ "connector_id": connector.id })).await?;
+        info!(connector_id = %connector.id, bus = %self.bus, "ResetRequested event put");
+        Ok(crate::api::ResetAnswer::Accepted)
+    }
+}
+
+impl EventBridgeLauncher {
+    /// Puts one event of the connector's source on the bus.
+    async fn put(&self, detail_type: &str, detail: &Value) -> Result<(), crate::api::LaunchError> {
+        use crate::api::LaunchError;
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(EVENT_SOURCE)
-            .detail_type(SYNC_REQUESTED)
+            .detail_type(detail_type)
             .detail(detail.to_string())
             .build();
         let answer = self.client.put_events().entries(entry).send().await.map_err(|e| {
@@ -404,10 +457,9 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         })?;
         if answer.failed_entry_count() > 0 {
             let why = answer.entries().iter().filter_map(|e| e.error_message()).collect::<Vec<_>>().join("; ");
-            return Err(LaunchError::Unavailable(format!("EventBridge refused the SyncRequested event: {why}")));
+            return Err(LaunchError::Unavailable(format!("EventBridge refused the {detail_type} event: {why}")));
         }
-        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
-        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+        Ok(())
     }
 }
 

@@ -445,13 +445,29 @@ impl StateStore for DynamoStore {
             }
             LeaseOutcome::Acquired(_) => {}
         }
-        let items = self
-            .query_all("Query (reset)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#pk, #sk"), None, true)
-            .await?;
-        let mut keys: Vec<Item> = items;
-        keys.push(key(connector, STATE_SK));
-        keys.push(key(connector, COUNTS_SK));
-        self.batch_delete(keys).await?;
+        // Page by page, so a ledger of millions is never held in memory;
+        // each page's deletes run a few at a time, and the lease is renewed
+        // between pages. A deleted item is not read again, so every query
+        // starts from the beginning.
+        loop {
+            let page = Some(RESET_PAGE);
+            let keys = self
+                .query_all("Query (reset)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#pk, #sk"), page, true)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            self.delete_concurrently(keys).await?;
+            if let LeaseOutcome::Held(held) = self.try_acquire_lease(connector, &me, Utc::now(), RESET_LEASE).await? {
+                // Only after the lease expired mid-reset (a page took minutes).
+                return Err(StateError::Busy {
+                    connector: connector.clone(),
+                    owner: held.owner,
+                    expires_at: held.expires_at,
+                });
+            }
+        }
+        self.batch_delete(vec![key(connector, STATE_SK), key(connector, COUNTS_SK)]).await?;
         self.release_lease(connector, &me).await
     }
 
@@ -507,6 +523,20 @@ impl StateStore for DynamoStore {
         let removed = keys.len() as u64;
         self.batch_delete(keys).await?;
         Ok(removed)
+    }
+}
+
+impl DynamoStore {
+    /// Deletes these keys in `BatchWriteItem`s, [`OVERVIEW_REQUESTS`] at once.
+    async fn delete_concurrently(&self, keys: Vec<Item>) -> Result<(), StateError> {
+        use futures_util::StreamExt;
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_WRITE_MAX).map(<[Item]>::to_vec).collect();
+        let mut deletes = futures_util::stream::iter(chunks.into_iter().map(|chunk| self.batch_delete(chunk)))
+            .buffer_unordered(OVERVIEW_REQUESTS);
+        while let Some(done) = deletes.next().await {
+            done?;
+        }
+        Ok(())
     }
 }
 

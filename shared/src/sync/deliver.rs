@@ -285,7 +285,7 @@ impl SyncEngine {
             if used > 0 && used + next.cost() > batch_size {
                 break;
             }
-            if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
+            if options.stop_at().is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
                 *deadline_hit = true;
                 break;
             }
@@ -326,8 +326,9 @@ impl SyncEngine {
     fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
         let now = Utc::now();
         let Delivered { memory_id, document, replace, result } = delivered;
-        let mut entry =
-            previous.unwrap_or_else(|| new_entry(&memory_id, document.file_source.clone(), EntryStatus::Failed, now));
+        let mut entry = previous.unwrap_or_else(|| {
+            LedgerEntry::new(memory_id.clone(), document.file_source.clone(), EntryStatus::Failed, now)
+        });
         entry.file_source = document.file_source.clone();
         entry.doc_id = Some(lightrag::doc_id(&document.file_source));
         // With confirmation, the retry budget is spent until LightRAG says
@@ -431,36 +432,13 @@ pub(super) enum FailureSide {
     Lightrag,
 }
 
-/// The first ledger entry of a memory whose document is named `file_source`.
-pub(super) fn new_entry(
-    memory_id: &MemoryId,
-    file_source: String,
-    status: EntryStatus,
-    now: DateTime<Utc>,
-) -> LedgerEntry {
-    LedgerEntry {
-        memory_id: memory_id.clone(),
-        status,
-        content_hash: None,
-        pending_hash: None,
-        file_source,
-        doc_id: None,
-        track_id: None,
-        attempts: 0,
-        last_error: None,
-        next_attempt_at: None,
-        first_seen: now,
-        last_ingested: None,
-    }
-}
-
 /// The mark written before `item` is sent: `sending`, with the hash of the
 /// text on its way and when it left (the rest as it was).
 fn mark(item: &Item, previous: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
     let document = &item.document;
-    let mut entry = previous
-        .cloned()
-        .unwrap_or_else(|| new_entry(&item.memory_id, document.file_source.clone(), EntryStatus::Sending, now));
+    let mut entry = previous.cloned().unwrap_or_else(|| {
+        LedgerEntry::new(item.memory_id.clone(), document.file_source.clone(), EntryStatus::Sending, now)
+    });
     entry.status = EntryStatus::Sending;
     entry.pending_hash = Some(document.hash.clone());
     entry.file_source = document.file_source.clone();

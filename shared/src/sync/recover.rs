@@ -49,7 +49,7 @@ impl SyncEngine {
             "a previous run stopped while sending these documents; asking LightRAG about them first"
         );
         let mut deadline = Instant::now() + self.settings.confirm_wait;
-        if let Some(run_deadline) = options.deadline {
+        if let Some(run_deadline) = options.stop_at() {
             deadline = deadline.min(run_deadline);
         }
         let mut unseen = all.clone();

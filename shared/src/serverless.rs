@@ -399,7 +399,7 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
             LaunchError::Unavailable(format!(
                 "EventBridge PutEvents on bus {}: {}",
                 self.bus,
-                crate::aws::error_text(&e)
+                crate::http::error_chain(&e)
             ))
         })?;
         if answer.failed_entry_count() > 0 {

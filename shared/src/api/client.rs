@@ -75,14 +75,19 @@ pub async fn trigger(
     Err(ClientError::Refused { url, status, code, message })
 }
 
-/// `GET /health` of the running service (for container health checks).
-pub async fn health(base: &str) -> Result<super::Health, ClientError> {
+/// `GET /health` of the running service (for container health checks);
+/// with the key (when the config has one) it has the details too.
+pub async fn health(api: &ApiConfig, base: &str) -> Result<super::Health, ClientError> {
     let url = format!("{base}/health");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| ClientError::NotRunning { url: url.clone(), detail: e.to_string() })?;
-    let response = client.get(&url).send().await.map_err(|e| ClientError::NotRunning {
+    let mut request = client.get(&url);
+    if let Some(key) = api.api_key.as_ref().filter(|k| !k.is_empty()) {
+        request = request.header("X-API-Key", key.expose());
+    }
+    let response = request.send().await.map_err(|e| ClientError::NotRunning {
         url: base.to_owned(),
         detail: if e.is_connect() { "connection refused".into() } else { e.without_url().to_string() },
     })?;

@@ -110,7 +110,7 @@ async fn slow_clients(port: u16, count: usize) -> Vec<tokio::net::TcpStream> {
     }
     let mut streams = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        streams.extend(joined.expect("task").into_iter());
+        streams.extend(joined.expect("task"));
     }
     streams
 }

@@ -3,7 +3,6 @@
 //! systemd's default unit (1,024). Issue 15, item 7: such clients made
 //! `/health` and `trigger` time out ("Too many open files").
 
-use serde_json::Value;
 use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
@@ -75,17 +74,7 @@ impl Serve {
         let log = std::fs::File::create(ws.path().join("serve.log")).expect("log file");
         command.stderr(log).kill_on_drop(true);
         let mut child = command.spawn().expect("spawn serve");
-        let started = Instant::now();
-        let ports: Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                break serde_json::from_str(&text).expect("port file is JSON");
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("serve exited early ({status}):\n{}", log_text(ws));
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "serve did not write its port file");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let ports = sims::harness::wait_port_file(&mut child, &port_file, &ws.path().join("serve.log")).await;
         Serve { child, port: ports["api"].as_u64().expect("api port") as u16 }
     }
 

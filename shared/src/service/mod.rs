@@ -509,6 +509,10 @@ pub async fn serve(
         Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
     let descriptors = raise_descriptor_limit();
     let connections = Connections::new(connection_budget(descriptors));
+    let spawn_server = |listener, router| {
+        let stop = service.inner.stop.subscribe();
+        tokio::spawn(listen::serve(listener, router, Arc::clone(&connections), HEADER_READ_TIMEOUT, stop))
+    };
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
@@ -525,14 +529,7 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), "management API listening");
         ports.insert("api".into(), bound.port().into());
         let router = api::router(Arc::clone(&config), Arc::clone(&store), Arc::new(service.clone()));
-        let stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(listen::serve(
-            listener,
-            router,
-            Arc::clone(&connections),
-            HEADER_READ_TIMEOUT,
-            stop,
-        )));
+        servers.push(spawn_server(listener, router));
     }
     if config.monitoring.prometheus.enabled {
         let host = options.host.clone().unwrap_or_else(|| config.api.host.clone());
@@ -553,14 +550,7 @@ pub async fn serve(
                 }
             }),
         );
-        let stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(listen::serve(
-            listener,
-            router,
-            Arc::clone(&connections),
-            HEADER_READ_TIMEOUT,
-            stop,
-        )));
+        servers.push(spawn_server(listener, router));
     }
     if let Some(path) = &options.port_file {
         write_port_file(path, &serde_json::Value::Object(ports)).await?;

@@ -23,21 +23,29 @@ pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// The longest exponential delay between two attempts of one request.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
-/// How one kind of call is retried: attempts after the first, and the
-/// exponential delays between them (each with up to as much again of jitter).
+/// How one kind of call is retried: attempts after the first, the
+/// exponential delays between them (each with up to as much again of
+/// jitter), and the longest wait a server's `Retry-After` may ask for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub retries: u32,
     pub first_delay: Duration,
     pub max_delay: Duration,
     pub multiplier: f64,
+    pub max_retry_after: Duration,
 }
 
 impl Policy {
     /// A request to an HTTP service: `retries` more attempts, from
     /// [`FIRST_RETRY_DELAY`] growing by `multiplier` up to [`MAX_RETRY_DELAY`].
     pub fn requests(retries: u32, multiplier: f64) -> Self {
-        Self { retries, first_delay: FIRST_RETRY_DELAY, max_delay: MAX_RETRY_DELAY, multiplier }
+        Self {
+            retries,
+            first_delay: FIRST_RETRY_DELAY,
+            max_delay: MAX_RETRY_DELAY,
+            multiplier,
+            max_retry_after: MAX_RETRY_AFTER,
+        }
     }
 
     /// The same policy with another first delay (tests make it short).
@@ -83,8 +91,8 @@ pub struct Retried<T, E> {
 
 /// The retry loop: calls `attempt` until it succeeds, fails in a way that is
 /// not [`Transient`], or `policy`'s retries are used up. Between attempts it
-/// waits the policy's delay, or the server's `Retry-After` (up to
-/// [`MAX_RETRY_AFTER`]); `on_retry(error, wait, attempts_so_far)` hears of
+/// waits the policy's delay, or the server's `Retry-After` (up to the
+/// policy's `max_retry_after`); `on_retry(error, wait, attempts_so_far)` hears of
 /// each retry first (for the caller's log line). Waits run on tokio's clock.
 pub async fn retrying<T, E, Fut>(
     policy: Policy,
@@ -103,7 +111,7 @@ where
     .retry(policy.backoff())
     .sleep(tokio::time::sleep)
     .when(E::is_transient)
-    .adjust(|error: &E, delay| wait_before_retry(delay, error.retry_after()))
+    .adjust(|error: &E, delay| wait_before_retry(delay, error.retry_after(), policy.max_retry_after))
     .notify(|error: &E, wait| on_retry(error, wait, attempts.load(Ordering::Relaxed)))
     .await;
     Retried { result, attempts: attempts.into_inner() }
@@ -128,12 +136,16 @@ pub fn classify_status(status: u16) -> StatusClass {
 }
 
 /// The delay before the next attempt: the server's `Retry-After` when it gave
-/// one (capped at [`MAX_RETRY_AFTER`]), else the backoff's own delay. `None`
-/// from the backoff means the attempts are used up, whatever the server said.
-fn wait_before_retry(backoff_delay: Option<Duration>, retry_after: Option<Duration>) -> Option<Duration> {
+/// one (capped at `cap`), else the backoff's own delay. `None` from the
+/// backoff means the attempts are used up, whatever the server said.
+fn wait_before_retry(
+    backoff_delay: Option<Duration>,
+    retry_after: Option<Duration>,
+    cap: Duration,
+) -> Option<Duration> {
     let delay = backoff_delay?;
     Some(match retry_after {
-        Some(after) => after.min(MAX_RETRY_AFTER),
+        Some(after) => after.min(cap),
         None => delay,
     })
 }
@@ -187,11 +199,9 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped_and_cannot_extend_attempts() {
-        assert_eq!(
-            wait_before_retry(Some(Duration::from_secs(1)), Some(Duration::from_secs(9999))),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(wait_before_retry(None, Some(Duration::from_secs(1))), None);
+        let cap = MAX_RETRY_AFTER;
+        assert_eq!(wait_before_retry(Some(Duration::from_secs(1)), Some(Duration::from_secs(9999)), cap), Some(cap));
+        assert_eq!(wait_before_retry(None, Some(Duration::from_secs(1)), cap), None);
     }
 
     #[derive(Debug)]
@@ -263,6 +273,7 @@ mod tests {
             first_delay: Duration::from_millis(25),
             max_delay: Duration::from_millis(60),
             multiplier: 2.0,
+            max_retry_after: MAX_RETRY_AFTER,
         };
         let first = policy.delay(1).unwrap();
         assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(50), "{first:?}");

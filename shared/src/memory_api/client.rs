@@ -141,11 +141,12 @@ pub struct MemoryApiClient {
 
 impl MemoryApiClient {
     pub fn new(config: &MemoryApiConfig) -> Result<Self, MemoryApiError> {
+        let shown = || http::shown_url_text(config.url.trim());
         let base = Url::parse(config.url.trim())
-            .map_err(|e| MemoryApiError::InvalidUrl { url: config.url.clone(), reason: e.to_string() })?;
+            .map_err(|e| MemoryApiError::InvalidUrl { url: shown(), reason: e.to_string() })?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(MemoryApiError::InvalidUrl {
-                url: config.url.clone(),
+                url: shown(),
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
@@ -370,11 +371,12 @@ mod tests {
 
     #[test]
     fn bad_urls_and_keys_are_refused_without_showing_the_key() {
-        for url in ["", "not a url", "mailto:someone@example.org", "ftp://example.org"] {
+        for url in ["", "not a url", "mailto:someone@example.org", "ftp://example.org", "ftp://u:hunter2@host"] {
             let err =
                 MemoryApiClient::new(&MemoryApiConfig { url: url.into(), ..MemoryApiConfig::default() }).unwrap_err();
             assert!(matches!(err, MemoryApiError::InvalidUrl { .. }), "{url}: {err}");
             assert!(err.to_string().contains("memory_api.url"));
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
         let err = MemoryApiClient::new(&MemoryApiConfig {
             api_key: Some(Secret::new("sec\nret")),

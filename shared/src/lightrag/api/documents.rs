@@ -8,7 +8,6 @@ use crate::ids::{DocId, TrackId};
 use crate::lightrag::{
     DocumentSink, InsertOutcome, Removal, ReplaceOutcome, SinkError, SinkErrorKind, doc_id, stored_basename,
 };
-use crate::secrets::scrub;
 use crate::transform::Document;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -201,7 +200,7 @@ impl ApiSink {
             let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
             let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
             let busy = if answer.status == StatusCode::CONFLICT {
-                format!("{what} answered 409 ({})", scrub(&answer.detail().unwrap_or_default(), &self.secrets()))
+                format!("{what} answered 409 ({})", self.quote(&answer.detail().unwrap_or_default()))
             } else {
                 match status {
                     "deletion_started" | "success" => return Ok(Deletion::Started),
@@ -268,12 +267,12 @@ impl ApiSink {
                     // A leftover file in LightRAG's INPUT_DIR, not a stored record.
                     return Err(SinkError::rejected(format!(
                         "{what} answered 409: {}; remove that file from LightRAG's input folder",
-                        scrub(&detail, &self.secrets())
+                        self.quote(&detail)
                     )));
                 }
                 InsertReading::AlreadyStored { status: stored_status(&detail) }
             } else {
-                InsertReading::Busy { message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())) }
+                InsertReading::Busy { message: format!("{what} answered 409: {}", self.quote(&detail)) }
             });
         }
         let body = answer.json().ok_or_else(|| {

@@ -293,7 +293,6 @@ async fn killed_right_after_lightrag_accepted_a_batch_then_reruns_send_no_second
     wait_held(&ctx, 1).await;
     first.kill().await.expect("SIGKILL");
     assert!(lightrag_docs(&url, &ctx).await.is_empty(), "the accepted documents must not be listed yet");
-    let held = held_enqueues(&ctx).await;
 
     // 2: the rerun is killed a second after it started, still deciding.
     let mut second = spawn_sync(&ws);
@@ -305,7 +304,6 @@ async fn killed_right_after_lightrag_accepted_a_batch_then_reruns_send_no_second
     slow_enqueue(&ctx, 0).await;
     assert_eq!(third.code, 0, "{}\n{}", third.stdout, third.stderr);
     assert!(third.stderr.contains("the previous run was interrupted"), "{}", third.stderr);
-    assert!(held_enqueues(&ctx).await > held, "the reruns sent the rest");
     let stored = assert_one_to_one(&url, &ctx, &ws).await;
     assert_eq!(stored, with_text(&mem, &ctx), "no memory missing");
 }

@@ -269,6 +269,16 @@ mod tests {
     }
 
     #[test]
+    fn a_pipeline_has_enqueued_everything_when_nothing_is_pending() {
+        let state = |pending_enqueues, busy| PipelineState { pending_enqueues, busy };
+        assert!(state(Some(0), Some(true)).enqueued_everything(), "busy processing, nothing to enqueue");
+        assert!(!state(Some(1), Some(false)).enqueued_everything(), "enqueuing while not busy");
+        assert!(!state(None, Some(true)).enqueued_everything(), "no count: busy decides");
+        assert!(state(None, Some(false)).enqueued_everything());
+        assert!(state(None, None).enqueued_everything(), "a server that says nothing");
+    }
+
+    #[test]
     fn doc_id_is_md5_of_basename() {
         // md5("m1.txt")
         assert_eq!(doc_id("x/m1.txt"), doc_id("m1.txt"));

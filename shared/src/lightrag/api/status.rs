@@ -118,7 +118,7 @@ impl ApiSink {
 }
 
 /// One document of the list, when it is a `dup-` record of a name.
-fn read_duplicate(doc: &Value) -> Option<DuplicateRecord> {
+pub(super) fn read_duplicate(doc: &Value) -> Option<DuplicateRecord> {
     let id = doc.get("id").and_then(Value::as_str).filter(|id| id.starts_with("dup-"))?;
     let metadata = doc.get("metadata");
     let kind = metadata.and_then(|m| m.get("duplicate_kind")).and_then(Value::as_str);

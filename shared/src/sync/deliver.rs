@@ -390,6 +390,7 @@ impl SyncEngine {
             next_attempt_at: None,
             first_seen: now,
             last_ingested: None,
+            provenance: None,
         });
         entry.file_source = document.file_source.clone();
         entry.doc_id = Some(lightrag::doc_id(&document.file_source));

@@ -505,6 +505,7 @@ impl SyncEngine {
             next_attempt_at: None,
             first_seen: now,
             last_ingested: None,
+            provenance: None,
         });
         entry.status = EntryStatus::WaitingTranscript;
         entry

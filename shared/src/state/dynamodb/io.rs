@@ -132,19 +132,7 @@ impl DynamoStore {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let text = crate::aws::error_text(&e);
-                        // No such index (an older table), or one still being
-                        // built after a stack update: read the ledger meanwhile.
-                        return Err(if text.contains("specified index") || text.contains("backfilling") {
-                            IndexQuery::Missing(text)
-                        } else {
-                            IndexQuery::Failed(self.fail("Query (open index)", &e))
-                        });
-                    }
-                };
+                let page = page.map_err(|e| self.index_error("Query (open index)", &e))?;
                 let items = page.items.unwrap_or_default();
                 self.count_read(items.len());
                 for item in &items {
@@ -165,6 +153,18 @@ impl DynamoStore {
         ids.dedup();
         ids.truncate(limit);
         Ok(ids)
+    }
+
+    /// A failed Query of a global index: no such index (an older table), or
+    /// one still being built after a stack update, is `Missing` (the caller
+    /// reads the ledger meanwhile); anything else is `Failed`.
+    pub(super) fn index_error<E: std::error::Error>(&self, operation: &str, error: &E) -> IndexQuery {
+        let text = crate::aws::error_text(error);
+        if text.contains("specified index") || text.contains("backfilling") {
+            IndexQuery::Missing(text)
+        } else {
+            IndexQuery::Failed(self.fail(operation, error))
+        }
     }
 
     /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.

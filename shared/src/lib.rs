@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;
+pub mod provenance;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;

@@ -8,6 +8,7 @@
 
 pub mod client;
 mod guard;
+mod lookup;
 mod openapi;
 
 use crate::config::{Config, ConnectorConfig};
@@ -168,6 +169,7 @@ struct TriggerQuery {
 /// `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
+    let lookups = lookup::routes(Arc::clone(&config), Arc::clone(&store));
     let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now() };
     let protected = Router::new()
         .route("/connectors", get(list_connectors))
@@ -180,6 +182,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/pause", post(pause))
         .route("/connectors/{id}/resume", post(resume))
         .route("/connectors/{id}/retry-failed", post(retry_failed))
+        .merge(lookups)
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
         .layer(axum::middleware::from_fn_with_state(guard::AuthKey::from_config(api), guard::require_key));

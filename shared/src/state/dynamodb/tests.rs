@@ -242,6 +242,18 @@ fn template_roles_allow_what_the_store_sends() {
     assert!(api.contains("dynamodb:UpdateItem"), "ApiFunction's role lacks dynamodb:UpdateItem (counts ADD)");
     // cleanup reads every connector's counts item.
     assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
+    // api resolves LightRAG names through the `name` index (the provenance
+    // look-ups), and calls LightRAG with its key.
+    assert!(api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")), "ApiFunction may not Query the name index");
+    assert!(api.contains("!Ref LightragApiKeySecretArn"), "ApiFunction may not read the LightRAG key");
+    // The table has the index `create_table` makes, keyed on the entries' own attribute.
+    let table = role("StateTable");
+    assert!(
+        table.contains(&format!("- IndexName: {NAME_INDEX}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, KeyType: HASH }}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, AttributeType: S }}")),
+        "the template's table lacks the name index: {table}"
+    );
 }
 
 /// A table made before the `open` index (decision 0016): listing by status

@@ -166,11 +166,8 @@ fn print_answer(answer: &AskAnswer) {
     println!();
     println!("References:");
     for reference in &answer.references {
-        let views: Vec<&MemoryView> = reference
-            .memories
-            .iter()
-            .filter_map(|key| answer.memories.iter().find(|m| m.key() == *key))
-            .collect();
+        let views: Vec<&MemoryView> =
+            reference.memories.iter().filter_map(|key| answer.memories.iter().find(|m| m.key() == *key)).collect();
         if views.is_empty() {
             println!("  [{}] {} (not in the ledger)", reference.reference_id, reference.file_path);
         }

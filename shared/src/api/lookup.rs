@@ -34,7 +34,9 @@ impl From<LookupError> for ApiError {
             LookupError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             LookupError::Lightrag(_) => (StatusCode::BAD_GATEWAY, "lightrag_unavailable"),
             LookupError::MemoryApi(_) => (StatusCode::BAD_GATEWAY, "memory_api_unavailable"),
-            LookupError::State(state) => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state_unavailable", state.to_string()),
+            LookupError::State(state) => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "state_unavailable", state.to_string());
+            }
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -114,9 +116,7 @@ pub(super) struct OpenApiDetails {
 
 /// The OpenAPI details of these routes; `None` for other routes.
 pub(super) fn openapi(path: &str) -> Option<OpenApiDetails> {
-    let query = |name: &str, required: bool, schema: Value, description: &str| {
-        json!({"name": name, "in": "query", "required": required, "schema": schema, "description": description})
-    };
+    let query = |name: &str, required: bool, schema: Value, description: &str| json!({"name": name, "in": "query", "required": required, "schema": schema, "description": description});
     let text = json!({"type": "string", "minLength": 1});
     const LOOKUP_ERRORS: &[(&str, &str)] = &[
         ("400", "Bad request (the message names the parameter)"),

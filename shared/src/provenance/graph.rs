@@ -155,9 +155,7 @@ impl Lookup {
             && edges.is_empty()
         {
             let why = if graph.is_truncated { " among the neighbours LightRAG returned (it cut the list)" } else { "" };
-            return Err(LookupError::NotFound(format!(
-                "LightRAG has no relation between `{name}` and `{other}`{why}"
-            )));
+            return Err(LookupError::NotFound(format!("LightRAG has no relation between `{name}` and `{other}`{why}")));
         }
         let names: Vec<String> = node
             .sources

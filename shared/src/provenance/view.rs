@@ -121,10 +121,7 @@ impl Lookup {
         names: &[String],
     ) -> Result<(HashMap<String, Vec<MemoryView>>, Vec<String>), LookupError> {
         if names.len() > MAX_NAMES {
-            return Err(LookupError::BadRequest(format!(
-                "{} names in one look-up; at most {MAX_NAMES}",
-                names.len()
-            )));
+            return Err(LookupError::BadRequest(format!("{} names in one look-up; at most {MAX_NAMES}", names.len())));
         }
         let mut by_name: HashMap<String, Vec<MemoryView>> = HashMap::new();
         for (connector, entry) in self.store.entries_named(names).await? {
@@ -136,9 +133,9 @@ impl Lookup {
 
     pub(super) fn view(&self, connector_id: ConnectorId, entry: LedgerEntry) -> MemoryView {
         let record = entry.provenance.as_ref();
-        let context_id = record.map(|r| r.context_id.clone()).or_else(|| {
-            self.config.connector(&connector_id).map(|c| c.context_id.clone())
-        });
+        let context_id = record
+            .map(|r| r.context_id.clone())
+            .or_else(|| self.config.connector(&connector_id).map(|c| c.context_id.clone()));
         let link = |present: bool, kind: MediaKind| {
             let (ctx, client) = (context_id.as_deref()?, self.memory_api.as_ref().ok()?);
             present.then(|| client.media_url(ctx, entry.memory_id.as_str(), kind))

@@ -94,9 +94,7 @@ pub fn facts<'a>(
         tags,
         place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
         automatic_transcript,
-        image_description: enrichment
-            .and_then(|e| e.image_description.as_deref())
-            .filter(|d| !d.trim().is_empty()),
+        image_description: enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty()),
     }
 }
 

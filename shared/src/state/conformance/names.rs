@@ -29,10 +29,7 @@ pub async fn entries_by_name(store: Arc<dyn StateStore>) {
     let expected: Vec<(ConnectorId, LedgerEntry)> = vec![(a.clone(), a1.clone()), (b.clone(), b1), (b.clone(), b9)];
     assert_eq!(found, expected, "{s:?}: every connector's entries of the names, provenance included, in order");
     assert!(ok(s.entries_named(&[]).await, s, "no names").is_empty(), "{s:?}: no names, no entries");
-    assert!(
-        ok(s.entries_named(&names(&["memory_CTX_1"])).await, s, "a prefix").is_empty(),
-        "{s:?}: names match whole"
-    );
+    assert!(ok(s.entries_named(&names(&["memory_CTX_1"])).await, s, "a prefix").is_empty(), "{s:?}: names match whole");
 
     // A memory whose name changed is found under its new name only.
     let renamed = LedgerEntry { last_ingested: Some(at(7)), ..named(a1, "memory_CTX_1b.txt") };

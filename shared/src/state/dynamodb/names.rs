@@ -36,8 +36,12 @@ impl DynamoStore {
         }
         let mut out = Vec::new();
         for (connector, ids) in keys {
-            let mut entries: Vec<LedgerEntry> =
-                self.entries(&connector, &ids).await?.into_values().filter(|e| wanted.contains(e.file_source.as_str())).collect();
+            let mut entries: Vec<LedgerEntry> = self
+                .entries(&connector, &ids)
+                .await?
+                .into_values()
+                .filter(|e| wanted.contains(e.file_source.as_str()))
+                .collect();
             entries.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
             out.extend(entries.into_iter().map(|e| (connector.clone(), e)));
         }

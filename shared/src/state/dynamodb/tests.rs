@@ -244,7 +244,10 @@ fn template_roles_allow_what_the_store_sends() {
     assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
     // api resolves LightRAG names through the `name` index (the provenance
     // look-ups), and calls LightRAG with its key.
-    assert!(api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")), "ApiFunction may not Query the name index");
+    assert!(
+        api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")),
+        "ApiFunction may not Query the name index"
+    );
     assert!(api.contains("!Ref LightragApiKeySecretArn"), "ApiFunction may not read the LightRAG key");
     // The table has the index `create_table` makes, keyed on the entries' own attribute.
     let table = role("StateTable");

@@ -15,7 +15,10 @@ const ENTRY_COLUMN_COUNT: usize = 13;
 
 /// Ledger entries, in every connector, whose `file_source` is one of `names`,
 /// ordered by connector then memory id.
-pub(super) fn entries_named(conn: &mut Connection, names: &[String]) -> rusqlite::Result<Vec<(ConnectorId, LedgerEntry)>> {
+pub(super) fn entries_named(
+    conn: &mut Connection,
+    names: &[String],
+) -> rusqlite::Result<Vec<(ConnectorId, LedgerEntry)>> {
     let unique: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let unique: Vec<&str> = unique.into_iter().collect();
     // One read transaction: every chunk sees the same snapshot.

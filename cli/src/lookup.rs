@@ -76,9 +76,14 @@ fn line(view: &MemoryView) -> String {
     parts.join(" · ")
 }
 
+/// `1 memory`, `2 memories`.
+fn memories(n: usize) -> String {
+    if n == 1 { "1 memory".into() } else { format!("{n} memories") }
+}
+
 fn details(view: &MemoryView) {
-    let context = view.context_id.as_deref().map(|c| format!(" (context {c})")).unwrap_or_default();
-    println!("  {} {} · {}{context} · {}", view.file_source, view.status, view.memory_id, view.connector_id);
+    let context = view.context_id.as_deref().map(|c| format!(" · context {c}")).unwrap_or_default();
+    println!("  {} · {}{context}", view.file_source, view.status);
     if !view.tags.is_empty() {
         println!("  tags: {}", view.tags.iter().map(|t| format!("#{t}")).collect::<Vec<_>>().join(" "));
     }
@@ -125,7 +130,7 @@ fn print_entity(answer: &EntityLookup) {
         }
         _ => String::new(),
     };
-    println!("{what}{kind}: {} memories of {} mentions{span}", answer.memory_count, answer.mentions);
+    println!("{what}{kind}: {} of {} mentions{span}", memories(answer.memory_count), answer.mentions);
     if answer.names_truncated {
         println!("  (LightRAG lists only the first names of this entity: later memories are not shown)");
     }
@@ -139,7 +144,7 @@ fn print_entity(answer: &EntityLookup) {
         println!("Relations:");
         for relation in &answer.relations {
             let keywords = relation.keywords.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
-            println!("  {} — {}{keywords}: {} memories", relation.source, relation.target, relation.memory_count);
+            println!("  {} — {}{keywords}: {}", relation.source, relation.target, memories(relation.memory_count));
         }
     }
 }

@@ -227,7 +227,7 @@ impl Lookup {
         let cap = lightrag.server_info().await?.max_graph_nodes;
         let graph = lightrag.graph("*", 1, cap.unwrap_or(MAX_GRAPH_REQUEST).min(MAX_GRAPH_REQUEST)).await?;
         let mentions = |sources: &Sources| sources.mention(&view.file_source, &view.doc_id);
-        let entities = graph
+        let mut entities: Vec<EntityRef> = graph
             .nodes
             .iter()
             .filter(|n| mentions(&n.sources))
@@ -237,7 +237,7 @@ impl Lookup {
                 description: n.description.clone(),
             })
             .collect();
-        let relations = graph
+        let mut relations: Vec<RelationRef> = graph
             .edges
             .iter()
             .filter(|e| mentions(&e.sources))
@@ -248,6 +248,8 @@ impl Lookup {
                 description: e.description.clone(),
             })
             .collect();
+        entities.sort_by(|a, b| a.name.cmp(&b.name));
+        relations.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
         let mut notes = Vec::new();
         if graph.is_truncated {
             notes.push(format!(

@@ -40,10 +40,15 @@ pub fn record(
     }
 }
 
-/// The first line with visible characters, trimmed, at most
+/// The first line that has a letter or digit, without Markdown's leading
+/// marks (`# `, `> `, `- `, `* `) and surrounding spaces (so a heading or
+/// front matter's `---` does not stand for the text), at most
 /// [`HEADLINE_CHARS`] characters (`…` marks a cut).
 pub fn headline(text: &str) -> Option<String> {
-    let line = text.lines().map(str::trim).find(|l| l.chars().any(|c| !c.is_whitespace() && !c.is_control()))?;
+    let line = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches(['#', '>', '-', '*']).trim())
+        .find(|l| l.chars().any(char::is_alphanumeric))?;
     let mut chars = line.char_indices();
     match chars.nth(HEADLINE_CHARS - 1).and_then(|_| chars.next()) {
         Some((cut, _)) => Some(format!("{}…", line[..cut].trim_end())),
@@ -125,6 +130,10 @@ mod tests {
         let place = record.place.unwrap_or_default();
         assert!(place.len() <= MAX_PLACE_BYTES && place.ends_with('…'), "{}", place.len());
         assert_eq!(super::headline("exactly").as_deref(), Some("exactly"));
+        assert_eq!(super::headline("---\ntitle: x\n---").as_deref(), Some("title: x"));
+        assert_eq!(super::headline("# Met Anna\n\nbody").as_deref(), Some("Met Anna"));
+        assert_eq!(super::headline("> 🎉 -- \n- [ ] buy milk").as_deref(), Some("[ ] buy milk"));
+        assert_eq!(super::headline("🎉 ---"), None);
         assert_eq!(super::headline(&"x".repeat(HEADLINE_CHARS)).map(|h| h.len()), Some(HEADLINE_CHARS));
     }
 }

@@ -82,8 +82,9 @@ pub struct Resolution {
 pub fn split_names(input: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     graph::split(Some(input))
+        .filter(|part| placeholder_total(part).is_none())
         .map(stored_basename)
-        .filter(|name| !name.is_empty() && placeholder_total(name).is_none())
+        .filter(|name| !name.is_empty())
         .filter(|name| seen.insert(name.to_owned()))
         .map(str::to_owned)
         .collect()

@@ -111,6 +111,28 @@ pub struct LedgerEntry {
     pub provenance: Option<Provenance>,
 }
 
+impl LedgerEntry {
+    /// The entry of a memory the ledger has not seen yet: nothing delivered,
+    /// no attempt, first seen `now`.
+    pub fn new(memory_id: MemoryId, file_source: String, status: EntryStatus, now: DateTime<Utc>) -> Self {
+        Self {
+            memory_id,
+            status,
+            content_hash: None,
+            pending_hash: None,
+            file_source,
+            doc_id: None,
+            track_id: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+            first_seen: now,
+            last_ingested: None,
+            provenance: None,
+        }
+    }
+}
+
 /// What the connector was doing or did last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -505,20 +505,9 @@ impl SyncEngine {
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
-        let mut entry = entry.cloned().unwrap_or_else(|| LedgerEntry {
-            memory_id: memory.id.clone(),
-            status: EntryStatus::WaitingTranscript,
-            content_hash: None,
-            pending_hash: None,
-            file_source: file_source(&self.connector.context_id, memory.id.as_str()),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: now,
-            last_ingested: None,
-            provenance: None,
+        let mut entry = entry.cloned().unwrap_or_else(|| {
+            let name = file_source(&self.connector.context_id, memory.id.as_str());
+            LedgerEntry::new(memory.id.clone(), name, EntryStatus::WaitingTranscript, now)
         });
         entry.status = EntryStatus::WaitingTranscript;
         entry

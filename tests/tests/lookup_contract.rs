@@ -373,6 +373,32 @@ async fn by_memory_says_when_lightrag_cut_its_graph() {
     assert!(human.stdout.contains("note: LightRAG returned its 2 most connected entities"), "{}", human.stdout);
 }
 
+/// A ledger written before provenance records existed resolves with what
+/// it has (the name, the status); the next run adds the records, sending
+/// nothing again.
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_from_before_provenance_get_their_record_on_the_next_run() {
+    let target = simulator().await;
+    let memories = Memories::new("b");
+    let (mem, ws, _spec) = setup(&target, &memories).await;
+    cli(&ws, &["sync", "--connector-id", ID, "--json"]).await;
+    let path = ws.path().join("state.json");
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    for entry in state["connectors"][ID]["entries"].as_object_mut().expect("entries").values_mut() {
+        entry.as_object_mut().expect("entry").remove("provenance");
+    }
+    std::fs::write(&path, state.to_string()).expect("write state");
+    let name = memories.file_source("m1");
+    let old = cli(&ws, &["lookup", "resolve", &name, "--json"]).await;
+    let shown = &old["memories"][0];
+    assert_eq!((shown["recorded"].clone(), shown["created_at"].clone()), (json!(false), Value::Null), "{old}");
+    assert_eq!((shown["memory_id"].clone(), shown["status"].clone()), (json!("m1"), json!("processed")));
+    let rerun = cli(&ws, &["sync", "--connector-id", ID, "--json"]).await;
+    assert_eq!((rerun["counts"]["new"].clone(), rerun["counts"]["updated"].clone()), (json!(0), json!(0)), "{rerun}");
+    let now = cli(&ws, &["lookup", "resolve", &name, "--json"]).await;
+    assert_memory(&now["memories"][0], &memories, &mem);
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| {

@@ -130,12 +130,13 @@ impl From<StateError> for ApiError {
 
 impl From<LaunchError> for ApiError {
     fn from(e: LaunchError) -> Self {
-        let (status, code) = match &e {
+        let (status, code) = match e {
+            // A busy connector is a 409 whoever says so (a reset through the launcher).
+            LaunchError::State(state) => return ApiError::from(state),
             LaunchError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already_running"),
             LaunchError::Disabled(_) => (StatusCode::CONFLICT, "disabled"),
             LaunchError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             LaunchError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            LaunchError::State(_) => (StatusCode::SERVICE_UNAVAILABLE, "state_unavailable"),
         };
         ApiError::new(status, code, e.to_string())
     }

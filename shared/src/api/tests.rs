@@ -80,7 +80,8 @@ async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
         let url = serve_with(Arc::clone(&store), releases).await;
         let answer =
             client.post(format!("{url}/connectors/c1/reset")).header("X-API-Key", "the-key").send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), if releases { 200 } else { 409 }, "releases: {releases}");
+        let status = answer.status().as_u16();
+        assert_eq!(status, if releases { 200 } else { 409 }, "releases: {releases}: {}", answer.text().await.unwrap());
     }
     assert!(store.lease(&c1).await.unwrap().is_none(), "released, then the reset's own hold is gone too");
 }

@@ -7,3 +7,5 @@ pub mod enrich_sim;
 pub mod harness;
 pub mod lightrag_sim;
 pub mod memory_sim;
+pub mod serve;
+pub mod tools;

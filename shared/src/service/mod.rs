@@ -8,6 +8,7 @@
 //! taken here *before* a trigger is answered, under the run id the answer
 //! carries (the engine renews the same lease when it starts).
 
+mod gauges;
 mod timing;
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
@@ -18,7 +19,7 @@ use crate::schedule;
 use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore};
 use crate::sync::{MemorySource, RunOptions, RunReport, SyncEngine, SyncError};
 use crate::telemetry::alerts::Alerter;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{ErrorType, Metrics};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -104,6 +105,7 @@ impl Service {
         for connector in &config.connectors {
             metrics.register_connector(&connector.id);
         }
+        timing::register(&metrics, &config.connectors);
         let source: Arc<dyn MemorySource> =
             Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
@@ -284,12 +286,12 @@ impl Service {
         let mut report = match result {
             Ok(report) => report,
             Err(SyncError::AlreadyRunning { .. }) => {
-                inner.metrics.record_error(&connector.id, "already_running");
+                inner.metrics.record_error(&connector.id, ErrorType::AlreadyRunning);
                 return None;
             }
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
-                inner.metrics.record_error(&connector.id, "run_failed");
+                inner.metrics.record_error(&connector.id, ErrorType::RunFailed);
                 self.set_last_error(Some(format!("{}: {e}", connector.id)));
                 return None;
             }
@@ -297,11 +299,7 @@ impl Service {
         if report.stopped_early && Instant::now() >= deadline {
             self.mark_timed_out(&mut report).await;
         }
-        let processed = crate::sync::ledger_counts(inner.store.as_ref(), &connector.id)
-            .await
-            .ok()
-            .map(|counts| counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum());
-        inner.metrics.record_run(&report, processed);
+        inner.metrics.record_run(&report);
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
             None if report.status != RunStatus::Failed => self.set_last_error(None),
@@ -502,6 +500,7 @@ pub async fn serve(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_process_start(Utc::now());
     let service =
         Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
     let mut ports = serde_json::Map::new();
@@ -536,14 +535,14 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), path = %config.monitoring.prometheus.path, "metrics listening");
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
-        let active = service.clone();
+        let scraped = service.clone();
         let router = axum::Router::new().route(
             &config.monitoring.prometheus.path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
-                let active = active.clone();
+                let scraped = scraped.clone();
                 async move {
-                    metrics.set("memory_connector_active_jobs", Vec::new(), active.active_count() as f64);
+                    scraped.refresh_gauges().await;
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
                 }
             }),

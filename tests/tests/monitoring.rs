@@ -6,7 +6,7 @@
 //! reference's queries and every dashboard query return data and fire
 //! exactly the alerts that the runs between the scrapes called for.
 
-use connector_core::telemetry::metrics::{ErrorType, Kind, families};
+use connector_core::telemetry::metrics::{ErrorType, FAMILIES, Family};
 use serde_json::{Value, json};
 use sims::harness::{ConfigSpec, Workspace};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimFault, SimRoute};
@@ -146,8 +146,9 @@ fn label_uses(expr: &str) -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<Strin
 /// `_count` for histograms.
 fn exposed_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for (name, kind) in families() {
-        if matches!(kind, Kind::Histogram(_)) {
+    for family in FAMILIES {
+        let name = family.name();
+        if matches!(family, Family::Histogram(_)) {
             names.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")));
         } else {
             names.insert(name.to_owned());
@@ -326,7 +327,14 @@ fn firing(alert: &str, severity: &str, extra: (&str, &str)) -> Value {
     json!({ "labels": format!("{{{}}}", text.join(",")), "value": 1 })
 }
 
+/// Starts run number `runs` once the previous one has let go of the
+/// connector (its history record is written a moment before), and waits for it.
 async fn trigger_and_wait(serve: &Serve, runs: usize) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    while serve.get("/health").await.1["active_jobs"] != 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the previous run did not end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, body) = serve.post(&format!("/connectors/{ID}/trigger")).await;
     assert_eq!(status, 202, "{body}");
     serve

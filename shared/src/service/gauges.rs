@@ -5,7 +5,7 @@
 //! processes (a `retry-failed` from the CLI, a one-shot `sync`).
 
 use super::Service;
-use crate::telemetry::metrics::ACTIVE_JOBS;
+use crate::telemetry::metrics::Gauge;
 use std::time::Duration;
 use tracing::warn;
 
@@ -30,6 +30,6 @@ impl Service {
                 }
             }
         }
-        inner.metrics.set(ACTIVE_JOBS, Vec::new(), self.active_count() as f64);
+        inner.metrics.set(Gauge::ActiveJobs, Vec::new(), self.active_count() as f64);
     }
 }

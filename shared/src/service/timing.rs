@@ -9,7 +9,7 @@ use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
 use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
 use crate::memory_api::model::FetchedPage;
 use crate::sync::MemorySource;
-use crate::telemetry::metrics::{LIGHTRAG_REQUEST_DURATION, MEMORY_API_REQUEST_DURATION, Metrics};
+use crate::telemetry::metrics::{Histogram, Metrics};
 use crate::transform::Document;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -27,11 +27,12 @@ const LIGHTRAG_OPERATIONS: [&str; 7] =
 pub(super) fn register(metrics: &Metrics, connectors: &[ConnectorConfig]) {
     for connector in connectors {
         for operation in MEMORY_API_OPERATIONS {
-            metrics.register_histogram(MEMORY_API_REQUEST_DURATION, source_labels(connector, operation, "error"));
+            metrics
+                .register_histogram(Histogram::MemoryApiRequestDuration, source_labels(connector, operation, "error"));
         }
     }
     for operation in LIGHTRAG_OPERATIONS {
-        metrics.register_histogram(LIGHTRAG_REQUEST_DURATION, sink_labels(operation, "error"));
+        metrics.register_histogram(Histogram::LightragRequestDuration, sink_labels(operation, "error"));
     }
 }
 
@@ -62,7 +63,7 @@ impl MemorySource for TimedSource {
         let started = Instant::now();
         let result = self.inner.fetch(connector).await;
         self.metrics.observe(
-            MEMORY_API_REQUEST_DURATION,
+            Histogram::MemoryApiRequestDuration,
             source_labels(connector, MEMORY_API_OPERATIONS[0], outcome(&result)),
             started.elapsed().as_secs_f64(),
         );
@@ -80,7 +81,7 @@ impl TimedSink {
     fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, SinkError>) {
         debug_assert!(LIGHTRAG_OPERATIONS.contains(&operation), "{operation} is not in LIGHTRAG_OPERATIONS");
         self.metrics.observe(
-            LIGHTRAG_REQUEST_DURATION,
+            Histogram::LightragRequestDuration,
             sink_labels(operation, outcome(result)),
             started.elapsed().as_secs_f64(),
         );

@@ -5,7 +5,7 @@
 //! to `*_total`, while the reference names `memory_connector_memories_processed`
 //! and the output must pass `promtool check metrics`. See decision 0006.
 //!
-//! Three kinds of series (decision 0018 says why):
+//! Three kinds of series (decision 0019 says why):
 //! - counters and histograms of what this process did: runs, memories,
 //!   requests to the Memory API and LightRAG;
 //! - gauges read from the state store at scrape time
@@ -16,7 +16,7 @@
 //!   at zero, so `rate()` and `increase()` see the first event.
 
 use crate::ids::ConnectorId;
-use crate::state::{EntryStatus, RunStatus, StatusSnapshot};
+use crate::state::{EntryCounts, RunStatus, StatusSnapshot};
 use crate::sync::RunReport;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,82 +25,173 @@ use std::sync::Mutex;
 const SYNC_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 const REQUEST_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-pub const SYNCS_TOTAL: &str = "memory_connector_syncs_total";
-pub const ERRORS_TOTAL: &str = "memory_connector_errors_total";
-pub const MEMORIES_PROCESSED: &str = "memory_connector_memories_processed";
-pub const SYNC_DURATION: &str = "memory_connector_sync_duration_seconds";
-pub const SYNC_RUN_DURATION: &str = "memory_connector_sync_run_duration_seconds";
-pub const MEMORY_API_REQUEST_DURATION: &str = "memory_connector_memory_api_request_duration_seconds";
-pub const LIGHTRAG_REQUEST_DURATION: &str = "memory_connector_lightrag_request_duration_seconds";
-pub const ACTIVE_JOBS: &str = "memory_connector_active_jobs";
-pub const LEDGER_MEMORIES: &str = "memory_connector_ledger_memories";
-pub const CONSECUTIVE_FAILURES: &str = "memory_connector_consecutive_failures";
-pub const LAST_SUCCESS: &str = "memory_connector_last_success_timestamp_seconds";
-pub const PAUSED: &str = "memory_connector_paused";
-pub const PROCESS_START: &str = "process_start_time_seconds";
+/// A counter family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Sync runs by final status ([`sync_status_label`]).
+    Syncs,
+    MemoriesNew,
+    MemoriesUpdated,
+    MemoriesSkipped,
+    MemoriesFailed,
+    MemoriesDead,
+    TruncatedFetches,
+    /// Errors by [`ErrorType`].
+    Errors,
+}
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram(&'static [f64]),
+/// A gauge family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    MemoriesProcessed,
+    /// The newest finished run's duration (the reference's
+    /// `memory_connector_sync_duration_seconds`).
+    SyncDuration,
+    ActiveJobs,
+    LedgerMemories,
+    ConsecutiveFailures,
+    LastSuccess,
+    Paused,
+    ProcessStart,
+}
+
+/// A histogram family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histogram {
+    SyncRunDuration,
+    MemoryApiRequestDuration,
+    LightragRequestDuration,
+}
+
+/// One family of the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 /// Every family, in the order of the exposition.
-const FAMILIES: &[(&str, Kind, &str)] = &[
-    (SYNCS_TOTAL, Kind::Counter, "Sync runs by final status: success (the run completed), partial, failed, timed_out."),
-    (MEMORIES_PROCESSED, Kind::Gauge, "Memories whose document is in LightRAG, per the ledger."),
-    ("memory_connector_memories_new_total", Kind::Counter, "Memories inserted for the first time."),
-    ("memory_connector_memories_updated_total", Kind::Counter, "Changed memories whose document was replaced."),
-    ("memory_connector_memories_skipped_total", Kind::Counter, "Memories skipped while waiting for a transcript."),
-    ("memory_connector_memories_failed_total", Kind::Counter, "Memory deliveries that failed (kept for retry)."),
-    (
-        "memory_connector_memories_dead_total",
-        Kind::Counter,
-        "Dead memories (attempts exhausted) met by runs, counted once per run.",
-    ),
-    (
-        "memory_connector_truncated_fetches_total",
-        Kind::Counter,
-        "Fetches that returned a full page (more memories may be waiting).",
-    ),
-    (
-        ERRORS_TOTAL,
-        Kind::Counter,
-        "Errors by type (run_failed, memory_failed, lightrag_failed, malformed, timed_out, already_running).",
-    ),
-    (SYNC_DURATION, Kind::Gauge, "Duration of the connector's newest finished run, per the run history."),
-    (SYNC_RUN_DURATION, Kind::Histogram(SYNC_BUCKETS), "Duration of the sync runs of this process."),
-    (
-        MEMORY_API_REQUEST_DURATION,
-        Kind::Histogram(REQUEST_BUCKETS),
-        "Duration of Memory API fetches (retries included).",
-    ),
-    (
-        LIGHTRAG_REQUEST_DURATION,
-        Kind::Histogram(REQUEST_BUCKETS),
-        "Duration of LightRAG requests (health check, deliveries, status reads).",
-    ),
-    (ACTIVE_JOBS, Kind::Gauge, "Sync runs in progress in this process."),
-    (
-        LEDGER_MEMORIES,
-        Kind::Gauge,
-        "Memories in the ledger by status (waiting_transcript, submitted, processed, lightrag_failed, update_pending, failed, dead).",
-    ),
-    (CONSECUTIVE_FAILURES, Kind::Gauge, "Failed runs in a row (0 after a run that did not fail)."),
-    (
-        LAST_SUCCESS,
-        Kind::Gauge,
-        "When the newest run that did not fail finished, in Unix seconds; absent until one did.",
-    ),
-    (PAUSED, Kind::Gauge, "1 while the connector is paused (the scheduler skips it), else 0."),
-    (PROCESS_START, Kind::Gauge, "Start time of the process since unix epoch in seconds."),
+pub const FAMILIES: [Family; 19] = [
+    Family::Counter(Counter::Syncs),
+    Family::Gauge(Gauge::MemoriesProcessed),
+    Family::Counter(Counter::MemoriesNew),
+    Family::Counter(Counter::MemoriesUpdated),
+    Family::Counter(Counter::MemoriesSkipped),
+    Family::Counter(Counter::MemoriesFailed),
+    Family::Counter(Counter::MemoriesDead),
+    Family::Counter(Counter::TruncatedFetches),
+    Family::Counter(Counter::Errors),
+    Family::Gauge(Gauge::SyncDuration),
+    Family::Histogram(Histogram::SyncRunDuration),
+    Family::Histogram(Histogram::MemoryApiRequestDuration),
+    Family::Histogram(Histogram::LightragRequestDuration),
+    Family::Gauge(Gauge::ActiveJobs),
+    Family::Gauge(Gauge::LedgerMemories),
+    Family::Gauge(Gauge::ConsecutiveFailures),
+    Family::Gauge(Gauge::LastSuccess),
+    Family::Gauge(Gauge::Paused),
+    Family::Gauge(Gauge::ProcessStart),
 ];
 
-/// The families the binary exposes, with their kind: the truth that the
-/// Grafana dashboard and the alert rules are checked against.
-pub fn families() -> impl Iterator<Item = (&'static str, Kind)> {
-    FAMILIES.iter().map(|(name, kind, _)| (*name, *kind))
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Counter(c) => c.name(),
+            Family::Gauge(g) => g.name(),
+            Family::Histogram(h) => h.name(),
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Family::Counter(Counter::Syncs) => {
+                "Sync runs by final status: success (the run completed), partial, failed, timed_out."
+            }
+            Family::Counter(Counter::MemoriesNew) => "Memories inserted for the first time.",
+            Family::Counter(Counter::MemoriesUpdated) => "Changed memories whose document was replaced.",
+            Family::Counter(Counter::MemoriesSkipped) => "Memories skipped while waiting for a transcript.",
+            Family::Counter(Counter::MemoriesFailed) => "Memory deliveries that failed (kept for retry).",
+            Family::Counter(Counter::MemoriesDead) => {
+                "Dead memories (attempts exhausted) met by runs, counted once per run."
+            }
+            Family::Counter(Counter::TruncatedFetches) => {
+                "Fetches that returned a full page (more memories may be waiting)."
+            }
+            Family::Counter(Counter::Errors) => {
+                "Errors by type (run_failed, memory_failed, lightrag_failed, malformed, timed_out, already_running)."
+            }
+            Family::Gauge(Gauge::MemoriesProcessed) => "Memories whose document is in LightRAG, per the ledger.",
+            Family::Gauge(Gauge::SyncDuration) => {
+                "Duration of the connector's newest finished run, per the run history."
+            }
+            Family::Gauge(Gauge::ActiveJobs) => "Sync runs in progress in this process.",
+            Family::Gauge(Gauge::LedgerMemories) => {
+                "Memories in the ledger by status (waiting_transcript, submitted, processed, lightrag_failed, \
+                 update_pending, failed, dead)."
+            }
+            Family::Gauge(Gauge::ConsecutiveFailures) => "Failed runs in a row (0 after a run that did not fail).",
+            Family::Gauge(Gauge::LastSuccess) => {
+                "When the newest run that did not fail finished, in Unix seconds; absent until one did."
+            }
+            Family::Gauge(Gauge::Paused) => "1 while the connector is paused (the scheduler skips it), else 0.",
+            Family::Gauge(Gauge::ProcessStart) => "Start time of the process since unix epoch in seconds.",
+            Family::Histogram(Histogram::SyncRunDuration) => "Duration of the sync runs of this process.",
+            Family::Histogram(Histogram::MemoryApiRequestDuration) => {
+                "Duration of Memory API fetches (retries included)."
+            }
+            Family::Histogram(Histogram::LightragRequestDuration) => {
+                "Duration of LightRAG requests (health check, deliveries, status reads)."
+            }
+        }
+    }
+}
+
+impl Counter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Syncs => "memory_connector_syncs_total",
+            Counter::MemoriesNew => "memory_connector_memories_new_total",
+            Counter::MemoriesUpdated => "memory_connector_memories_updated_total",
+            Counter::MemoriesSkipped => "memory_connector_memories_skipped_total",
+            Counter::MemoriesFailed => "memory_connector_memories_failed_total",
+            Counter::MemoriesDead => "memory_connector_memories_dead_total",
+            Counter::TruncatedFetches => "memory_connector_truncated_fetches_total",
+            Counter::Errors => "memory_connector_errors_total",
+        }
+    }
+}
+
+impl Gauge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gauge::MemoriesProcessed => "memory_connector_memories_processed",
+            Gauge::SyncDuration => "memory_connector_sync_duration_seconds",
+            Gauge::ActiveJobs => "memory_connector_active_jobs",
+            Gauge::LedgerMemories => "memory_connector_ledger_memories",
+            Gauge::ConsecutiveFailures => "memory_connector_consecutive_failures",
+            Gauge::LastSuccess => "memory_connector_last_success_timestamp_seconds",
+            Gauge::Paused => "memory_connector_paused",
+            Gauge::ProcessStart => "process_start_time_seconds",
+        }
+    }
+}
+
+impl Histogram {
+    pub fn name(self) -> &'static str {
+        match self {
+            Histogram::SyncRunDuration => "memory_connector_sync_run_duration_seconds",
+            Histogram::MemoryApiRequestDuration => "memory_connector_memory_api_request_duration_seconds",
+            Histogram::LightragRequestDuration => "memory_connector_lightrag_request_duration_seconds",
+        }
+    }
+
+    fn bounds(self) -> &'static [f64] {
+        match self {
+            Histogram::SyncRunDuration => SYNC_BUCKETS,
+            Histogram::MemoryApiRequestDuration | Histogram::LightragRequestDuration => REQUEST_BUCKETS,
+        }
+    }
 }
 
 /// The `status` label of `memory_connector_syncs_total` for a finished run:
@@ -113,7 +204,7 @@ pub fn sync_status_label(status: RunStatus) -> &'static str {
     }
 }
 
-/// The statuses a finished run can have, as labels; each starts at zero.
+/// The statuses a finished run can have; each starts at zero.
 const FINISHED: [RunStatus; 4] = [RunStatus::Completed, RunStatus::Partial, RunStatus::Failed, RunStatus::TimedOut];
 
 /// The `error_type` label of `memory_connector_errors_total`.
@@ -158,8 +249,8 @@ impl ErrorType {
 type Labels = Vec<(&'static str, String)>;
 
 #[derive(Default)]
-struct Histogram {
-    buckets: Vec<u64>,
+struct Buckets {
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
@@ -167,7 +258,7 @@ struct Histogram {
 #[derive(Default)]
 struct Inner {
     values: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    histograms: BTreeMap<(&'static str, Labels), Buckets>,
 }
 
 /// The registry; cheap to share behind an `Arc`.
@@ -180,10 +271,6 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
     }
-}
-
-fn kind_of(name: &str) -> Option<Kind> {
-    FAMILIES.iter().find(|(n, _, _)| *n == name).map(|(_, k, _)| *k)
 }
 
 fn connector_label(connector: &ConnectorId) -> Labels {
@@ -199,28 +286,28 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn add(&self, name: &'static str, labels: Labels, by: f64) {
-        *self.lock().values.entry((name, labels)).or_insert(0.0) += by;
+    pub fn add(&self, counter: Counter, labels: Labels, by: f64) {
+        *self.lock().values.entry((counter.name(), labels)).or_insert(0.0) += by;
     }
 
-    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        self.lock().values.insert((name, labels), value);
+    pub fn set(&self, gauge: Gauge, labels: Labels, value: f64) {
+        self.lock().values.insert((gauge.name(), labels), value);
     }
 
-    fn remove(&self, name: &'static str, labels: Labels) {
-        self.lock().values.remove(&(name, labels));
+    fn remove(&self, gauge: Gauge, labels: Labels) {
+        self.lock().values.remove(&(gauge.name(), labels));
     }
 
-    pub fn observe(&self, name: &'static str, labels: Labels, seconds: f64) {
-        let Some(Kind::Histogram(bounds)) = kind_of(name) else { return };
+    pub fn observe(&self, histogram: Histogram, labels: Labels, seconds: f64) {
+        let bounds = histogram.bounds();
         let mut inner = self.lock();
-        let h = inner.histograms.entry((name, labels)).or_default();
-        if h.buckets.len() != bounds.len() {
-            h.buckets = vec![0; bounds.len()];
+        let h = inner.histograms.entry((histogram.name(), labels)).or_default();
+        if h.counts.len() != bounds.len() {
+            h.counts = vec![0; bounds.len()];
         }
         for (i, bound) in bounds.iter().enumerate() {
             if seconds <= *bound {
-                h.buckets[i] += 1;
+                h.counts[i] += 1;
             }
         }
         h.sum += seconds;
@@ -229,18 +316,18 @@ impl Metrics {
 
     /// Makes a histogram series exist with no observations, so that the
     /// first one is seen by `increase()` (e.g. the first LightRAG error).
-    pub fn register_histogram(&self, name: &'static str, labels: Labels) {
-        let Some(Kind::Histogram(bounds)) = kind_of(name) else { return };
+    pub fn register_histogram(&self, histogram: Histogram, labels: Labels) {
+        let bounds = histogram.bounds();
         let mut inner = self.lock();
-        let h = inner.histograms.entry((name, labels)).or_default();
-        if h.buckets.len() != bounds.len() {
-            h.buckets = vec![0; bounds.len()];
+        let h = inner.histograms.entry((histogram.name(), labels)).or_default();
+        if h.counts.len() != bounds.len() {
+            h.counts = vec![0; bounds.len()];
         }
     }
 
     /// The process start (`process_start_time_seconds`), in Unix seconds.
     pub fn set_process_start(&self, at: chrono::DateTime<chrono::Utc>) {
-        self.set(PROCESS_START, Vec::new(), unix_seconds(at));
+        self.set(Gauge::ProcessStart, Vec::new(), unix_seconds(at));
     }
 
     /// Feeds the counters and histograms from one finished run.
@@ -248,17 +335,17 @@ impl Metrics {
         let id = || connector_label(&report.connector_id);
         let c = &report.counts;
         let status = sync_status_label(report.status).to_owned();
-        self.add(SYNCS_TOTAL, vec![("connector_id", report.connector_id.to_string()), ("status", status)], 1.0);
-        for (name, n) in [
-            ("memory_connector_memories_new_total", c.new),
-            ("memory_connector_memories_updated_total", c.updated),
-            ("memory_connector_memories_skipped_total", c.skipped),
-            ("memory_connector_memories_failed_total", c.failed),
-            ("memory_connector_memories_dead_total", c.dead),
+        self.add(Counter::Syncs, vec![("connector_id", report.connector_id.to_string()), ("status", status)], 1.0);
+        for (counter, n) in [
+            (Counter::MemoriesNew, c.new),
+            (Counter::MemoriesUpdated, c.updated),
+            (Counter::MemoriesSkipped, c.skipped),
+            (Counter::MemoriesFailed, c.failed),
+            (Counter::MemoriesDead, c.dead),
         ] {
-            self.add(name, id(), n as f64);
+            self.add(counter, id(), n as f64);
         }
-        self.add("memory_connector_truncated_fetches_total", id(), if report.possibly_truncated { 1.0 } else { 0.0 });
+        self.add(Counter::TruncatedFetches, id(), if report.possibly_truncated { 1.0 } else { 0.0 });
         for (kind, n) in [
             (ErrorType::RunFailed, u64::from(report.error.is_some())),
             (ErrorType::MemoryFailed, c.failed),
@@ -270,7 +357,7 @@ impl Metrics {
                 self.add_error(&report.connector_id, kind, n as f64);
             }
         }
-        self.observe(SYNC_RUN_DURATION, id(), report.duration_ms as f64 / 1000.0);
+        self.observe(Histogram::SyncRunDuration, id(), report.duration_ms as f64 / 1000.0);
     }
 
     pub fn record_error(&self, connector: &ConnectorId, error_type: ErrorType) {
@@ -279,28 +366,30 @@ impl Metrics {
 
     fn add_error(&self, connector: &ConnectorId, error_type: ErrorType, by: f64) {
         let labels = vec![("connector_id", connector.to_string()), ("error_type", error_type.as_str().to_owned())];
-        self.add(ERRORS_TOTAL, labels, by);
+        self.add(Counter::Errors, labels, by);
     }
 
     /// Makes a connector's counters and run-duration histogram exist (at
     /// zero) before its first run, one counter per run status and error type
     /// too, so dashboards and `rate()` see them from the start.
     pub fn register_connector(&self, connector: &ConnectorId) {
-        self.register_histogram(SYNC_RUN_DURATION, connector_label(connector));
+        self.register_histogram(Histogram::SyncRunDuration, connector_label(connector));
         let mut inner = self.lock();
-        for (name, kind, _) in FAMILIES {
-            if *kind == Kind::Counter && *name != SYNCS_TOTAL && *name != ERRORS_TOTAL {
-                inner.values.entry((name, connector_label(connector))).or_insert(0.0);
+        for family in FAMILIES {
+            if let Family::Counter(counter) = family
+                && !matches!(counter, Counter::Syncs | Counter::Errors)
+            {
+                inner.values.entry((counter.name(), connector_label(connector))).or_insert(0.0);
             }
         }
         for status in FINISHED {
             let labels =
                 vec![("connector_id", connector.to_string()), ("status", sync_status_label(status).to_owned())];
-            inner.values.entry((SYNCS_TOTAL, labels)).or_insert(0.0);
+            inner.values.entry((Counter::Syncs.name(), labels)).or_insert(0.0);
         }
         for error_type in ErrorType::ALL {
             let labels = vec![("connector_id", connector.to_string()), ("error_type", error_type.as_str().to_owned())];
-            inner.values.entry((ERRORS_TOTAL, labels)).or_insert(0.0);
+            inner.values.entry((Counter::Errors.name(), labels)).or_insert(0.0);
         }
     }
 
@@ -308,29 +397,28 @@ impl Metrics {
     /// connector's state, ledger counts and newest run (at scrape time).
     pub fn record_connector(&self, connector: &ConnectorId, snapshot: &StatusSnapshot) {
         let id = || connector_label(connector);
-        let count = |status: EntryStatus| snapshot.counts.get(&status).copied().unwrap_or(0);
-        for status in EntryStatus::ALL {
+        let counts = EntryCounts::from_sparse(snapshot.counts.clone());
+        for (status, n) in counts.iter() {
             let labels = vec![("connector_id", connector.to_string()), ("status", status.as_str().to_owned())];
-            self.set(LEDGER_MEMORIES, labels, count(status) as f64);
+            self.set(Gauge::LedgerMemories, labels, n as f64);
         }
-        let processed: u64 = EntryStatus::ALL.into_iter().filter(|s| s.is_delivered()).map(count).sum();
-        self.set(MEMORIES_PROCESSED, id(), processed as f64);
+        self.set(Gauge::MemoriesProcessed, id(), counts.processed() as f64);
         let state = snapshot.state.as_ref();
-        self.set(CONSECUTIVE_FAILURES, id(), state.map_or(0, |s| s.consecutive_failures) as f64);
-        self.set(PAUSED, id(), if state.is_some_and(|s| s.paused) { 1.0 } else { 0.0 });
+        self.set(Gauge::ConsecutiveFailures, id(), state.map_or(0, |s| s.consecutive_failures) as f64);
+        self.set(Gauge::Paused, id(), if state.is_some_and(|s| s.paused) { 1.0 } else { 0.0 });
         match state.and_then(|s| s.last_success) {
-            Some(at) => self.set(LAST_SUCCESS, id(), unix_seconds(at)),
-            None => self.remove(LAST_SUCCESS, id()),
+            Some(at) => self.set(Gauge::LastSuccess, id(), unix_seconds(at)),
+            None => self.remove(Gauge::LastSuccess, id()),
         }
         match &snapshot.last_run {
             Some(run) => {
                 // A run in progress leaves the previous run's value.
                 if let Some(finished) = run.finished_at {
                     let seconds = (finished - run.started_at).num_milliseconds().max(0) as f64 / 1000.0;
-                    self.set(SYNC_DURATION, id(), seconds);
+                    self.set(Gauge::SyncDuration, id(), seconds);
                 }
             }
-            None => self.remove(SYNC_DURATION, id()),
+            None => self.remove(Gauge::SyncDuration, id()),
         }
     }
 
@@ -338,22 +426,23 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        for (name, kind, help) in FAMILIES {
-            let type_name = match kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram(_) => "histogram",
+        for family in FAMILIES {
+            let (name, help) = (family.name(), family.help());
+            let type_name = match family {
+                Family::Counter(_) => "counter",
+                Family::Gauge(_) => "gauge",
+                Family::Histogram(_) => "histogram",
             };
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {type_name}");
-            match kind {
-                Kind::Histogram(bounds) => {
+            match family {
+                Family::Histogram(histogram) => {
                     for ((_, labels), h) in
-                        inner.histograms.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                        inner.histograms.range((name, Vec::new())..).take_while(|((n, _), _)| *n == name)
                     {
                         let mut cumulative = 0;
-                        for (i, bound) in bounds.iter().enumerate() {
-                            cumulative = h.buckets.get(i).copied().unwrap_or(cumulative);
+                        for (i, bound) in histogram.bounds().iter().enumerate() {
+                            cumulative = h.counts.get(i).copied().unwrap_or(cumulative);
                             let mut with_le = labels.clone();
                             with_le.push(("le", format_float(*bound)));
                             let _ = writeln!(out, "{name}_bucket{} {cumulative}", render_labels(&with_le));
@@ -367,7 +456,7 @@ impl Metrics {
                 }
                 _ => {
                     for ((_, labels), value) in
-                        inner.values.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                        inner.values.range((name, Vec::new())..).take_while(|((n, _), _)| *n == name)
                     {
                         let _ = writeln!(out, "{name}{} {}", render_labels(labels), format_float(*value));
                     }
@@ -404,24 +493,25 @@ fn format_float(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ConnectorState, RunRecord};
+    use crate::state::{ConnectorState, EntryStatus, RunRecord};
     use chrono::{TimeZone, Utc};
 
     #[test]
     fn renders_counters_gauges_and_cumulative_histograms() {
         let m = Metrics::new();
         m.register_connector(&ConnectorId::new("a\"b"));
-        m.add(SYNCS_TOTAL, vec![("connector_id", "c1".into()), ("status", "success".into())], 1.0);
-        m.observe(SYNC_RUN_DURATION, vec![("connector_id", "c1".into())], 0.3);
-        m.observe(SYNC_RUN_DURATION, vec![("connector_id", "c1".into())], 7.0);
-        m.set(MEMORIES_PROCESSED, vec![("connector_id", "c1".into())], 25.0);
+        m.add(Counter::Syncs, vec![("connector_id", "c1".into()), ("status", "success".into())], 1.0);
+        m.observe(Histogram::SyncRunDuration, vec![("connector_id", "c1".into())], 0.3);
+        m.observe(Histogram::SyncRunDuration, vec![("connector_id", "c1".into())], 7.0);
+        m.set(Gauge::MemoriesProcessed, vec![("connector_id", "c1".into())], 25.0);
         let text = m.render();
         assert!(text.contains("memory_connector_syncs_total{connector_id=\"c1\",status=\"success\"} 1\n"), "{text}");
-        let bucket = |le: &str, n: u64| format!("{SYNC_RUN_DURATION}_bucket{{connector_id=\"c1\",le=\"{le}\"}} {n}\n");
+        let run = Histogram::SyncRunDuration.name();
+        let bucket = |le: &str, n: u64| format!("{run}_bucket{{connector_id=\"c1\",le=\"{le}\"}} {n}\n");
         for (le, n) in [("0.1", 0), ("0.5", 1), ("10", 2), ("+Inf", 2)] {
             assert!(text.contains(&bucket(le, n)), "{le}: {text}");
         }
-        assert!(text.contains(&format!("{SYNC_RUN_DURATION}_count{{connector_id=\"c1\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("{run}_count{{connector_id=\"c1\"}} 2\n")), "{text}");
         assert!(text.contains("memory_connector_memories_processed{connector_id=\"c1\"} 25\n"), "{text}");
         assert!(text.contains("memory_connector_memories_dead_total{connector_id=\"a\\\"b\"} 0\n"), "{text}");
         assert!(text.contains("# TYPE memory_connector_errors_total counter\n"));
@@ -434,10 +524,12 @@ mod tests {
         m.register_connector(&id);
         let text = m.render();
         for status in ["success", "partial", "failed", "timed_out"] {
-            assert!(text.contains(&format!("{SYNCS_TOTAL}{{connector_id=\"c1\",status=\"{status}\"}} 0\n")), "{text}");
+            let series = format!("{}{{connector_id=\"c1\",status=\"{status}\"}} 0\n", Counter::Syncs.name());
+            assert!(text.contains(&series), "{text}");
         }
         for error_type in ErrorType::ALL {
-            let series = format!("{ERRORS_TOTAL}{{connector_id=\"c1\",error_type=\"{}\"}} 0\n", error_type.as_str());
+            let series =
+                format!("{}{{connector_id=\"c1\",error_type=\"{}\"}} 0\n", Counter::Errors.name(), error_type.as_str());
             assert!(text.contains(&series), "{text}");
         }
         assert!(!text.contains("status=\"completed\""), "{text}");
@@ -457,7 +549,7 @@ mod tests {
         let run = RunRecord {
             run_id: crate::ids::RunId::generate(finished),
             connector_id: id.clone(),
-            trigger: "schedule".into(),
+            trigger: crate::state::Trigger::Schedule,
             started_at: finished - chrono::Duration::milliseconds(2500),
             finished_at: Some(finished),
             status: RunStatus::Completed,

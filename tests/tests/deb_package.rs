@@ -2,14 +2,15 @@
 //! the debug binary the tests already have: its files and modes, its
 //! conffile and maintainer scripts (shellcheck), then installed with the real
 //! maintainer scripts into a throwaway root (`dpkg --root`,
-//! `--force-script-chrootless`): the `connector` user, the directories'
-//! owners and modes, `systemd-analyze verify` of the installed unit,
-//! `validate` of the installed config, an upgrade that keeps the operator's
-//! edits, removal and purge.
+//! `--force-script-chrootless`; under fakeroot when the tests do not run as
+//! root): the `connector` user, the directories' owners and modes,
+//! `systemd-analyze verify` of the installed unit, `validate` of the
+//! installed config, an upgrade that keeps the operator's edits, removal and
+//! purge.
 
 use sims::tools::{find, repo_root, skip};
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,6 +37,43 @@ fn build(out: &Path, version: &str) -> PathBuf {
     let mut command = Command::new("bash");
     command.arg(script).arg("--binary").arg(&binary).arg("--out").arg(out).args(["--version", version, "--fast"]);
     PathBuf::from(stdout(&mut command).trim())
+}
+
+/// Runs commands as root: directly when the tests run as root, else under
+/// fakeroot with one ownership database, so that a later `stat` sees the
+/// owners dpkg and the maintainer scripts set.
+struct AsRoot {
+    fakeroot: Option<(PathBuf, PathBuf)>,
+}
+
+impl AsRoot {
+    fn new(db: &Path) -> Option<AsRoot> {
+        if stdout(Command::new("id").arg("-u")).trim() == "0" {
+            return Some(AsRoot { fakeroot: None });
+        }
+        let fakeroot = find("fakeroot")?;
+        std::fs::write(db, "").expect("fakeroot database");
+        Some(AsRoot { fakeroot: Some((fakeroot, db.to_owned())) })
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match &self.fakeroot {
+            None => Command::new(program),
+            Some((fakeroot, db)) => {
+                let mut command = Command::new(fakeroot);
+                command.arg("-i").arg(db).arg("-s").arg(db).arg("--").arg(program);
+                command
+            }
+        }
+    }
+
+    /// `(mode & 0o7777, uid, gid)` of `path`.
+    fn stat(&self, path: &Path) -> (u32, u32, u32) {
+        let said = stdout(self.command("stat").args(["-c", "%a %u %g"]).arg(path));
+        let fields: Vec<&str> = said.split_whitespace().collect();
+        let number = |i: usize, radix: u32| u32::from_str_radix(fields[i], radix).expect("stat output");
+        (number(0, 8), number(1, 10), number(2, 10))
+    }
 }
 
 /// `path -> (mode string, owner/group)` from `dpkg-deb --contents`.
@@ -106,11 +144,10 @@ fn the_debian_package_installs_configures_upgrades_and_purges_cleanly() {
     }
 
     // Installing with the real maintainer scripts needs root (dpkg owns files as root).
-    let uid = stdout(Command::new("id").arg("-u"));
-    if uid.trim() != "0" {
-        skip("installing the Debian package into a throwaway root", "dpkg --root needs root");
+    let Some(as_root) = AsRoot::new(&work.path().join("fakeroot.db")) else {
+        skip("installing the Debian package into a throwaway root", "not root, and fakeroot is not installed");
         return;
-    }
+    };
     let root = work.path().join("root");
     for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "etc"] {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
@@ -121,7 +158,7 @@ fn the_debian_package_installs_configures_upgrades_and_purges_cleanly() {
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").expect("passwd");
     std::fs::write(root.join("etc/group"), "root:x:0:\nadm:x:4:\n").expect("group");
     let dpkg = |args: &[&str], deb: Option<&Path>| {
-        let mut command = Command::new("dpkg");
+        let mut command = as_root.command("dpkg");
         command.arg(format!("--root={}", root.display()));
         command.args(["--force-script-chrootless", "--force-depends", "--log=/dev/null"]).args(args);
         if let Some(deb) = deb {
@@ -149,8 +186,7 @@ fn the_debian_package_installs_configures_upgrades_and_purges_cleanly() {
         ("etc/memory-connector/.env", 0o640, 0, gid),
         ("usr/bin/memory-connector", 0o755, 0, 0),
     ] {
-        let meta = std::fs::metadata(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (mode, owner, group), "{path}");
+        assert_eq!(as_root.stat(&root.join(path)), (mode, owner, group), "{path}");
     }
     let query = |format: &str| {
         let admin = format!("--admindir={}", root.join("var/lib/dpkg").display());
@@ -226,8 +262,7 @@ fn the_debian_package_installs_configures_upgrades_and_purges_cleanly() {
     assert_eq!(query("${Version}").trim(), "0.1.1");
     assert_eq!(std::fs::read_to_string(&config).expect("config"), edited);
     assert_eq!(std::fs::read_to_string(&env).expect(".env"), filled);
-    let meta = std::fs::metadata(&config).expect("config");
-    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o640, gid), "the upgrade keeps the config's group");
+    assert_eq!(as_root.stat(&config), (0o640, 0, gid), "the upgrade keeps the config's owner and mode");
 
     // Remove keeps the configuration; purge removes it and the logs, keeps the state.
     dpkg(&["--remove", "memory-connector"], None);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Debian package of memory-connector with dpkg-deb from a staging
-# directory (decision 0020 says why not cargo-deb):
+# directory (decision 0021 says why not cargo-deb):
 #   infra/debian/build-deb.sh --binary target/release/memory-connector --out target/debian [--version V] [--fast]
 # `make deb` builds the release binary and calls this; the package test
 # (tests/tests/deb_package.rs) packages the debug binary with --fast (gzip -1

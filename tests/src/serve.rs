@@ -32,20 +32,7 @@ impl Serve {
         let mut command = tokio::process::Command::from(ws.command(&args));
         command.stdout(std::process::Stdio::null()).stderr(log).kill_on_drop(true);
         let mut child = command.spawn().expect("spawn serve");
-        let started = Instant::now();
-        let ports: Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                break serde_json::from_str(&text).expect("port file is JSON");
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "serve exited early ({status}):\n{}",
-                    std::fs::read_to_string(ws.path().join("serve.log")).unwrap_or_default()
-                );
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "serve did not write its port file");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let ports = crate::harness::wait_port_file(&mut child, &port_file, &ws.path().join("serve.log")).await;
         let port = |name: &str| ports.get(name).and_then(Value::as_u64).map(|p| p as u16);
         let key = ws.env.iter().find(|(k, _)| k == "CONNECTOR_API_KEY").map(|(_, v)| v.clone()).unwrap_or_default();
         Serve { child, api: port("api"), metrics: port("metrics"), http: reqwest::Client::new(), key }

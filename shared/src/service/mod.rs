@@ -9,7 +9,10 @@
 //! carries (the engine renews the same lease when it starts).
 
 mod gauges;
+mod listen;
 mod timing;
+
+pub use listen::{Connections, HEADER_READ_TIMEOUT, connection_budget, raise_descriptor_limit};
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
 use crate::config::{Config, ConnectorConfig};
@@ -511,6 +514,12 @@ pub async fn serve(
     let Adapters { source, sink, enrichers } = adapters;
     let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics))
         .with_enrichers(enrichers)?;
+    let descriptors = raise_descriptor_limit();
+    let connections = Connections::new(connection_budget(descriptors));
+    let spawn_server = |listener, router| {
+        let stop = service.inner.stop.subscribe();
+        tokio::spawn(listen::serve(listener, router, Arc::clone(&connections), HEADER_READ_TIMEOUT, stop))
+    };
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
@@ -527,14 +536,7 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), "management API listening");
         ports.insert("api".into(), bound.port().into());
         let router = api::router(Arc::clone(&config), Arc::clone(&store), Arc::new(service.clone()));
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if config.monitoring.prometheus.enabled {
         let host = options.host.clone().unwrap_or_else(|| config.api.host.clone());
@@ -555,14 +557,7 @@ pub async fn serve(
                 }
             }),
         );
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if let Some(path) = &options.port_file {
         write_port_file(path, &serde_json::Value::Object(ports)).await?;
@@ -572,6 +567,8 @@ pub async fn serve(
         target: "connector_core::service",
         scheduler = options.scheduler,
         api = api_enabled,
+        open_file_limit = descriptors,
+        max_connections = connection_budget(descriptors),
         connectors = config.connectors.iter().filter(|c| c.enabled).count(),
         version = crate::VERSION,
         "memory-connector service started"

@@ -5,7 +5,7 @@
 //! to `*_total`, while the reference names `memory_connector_memories_processed`
 //! and the output must pass `promtool check metrics`. See decision 0006.
 //!
-//! Three kinds of series (decision 0019 says why):
+//! Three kinds of series (decision 0020 says why):
 //! - counters and histograms of what this process did: runs, memories,
 //!   requests to the Memory API and LightRAG;
 //! - gauges read from the state store at scrape time

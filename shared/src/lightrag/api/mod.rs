@@ -297,7 +297,7 @@ impl DocumentSink for ApiSink {
                     older = true;
                     continue;
                 }
-                if let Some((id, status)) = read_doc_status(doc)
+                if let Some((id, status)) = read_doc_status(doc, &self.secrets())
                     && id.as_str().starts_with("doc-")
                 {
                     found.insert(id, status);

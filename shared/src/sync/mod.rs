@@ -502,7 +502,7 @@ impl SyncEngine {
                     }
                 }
                 Action::BackingOff => report.counts.backing_off += 1,
-                Action::Dead => report.counts.dead += 1,
+                Action::Dead => report.counts.still_dead += 1,
                 Action::WaitForTranscript { record } => {
                     report.counts.skipped += 1;
                     if record {

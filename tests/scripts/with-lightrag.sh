@@ -27,7 +27,7 @@ llm="http://127.0.0.1:$(cat "$run/llm.port")"
 
 # MAX_GRAPH_NODES: `lookup by-memory` reads the whole graph (GET /graphs?label=*),
 # which a server caps at this many nodes (1000 by default); the shared test
-# server holds every test's entities, so the cap is raised (decision 0019).
+# server holds every test's entities, so the cap is raised (decision 0022).
 start_server() { # name port [api-key]
   local dir="$run/$1"
   mkdir -p "$dir"

@@ -8,7 +8,7 @@
 //! - [`Lookup::by_entity`]: an entity (or the relation between two) -> the
 //!   memories it came from, via `GET /graphs` and its `file_path`s.
 //! - [`Lookup::by_memory`]: a memory -> the entities and relations LightRAG
-//!   extracted from it (decision 0019 says how exact that is).
+//!   extracted from it (decision 0022 says how exact that is).
 //! - [`Lookup::ask`]: a question -> LightRAG's answer, each reference
 //!   resolved to its memory.
 //!

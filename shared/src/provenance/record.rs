@@ -17,7 +17,7 @@ pub const MAX_PLACE_BYTES: usize = 200;
 
 /// The record of `memory` (of context `context_id`) as its document
 /// describes it; the bounds above keep a ledger entry near 1 KB whatever the
-/// memory holds (decision 0019).
+/// memory holds (decision 0022).
 pub fn record(
     context_id: &str,
     memory: &Memory,

@@ -3,7 +3,7 @@
 //! where it was recorded, its tags, its media, its first line). Written with
 //! the entry when a document is delivered (`crate::provenance::record`
 //! builds it), so a LightRAG name resolves from the ledger alone; decision
-//! 0019 weighs it against parsing the document text back.
+//! 0022 weighs it against parsing the document text back.
 
 use crate::memory_api::GeoPoint;
 use chrono::{DateTime, Utc};

@@ -23,7 +23,7 @@ pub const OPEN_INDEX: &str = "open";
 pub(super) const OPEN_PK: &str = "open_pk";
 /// The keys-only global index of ledger entries by their LightRAG name
 /// (hash key: the entries' own `file_source` attribute), for the
-/// provenance lookups (decision 0019).
+/// provenance lookups (decision 0022).
 pub const NAME_INDEX: &str = "name";
 pub(super) const NAME_KEY: &str = "file_source";
 pub(super) const RUN_PREFIX: &str = "RUN#";

@@ -294,7 +294,7 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
     assert_eq!(named, vec![(c.clone(), entry("m3".into()))]);
 }
 
-/// Decision 0019: a ledger entry with a typical provenance record still
+/// Decision 0022: a ledger entry with a typical provenance record still
 /// costs one write unit (the item stays under 1 KB), and the `name` index
 /// costs one more when an entry is first written, none when it is
 /// rewritten under the same name. DynamoDB Local reports the consumed

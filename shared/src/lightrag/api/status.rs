@@ -6,6 +6,7 @@ use super::transport::BusyConflict;
 use super::{ApiSink, MAX_FAILED_PAGES, PAGE_SIZE, PAGINATED_PATH, PIPELINE_PATH, TRACK_STATUS_PATH};
 use crate::ids::{DocId, TrackId};
 use crate::lightrag::{DuplicateRecord, PipelineState, RemoteStatus, SinkError, TrackedDoc};
+use crate::secrets::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ impl ApiSink {
         let answer = self.call(Method::GET, &path, None, BusyConflict::Retry).await?;
         let body = answer.json().unwrap_or(Value::Null);
         for doc in body.get("documents").and_then(Value::as_array).into_iter().flatten() {
-            if let Some((id, status)) = read_doc_status(doc) {
+            if let Some((id, status)) = read_doc_status(doc, &self.secrets()) {
                 into.insert(id, status);
             }
         }
@@ -60,7 +61,7 @@ impl ApiSink {
                     let updated = updated.with_timezone(&chrono::Utc);
                     page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
                 }
-                if let Some((id, status)) = read_doc_status(doc)
+                if let Some((id, status)) = read_doc_status(doc, &self.secrets())
                     && wanted.contains(&id)
                     && into.insert(id, status).is_none()
                 {
@@ -85,7 +86,7 @@ impl ApiSink {
     /// being enqueued (`pending_enqueues`) and whether the pipeline is busy.
     pub(super) async fn pipeline_state(&self) -> Result<PipelineState, SinkError> {
         let answer = self.call(Method::GET, PIPELINE_PATH, None, BusyConflict::Retry).await?;
-        let body = self.json_of(&answer, PIPELINE_PATH, "pipeline status")?;
+        let body = self.json_of(&answer, PIPELINE_PATH, "LightRAG's pipeline status")?;
         Ok(PipelineState {
             pending_enqueues: body.get("pending_enqueues").and_then(Value::as_u64),
             busy: body.get("busy").and_then(Value::as_bool),
@@ -134,15 +135,20 @@ pub(super) fn read_duplicate(doc: &Value) -> Option<DuplicateRecord> {
     })
 }
 
-/// Reads one document of LightRAG's lists: its id and status.
-fn read_doc_status(doc: &Value) -> Option<(DocId, RemoteStatus)> {
+/// Reads one document of LightRAG's lists: its id and status. LightRAG's
+/// `error_msg` is quoted like any answer's body (bounded, scrubbed): it goes
+/// into the ledger, the report and the API.
+pub(super) fn read_doc_status(doc: &Value, secrets: &[&Secret]) -> Option<(DocId, RemoteStatus)> {
     let id = doc.get("id").and_then(Value::as_str)?;
     let status = doc.get("status").and_then(Value::as_str)?.to_ascii_lowercase();
     let status = status.strip_prefix("docstatus.").unwrap_or(&status).to_owned();
     let remote = match status.as_str() {
         "processed" => RemoteStatus::Processed,
         "failed" => RemoteStatus::Failed {
-            error: doc.get("error_msg").and_then(Value::as_str).unwrap_or("failed in LightRAG (no message)").to_owned(),
+            error: match doc.get("error_msg").and_then(Value::as_str) {
+                Some(message) => crate::http::excerpt(message.as_bytes(), secrets),
+                None => "failed in LightRAG (no message)".to_owned(),
+            },
         },
         _ => RemoteStatus::Queued { status },
     };

@@ -82,3 +82,17 @@ fn reads_dup_records_of_a_name_and_only_those() {
     // A failed document that is no dup- record.
     assert!(read_duplicate(&record("doc-e", None, name)).is_none());
 }
+
+/// A failed document's `error_msg` goes into the ledger and the API: it is
+/// quoted like a body (bounded, the key scrubbed), however long LightRAG made it.
+#[test]
+fn a_failed_documents_message_is_bounded_and_scrubbed() {
+    let key = Secret::new("k-secret-0123456789");
+    let message = format!("LLM call failed with k-secret-0123456789 {}", "x".repeat(1 << 20));
+    let doc = serde_json::json!({"id": "doc-1", "status": "failed", "error_msg": message});
+    let (_, status) = super::status::read_doc_status(&doc, &[&key]).unwrap();
+    let crate::lightrag::RemoteStatus::Failed { error } = status else { panic!("{status:?}") };
+    assert!(error.len() < 1_000, "{} bytes", error.len());
+    assert!(!error.contains("0123456789"), "{error}");
+    assert!(error.starts_with("LLM call failed"), "{error}");
+}

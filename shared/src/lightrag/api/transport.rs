@@ -90,19 +90,6 @@ impl ApiSink {
         self.attempt(&request).await.map_err(|f| SinkError { kind: f.kind, message: f.message })
     }
 
-    /// The JSON body of a GET answer, or a transient error naming the route
-    /// and quoting a scrubbed excerpt.
-    pub(super) fn json_of(&self, answer: &Answer, path: &str, what: &str) -> Result<Value, SinkError> {
-        answer.json().ok_or_else(|| {
-            SinkError::transient(format!(
-                "GET {}{path} answered {} with something that is not LightRAG's {what}: {}",
-                self.shown,
-                answer.status,
-                answer.excerpt(self.secrets())
-            ))
-        })
-    }
-
     pub(super) fn retry_policy(&self) -> Policy {
         Policy::requests(MAX_RETRIES, RETRY_MULTIPLIER).with_first_delay(self.first_retry_delay)
     }

@@ -19,8 +19,8 @@ use std::time::Instant;
 const MEMORY_API_OPERATIONS: [&str; 1] = ["list"];
 
 /// The `operation` label of the LightRAG histogram: every timed call below.
-const LIGHTRAG_OPERATIONS: [&str; 7] =
-    ["preflight", "insert", "replace", "insert_batch", "replace_batch", "statuses", "stored_since"];
+const LIGHTRAG_OPERATIONS: [&str; 9] =
+    ["preflight", "insert", "replace", "insert_batch", "replace_batch", "statuses", "pipeline", "duplicates", "remove"];
 
 /// Registers the error series of both histograms at zero.
 pub(super) fn register(metrics: &Metrics, connectors: &[ConnectorConfig]) {

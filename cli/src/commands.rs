@@ -343,7 +343,7 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
 pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
     let result = async {
         let config = load(common)?;
-        let bytes = state::backup::backup(&config.state, to).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let bytes = state::backup::backup(&config, to).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "backup": to, "bytes": bytes }));
         } else {
@@ -358,14 +358,28 @@ pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
 pub async fn state_restore(common: &Common, from: &std::path::Path) -> u8 {
     let result = async {
         let config = load(common)?;
-        let store = store(&config).await?;
-        state::backup::restore(&config.state, store.as_ref(), from)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+        // Not the live store first: a backup is checked before anything is
+        // opened, and a live state too broken to open is what it replaces.
+        let restored = state::backup::restore(&config, from).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
-            output::print_json(&serde_json::json!({ "restored_from": from }));
+            output::print_json(&serde_json::json!({
+                "restored_from": from,
+                "connectors": restored.connectors,
+                "entries": restored.entries,
+                "runs": restored.runs,
+                "previous_state": restored.previous,
+            }));
         } else {
-            println!("State restored from {}.", from.display());
+            println!(
+                "State restored from {} ({} connectors, {} ledger entries, {} runs).",
+                from.display(),
+                restored.connectors,
+                restored.entries,
+                restored.runs
+            );
+            if let Some(previous) = &restored.previous {
+                println!("The state it replaced is kept at {}.", previous.display());
+            }
         }
         Ok(EXIT_OK)
     }

@@ -215,8 +215,16 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> Step<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
+        super::files::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
     }
+    // Created owner-only before SQLite opens it: SQLite gives its `-wal` and
+    // `-shm` files the database file's permissions.
+    super::files::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StateError::Io { path: path.to_path_buf(), source })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -740,6 +748,8 @@ impl StateStore for SqliteStore {
         .await
     }
 }
+
+pub(crate) mod verify;
 
 #[cfg(test)]
 mod tests;

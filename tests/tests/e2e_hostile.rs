@@ -107,3 +107,66 @@ fn foreign_db(path: &Path) -> PathBuf {
     conn.execute_batch("CREATE TABLE recipes (name TEXT); INSERT INTO recipes VALUES ('sourdough');").expect("fill");
     path.to_path_buf()
 }
+
+/// Two ids an adversary chose so that the 64-bit name suffix of the old
+/// rule collided (a birthday search, minutes on two cores).
+fn colliding_ids() -> [String; 2] {
+    [format!("{}6a34ccf462cf0da7", "a".repeat(81)), format!("{}7c0b9c90a57b9bf2", "a".repeat(81))]
+}
+
+fn inputs(ws: &Workspace) -> Vec<(String, String)> {
+    let dir = ws.path().join("rag/inputs");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("inputs")
+        .map(|e| e.expect("entry").path())
+        .map(|p| {
+            (
+                p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).expect("read"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_chosen_to_collide_each_get_their_own_document() {
+    let mem = memory_sim(0).await;
+    let [a, b] = colliding_ids();
+    mem.add_raw(
+        CTX,
+        vec![json!({"id": a, "transcript": "the first memory"}), json!({"id": b, "transcript": "the second"})],
+    );
+    let ws = direct_workspace(&mem, "json", "state.json");
+    let run = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let files = inputs(&ws);
+    assert_eq!(files.len(), 2, "one document each: {files:?}");
+    assert!(files.iter().any(|(_, text)| text.contains("the first memory")));
+    assert!(files.iter().any(|(_, text)| text.contains("the second")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_names_are_kept_and_a_name_two_memories_share_is_refused() {
+    let mem = memory_sim(0).await;
+    mem.add_raw(CTX, vec![json!({"id": "x", "transcript": "x one"}), json!({"id": "y", "transcript": "y one"})]);
+    let ws = direct_workspace(&mem, "json", "state.json");
+    assert_eq!(ws.run_async(&["sync", "--connector-id", ID]).await.code, 0);
+    // A ledger written by an older naming rule: both memories got one name.
+    let state_path = ws.path().join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("read")).expect("json");
+    for id in ["x", "y"] {
+        state["connectors"][ID]["entries"][id]["file_source"] = json!("memory_CTX123_legacy.txt");
+    }
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).expect("json")).expect("write");
+    mem.edit_transcripts(CTX, &["x".into(), "y".into()], " edited");
+    let run = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await;
+    let report = run.json();
+    assert_eq!(report["counts"]["updated"], json!(1), "{report}");
+    assert_eq!(report["counts"]["rejected"], json!(1), "{report}");
+    assert!(report["errors"].to_string().contains("already that of memory x"), "{report}");
+    let legacy = inputs(&ws).into_iter().find(|(name, _)| name == "memory_CTX123_legacy.txt").expect("kept name");
+    assert!(legacy.1.contains("x one edited"), "the stored name was used: {legacy:?}");
+}

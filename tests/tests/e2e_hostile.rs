@@ -170,3 +170,85 @@ async fn ledger_names_are_kept_and_a_name_two_memories_share_is_refused() {
     let legacy = inputs(&ws).into_iter().find(|(name, _)| name == "memory_CTX123_legacy.txt").expect("kept name");
     assert!(legacy.1.contains("x one edited"), "the stored name was used: {legacy:?}");
 }
+
+/// How to run a command with a private mount namespace (to mount a tmpfs
+/// without touching the host): `unshare -m` as root, `unshare -rm` in a user
+/// namespace otherwise; `None` when the kernel or sandbox allows neither.
+fn mount_namespace() -> Option<Vec<&'static str>> {
+    let probe = |flags: &[&'static str]| {
+        let dir = tempfile::tempdir().ok()?;
+        let script = "mount -t tmpfs -o size=16k tmpfs \"$1\"";
+        let ok = std::process::Command::new("unshare")
+            .args(flags)
+            .args(["sh", "-c", script, "sh"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| flags.to_vec())
+    };
+    probe(&["-m"]).or_else(|| probe(&["-r", "-m"]))
+}
+
+/// Runs the binary with `<workspace>/rag` on a fresh tmpfs of `size`
+/// (filled up first when `fill`), in a mount namespace of its own.
+fn run_on_small_disk(ws: &Workspace, unshare: &[&str], size: &str, fill: bool, args: &[&str]) -> sims::harness::CliRun {
+    let inner = ws.command(args);
+    let script = format!(
+        "mkdir -p rag && mount -t tmpfs -o size={size},mode=0755 tmpfs rag || exit 97; {} exec \"$@\"",
+        if fill { "dd if=/dev/zero of=rag/filler bs=4k >/dev/null 2>&1;" } else { "" }
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(unshare).args(["sh", "-c", &script, "sh"]).arg(inner.get_program()).args(inner.get_args());
+    if let Some(dir) = inner.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let run: sims::harness::CliRun = cmd.stdin(std::process::Stdio::null()).output().expect("unshare").into();
+    assert_ne!(run.code, 97, "mounting the tmpfs failed: {}", run.stderr);
+    run
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_in_direct_mode_fails_the_run_and_charges_no_memory() {
+    let Some(unshare) = mount_namespace() else {
+        eprintln!("WARNING: no mount namespace (unshare -m / -rm) here: the full-disk test is SKIPPED");
+        return;
+    };
+    let mem = memory_sim(30).await;
+    let mut spec = ConfigSpec::new(&mem.url(), "unused");
+    spec.direct_dir = Some("rag".into());
+    // One charged attempt would make a memory dead at once.
+    spec.max_attempts = 1;
+    let mut ws = Workspace::new();
+    ws.write_config(&spec.render());
+    ws.set_env("MEMORY_API_KEY", "k");
+    let id = ["sync", "--connector-id", ID, "--json"];
+    let status = |ws: &Workspace| ws.run(&["status", "--connector-id", ID, "--json"]).json();
+
+    // A disk with room for a few documents, then one with none at all.
+    for (size, fill) in [("16k", false), ("64k", true)] {
+        let run = tokio::task::block_in_place(|| run_on_small_disk(&ws, &unshare, size, fill, &id));
+        assert_ne!(run.code, 0, "a full disk fails the run:\n{}\n{}", run.stdout, run.stderr);
+        let report = run.json();
+        assert!(report["error"].as_str().is_some_and(|e| e.contains("No space left")), "{report}");
+        assert_eq!(report["counts"]["failed"], json!(0), "{report}");
+        assert_eq!(report["counts"]["dead"], json!(0), "{report}");
+        let now = tokio::task::block_in_place(|| status(&ws));
+        assert_eq!(now["ledger"]["dead"], json!(0), "{now}");
+        assert_eq!(now["ledger"]["failed"], json!(0), "{now}");
+    }
+    // Space is back: every memory goes in, none was lost to the full disk.
+    let run = ws.run_async(&id).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let now = ws.run_async(&["status", "--connector-id", ID, "--json"]).await.json();
+    let with_text =
+        mem.expected(CTX).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count();
+    assert_eq!(now["processed"], json!(with_text), "{now}");
+    assert_eq!(now["failed"], json!(0), "{now}");
+}

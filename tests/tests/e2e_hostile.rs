@@ -252,3 +252,50 @@ async fn a_full_disk_in_direct_mode_fails_the_run_and_charges_no_memory() {
     assert_eq!(now["processed"], json!(with_text), "{now}");
     assert_eq!(now["failed"], json!(0), "{now}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_page_syncs_every_good_memory_and_reports_each_bad_one_by_id() {
+    use sims::memory_sim::hostile_items;
+    let mem =
+        MemorySim::start(MemorySimOptions { contexts: vec![(CTX.into(), 20)], hostile: true, ..Default::default() })
+            .await
+            .expect("memory sim");
+    let ws = direct_workspace(&mem, "json", "state.json");
+    let run = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await;
+    let report = run.json();
+    assert_eq!(report["error"], json!(null), "{report}\n{}", run.stderr);
+    let items = hostile_items();
+    let bad: Vec<_> = items.iter().filter(|i| !i.syncs).collect();
+    assert_eq!(report["counts"]["rejected"], json!(bad.len()), "{report}");
+    let errors = report["errors"].as_array().expect("errors");
+    for item in &bad {
+        let reported = errors.iter().any(|e| {
+            e["stage"] == "fetch"
+                && match &item.id {
+                    Some(id) => e["memory_id"] == json!(id),
+                    None => e["memory_id"].is_null(),
+                }
+        });
+        assert!(reported, "{} is reported with its id {:?}: {errors:?}", item.what, item.id);
+    }
+    // Every good memory is in the ledger and has its document.
+    let documents = inputs(&ws);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("state.json")).expect("state")).expect("json");
+    let entries = &state["connectors"][ID]["entries"];
+    for item in items.iter().filter(|i| i.syncs) {
+        let id = item.id.as_deref().expect("good items have ids");
+        let entry = &entries[id];
+        assert_eq!(entry["status"], json!("submitted"), "{}: {entry}", item.what);
+        let name = entry["file_source"].as_str().expect("name");
+        let text =
+            &documents.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{}: no file {name}", item.what)).1;
+        // The header is the fixed set of lines: an id or type cannot add one.
+        let header: Vec<&str> = text.split("\n\n").next().unwrap_or_default().lines().collect();
+        assert!(header.iter().all(|line| !line.starts_with("Context: other")), "{}: {text:?}", item.what);
+        assert!(!header.iter().any(|line| *line == "Tags: #forged"), "{}: {text:?}", item.what);
+        assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{}: a raw control character: {text:?}", item.what);
+    }
+    let again = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await.json();
+    assert_eq!(again["counts"]["new"], json!(0), "nothing is sent twice: {again}");
+}

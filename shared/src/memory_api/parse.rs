@@ -38,8 +38,62 @@ pub(crate) enum BodyError {
 /// never held as one `Value` tree: each item stays a slice of the body until
 /// it is read, so the peak memory is about the body plus the memories (a
 /// 10,000-memory page as one tree cost ~20 MB more).
+///
+/// Bytes that are not UTF-8 fail only the items that hold them: the body is
+/// then read from a copy with each bad sequence replaced (U+FFFD), and an
+/// item that contains one is rejected with its id and the byte's offset.
 pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyError> {
-    let top: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+    match std::str::from_utf8(body) {
+        Ok(text) => parse_text(text, &Replacements::default(), limit),
+        Err(_) => {
+            let (text, replacements) = Replacements::lossy(body);
+            parse_text(&text, &replacements, limit)
+        }
+    }
+}
+
+/// Where a lossy copy of the body replaced bytes that were not UTF-8.
+#[derive(Debug, Default)]
+struct Replacements {
+    /// (offset in the copy, offset in the body, bytes replaced), in order.
+    at: Vec<(usize, usize, usize)>,
+}
+
+impl Replacements {
+    fn lossy(body: &[u8]) -> (String, Self) {
+        let mut text = String::with_capacity(body.len() + 16);
+        let mut at = Vec::new();
+        let mut offset = 0;
+        for chunk in body.utf8_chunks() {
+            text.push_str(chunk.valid());
+            offset += chunk.valid().len();
+            let invalid = chunk.invalid().len();
+            if invalid > 0 {
+                at.push((text.len(), offset, invalid));
+                text.push(char::REPLACEMENT_CHARACTER);
+                offset += invalid;
+            }
+        }
+        (text, Self { at })
+    }
+
+    /// The first replaced byte inside `range` of the copy, as an offset in the body.
+    fn first_in(&self, range: std::ops::Range<usize>) -> Option<usize> {
+        let first = self.at.partition_point(|&(copy, _, _)| copy < range.start);
+        self.at.get(first).filter(|&&(copy, _, _)| copy < range.end).map(|&(_, body, _)| body)
+    }
+
+    /// The body offset of an offset in the copy.
+    fn body_offset(&self, copy_offset: usize) -> usize {
+        let before = self.at.partition_point(|&(copy, _, _)| copy < copy_offset);
+        self.at[..before]
+            .iter()
+            .fold(copy_offset, |offset, &(_, _, replaced)| offset + replaced - char::REPLACEMENT_CHARACTER.len_utf8())
+    }
+}
+
+fn parse_text(text: &str, replacements: &Replacements, limit: u32) -> Result<FetchedPage, BodyError> {
+    let top: &RawValue = serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
     let kind = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_or("unreadable JSON", |v| json_kind(&v));
     let mut fields: BTreeMap<String, &RawValue> = serde_json::from_str(top.get())
         .map_err(|_| BodyError::Shape(format!("expected a JSON object with a `memories` array, got {}", kind(top))))?;
@@ -48,9 +102,41 @@ pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyErr
     };
     let items: Vec<&RawValue> = serde_json::from_str(memories.get())
         .map_err(|_| BodyError::Shape(format!("`memories` is {}, not an array", kind(memories))))?;
-    // Each slice is valid JSON (the body parsed), so reading it cannot fail.
-    let values = items.iter().map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+    let values = items.iter().map(|raw| read_raw_item(text, raw, replacements));
     Ok(parse_items(values, limit))
+}
+
+/// One item of the body as a `Value`, or why it cannot be one: bytes that
+/// are not UTF-8, nesting past serde_json's limit, a lone surrogate escape.
+fn read_raw_item(text: &str, raw: &RawValue, replacements: &Replacements) -> Result<Value, (Option<String>, String)> {
+    // The item is a slice of `text` (borrowed by the deserializer).
+    let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+    let at = replacements.body_offset(start);
+    if let Some(bad) = replacements.first_in(start..start + raw.get().len()) {
+        return Err((
+            shallow_id(raw),
+            format!("the item (at byte {at} of the body) holds bytes that are not UTF-8, the first at byte {bad}"),
+        ));
+    }
+    serde_json::from_str::<Value>(raw.get()).map_err(|e| {
+        let message = e.to_string();
+        let reason = message.split(" at line ").next().unwrap_or(&message);
+        // serde_json names a lone surrogate by what it expected next.
+        let hint = if reason.contains("surrogate") || reason.contains("hex escape") {
+            " (a \\u escape that is half of a UTF-16 surrogate pair, which no text can hold)"
+        } else {
+            ""
+        };
+        (shallow_id(raw), format!("the item (at byte {at} of the body) is not readable JSON: {reason}{hint}"))
+    })
+}
+
+/// The id of an item that cannot be read whole, read from its top level
+/// alone (its other fields stay unread).
+fn shallow_id(raw: &RawValue) -> Option<String> {
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+    let id = serde_json::from_str::<Value>(fields.get("id")?.get()).ok()?;
+    read_id(Some(&id)).ok()
 }
 
 /// [`parse_page`] for a body already read as JSON.
@@ -64,17 +150,20 @@ pub(crate) fn parse_value(value: Value, limit: u32) -> Result<FetchedPage, Strin
         Some(other) => return Err(format!("`memories` is {}, not an array", json_kind(&other))),
         None => return Err("the JSON object has no `memories` array".to_owned()),
     };
-    Ok(parse_items(items.into_iter(), limit))
+    Ok(parse_items(items.into_iter().map(Ok), limit))
 }
 
-fn parse_items(items: impl ExactSizeIterator<Item = Value>, limit: u32) -> FetchedPage {
+/// An item as JSON, or (its id if readable, why it is not readable).
+type RawItem = Result<Value, (Option<String>, String)>;
+
+fn parse_items(items: impl ExactSizeIterator<Item = RawItem>, limit: u32) -> FetchedPage {
     let possibly_truncated = items.len() >= limit as usize;
     let mut page = FetchedPage { possibly_truncated, attempts: 1, ..FetchedPage::default() };
     page.memories.reserve(items.len());
     // id -> index of the item that was kept for it.
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match parse_item(item) {
+        match item.and_then(parse_item) {
             Ok(memory) => match seen.get(memory.id.as_str()) {
                 Some(first) => page.rejected.push(RejectedMemory {
                     index,
@@ -512,6 +601,49 @@ mod tests {
         ] {
             let err = parse_page(body, 10).unwrap_err();
             assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn one_non_utf8_byte_skips_only_its_item_with_id_and_position() {
+        let mut body = br#"{"memories": [{"id": "a", "transcript": "fine"}, {"id": "b", "transcript": "caf"#.to_vec();
+        let bad_at = body.len();
+        body.extend_from_slice(b"\xe9 au lait\"}, {\"id\": \"c\", \"transcript\": \"\xc3\xa9t\xc3\xa9\"}]}");
+        let page = parse_page(&body, 10).expect("the page is read");
+        let ids: Vec<&str> = page.memories.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(page.memories[1].transcript.as_deref(), Some("été"));
+        assert_eq!(page.rejected.len(), 1, "{:?}", page.rejected);
+        let rejected = &page.rejected[0];
+        assert_eq!((rejected.index, rejected.id.as_deref()), (1, Some("b")));
+        assert!(rejected.reason.contains("not UTF-8"), "{}", rejected.reason);
+        assert!(rejected.reason.contains(&format!("byte {bad_at}")), "{}", rejected.reason);
+    }
+
+    #[test]
+    fn a_bad_byte_in_the_id_still_gives_the_position() {
+        let body = b"{\"memories\": [{\"id\": \"x\xff\"}, {\"id\": \"ok\"}]}";
+        let page = parse_page(body, 10).expect("the page is read");
+        assert_eq!(page.memories.len(), 1);
+        assert_eq!(page.rejected[0].index, 0);
+        assert!(page.rejected[0].reason.contains("not UTF-8"), "{}", page.rejected[0].reason);
+    }
+
+    #[test]
+    fn deep_nesting_and_lone_surrogates_are_reported_with_id_and_a_true_reason() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let body = format!(
+            r#"{{"memories": [{{"id": "deep", "mood": {deep}}}, {{"id": "sur", "transcript": "x\ud800y"}}, {{"id": "ok"}}]}}"#
+        );
+        let page = parse_page(body.as_bytes(), 10).expect("the page is read");
+        assert_eq!(page.memories.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(page.rejected.len(), 2, "{:?}", page.rejected);
+        for (rejected, (index, id, reason)) in
+            page.rejected.iter().zip([(0, "deep", "recursion limit"), (1, "sur", "surrogate")])
+        {
+            assert_eq!((rejected.index, rejected.id.as_deref()), (index, Some(id)), "{rejected:?}");
+            assert!(rejected.reason.contains(reason), "{}", rejected.reason);
+            assert!(!rejected.reason.contains("null"), "{}", rejected.reason);
         }
     }
 

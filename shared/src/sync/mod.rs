@@ -410,7 +410,8 @@ impl SyncEngine {
         report.counts.rejected = page.rejected.len() as u64;
         for rejected in &page.rejected {
             warn!(index = rejected.index, id = ?rejected.id, reason = %rejected.reason, "malformed memory skipped");
-            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
+            let message = format!("item #{} of the answer: {}", rejected.index, rejected.reason);
+            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", message);
         }
 
         if self.settings.confirm && !options.dry_run {

@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn a_megabyte_of_distinct_tags_renders_in_linear_time() {
+        // ~112,000 distinct tags: the quadratic de-duplication compared each
+        // with every earlier one (6e9 comparisons, minutes); a linear one
+        // takes well under a second. The bound is generous: it only tells
+        // linear from quadratic, it is not a speed target (see `make bench`).
+        let transcript: String = (0..112_000).map(|i| format!("#t{i:06} ")).collect();
+        assert!(transcript.len() >= 1_000_000);
+        let m = Memory { transcript: Some(transcript), ..memory() };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(text(render("C", &m, &TransformationConfig::default(), true, None)));
+        });
+        let t = finished.recv_timeout(std::time::Duration::from_secs(10)).expect("quadratic: not done in 10 s");
+        let tags = t.lines().find(|l| l.starts_with("Tags: ")).expect("a tags line");
+        assert_eq!(tags.matches('#').count(), 112_000);
+    }
+
+    #[test]
     fn deterministic() {
         let cfg = TransformationConfig { strategy: Strategy::Rich, ..Default::default() };
         assert_eq!(render("C", &memory(), &cfg, true, None), render("C", &memory(), &cfg, true, None));

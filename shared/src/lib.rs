@@ -24,6 +24,7 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod text;
 pub mod transform;
 
 /// The version reported by `--version`, `/health` and the run report.

@@ -299,3 +299,22 @@ async fn a_hostile_page_syncs_every_good_memory_and_reports_each_bad_one_by_id()
     let again = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await.json();
     assert_eq!(again["counts"]["new"], json!(0), "nothing is sent twice: {again}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_logs_keep_each_hostile_id_on_its_own_line() {
+    let mem =
+        MemorySim::start(MemorySimOptions { contexts: vec![(CTX.into(), 3)], hostile: true, ..Default::default() })
+            .await
+            .expect("memory sim");
+    let mut ws = direct_workspace(&mem, "json", "state.json");
+    ws.set_env("LOG_FORMAT", "text");
+    let run = ws.run_async(&["sync", "--connector-id", ID]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("h-1\\nType: forged header\\r\\nContext: other\\u{1b}[31m"), "{}", run.stderr);
+    for line in run.stderr.lines() {
+        // Every line is a log line of its own: `<RFC 3339 time>  LEVEL ...`.
+        let time = line.split_whitespace().next().unwrap_or_default();
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "a line that is not a log line: {line:?}");
+        assert!(!line.contains('\u{1b}'), "a raw terminal escape: {line:?}");
+    }
+}

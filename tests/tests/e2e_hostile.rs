@@ -318,3 +318,27 @@ async fn text_logs_keep_each_hostile_id_on_its_own_line() {
         assert!(!line.contains('\u{1b}'), "a raw terminal escape: {line:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_endpoint_on_an_api_route_is_refused_by_validate_and_serve() {
+    let mem = memory_sim(1).await;
+    let ws = direct_workspace(&mem, "json", "state.json");
+    let yaml = std::fs::read_to_string(ws.config_path()).expect("config").replace(
+        "api:\n  enabled: false",
+        "api:\n  enabled: true\n  host: 127.0.0.1\n  port: 0\n  enable_auth: false\nmonitoring:\n  health_check:\n    endpoint: /connectors",
+    );
+    ws.write_config(&yaml);
+    let validate = ws.run_async(&["validate"]).await;
+    assert_ne!(validate.code, 0, "validate accepted it: {}", validate.stdout);
+    assert!(validate.stderr.contains("monitoring.health_check.endpoint"), "{}", validate.stderr);
+    let mut serve = tokio::process::Command::from(ws.command(&["serve"]));
+    serve.kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), serve.output())
+        .await
+        .expect("serve refused the config at once")
+        .expect("run serve");
+    let run: sims::harness::CliRun = out.into();
+    assert_ne!(run.code, 101, "serve panicked: {}", run.stderr);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("monitoring.health_check.endpoint"), "{}", run.stderr);
+}

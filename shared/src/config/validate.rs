@@ -42,6 +42,40 @@ pub fn api_auth_problem(api: &ApiConfig) -> Option<Problem> {
     })
 }
 
+/// The routes of the management API: the health endpoint may be none of
+/// them and lie below none of them (the router would refuse to start).
+pub const API_ROUTE_PREFIXES: &[&str] = &["/connectors", "/openapi.json"];
+
+/// Why `path` cannot be a route of its own (`None`: it can): `/`-separated
+/// segments of letters, digits and `-._~`, none empty, `.` or `..`. Nothing
+/// the router would read as a capture (`{id}`, `:id`) or a wildcard (`*`).
+pub fn route_path_problem(path: &str) -> Option<String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some(format!("`{}` must start with `/`", crate::text::escape_controls(path)));
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+    let bad_segment = |s: &str| s.is_empty() || s == "." || s == ".." || !s.chars().all(allowed);
+    (!rest.is_empty() && rest.split('/').any(bad_segment)).then(|| {
+        format!(
+            "`{}` is not a plain path: use segments of letters, digits and -._~ (no empty, `.` or `..` segment, no `{{`, `:` or `*`)",
+            crate::text::escape_controls(path)
+        )
+    })
+}
+
+/// Why `endpoint` cannot be the health endpoint: not a plain path, or one of
+/// the management API's routes ([`API_ROUTE_PREFIXES`]) or below one.
+pub fn health_endpoint_problem(endpoint: &str) -> Option<String> {
+    if let Some(problem) = route_path_problem(endpoint) {
+        return Some(problem);
+    }
+    let trimmed = endpoint.trim_end_matches('/');
+    API_ROUTE_PREFIXES
+        .iter()
+        .find(|route| trimmed == **route || trimmed.starts_with(&format!("{route}/")))
+        .map(|route| format!("`{endpoint}` is a route of the management API (`{route}`); choose a path of its own"))
+}
+
 /// `id` may name files, URL segments and keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
 pub fn is_valid_connector_id(id: &str) -> bool {
     let mut chars = id.chars();
@@ -316,17 +350,15 @@ impl Validator {
     }
 
     fn monitoring(&mut self, m: &MonitoringConfig) {
-        if m.prometheus.enabled && !m.prometheus.path.starts_with('/') {
-            self.push(
-                "monitoring.prometheus.path",
-                format!("`{}` must start with `/`, e.g. \"/metrics\"", m.prometheus.path),
-            );
+        if m.prometheus.enabled
+            && let Some(problem) = route_path_problem(&m.prometheus.path)
+        {
+            self.push("monitoring.prometheus.path", format!("{problem}, e.g. \"/metrics\""));
         }
-        if m.health_check.enabled && !m.health_check.endpoint.starts_with('/') {
-            self.push(
-                "monitoring.health_check.endpoint",
-                format!("`{}` must start with `/`, e.g. \"/health\"", m.health_check.endpoint),
-            );
+        if m.health_check.enabled
+            && let Some(problem) = health_endpoint_problem(&m.health_check.endpoint)
+        {
+            self.push("monitoring.health_check.endpoint", format!("{problem}, e.g. \"/health\""));
         }
         if m.alerts.enabled {
             match &m.alerts.webhook_url {

@@ -537,8 +537,13 @@ pub async fn serve(
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
         let active = service.clone();
+        // Validation refuses a path the router cannot mount; never trusted here.
+        let path = match crate::config::route_path_problem(&config.monitoring.prometheus.path) {
+            None => config.monitoring.prometheus.path.as_str(),
+            Some(_) => "/metrics",
+        };
         let router = axum::Router::new().route(
-            &config.monitoring.prometheus.path,
+            path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
                 let active = active.clone();

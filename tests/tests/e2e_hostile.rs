@@ -342,3 +342,26 @@ async fn a_health_endpoint_on_an_api_route_is_refused_by_validate_and_serve() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("monitoring.health_check.endpoint"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_shows_no_url_password_and_never_echoes_or_changes_a_key() {
+    let mem = memory_sim(1).await;
+    let ws = direct_workspace(&mem, "json", "state.json");
+    let base = std::fs::read_to_string(ws.config_path()).expect("config");
+    let with_password = base.replace("url: \"http://127.0.0.1", "url: \"http://reader:pw-4411-secret@127.0.0.1");
+    assert_ne!(with_password, base);
+    ws.write_config(&with_password);
+    for args in [&["validate", "--show"][..], &["validate", "--show", "--json"]] {
+        let run = ws.run_async(args).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!run.stdout.contains("pw-4411-secret"), "{args:?} shows the password:\n{}", run.stdout);
+        assert!(run.stdout.contains("reader:***@127.0.0.1"), "{}", run.stdout);
+    }
+    for key in ["0x1F2E3D4C", "123456789012345678901234567890"] {
+        ws.write_config(&base.replace("api_key: \"${MEMORY_API_KEY}\"", &format!("api_key: {key}")));
+        let run = ws.run_async(&["validate"]).await;
+        assert_ne!(run.code, 0, "{key} accepted: {}", run.stdout);
+        assert!(run.stderr.contains("memory_api.api_key"), "{}", run.stderr);
+        assert!(!run.stderr.contains(&key[2..]), "{key} echoed: {}", run.stderr);
+    }
+}

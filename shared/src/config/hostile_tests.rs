@@ -80,3 +80,86 @@ fn metrics_paths_that_break_the_router_are_refused() {
         assert!(problems.iter().any(|p| p.field == "monitoring.prometheus.path"), "{path}: {problems:?}");
     }
 }
+
+#[test]
+fn passwords_in_urls_are_masked_wherever_the_config_is_shown() {
+    let yaml = r#"
+lightrag:
+  api:
+    url: "http://rag-user:rag-pass-91c2@lightrag.local:9621"
+memory_api:
+  url: "https://mem-user:mem-pass-55ab@memories.example.com/base"
+enrichment:
+  transcription:
+    url: "https://tok-user:tok-pass-0c1d@stt.example.com/v1"
+  geocoding:
+    url: "https://geo-user:geo-pass-e7f8@geo.example.com"
+api:
+  enable_auth: false
+connectors:
+  - id: "personal"
+    context_id: "CTX1"
+"#;
+    let config = load_str(yaml, "test.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"));
+    let shown = [redacted_yaml(&config), serde_json::to_string(&config).unwrap()];
+    for text in &shown {
+        for password in ["rag-pass-91c2", "mem-pass-55ab", "tok-pass-0c1d", "geo-pass-e7f8"] {
+            assert!(!text.contains(password), "{password} shown:\n{text}");
+        }
+        assert!(text.contains("rag-user:***@lightrag.local:9621"), "{text}");
+    }
+    // The loaded config itself keeps the real URL: requests need it.
+    assert_eq!(config.memory_api.url, "https://mem-user:mem-pass-55ab@memories.example.com/base");
+}
+
+#[test]
+fn a_yaml_error_never_echoes_the_value_of_a_secret_field() {
+    for value in ["123456789012345678901234567890", "9999999999999999999999999999999999999"] {
+        let yaml = MINIMAL
+            .replace("url: \"http://127.0.0.1:8080\"", &format!("url: \"http://127.0.0.1:8080\"\n  api_key: {value}"));
+        let err = load_err(&yaml, &no_env());
+        assert!(!err.to_string().contains(&value[..12]), "the key is echoed: {err}");
+        assert!(err.to_string().contains("memory_api.api_key"), "{err}");
+    }
+}
+
+#[test]
+fn numeric_looking_unquoted_secrets_are_refused_with_a_hint_to_quote_them() {
+    for value in ["0x1F", "1e3", "0o17", "0b101", "+12", ".inf", "12.50", "True"] {
+        let yaml = MINIMAL
+            .replace("url: \"http://127.0.0.1:8080\"", &format!("url: \"http://127.0.0.1:8080\"\n  api_key: {value}"));
+        let err = load_err(&yaml, &no_env());
+        let problem =
+            err.problems.iter().find(|p| p.field == "memory_api.api_key").unwrap_or_else(|| panic!("{value}: {err}"));
+        assert!(problem.message.contains("quote"), "{value}: {problem}");
+        assert!(!problem.message.contains(value), "{value} is echoed: {problem}");
+    }
+    // Quoted, or from the environment, the text is kept exactly.
+    let quoted =
+        MINIMAL.replace("url: \"http://127.0.0.1:8080\"", "url: \"http://127.0.0.1:8080\"\n  api_key: \"0x1F\"");
+    let config = load_str(&quoted, "test.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.memory_api.api_key.as_ref().map(|k| k.expose()), Some("0x1F"));
+    let from_env =
+        MINIMAL.replace("url: \"http://127.0.0.1:8080\"", "url: \"http://127.0.0.1:8080\"\n  api_key: ${KEY}");
+    let config = load_str(&from_env, "test.yaml", &env(&[("KEY", "1e3")])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.memory_api.api_key.as_ref().map(|k| k.expose()), Some("1e3"));
+}
+
+#[test]
+fn text_fields_that_yaml_would_change_are_refused_naming_the_change() {
+    for (value, read_as) in [("0x1F", "31"), ("1e3", "1000"), ("1.50", "1.5"), ("True", "true")] {
+        let yaml = MINIMAL.replace("context_id: \"CTX1\"", &format!("context_id: {value}"));
+        let err = load_err(&yaml, &no_env());
+        let problem = err
+            .problems
+            .iter()
+            .find(|p| p.field == "connectors[0].context_id")
+            .unwrap_or_else(|| panic!("{value}: {err}"));
+        assert!(problem.message.contains("quote"), "{problem}");
+        assert!(problem.message.contains(value) && problem.message.contains(read_as), "{problem}");
+    }
+    // Text that reads back as written stays accepted: `context_id: 123`, `workspace: 0012`.
+    let yaml = MINIMAL.replace("context_id: \"CTX1\"", "context_id: 123");
+    let config = load_str(&yaml, "test.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.connectors[0].context_id, "123");
+}

@@ -13,6 +13,7 @@ mod interpolate;
 pub(crate) mod lenient;
 mod load;
 mod path;
+mod scalars;
 mod schema;
 mod validate;
 

@@ -52,7 +52,7 @@ pub struct LightragConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LightragApiConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     /// `None` when absent or empty: no `X-API-Key` header is sent.
     pub api_key: Option<Secret>,
@@ -113,7 +113,7 @@ impl Default for LightragDirectConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct MemoryApiConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     pub api_key: Option<Secret>,
     /// Request timeout in seconds.
@@ -677,7 +677,7 @@ pub fn is_openai_url(url: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TranscriptionConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub model: String,
@@ -694,7 +694,7 @@ impl Default for TranscriptionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct VisionConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub model: String,
@@ -711,7 +711,7 @@ impl Default for VisionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct GeocodingConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     /// Nominatim's usage policy asks for a User-Agent naming the application and a contact.
     #[serde(deserialize_with = "super::lenient::string")]

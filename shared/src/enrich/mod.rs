@@ -19,6 +19,7 @@ pub use openai::OpenAiClient;
 use crate::config::{Config, ConnectorConfig, TransformationConfig};
 use crate::ids::{ConnectorId, MemoryId};
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
+use crate::secrets::mask_url_credentials;
 use crate::state::StateStore;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -68,13 +69,16 @@ impl Enrichments {
 pub enum ServiceError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
-    #[error("{url}: no complete answer in time")]
+    // URLs (also inside transport messages and bodies) are shown with their credentials masked.
+    #[error("{}: no complete answer in time", mask_url_credentials(.url))]
     Timeout { url: String },
-    #[error("{url}: {message}")]
+    #[error("{}: {}", mask_url_credentials(.url), mask_url_credentials(.message))]
     Network { url: String, message: String },
-    #[error("{url} answered HTTP {status} (body: {body})")]
+    #[error("{} answered HTTP {status} (body: {})", mask_url_credentials(.url), mask_url_credentials(.body))]
     Http { url: String, status: u16, body: String },
-    #[error("{url} answered something unexpected: {reason} (body: {body})")]
+    #[error(
+        "{} answered something unexpected: {reason} (body: {})", mask_url_credentials(.url), mask_url_credentials(.body)
+    )]
     BadAnswer { url: String, reason: String, body: String },
     #[error(transparent)]
     Media(#[from] MediaError),

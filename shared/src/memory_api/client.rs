@@ -367,15 +367,9 @@ pub fn body_excerpt(body: &[u8]) -> String {
     if collapsed.is_empty() { "(empty body)".to_owned() } else { collapsed }
 }
 
-/// The URL as it may appear in messages: a password in it is masked.
+/// The URL as it may appear in messages: its credentials masked.
 fn display_url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Only fails for cannot-be-a-base URLs, which `new` refused.
-    let _ = shown.set_password(Some(secrets::REDACTED));
-    shown.to_string()
+    secrets::mask_url_credentials(url.as_str()).into_owned()
 }
 
 /// An error with its causes (`reqwest`'s own message alone says little:

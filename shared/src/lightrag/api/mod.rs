@@ -16,9 +16,10 @@ mod documents;
 mod status;
 mod transport;
 
+use crate::secrets::mask_url_credentials;
 use documents::InsertReading;
 use status::read_doc_status;
-use transport::{BusyConflict, redact_url_text};
+use transport::BusyConflict;
 
 use super::{DocumentSink, InsertOutcome, Preflight, RemoteStatus, ReplaceOutcome, SinkError, TrackedDoc};
 use crate::config::LightragApiConfig;
@@ -104,20 +105,15 @@ impl ApiSink {
     pub fn new(config: &LightragApiConfig) -> Result<Self, SinkError> {
         let trimmed = config.url.trim().trim_end_matches('/');
         let parsed = url::Url::parse(trimmed).map_err(|e| {
-            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", redact_url_text(trimmed)))
+            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", mask_url_credentials(trimmed)))
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(SinkError::fatal(format!(
                 "lightrag.api.url {:?} must start with http:// or https://",
-                redact_url_text(trimmed)
+                mask_url_credentials(trimmed)
             )));
         }
-        let mut shown_url = parsed.clone();
-        if shown_url.password().is_some() {
-            // Infallible for http(s) URLs, which have a host.
-            let _ = shown_url.set_password(Some(crate::secrets::REDACTED));
-        }
-        let shown = shown_url.as_str().trim_end_matches('/').to_owned();
+        let shown = crate::secrets::mask_url_credentials(parsed.as_str()).trim_end_matches('/').to_owned();
         let timeout = Duration::from_secs(config.timeout.max(1));
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)

@@ -1,8 +1,9 @@
 use super::documents::stored_status;
-use super::transport::{Answer, redact_url_text};
+use super::transport::Answer;
 use super::*;
 use crate::lightrag::{DocumentSink, SinkErrorKind};
 use crate::secrets::Secret;
+use crate::secrets::mask_url_credentials;
 use crate::transform::Document;
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -26,7 +27,7 @@ fn urls_are_checked_and_shown_without_password() {
     let sink = ApiSink::new(&config("http://user:pw@127.0.0.1:9621/")).unwrap();
     assert_eq!(sink.describe(), "http://user:***@127.0.0.1:9621");
     assert!(!format!("{sink:?}").contains("k-secret"));
-    assert_eq!(redact_url_text("http://u:p@h x"), "http://***@h x");
+    assert_eq!(mask_url_credentials("http://u:p@h x"), "http://u:***@h x");
 }
 
 #[test]

@@ -375,13 +375,3 @@ pub(super) fn chain(error: reqwest::Error) -> String {
     }
     out
 }
-
-/// Hides a `user:password@` part in a URL that did not parse.
-pub(super) fn redact_url_text(text: &str) -> String {
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://{}@{}", &text[..scheme_end], crate::secrets::REDACTED, &text[at + 1..])
-        }
-        _ => text.to_owned(),
-    }
-}

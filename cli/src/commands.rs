@@ -180,12 +180,14 @@ fn confirm(question: &str) -> Result<(), Failure> {
 pub fn validate(common: &Common, show: bool) -> u8 {
     let result = (|| {
         let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
+        let warnings = config::exposure_warnings(&config, None);
         if common.json {
             let mut answer = serde_json::json!({
                 "valid": true,
                 "config": common.config,
                 "connectors": config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
                 "serve_problems": config::api_auth_problem(&config.api).into_iter().collect::<Vec<_>>(),
+                "warnings": warnings,
             });
             if show {
                 answer["effective"] = serde_json::to_value(&config).unwrap_or_default();
@@ -200,6 +202,9 @@ pub fn validate(common: &Common, show: bool) -> u8 {
             );
             if let Some(problem) = config::api_auth_problem(&config.api) {
                 println!("note: `serve` and `trigger` will refuse it: {problem}");
+            }
+            for warning in &warnings {
+                println!("warning: {warning}");
             }
             if show {
                 print!("{}", config::redacted_yaml(&config));

@@ -365,3 +365,22 @@ async fn validate_shows_no_url_password_and_never_echoes_or_changes_a_key() {
         assert!(!run.stderr.contains(&key[2..]), "{key} echoed: {}", run.stderr);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_warns_when_the_api_listens_beyond_loopback_without_a_key() {
+    let mem = memory_sim(1).await;
+    let ws = direct_workspace(&mem, "json", "state.json");
+    let base = std::fs::read_to_string(ws.config_path()).expect("config");
+    let open =
+        base.replace("api:\n  enabled: false", "api:\n  enabled: true\n  enable_auth: false\n  host: \"0.0.0.0\"");
+    ws.write_config(&open);
+    let run = ws.run_async(&["validate"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("warning: api.host `0.0.0.0` listens beyond loopback"), "{}", run.stdout);
+    let json = ws.run_async(&["validate", "--json"]).await.json();
+    assert_eq!(json["warnings"].as_array().map(Vec::len), Some(1), "{json}");
+    // Left to its default, the API listens on loopback: nothing to warn about.
+    ws.write_config(&base.replace("api:\n  enabled: false", "api:\n  enabled: true\n  enable_auth: false"));
+    let quiet = ws.run_async(&["validate", "--json"]).await.json();
+    assert_eq!(quiet["warnings"], json!([]), "{quiet}");
+}

@@ -163,3 +163,36 @@ fn text_fields_that_yaml_would_change_are_refused_naming_the_change() {
     let config = load_str(&yaml, "test.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.connectors[0].context_id, "123");
 }
+
+#[test]
+fn the_api_and_metrics_listen_on_loopback_unless_told_otherwise() {
+    let config = valid();
+    assert_eq!(config.api.host, "127.0.0.1");
+    assert_eq!(exposure_warnings(&config, None), Vec::<String>::new());
+}
+
+#[test]
+fn validate_warns_when_the_api_listens_beyond_loopback_without_auth() {
+    let mut config = valid();
+    config.api.enable_auth = false;
+    for host in ["0.0.0.0", "::", "192.168.1.20", "connector.example.com"] {
+        config.api.host = host.into();
+        let warnings = exposure_warnings(&config, None);
+        assert_eq!(warnings.len(), 1, "{host}: {warnings:?}");
+        assert!(warnings[0].contains("api.enable_auth") && warnings[0].contains(host), "{warnings:?}");
+    }
+    for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.1.2.3"] {
+        config.api.host = host.into();
+        assert_eq!(exposure_warnings(&config, None), Vec::<String>::new(), "{host}");
+    }
+    // `serve --host` decides where it listens.
+    assert_eq!(exposure_warnings(&config, Some("0.0.0.0")).len(), 1);
+    // With a key, only the metrics port (which has none) is worth a word.
+    config.api.host = "0.0.0.0".into();
+    config.api.enable_auth = true;
+    config.api.api_key = Some(crate::secrets::Secret::new("k"));
+    assert_eq!(exposure_warnings(&config, None), Vec::<String>::new());
+    config.monitoring.prometheus.enabled = true;
+    let warnings = exposure_warnings(&config, None);
+    assert!(warnings.len() == 1 && warnings[0].contains("metrics"), "{warnings:?}");
+}

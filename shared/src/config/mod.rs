@@ -23,8 +23,8 @@ pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_with_env, redacted_yaml};
 pub use schema::*;
 pub use validate::{
-    API_ROUTE_PREFIXES, MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, health_endpoint_problem,
-    is_valid_connector_id, route_path_problem, validate,
+    API_ROUTE_PREFIXES, MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, exposure_warnings,
+    health_endpoint_problem, is_valid_connector_id, route_path_problem, validate,
 };
 
 #[cfg(test)]

@@ -338,6 +338,8 @@ impl Default for CleanupConfig {
 #[serde(default)]
 pub struct ApiConfig {
     pub enabled: bool,
+    /// Where the management API and the metrics port listen (default
+    /// `127.0.0.1`; `0.0.0.0` for every interface, e.g. in a container).
     #[serde(deserialize_with = "super::lenient::string")]
     pub host: String,
     pub port: u16,
@@ -351,7 +353,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            host: "0.0.0.0".into(),
+            // Loopback unless told otherwise: the API can trigger and reset
+            // runs, and the metrics port (on this host too) has no key.
+            host: "127.0.0.1".into(),
             port: 9622,
             enable_auth: true,
             api_key: None,

@@ -76,6 +76,40 @@ pub fn health_endpoint_problem(endpoint: &str) -> Option<String> {
         .map(|route| format!("`{endpoint}` is a route of the management API (`{route}`); choose a path of its own"))
 }
 
+/// What is reachable beyond this machine without a key: the management API
+/// with `api.enable_auth: false`, and the metrics port (never authenticated),
+/// when they listen on anything but loopback. `host` is `serve --host` when
+/// given (it wins over `api.host`). Warnings, not errors: behind a firewall
+/// or in a container it can be intended.
+pub fn exposure_warnings(config: &Config, host: Option<&str>) -> Vec<String> {
+    let host = host.unwrap_or(&config.api.host);
+    if is_loopback(host) {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    if config.api.enabled && !config.api.enable_auth {
+        warnings.push(format!(
+            "api.host `{host}` listens beyond loopback and api.enable_auth is false: anyone who can reach port {} can \
+             read, trigger and reset the connectors; set enable_auth: true with an api_key, or host: \"127.0.0.1\"",
+            config.api.port
+        ));
+    }
+    if config.monitoring.prometheus.enabled {
+        warnings.push(format!(
+            "the metrics port {} has no authentication and listens on `{host}` (api.host) beyond loopback; \
+             firewall it, or set api.host: \"127.0.0.1\"",
+            config.monitoring.prometheus.port
+        ));
+    }
+    warnings
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`, with or without brackets).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `id` may name files, URL segments and keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
 pub fn is_valid_connector_id(id: &str) -> bool {
     let mut chars = id.chars();
@@ -333,7 +367,10 @@ impl Validator {
             return;
         }
         if a.host.trim().is_empty() {
-            self.push("api.host", "is empty; expected an address to listen on, e.g. \"0.0.0.0\"");
+            self.push(
+                "api.host",
+                "is empty; expected an address to listen on, e.g. \"127.0.0.1\" (or \"0.0.0.0\" for every interface)",
+            );
         }
         if a.rate_limit.enabled {
             self.at_least_one("api.rate_limit.requests_per_minute", a.rate_limit.requests_per_minute.into());

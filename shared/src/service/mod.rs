@@ -508,6 +508,9 @@ pub async fn serve(
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
 
+    for warning in crate::config::exposure_warnings(&config, options.host.as_deref()) {
+        warn!(target: "connector_core::service", "{warning}");
+    }
     let api_enabled = options.api && config.api.enabled;
     if options.api && !config.api.enabled {
         info!(target: "connector_core::service", "api.enabled is false: no management API");

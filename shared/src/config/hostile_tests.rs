@@ -196,3 +196,13 @@ fn validate_warns_when_the_api_listens_beyond_loopback_without_auth() {
     let warnings = exposure_warnings(&config, None);
     assert!(warnings.len() == 1 && warnings[0].contains("metrics"), "{warnings:?}");
 }
+
+#[test]
+fn a_nested_default_is_resolved_by_the_loader_not_kept_literal() {
+    let yaml = MINIMAL.replace("url: \"http://127.0.0.1:8080\"", "url: \"${MEM_URL:-${FALLBACK_URL}}\"");
+    let config = load_str(&yaml, "test.yaml", &env(&[("FALLBACK_URL", "http://fallback:8080")]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.memory_api.url, "http://fallback:8080");
+    let err = load_err(&yaml, &no_env());
+    assert!(err.to_string().contains("FALLBACK_URL is not set"), "{err}");
+}

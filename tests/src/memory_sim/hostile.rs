@@ -57,6 +57,11 @@ pub fn hostile_items() -> Vec<HostileItem> {
             "a byte that is not UTF-8",
         ),
         bad(
+            b"{\"id\": \"h-raw\", \"transcript\": \"bell\x07 and\nnewline\"}".to_vec(),
+            Some("h-raw"),
+            "raw control characters in a string",
+        ),
+        bad(
             format!("{{\"id\": \"h-deep\", \"transcript\": \"t\", \"extra\": {deep}}}").into_bytes(),
             Some("h-deep"),
             "nesting 400 deep",

@@ -206,3 +206,88 @@ fn a_nested_default_is_resolved_by_the_loader_not_kept_literal() {
     let err = load_err(&yaml, &no_env());
     assert!(err.to_string().contains("FALLBACK_URL is not set"), "{err}");
 }
+
+/// Properties of the loader over hostile input.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy;
+
+    fn fragment() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("$".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just(":-".to_owned()),
+                Just("A".to_owned()),
+                Just("B".to_owned()),
+                Just("x".to_owned()),
+                Just("$${".to_owned()),
+            ],
+            0..16,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes as a config file: an answer, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = load_str(&text, "fuzz.yaml", &no_env());
+        }
+
+        /// YAML-shaped noise (keys, indentation, flow, anchors, tags, numbers).
+        #[test]
+        fn yaml_shaped_noise_never_panics(tokens in proptest::collection::vec(prop_oneof![
+            Just("api:"), Just("memory_api:"), Just("connectors:"), Just("- "), Just("  "), Just("\n"), Just("url: "),
+            Just("api_key: "), Just("0x1F"), Just("1e3"), Just("&a "), Just("*a"), Just("<<: "), Just("!!str "),
+            Just("{"), Just("}"), Just("["), Just("]"), Just("\"${A:-${B}}\""), Just("~"), Just("id: "), Just(","),
+        ], 0..40)) {
+            let _ = load_str(&tokens.concat(), "fuzz.yaml", &env(&[("A", "1")]));
+        }
+
+        /// A secret is never in a loader's error, whatever else is wrong.
+        #[test]
+        fn errors_never_hold_a_secret(
+            secret in "[A-Za-z][A-Za-z0-9_-]{11,30}",
+            breakage in 0usize..6,
+        ) {
+            let broken = match breakage {
+                0 => "  timeout: [oops]",
+                1 => "  timeout: 1e99",
+                2 => "  bogus_key: 1",
+                3 => "  url: \"not a url\"",
+                4 => "  retry_backoff: ${UNSET}",
+                _ => "  timeout: -1",
+            };
+            let yaml = MINIMAL.replace(
+                "url: \"http://127.0.0.1:8080\"",
+                &format!("url: \"http://127.0.0.1:8080\"\n  api_key: \"{secret}\"\n{broken}"),
+            );
+            if let Err(err) = load_str(&yaml, "fuzz.yaml", &no_env()) {
+                prop_assert!(!err.to_string().contains(&secret), "{}", err);
+            }
+            for key in ["api_key: [{s}]", "api_key: {{k: {s}}}", "api_key: !!binary {s}"] {
+                let yaml = MINIMAL.replace("url: \"http://127.0.0.1:8080\"", &format!("url: \"http://127.0.0.1:8080\"\n  {}", key.replace("{s}", &secret)));
+                if let Err(err) = load_str(&yaml, "fuzz.yaml", &no_env()) {
+                    prop_assert!(!err.to_string().contains(&secret), "{}", err);
+                }
+            }
+        }
+
+        /// A reference is resolved or reported, never left as text.
+        #[test]
+        fn references_are_resolved_or_reported_never_literal(input in fragment()) {
+            let e = env(&[("A", "a"), ("B", "")]);
+            let out = super::super::interpolate::substitute(&input, &e);
+            prop_assert_eq!(&out, &super::super::interpolate::substitute(&input, &e));
+            if out.errors.is_empty() && !input.contains("$${") {
+                prop_assert!(!out.text.contains("${"), "{:?} -> {:?}", input, out.text);
+            }
+        }
+    }
+}

@@ -79,6 +79,9 @@ fn escape_part(raw: &str) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::lightrag::stored_basename;

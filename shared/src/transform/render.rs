@@ -54,14 +54,16 @@ pub fn render(
         (None, Some(automatic)) => (Some(automatic), Source::Automatic),
         (None, None) => (None, Source::MemoryApi),
     };
-    let image_description = enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
+    // Cleaned like a transcript (the enricher already did; a cached value is not trusted).
+    let image_description =
+        enrichment.and_then(|e| e.image_description.as_deref()).map(clean_transcript).filter(|d| !d.is_empty());
     let tags = match (&transcript, transformation.extract_tags) {
         (Some(text), true) => extract_tags(text),
         _ => Vec::new(),
     };
     // Header fields are one line each: an id, type or place cannot add one.
     let place = enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()).map(escape_field);
-    let extras = Extras { transcript_source, place: place.as_deref(), image_description };
+    let extras = Extras { transcript_source, place: place.as_deref(), image_description: image_description.as_deref() };
     let context = escape_field(context_id);
     let text = match transformation.strategy {
         Strategy::Standard => standard(&context, memory, transcript.as_deref(), &tags, &extras),
@@ -81,7 +83,7 @@ pub fn waits_for_transcript(memory: &Memory, skip_empty_transcripts: bool, enric
     let has_text = |t: &str| t.chars().any(|c| !c.is_control() && !c.is_whitespace());
     let own = memory.transcript.as_deref().is_some_and(has_text);
     let automatic = enrichment.and_then(|e| e.transcript.as_deref()).is_some_and(has_text);
-    let described = enrichment.and_then(|e| e.image_description.as_deref()).is_some_and(|d| !d.trim().is_empty());
+    let described = enrichment.and_then(|e| e.image_description.as_deref()).is_some_and(has_text);
     skip_empty_transcripts && !own && !automatic && !described
 }
 

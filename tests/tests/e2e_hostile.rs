@@ -293,7 +293,7 @@ async fn a_hostile_page_syncs_every_good_memory_and_reports_each_bad_one_by_id()
         // The header is the fixed set of lines: an id or type cannot add one.
         let header: Vec<&str> = text.split("\n\n").next().unwrap_or_default().lines().collect();
         assert!(header.iter().all(|line| !line.starts_with("Context: other")), "{}: {text:?}", item.what);
-        assert!(!header.iter().any(|line| *line == "Tags: #forged"), "{}: {text:?}", item.what);
+        assert!(!header.contains(&"Tags: #forged"), "{}: {text:?}", item.what);
         assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{}: a raw control character: {text:?}", item.what);
     }
     let again = ws.run_async(&["sync", "--connector-id", ID, "--json"]).await.json();

@@ -263,10 +263,7 @@ fn sqlite_backup(from: &Path, to: &Path) -> Result<u64, StateError> {
     src.busy_timeout(Duration::from_secs(10)).map_err(|e| db(from, "busy_timeout", e))?;
     files::create_parent_dir(to).map_err(|e| io(to, e))?;
     let tmp = files::with_suffix(to, ".tmp");
-    copy_database(&src, &tmp).map_err(|e| {
-        remove_database_files(&tmp);
-        e
-    })?;
+    copy_database(&src, &tmp).inspect_err(|_| remove_database_files(&tmp))?;
     std::fs::rename(&tmp, to).map_err(|e| io(to, e))?;
     std::fs::metadata(to).map(|m| m.len()).map_err(|e| io(to, e))
 }

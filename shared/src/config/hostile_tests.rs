@@ -4,29 +4,10 @@
 
 use super::*;
 
-const MINIMAL: &str = r#"
-memory_api:
-  url: "http://127.0.0.1:8080"
-api:
-  enable_auth: false
-connectors:
-  - id: "personal"
-    context_id: "CTX1"
-"#;
+use super::tests::{MINIMAL, env, load_err};
 
 fn no_env() -> Environment {
     Environment::from_map(Vec::<(String, String)>::new())
-}
-
-fn env(pairs: &[(&str, &str)]) -> Environment {
-    Environment::from_map(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-}
-
-fn load_err(yaml: &str, e: &Environment) -> ConfigError {
-    match load_str(yaml, "test.yaml", e) {
-        Ok(c) => panic!("expected an error, got {c:?}"),
-        Err(err) => err,
-    }
 }
 
 fn valid() -> Config {

@@ -158,7 +158,8 @@ async fn the_router_never_panics_on_a_health_endpoint() {
     for endpoint in ["/connectors", "/connectors/{id}", "/openapi.json", "/:id", "/{*rest}", "/*x", "/a//b", "x"] {
         let mut config = base.clone();
         config.monitoring.health_check.endpoint = endpoint.to_owned();
-        let launcher = Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases: false });
+        let launcher =
+            Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases: false, store: Arc::clone(&store) });
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             router(Arc::new(config), Arc::clone(&store), launcher)
         }));

@@ -25,7 +25,7 @@ const BODY_EXCERPT_BYTES: usize = 200;
 /// passing problem (try again on a later run) from one that needs a person.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryApiError {
-    #[error("memory_api.url {url:?} cannot be used as a base URL: {reason}")]
+    #[error("memory_api.url {:?} cannot be used as a base URL: {reason}", secrets::mask_url_credentials(.url))]
     InvalidUrl { url: String, reason: String },
 
     #[error("memory_api.api_key cannot be sent in an HTTP header (it contains characters such as a line break)")]

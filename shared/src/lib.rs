@@ -12,6 +12,7 @@ pub mod api;
 pub mod aws;
 pub mod config;
 pub mod enrich;
+pub mod http;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;

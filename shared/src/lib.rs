@@ -13,6 +13,7 @@ pub mod config;
 pub mod enrich;
 pub mod ids;
 pub mod lightrag;
+pub mod liveness;
 pub mod memory_api;
 pub mod retry;
 pub mod schedule;

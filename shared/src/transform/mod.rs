@@ -12,7 +12,26 @@ pub use render::{Rendered, render, waits_for_transcript};
 pub use tags::extract_tags;
 
 use crate::ids::ContentHash;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// What enrichment added to one memory (made by `enrich`, read by the
+/// renderer); every part is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// Automatic transcription of the audio (used only while the Memory API has no transcript).
+    pub transcript: Option<String>,
+    /// A description of the photo.
+    pub image_description: Option<String>,
+    /// A place name for the coordinates.
+    pub place: Option<String>,
+}
+
+impl Enrichment {
+    pub fn is_empty(&self) -> bool {
+        self.transcript.is_none() && self.image_description.is_none() && self.place.is_none()
+    }
+}
 
 /// A document ready for the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,18 +94,6 @@ fn escape_part(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lightrag::stored_basename;
-
-    #[test]
-    fn file_source_is_its_own_basename_and_safe() {
-        for (ctx, id) in [("CTX123", "42"), ("a/b", "../etc"), ("x", "line\nbreak"), ("c", "über 🎉")] {
-            let fs = file_source(ctx, id);
-            assert_eq!(stored_basename(&fs), fs, "{fs}");
-            assert!(!fs.chars().any(|c| c.is_control() || c == '/' || c == '\\'), "{fs}");
-            assert!(fs.is_ascii());
-        }
-        assert_eq!(file_source("CTX123", "42"), "memory_CTX123_42.txt");
-    }
 
     #[test]
     fn separators_cannot_collide() {

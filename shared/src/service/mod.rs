@@ -301,7 +301,7 @@ impl Service {
             .await
             .ok()
             .map(|counts| counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum());
-        inner.metrics.record_run(&report, processed);
+        report.record_metrics(&inner.metrics, processed);
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
             None if report.status != RunStatus::Failed => self.set_last_error(None),

@@ -4,6 +4,7 @@
 use super::{ActionKind, RunOptions};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::{RunCounts, RunRecord, RunStatus};
+use crate::telemetry::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -120,6 +121,50 @@ impl RunReport {
             counts: self.counts,
             possibly_truncated: self.possibly_truncated,
             error: self.error.clone(),
+        }
+    }
+
+    /// Feeds the metrics from one finished run. `processed` is the number of
+    /// delivered memories in the ledger after it (when known).
+    pub fn record_metrics(&self, metrics: &Metrics, processed: Option<u64>) {
+        let report = self;
+        let id = || vec![("connector_id", report.connector_id.to_string())];
+        let c = &report.counts;
+        metrics.add(
+            "memory_connector_syncs_total",
+            vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
+            1.0,
+        );
+        for (name, n) in [
+            ("memory_connector_memories_new_total", c.new),
+            ("memory_connector_memories_updated_total", c.updated),
+            ("memory_connector_memories_skipped_total", c.skipped),
+            ("memory_connector_memories_failed_total", c.failed),
+            ("memory_connector_memories_dead_total", c.dead),
+        ] {
+            metrics.add(name, id(), n as f64);
+        }
+        metrics.add(
+            "memory_connector_truncated_fetches_total",
+            id(),
+            if report.possibly_truncated { 1.0 } else { 0.0 },
+        );
+        let error = |kind: &str, n: u64| {
+            if n > 0 {
+                metrics.add(
+                    "memory_connector_errors_total",
+                    vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
+                    n as f64,
+                );
+            }
+        };
+        error("run_failed", u64::from(report.error.is_some()));
+        error("memory_failed", c.failed);
+        error("malformed", c.rejected);
+        error("timed_out", u64::from(report.status == RunStatus::TimedOut));
+        metrics.observe("memory_connector_sync_duration_seconds", id(), report.duration_ms as f64 / 1000.0);
+        if let Some(processed) = processed {
+            metrics.set("memory_connector_memories_processed", id(), processed as f64);
         }
     }
 

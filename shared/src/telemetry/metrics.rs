@@ -6,8 +6,6 @@
 //! and the output must pass `promtool check metrics`. See decision 0005.
 
 use crate::ids::ConnectorId;
-use crate::state::RunStatus;
-use crate::sync::RunReport;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -125,45 +123,6 @@ impl Metrics {
         }
         h.sum += seconds;
         h.count += 1;
-    }
-
-    /// Feeds the metrics from one finished run. `processed` is the number of
-    /// delivered memories in the ledger after it (when known).
-    pub fn record_run(&self, report: &RunReport, processed: Option<u64>) {
-        let id = || vec![("connector_id", report.connector_id.to_string())];
-        let c = &report.counts;
-        self.add(
-            "memory_connector_syncs_total",
-            vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
-            1.0,
-        );
-        for (name, n) in [
-            ("memory_connector_memories_new_total", c.new),
-            ("memory_connector_memories_updated_total", c.updated),
-            ("memory_connector_memories_skipped_total", c.skipped),
-            ("memory_connector_memories_failed_total", c.failed),
-            ("memory_connector_memories_dead_total", c.dead),
-        ] {
-            self.add(name, id(), n as f64);
-        }
-        self.add("memory_connector_truncated_fetches_total", id(), if report.possibly_truncated { 1.0 } else { 0.0 });
-        let error = |kind: &str, n: u64| {
-            if n > 0 {
-                self.add(
-                    "memory_connector_errors_total",
-                    vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
-                    n as f64,
-                );
-            }
-        };
-        error("run_failed", u64::from(report.error.is_some()));
-        error("memory_failed", c.failed);
-        error("malformed", c.rejected);
-        error("timed_out", u64::from(report.status == RunStatus::TimedOut));
-        self.observe("memory_connector_sync_duration_seconds", id(), report.duration_ms as f64 / 1000.0);
-        if let Some(processed) = processed {
-            self.set("memory_connector_memories_processed", id(), processed as f64);
-        }
     }
 
     pub fn record_error(&self, connector: &ConnectorId, error_type: &str) {

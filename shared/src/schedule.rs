@@ -7,7 +7,7 @@ pub mod rules;
 
 pub use eventbridge::{ScheduleError, eventbridge_expression};
 
-use crate::config::{ScheduleConfig, ScheduleType};
+use crate::config::{ScheduleConfig, ScheduleType, is_utc};
 use chrono::{DateTime, Utc};
 use jiff::tz::TimeZone;
 
@@ -57,11 +57,6 @@ pub fn zone(schedule: &ScheduleConfig) -> Option<TimeZone> {
             None
         }
     }
-}
-
-/// `schedule.timezone` values that mean UTC without a tz database.
-pub fn is_utc(name: &str) -> bool {
-    matches!(name, "" | "UTC" | "Etc/UTC")
 }
 
 /// The next firing of a 5-field Unix cron expression after `after`, its

@@ -1,5 +1,6 @@
 //! The one parser of the 5-field Unix cron expressions of the config
-//! (`schedule.cron`, `state.cleanup.cleanup_cron`); the scheduler reuses it.
+//! (`schedule.cron`, `state.cleanup.cleanup_cron`) and the one reading of
+//! `schedule.timezone`; validation and the scheduler both use them.
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -21,6 +22,11 @@ pub fn parse_unix_cron(expr: &str) -> Result<Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string().trim_end_matches('.').to_owned())
+}
+
+/// `schedule.timezone` values that mean UTC without a tz database.
+pub fn is_utc(name: &str) -> bool {
+    matches!(name, "" | "UTC" | "Etc/UTC")
 }
 
 #[cfg(test)]

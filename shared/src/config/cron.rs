@@ -29,6 +29,18 @@ pub fn is_utc(name: &str) -> bool {
     matches!(name, "" | "UTC" | "Etc/UTC")
 }
 
+/// The zone a `schedule.timezone` names (surrounding blanks ignored):
+/// `None` for UTC (see [`is_utc`]), else the zone from the system's tz
+/// database (`/usr/share/zoneinfo` or `TZDIR`), cached by jiff after the
+/// first look-up; an error when the database has no such zone.
+pub fn time_zone(name: &str) -> Result<Option<jiff::tz::TimeZone>, jiff::Error> {
+    let name = name.trim();
+    if is_utc(name) {
+        return Ok(None);
+    }
+    jiff::tz::TimeZone::get(name).map(Some)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic
 mod tests {
@@ -59,5 +71,13 @@ mod tests {
         assert!(parse_unix_cron("61 * * * *").is_err());
         assert!(parse_unix_cron("0 25 * * *").is_err());
         assert!(parse_unix_cron("0 9 * * funday").is_err());
+    }
+
+    #[test]
+    fn utc_needs_no_tz_database_and_unknown_zones_are_errors() {
+        for utc in ["", " ", "UTC", " Etc/UTC "] {
+            assert!(time_zone(utc).unwrap().is_none(), "{utc:?}");
+        }
+        assert!(time_zone("Mars/Olympus_Mons").is_err());
     }
 }

@@ -16,7 +16,7 @@ mod path;
 mod schema;
 mod validate;
 
-pub use cron::{is_utc, parse_unix_cron};
+pub use cron::{is_utc, parse_unix_cron, time_zone};
 pub use env::Environment;
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_with_env, redacted_yaml};

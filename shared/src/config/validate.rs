@@ -3,7 +3,7 @@
 //! Every rule runs and every broken one is reported, each naming the field,
 //! the bad value (never a secret's) and what is allowed.
 
-use super::cron::{is_utc, parse_unix_cron};
+use super::cron::{parse_unix_cron, time_zone};
 use super::error::Problem;
 use super::schema::*;
 use crate::secrets::Secret;
@@ -274,8 +274,7 @@ impl Validator {
             },
         }
         if let Some(tz) = s.timezone.as_deref().map(str::trim)
-            && !is_utc(tz)
-            && let Err(e) = jiff::tz::TimeZone::get(tz)
+            && let Err(e) = time_zone(tz)
         {
             self.push(
                 format!("{at}.timezone"),

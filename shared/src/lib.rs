@@ -12,6 +12,8 @@ pub mod aws;
 pub mod config;
 pub mod enrich;
 pub mod ids;
+#[cfg(test)]
+mod layers;
 pub mod lightrag;
 pub mod liveness;
 pub mod memory_api;

@@ -25,10 +25,11 @@ const LAYERS: &[&[&str]] = &[
     &["transform", "telemetry"],
     // Enrichment services; the LightRAG sinks.
     &["enrich", "lightrag"],
-    // The sync engine; status snapshots.
-    &["sync", "status"],
-    // The management API.
-    &["api"],
+    // The use-cases: one sync run; status snapshots; an operator's reset,
+    // pause and retry.
+    &["sync", "status", "admin"],
+    // The management API; the adapters a config asks for, built once.
+    &["api", "wiring"],
     // The long-running service and the Lambda wiring.
     &["service", "serverless"],
 ];

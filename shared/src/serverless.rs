@@ -15,14 +15,12 @@
 //!   the lease answers `already_running`.
 
 use crate::config::{self, Config, Environment, StateBackend};
-use crate::enrich::Enricher;
 use crate::ids::{ConnectorId, RunId};
-use crate::lightrag::{self, DocumentSink};
-use crate::memory_api::MemoryApiClient;
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
-use crate::state::{StateError, StateStore};
-use crate::sync::{MemorySource, RunOptions, SyncEngine, SyncError};
+use crate::state::{StateError, StateStore, Trigger};
+use crate::sync::{RunOptions, SyncError};
+use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -48,7 +46,7 @@ pub struct SyncRequest {
     pub connector_id: ConnectorId,
     pub force: bool,
     /// `schedule`, `event` (SyncRequested) or `lambda` (direct invoke).
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The run id the `api` function promised in its 202 (a `SyncRequested`
     /// event carries it), so the history shows the same id.
     pub run_id: Option<RunId>,
@@ -82,12 +80,17 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
     let bad = |m: &str| FunctionError::BadEvent(m.to_owned());
     let object = event.as_object().ok_or_else(|| bad("expected a JSON object"))?;
     let (body, trigger) = match object.get("detail-type").and_then(Value::as_str) {
-        Some("SyncRequested") => (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, "event"),
+        Some("SyncRequested") => {
+            (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, Trigger::Event)
+        }
         Some("Scheduled Event") => {
-            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, "schedule")
+            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, Trigger::Schedule)
         }
         Some(other) => return Err(FunctionError::BadEvent(format!("detail-type {other:?} is not handled"))),
-        None => (event, object.get("trigger").and_then(Value::as_str).unwrap_or("lambda")),
+        None => match object.get("trigger").and_then(Value::as_str).map(Trigger::parse) {
+            Some(trigger @ (Trigger::Schedule | Trigger::Event | Trigger::Api)) => (event, trigger),
+            _ => (event, Trigger::Lambda),
+        },
     };
     let connector_id = body
         .get("connector_id")
@@ -99,9 +102,8 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
         Some(Value::Bool(force)) => *force,
         Some(other) => return Err(FunctionError::BadEvent(format!("force must be true or false, not {other}"))),
     };
-    let trigger = if matches!(trigger, "schedule" | "event" | "lambda" | "api") { trigger } else { "lambda" };
     let run_id = body.get("run_id").and_then(Value::as_str).filter(|id| !id.is_empty()).map(RunId::from);
-    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger: trigger.to_owned(), run_id })
+    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger, run_id })
 }
 
 /// What a function is built from (the process environment in Lambda).
@@ -131,10 +133,7 @@ impl FunctionSettings {
 struct Wiring {
     vars: HashMap<String, String>,
     config: Config,
-    source: Arc<dyn MemorySource>,
-    sink: Arc<dyn DocumentSink>,
-    /// As `serve` builds them: transcripts, photo descriptions, places.
-    enrichers: HashMap<ConnectorId, Arc<Enricher>>,
+    adapters: Adapters,
 }
 
 /// Shared cold-start work of the functions: config (once), secrets (TTL).
@@ -160,11 +159,8 @@ impl Loaded {
 }
 
 fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
-    let sink = lightrag::open(&config.lightrag).map_err(|e| FunctionError::Config(e.to_string()))?;
-    let source = Arc::new(MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?);
-    let enrichers =
-        crate::enrich::enrichers(&config, source.clone(), store).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config, source, sink, enrichers })
+    let adapters = Adapters::from_config(&config, store).map_err(|e| FunctionError::Config(e.to_string()))?;
+    Ok(Wiring { vars, config, adapters })
 }
 
 fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
@@ -247,17 +243,14 @@ impl SyncFunction {
             .connector(&request.connector_id)
             .cloned()
             .ok_or_else(|| FunctionError::UnknownConnector(request.connector_id.clone()))?;
-        let job_timeout = Duration::from_secs(wiring.config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
+        let job_timeout = wiring.config.advanced.pipeline.job_timeout();
         // The lease ends when this invocation surely has: a timed-out Lambda
         // does not block the next one for the whole job timeout.
         let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
         let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
         let engine =
-            SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
-                .with_lightrag_settings(&wiring.config.lightrag)
-                .with_enricher(wiring.enrichers.get(&request.connector_id).cloned())
-                .without_local_takeover();
-        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
+            wiring.adapters.engine(&wiring.config, &connector, self.store(), lease_ttl).without_local_takeover();
+        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger, deadline };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,
@@ -436,16 +429,16 @@ mod tests {
         let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
         assert_eq!(
             direct,
-            SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into(), run_id: None }
+            SyncRequest { connector_id: "docs".into(), force: true, trigger: Trigger::Lambda, run_id: None }
         );
         let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
-        assert_eq!((scheduled.force, scheduled.trigger.as_str()), (false, "schedule"));
+        assert_eq!((scheduled.force, scheduled.trigger), (false, Trigger::Schedule));
         let requested = parse_sync_event(&json!({
             "version": "0", "source": "memory-connector", "detail-type": "SyncRequested",
             "detail": {"connector_id": "docs", "force": false}
         }))
         .unwrap();
-        assert_eq!(requested.trigger, "event");
+        assert_eq!(requested.trigger, Trigger::Event);
         let raw =
             parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
         assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));

@@ -15,7 +15,7 @@ fn run(connector: &ConnectorId, id: &str, days_ago: i64) -> RunRecord {
     RunRecord {
         run_id: RunId::new(id),
         connector_id: connector.clone(),
-        trigger: "schedule".into(),
+        trigger: connector_core::state::Trigger::Schedule,
         started_at: started,
         finished_at: Some(started),
         status: RunStatus::Completed,

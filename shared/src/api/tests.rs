@@ -24,8 +24,8 @@ impl RunLauncher for FakeLauncher {
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
     }
 
-    fn releases_abandoned_leases(&self) -> bool {
-        self.releases
+    fn abandoned_leases(&self) -> crate::admin::AbandonedLeases {
+        if self.releases { crate::admin::AbandonedLeases::Release } else { crate::admin::AbandonedLeases::Keep }
     }
 }
 

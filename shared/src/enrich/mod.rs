@@ -17,7 +17,7 @@ pub use geocode::{Geocoder, RateLimiter, rounded_key};
 pub use openai::OpenAiClient;
 
 use crate::config::{Config, ConnectorConfig, TransformationConfig};
-use crate::ids::{ConnectorId, MemoryId};
+use crate::ids::MemoryId;
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
 use crate::state::StateStore;
 pub use crate::transform::Enrichment;
@@ -164,23 +164,6 @@ struct Part {
     source: String,
     /// `None`: the service answered "nothing there" (a place in the sea).
     text: Option<String>,
-}
-
-/// The enrichers of the connectors that switch an enrichment on
-/// (`include_audio`, `include_image`, `geocoding`), by connector: what
-/// `serve` and the `sync` Lambda hand their engines.
-pub fn enrichers(
-    config: &Config,
-    media: Arc<dyn MediaSource>,
-    store: Arc<dyn StateStore>,
-) -> Result<HashMap<ConnectorId, Arc<Enricher>>, ServiceError> {
-    let mut enrichers = HashMap::new();
-    for connector in &config.connectors {
-        if let Some(enricher) = Enricher::for_connector(config, connector, Arc::clone(&media), Arc::clone(&store))? {
-            enrichers.insert(connector.id.clone(), Arc::new(enricher));
-        }
-    }
-    Ok(enrichers)
 }
 
 impl Enricher {

@@ -22,6 +22,7 @@ use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::state::{
     Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError, StateStore,
+    Trigger,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
@@ -64,15 +65,15 @@ pub struct RunOptions {
     pub force: bool,
     /// Plan and report; send nothing, write nothing.
     pub dry_run: bool,
-    /// What started the run (`cli`, `schedule`, `api`, `lambda`...).
-    pub trigger: String,
+    /// What started the run.
+    pub trigger: Trigger,
     /// Take no new batch after this instant (Lambda remaining time, job timeout).
     pub deadline: Option<Instant>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { force: false, dry_run: false, trigger: "cli".into(), deadline: None }
+        Self { force: false, dry_run: false, trigger: Trigger::Cli, deadline: None }
     }
 }
 
@@ -492,19 +493,9 @@ impl SyncEngine {
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
-        let mut entry = entry.cloned().unwrap_or_else(|| LedgerEntry {
-            memory_id: memory.id.clone(),
-            status: EntryStatus::WaitingTranscript,
-            content_hash: None,
-            pending_hash: None,
-            file_source: file_source(&self.connector.context_id, memory.id.as_str()),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: now,
-            last_ingested: None,
+        let mut entry = entry.cloned().unwrap_or_else(|| {
+            let name = file_source(&self.connector.context_id, memory.id.as_str());
+            LedgerEntry::new(memory.id.clone(), name, EntryStatus::WaitingTranscript, now)
         });
         entry.status = EntryStatus::WaitingTranscript;
         entry
@@ -520,36 +511,4 @@ impl SyncEngine {
         let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()) };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
-}
-
-/// Makes dead and failed memories eligible again on the next run (attempts
-/// reset). Returns how many were replayed.
-pub async fn replay_failed(store: &dyn StateStore, connector: &ConnectorId) -> Result<usize, StateError> {
-    let stuck = store.entries_with_status(connector, &[EntryStatus::Dead, EntryStatus::Failed], 1_000_000).await?;
-    let replayed: Vec<LedgerEntry> = stuck
-        .into_iter()
-        .map(|mut e| {
-            e.status = EntryStatus::Failed;
-            e.attempts = 0;
-            e.next_attempt_at = None;
-            e
-        })
-        .collect();
-    let count = replayed.len();
-    if count > 0 {
-        store.checkpoint(connector, Checkpoint { entries: replayed, ..Default::default() }).await?;
-    }
-    Ok(count)
-}
-
-/// Counts of ledger entries per status, with every status present.
-pub async fn ledger_counts(
-    store: &dyn StateStore,
-    connector: &ConnectorId,
-) -> Result<std::collections::BTreeMap<EntryStatus, u64>, StateError> {
-    let mut counts = store.status_counts(connector).await?;
-    for status in EntryStatus::ALL {
-        counts.entry(status).or_insert(0);
-    }
-    Ok(counts)
 }

@@ -3,8 +3,8 @@
 
 use super::{ActionKind, RunOptions};
 use crate::ids::{ConnectorId, MemoryId, RunId};
-use crate::state::{RunCounts, RunRecord, RunStatus};
-use crate::telemetry::metrics::Metrics;
+use crate::state::{RunCounts, RunRecord, RunStatus, Trigger};
+use crate::telemetry::metrics::{Counter, Gauge, Histogram, Metrics};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub struct PlannedItem {
 pub struct RunReport {
     pub run_id: RunId,
     pub connector_id: ConnectorId,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -69,7 +69,7 @@ impl RunReport {
         Self {
             run_id: run_id.clone(),
             connector_id: connector_id.clone(),
-            trigger: options.trigger.clone(),
+            trigger: options.trigger,
             status: RunStatus::Running,
             started_at,
             finished_at: None,
@@ -114,7 +114,7 @@ impl RunReport {
         RunRecord {
             run_id: self.run_id.clone(),
             connector_id: self.connector_id.clone(),
-            trigger: self.trigger.clone(),
+            trigger: self.trigger,
             started_at: self.started_at,
             finished_at: if status == RunStatus::Running { None } else { self.finished_at },
             status,
@@ -131,28 +131,24 @@ impl RunReport {
         let id = || vec![("connector_id", report.connector_id.to_string())];
         let c = &report.counts;
         metrics.add(
-            "memory_connector_syncs_total",
+            Counter::Syncs,
             vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
             1.0,
         );
         for (name, n) in [
-            ("memory_connector_memories_new_total", c.new),
-            ("memory_connector_memories_updated_total", c.updated),
-            ("memory_connector_memories_skipped_total", c.skipped),
-            ("memory_connector_memories_failed_total", c.failed),
-            ("memory_connector_memories_dead_total", c.dead),
+            (Counter::MemoriesNew, c.new),
+            (Counter::MemoriesUpdated, c.updated),
+            (Counter::MemoriesSkipped, c.skipped),
+            (Counter::MemoriesFailed, c.failed),
+            (Counter::MemoriesDead, c.dead),
         ] {
             metrics.add(name, id(), n as f64);
         }
-        metrics.add(
-            "memory_connector_truncated_fetches_total",
-            id(),
-            if report.possibly_truncated { 1.0 } else { 0.0 },
-        );
+        metrics.add(Counter::TruncatedFetches, id(), if report.possibly_truncated { 1.0 } else { 0.0 });
         let error = |kind: &str, n: u64| {
             if n > 0 {
                 metrics.add(
-                    "memory_connector_errors_total",
+                    Counter::Errors,
                     vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
                     n as f64,
                 );
@@ -162,9 +158,9 @@ impl RunReport {
         error("memory_failed", c.failed);
         error("malformed", c.rejected);
         error("timed_out", u64::from(report.status == RunStatus::TimedOut));
-        metrics.observe("memory_connector_sync_duration_seconds", id(), report.duration_ms as f64 / 1000.0);
+        metrics.observe(Histogram::SyncDuration, id(), report.duration_ms as f64 / 1000.0);
         if let Some(processed) = processed {
-            metrics.set("memory_connector_memories_processed", id(), processed as f64);
+            metrics.set(Gauge::MemoriesProcessed, id(), processed as f64);
         }
     }
 

@@ -77,7 +77,7 @@ async fn large_checkpoints_are_split_and_fenced() {
     let run = RunRecord {
         run_id: owner.clone(),
         connector_id: c.clone(),
-        trigger: "test".into(),
+        trigger: crate::state::Trigger::Cli,
         started_at: DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or_default(),
         finished_at: None,
         status: crate::state::RunStatus::Running,

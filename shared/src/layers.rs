@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. Modules of one layer do not
 /// import each other.
 const LAYERS: &[&[&str]] = &[
-    // Identifiers, the retry policy, AWS SDK set-up.
-    &["ids", "retry", "aws"],
-    // Which process holds a run; the `Secret` type and its resolvers.
-    &["liveness", "secrets"],
+    // Identifiers, the retry policy, AWS SDK set-up, the clock, small
+    // generic helpers (a TTL cache, request pacing).
+    &["ids", "retry", "aws", "clock", "ttl_cache", "pacing"],
+    // Which process holds a run; the `Secret` type and its resolvers; where
+    // a deployed config is kept.
+    &["liveness", "secrets", "config_store"],
     // The configuration (cron and time zone reading included); HTTP support.
     &["config", "http"],
     // Reading the Memory API; schedules; the state stores.
@@ -26,8 +28,8 @@ const LAYERS: &[&[&str]] = &[
     // Enrichment services; the LightRAG sinks.
     &["enrich", "lightrag"],
     // The use-cases: one sync run; status snapshots; an operator's reset,
-    // pause and retry.
-    &["sync", "status", "admin"],
+    // pause and retry; deploying a config.
+    &["sync", "status", "admin", "deploy"],
     // The management API; the adapters a config asks for, built once.
     &["api", "wiring"],
     // The long-running service and the Lambda wiring.

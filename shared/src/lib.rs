@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod enrich;
 pub mod ids;

@@ -4,7 +4,7 @@
 //! ledger consistent, every route but `/health` needs the key, rate limiting.
 
 use serde_json::{Value, json};
-use sims::harness::{ConfigSpec, Workspace};
+use sims::harness::{ConfigSpec, Workspace, wait_until};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
 use std::sync::{Arc, Mutex};
@@ -383,7 +383,8 @@ async fn alerts_fire_after_n_failures_and_recover_once() {
                 && h.iter().any(|r| r["status"] == json!("completed"))
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the recovery alert", Duration::from_secs(30), || async { received.lock().expect("lock").len() >= 2 })
+        .await;
     let alerts = received.lock().expect("lock").clone();
     assert_eq!(alerts.len(), 2, "one alert per incident, then one recovery: {alerts:?}");
     assert_eq!(alerts[0]["state"], json!("firing"));

@@ -14,7 +14,7 @@ BIN := target/debug
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
 	@echo "make test   - run every test"
-	@echo "make lint   - rustfmt check and clippy on all targets"
+	@echo "make lint   - rustfmt check, clippy (with and without AWS), unused deps, licences (cargo-shear, cargo-deny)"
 	@echo "make bench  - performance figures vs targets (target/bench/latest.json)"
 	@echo "make lambda-build    - release Lambda bootstraps (cargo lambda build --release --arm64) into target/lambda/"
 	@echo "make lambda-watch    - the local Lambda emulator (cargo lambda watch); invoke with config/events/*.json"
@@ -67,9 +67,15 @@ bench:
 	$(CARGO) build --profile perf -p sync --bin sync
 	$(PERF)/bench --connector $(PERF)/memory-connector --lambda-bootstrap $(PERF)/sync --profile perf --out-dir target/bench $(BENCH_ARGS)
 
+# Formatting, clippy on the AWS build and on the build without AWS (the
+# binary's default), then the dependency checks: unused dependencies,
+# licences, bans, sources, advisories where the database is present
+# (tests/scripts/lint-deps.sh).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets --features memory-connector/aws -- -D warnings
+	$(CARGO) clippy -p memory-connector-core -p memory-connector --all-targets -- -D warnings
+	bash tests/scripts/lint-deps.sh
 
 clean-local:
 	rm -rf $(LOCAL)

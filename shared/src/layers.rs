@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. Modules of one layer do not
 /// import each other.
 const LAYERS: &[&[&str]] = &[
+    // Test support: skip loudly or fail (test builds only).
+    &["test_support"],
     // Identifiers, the retry policy, AWS SDK set-up, the clock, small
     // generic helpers (a TTL cache, request pacing).
     &["ids", "retry", "aws", "clock", "ttl_cache", "pacing"],

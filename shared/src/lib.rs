@@ -29,6 +29,8 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod transform;
 pub mod wiring;
 

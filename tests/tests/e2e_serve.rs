@@ -203,7 +203,9 @@ fn check_with_promtool(ws: &Workspace, text: &str) {
     {
         found
     } else {
-        eprintln!("WARNING: promtool not found (run tests/scripts/promtool.sh); `promtool check metrics` SKIPPED");
+        connector_core::test_support::skip(
+            "promtool not found (tests/scripts/promtool.sh provides it): `promtool check metrics` not run",
+        );
         return;
     };
     let file = ws.path().join("metrics.txt");
@@ -485,8 +487,8 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let st = root.join(".local/venv/bin/schemathesis");
     if !st.exists() {
-        eprintln!(
-            "WARNING: schemathesis not installed (run tests/scripts/schemathesis.sh); the OpenAPI fuzz run is SKIPPED"
+        connector_core::test_support::skip(
+            "schemathesis not installed (tests/scripts/schemathesis.sh installs it): the OpenAPI fuzz run not run",
         );
         return;
     }

@@ -145,12 +145,12 @@ async fn simulator(keyed: bool) -> Target {
 /// The real server `make test` started, or `None` (said loudly) without it.
 fn real(keyed: bool) -> Option<Target> {
     let var = if keyed { "LIGHTRAG_REAL_KEYED_URL" } else { "LIGHTRAG_REAL_URL" };
-    let Ok(url) = std::env::var(var) else {
-        eprintln!(
-            "SKIPPED: {var} is not set; run `make test` (tests/scripts/with-lightrag.sh) to test against a real LightRAG"
-        );
-        return None;
-    };
+    let test = std::thread::current().name().unwrap_or("lightrag_contract").to_owned();
+    let url = connector_core::test_support::required_var(
+        var,
+        &test,
+        "run `make test` (tests/scripts/with-lightrag.sh) to test against a real LightRAG",
+    )?;
     let key = if keyed { std::env::var("LIGHTRAG_REAL_KEY").ok() } else { None };
     Some(Target { url, key, sim: None, http: reqwest::Client::new(), run: run_tag() })
 }
@@ -401,8 +401,8 @@ async fn login_accounts_real_lightrag() {
         std::env::var("LIGHTRAG_REAL_LOGIN_USER"),
         std::env::var("LIGHTRAG_REAL_LOGIN_PASSWORD"),
     ) else {
-        eprintln!(
-            "SKIPPED: LIGHTRAG_REAL_LOGIN_URL is not set; run `make test` to test logins against a real LightRAG"
+        connector_core::test_support::skip(
+            "LIGHTRAG_REAL_LOGIN_URL is not set; run `make test` to test logins against a real LightRAG",
         );
         return;
     };

@@ -24,7 +24,8 @@ say() { echo "lint-deps: $*"; }
 loud() { printf '\n!!!!!!!! lint-deps: %s\n\n' "$*" >&2; }
 
 have() { # binary version-pattern
-  [[ -x "$bin/$1" ]] && "$bin/$1" --version 2>/dev/null | grep -q "$2"
+  local version
+  [[ -x "$bin/$1" ]] && version="$("$bin/$1" --version 2>/dev/null)" && grep -q "$2" <<<"$version"
 }
 
 install_tools() {

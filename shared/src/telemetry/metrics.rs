@@ -3,7 +3,7 @@
 //! Written by hand (a few maps behind a mutex) rather than with
 //! `prometheus-client`: that crate speaks OpenMetrics and renames counters
 //! to `*_total`, while the reference names `memory_connector_memories_processed`
-//! and the output must pass `promtool check metrics`. See decision 0005.
+//! and the output must pass `promtool check metrics`. See decision 0006.
 
 use crate::ids::ConnectorId;
 use std::collections::BTreeMap;

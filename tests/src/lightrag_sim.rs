@@ -1,7 +1,7 @@
 //! A LightRAG 1.5.7 server in memory, for tests and benchmarks.
 //!
 //! It follows what a real `lightrag-server` 1.5.7 does on the routes the
-//! connector uses (`shared/spec/lightrag-api.md`): the same status codes,
+//! connector uses (`docs/lightrag-behaviour.md`): the same status codes,
 //! `detail` texts and JSON shapes, basename identity and `doc-` ids, `dup-`
 //! records, asynchronous processing and deletion, and the API-key check. A
 //! contract suite runs against both this and a real server, so behaviour

@@ -3,8 +3,8 @@
 //!
 //! [`load`] is the entry point: it returns a [`Config`] that has passed every
 //! rule, or a [`ConfigError`] listing every [`Problem`] with its field path.
-//! The YAML contract is `configuration-reference.md`; the complete example is
-//! `config/config.example.yaml` at the repository root.
+//! The YAML contract is `config/config.example.yaml` at the repository root
+//! (every section, with its defaults) and the README's "Configuration".
 
 mod cron;
 mod env;

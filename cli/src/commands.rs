@@ -73,9 +73,10 @@ pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: boo
         let store = store(&config).await?;
         let adapters = adapters(&config, store.clone())?;
         let engine = adapters.engine(&config, &connector, store, config.advanced.pipeline.job_timeout());
-        let options = RunOptions { force, dry_run, trigger: Trigger::Cli, deadline: None };
+        let options = RunOptions { force, dry_run, trigger: Trigger::Cli, limits: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),
+            SyncError::Paused(_) => Failure::failed(e.to_string()),
             SyncError::State(e) => Failure::failed(e.to_string()),
         })?;
         if common.json {

@@ -19,7 +19,7 @@ use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
 use crate::state::{StateError, StateStore, Trigger};
-use crate::sync::{RunOptions, SyncError};
+use crate::sync::{RunLimits, RunOptions, SyncError};
 use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -244,13 +244,13 @@ impl SyncFunction {
             .cloned()
             .ok_or_else(|| FunctionError::UnknownConnector(request.connector_id.clone()))?;
         let job_timeout = wiring.config.advanced.pipeline.job_timeout();
-        // The lease ends when this invocation surely has: a timed-out Lambda
-        // does not block the next one for the whole job timeout.
-        let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
-        let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
+        // Bounded by job_timeout_minutes and the invocation's remaining
+        // time, whichever ends first; the lease outlives the run.
+        let limits = RunLimits::new(started, job_timeout, remaining, self.safety_margin);
         let engine =
-            wiring.adapters.engine(&wiring.config, &connector, self.store(), lease_ttl).without_local_takeover();
-        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger, deadline };
+            wiring.adapters.engine(&wiring.config, &connector, self.store(), job_timeout).without_local_takeover();
+        let options =
+            RunOptions { force: request.force, dry_run: false, trigger: request.trigger, limits: Some(limits) };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,
@@ -265,6 +265,10 @@ impl SyncFunction {
                 Ok(
                     json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}),
                 )
+            }
+            Err(SyncError::Paused(connector)) => {
+                info!(connector_id = %connector, "paused: scheduled run skipped");
+                Ok(json!({"status": "skipped", "reason": "paused", "connector_id": connector}))
             }
             Err(SyncError::State(e)) => Err(e.into()),
         }
@@ -313,26 +317,50 @@ impl CleanupFunction {
         Arc::clone(&self.store)
     }
 
+    /// A `ResetRequested` event resets its connector; any other event
+    /// (the schedule) applies retention.
+    pub async fn handle_event(&self, event: &Value) -> Result<Value, FunctionError> {
+        if event.get("detail-type").and_then(Value::as_str) != Some(RESET_REQUESTED) {
+            return self.handle().await;
+        }
+        let id = event
+            .pointer("/detail/connector_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FunctionError::BadEvent("ResetRequested without detail.connector_id".into()))?;
+        let connector = self
+            .config
+            .connector(&ConnectorId::new(id))
+            .ok_or_else(|| FunctionError::UnknownConnector(ConnectorId::new(id)))?;
+        let started = Instant::now();
+        crate::admin::reset(self.store.as_ref(), &connector.id, crate::admin::AbandonedLeases::Keep, Utc::now())
+            .await?;
+        info!(connector_id = %connector.id, took_ms = started.elapsed().as_millis() as u64, "connector reset");
+        Ok(json!({"status": "reset", "connector_id": connector.id}))
+    }
+
     pub async fn handle(&self) -> Result<Value, FunctionError> {
         let cleanup = &self.config.state.cleanup;
         if !cleanup.enabled {
             return Ok(json!({"status": "disabled"}));
         }
         let before = Utc::now() - TimeDelta::days(i64::from(cleanup.retention_days));
-        let removed = self.store.prune_runs(before).await?;
+        // The configured connectors, one query each: the table is never
+        // scanned (DynamoDB's TTL expires what removed connectors left).
+        let mut removed = 0;
         let mut dead = serde_json::Map::new();
-        for connector in self.store.connectors().await? {
-            let counts = self.store.status_counts(&connector).await?;
-            if let Some(n) = counts.get(&crate::state::EntryStatus::Dead) {
-                dead.insert(connector.to_string(), json!(n));
+        for connector in &self.config.connectors {
+            removed += self.store.prune_runs(&connector.id, before).await?;
+            let counts = self.store.status_counts(&connector.id).await?;
+            if let Some(n) = counts.get(&crate::state::EntryStatus::Dead).filter(|n| **n > 0) {
+                dead.insert(connector.id.to_string(), json!(n));
             }
         }
         info!(removed_runs = removed, before = %before, "history retention applied");
         Ok(json!({"status": "completed", "removed_runs": removed, "before": before, "dead_entries": dead}))
     }
 
-    pub async fn handle_classified(&self) -> Result<Value, FunctionError> {
-        classify(self.handle().await)
+    pub async fn handle_classified(&self, event: &Value) -> Result<Value, FunctionError> {
+        classify(self.handle_event(event).await)
     }
 }
 
@@ -341,6 +369,8 @@ pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
 /// The `source` of the connector's events (the SAM rule matches it).
 pub const EVENT_SOURCE: &str = "memory-connector";
 pub const SYNC_REQUESTED: &str = "SyncRequested";
+/// The event the api function puts to have `cleanup` reset a connector.
+pub const RESET_REQUESTED: &str = "ResetRequested";
 
 /// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
 /// which a rule routes to the `sync` function. A connector whose lease is
@@ -378,10 +408,40 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         }
         let run_id = RunId::generate(now);
         let detail = json!({ "connector_id": connector.id, "force": force, "run_id": run_id });
+        self.put(SYNC_REQUESTED, &detail).await?;
+        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
+        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+    }
+
+    /// A ledger of a million entries takes minutes to delete, longer than
+    /// API Gateway waits: the `cleanup` function does it on a
+    /// `ResetRequested` event (its lease shows the connector as running).
+    async fn reset(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+    ) -> Result<crate::api::ResetAnswer, crate::api::LaunchError> {
+        let now = Utc::now();
+        if let Some(lease) = self.store.lease(&connector.id).await?.filter(|l| !l.is_expired_at(now)) {
+            return Err(crate::api::LaunchError::AlreadyRunning {
+                connector: connector.id.clone(),
+                owner: lease.owner,
+                expires_at: Some(lease.expires_at),
+            });
+        }
+        self.put(RESET_REQUESTED, &json!({ "connector_id": connector.id })).await?;
+        info!(connector_id = %connector.id, bus = %self.bus, "ResetRequested event put");
+        Ok(crate::api::ResetAnswer::Accepted)
+    }
+}
+
+impl EventBridgeLauncher {
+    /// Puts one event of the connector's source on the bus.
+    async fn put(&self, detail_type: &str, detail: &Value) -> Result<(), crate::api::LaunchError> {
+        use crate::api::LaunchError;
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(EVENT_SOURCE)
-            .detail_type(SYNC_REQUESTED)
+            .detail_type(detail_type)
             .detail(detail.to_string())
             .build();
         let answer = self.client.put_events().entries(entry).send().await.map_err(|e| {
@@ -393,10 +453,9 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         })?;
         if answer.failed_entry_count() > 0 {
             let why = answer.entries().iter().filter_map(|e| e.error_message()).collect::<Vec<_>>().join("; ");
-            return Err(LaunchError::Unavailable(format!("EventBridge refused the SyncRequested event: {why}")));
+            return Err(LaunchError::Unavailable(format!("EventBridge refused the {detail_type} event: {why}")));
         }
-        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
-        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+        Ok(())
     }
 }
 

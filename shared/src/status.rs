@@ -4,7 +4,9 @@
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::ConnectorId;
 use crate::schedule;
-use crate::state::{ConnectorState, EntryCounts, Lease, RunRecord, RunStatus, StateError, StateStore, StatusSnapshot};
+use crate::state::{
+    ConnectorState, EntryCounts, Lease, Overview, RunRecord, RunStatus, StateError, StateStore, StatusSnapshot,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::fmt;
@@ -153,10 +155,11 @@ pub async fn list(
     store: &dyn StateStore,
     now: DateTime<Utc>,
 ) -> Result<Vec<ConnectorSummary>, StateError> {
+    let ids: Vec<ConnectorId> = config.connectors.iter().map(|c| c.id.clone()).collect();
+    let overviews = store.overviews(&ids).await?;
     let mut rows = Vec::with_capacity(config.connectors.len());
-    for connector in &config.connectors {
-        let state = store.connector_state(&connector.id).await?;
-        let running = store.lease(&connector.id).await?.is_some_and(|l| l.is_live_at(now));
+    for (connector, Overview { state, lease }) in config.connectors.iter().zip(overviews) {
+        let running = lease.is_some_and(|l| l.is_live_at(now));
         let detail = display(connector, state.as_ref(), running);
         rows.push(ConnectorSummary {
             connector_id: connector.id.clone(),

@@ -29,6 +29,16 @@ use std::time::Instant;
 
 pub use guard::RateLimiter;
 
+/// How a reset request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetAnswer {
+    /// The ledger and state are gone (200).
+    Done,
+    /// The reset was handed over and runs in the background (202); the
+    /// connector shows `running` (its lease is held) until it is done.
+    Accepted,
+}
+
 /// What a trigger got.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LaunchOutcome {
@@ -68,12 +78,10 @@ pub trait RunLauncher: Send + Sync {
         None
     }
 
-    /// Whether a lease whose holder was a process of this host that is gone
-    /// may be released (`serve`: yes; Lambda sandboxes share host names: no).
-    /// `reset` then does not wait for a killed run's lease to expire.
-    fn abandoned_leases(&self) -> crate::admin::AbandonedLeases {
-        crate::admin::AbandonedLeases::Keep
-    }
+    /// Resets the connector (see [`admin::reset`]): here and now (`serve`),
+    /// or handed to a function that has the time for a large ledger (the
+    /// api Lambda answers within API Gateway's 30 s).
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError>;
 }
 
 /// Everything the handlers share.
@@ -267,10 +275,17 @@ async fn trigger(
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 
-async fn reset(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let connector = find(&state, &id)?;
-    admin::reset(state.store.as_ref(), &connector.id, state.launcher.abandoned_leases(), Utc::now()).await?;
-    Ok(Json(serde_json::json!({ "connector_id": connector.id, "reset": true })))
+    Ok(match state.launcher.reset(connector).await? {
+        ResetAnswer::Done => (StatusCode::OK, Json(serde_json::json!({ "connector_id": connector.id, "reset": true }))),
+        ResetAnswer::Accepted => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "connector_id": connector.id, "reset": "accepted" })))
+        }
+    })
 }
 
 async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {

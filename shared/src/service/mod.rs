@@ -17,7 +17,7 @@ use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::DocumentSink;
 use crate::schedule;
 use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore, Trigger};
-use crate::sync::{MemorySource, RunOptions, RunReport, SyncError};
+use crate::sync::{MemorySource, RunLimits, RunOptions, RunReport, SyncError};
 use crate::telemetry::alerts::Alerter;
 use crate::telemetry::metrics::Metrics;
 use crate::wiring::Adapters;
@@ -286,8 +286,8 @@ impl Service {
             .adapters
             .engine(&inner.config, connector, Arc::clone(&inner.store), timeout)
             .with_stop_signal(inner.stop.subscribe());
-        let deadline = Instant::now() + timeout;
-        let options = RunOptions { force, dry_run: false, trigger, deadline: Some(deadline) };
+        let limits = RunLimits::new(Instant::now(), timeout, None, crate::sync::limits::DEFAULT_MARGIN);
+        let options = RunOptions { force, dry_run: false, trigger, limits: Some(limits) };
         let result = engine.run_with_id(run_id.clone(), options).await;
         let mut report = match result {
             Ok(report) => report,
@@ -295,6 +295,7 @@ impl Service {
                 inner.metrics.record_error(&connector.id, "already_running");
                 return None;
             }
+            Err(SyncError::Paused(_)) => return None,
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
                 inner.metrics.record_error(&connector.id, "run_failed");
@@ -302,7 +303,7 @@ impl Service {
                 return None;
             }
         };
-        if report.stopped_early && Instant::now() >= deadline {
+        if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
         let processed = inner
@@ -446,9 +447,24 @@ impl Service {
                 return;
             }
             let before = self.now() - chrono::Duration::days(i64::from(cleanup.retention_days));
-            match self.inner.store.prune_runs(before).await {
-                Ok(n) => info!(target: "connector_core::service", removed = n, %before, "run history cleaned up"),
-                Err(e) => warn!(target: "connector_core::service", error = %e, "run history cleanup failed"),
+            // Every connector the store knows, configured or not: a local
+            // store is small, and a removed connector's history expires too.
+            let connectors = match self.inner.store.connectors().await {
+                Ok(connectors) => connectors,
+                Err(e) => {
+                    warn!(target: "connector_core::service", error = %e, "run history cleanup failed");
+                    Vec::new()
+                }
+            };
+            for connector in connectors {
+                match self.inner.store.prune_runs(&connector, before).await {
+                    Ok(n) => {
+                        info!(target: "connector_core::service", connector_id = %connector, removed = n, %before, "run history cleaned up")
+                    }
+                    Err(e) => {
+                        warn!(target: "connector_core::service", connector_id = %connector, error = %e, "run history cleanup failed")
+                    }
+                }
             }
             if !self.sleep_unless_stopped(MIN_GAP).await {
                 return;
@@ -494,8 +510,11 @@ impl RunLauncher for Service {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn abandoned_leases(&self) -> crate::admin::AbandonedLeases {
-        crate::admin::AbandonedLeases::Release
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<api::ResetAnswer, LaunchError> {
+        // A local store deletes even a large ledger in well under a second.
+        let store = self.inner.store.as_ref();
+        crate::admin::reset(store, &connector.id, crate::admin::AbandonedLeases::Release, Utc::now()).await?;
+        Ok(api::ResetAnswer::Done)
     }
 }
 

@@ -223,6 +223,13 @@ impl Trigger {
         }
     }
 
+    /// Whether a paused connector skips a run started this way: scheduled
+    /// runs do; a run a person asked for (CLI, API, event, direct invoke)
+    /// still runs.
+    pub fn honours_pause(self) -> bool {
+        self == Trigger::Schedule
+    }
+
     /// Reads a stored or sent name; anything else is [`Trigger::Unknown`].
     pub fn parse(value: &str) -> Self {
         Self::ALL.into_iter().find(|t| t.as_str() == value).unwrap_or(Trigger::Unknown)
@@ -341,6 +348,9 @@ pub struct RunCounts {
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.
     pub deferred: u64,
+    /// Memories left for the next run because this run's time ran out
+    /// before they were enriched.
+    pub postponed: u64,
     /// Failed earlier and still inside their backoff window.
     pub backing_off: u64,
     /// Submitted documents LightRAG reported processed during this run.
@@ -500,6 +510,18 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         })
     }
 
+    /// The state and the lease of each of these connectors, in their order
+    /// (what `list` and `GET /connectors` show). Stores that can read many
+    /// items in one request (DynamoDB: 50 connectors a `BatchGetItem`)
+    /// override this; the default asks twice per connector.
+    async fn overviews(&self, connectors: &[ConnectorId]) -> Result<Vec<Overview>, StateError> {
+        let mut out = Vec::with_capacity(connectors.len());
+        for connector in connectors {
+            out.push(Overview { state: self.connector_state(connector).await?, lease: self.lease(connector).await? });
+        }
+        Ok(out)
+    }
+
     /// Writes a batch's entries, the connector state and the run record atomically.
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError>;
 
@@ -511,8 +533,10 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// lease is held at `now`.
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError>;
 
-    /// Removes run records that started before `before`; returns how many.
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
+    /// Removes the connector's run records that started before `before`;
+    /// returns how many. Per connector, so a store with many connectors is
+    /// never scanned (retention walks the configured connectors).
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError>;
 
     /// A cached value (enrichments: place names, transcripts, photo
     /// descriptions) that has not expired at `now`. Stores without a cache
@@ -528,6 +552,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         let _ = (key, value, expires_at);
         Ok(())
     }
+}
+
+/// A connector's state and lease, as [`StateStore::overviews`] reads them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Overview {
+    pub state: Option<ConnectorState>,
+    /// The lease, expired or not.
+    pub lease: Option<Lease>,
 }
 
 /// A connector's state as [`StateStore::status_snapshot`] reads it.

@@ -732,9 +732,13 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let connector = connector.clone();
         self.call("prune runs", move |conn| {
-            let removed = conn.execute("DELETE FROM runs WHERE started_at < ?1", [timestamp(before)])?;
+            let removed = conn.execute(
+                "DELETE FROM runs WHERE connector_id = ?1 AND started_at < ?2",
+                params![connector.as_str(), timestamp(before)],
+            )?;
             Ok(removed as u64)
         })
         .await

@@ -275,7 +275,7 @@ impl SyncEngine {
             if used > 0 && used + next.cost() > batch_size {
                 break;
             }
-            if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
+            if options.stop_at().is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
                 *deadline_hit = true;
                 break;
             }

@@ -95,6 +95,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
             confirmed: 11,
             lightrag_failed: 12,
             stuck: 13,
+            postponed: 14,
         },
         possibly_truncated: true,
         error: Some("2 memories failed".into()),

@@ -129,6 +129,12 @@ impl From<StateError> for ApiError {
 
 impl From<LaunchError> for ApiError {
     fn from(e: LaunchError) -> Self {
+        // A store's answer means the same through a launcher (a reset under a
+        // live run is `Busy`: 409, not 503).
+        let e = match e {
+            LaunchError::State(state) => return state.into(),
+            other => other,
+        };
         let (status, code) = match &e {
             LaunchError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already_running"),
             LaunchError::Disabled(_) => (StatusCode::CONFLICT, "disabled"),

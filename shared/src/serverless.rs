@@ -448,7 +448,7 @@ impl EventBridgeLauncher {
             LaunchError::Unavailable(format!(
                 "EventBridge PutEvents on bus {}: {}",
                 self.bus,
-                crate::aws::error_text(&e)
+                crate::http::error_chain(&e)
             ))
         })?;
         if answer.failed_entry_count() > 0 {

@@ -4,7 +4,7 @@
 use super::{ActionKind, RunOptions};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::{RunCounts, RunRecord, RunStatus, Trigger};
-use crate::telemetry::metrics::{Counter, Gauge, Histogram, Metrics};
+use crate::telemetry::metrics::FinishedRun;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -124,43 +124,15 @@ impl RunReport {
         }
     }
 
-    /// Feeds the metrics from one finished run. `processed` is the number of
-    /// delivered memories in the ledger after it (when known).
-    pub fn record_metrics(&self, metrics: &Metrics, processed: Option<u64>) {
-        let report = self;
-        let id = || vec![("connector_id", report.connector_id.to_string())];
-        let c = &report.counts;
-        metrics.add(
-            Counter::Syncs,
-            vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
-            1.0,
-        );
-        for (name, n) in [
-            (Counter::MemoriesNew, c.new),
-            (Counter::MemoriesUpdated, c.updated),
-            (Counter::MemoriesSkipped, c.skipped),
-            (Counter::MemoriesFailed, c.failed),
-            (Counter::MemoriesDead, c.dead),
-        ] {
-            metrics.add(name, id(), n as f64);
-        }
-        metrics.add(Counter::TruncatedFetches, id(), if report.possibly_truncated { 1.0 } else { 0.0 });
-        let error = |kind: &str, n: u64| {
-            if n > 0 {
-                metrics.add(
-                    Counter::Errors,
-                    vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
-                    n as f64,
-                );
-            }
-        };
-        error("run_failed", u64::from(report.error.is_some()));
-        error("memory_failed", c.failed);
-        error("malformed", c.rejected);
-        error("timed_out", u64::from(report.status == RunStatus::TimedOut));
-        metrics.observe(Histogram::SyncDuration, id(), report.duration_ms as f64 / 1000.0);
-        if let Some(processed) = processed {
-            metrics.set(Gauge::MemoriesProcessed, id(), processed as f64);
+    /// What the metrics record of this run.
+    pub fn finished_run(&self) -> FinishedRun<'_> {
+        FinishedRun {
+            connector_id: &self.connector_id,
+            status: self.status,
+            counts: &self.counts,
+            possibly_truncated: self.possibly_truncated,
+            failed_as_whole: self.error.is_some(),
+            duration_ms: self.duration_ms,
         }
     }
 

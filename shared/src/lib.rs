@@ -13,6 +13,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod enrich;
+pub mod errors;
 pub mod http;
 pub mod ids;
 #[cfg(test)]

@@ -184,7 +184,7 @@ mod secrets_manager {
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| fail(format!("GetSecretValue: {}", crate::http::error_chain(&e))))?;
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::errors::error_chain(&e))))?;
             let value = Secret::new(
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,

@@ -23,12 +23,15 @@ const LAYERS: &[&[&str]] = &[
     &["liveness", "secrets", "config_store"],
     // The configuration (cron and time zone reading included); HTTP support.
     &["config", "http"],
-    // Reading the Memory API; schedules; the state stores.
-    &["memory_api", "schedule", "state"],
-    // Memory -> document (pure); logs, metrics, alerts.
-    &["transform", "telemetry"],
-    // Enrichment services; the LightRAG sinks.
-    &["enrich", "lightrag"],
+    // Reading the Memory API (and its model of a memory); schedules.
+    &["memory_api", "schedule"],
+    // The state stores (the ledger remembers where a memory was recorded);
+    // memory -> document (pure).
+    &["state", "transform"],
+    // Logs, metrics, alerts; enrichment services; the LightRAG sinks.
+    &["telemetry", "enrich", "lightrag"],
+    // From a LightRAG answer back to the memories (provenance, `ask`).
+    &["provenance"],
     // The use-cases: one sync run; status snapshots; an operator's reset,
     // pause and retry; deploying a config.
     &["sync", "status", "admin", "deploy"],

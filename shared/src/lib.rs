@@ -21,6 +21,7 @@ mod layers;
 pub mod lightrag;
 pub mod liveness;
 pub mod memory_api;
+pub mod provenance;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;

@@ -414,8 +414,12 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{report}");
     assert!(out.status.success(), "schemathesis found problems:\n{report}");
+    // The look-ups answer 404 for the names the fuzzer makes up, which
+    // schemathesis reports as "missing test data": the only warning allowed.
+    let warnings: Vec<&str> = report.lines().filter(|l| l.contains("⚠️")).collect();
     assert!(
-        report.contains("Tested: 11") && report.contains("No issues found"),
+        report.contains("Tested: 15")
+            && (report.contains("No issues found") || warnings.iter().all(|w| w.contains("Missing test data"))),
         "every operation was tested:\n{report}"
     );
 }

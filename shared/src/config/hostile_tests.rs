@@ -22,6 +22,7 @@ const HOSTILE_PATHS: &[&str] = &[
     "/connectors/x",
     "/connectors/{id}",
     "/openapi.json",
+    "/lookup/resolve",
     "/{id}",
     "/:id",
     "/*rest",

@@ -3,7 +3,7 @@
 //! Every rule runs and every broken one is reported, each naming the field,
 //! the bad value (never a secret's) and what is allowed.
 
-use super::cron::parse_unix_cron;
+use super::cron::{parse_unix_cron, time_zone};
 use super::error::Problem;
 use super::schema::*;
 use crate::secrets::Secret;
@@ -46,7 +46,7 @@ pub fn api_auth_problem(api: &ApiConfig) -> Option<Problem> {
 
 /// The routes of the management API: the health endpoint may be none of
 /// them and lie below none of them (the router would refuse to start).
-pub const API_ROUTE_PREFIXES: &[&str] = &["/connectors", "/openapi.json"];
+pub const API_ROUTE_PREFIXES: &[&str] = &["/connectors", "/lookup", "/openapi.json"];
 
 /// Why `path` cannot be a route of its own (`None`: it can): `/`-separated
 /// segments of letters, digits and `-._~`, none empty, `.` or `..`. Nothing
@@ -350,8 +350,7 @@ impl Validator {
             },
         }
         if let Some(tz) = s.timezone.as_deref().map(str::trim)
-            && !crate::schedule::is_utc(tz)
-            && let Err(e) = jiff::tz::TimeZone::get(tz)
+            && let Err(e) = time_zone(tz)
         {
             self.push(
                 format!("{at}.timezone"),

@@ -8,7 +8,7 @@ use connector_core::ids::ConnectorId;
 use connector_core::state::json::JsonStore;
 use connector_core::state::{EntryStatus, StateStore};
 use serde_json::{Value, json};
-use sims::harness::{CliRun, ConfigSpec, Workspace};
+use sims::harness::{CliRun, ConfigSpec, Workspace, wait_until};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -265,11 +265,8 @@ async fn held_enqueues(marker: &str) -> u64 {
 /// Waits (up to 60 s) until LightRAG accepted `n` requests for `marker`
 /// whose documents it has not enqueued yet.
 async fn wait_held(marker: &str, n: u64) {
-    let waited = Instant::now();
-    while held_enqueues(marker).await < n {
-        assert!(waited.elapsed() < Duration::from_secs(60), "LightRAG never accepted {n} requests for {marker}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("LightRAG to accept {n} requests for {marker}");
+    wait_until(&what, Duration::from_secs(60), || async { held_enqueues(marker).await >= n }).await;
 }
 
 /// How long the servers hold an accepted request before enqueueing it in
@@ -367,11 +364,8 @@ async fn a_duplicate_record_of_one_of_its_names_is_removed_and_reported() {
         assert!(answer.status().is_success(), "{answer:?}");
     }
     slow_enqueue(&name, 0).await;
-    let waited = Instant::now();
-    while lightrag_docs(&url, &ctx).await.len() < 2 {
-        assert!(waited.elapsed() < Duration::from_secs(60), "LightRAG never enqueued the two copies");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let both = || async { lightrag_docs(&url, &ctx).await.len() >= 2 };
+    wait_until("LightRAG to enqueue the two copies", Duration::from_secs(60), both).await;
     assert!(lightrag_docs(&url, &ctx).await.iter().any(|d| d["id"].as_str().is_some_and(|i| i.starts_with("dup-"))));
 
     let run = sync(&ws).await;

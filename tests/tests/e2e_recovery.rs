@@ -7,7 +7,7 @@
 //! `e2e_real_lightrag.rs`.
 
 use serde_json::{Value, json};
-use sims::harness::{CliRun, ConfigSpec, Workspace};
+use sims::harness::{CliRun, ConfigSpec, Workspace, wait_until};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimFault, SimRoute};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::time::{Duration, Instant};
@@ -63,11 +63,7 @@ fn with_transcript(mem: &MemorySim) -> usize {
 /// Waits (up to 20 s) until LightRAG has accepted an insert request it has
 /// not enqueued yet.
 async fn wait_accepted(rag: &LightragSim) {
-    let waited = Instant::now();
-    while rag.pending_enqueues() == 0 {
-        assert!(waited.elapsed() < Duration::from_secs(20), "LightRAG never accepted an insert");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("LightRAG to accept an insert", Duration::from_secs(20), || async { rag.pending_enqueues() > 0 }).await;
 }
 
 /// Sends two texts under `name` before LightRAG enqueued the first: it
@@ -166,11 +162,7 @@ async fn documents_lightrag_is_still_enqueuing_are_held_back_to_a_later_run() {
     assert_eq!(ledger(&ws)["sending"], json!(held), "held back documents stay marked");
 
     // Once LightRAG enqueued them, a later run finds them.
-    let waited = Instant::now();
-    while rag.pending_enqueues() > 0 {
-        assert!(waited.elapsed() < Duration::from_secs(20), "LightRAG never enqueued them");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("LightRAG to enqueue them", Duration::from_secs(20), || async { rag.pending_enqueues() == 0 }).await;
     let later = sync(&ws).await;
     assert_eq!(later.code, 0, "{}\n{}", later.stdout, later.stderr);
     assert_eq!(later.json()["counts"]["recovered"], json!(held), "{}", later.stdout);
@@ -209,11 +201,7 @@ async fn a_duplicate_record_someone_else_made_is_removed_and_reported() {
     let id = mem.ids_with_transcript(CTX).into_iter().next().expect("a memory with a transcript");
     let name = connector_core::transform::file_source(CTX, &id);
     send_twice(&rag, &name, ["first copy", "second copy"]).await;
-    let waited = Instant::now();
-    while rag.documents().len() < 2 {
-        assert!(waited.elapsed() < Duration::from_secs(10), "{:?}", rag.documents());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("both copies in LightRAG", Duration::from_secs(10), || async { rag.documents().len() >= 2 }).await;
     // A record of another context is not this connector's to remove.
     let other = connector_core::transform::file_source("OTHERCTX", &id);
     send_twice(&rag, &other, ["other a", "other b"]).await;

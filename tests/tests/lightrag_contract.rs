@@ -311,15 +311,8 @@ async fn a_name_accepted_twice_before_it_is_enqueued(t: &Target) {
     let (status, body) = t.insert("Hedda rowed across Lake Bled, once more.", &name).await;
     assert_eq!(status, 200, "the 409 check does not see a name before it is enqueued: {body}");
 
-    let started = Instant::now();
-    let docs = loop {
-        let docs = t.listed(&name).await;
-        if docs.len() >= 2 {
-            break docs;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "never enqueued: {docs:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    wait_until("both copies listed", Duration::from_secs(60), || async { t.listed(&name).await.len() >= 2 }).await;
+    let docs = t.listed(&name).await;
     t.slow_enqueue(&name, 0).await;
     let original = doc_id(&name);
     assert_eq!(docs.len(), 2, "{docs:?}");

@@ -557,18 +557,7 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        // What the end-of-run wait reads back: this run's submissions, after
-        // an interrupted run every submitted document of the page (what the
-        // dead runs, maybe several in a row, had sent and recorded), and what
-        // dead runs were sending that LightRAG turned out to hold.
-        let mut submitted: Vec<MemoryId> = match interrupted_at {
-            Some(_) => {
-                entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.clone()).collect()
-            }
-            None => Vec::new(),
-        };
-        let known: std::collections::HashSet<MemoryId> = submitted.iter().cloned().collect();
-        submitted.extend(found_sent.into_iter().filter(|id| !known.contains(id)));
+        let mut submitted = recover::followed_at_the_end(interrupted_at.is_some(), &entries, found_sent);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {

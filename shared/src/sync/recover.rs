@@ -96,3 +96,23 @@ impl SyncEngine {
         Ok(held.into_iter().collect())
     }
 }
+
+/// What the end-of-run wait reads back before this run's own submissions
+/// join: what dead runs were sending that LightRAG turned out to hold
+/// (`found_sent`) and, after an interrupted run, every submitted document of
+/// the page (what the dead runs, maybe several in a row, had sent and
+/// recorded).
+pub(super) fn followed_at_the_end(
+    interrupted: bool,
+    entries: &HashMap<MemoryId, LedgerEntry>,
+    found_sent: Vec<MemoryId>,
+) -> Vec<MemoryId> {
+    let mut followed: Vec<MemoryId> = if interrupted {
+        entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let known: HashSet<MemoryId> = followed.iter().cloned().collect();
+    followed.extend(found_sent.into_iter().filter(|id| !known.contains(id)));
+    followed
+}

@@ -27,6 +27,7 @@ pub mod status;
 pub mod sync;
 pub mod telemetry;
 pub mod transform;
+pub mod visible;
 pub mod wiring;
 
 /// The version reported by `--version`, `/health` and the run report.

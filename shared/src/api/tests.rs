@@ -6,7 +6,7 @@ use crate::config::load_str;
 use crate::state::json::JsonStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct FakeLauncher {
+pub(super) struct FakeLauncher {
     launched: AtomicUsize,
     releases: bool,
     store: Arc<dyn StateStore>,
@@ -39,7 +39,7 @@ impl RunLauncher for FakeLauncher {
     }
 }
 
-const YAML: &str = r#"
+pub(super) const YAML: &str = r#"
 memory_api:
   url: "http://127.0.0.1:9"
   api_key: "mem-key"
@@ -62,7 +62,7 @@ async fn serve_with(store: Arc<dyn StateStore>, releases: bool) -> String {
     serve_yaml(YAML, store, releases).await
 }
 
-async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> String {
+pub(super) async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> String {
     let config = load_str(yaml, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let launcher = FakeLauncher { launched: AtomicUsize::new(0), releases, store: Arc::clone(&store) };
     let app = router(Arc::new(config), store, Arc::new(launcher));

@@ -10,6 +10,7 @@
 pub mod client;
 mod console;
 mod guard;
+mod lookup;
 mod openapi;
 
 use crate::admin;
@@ -189,6 +190,7 @@ struct TriggerQuery {
 /// `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
+    let lookups = lookup::routes(Arc::clone(&config), Arc::clone(&store));
     let key = guard::AuthKey::from_config(api);
     let sessions = Arc::new(console::Sessions::from_config(api));
     let state = ApiState {
@@ -212,6 +214,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/pause", post(pause))
         .route("/connectors/{id}/resume", post(resume))
         .route("/connectors/{id}/retry-failed", post(retry_failed))
+        .merge(lookups)
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
         // `/health` stays outside: free for probes, never rate limited.

@@ -1,9 +1,13 @@
 //! Human and JSON output of the commands (logging is `connector_core::telemetry::logging`).
+//! Memory ids and upstream errors are untrusted: the human tables print them
+//! through `connector_core::visible`, so a control sequence in one cannot
+//! drive the terminal.
 
 use chrono::{DateTime, Utc};
 use connector_core::state::{LedgerEntry, RunRecord};
 use connector_core::status::{ConnectorStatus, ConnectorSummary};
 use connector_core::sync::RunReport;
+use connector_core::visible;
 use serde::Serialize;
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
@@ -75,7 +79,7 @@ pub fn print_report(report: &RunReport) {
     }
     for item in &report.errors {
         let id = item.memory_id.as_ref().map_or("-", |m| m.as_str());
-        println!("  {} memory {id}: {}", item.stage, item.message);
+        println!("  {} memory {}: {}", item.stage, visible::one_line(id), visible::one_line(&item.message));
     }
     if report.error_count > report.errors.len() as u64 {
         println!("  ... and {} more (see `failed`)", report.error_count - report.errors.len() as u64);
@@ -85,7 +89,7 @@ pub fn print_report(report: &RunReport) {
             println!(
                 "  {:<18} {}",
                 serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                item.memory_id
+                visible::one_line(item.memory_id.as_str())
             );
         }
     }
@@ -152,6 +156,7 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
     println!("{:<24} {:<15} {:>8}  Last error", "Memory", "Status", "Attempts");
     for e in entries {
-        println!("{:<24} {:<15} {:>8}  {}", e.memory_id, e.status, e.attempts, e.last_error.as_deref().unwrap_or("-"));
+        let error = e.last_error.as_deref().map_or("-".into(), visible::one_line);
+        println!("{:<24} {:<15} {:>8}  {error}", visible::one_line(e.memory_id.as_str()), e.status, e.attempts);
     }
 }

@@ -141,12 +141,12 @@ impl Browser {
         let element = self.find(css).await;
         self.execute("window.__leaving = true; return null;").await;
         self.call(reqwest::Method::POST, &format!("/element/{}/click", element.0), Some(json!({}))).await;
-        let started = std::time::Instant::now();
         let loaded = "return window.__leaving !== true && document.readyState === 'complete';";
-        while self.try_execute(loaded).await != Some(Value::Bool(true)) {
-            assert!(started.elapsed() < Duration::from_secs(30), "clicking `{css}` loaded no new page");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("the page that clicking `{css}` loads");
+        crate::harness::wait_until(&what, Duration::from_secs(30), || async {
+            self.try_execute(loaded).await == Some(Value::Bool(true))
+        })
+        .await;
     }
 
     /// Types `text` into the field matching `css` (after clearing it).
@@ -189,18 +189,18 @@ impl Browser {
         std::fs::write(path, png).expect("write screenshot");
     }
 
-    /// Reloads `url` until `ready(page source)` holds.
+    /// Reloads `url` until `ready(page source)` holds; that source.
     pub async fn wait_for(&self, url: &str, what: &str, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
-        let started = std::time::Instant::now();
-        loop {
+        let source = std::sync::Mutex::new(String::new());
+        crate::harness::wait_until(what, timeout, || async {
             self.goto(url).await;
-            let source = self.source().await;
-            if ready(&source) {
-                return source;
-            }
-            assert!(started.elapsed() < timeout, "timed out waiting for {what} on {url}:\n{source}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            let page = self.source().await;
+            let done = ready(&page);
+            *source.lock().unwrap_or_else(|p| p.into_inner()) = page;
+            done
+        })
+        .await;
+        source.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends the session and the driver.

@@ -1,13 +1,9 @@
 //! Human and JSON output of the commands (logging is `connector_core::telemetry::logging`).
-//! Memory ids and upstream errors are untrusted: the human tables print them
-//! through `connector_core::visible`, so a control sequence in one cannot
-//! drive the terminal.
 
 use chrono::{DateTime, Utc};
 use connector_core::state::{LedgerEntry, RunRecord};
 use connector_core::status::{ConnectorStatus, ConnectorSummary};
 use connector_core::sync::RunReport;
-use connector_core::visible;
 use serde::Serialize;
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
@@ -75,11 +71,12 @@ pub fn print_report(report: &RunReport) {
         println!("  stopped at the deadline; the next run continues");
     }
     if let Some(error) = &report.error {
-        println!("  error: {error}");
+        println!("  error: {}", shown(error));
     }
+    // Ids and upstream messages come from outside: one line each, no terminal escapes.
     for item in &report.errors {
         let id = item.memory_id.as_ref().map_or("-", |m| m.as_str());
-        println!("  {} memory {}: {}", item.stage, visible::one_line(id), visible::one_line(&item.message));
+        println!("  {} memory {}: {}", item.stage, shown(id), shown(&item.message));
     }
     if report.error_count > report.errors.len() as u64 {
         println!("  ... and {} more (see `failed`)", report.error_count - report.errors.len() as u64);
@@ -89,7 +86,7 @@ pub fn print_report(report: &RunReport) {
             println!(
                 "  {:<18} {}",
                 serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                visible::one_line(item.memory_id.as_str())
+                shown(item.memory_id.as_str())
             );
         }
     }
@@ -156,7 +153,13 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
     println!("{:<24} {:<15} {:>8}  Last error", "Memory", "Status", "Attempts");
     for e in entries {
-        let error = e.last_error.as_deref().map_or("-".into(), visible::one_line);
-        println!("{:<24} {:<15} {:>8}  {error}", visible::one_line(e.memory_id.as_str()), e.status, e.attempts);
+        let error = e.last_error.as_deref().unwrap_or("-");
+        println!("{:<24} {:<15} {:>8}  {}", shown(e.memory_id.as_str()), e.status, e.attempts, shown(error));
     }
+}
+
+/// Text from outside (memory ids, upstream errors) as one inert line: no
+/// terminal escapes, no characters that hide or reorder text.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    connector_core::text::escape_shown(text)
 }

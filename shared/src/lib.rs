@@ -34,8 +34,8 @@ pub mod sync;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod text;
 pub mod transform;
-pub mod visible;
 pub mod wiring;
 
 /// The version reported by `--version`, `/health` and the run report.

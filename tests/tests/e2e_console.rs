@@ -7,7 +7,7 @@
 //! an action without the CSRF token is refused. Screenshots go to
 //! `target/console-screenshots/`.
 
-use connector_core::visible;
+use connector_core::text;
 use serde_json::{Value, json};
 use sims::browser::{Browser, find_browser, screenshot_dir};
 use sims::harness::{ConfigSpec, Workspace};
@@ -124,7 +124,7 @@ async fn the_console_in_a_real_browser() {
 
     // The hostile id and LightRAG's error show as text: nothing became markup.
     let shown = b.text_of("td.memory-id code").await;
-    assert_eq!(shown, visible::one_line_cut(HOSTILE_ID, 120));
+    assert_eq!(shown, text::shown_cut(HOSTILE_ID, 120));
     assert!(b.text_of("table.failed td.error").await.contains("<img src=x onerror=alert(1)>"));
     let injected = b.execute("return document.querySelectorAll('script, img, iframe, object, embed').length").await;
     assert_eq!(injected, json!(0));

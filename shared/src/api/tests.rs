@@ -198,6 +198,59 @@ async fn cors_allows_the_configured_origins_only() {
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }
 
+/// Whatever reached the router as a health endpoint (validation refuses
+/// these, the router must not trust that): it never panics, `/health`
+/// answers and every API route still routes.
+#[tokio::test]
+async fn the_router_never_panics_on_a_health_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let base = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let client = reqwest::Client::new();
+    let endpoints = [
+        "/connectors",
+        "/connectors/{id}",
+        "/openapi.json",
+        "/:id",
+        "/{*rest}",
+        "/*x",
+        "/a//b",
+        "x",
+        "/",
+        "/login",
+        "/console/x",
+    ];
+    for endpoint in endpoints {
+        let mut config = base.clone();
+        config.monitoring.health_check.endpoint = endpoint.to_owned();
+        let launcher =
+            Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases: false, store: Arc::clone(&store) });
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            router(Arc::new(config), Arc::clone(&store), launcher)
+        }));
+        let app = built.unwrap_or_else(|_| panic!("the router panicked on the health endpoint {endpoint:?}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert_eq!(client.get(format!("{url}/health")).send().await.unwrap().status().as_u16(), 200, "{endpoint}");
+        let listed = client.get(format!("{url}/connectors")).bearer_auth("the-key").send().await.unwrap();
+        assert_eq!(listed.status().as_u16(), 200, "{endpoint}");
+    }
+}
+
+/// The routes validation keeps the health endpoint away from are the
+/// router's, the console's among them.
+#[test]
+fn every_api_route_is_under_a_reserved_prefix() {
+    let console = openapi::CONSOLE_ROUTES.iter().map(|(_, path)| path);
+    for path in openapi::ROUTES.iter().map(|(_, path, ..)| path).chain(console) {
+        let reserved =
+            crate::config::API_ROUTE_PREFIXES.iter().any(|p| path == p || path.starts_with(&format!("{p}/")));
+        assert!(reserved || ["/health", "/"].contains(path), "{path} is not in config::API_ROUTE_PREFIXES");
+        assert_eq!(crate::config::health_endpoint_problem(path).is_some(), *path != "/health", "{path}");
+    }
+}
+
 /// Issue 15, item 10: `/health` needs no key and gave away `last_error`
 /// (internal URLs, context ids, upstream bodies). Without a key it now says
 /// only up/down and the version; the details need the key.
@@ -244,4 +297,28 @@ async fn an_unkeyed_flood_does_not_lock_out_the_key_holder() {
     let over = client.get(format!("{url}/connectors")).header("X-API-Key", "the-key").send().await.unwrap();
     assert_eq!(over.status().as_u16(), 429, "the keyed budget still holds");
     assert!(over.headers().contains_key("retry-after"));
+}
+
+/// Issue 15, item 12, by another method: with CORS off (the packaged
+/// production config), an `OPTIONS` request reached the gate and was let
+/// through on the key holder's budget without a key, so a client without a
+/// key locked the operator out with `OPTIONS` instead of `GET`.
+#[tokio::test]
+async fn an_unkeyed_options_flood_does_not_lock_out_the_key_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let yaml =
+        format!("{YAML}  cors:\n    enabled: false\n  rate_limit:\n    enabled: true\n    requests_per_minute: 8\n");
+    let url = serve_yaml(&yaml, store, false).await;
+    let client = reqwest::Client::new();
+    let mut unkeyed = Vec::new();
+    for _ in 0..20 {
+        let answer = client.request(reqwest::Method::OPTIONS, format!("{url}/connectors")).send().await.unwrap();
+        unkeyed.push(answer.status().as_u16());
+    }
+    assert!(unkeyed.iter().all(|s| *s == 401 || *s == 429), "no key, no answer but a refusal: {unkeyed:?}");
+    for i in 0..8 {
+        let answer = client.get(format!("{url}/connectors")).header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "keyed request {i}");
+    }
 }

@@ -1,6 +1,6 @@
 //! The console's pages (maud: every `(value)` is HTML-escaped; nothing here
 //! writes pre-escaped text but the doctype). Untrusted text goes through
-//! [`crate::visible`] first, so that control and bidi characters show as
+//! [`crate::text`] first, so that control and bidi characters show as
 //! escapes, and sits in `<bdi>` so that right-to-left text cannot reorder
 //! what surrounds it. Links are relative (`root`), so the console also
 //! works below a path prefix.
@@ -8,7 +8,7 @@
 use super::chart::runs_chart;
 use crate::state::{EntryStatus, LedgerEntry, RunRecord};
 use crate::status::{ConnectorStatus, DisplayStatus};
-use crate::visible;
+use crate::text;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
@@ -131,7 +131,7 @@ pub(super) fn login(frame: &Frame<'_>, problem: Option<LoginProblem>, host: &str
                     Some(LoginProblem::WrongKey) => p class="alert" role="alert" { "That key is not the API key." },
                     Some(LoginProblem::SessionEnded) => p class="alert" role="alert" { "Your session has ended; log in again." },
                     Some(LoginProblem::PlainHttp) => p class="alert" role="alert" {
-                        "This console is reached over plain http at " code { (visible::one_line_cut(host, 100)) }
+                        "This console is reached over plain http at " code { (text::shown_cut(host, 100)) }
                         ", so the key would cross the network in clear text. Open it over https (a TLS proxy that sets "
                         code { "X-Forwarded-Proto: https" } ") or through a loopback tunnel, e.g. "
                         code { "ssh -L 9622:127.0.0.1:9622 host" } " and " code { "http://127.0.0.1:9622/" } "."
@@ -168,7 +168,7 @@ pub(super) fn overview(frame: &Frame<'_>, connectors: &[ConnectorStatus], now: D
                                 td {
                                     a href=(connector_url(frame.root, c)) { (c.connector_id) }
                                     @if let Some(description) = &c.description {
-                                        div class="muted" { bdi { (visible::one_line_cut(description, 200)) } }
+                                        div class="muted" { bdi { (text::shown_cut(description, 200)) } }
                                     }
                                 }
                                 td { (badge(c.status)) }
@@ -208,13 +208,13 @@ pub(super) fn connector(frame: &Frame<'_>, page: &ConnectorPage<'_>) -> Markup {
             nav { a href=(frame.root) { "← All connectors" } }
             h1 { (c.connector_id) " " (badge(c.status)) }
             @if let Some(description) = &c.description {
-                p class="muted" { bdi { (visible::one_line_cut(description, 500)) } }
+                p class="muted" { bdi { (text::shown_cut(description, 500)) } }
             }
             @if let Some(done) = page.done {
                 p class="notice" role="status" { (done.message()) }
             }
             @if let Some((status, message)) = page.problem {
-                p class="alert" role="alert" { "Not done (HTTP " (status) "): " (visible::one_line(message)) }
+                p class="alert" role="alert" { "Not done (HTTP " (status) "): " (text::escape_shown(message)) }
             }
             section class="actions" {
                 form method="post" action=(format!("{here}/trigger")) {
@@ -293,7 +293,7 @@ fn history(runs: &[RunRecord], now: DateTime<Utc>) -> Markup {
                         td class="num" { (run.counts.failed) }
                         td class="num" { (run.counts.lightrag_failed) }
                         td class="num" { (run.counts.dead) }
-                        td class="error" { @if let Some(error) = &run.error { bdi { (visible::multi_line(error)) } } }
+                        td class="error" { @if let Some(error) = &run.error { bdi { (text::escape_shown_lines(error)) } } }
                     }
                 }
             }
@@ -313,13 +313,13 @@ fn failed(entries: &[LedgerEntry], now: DateTime<Utc>) -> Markup {
                 tbody {
                     @for entry in entries.iter().take(FAILED_SHOWN) {
                         tr {
-                            td class="memory-id" title=(visible::one_line(entry.memory_id.as_str())) {
-                                bdi { code { (visible::one_line_cut(entry.memory_id.as_str(), ID_CHARS)) } }
+                            td class="memory-id" title=(text::escape_shown(entry.memory_id.as_str())) {
+                                bdi { code { (text::shown_cut(entry.memory_id.as_str(), ID_CHARS)) } }
                             }
                             td { span class=(entry_class(entry.status)) { (entry.status.as_str()) } }
                             td class="num" { (entry.attempts) }
                             td { (maybe_when(entry.next_attempt_at, now)) }
-                            td class="error" { @if let Some(error) = &entry.last_error { bdi { (visible::multi_line(error)) } } }
+                            td class="error" { @if let Some(error) = &entry.last_error { bdi { (text::escape_shown_lines(error)) } } }
                         }
                     }
                 }
@@ -362,7 +362,7 @@ pub(super) fn problem(frame: &Frame<'_>, status: u16, message: &str) -> Markup {
         frame,
         html! {
             h1 { "HTTP " (status) }
-            p class="alert" role="alert" { (visible::one_line(message)) }
+            p class="alert" role="alert" { (text::escape_shown(message)) }
             p { a href=(frame.root) { "Back to the connectors" } }
         },
     )

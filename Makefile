@@ -31,6 +31,7 @@ run: build
 # for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
 test:
 	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/chromium.sh
 	@bash tests/scripts/deb-tool.sh shellcheck shellcheck .local/pkgtools/bin
 	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh

@@ -164,7 +164,8 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
 }
 
-/// Text from outside (memory ids, upstream errors) as one inert line.
+/// Text from outside (memory ids, upstream errors) as one inert line: no
+/// terminal escapes, no characters that hide or reorder text.
 fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    connector_core::text::escape_controls(text)
+    connector_core::text::escape_shown(text)
 }

@@ -393,6 +393,14 @@ pub struct RunCounts {
     pub duplicates_removed: u64,
 }
 
+impl RunCounts {
+    /// Memories that failed in this run, on the connector's side or inside
+    /// LightRAG's pipeline (what the console charts as "failed").
+    pub fn failed_memories(&self) -> u64 {
+        self.failed + self.lightrag_failed
+    }
+}
+
 /// One run, kept as history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {

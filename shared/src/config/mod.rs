@@ -19,7 +19,8 @@ mod validate;
 pub use cron::parse_unix_cron;
 pub use env::Environment;
 pub use error::{ConfigError, Problem};
-pub use load::{load, load_str, load_with_env, redacted_yaml};
+pub use load::{load, load_str, load_str_for, load_with_env, redacted_yaml};
+pub use path::SECRET_FIELDS;
 pub use schema::*;
 pub use validate::{MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate};
 

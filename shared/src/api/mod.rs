@@ -9,6 +9,7 @@
 pub mod client;
 mod guard;
 mod openapi;
+mod unavailable;
 
 use crate::admin;
 use crate::config::{Config, ConnectorConfig};
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use guard::RateLimiter;
+pub use unavailable::unavailable_router;
 
 /// How a reset request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

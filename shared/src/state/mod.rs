@@ -10,6 +10,8 @@ pub mod conformance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod json;
+#[cfg(feature = "aws")]
+pub mod recorded;
 pub mod sqlite;
 
 use crate::config::{StateBackend, StateConfig};

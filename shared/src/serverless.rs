@@ -19,6 +19,8 @@
 //! - Every `sync` invocation writes one metric line ([`crate::telemetry::emf`]).
 
 pub mod roles;
+#[cfg(test)]
+mod template_check;
 
 pub use roles::FunctionRole;
 
@@ -79,6 +81,9 @@ pub enum FunctionError {
 }
 
 impl FunctionError {
+    /// Every [`FunctionError::reason`] (the template's alarm sums them all).
+    pub const REASONS: [&'static str; 5] = ["unknown_connector", "bad_event", "config", "state", "secrets"];
+
     /// The `Reason` of the `RejectedEvents` metric.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -652,14 +657,16 @@ mod tests {
     }
 
     /// The sample events of `config/events/` (used with `cargo lambda invoke`)
-    /// are what the handler expects, and the Lambda config layer is valid.
+    /// are what the handler expects (a schedule rule's and a Scheduler
+    /// schedule's constant input, a direct invoke, a `SyncRequested` event),
+    /// and the Lambda config layer is valid.
     #[test]
     fn sample_events_and_the_lambda_config() {
         for (name, text, trigger, force) in [
             ("sync-scheduled", include_str!("../../config/events/sync-scheduled.json"), "schedule", false),
             ("sync-direct", include_str!("../../config/events/sync-direct.json"), "lambda", false),
             ("sync-requested", include_str!("../../config/events/sync-requested.json"), "event", true),
-            ("sync-scheduled-event", include_str!("../../config/events/sync-scheduled-event.json"), "schedule", false),
+            ("sync-scheduler", include_str!("../../config/events/sync-scheduler.json"), "schedule", false),
         ] {
             let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -689,6 +696,20 @@ mod tests {
             "cron(0 2 * * ? *)",
             "the template's CleanupSchedule default matches cleanup_cron"
         );
+    }
+
+    #[test]
+    fn every_reason_is_listed() {
+        let errors = [
+            FunctionError::BadEvent("x".into()),
+            FunctionError::UnknownConnector("x".into()),
+            FunctionError::Config("x".into()),
+            FunctionError::State(StateError::Unsupported("x".into())),
+        ];
+        for error in &errors {
+            assert!(FunctionError::REASONS.contains(&error.reason()), "{error}");
+        }
+        assert!(FunctionError::REASONS.contains(&"secrets"));
     }
 
     #[test]

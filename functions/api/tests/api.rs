@@ -97,7 +97,7 @@ async fn serves_status_and_triggers_through_eventbridge() {
     );
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, yaml).expect("config");
-    let vars = HashMap::from([("STATE_TABLE".to_owned(), table), ("MEMORY_API_KEY".to_owned(), "unused".to_owned())]);
+    let vars = HashMap::from([("STATE_TABLE".to_owned(), table)]);
     let router = api_router(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) })
         .await
         .expect("cold start");

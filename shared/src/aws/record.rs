@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// The folder the calls are recorded in (unset: nothing is recorded).
 pub const RECORD_ENV: &str = "MEMORY_CONNECTOR_RECORD_AWS_CALLS";
+/// The role the state store's own tests record under.
+pub const STORE_ROLE: &str = "store";
 
 tokio::task_local! {
     static STORE_METHOD: &'static str;

@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;
+pub mod provenance;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;

@@ -12,6 +12,8 @@ use connector_core::serverless::{FunctionRole, FunctionSettings, api_function};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service as _};
 use serde_json::{Value, json};
+use sims::lightrag_sim::{LightragSim, LightragSimOptions};
+use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,6 +83,14 @@ async fn every_route_answers_api_gateway_requests_on_the_templates_defaults() {
             _ => None,
         };
     }
+    // Where the simulators listen: what a deployment edits in the shipped
+    // config (its `${MEMORY_API_URL}` and `${LIGHTRAG_URL}`).
+    let memory = MemorySim::start(MemorySimOptions { api_key: Some(SAMPLE_KEY.into()), ..MemorySimOptions::default() })
+        .await
+        .expect("memory sim");
+    let lightrag = LightragSim::start(LightragSimOptions::default()).await.expect("lightrag sim");
+    vars.insert("MEMORY_API_URL".into(), memory.url());
+    vars.insert("LIGHTRAG_URL".into(), lightrag.url());
     let settings = FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) };
     let router = api_function(settings).await.expect("cold start");
 
@@ -97,6 +107,11 @@ async fn every_route_answers_api_gateway_requests_on_the_templates_defaults() {
         ("api-post-resume", 200, "/paused", json!(false)),
         ("api-post-retry-failed", 200, "/replayed", json!(0)),
         ("api-get-openapi", 200, "/openapi", json!("3.0.3")),
+        ("api-get-lookup-resolve", 404, "/error/code", json!("not_found")),
+        ("api-get-lookup-by-memory", 404, "/error/code", json!("not_found")),
+        // LightRAG was asked (the simulator knows no such entity).
+        ("api-get-lookup-by-entity", 404, "/error/code", json!("not_found")),
+        ("api-post-ask", 200, "/connector_id", json!("personal-memories")),
     ];
     for (name, status, pointer, value) in expected {
         let (got, body) = invoke(&router, sample(name)).await;

@@ -73,6 +73,7 @@ connectors:
         next_attempt_at: None,
         first_seen: Utc::now(),
         last_ingested: None,
+        provenance: None,
     };
     state.checkpoint(&c, Checkpoint { entries: vec![dead], ..Checkpoint::default() }).await.expect("entry");
 

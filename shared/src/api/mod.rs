@@ -8,6 +8,7 @@
 
 pub mod client;
 mod guard;
+mod lookup;
 mod openapi;
 mod unavailable;
 
@@ -185,6 +186,7 @@ struct TriggerQuery {
 /// [`guard`]); CORS and rate limiting follow `api.cors` and `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
+    let lookups = lookup::routes(Arc::clone(&config), Arc::clone(&store));
     let key = guard::AuthKey::from_config(api);
     let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now(), key };
     let protected = Router::new()
@@ -198,6 +200,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/pause", post(pause))
         .route("/connectors/{id}/resume", post(resume))
         .route("/connectors/{id}/retry-failed", post(retry_failed))
+        .merge(lookups)
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
         // `/health` stays outside: free for probes, never rate limited.

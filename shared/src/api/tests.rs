@@ -43,6 +43,9 @@ const YAML: &str = r#"
 memory_api:
   url: "http://127.0.0.1:9"
   api_key: "mem-key"
+lightrag:
+  api:
+    url: "http://127.0.0.1:9"
 connectors:
   - id: "c1"
     context_id: "CTX"
@@ -87,7 +90,8 @@ async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
         let url = serve_with(Arc::clone(&store), releases).await;
         let answer =
             client.post(format!("{url}/connectors/c1/reset")).header("X-API-Key", "the-key").send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), if releases { 200 } else { 409 }, "releases: {releases}");
+        let status = answer.status().as_u16();
+        assert_eq!(status, if releases { 200 } else { 409 }, "releases: {releases}: {}", answer.text().await.unwrap());
     }
     assert!(store.lease(&c1).await.unwrap().is_none(), "released, then the reset's own hold is gone too");
 }
@@ -97,12 +101,31 @@ async fn every_documented_route_exists_and_answers_json() {
     let (url, _dir) = serve().await;
     let client = reqwest::Client::new();
     for (method, path, _, ok, secured) in openapi::ROUTES {
+        // The look-ups need a name, and LightRAG (nothing listens at its
+        // URL here): they answer their documented errors, in the error shape.
+        let (query, body, expected) = match *path {
+            "/lookup/resolve" => ("?name=memory_CTX_1.txt", None, 404),
+            "/lookup/by-memory" => ("?connector_id=c1&memory_id=1", None, 404),
+            "/lookup/by-entity" => ("?name=Anna", None, 502),
+            "/connectors/{id}/ask" => ("", Some(serde_json::json!({"question": "Who is Anna?"})), 502),
+            _ => ("", None, *ok),
+        };
         let path = path.replace("{id}", "c1");
-        let request =
-            if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+        let request = if *method == "get" {
+            client.get(format!("{url}{path}{query}"))
+        } else {
+            client.post(format!("{url}{path}{query}")).json(&body.unwrap_or_default())
+        };
         let answer = request.header("X-API-Key", "the-key").send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), *ok, "{method} {path}");
-        let _: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        if expected != *ok {
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(!message.is_empty(), "{method} {path}: {answer}");
+            if expected == 502 {
+                assert!(message.contains("http://127.0.0.1:9"), "names LightRAG: {message}");
+            }
+        }
         if *secured {
             let request =
                 if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
@@ -130,6 +153,25 @@ async fn errors_have_one_shape() {
     assert_eq!(conflict.status().as_u16(), 409);
     let body: serde_json::Value = conflict.json().await.unwrap();
     assert_eq!(body["error"]["code"], "already_running");
+    // The look-ups: bad input is a 400 naming what is wrong, before any call to LightRAG.
+    let ask = |id: &str, body: serde_json::Value| {
+        client.post(format!("{url}/connectors/{id}/ask")).bearer_auth("the-key").json(&body).send()
+    };
+    for (answer, status, needle) in [
+        (get("/lookup/resolve").await.unwrap(), 400, "name"),
+        (get("/lookup/resolve?name=%3CSEP%3E").await.unwrap(), 400, "name is empty"),
+        (get("/lookup/by-memory?connector_id=c1").await.unwrap(), 400, "memory_id"),
+        (get("/lookup/by-entity?name=%20").await.unwrap(), 400, "name is empty"),
+        (ask("c1", serde_json::json!({"qestion": "Who is Anna?"})).await.unwrap(), 400, "qestion"),
+        (ask("c1", serde_json::json!({"question": "Who is Anna?", "mode": "fast"})).await.unwrap(), 400, "mix"),
+        (ask("c1", serde_json::json!({"question": " a "})).await.unwrap(), 400, "3 to 65536"),
+        (ask("zz", serde_json::json!({"question": "Who is Anna?"})).await.unwrap(), 404, "unknown connector `zz`"),
+    ] {
+        assert_eq!(answer.status().as_u16(), status);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{needle}: {body}");
+    }
     let text =
         client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("mem-key") && !text.contains("the-key"), "{text}");

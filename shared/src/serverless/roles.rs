@@ -88,7 +88,8 @@ impl FunctionRole {
     pub fn secrets(self) -> &'static [SecretInput] {
         match self {
             FunctionRole::Sync => &[MEMORY_API_KEY_SECRET, LIGHTRAG_API_KEY_SECRET, ALERT_WEBHOOK_SECRET],
-            FunctionRole::Api => &[CONNECTOR_API_KEY_SECRET],
+            // The look-ups call the Memory API (resolve with fetch) and LightRAG.
+            FunctionRole::Api => &[CONNECTOR_API_KEY_SECRET, MEMORY_API_KEY_SECRET, LIGHTRAG_API_KEY_SECRET],
             FunctionRole::Cleanup => &[],
         }
     }
@@ -115,7 +116,7 @@ impl FunctionRole {
                 "enrichment.transcription.api_key",
                 "enrichment.vision.api_key",
             ],
-            FunctionRole::Api => &["api.api_key"],
+            FunctionRole::Api => &["api.api_key", "memory_api.api_key", "lightrag.api.api_key", "lightrag.api.password"],
             FunctionRole::Cleanup => &[],
         }
     }
@@ -163,8 +164,7 @@ mod tests {
 
     /// The shipped Lambda config loads in every function with only the
     /// secrets that function is given on the template's defaults: `cleanup`
-    /// needs no key at all, `api` only the management key, `sync` only the
-    /// Memory API key. (Before, every function needed every variable the
+    /// needs no key at all, `sync` no management key. (Before, every function needed every variable the
     /// config named, so `cleanup` failed without `MEMORY_API_KEY`.)
     #[test]
     fn the_lambda_config_loads_for_each_function_with_its_own_secrets() {

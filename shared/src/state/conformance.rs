@@ -15,6 +15,7 @@ mod data;
 mod history;
 mod lease;
 mod ledger;
+mod names;
 mod storage;
 
 pub use cache::cache_round_trip;
@@ -24,6 +25,7 @@ pub use ledger::{
     checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, odd_memory_ids, status_counts,
     upsert_replaces,
 };
+pub use names::entries_by_name;
 pub use storage::check_persistence;
 
 use super::{StateError, StateStore};
@@ -49,6 +51,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     upsert_replaces(fresh().await).await;
     status_counts(fresh().await).await;
     entries_with_status(fresh().await).await;
+    entries_by_name(fresh().await).await;
     connectors_isolated(fresh().await).await;
     odd_memory_ids(fresh().await).await;
     runs_history(fresh().await).await;

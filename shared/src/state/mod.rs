@@ -10,9 +10,12 @@ pub mod conformance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod json;
+mod provenance;
 #[cfg(feature = "aws")]
 pub mod recorded;
 pub mod sqlite;
+
+pub use provenance::Provenance;
 
 use crate::config::{StateBackend, StateConfig};
 use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
@@ -167,6 +170,11 @@ pub struct LedgerEntry {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub first_seen: DateTime<Utc>,
     pub last_ingested: Option<DateTime<Utc>>,
+    /// What the delivered document says about the memory (`None` before
+    /// the first delivery, and for entries written by older versions until
+    /// their next run backfills it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 impl LedgerEntry {
@@ -185,6 +193,7 @@ impl LedgerEntry {
             next_attempt_at: None,
             first_seen: now,
             last_ingested: None,
+            provenance: None,
         }
     }
 }
@@ -342,8 +351,12 @@ pub struct RunCounts {
     pub skipped: u64,
     /// Failed this run (kept for retry).
     pub failed: u64,
-    /// Became dead this run, or already dead and skipped.
+    /// Became dead this run (attempts exhausted).
     pub dead: u64,
+    /// Dead before this run and skipped: waiting for `retry-failed`. They do
+    /// not make the run partial (nothing failed in it); `status`, the
+    /// `failed` listing and the dead-memories alert show them.
+    pub still_dead: u64,
     /// Malformed items the Memory API sent (reported, skipped).
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.
@@ -486,6 +499,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         ids: &[MemoryId],
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError>;
 
+    /// The entries, in every connector, whose `file_source` is one of
+    /// `names` (LightRAG's stored names), ordered by connector then memory
+    /// id. One name may belong to several connectors. The stores look names
+    /// up through an index; this default reads every ledger.
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        entries_named_by_reading_all(self, names).await
+    }
+
     /// Entries with one of these statuses, ordered by memory id, at most `limit`.
     async fn entries_with_status(
         &self,
@@ -584,6 +605,27 @@ impl CacheValue {
     pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
+}
+
+/// [`StateStore::entries_named`] the slow way: every ledger read whole
+/// (the default, and a store's fallback when its index is missing).
+pub(crate) async fn entries_named_by_reading_all<S: StateStore + ?Sized>(
+    store: &S,
+    names: &[String],
+) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut found = Vec::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    for connector in store.connectors().await? {
+        for entry in store.entries_with_status(&connector, &EntryStatus::ALL, usize::MAX).await? {
+            if wanted.contains(entry.file_source.as_str()) {
+                found.push((connector.clone(), entry));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Opens the store of a whole config: like [`open`], with the at-rest

@@ -76,6 +76,10 @@ impl StateStore for RecordedStore {
         self.call("entries", self.inner.entries(connector, ids)).await
     }
 
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        self.call("entries_named", self.inner.entries_named(names)).await
+    }
+
     async fn entries_with_status(
         &self,
         connector: &ConnectorId,

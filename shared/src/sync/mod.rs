@@ -22,6 +22,7 @@ use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::lightrag::DocumentSink;
 use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
+use crate::provenance;
 use crate::state::{
     Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError, StateStore,
     Trigger,
@@ -473,23 +474,35 @@ impl SyncEngine {
                 continue;
             }
             let entry = entries.get(&memory.id);
-            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
+            let enrichment = enriched.get(&memory.id);
+            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enrichment);
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
                 Action::Insert(Payload::Rendered(document)) => {
-                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: false });
+                    work.push(Work { memory, enrichment, body: Body::Ready(document), replace: false });
                 }
                 Action::Insert(Payload::OnSend) => {
-                    let body = Body::OnSend { memory, enrichment: enriched.get(&memory.id) };
-                    work.push(Work { memory_id: memory.id.clone(), body, replace: false });
+                    work.push(Work { memory, enrichment, body: Body::OnSend, replace: false });
                 }
                 Action::Replace(document) => {
-                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: true });
+                    work.push(Work { memory, enrichment, body: Body::Ready(document), replace: true });
                 }
-                Action::Unchanged => report.counts.unchanged += 1,
+                Action::Unchanged => {
+                    report.counts.unchanged += 1;
+                    // Delivered by a version without provenance records: keep one now.
+                    if let Some(entry) = entry.filter(|e| e.provenance.is_none() && e.content_hash.is_some()) {
+                        let record = provenance::record(
+                            &self.connector.context_id,
+                            memory,
+                            &self.connector.transformation,
+                            enrichment,
+                        );
+                        bookkeeping.push(LedgerEntry { provenance: Some(record), ..entry.clone() });
+                    }
+                }
                 Action::BackingOff => report.counts.backing_off += 1,
-                Action::Dead => report.counts.dead += 1,
+                Action::Dead => report.counts.still_dead += 1,
                 Action::WaitForTranscript { record } => {
                     report.counts.skipped += 1;
                     if record {

@@ -167,6 +167,7 @@ mod tests {
             next_attempt_at: Some(now() + Duration::seconds(30)),
             first_seen: now(),
             last_ingested: None,
+            provenance: None,
         }
     }
 

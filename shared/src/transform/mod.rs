@@ -8,7 +8,7 @@
 mod render;
 mod tags;
 
-pub use render::{Rendered, render, waits_for_transcript};
+pub use render::{Facts, Rendered, facts, render, waits_for_transcript};
 pub use tags::extract_tags;
 
 use crate::ids::ContentHash;

@@ -44,29 +44,58 @@ pub fn render(
     if waits_for_transcript(memory, skip_empty_transcripts, enrichment) {
         return Rendered::WaitingForTranscript;
     }
-    let own = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
-    // A transcript from the Memory API always wins over an automatic one.
-    let automatic = enrichment.and_then(|e| e.transcript.as_deref()).map(clean_transcript).filter(|t| !t.is_empty());
-    let (transcript, transcript_source) = match (own, automatic) {
-        (Some(own), _) => (Some(own), Source::MemoryApi),
-        (None, Some(automatic)) => (Some(automatic), Source::Automatic),
-        (None, None) => (None, Source::MemoryApi),
-    };
-    let image_description = enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
-    let tags = match (&transcript, transformation.extract_tags) {
-        (Some(text), true) => extract_tags(text),
-        _ => Vec::new(),
-    };
-    let extras = Extras {
-        transcript_source,
-        place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
-        image_description,
-    };
+    let Facts { transcript, tags, place, automatic_transcript, image_description } =
+        facts(memory, transformation, enrichment);
+    let transcript_source = if automatic_transcript { Source::Automatic } else { Source::MemoryApi };
+    let extras = Extras { transcript_source, place, image_description };
     let text = match transformation.strategy {
         Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags, &extras),
         Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags, &extras),
     };
     Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
+}
+
+/// What a memory's document says besides the memory's own fields: which
+/// transcript (the Memory API's wins over an automatic one), its tags, the
+/// place name and the photo description. [`render`] writes these; the
+/// ledger's provenance record keeps some of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// Cleaned; `None` when there is none with visible characters.
+    pub transcript: Option<Cow<'a, str>>,
+    /// Empty unless `transformation.extract_tags` is on.
+    pub tags: Vec<String>,
+    pub place: Option<&'a str>,
+    /// The transcript is an automatic transcription of the audio.
+    pub automatic_transcript: bool,
+    pub image_description: Option<&'a str>,
+}
+
+/// The [`Facts`] of a memory with its settings and enrichment.
+pub fn facts<'a>(
+    memory: &'a Memory,
+    transformation: &TransformationConfig,
+    enrichment: Option<&'a Enrichment>,
+) -> Facts<'a> {
+    let own = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
+    // A transcript from the Memory API always wins over an automatic one.
+    let automatic = enrichment.and_then(|e| e.transcript.as_deref()).map(clean_transcript).filter(|t| !t.is_empty());
+    let (transcript, automatic_transcript) = match (own, automatic) {
+        (Some(own), _) => (Some(own), false),
+        (None, Some(automatic)) => (Some(automatic), true),
+        (None, None) => (None, false),
+    };
+    let tags = match (&transcript, transformation.extract_tags) {
+        (Some(text), true) => extract_tags(text),
+        _ => Vec::new(),
+    };
+    Facts {
+        transcript,
+        tags,
+        place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
+        automatic_transcript,
+        image_description: enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty()),
+    }
 }
 
 /// Whether [`render`] answers [`Rendered::WaitingForTranscript`], without

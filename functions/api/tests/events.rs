@@ -143,8 +143,10 @@ async fn every_route_answers_api_gateway_requests_on_the_templates_defaults() {
 async fn a_misconfigured_function_answers_health_degraded() {
     let dir = tempfile::tempdir().expect("dir");
     let config_path = dir.path().join("config.yaml");
-    let shipped = std::fs::read_to_string(workspace().join("config/lambda/memory-connector/config.yaml")).expect("config");
-    std::fs::write(&config_path, shipped.replace("\"${CONNECTOR_API_KEY}\"", "\"${CONNECTOR_API_KEY:-}\"")).expect("write");
+    let shipped =
+        std::fs::read_to_string(workspace().join("config/lambda/memory-connector/config.yaml")).expect("config");
+    std::fs::write(&config_path, shipped.replace("\"${CONNECTOR_API_KEY}\"", "\"${CONNECTOR_API_KEY:-}\""))
+        .expect("write");
     let vars = HashMap::from([("STATE_TABLE".to_owned(), "t".to_owned())]);
     let sdk = connector_core::aws::sdk_config().await;
     let router = api_function(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) })

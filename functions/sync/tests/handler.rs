@@ -404,34 +404,14 @@ async fn alerts_fire_when_runs_cross_the_threshold_and_recover() {
     if !emulators("sync handler: alerts_fire_when_runs_cross_the_threshold_and_recover") {
         return;
     }
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&received);
-    let hook = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().expect("alerts").push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (url, received) = sims::harness::webhook().await;
     let secret = json!({"MEMORY_API_KEY": MEMORY_KEY, "ALERT_WEBHOOK_URL": url});
     let s = stack_with(Duration::ZERO, Duration::from_secs(30), secret, |spec| {
         spec.extra_yaml = "monitoring:\n  alerts:\n    enabled: true\n    webhook_url: \"${ALERT_WEBHOOK_URL}\"\n    alert_on:\n      - consecutive_failures: 2\n".into();
     })
     .await;
     // The Memory API refuses the key twice (not retried), then accepts it.
-    s.memory.inject(sims::memory_sim::Fault {
-        status: 401,
-        body: "{\"error\": \"bad key\"}".into(),
-        retry_after: None,
-        delay: Duration::ZERO,
-        times: 2,
-    });
+    s.memory.inject(sims::memory_sim::Fault::status(401).with_times(2));
     let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
     let mut statuses = Vec::new();
     for _ in 0..3 {

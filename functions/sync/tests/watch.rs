@@ -264,7 +264,8 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     // The api function, as API Gateway calls it, answers from the same table.
     let events = workspace_root().join("config/events");
     let within = Duration::from_secs(120);
-    let (health, _) = invoke(&cargo_lambda, ("api", api_port), &events.join("api-get-health.json"), &api_watch, within).await;
+    let (health, _) =
+        invoke(&cargo_lambda, ("api", api_port), &events.join("api-get-health.json"), &api_watch, within).await;
     let (status, body) = api_answer(&health);
     assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{health:#}\n{}", api_watch.output());
     let list = events.join("api-list-connectors.json");

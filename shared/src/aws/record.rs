@@ -10,12 +10,12 @@
 //! written.
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::ConfigBag;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_sdk_dynamodb::config::ConfigBag;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -120,7 +120,10 @@ impl CallRecorder {
                         .collect();
                 }
                 if let Some(tables) = body.get("RequestItems").and_then(Value::as_object) {
-                    return tables.keys().map(|t| (action(operation), self.resource(prefix, "table", t, None))).collect();
+                    return tables
+                        .keys()
+                        .map(|t| (action(operation), self.resource(prefix, "table", t, None)))
+                        .collect();
                 }
                 table(body).map(|resource| (action(operation), resource)).into_iter().collect()
             }

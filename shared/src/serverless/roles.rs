@@ -116,7 +116,9 @@ impl FunctionRole {
                 "enrichment.transcription.api_key",
                 "enrichment.vision.api_key",
             ],
-            FunctionRole::Api => &["api.api_key", "memory_api.api_key", "lightrag.api.api_key", "lightrag.api.password"],
+            FunctionRole::Api => {
+                &["api.api_key", "memory_api.api_key", "lightrag.api.api_key", "lightrag.api.password"]
+            }
             FunctionRole::Cleanup => &[],
         }
     }

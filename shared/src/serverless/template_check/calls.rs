@@ -34,7 +34,8 @@ impl Recordings {
             if path.extension().is_some_and(|e| e == "jsonl") {
                 let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    lines.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display())));
+                    lines
+                        .push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display())));
                 }
             }
         }

@@ -102,7 +102,9 @@ impl Template {
             "Fn::Sub" => {
                 let (pattern, vars) = match args {
                     Value::String(s) => (s.as_str(), Map::new()),
-                    Value::Array(a) => (a[0].as_str().unwrap_or_default(), a[1].as_object().cloned().unwrap_or_default()),
+                    Value::Array(a) => {
+                        (a[0].as_str().unwrap_or_default(), a[1].as_object().cloned().unwrap_or_default())
+                    }
                     _ => panic!("Fn::Sub {args}"),
                 };
                 text(self.substitute(pattern, &vars))

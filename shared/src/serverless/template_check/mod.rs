@@ -100,14 +100,19 @@ fn each_function_gets_exactly_its_secrets_readable_and_its_variables() {
                 .collect();
             let given: BTreeSet<String> = env.keys().filter(|k| is_secret_variable(k)).cloned().collect();
             if given != expected {
-                problems.push(format!("{set}: {} receives secrets {given:?}, its code reads {expected:?}", role.name()));
+                problems
+                    .push(format!("{set}: {} receives secrets {given:?}, its code reads {expected:?}", role.name()));
             }
             for (variable, arn) in env.iter().filter(|(k, _)| is_secret_variable(k)) {
                 let arn = cfn::scalar(arn);
                 if let Some(input) = role.secrets().iter().find(|s| s.variable() == *variable)
                     && arn != secret_arn(input.parameter)
                 {
-                    problems.push(format!("{set}: {}'s {variable} is not the parameter {}", role.name(), input.parameter));
+                    problems.push(format!(
+                        "{set}: {}'s {variable} is not the parameter {}",
+                        role.name(),
+                        input.parameter
+                    ));
                 }
                 if !grants.allows("secretsmanager:GetSecretValue", &arn) {
                     problems.push(format!("{set}: {} receives {variable} but its role may not read it", role.name()));
@@ -131,7 +136,8 @@ fn each_function_gets_exactly_its_secrets_readable_and_its_variables() {
         let spec = &doc["Parameters"][input.parameter];
         let pattern = spec["AllowedPattern"].as_str().unwrap_or_default();
         if spec.get("Default").is_some() || pattern.is_empty() || pattern.starts_with("^$|") {
-            problems.push(format!("{} must be required (no Default, an AllowedPattern refusing \"\")", input.parameter));
+            problems
+                .push(format!("{} must be required (no Default, an AllowedPattern refusing \"\")", input.parameter));
         }
     }
     fail_with(problems);
@@ -143,7 +149,11 @@ fn arns(template: &Template, role: FunctionRole, need: &Need) -> Result<Vec<Stri
     let r = &need.resource;
     let named = |variable: &str| {
         env.get(variable).map(cfn::scalar).ok_or_else(|| {
-            format!("{} names a resource by {variable}, which the template does not give it ({})", role.name(), need.seen)
+            format!(
+                "{} names a resource by {variable}, which the template does not give it ({})",
+                role.name(),
+                need.seen
+            )
         })
     };
     let via = r["via"].as_str();
@@ -155,11 +165,16 @@ fn arns(template: &Template, role: FunctionRole, need: &Need) -> Result<Vec<Stri
                 None => return Err(format!("{} touched a table no variable of it names ({})", role.name(), need.seen)),
             };
             let base = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}");
-            Ok(vec![if kind == "index" { format!("{base}/index/{}", r["index"].as_str().unwrap_or_default()) } else { base }])
+            Ok(vec![if kind == "index" {
+                format!("{base}/index/{}", r["index"].as_str().unwrap_or_default())
+            } else {
+                base
+            }])
         }
         // The code reads every `*_SECRET_ARN` it is given, whatever its name.
         "secret" => {
-            let all: Vec<String> = env.iter().filter(|(k, _)| is_secret_variable(k)).map(|(_, v)| cfn::scalar(v)).collect();
+            let all: Vec<String> =
+                env.iter().filter(|(k, _)| is_secret_variable(k)).map(|(_, v)| cfn::scalar(v)).collect();
             if all.is_empty() {
                 return Err(format!("{}'s tests give it a secret the template does not ({})", role.name(), need.seen));
             }
@@ -271,7 +286,8 @@ fn check_recorded_calls(recordings: &Recordings) -> Vec<String> {
                 })
                 .collect();
             if managed != expected.iter().map(String::as_str).collect() {
-                problems.push(format!("{set}: {} has managed policies {managed:?}, expected {expected:?}", role.name()));
+                problems
+                    .push(format!("{set}: {} has managed policies {managed:?}, expected {expected:?}", role.name()));
             }
         }
     }
@@ -291,7 +307,8 @@ fn alarms_logs_and_hardening() {
         for (id, alarm) in template.resources_of_type("AWS::CloudWatch::Alarm") {
             let alarm = template.eval(&alarm["Properties"]).unwrap_or_default();
             let mut metrics = vec![alarm.clone()];
-            metrics.extend(alarm["Metrics"].as_array().into_iter().flatten().map(|m| m["MetricStat"]["Metric"].clone()));
+            metrics
+                .extend(alarm["Metrics"].as_array().into_iter().flatten().map(|m| m["MetricStat"]["Metric"].clone()));
             for metric in metrics.iter().filter(|m| m["MetricName"].is_string()) {
                 let name = metric["MetricName"].as_str().unwrap_or_default();
                 let dimensions: Vec<String> = metric["Dimensions"]
@@ -303,10 +320,16 @@ fn alarms_logs_and_hardening() {
                 if metric["Namespace"].as_str() == namespace.as_deref() {
                     match EmfMetric::ALL.iter().find(|m| m.name() == name) {
                         Some(m) if dimensions.iter().all(|d| d.starts_with(&format!("{}=", m.dimension()))) => {}
-                        _ => problems.push(format!("{set}: {id} watches {name} {dimensions:?}, which sync never writes")),
+                        _ => {
+                            problems.push(format!("{set}: {id} watches {name} {dimensions:?}, which sync never writes"))
+                        }
                     }
                 }
-                watched.insert(format!("{}/{name} {}", metric["Namespace"].as_str().unwrap_or_default(), dimensions.join(",")));
+                watched.insert(format!(
+                    "{}/{name} {}",
+                    metric["Namespace"].as_str().unwrap_or_default(),
+                    dimensions.join(",")
+                ));
             }
             let actions = alarm["AlarmActions"].as_array().map(Vec::len).unwrap_or(0);
             let expected = usize::from(set == "every option");
@@ -383,7 +406,8 @@ fn sample_api_events_are_requests_of_the_templates_route() {
         .iter()
         .flat_map(|(path, methods)| {
             methods.as_object().into_iter().flatten().map(move |(method, _)| {
-                let method = if method == "x-amazon-apigateway-any-method" { "ANY".into() } else { method.to_uppercase() };
+                let method =
+                    if method == "x-amazon-apigateway-any-method" { "ANY".into() } else { method.to_uppercase() };
                 format!("{method} {path}")
             })
         })

@@ -18,6 +18,7 @@
 //!   checked against it.
 //! - Every `sync` invocation writes one metric line ([`crate::telemetry::emf`]).
 
+mod observe;
 pub mod roles;
 #[cfg(test)]
 mod template_check;
@@ -30,10 +31,10 @@ use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
 use crate::state::recorded::RecordedStore;
-use crate::state::{ConnectorState, RunCounts, StateError, StateStore, Trigger};
+use crate::state::{StateError, StateStore, Trigger};
 use crate::sync::{RunLimits, RunOptions, SyncError};
 use crate::telemetry::alerts::Alerter;
-use crate::telemetry::emf::{EmfWriter, Invocation};
+use crate::telemetry::emf::EmfWriter;
 use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -81,20 +82,6 @@ pub enum FunctionError {
 }
 
 impl FunctionError {
-    /// Every [`FunctionError::reason`] (the template's alarm sums them all).
-    pub const REASONS: [&'static str; 5] = ["unknown_connector", "bad_event", "config", "state", "secrets"];
-
-    /// The `Reason` of the `RejectedEvents` metric.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            FunctionError::BadEvent(_) => "bad_event",
-            FunctionError::UnknownConnector(_) => "unknown_connector",
-            FunctionError::Config(_) => "config",
-            FunctionError::State(_) => "state",
-            FunctionError::Secrets(_) => "secrets",
-        }
-    }
-
     /// Worth failing the invocation for (Lambda retries async invokes):
     /// AWS calls that may succeed later. An event, connector or config
     /// problem fails the same way on every retry.
@@ -314,39 +301,6 @@ impl SyncFunction {
         result
     }
 
-    /// The metric line of one invocation: the run by status (and its
-    /// counts), or the event rejected by reason, so a failure is visible
-    /// without reading logs whatever answer the invocation gives.
-    fn record_metrics(&self, event: &Value, result: &Result<Value, FunctionError>) {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            status: String,
-            connector_id: ConnectorId,
-            counts: Option<RunCounts>,
-            #[serde(default)]
-            duration_ms: u64,
-            run_id: Option<String>,
-            trigger: Option<String>,
-        }
-        match result {
-            Ok(value) => match <Answer as serde::Deserialize>::deserialize(value) {
-                Ok(a) => self.metrics.emit(&Invocation::Run {
-                    connector: &a.connector_id,
-                    status: &a.status,
-                    counts: a.counts.as_ref(),
-                    duration_ms: a.duration_ms,
-                    run_id: a.run_id.as_deref(),
-                    trigger: a.trigger.as_deref(),
-                }),
-                Err(e) => warn!(error = %e, "no metrics for an answer without status and connector"),
-            },
-            Err(e) => {
-                let connector = parse_sync_event(event).ok().map(|r| r.connector_id);
-                self.metrics.emit(&Invocation::Rejected { reason: e.reason(), connector: connector.as_ref() });
-            }
-        }
-    }
-
     async fn run_event(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let request = parse_sync_event(event)?;
@@ -391,21 +345,6 @@ impl SyncFunction {
                 Ok(json!({"status": "skipped", "reason": "paused", "connector_id": connector}))
             }
             Err(SyncError::State(e)) => Err(e.into()),
-        }
-    }
-
-    /// `monitoring.alerts` after a run: the state before and after it.
-    async fn alert(
-        &self,
-        alerter: &Alerter,
-        connector: &ConnectorId,
-        before: Option<&ConnectorState>,
-        error: Option<String>,
-    ) {
-        match self.store.connector_state(connector).await {
-            Ok(Some(after)) => alerter.evaluate_run(before, &after, error, Utc::now()).await,
-            Ok(None) => {}
-            Err(e) => warn!(%connector, error = %e, "alerts: the connector state could not be read"),
         }
     }
 
@@ -623,102 +562,4 @@ pub async fn api_function(settings: FunctionSettings) -> Result<axum::Router, Fu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_shapes() {
-        let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
-        assert_eq!(
-            direct,
-            SyncRequest { connector_id: "docs".into(), force: true, trigger: Trigger::Lambda, run_id: None }
-        );
-        let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
-        assert_eq!((scheduled.force, scheduled.trigger), (false, Trigger::Schedule));
-        let requested = parse_sync_event(&json!({
-            "version": "0", "source": "memory-connector", "detail-type": "SyncRequested",
-            "detail": {"connector_id": "docs", "force": false}
-        }))
-        .unwrap();
-        assert_eq!(requested.trigger, Trigger::Event);
-        let raw =
-            parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
-        assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));
-        for bad in [
-            json!([]),
-            json!({}),
-            json!({"connector_id": ""}),
-            json!({"connector_id": "x", "force": "yes"}),
-            json!({"detail-type": "Other", "detail": {"connector_id": "x"}}),
-        ] {
-            let error = parse_sync_event(&bad).unwrap_err();
-            assert!(!error.is_retryable(), "{bad}: {error}");
-        }
-    }
-
-    /// The sample events of `config/events/` (used with `cargo lambda invoke`)
-    /// are what the handler expects (a schedule rule's and a Scheduler
-    /// schedule's constant input, a direct invoke, a `SyncRequested` event),
-    /// and the Lambda config layer is valid.
-    #[test]
-    fn sample_events_and_the_lambda_config() {
-        for (name, text, trigger, force) in [
-            ("sync-scheduled", include_str!("../../config/events/sync-scheduled.json"), "schedule", false),
-            ("sync-direct", include_str!("../../config/events/sync-direct.json"), "lambda", false),
-            ("sync-requested", include_str!("../../config/events/sync-requested.json"), "event", true),
-            ("sync-scheduler", include_str!("../../config/events/sync-scheduler.json"), "schedule", false),
-        ] {
-            let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(
-                (request.connector_id.as_str(), request.trigger.as_str(), request.force),
-                ("personal-memories", trigger, force),
-                "{name}"
-            );
-        }
-        for text in [
-            include_str!("../../config/events/cleanup-scheduled.json"),
-            include_str!("../../config/events/api-get-health.json"),
-        ] {
-            serde_json::from_str::<Value>(text).unwrap();
-        }
-        let env = Environment::from_map([
-            ("MEMORY_API_KEY".to_owned(), "k".to_owned()),
-            ("CONNECTOR_API_KEY".to_owned(), "c".to_owned()),
-        ]);
-        let config =
-            config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
-                .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.state.backend, StateBackend::Dynamodb);
-        assert!(config.connector(&ConnectorId::new("personal-memories")).is_some());
-        assert_eq!(
-            crate::schedule::eventbridge::unix_cron_to_eventbridge(&config.state.cleanup.cleanup_cron).unwrap(),
-            "cron(0 2 * * ? *)",
-            "the template's CleanupSchedule default matches cleanup_cron"
-        );
-    }
-
-    #[test]
-    fn every_reason_is_listed() {
-        let errors = [
-            FunctionError::BadEvent("x".into()),
-            FunctionError::UnknownConnector("x".into()),
-            FunctionError::Config("x".into()),
-            FunctionError::State(StateError::Unsupported("x".into())),
-        ];
-        for error in &errors {
-            assert!(FunctionError::REASONS.contains(&error.reason()), "{error}");
-        }
-        assert!(FunctionError::REASONS.contains(&"secrets"));
-    }
-
-    #[test]
-    fn only_aws_failures_are_retried() {
-        let state = FunctionError::State(StateError::Unsupported("x".into()));
-        assert!(state.is_retryable());
-        assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
-        let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
-        assert_eq!(answered["status"], "rejected");
-        assert!(classify(Err(state)).is_err());
-    }
-}
+mod tests;

@@ -147,7 +147,6 @@ pub use self::secrets_manager::SecretsManagerResolver;
 #[cfg(feature = "aws")]
 mod secrets_manager {
     use super::{Secret, SecretError, merge_secret, secret_references};
-    use crate::config::Environment;
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
@@ -185,7 +184,7 @@ mod secrets_manager {
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| fail(format!("GetSecretValue: {}", crate::http::error_chain(&e))))?;
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::errors::error_chain(&e))))?;
             let value = Secret::new(
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
@@ -198,12 +197,12 @@ mod secrets_manager {
         }
 
         /// `vars` with every secret they name merged in.
-        pub async fn environment(&self, mut vars: HashMap<String, String>) -> Result<Environment, SecretError> {
+        pub async fn resolve(&self, mut vars: HashMap<String, String>) -> Result<HashMap<String, String>, SecretError> {
             for (variable, id) in secret_references(&vars) {
                 let value = self.fetch(&variable, &id).await?;
                 merge_secret(&mut vars, &variable, &value);
             }
-            Ok(Environment::from_map(vars))
+            Ok(vars)
         }
 
         /// Whether every cached secret is younger than the TTL.

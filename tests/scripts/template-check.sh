@@ -24,7 +24,7 @@ CALLS="${MEMORY_CONNECTOR_RECORD_AWS_CALLS:-$ROOT/.local/aws-calls}"
 skipped() {
   echo "" >&2
   echo "!!! SKIPPED template check: $*" >&2
-  if [[ "${REQUIRE_EMULATORS:-}" == 1 ]]; then exit 1; fi
+  if [[ -n "${REQUIRE_EMULATORS:-}" && "${REQUIRE_EMULATORS}" != 0 ]]; then exit 1; fi
 }
 
 installed() {

@@ -2,7 +2,7 @@
 //!
 //! It follows what a real `lightrag-server` 1.5.7 does on the routes the
 //! connector uses (documents, and for the look-ups the graph and `/query`,
-//! see `graph`) (`shared/spec/lightrag-api.md`): the same status codes,
+//! see `graph`; `docs/lightrag-behaviour.md`): the same status codes,
 //! `detail` texts and JSON shapes, basename identity and `doc-` ids, `dup-`
 //! records, asynchronous processing and deletion, and the API-key check. A
 //! contract suite runs against both this and a real server, so behaviour

@@ -82,7 +82,7 @@ async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> S
 async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
-    let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", crate::ids::this_host(), u32::MAX - 1));
+    let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", crate::liveness::this_host(), u32::MAX - 1));
     let c1 = crate::ids::ConnectorId::new("c1");
     let client = reqwest::Client::new();
     for releases in [false, true] {

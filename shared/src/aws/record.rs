@@ -52,10 +52,15 @@ impl CallRecorder {
     /// function's environment (which variable named which resource).
     pub fn from_env(role: &'static str, vars: &HashMap<String, String>) -> Option<Self> {
         let dir = std::env::var_os(RECORD_ENV).filter(|d| !d.is_empty())?;
+        Some(Self::new(role, dir.into(), vars))
+    }
+
+    /// The recorder of `role` writing into `dir`.
+    pub fn new(role: &'static str, dir: PathBuf, vars: &HashMap<String, String>) -> Self {
         let mut names: Vec<(String, String)> =
             vars.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (v.trim().to_owned(), k.clone())).collect();
         names.sort();
-        Some(Self { dir: dir.into(), role, names: Arc::new(names) })
+        Self { dir, role, names: Arc::new(names) }
     }
 
     /// Records that `method` of the state store was called (whether or not

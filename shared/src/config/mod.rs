@@ -3,8 +3,8 @@
 //!
 //! [`load`] is the entry point: it returns a [`Config`] that has passed every
 //! rule, or a [`ConfigError`] listing every [`Problem`] with its field path.
-//! The YAML contract is `configuration-reference.md`; the complete example is
-//! `config/config.example.yaml` at the repository root.
+//! The YAML contract is `config/config.example.yaml` at the repository root
+//! (every section, with its defaults) and the README's "Configuration".
 
 mod cron;
 mod env;
@@ -16,7 +16,7 @@ mod path;
 mod schema;
 mod validate;
 
-pub use cron::parse_unix_cron;
+pub use cron::{is_utc, parse_unix_cron, time_zone};
 pub use env::Environment;
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_str_for, load_with_env, redacted_yaml};

@@ -1,5 +1,5 @@
-//! The configuration schema: serde types with the defaults of
-//! `configuration-reference.md`. Every struct rejects nothing by itself;
+//! The configuration schema: serde types with the defaults that
+//! `config/config.example.yaml` documents. Every struct rejects nothing by itself;
 //! unknown keys are collected by the loader (`serde_ignored`) so that all of
 //! them are reported together.
 

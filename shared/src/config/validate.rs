@@ -3,7 +3,7 @@
 //! Every rule runs and every broken one is reported, each naming the field,
 //! the bad value (never a secret's) and what is allowed.
 
-use super::cron::parse_unix_cron;
+use super::cron::{parse_unix_cron, time_zone};
 use super::error::Problem;
 use super::schema::*;
 use crate::secrets::Secret;
@@ -282,8 +282,7 @@ impl Validator {
             },
         }
         if let Some(tz) = s.timezone.as_deref().map(str::trim)
-            && !crate::schedule::is_utc(tz)
-            && let Err(e) = jiff::tz::TimeZone::get(tz)
+            && let Err(e) = time_zone(tz)
         {
             self.push(
                 format!("{at}.timezone"),

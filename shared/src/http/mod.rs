@@ -15,6 +15,7 @@ mod body;
 
 pub use body::{BodyError, ERROR_BODY_BYTES, EXCERPT_BYTES, excerpt, read_body, read_error_body};
 
+pub use crate::errors::error_chain;
 use crate::secrets::REDACTED;
 use std::time::Duration;
 use url::Url;
@@ -45,22 +46,6 @@ pub fn shown_url_text(text: &str) -> String {
         Some(at) => format!("{}://{REDACTED}@{}", &text[..scheme_end], &rest[at + 1..]),
         None => text.to_owned(),
     }
-}
-
-/// An error with its causes, each once (`reqwest`'s and the AWS SDK's own
-/// message alone say little: "error sending request", "service error").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// A `reqwest` error with its causes but without the URL (which may hold a
@@ -104,15 +89,6 @@ mod tests {
         assert_eq!(shown_url_text("http://u:p@ss@h x/a@b"), "http://***@h x/a@b");
         assert_eq!(shown_url_text("http://host x/a@b"), "http://host x/a@b", "an @ in the path is no password");
         assert_eq!(shown_url_text("not a url"), "not a url");
-    }
-
-    #[test]
-    fn error_chains_name_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(error_chain(&error), "outer: inner");
     }
 
     #[test]

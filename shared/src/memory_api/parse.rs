@@ -1,5 +1,5 @@
-//! Tolerant reading of a `GET /memory/{ctx}` answer (memory-api.md, "What
-//! real deployments send"): one untidy item never fails the page; it becomes a
+//! Tolerant reading of a `GET /memory/{ctx}` answer (`docs/memory-api.md`,
+//! "The untidiness it accepts"): one untidy item never fails the page; it becomes a
 //! [`RejectedMemory`] and the rest are read.
 //!
 //! Each item is read into a `serde_json::Value` (one at a time) and each

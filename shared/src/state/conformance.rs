@@ -1,5 +1,7 @@
-//! The one test suite every [`StateStore`] adapter passes. It is ordinary
-//! (non-test) code so any adapter's tests, in this crate or another, call it:
+//! The one test suite every [`StateStore`] adapter passes. It is test
+//! support, not part of the library's API: compiled for this crate's own
+//! tests, and for another crate's tests when its dev-dependency on
+//! `memory-connector-core` enables the `test-support` feature:
 //!
 //! ```ignore
 //! let fresh: StoreFactory = Box::new(move || Box::pin(async move { /* a new, empty store */ }));

@@ -2,10 +2,12 @@
 //! connector's state, the lease that makes a run single-flight, and the run
 //! history. [`StateStore`] is the seam; `json` and `sqlite` (and `dynamodb`,
 //! behind the `aws` feature) implement it, and all of them pass the one
-//! conformance suite in [`conformance`].
+//! conformance suite in `conformance` (test support: compiled for this
+//! crate's tests, or for another crate's with the `test-support` feature).
 
 pub mod backup;
 pub mod cipher;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;

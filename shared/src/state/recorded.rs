@@ -125,3 +125,37 @@ impl StateStore for RecordedStore {
         self.call("cache_put", self.inner.cache_put(key, value, expires_at)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance::{self, StoreFactory};
+    use crate::state::json::JsonStore;
+
+    /// The decorator is a store like any other (it forwards every method),
+    /// and it records each method it was called with.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_and_the_methods_it_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let calls = dir.path().join("calls");
+        let recorder = CallRecorder::new("test-decorator", calls.clone(), &HashMap::new());
+        let root = dir.path().to_owned();
+        let factory: StoreFactory = Box::new(move || {
+            let path = root.join(format!("state-{:016x}.json", fastrand::u64(..)));
+            let recorder = recorder.clone();
+            Box::pin(async move {
+                let inner: Arc<dyn StateStore> = Arc::new(JsonStore::open(&path).await.expect("json store"));
+                Arc::new(RecordedStore::new(inner, recorder)) as Arc<dyn StateStore>
+            })
+        });
+        conformance::run_all(&factory).await;
+        let mut recorded = String::new();
+        for entry in std::fs::read_dir(&calls).expect("recorded calls") {
+            recorded.push_str(&std::fs::read_to_string(entry.expect("entry").path()).expect("read"));
+        }
+        for method in ["try_acquire_lease", "checkpoint", "entries", "entries_named", "overviews", "reset"] {
+            let line = format!(r#"{{"role":"test-decorator","store_method":"{method}"}}"#);
+            assert!(recorded.lines().any(|l| l == line), "{method} not recorded:\n{recorded}");
+        }
+    }
+}

@@ -12,7 +12,26 @@ pub use render::{Facts, Rendered, facts, render, waits_for_transcript};
 pub use tags::extract_tags;
 
 use crate::ids::ContentHash;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// What enrichment added to one memory (made by `enrich`, read by the
+/// renderer); every part is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// Automatic transcription of the audio (used only while the Memory API has no transcript).
+    pub transcript: Option<String>,
+    /// A description of the photo.
+    pub image_description: Option<String>,
+    /// A place name for the coordinates.
+    pub place: Option<String>,
+}
+
+impl Enrichment {
+    pub fn is_empty(&self) -> bool {
+        self.transcript.is_none() && self.image_description.is_none() && self.place.is_none()
+    }
+}
 
 /// A document ready for the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,18 +94,6 @@ fn escape_part(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lightrag::stored_basename;
-
-    #[test]
-    fn file_source_is_its_own_basename_and_safe() {
-        for (ctx, id) in [("CTX123", "42"), ("a/b", "../etc"), ("x", "line\nbreak"), ("c", "über 🎉")] {
-            let fs = file_source(ctx, id);
-            assert_eq!(stored_basename(&fs), fs, "{fs}");
-            assert!(!fs.chars().any(|c| c.is_control() || c == '/' || c == '\\'), "{fs}");
-            assert!(fs.is_ascii());
-        }
-        assert_eq!(file_source("CTX123", "42"), "memory_CTX123_42.txt");
-    }
 
     #[test]
     fn separators_cannot_collide() {

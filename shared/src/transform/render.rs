@@ -1,8 +1,7 @@
 //! The `standard` and `rich` document texts.
 
-use super::{Document, extract_tags, file_source};
+use super::{Document, Enrichment, extract_tags, file_source};
 use crate::config::{Strategy, TransformationConfig};
-use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use std::borrow::Cow;

@@ -21,11 +21,7 @@ TRANSLATOR_VERSION=1.115.0 # the one aws-sam-cli 1.170.0 pins
 CARGO="${CARGO:-cargo}"
 CALLS="${MEMORY_CONNECTOR_RECORD_AWS_CALLS:-$ROOT/.local/aws-calls}"
 
-skipped() {
-  echo "" >&2
-  echo "!!! SKIPPED template check: $*" >&2
-  if [[ -n "${REQUIRE_EMULATORS:-}" && "${REQUIRE_EMULATORS}" != 0 ]]; then exit 1; fi
-}
+. "$ROOT/tests/scripts/skip.sh"
 
 installed() {
   "$VENV/bin/sam" --version 2>/dev/null | grep -q "$SAM_CLI_VERSION" &&
@@ -37,8 +33,8 @@ if ! installed; then
   if ! { python3 -m venv "$VENV" &&
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
       "aws-sam-cli==$SAM_CLI_VERSION" "aws-sam-translator==$TRANSLATOR_VERSION"; }; then
-    skipped "aws-sam-cli could not be installed from PyPI"
-    exit 0
+    skipped "template check: aws-sam-cli could not be installed from PyPI"
+    exit $?
   fi
 fi
 
@@ -61,7 +57,7 @@ fi
 
 skip_args=()
 if [[ -z "$(find "$CALLS" -name '*.jsonl' -print -quit 2>/dev/null)" ]]; then
-  skipped "no recorded AWS calls in $CALLS (the AWS tests did not run): the roles are not checked against them"
+  skipped "template check: no recorded AWS calls in $CALLS (the AWS tests did not run): the roles are not checked against them" || exit 1
   skip_args=(--skip roles_allow_every_recorded_call_and_nothing_more)
 fi
 # The same feature set as make test's run, so nothing is rebuilt.

@@ -16,8 +16,8 @@ const LAYERS: &[&[&str]] = &[
     // Test support: skip loudly or fail (test builds only).
     &["test_support"],
     // Identifiers, the retry policy, AWS SDK set-up, the clock, small
-    // generic helpers (error chains, a TTL cache, request pacing).
-    &["ids", "retry", "aws", "clock", "errors", "ttl_cache", "pacing"],
+    // generic helpers (error chains, a TTL cache, request pacing, inert text).
+    &["ids", "retry", "aws", "clock", "errors", "ttl_cache", "pacing", "text"],
     // Which process holds a run; the `Secret` type and its resolvers; where
     // a deployed config is kept.
     &["liveness", "secrets", "config_store"],

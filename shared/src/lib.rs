@@ -34,6 +34,7 @@ pub mod sync;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod text;
 pub mod transform;
 pub mod wiring;
 

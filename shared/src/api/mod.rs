@@ -205,10 +205,12 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .fallback(not_found_route)
         // `/health` stays outside: free for probes, never rate limited.
         .layer(axum::middleware::from_fn_with_state(Arc::new(guard::Gate::from_config(api)), guard::gate));
-    let health_path = if config.monitoring.health_check.endpoint.starts_with('/') {
-        config.monitoring.health_check.endpoint.clone()
-    } else {
-        "/health".to_owned()
+    // Validation refuses an endpoint the router cannot mount; never trusted
+    // here, so a config that skipped validation cannot make `serve` panic.
+    let endpoint = &config.monitoring.health_check.endpoint;
+    let health_path = match crate::config::health_endpoint_problem(endpoint) {
+        None => endpoint.clone(),
+        Some(_) => "/health".to_owned(),
     };
     let mut router = Router::new().route(&health_path, get(health));
     if health_path != "/health" {

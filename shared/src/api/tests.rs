@@ -198,6 +198,43 @@ async fn cors_allows_the_configured_origins_only() {
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }
 
+/// Whatever reached the router as a health endpoint (validation refuses
+/// these, the router must not trust that): it never panics, `/health`
+/// answers and every API route still routes.
+#[tokio::test]
+async fn the_router_never_panics_on_a_health_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let base = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let client = reqwest::Client::new();
+    for endpoint in ["/connectors", "/connectors/{id}", "/openapi.json", "/:id", "/{*rest}", "/*x", "/a//b", "x"] {
+        let mut config = base.clone();
+        config.monitoring.health_check.endpoint = endpoint.to_owned();
+        let launcher =
+            Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases: false, store: Arc::clone(&store) });
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            router(Arc::new(config), Arc::clone(&store), launcher)
+        }));
+        let app = built.unwrap_or_else(|_| panic!("the router panicked on the health endpoint {endpoint:?}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert_eq!(client.get(format!("{url}/health")).send().await.unwrap().status().as_u16(), 200, "{endpoint}");
+        let listed = client.get(format!("{url}/connectors")).bearer_auth("the-key").send().await.unwrap();
+        assert_eq!(listed.status().as_u16(), 200, "{endpoint}");
+    }
+}
+
+/// The routes validation keeps the health endpoint away from are the router's.
+#[test]
+fn every_api_route_is_under_a_reserved_prefix() {
+    for (_, path, ..) in openapi::ROUTES {
+        let reserved =
+            crate::config::API_ROUTE_PREFIXES.iter().any(|p| path == p || path.starts_with(&format!("{p}/")));
+        assert!(reserved || *path == "/health", "{path} is not in config::API_ROUTE_PREFIXES");
+    }
+}
+
 /// Issue 15, item 10: `/health` needs no key and gave away `last_error`
 /// (internal URLs, context ids, upstream bodies). Without a key it now says
 /// only up/down and the version; the details need the key.

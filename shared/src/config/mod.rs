@@ -13,6 +13,7 @@ mod interpolate;
 pub(crate) mod lenient;
 mod load;
 mod path;
+mod scalars;
 mod schema;
 mod validate;
 
@@ -22,8 +23,15 @@ pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_str_for, load_with_env, redacted_yaml};
 pub use path::SECRET_FIELDS;
 pub use schema::*;
-pub use validate::{MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate};
+pub use validate::{
+    API_ROUTE_PREFIXES, MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, exposure_warnings,
+    health_endpoint_problem, is_valid_connector_id, route_path_problem, validate,
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic
+mod hostile_tests;

@@ -51,8 +51,9 @@ pub enum SinkErrorKind {
     /// 400/422 and the like: this document will not be accepted as it is;
     /// the memory is failed (and retried by the item budget, then dead).
     Rejected,
-    /// 401/403 or a missing/unwritable folder: every call would fail, so the
-    /// run stops.
+    /// 401/403, or the environment's fault in direct mode (a missing or
+    /// unwritable folder, a full disk, a failing file system): every call
+    /// would fail, so the run stops and no memory is charged an attempt.
     Fatal,
 }
 

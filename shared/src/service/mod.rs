@@ -542,6 +542,9 @@ pub async fn serve(
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
 
+    for warning in crate::config::exposure_warnings(&config, options.host.as_deref()) {
+        warn!(target: "connector_core::service", "{warning}");
+    }
     let api_enabled = options.api && config.api.enabled;
     if options.api && !config.api.enabled {
         info!(target: "connector_core::service", "api.enabled is false: no management API");
@@ -564,8 +567,13 @@ pub async fn serve(
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
         let scraped = service.clone();
+        // Validation refuses a path the router cannot mount; never trusted here.
+        let path = match crate::config::route_path_problem(&config.monitoring.prometheus.path) {
+            None => config.monitoring.prometheus.path.as_str(),
+            Some(_) => "/metrics",
+        };
         let router = axum::Router::new().route(
-            &config.monitoring.prometheus.path,
+            path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
                 let scraped = scraped.clone();

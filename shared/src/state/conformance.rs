@@ -13,7 +13,7 @@
 //! keep (SQLite keeps no more).
 
 mod cache;
-mod data;
+pub(crate) mod data;
 mod history;
 mod lease;
 mod ledger;

@@ -11,6 +11,7 @@ pub mod cipher;
 pub mod conformance;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+pub mod files;
 pub mod json;
 mod provenance;
 #[cfg(feature = "aws")]
@@ -468,6 +469,8 @@ pub enum StateError {
     Busy { connector: ConnectorId, owner: RunId, expires_at: DateTime<Utc> },
     #[error("state backend {0}")]
     Unsupported(String),
+    #[error("backup {path} cannot be restored: it {detail}; the current state was not changed")]
+    BadBackup { path: PathBuf, detail: String },
 }
 
 #[async_trait]
@@ -634,9 +637,19 @@ pub(crate) async fn entries_named_by_reading_all<S: StateStore + ?Sized>(
 /// encryption of `advanced.security` (JSON: the whole file; SQLite: refused,
 /// see decision 0008).
 pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateStore>, StateError> {
+    match cipher_for(config)? {
+        Some(cipher) => Ok(Arc::new(json::JsonStore::open_encrypted(&config.state.path, cipher).await?)),
+        None => open(&config.state).await,
+    }
+}
+
+/// The cipher of the local state under `advanced.security.encrypt_secrets`
+/// (`None` when it is off, or for DynamoDB, which AWS encrypts); an error
+/// when it is on without a key or for SQLite (decision 0008).
+pub fn cipher_for(config: &crate::config::Config) -> Result<Option<cipher::StateCipher>, StateError> {
     let security = &config.advanced.security;
     if !security.encrypt_secrets {
-        return open(&config.state).await;
+        return Ok(None);
     }
     let key = security.encryption_key.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
         StateError::Unsupported(
@@ -645,13 +658,11 @@ pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateSto
         )
     })?;
     match config.state.backend {
-        StateBackend::Json => Ok(Arc::new(
-            json::JsonStore::open_encrypted(&config.state.path, cipher::StateCipher::from_key(key.expose())).await?,
-        )),
+        StateBackend::Json => Ok(Some(cipher::StateCipher::from_key(key.expose()))),
         StateBackend::Sqlite => Err(StateError::Unsupported(
             "sqlite cannot be encrypted at rest by this build (advanced.security.encrypt_secrets): use state.backend: json, or an encrypted filesystem".into(),
         )),
-        StateBackend::Dynamodb => open(&config.state).await,
+        StateBackend::Dynamodb => Ok(None),
     }
 }
 

@@ -219,8 +219,16 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> Step<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
+        super::files::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
     }
+    // Created owner-only before SQLite opens it: SQLite gives its `-wal` and
+    // `-shm` files the database file's permissions.
+    super::files::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StateError::Io { path: path.to_path_buf(), source })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -768,3 +776,4 @@ impl StateStore for SqliteStore {
 mod names;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verify;

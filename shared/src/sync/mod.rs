@@ -18,8 +18,8 @@ pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
 use crate::enrich::{EnrichMode, Enricher, Enrichments};
-use crate::ids::{ConnectorId, MemoryId, RunId};
-use crate::lightrag::DocumentSink;
+use crate::ids::{ConnectorId, DocId, MemoryId, RunId};
+use crate::lightrag::{self, DocumentSink};
 use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::provenance;
@@ -29,6 +29,7 @@ use crate::state::{
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -450,7 +451,8 @@ impl SyncEngine {
         report.counts.rejected = page.rejected.len() as u64;
         for rejected in &page.rejected {
             warn!(index = rejected.index, id = ?rejected.id, reason = %rejected.reason, "malformed memory skipped");
-            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
+            let message = format!("item #{} of the answer: {}", rejected.index, rejected.reason);
+            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", message);
         }
 
         if self.settings.confirm && !options.dry_run {
@@ -461,10 +463,12 @@ impl SyncEngine {
         let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
+        let connector_ctx = self.connector.context_id.as_str();
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
         memories.sort_by(|a, b| a.id.cmp(&b.id));
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
+        let mut identities: HashMap<DocId, &MemoryId> = HashMap::with_capacity(memories.len());
         for memory in memories {
             if enriched.is_postponed(&memory.id) {
                 // Its enrichment did not fit in this run: the next run
@@ -474,6 +478,21 @@ impl SyncEngine {
                 continue;
             }
             let entry = entries.get(&memory.id);
+            // Two memories of one page under one identity in the sink (names
+            // stored by an older rule, or an md5 collision of LightRAG's doc
+            // id): the second is refused before anything is sent (decision 0001).
+            let name = entry.map(|e| e.file_source.clone()).filter(|n| !n.is_empty());
+            let identity = lightrag::doc_id(&name.unwrap_or_else(|| file_source(connector_ctx, memory.id.as_str())));
+            if let Some(first) = identities.get(&identity) {
+                let message = format!(
+                    "its document identity {identity} in LightRAG is already that of memory {first}; not sent, so neither overwrites the other"
+                );
+                warn!(memory_id = %memory.id, %message, "memory refused");
+                report.counts.rejected += 1;
+                report.push_error(Some(memory.id.clone()), "plan", message);
+                continue;
+            }
+            identities.insert(identity, &memory.id);
             let enrichment = enriched.get(&memory.id);
             let action = plan_enriched(&self.connector, memory, entry, options.force, now, enrichment);
             let kind = action.kind();

@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemError {
     pub memory_id: Option<MemoryId>,
-    /// `fetch`, `insert` or `replace`.
+    /// `fetch`, `plan`, `insert` or `replace`.
     pub stage: String,
     pub message: String,
 }

@@ -12,6 +12,7 @@ mod console;
 mod guard;
 mod lookup;
 mod openapi;
+mod unavailable;
 
 use crate::admin;
 use crate::config::{Config, ConnectorConfig};
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use guard::RateLimiter;
+pub use unavailable::unavailable_router;
 
 /// How a reset request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,8 @@ pub mod dynamodb;
 pub mod files;
 pub mod json;
 mod provenance;
+#[cfg(feature = "aws")]
+pub mod recorded;
 pub mod sqlite;
 
 pub use provenance::Provenance;

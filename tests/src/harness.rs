@@ -187,6 +187,8 @@ pub struct ConfigSpec {
     pub max_attempts: u32,
     pub strategy: &'static str,
     pub memory_timeout: u64,
+    /// `lightrag.api.timeout` (seconds).
+    pub lightrag_timeout: u64,
     pub lightrag_key_var: bool,
     /// `lightrag.api.confirm_wait_seconds`.
     pub confirm_wait_seconds: u64,
@@ -214,6 +216,7 @@ impl ConfigSpec {
             max_attempts: 3,
             strategy: "standard",
             memory_timeout: 5,
+            lightrag_timeout: 5,
             lightrag_key_var: false,
             confirm_wait_seconds: 5,
             batch_inserts: true,
@@ -229,8 +232,8 @@ impl ConfigSpec {
             (Some(url), None) => {
                 let key = if self.lightrag_key_var { "\n    api_key: \"${LIGHTRAG_API_KEY}\"" } else { "" };
                 format!(
-                    "lightrag:\n  mode: api\n  api:\n    url: \"{url}\"\n    timeout: 5\n    workspace: \"\"\n    confirm_wait_seconds: {}\n    batch_inserts: {}{key}\n",
-                    self.confirm_wait_seconds, self.batch_inserts
+                    "lightrag:\n  mode: api\n  api:\n    url: \"{url}\"\n    timeout: {}\n    workspace: \"\"\n    confirm_wait_seconds: {}\n    batch_inserts: {}{key}\n",
+                    self.lightrag_timeout, self.confirm_wait_seconds, self.batch_inserts
                 )
             }
             (None, None) => String::new(),

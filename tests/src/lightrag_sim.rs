@@ -147,6 +147,9 @@ pub struct SimFault {
     pub retry_after: Option<String>,
     #[serde(default = "one")]
     pub times: usize,
+    /// How long the answer waits (a server that hangs), in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn one() -> usize {
@@ -162,6 +165,7 @@ impl SimFault {
             body: serde_json::json!({ "detail": format!("simulated {status}") }).to_string(),
             retry_after: None,
             times: 1,
+            delay_ms: 0,
         }
     }
     pub fn body(mut self, body: impl Into<String>) -> Self {
@@ -174,6 +178,11 @@ impl SimFault {
     }
     pub fn times(mut self, times: usize) -> Self {
         self.times = times;
+        self
+    }
+    /// The answer comes `delay` late (a hanging server).
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self
     }
 }

@@ -259,26 +259,14 @@ async fn a_rejected_memory_is_retried_then_dead_then_replayed() {
     spec.max_attempts = 2;
     let ws = workspace(&spec);
 
-    rag.inject(SimFault {
-        route: SimRoute::Insert,
-        status: 422,
-        body: r#"{"detail":"bad text"}"#.into(),
-        retry_after: None,
-        times: 1,
-    });
+    rag.inject(SimFault::new(SimRoute::Insert, 422).body(r#"{"detail":"bad text"}"#));
     let first = sync(&ws).await;
     assert_eq!(first.code, 3, "partial: {}\n{}", first.stdout, first.stderr);
     assert_eq!(first.json()["counts"]["failed"], json!(1));
     assert_eq!(first.json()["errors"][0]["memory_id"], json!("m1"));
     assert!(first.json()["errors"][0]["message"].as_str().is_some_and(|m| m.contains("422") && m.contains("bad text")));
 
-    rag.inject(SimFault {
-        route: SimRoute::Insert,
-        status: 422,
-        body: r#"{"detail":"bad text"}"#.into(),
-        retry_after: None,
-        times: 1,
-    });
+    rag.inject(SimFault::new(SimRoute::Insert, 422).body(r#"{"detail":"bad text"}"#));
     let second = sync(&ws).await;
     assert_eq!(second.code, 3);
     assert_eq!(second.json()["counts"]["dead"], json!(1));
@@ -312,7 +300,7 @@ async fn a_failed_health_check_reports_the_fetch_error_too_and_never_waits_for_i
     let ws = workspace(&spec);
     // 401 is not retried: the fetch fails well before the slow health answer.
     mem.inject(Fault { status: 401, body: r#"{"detail":"bad key"}"#.into(), ..fault(401, 1) });
-    rag.inject(SimFault { route: SimRoute::Health, status: 500, body: "down".into(), retry_after: None, times: 100 });
+    rag.inject(SimFault::new(SimRoute::Health, 500).body("down").times(100));
     let both = sync(&ws).await;
     assert_eq!(both.code, 1, "{}\n{}", both.stdout, both.stderr);
     let report = both.json();

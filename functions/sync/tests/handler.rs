@@ -16,7 +16,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sims::enrich_sim::{EnrichSim, Service};
 use sims::harness::ConfigSpec;
-use sims::lightrag_sim::{LightragSim, LightragSimOptions};
+use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimFault, SimRoute};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -216,6 +216,51 @@ async fn an_invocation_cut_off_after_lightrag_accepted_a_document_sends_no_secon
     assert_eq!(names.len(), docs.len(), "no memory was stored twice");
     assert_eq!(delivered(store.as_ref()).await, docs.len() as u64, "the ledger in DynamoDB matches LightRAG");
     assert_eq!(store.status_counts(&c).await.expect("counts").get(&EntryStatus::Sending), None);
+}
+
+/// LightRAG takes some documents and never answers (a hung worker): the
+/// run gives up on those requests at the invocation's deadline instead of
+/// waiting up to `lightrag.api.timeout` (300 s by default) per attempt,
+/// checkpoints what was answered, answers `partial` in time and releases the
+/// lease; the unanswered documents keep their `sending` marks, and the next
+/// invocation settles them: each memory stored once, none charged a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_still_in_flight_are_given_up_at_the_invocation_deadline() {
+    if !emulators("sync handler: requests_still_in_flight_are_given_up_at_the_invocation_deadline") {
+        return;
+    }
+    let s = stack_with(Duration::ZERO, Duration::from_secs(3), json!({"MEMORY_API_KEY": MEMORY_KEY}), |spec| {
+        spec.lightrag_timeout = 300;
+    })
+    .await;
+    s.lightrag.inject(SimFault::new(SimRoute::Insert, 200).after(Duration::from_secs(120)).times(3));
+    let payload = json!({"connector_id": CONNECTOR});
+    let started = std::time::Instant::now();
+    let first = sync_function::handler(&s.function, event(payload.clone(), Duration::from_secs(10)))
+        .await
+        .expect("first invoke");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "answered within the invocation ({took:?}): {first:#}");
+    assert_eq!(first["status"], "partial", "{first:#}");
+    assert_eq!(first["stopped_early"], true, "{first:#}");
+    let store = s.aws.store();
+    let c = ConnectorId::new(CONNECTOR);
+    assert_eq!(store.lease(&c).await.expect("lease"), None, "the lease is released");
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert_eq!(counts.get(&EntryStatus::Sending), Some(&3), "the unanswered keep their marks: {counts:?}");
+    assert_eq!(counts.get(&EntryStatus::Failed), None, "nobody is charged for LightRAG hanging: {counts:?}");
+
+    let second =
+        sync_function::handler(&s.function, event(payload, Duration::from_secs(600))).await.expect("second invoke");
+    assert_eq!(second["status"], "completed", "{second:#}");
+    // The given-up requests never reached LightRAG's store: not found, sent
+    // again (as new), each memory stored once.
+    s.lightrag.assert_names_once();
+    assert_eq!(s.lightrag.request_count(SimRoute::Insert), s.lightrag.documents().len() + 3);
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert_eq!(counts.get(&EntryStatus::Sending), None, "{counts:?}");
+    assert_eq!(counts.get(&EntryStatus::Failed), None, "{counts:?}");
+    assert_eq!(delivered(&store).await, s.lightrag.documents().len() as u64, "the ledger matches LightRAG");
 }
 
 /// The Lambda sync enriches as `serve` does: a transcript for a recording

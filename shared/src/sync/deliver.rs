@@ -199,7 +199,9 @@ impl SyncEngine {
         let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
         let mut deadline_hit = false;
         let mut fatal: Option<String> = None;
+        let mut abandoned = 0usize;
         let marks = self.settings.confirm;
+        let abandon_at = options.abandon_at().map_or_else(super::far_future, tokio::time::Instant::from_std);
 
         loop {
             if fatal.is_none() {
@@ -227,7 +229,23 @@ impl SyncEngine {
             if done.len() >= batch_size {
                 self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }
-            let Some(joined) = in_flight.join_next().await else { break };
+            let joined = match tokio::time::timeout_at(abandon_at, in_flight.join_next()).await {
+                Ok(Some(joined)) => joined,
+                Ok(None) => break,
+                Err(_) => {
+                    // Past the point where only the last checkpoint fits:
+                    // what has not answered is given up. Its `sending` mark
+                    // (or, without marks, its unchanged entry) leaves it to
+                    // the next run; nobody is charged.
+                    abandoned = in_flight.len();
+                    in_flight.abort_all();
+                    warn!(
+                        abandoned,
+                        "requests still in flight at the deadline are given up; the next run settles them"
+                    );
+                    break;
+                }
+            };
             let delivered = match joined {
                 Ok(delivered) => delivered,
                 Err(e) => {
@@ -258,8 +276,8 @@ impl SyncEngine {
         if !done.is_empty() {
             self.write(run_id, done, None, Some(report.record(RunStatus::Running))).await?;
         }
-        let remaining: usize = pending.map(|t| t.cost()).sum();
-        let stopped_early = deadline_hit && remaining > 0;
+        let remaining: usize = pending.map(|t| t.cost()).sum::<usize>() + abandoned;
+        let stopped_early = (deadline_hit && remaining > 0) || abandoned > 0;
         if stopped_early {
             report.stopped_early = true;
             info!(remaining, "deadline reached: stopped after a checkpoint; the next run continues");

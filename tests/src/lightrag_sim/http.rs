@@ -97,6 +97,7 @@ async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -
         tokio::time::sleep(shared.options.latency).await;
     }
     if let Some(fault) = shared.take_fault(route) {
+        tokio::time::sleep(std::time::Duration::from_millis(fault.delay_ms)).await;
         return fault_response(&fault);
     }
     if !is_open(request.method(), request.uri().path())

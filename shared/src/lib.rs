@@ -10,10 +10,15 @@ pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
+#[cfg(feature = "aws")]
+pub mod config_store;
+#[cfg(feature = "aws")]
+pub mod deploy;
 pub mod enrich;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;
+pub mod pacing;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
@@ -25,6 +30,7 @@ pub mod status;
 pub mod sync;
 pub mod telemetry;
 pub mod transform;
+pub mod ttl_cache;
 
 /// The version reported by `--version`, `/health` and the run report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,10 +25,10 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self { code: EXIT_USAGE, message: message.into() }
     }
-    fn failed(message: impl Into<String>) -> Self {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
         Self { code: EXIT_FAILED, message: message.into() }
     }
 }
@@ -42,11 +42,11 @@ fn report_failure(common: &Common, failure: Failure) -> u8 {
     failure.code
 }
 
-fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
+pub(crate) fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
     result.unwrap_or_else(|failure| report_failure(common, failure))
 }
 
-fn load(common: &Common) -> Result<Config, Failure> {
+pub(crate) fn load(common: &Common) -> Result<Config, Failure> {
     let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
     connector_core::telemetry::logging::init(&config.logging);
     Ok(config)
@@ -59,7 +59,7 @@ fn connector<'a>(config: &'a Config, id: &str) -> Result<&'a ConnectorConfig, Fa
     })
 }
 
-async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
+pub(crate) async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
     state::open_for(config).await.map_err(|e| Failure::failed(e.to_string()))
 }
 

@@ -2,19 +2,29 @@
 //! the runtime's events to these.
 //!
 //! - [`parse_sync_event`]: the three shapes a `sync` invocation comes in (the
-//!   constant input of a schedule rule or a direct invoke, a `SyncRequested`
-//!   event, a raw `Scheduled Event` whose detail names the connector).
-//! - [`SyncFunction`]: built once at cold start (config from `CONFIG_PATH`,
-//!   secrets from Secrets Manager, one SDK config, the DynamoDB store, the
-//!   enrichers as `serve` builds them), then one sync run per event, stopped
-//!   at the Lambda's remaining time minus a safety margin.
+//!   constant input of a schedule or a direct invoke, a `SyncRequested`
+//!   event, a raw `Scheduled Event` whose detail names the connector), alone
+//!   or as the body of an SQS message ([`intake`]: the queue the schedules
+//!   send to).
+//! - [`SyncFunction`]: built once at cold start (config from the S3 object
+//!   `CONFIG_URI` or the file `CONFIG_PATH`, [`config_source`]; secrets from
+//!   Secrets Manager; one SDK config, the DynamoDB store, the enrichers as
+//!   `serve` builds them), then one sync run per event, stopped at the
+//!   Lambda's remaining time minus a safety margin. Config and secrets are
+//!   re-read after `cache_ttl_seconds`.
 //! - [`CleanupFunction`]: history retention.
 //! - [`FunctionError::is_retryable`]: what the Lambda should fail (so an
 //!   async invoke is retried) versus answer with `rejected` (a retry would
 //!   fail the same way). A retry can never start a second concurrent run:
 //!   the lease answers `already_running`.
 
+mod config_source;
+pub mod intake;
+
+pub use config_source::{CONFIG_URI_ENV, ConfigSource};
+
 use crate::config::{self, Config, Environment, StateBackend};
+use crate::config_store::ConfigStoreError;
 use crate::enrich::Enricher;
 use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::{self, DocumentSink};
@@ -66,14 +76,25 @@ pub enum FunctionError {
     State(#[from] StateError),
     #[error(transparent)]
     Secrets(#[from] SecretError),
+    #[error("deployed config: {0}")]
+    ConfigStore(#[from] ConfigStoreError),
 }
 
 impl FunctionError {
-    /// Worth failing the invocation for (Lambda retries async invokes):
-    /// AWS calls that may succeed later. An event, connector or config
-    /// problem fails the same way on every retry.
+    /// Worth failing the invocation for (Lambda retries async invokes, SQS
+    /// delivers again, then the failure destination or dead-letter queue
+    /// keeps the event): AWS calls that may succeed later, and an event for
+    /// a connector the config does not have (a visible failure; the config
+    /// may also not have reached this sandbox yet). A malformed event or a
+    /// broken config fails the same way on every retry.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, FunctionError::State(_) | FunctionError::Secrets(_))
+        matches!(
+            self,
+            FunctionError::State(_)
+                | FunctionError::Secrets(_)
+                | FunctionError::ConfigStore(_)
+                | FunctionError::UnknownConnector(_)
+        )
     }
 }
 
@@ -130,6 +151,8 @@ impl FunctionSettings {
 /// The config and the adapters that depend on resolved secrets.
 struct Wiring {
     vars: HashMap<String, String>,
+    /// The config text's version ([`config_source::ConfigText::version`]).
+    config_version: String,
     config: Config,
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
@@ -137,9 +160,9 @@ struct Wiring {
     enrichers: HashMap<ConnectorId, Arc<Enricher>>,
 }
 
-/// Shared cold-start work of the functions: config (once), secrets (TTL).
+/// Shared cold-start work of the functions: config and secrets (TTL).
 struct Loaded {
-    settings_path: PathBuf,
+    source: ConfigSource,
     base_vars: HashMap<String, String>,
     secrets: SecretsManagerResolver,
 }
@@ -155,20 +178,39 @@ impl Loaded {
         Ok((vars, env))
     }
 
-    async fn config(&self) -> Result<(HashMap<String, String>, Config), FunctionError> {
+    async fn config(&self) -> Result<(HashMap<String, String>, Config, String), FunctionError> {
         let (vars, env) = self.environment().await?;
+        let source = self.source.read().await?;
         let config =
-            config::load_with_env(&self.settings_path, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
-        Ok((vars, config))
+            config::load_str(&source.text, &source.name, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
+        Ok((vars, config, source.version))
+    }
+
+    /// Both the secrets and the config text are younger than the TTL.
+    fn is_fresh(&self) -> bool {
+        self.secrets.is_fresh() && self.source.is_fresh()
+    }
+
+    fn new(settings: &FunctionSettings) -> Result<Self, FunctionError> {
+        Ok(Self {
+            source: ConfigSource::new(settings.config_path.clone(), &settings.vars, &settings.sdk)?,
+            base_vars: settings.vars.clone(),
+            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
+        })
     }
 }
 
-fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
+fn wire(
+    vars: HashMap<String, String>,
+    config_version: String,
+    config: Config,
+    store: Arc<dyn StateStore>,
+) -> Result<Wiring, FunctionError> {
     let sink = lightrag::open(&config.lightrag).map_err(|e| FunctionError::Config(e.to_string()))?;
     let source = Arc::new(MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?);
     let enrichers =
         crate::enrich::enrichers(&config, source.clone(), store).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config, source, sink, enrichers })
+    Ok(Wiring { vars, config_version, config, source, sink, enrichers })
 }
 
 fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
@@ -200,20 +242,14 @@ impl SyncFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
         // The TTL comes from the config, which needs the secrets: fetch once,
         // then apply the configured TTL to what was fetched.
-        let mut loaded = Loaded {
-            settings_path: settings.config_path.clone(),
-            base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-        };
-        let (vars, config) = loaded.config().await?;
+        let mut loaded = Loaded::new(&settings)?;
+        let (vars, config, version) = loaded.config().await?;
         let perf = &config.advanced.performance;
-        loaded.secrets.set_ttl(if perf.enable_caching {
-            Duration::from_secs(perf.cache_ttl_seconds)
-        } else {
-            Duration::ZERO
-        });
+        let ttl = if perf.enable_caching { Duration::from_secs(perf.cache_ttl_seconds) } else { Duration::ZERO };
+        loaded.secrets.set_ttl(ttl);
+        loaded.source.set_ttl(ttl);
         let store = Arc::new(store_for(&settings, &config)?);
-        let wiring = wire(vars, config, store.clone())?;
+        let wiring = wire(vars, version, config, store.clone())?;
         info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
         Ok(Self { loaded, store, wiring: RwLock::new(Arc::new(wiring)), safety_margin: settings.safety_margin })
     }
@@ -222,19 +258,20 @@ impl SyncFunction {
         Arc::clone(&self.store)
     }
 
-    /// The wiring, rebuilt when the secrets' TTL has passed and a value changed.
+    /// The wiring, rebuilt when the TTL has passed and a secret or the
+    /// config changed.
     async fn current(&self) -> Result<Arc<Wiring>, FunctionError> {
         let wiring = Arc::clone(&*self.wiring.read().await);
-        if self.loaded.secrets.is_fresh() {
+        if self.loaded.is_fresh() {
             return Ok(wiring);
         }
         let (vars, _) = self.loaded.environment().await?;
-        if vars == wiring.vars {
+        if vars == wiring.vars && self.loaded.source.read().await?.version == wiring.config_version {
             return Ok(wiring);
         }
-        info!("a secret changed: reloading the config");
-        let (vars, config) = self.loaded.config().await?;
-        let fresh = Arc::new(wire(vars, config, self.store())?);
+        info!("a secret or the config changed: reloading the config");
+        let (vars, config, version) = self.loaded.config().await?;
+        let fresh = Arc::new(wire(vars, version, config, self.store())?);
         *self.wiring.write().await = Arc::clone(&fresh);
         Ok(fresh)
     }
@@ -245,7 +282,11 @@ impl SyncFunction {
     pub async fn handle(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let request = parse_sync_event(event)?;
-        let wiring = self.current().await?;
+        let mut wiring = self.current().await?;
+        // A connector added by `deploy-config` may be newer than the cached config.
+        if wiring.config.connector(&request.connector_id).is_none() && self.loaded.source.expire() {
+            wiring = self.current().await?;
+        }
         let connector = wiring
             .config
             .connector(&request.connector_id)
@@ -287,6 +328,19 @@ impl SyncFunction {
     pub async fn handle_classified(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         classify(self.handle(event, remaining).await)
     }
+
+    /// What the Lambda handler calls: an SQS batch ([`intake`]) answers
+    /// which messages failed; any other event is [`SyncFunction::handle_classified`].
+    pub async fn handle_invocation(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        match intake::sqs_messages(event) {
+            None => self.handle_classified(event, remaining).await,
+            Some(messages) => {
+                let messages = messages.map_err(FunctionError::BadEvent)?;
+                Ok(intake::run_batch(&messages, remaining, |body, left| async move { self.handle(&body, left).await })
+                    .await)
+            }
+        }
+    }
 }
 
 fn classify(result: Result<Value, FunctionError>) -> Result<Value, FunctionError> {
@@ -310,12 +364,7 @@ pub struct CleanupFunction {
 
 impl CleanupFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
-        let loaded = Loaded {
-            settings_path: settings.config_path.clone(),
-            base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-        };
-        let (_, config) = loaded.config().await?;
+        let (_, config, _) = Loaded::new(&settings)?.config().await?;
         let store = Arc::new(store_for(&settings, &config)?);
         Ok(Self { store, config })
     }
@@ -353,18 +402,30 @@ pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
 pub const EVENT_SOURCE: &str = "memory-connector";
 pub const SYNC_REQUESTED: &str = "SyncRequested";
 
+/// The stack's schedule group, whose schedules `pause`/`resume` switch.
+pub const SCHEDULE_GROUP_ENV: &str = "SCHEDULE_GROUP";
+
 /// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
-/// which a rule routes to the `sync` function. A connector whose lease is
+/// which a rule routes to the `sync` queue. A connector whose lease is
 /// held answers 409 here already; the lease still decides in `sync`.
+/// `pause`/`resume` also switch the connector's schedule (when the
+/// function knows its schedule group).
 pub struct EventBridgeLauncher {
     client: aws_sdk_eventbridge::Client,
     bus: String,
     store: Arc<dyn StateStore>,
+    schedules: Option<(aws_sdk_scheduler::Client, String)>,
 }
 
 impl EventBridgeLauncher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: String, store: Arc<dyn StateStore>) -> Self {
-        Self { client, bus, store }
+        Self { client, bus, store, schedules: None }
+    }
+
+    /// Pause and resume switch the schedules of `group` too.
+    pub fn with_schedule_group(mut self, client: aws_sdk_scheduler::Client, group: String) -> Self {
+        self.schedules = Some((client, group));
+        self
     }
 }
 
@@ -409,24 +470,38 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
     }
+
+    async fn paused_changed(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+        paused: bool,
+    ) -> Result<(), crate::api::LaunchError> {
+        let Some((client, group)) = &self.schedules else { return Ok(()) };
+        let enabled = connector.enabled && !paused;
+        let switched = crate::schedule::scheduler::client::set_enabled(client, group, connector.id.as_str(), enabled)
+            .await
+            .map_err(|e| crate::api::LaunchError::Unavailable(format!("the paused flag is stored; {e}")))?;
+        info!(connector_id = %connector.id, group = %group, enabled, switched, "schedule state follows pause/resume");
+        Ok(())
+    }
 }
 
 /// The `api` function's router: the management API of `serve`, over the
 /// DynamoDB store, with `trigger` as a `SyncRequested` event.
 pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
-    let loaded = Loaded {
-        settings_path: settings.config_path.clone(),
-        base_vars: settings.vars.clone(),
-        secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-    };
-    let (_, config) = loaded.config().await?;
+    let (_, config, _) = Loaded::new(&settings)?.config().await?;
     if let Some(problem) = crate::config::api_auth_problem(&config.api) {
         return Err(FunctionError::Config(format!("{}: {problem}", settings.config_path.display())));
     }
     let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
-    let launcher =
-        Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));
+    let mut launcher =
+        EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store));
+    if let Some(group) = settings.vars.get(SCHEDULE_GROUP_ENV).filter(|g| !g.trim().is_empty()) {
+        launcher =
+            launcher.with_schedule_group(crate::schedule::scheduler::client::client(&settings.sdk), group.clone());
+    }
+    let launcher = Arc::new(launcher);
     info!(connectors = config.connectors.len(), "api function ready");
     Ok(crate::api::router(Arc::new(config), store, launcher))
 }
@@ -483,6 +558,11 @@ mod tests {
                 "{name}"
             );
         }
+        let queued: Value = serde_json::from_str(include_str!("../../config/events/sync-sqs.json")).unwrap();
+        let messages = intake::sqs_messages(&queued).expect("an SQS event").expect("parses");
+        let body: Value = serde_json::from_str(&messages[0].body).unwrap();
+        let request = parse_sync_event(&body).unwrap();
+        assert_eq!((request.connector_id.as_str(), request.trigger.as_str()), ("personal-memories", "schedule"));
         for text in [
             include_str!("../../config/events/cleanup-scheduled.json"),
             include_str!("../../config/events/api-get-health.json"),
@@ -506,12 +586,16 @@ mod tests {
     }
 
     #[test]
-    fn only_aws_failures_are_retried() {
+    fn aws_failures_and_unknown_connectors_fail_the_invocation() {
         let state = FunctionError::State(StateError::Unsupported("x".into()));
         assert!(state.is_retryable());
-        assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
-        let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
-        assert_eq!(answered["status"], "rejected");
         assert!(classify(Err(state)).is_err());
+        // A connector the config no longer has is a visible failure, not an answer.
+        let unknown = FunctionError::UnknownConnector("gone".into());
+        assert!(unknown.is_retryable());
+        assert!(classify(Err(unknown)).is_err());
+        let answered = classify(Err(FunctionError::BadEvent("no connector_id".into()))).unwrap();
+        assert_eq!(answered["status"], "rejected");
+        assert!(!FunctionError::Config("x".into()).is_retryable());
     }
 }

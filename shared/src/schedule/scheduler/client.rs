@@ -362,39 +362,42 @@ impl Schedules {
         };
         sent
     }
+}
 
-    /// Turns one connector's schedule on or off (pause/resume), leaving the
-    /// rest of it as it is. `Ok(false)`: nothing to do (no schedule yet, or
-    /// already in that state).
-    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, SchedulerError> {
-        let Some(got) = self.get_raw(name).await? else { return Ok(false) };
-        if !current_of(&got).is_managed() {
-            return Err(SchedulerError::Foreign { group: self.deployment.group.clone(), name: name.to_owned() });
-        }
-        let state = if enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
-        if got.state.as_ref() == Some(&state) {
-            return Ok(false);
-        }
-        self.slot("UpdateSchedule").await;
-        self.client
-            .update_schedule()
-            .group_name(&self.deployment.group)
-            .name(name)
-            .set_schedule_expression(got.schedule_expression)
-            .set_schedule_expression_timezone(got.schedule_expression_timezone)
-            .set_flexible_time_window(got.flexible_time_window)
-            .set_target(got.target)
-            .set_description(got.description)
-            .set_start_date(got.start_date)
-            .set_end_date(got.end_date)
-            .set_kms_key_arn(got.kms_key_arn)
-            .set_action_after_completion(got.action_after_completion)
-            .state(state)
-            .send()
-            .await
-            .map_err(aws_error("UpdateSchedule", name))?;
-        Ok(true)
+/// Turns one connector's schedule in `group` on or off (pause/resume in the
+/// `api` function), leaving the rest of it as it is. `Ok(false)`: nothing to
+/// do (no schedule yet, or already in that state).
+pub async fn set_enabled(client: &Client, group: &str, name: &str, enabled: bool) -> Result<bool, SchedulerError> {
+    let got = match client.get_schedule().group_name(group).name(name).send().await {
+        Ok(got) => got,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(false),
+        Err(e) => return Err(aws_error("GetSchedule", name)(e)),
+    };
+    if !current_of(&got).is_managed() {
+        return Err(SchedulerError::Foreign { group: group.to_owned(), name: name.to_owned() });
     }
+    let state = if enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
+    if got.state.as_ref() == Some(&state) {
+        return Ok(false);
+    }
+    client
+        .update_schedule()
+        .group_name(group)
+        .name(name)
+        .set_schedule_expression(got.schedule_expression)
+        .set_schedule_expression_timezone(got.schedule_expression_timezone)
+        .set_flexible_time_window(got.flexible_time_window)
+        .set_target(got.target)
+        .set_description(got.description)
+        .set_start_date(got.start_date)
+        .set_end_date(got.end_date)
+        .set_kms_key_arn(got.kms_key_arn)
+        .set_action_after_completion(got.action_after_completion)
+        .state(state)
+        .send()
+        .await
+        .map_err(aws_error("UpdateSchedule", name))?;
+    Ok(true)
 }
 
 /// The fields `apply` owns, out of a `GetSchedule` answer.

@@ -3,7 +3,7 @@
 //! and validates almost nothing (not the expression, the zone, the window
 //! or the target): what AWS would refuse is checked by the unit tests.
 
-use super::super::client::{Schedules, client};
+use super::super::client::{Schedules, client, set_enabled};
 use super::*;
 use aws_sdk_scheduler::Client;
 use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Tag, Target};
@@ -193,8 +193,8 @@ async fn pause_and_resume_switch_only_the_state() {
     );
     let desired = desired_schedules(&cfg, &no_pause()).unwrap();
     schedules.reconcile(&desired, false).await.unwrap();
-    assert!(schedules.set_enabled("a", false).await.unwrap(), "paused");
-    assert!(!schedules.set_enabled("a", false).await.unwrap(), "already paused: no call");
+    assert!(set_enabled(&client, &group, "a", false).await.unwrap(), "paused");
+    assert!(!set_enabled(&client, &group, "a", false).await.unwrap(), "already paused: no call");
     let got = client.get_schedule().group_name(&group).name("a").send().await.unwrap();
     assert_eq!(got.state, Some(ScheduleState::Disabled));
     assert_eq!(got.schedule_expression_timezone.as_deref(), Some("America/New_York"), "the rest is kept");
@@ -202,12 +202,12 @@ async fn pause_and_resume_switch_only_the_state() {
     let paused = BTreeSet::from([ConnectorId::new("a")]);
     let kept = schedules.reconcile(&desired_schedules(&cfg, &paused).unwrap(), false).await.unwrap();
     assert!(kept.iter().all(|c| !c.is_change()), "{kept:?}");
-    assert!(schedules.set_enabled("a", true).await.unwrap(), "resumed");
+    assert!(set_enabled(&client, &group, "a", true).await.unwrap(), "resumed");
     let resumed = schedules.reconcile(&desired, true).await.unwrap();
     assert!(resumed.iter().all(|c| !c.is_change()), "resume restored exactly what apply wants: {resumed:?}");
-    assert!(!schedules.set_enabled("nobody", false).await.unwrap(), "no schedule: nothing to do");
+    assert!(!set_enabled(&client, &group, "nobody", false).await.unwrap(), "no schedule: nothing to do");
     foreign_schedule(&client, &group, "theirs").await;
-    assert!(matches!(schedules.set_enabled("theirs", false).await, Err(SchedulerError::Foreign { .. })));
+    assert!(matches!(set_enabled(&client, &group, "theirs", false).await, Err(SchedulerError::Foreign { .. })));
 }
 
 /// More connectors than an event bus held rules (300): paginated listing,

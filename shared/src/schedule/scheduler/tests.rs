@@ -172,3 +172,81 @@ fn the_stack_must_enforce_the_configured_bound() {
 
 #[cfg(feature = "aws")]
 mod moto;
+
+/// `infra/template.yaml` gives the schedule group the tags the CLI reads,
+/// lets the scheduler role send only to the queue and the schedules'
+/// dead-letter queue, and bounds the consumer the way the code assumes.
+#[test]
+fn the_template_wires_what_the_code_expects() {
+    let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
+    let resource = |name: &str| -> String {
+        let header = format!("  {name}:");
+        let mut lines = template.lines().skip_while(|l| *l != header);
+        let first = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
+        let body: Vec<&str> = lines
+            .take_while(|l| !(l.starts_with("  ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic())))
+            .collect();
+        format!("{first}\n{}", body.join("\n"))
+    };
+    let group = resource("ScheduleGroup");
+    for (key, value) in [
+        (tags::QUEUE_ARN, "!GetAtt SyncQueue.Arn"),
+        (tags::ROLE_ARN, "!GetAtt SchedulerRole.Arn"),
+        (tags::DEAD_LETTER_ARN, "!GetAtt SyncFailures.Arn"),
+        (tags::CONFIG_URI, "!Sub s3://${ConfigBucket}/config.yaml"),
+        (tags::MAX_CONCURRENCY, "!Ref MaxConcurrentConnectors"),
+    ] {
+        assert!(group.contains(&format!("- Key: {key}\n          Value: {value}")), "tag {key}: {group}");
+    }
+    let role = resource("SchedulerRole");
+    assert!(role.contains("Service: scheduler.amazonaws.com") && role.contains("aws:SourceAccount"), "{role}");
+    let actions: Vec<&str> = role.lines().filter_map(|l| l.trim().strip_prefix("Action: ")).collect();
+    assert_eq!(actions, ["sts:AssumeRole", "sqs:SendMessage"], "the role may do nothing else: {role}");
+    assert!(role.contains("- !GetAtt SyncQueue.Arn\n                  - !GetAtt SyncFailures.Arn\n"), "{role}");
+
+    let queue = resource("SyncQueue");
+    for needed in [
+        "FifoQueue: true",
+        "ContentBasedDeduplication: true",
+        "maxReceiveCount: 3",
+        "deadLetterTargetArn: !GetAtt SyncDeadLetter.Arn",
+    ] {
+        assert!(queue.contains(needed), "SyncQueue lacks {needed}: {queue}");
+    }
+    let visibility: u32 = queue
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("VisibilityTimeout: "))
+        .and_then(|v| v.parse().ok())
+        .expect("VisibilityTimeout");
+    let longest_sync: u32 = resource("SyncTimeoutSeconds")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MaxValue: "))
+        .and_then(|v| v.parse().ok())
+        .expect("SyncTimeoutSeconds MaxValue");
+    assert!(visibility > longest_sync, "a message must not come back while its run may still go on");
+    let sync = resource("SyncFunction");
+    for needed in
+        ["Type: SQS", "BatchSize: 1", "ReportBatchItemFailures", "MaximumConcurrency: !Ref MaxConcurrentConnectors"]
+    {
+        assert!(sync.contains(needed), "SyncFunction's queue event lacks {needed}");
+    }
+    assert!(!sync.contains("EventBridgeRule"), "SyncRequested goes through the queue too");
+    let param = resource("MaxConcurrentConnectors");
+    assert!(param.contains("MinValue: 2"), "AWS's smallest MaximumConcurrency: {param}");
+    let rule = resource("SyncRequestedRule");
+    assert!(rule.contains(&format!("MessageGroupId: {SERIAL_GROUP}")), "{rule}");
+    // pause/resume: GetSchedule, then UpdateSchedule passing the scheduler role.
+    let api = resource("ApiFunction");
+    for needed in
+        ["scheduler:GetSchedule", "scheduler:UpdateSchedule", "iam:PassRole", "SCHEDULE_GROUP: !Ref ScheduleGroup"]
+    {
+        assert!(api.contains(needed), "ApiFunction lacks {needed}");
+    }
+    for function in ["SyncFunction", "ApiFunction", "CleanupFunction"] {
+        let body = resource(function);
+        assert!(
+            body.contains("Action: s3:GetObject") && body.contains("Action: s3:ListBucket"),
+            "{function} reads the config"
+        );
+    }
+}

@@ -2,9 +2,9 @@
 //! Scheduler schedule too (the `RunLauncher` seam), against DynamoDB Local
 //! (state) and moto (Scheduler). Skipped loudly without emulators.
 
+use aws_sdk_scheduler::types::{ScheduleState, Tag};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use aws_sdk_scheduler::types::{ScheduleState, Tag};
 use connector_core::ids::ConnectorId;
 use connector_core::schedule::scheduler::client::{Schedules, client};
 use connector_core::schedule::scheduler::{Deployment, desired_schedules, tags};
@@ -23,7 +23,8 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/memory-connector-scheduler";
 const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures";
 
 async fn post(router: &axum::Router, path: &str) -> (StatusCode, Value) {
-    let request = Request::builder().method("POST").uri(path).header("X-API-Key", KEY).body(Body::empty()).expect("req");
+    let request =
+        Request::builder().method("POST").uri(path).header("X-API-Key", KEY).body(Body::empty()).expect("req");
     let answer = router.clone().oneshot(request).await.expect("answer");
     let status = answer.status();
     let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
@@ -32,11 +33,13 @@ async fn post(router: &axum::Router, path: &str) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_and_resume_switch_the_schedule() {
-    let Some(_) = connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "api pause_and_resume_switch_the_schedule")
+    let Some(_) =
+        connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "api pause_and_resume_switch_the_schedule")
     else {
         return;
     };
-    let Some(_) = connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", "api pause_and_resume_switch_the_schedule")
+    let Some(_) =
+        connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", "api pause_and_resume_switch_the_schedule")
     else {
         return;
     };

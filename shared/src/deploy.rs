@@ -19,12 +19,8 @@ use crate::schedule::scheduler::{
     Change, Deployment, ScheduleSpec, SchedulerError, check_concurrency, desired_schedules,
 };
 use crate::state::{StateError, StateStore};
-use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Connector states read at once when looking for paused connectors.
-const STATE_READS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -159,16 +155,15 @@ impl Deployer {
 }
 
 /// The connectors of `config` that are paused in `store` (their schedules
-/// stay `DISABLED`). Disabled connectors are not looked up.
+/// stay `DISABLED`), read in batches ([`StateStore::overviews`]). Disabled
+/// connectors are not looked up.
 pub async fn paused_connectors(store: &dyn StateStore, config: &Config) -> Result<BTreeSet<ConnectorId>, StateError> {
-    let enabled = config.connectors.iter().filter(|c| c.enabled).map(|c| c.id.clone());
-    let paused: Vec<Option<ConnectorId>> = stream::iter(enabled)
-        .map(|id| async move {
-            let state = store.connector_state(&id).await?;
-            Ok::<_, StateError>(state.filter(|s| s.paused).map(|_| id))
-        })
-        .buffer_unordered(STATE_READS_IN_FLIGHT)
-        .try_collect()
-        .await?;
-    Ok(paused.into_iter().flatten().collect())
+    let enabled: Vec<ConnectorId> = config.connectors.iter().filter(|c| c.enabled).map(|c| c.id.clone()).collect();
+    let overviews = store.overviews(&enabled).await?;
+    Ok(enabled
+        .into_iter()
+        .zip(overviews)
+        .filter(|(_, o)| o.state.as_ref().is_some_and(|s| s.paused))
+        .map(|(id, _)| id)
+        .collect())
 }

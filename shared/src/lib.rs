@@ -6,6 +6,7 @@
 //! [`lightrag::DocumentSink`] writes it, a [`state::StateStore`] remembers what
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
+pub mod admin;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -31,6 +32,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod transform;
 pub mod ttl_cache;
+pub mod wiring;
 
 /// The version reported by `--version`, `/health` and the run report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

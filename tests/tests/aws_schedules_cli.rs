@@ -175,7 +175,7 @@ async fn deploy_config_uploads_reconciles_migrates_and_detects_drift() {
 
     // A paused connector's schedule is disabled by the next deploy too.
     let store = connector_core::state::json::JsonStore::open(&ws.path().join("state.json")).await.expect("state");
-    connector_core::state::set_paused(&store, &connector_core::ids::ConnectorId::new("hourly"), true)
+    connector_core::admin::set_paused(&store, &connector_core::ids::ConnectorId::new("hourly"), true)
         .await
         .expect("pause");
     drop(store);

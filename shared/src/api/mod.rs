@@ -10,9 +10,10 @@ pub mod client;
 mod guard;
 mod openapi;
 
+use crate::admin;
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::{ConnectorId, RunId};
-use crate::state::{EntryStatus, StateError, StateStore};
+use crate::state::{StateError, StateStore};
 use crate::status;
 use async_trait::async_trait;
 use axum::extract::rejection::QueryRejection;
@@ -27,6 +28,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use guard::RateLimiter;
+
+/// How a reset request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetAnswer {
+    /// The ledger and state are gone (200).
+    Done,
+    /// The reset was handed over and runs in the background (202); the
+    /// connector shows `running` (its lease is held) until it is done.
+    Accepted,
+}
 
 /// What a trigger got.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,12 +86,10 @@ pub trait RunLauncher: Send + Sync {
         Ok(())
     }
 
-    /// Whether a lease whose holder was a process of this host that is gone
-    /// may be released (`serve`: yes; Lambda sandboxes share host names: no).
-    /// `reset` then does not wait for a killed run's lease to expire.
-    fn releases_abandoned_leases(&self) -> bool {
-        false
-    }
+    /// Resets the connector (see [`admin::reset`]): here and now (`serve`),
+    /// or handed to a function that has the time for a large ledger (the
+    /// api Lambda answers within API Gateway's 30 s).
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError>;
 }
 
 /// Everything the handlers share.
@@ -149,15 +158,6 @@ pub struct Health {
     pub uptime_seconds: u64,
     pub active_jobs: usize,
     pub last_error: Option<String>,
-}
-
-/// One connector of `GET /connectors`.
-#[derive(Debug, Serialize)]
-struct ConnectorView {
-    #[serde(flatten)]
-    summary: status::ConnectorSummary,
-    description: Option<String>,
-    paused: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,15 +237,8 @@ async fn health(State(state): State<ApiState>) -> Json<Health> {
     })
 }
 
-async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<ConnectorView>> {
-    let rows = status::list(&state.config, state.store.as_ref(), Utc::now()).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for summary in rows {
-        let paused = state.store.connector_state(&summary.connector_id).await?.is_some_and(|s| s.paused);
-        let description = state.config.connector(&summary.connector_id).and_then(|c| c.description.clone());
-        out.push(ConnectorView { summary, description, paused });
-    }
-    Ok(Json(out))
+async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<status::ConnectorSummary>> {
+    Ok(Json(status::list(&state.config, state.store.as_ref(), Utc::now()).await?))
 }
 
 /// The connector's (redacted) configuration and its status.
@@ -276,8 +269,7 @@ async fn history(
 
 async fn failed(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Vec<crate::state::LedgerEntry>> {
     let connector = find(&state, &id)?;
-    let statuses = [EntryStatus::Failed, EntryStatus::Dead, EntryStatus::LightragFailed, EntryStatus::UpdatePending];
-    Ok(Json(state.store.entries_with_status(&connector.id, &statuses, 10_000).await?))
+    Ok(Json(admin::failed(state.store.as_ref(), &connector.id).await?))
 }
 
 async fn trigger(
@@ -291,15 +283,17 @@ async fn trigger(
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 
-async fn reset(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let connector = find(&state, &id)?;
-    if state.launcher.releases_abandoned_leases()
-        && let Some(owner) = crate::state::release_abandoned_lease(state.store.as_ref(), &connector.id).await?
-    {
-        tracing::warn!(connector_id = %connector.id, previous = %owner, "the lease's process is gone (killed mid-run); released it");
-    }
-    state.store.reset(&connector.id, Utc::now()).await?;
-    Ok(Json(serde_json::json!({ "connector_id": connector.id, "reset": true })))
+    Ok(match state.launcher.reset(connector).await? {
+        ResetAnswer::Done => (StatusCode::OK, Json(serde_json::json!({ "connector_id": connector.id, "reset": true }))),
+        ResetAnswer::Accepted => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "connector_id": connector.id, "reset": "accepted" })))
+        }
+    })
 }
 
 async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -312,7 +306,7 @@ async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Result
 
 async fn set_paused(state: &ApiState, id: &str, paused: bool) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(state, id)?;
-    crate::state::set_paused(state.store.as_ref(), &connector.id, paused).await?;
+    admin::set_paused(state.store.as_ref(), &connector.id, paused).await?;
     state.launcher.paused_changed(connector, paused).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "paused": paused })))
 }
@@ -322,7 +316,7 @@ async fn retry_failed(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(&state, &id)?;
-    let count = crate::sync::replay_failed(state.store.as_ref(), &connector.id).await?;
+    let count = admin::retry_failed(state.store.as_ref(), &connector.id).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "replayed": count })))
 }
 

@@ -54,6 +54,13 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
         if path.contains("{id}") {
             responses.insert("404".into(), error("Unknown connector"));
         }
+        if path.ends_with("/reset") {
+            responses.insert(
+                "202".into(),
+                json!({"description": "Accepted: a large reset runs in the background (serverless)",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+        }
         if path.ends_with("/trigger") || path.ends_with("/reset") {
             responses.insert("409".into(), error("The connector is running"));
         }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct FakeLauncher {
     launched: AtomicUsize,
     releases: bool,
+    store: Arc<dyn StateStore>,
 }
 
 #[async_trait]
@@ -24,8 +25,11 @@ impl RunLauncher for FakeLauncher {
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
     }
 
-    fn releases_abandoned_leases(&self) -> bool {
-        self.releases
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError> {
+        let leases =
+            if self.releases { crate::admin::AbandonedLeases::Release } else { crate::admin::AbandonedLeases::Keep };
+        crate::admin::reset(self.store.as_ref(), &connector.id, leases, Utc::now()).await?;
+        Ok(ResetAnswer::Done)
     }
 }
 
@@ -50,7 +54,8 @@ async fn serve() -> (String, tempfile::TempDir) {
 
 async fn serve_with(store: Arc<dyn StateStore>, releases: bool) -> String {
     let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
-    let app = router(Arc::new(config), store, Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases }));
+    let launcher = FakeLauncher { launched: AtomicUsize::new(0), releases, store: Arc::clone(&store) };
+    let app = router(Arc::new(config), store, Arc::new(launcher));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

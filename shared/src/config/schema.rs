@@ -630,6 +630,14 @@ impl Default for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// `job_timeout_minutes` as a duration (at least a minute): how long one
+    /// run may go on, and so how long its lease lasts.
+    pub fn job_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.job_timeout_minutes.max(1).saturating_mul(60))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct PerformanceConfig {

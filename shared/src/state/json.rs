@@ -580,14 +580,15 @@ impl StateStore for JsonStore {
         .await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let connector = connector.clone();
         self.blocking(move |inner| {
             inner.write(|doc| {
                 let mut removed = 0;
-                for record in doc.connectors.values_mut() {
+                if let Some(record) = doc.connectors.get_mut(&connector) {
                     let kept_before = record.runs.len();
                     record.runs.retain(|run| run.started_at >= before);
-                    removed += (kept_before - record.runs.len()) as u64;
+                    removed = (kept_before - record.runs.len()) as u64;
                 }
                 Ok((removed, removed > 0))
             })

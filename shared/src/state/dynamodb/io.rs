@@ -260,11 +260,21 @@ impl DynamoStore {
         projection: Option<&str>,
     ) -> Result<Vec<Item>, StateError> {
         let unique: BTreeSet<&MemoryId> = ids.iter().copied().collect();
-        let unique: Vec<&MemoryId> = unique.into_iter().collect();
-        let mut found = Vec::with_capacity(unique.len());
-        for chunk in unique.chunks(BATCH_GET_MAX) {
-            let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
-            let mut wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true);
+        let keys: Vec<Item> = unique.into_iter().map(|id| key(connector, &entry_sk(id))).collect();
+        self.batch_get_keys(keys, projection).await
+    }
+
+    /// The items of these keys that exist: `BatchGetItem`, strongly
+    /// consistent, 100 keys a call, `UnprocessedKeys` retried with backoff.
+    /// Keys must be unique (DynamoDB refuses duplicates).
+    pub(super) async fn batch_get_keys(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StateError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut wanted = KeysAndAttributes::builder().set_keys(Some(chunk.to_vec())).consistent_read(true);
             if let Some(projection) = projection {
                 wanted = wanted
                     .projection_expression(projection)

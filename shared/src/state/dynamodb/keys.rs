@@ -26,6 +26,11 @@ pub(super) const RUN_PREFIX: &str = "RUN#";
 pub(super) const TRANSACT_MAX: usize = 100;
 pub(super) const BATCH_GET_MAX: usize = 100;
 pub(super) const BATCH_WRITE_MAX: usize = 25;
+/// `BatchGetItem`/`BatchWriteItem` requests in flight at once when
+/// reading many connectors or deleting a ledger.
+pub(super) const OVERVIEW_REQUESTS: usize = 8;
+/// Ledger keys a reset reads and deletes at a time.
+pub(super) const RESET_PAGE: usize = 2_000;
 /// Retries of unprocessed keys/items and of transaction conflicts.
 pub(super) const MAX_RETRIES: u32 = 8;
 /// How long `reset` holds the connector while it deletes.

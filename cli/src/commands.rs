@@ -307,14 +307,17 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
     let result = async {
         let config = load(common)?;
         let base = client::base_url(&config.api, port);
-        let health = client::health(&base).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let health = client::health(&config.api, &base).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&health);
         } else {
-            println!(
-                "{} (version {}, up {} s, {} active jobs)",
-                health.status, health.version, health.uptime_seconds, health.active_jobs
-            );
+            match &health.details {
+                Some(d) => println!(
+                    "{} (version {}, up {} s, {} active jobs)",
+                    health.status, health.version, d.uptime_seconds, d.active_jobs
+                ),
+                None => println!("{} (version {})", health.status, health.version),
+            }
         }
         Ok(EXIT_OK)
     }

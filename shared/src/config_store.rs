@@ -1,4 +1,4 @@
-//! The deployed config as one S3 object (`aws` feature), decision 0019: the
+//! The deployed config as one S3 object (`aws` feature), decision 0022: the
 //! Lambda functions read it (with a TTL cache, [`crate::serverless`]) and
 //! `memory-connector deploy-config` writes it. S3 rather than SSM Parameter
 //! Store: a parameter holds 8 KB at most, a config of thousands of
@@ -106,7 +106,7 @@ impl ConfigObject {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     return Ok(Fetched::Missing);
                 }
-                return Err(self.fail("GetObject", crate::aws::error_text(&e)));
+                return Err(self.fail("GetObject", crate::http::error_chain(&e)));
             }
         };
         if got.content_length.unwrap_or(0) > MAX_CONFIG_BYTES {
@@ -141,7 +141,7 @@ impl ConfigObject {
             Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => {
                 Err(ConfigStoreError::Conflict { bucket: self.bucket.clone(), key: self.key.clone() })
             }
-            Err(e) => Err(self.fail("PutObject", crate::aws::error_text(&e))),
+            Err(e) => Err(self.fail("PutObject", crate::http::error_chain(&e))),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod config_store;
 #[cfg(feature = "aws")]
 pub mod deploy;
 pub mod enrich;
+pub mod http;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;

@@ -76,20 +76,12 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Removes every occurrence of each secret from a text (for error bodies that
-/// echo a request back).
-pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if !secret.is_empty() {
-            out = out.replace(secret.expose(), REDACTED);
-        }
-    }
-    out
-}
+mod scrub;
+pub use scrub::{longest_form, scrub};
 
 /// Files holding secrets (the config, `.env`) that others can read: warns
-/// once per file at service start (`chmod 600` fixes it).
+/// once per file at service start (`chmod 600` fixes it; a file readable by
+/// the service's own group is fine).
 pub fn warn_if_readable_by_others(config_path: &std::path::Path) {
     let mut files = vec![config_path.to_path_buf()];
     if let Some(dir) = config_path.parent() {
@@ -190,7 +182,7 @@ mod secrets_manager {
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| fail(format!("GetSecretValue: {}", crate::aws::error_text(&e))))?;
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::http::error_chain(&e))))?;
             let value = Secret::new(
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
@@ -215,10 +207,31 @@ mod secrets_manager {
     }
 }
 
+/// Readable by anyone but the owner and the members of this process's own
+/// group: other-readable, or group-readable by some other group. The Debian
+/// package's 0640 root:connector is fine for the service running as
+/// connector; so is 0600.
 #[cfg(unix)]
 fn readable_by_others(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o044 != 0)
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::metadata(path).is_ok_and(|m| {
+        let mode = m.permissions().mode();
+        let foreign_group = mode & 0o040 != 0 && effective_gid() != Some(m.gid());
+        m.is_file() && (mode & 0o004 != 0 || foreign_group)
+    })
+}
+
+/// The process's effective group id, from `/proc/self/status` (Linux);
+/// `None` elsewhere, where any group-readable file counts as readable by others.
+#[cfg(unix)]
+fn effective_gid() -> Option<u32> {
+    parse_effective_gid(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The second field of the `Gid:` line (real, effective, saved, filesystem).
+#[cfg(unix)]
+fn parse_effective_gid(status: &str) -> Option<u32> {
+    status.lines().find_map(|line| line.strip_prefix("Gid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(not(unix))]
@@ -267,10 +280,26 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
     }
 
+    #[cfg(unix)]
     #[test]
-    fn scrub_removes_echoed_values() {
-        let s = Secret::new("k-123");
-        assert_eq!(scrub("bad key k-123 given", &[&s]), "bad key *** given");
+    fn a_file_readable_only_by_the_services_own_group_is_not_readable_by_others() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "x").expect("write");
+        let mode = |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).expect("chmod");
+        // A new file gets this process's effective group: the Debian package's
+        // 0640 root:connector as seen by the service running as connector.
+        let group = std::fs::metadata(&file).expect("stat").gid();
+        assert_eq!(effective_gid(), Some(group));
+        mode(0o640);
+        assert!(!readable_by_others(&file));
+        mode(0o600);
+        assert!(!readable_by_others(&file));
+        mode(0o644);
+        assert!(readable_by_others(&file), "others may read it");
+        assert_eq!(parse_effective_gid("Uid:\t0\t0\t0\t0\nGid:\t10\t20\t30\t40\n"), Some(20));
+        assert_eq!(parse_effective_gid("Name:\tx\n"), None);
     }
 }
 

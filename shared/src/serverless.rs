@@ -79,20 +79,13 @@ pub enum FunctionError {
 }
 
 impl FunctionError {
-    /// Worth failing the invocation for (Lambda retries async invokes, SQS
-    /// delivers again, then the failure destination or dead-letter queue
-    /// keeps the event): AWS calls that may succeed later, and an event for
-    /// a connector the config does not have (a visible failure; the config
-    /// may also not have reached this sandbox yet). A malformed event or a
-    /// broken config fails the same way on every retry.
+    /// Worth failing the invocation for (Lambda retries async invokes):
+    /// AWS calls that may succeed later. An event, connector or config
+    /// problem fails the same way on every retry. (`sync` fails an event
+    /// for a connector the config does not have anyway: see
+    /// [`SyncFunction::handle_classified`].)
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            FunctionError::State(_)
-                | FunctionError::Secrets(_)
-                | FunctionError::ConfigStore(_)
-                | FunctionError::UnknownConnector(_)
-        )
+        matches!(self, FunctionError::State(_) | FunctionError::Secrets(_) | FunctionError::ConfigStore(_))
     }
 }
 
@@ -320,10 +313,18 @@ impl SyncFunction {
     }
 
     /// [`SyncFunction::handle`] with the retry classification applied:
-    /// `Err` only for retryable failures; the others are logged and
-    /// answered `{"status": "rejected", "error": ...}`.
+    /// `Err` for retryable failures and for a connector the config does not
+    /// have (a visible failure: the async retry reads the config again, then
+    /// the on-failure destination keeps the event); the others are logged
+    /// and answered `{"status": "rejected", "error": ...}`.
     pub async fn handle_classified(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
-        classify(self.handle(event, remaining).await)
+        match self.handle(event, remaining).await {
+            Err(unknown @ FunctionError::UnknownConnector(_)) => {
+                error!(error = %unknown, "the event names a connector the config does not have");
+                Err(unknown)
+            }
+            other => classify(other),
+        }
     }
 
     /// What the Lambda handler calls: an SQS batch ([`intake`]) answers
@@ -527,7 +528,7 @@ impl EventBridgeLauncher {
             LaunchError::Unavailable(format!(
                 "EventBridge PutEvents on bus {}: {}",
                 self.bus,
-                crate::aws::error_text(&e)
+                crate::http::error_chain(&e)
             ))
         })?;
         if answer.failed_entry_count() > 0 {

@@ -28,7 +28,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   bin="$root/target/debug/memory-connector"
   [ -x "$bin" ] || cargo build --quiet -p memory-connector --bin memory-connector
   tmp="$(mktemp -d)"
-  sed "s#/usr/local/bin/memory-connector#$bin#" infra/systemd/memory-connector.service > "$tmp/memory-connector.service"
+  sed "s#/usr/bin/memory-connector#$bin#" infra/systemd/memory-connector.service > "$tmp/memory-connector.service"
   out="$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$tmp/memory-connector.service" 2>&1)"
   # Not booted with systemd (containers): verify still parses the unit and
   # reports unit errors; only lines naming our unit count.

@@ -5,5 +5,8 @@
 pub mod bench;
 pub mod enrich_sim;
 pub mod harness;
+pub mod hostile_http;
 pub mod lightrag_sim;
 pub mod memory_sim;
+pub mod serve;
+pub mod tools;

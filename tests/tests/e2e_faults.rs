@@ -300,9 +300,12 @@ async fn a_rejected_memory_is_retried_then_dead_then_replayed() {
     assert_eq!(failed[0]["memory_id"], json!("m1"));
     assert_eq!(failed[0]["status"], json!("dead"));
 
+    // Dead stays dead until replayed; a run that meets it again has
+    // nothing failing in it: completed, the memory counted as still dead.
     let third = sync(&ws).await;
-    assert_eq!(third.json()["counts"]["dead"], json!(1), "dead stays dead until replayed");
-    assert_eq!(third.code, 3);
+    assert_eq!(third.json()["counts"]["still_dead"], json!(1), "dead stays dead until replayed");
+    assert_eq!(third.json()["counts"]["dead"], json!(0));
+    assert_eq!(third.code, 0, "{}", third.stdout);
 
     let replay = ws.run(&["retry-failed", "--connector-id", "personal-memories", "--json"]);
     assert_eq!(replay.json()["replayed"], json!(1));

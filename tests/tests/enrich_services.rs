@@ -150,7 +150,7 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
     let down = enricher.enrich(&first, EnrichMode::Full, None).await;
     assert!(down.is_empty(), "an outage gives no places");
     let tried = fakes.calls(Service::Geocoding);
-    assert_eq!(tried, 3, "the third failure in a row stops the lookups for this run");
+    assert_eq!(tried, 3 * 2, "each lookup is tried twice; the third failure in a row stops them for this run");
     fakes.set_down(Service::Geocoding, false);
 
     let enriched = enricher.enrich(&first, EnrichMode::Full, None).await;
@@ -214,4 +214,24 @@ async fn a_transcript_is_made_once_per_recording_and_again_for_a_new_one() {
     let real = enricher.enrich(&recording("gs://b/rec-3.wav", Some("spoken words")), EnrichMode::Full, None).await;
     assert!(real.is_empty(), "a memory with its own transcript needs no transcription");
     assert_eq!(fakes.calls(Service::Transcription), 2);
+}
+
+/// Issue 15, item 5: the OpenAI-compatible and geocoding answers were read
+/// without a limit; an endless one now fails the call with the limit named.
+#[tokio::test]
+async fn endless_service_answers_stop_at_their_limits() {
+    let server = sims::hostile_http::EndlessServer::json().await.unwrap();
+    let transcription = TranscriptionConfig { url: server.url(), model: "whisper-1".into(), api_key: None };
+    let audio = Media { bytes: wav(3), content_type: "audio/wav".into() };
+    let err = OpenAiClient::transcription(&transcription).unwrap().transcribe(&audio).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/audio/transcriptions") && message.contains("limit of 8388608 bytes"), "{message}");
+
+    let geocoding =
+        connector_core::config::GeocodingConfig { url: server.url(), requests_per_second: 100.0, ..Default::default() };
+    let geocoder = connector_core::enrich::Geocoder::new(&geocoding).unwrap();
+    let err = geocoder.reverse(GeoPoint { lat: 1.0, lon: 2.0 }).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/reverse") && message.contains("limit of 1048576 bytes"), "{message}");
+    assert!(server.bytes_sent() < 64 * 1024 * 1024, "kept reading: {} bytes", server.bytes_sent());
 }

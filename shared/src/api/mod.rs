@@ -99,6 +99,8 @@ pub struct ApiState {
     store: Arc<dyn StateStore>,
     launcher: Arc<dyn RunLauncher>,
     started: Instant,
+    /// For `/health`, which answers everyone but shows details only to the key.
+    key: guard::AuthKey,
 }
 
 /// The error answer of every route.
@@ -137,6 +139,11 @@ impl From<StateError> for ApiError {
 
 impl From<LaunchError> for ApiError {
     fn from(e: LaunchError) -> Self {
+        // A state error keeps its own answer (a lease held: 409).
+        let e = match e {
+            LaunchError::State(state) => return state.into(),
+            other => other,
+        };
         let (status, code) = match &e {
             LaunchError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already_running"),
             LaunchError::Disabled(_) => (StatusCode::CONFLICT, "disabled"),
@@ -150,11 +157,19 @@ impl From<LaunchError> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The `GET /health` answer.
+/// The `GET /health` answer: up/down and the version for everyone; the
+/// details only for a request with the key (or when auth is off), since
+/// `last_error` names internal URLs, context ids and upstream answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
     pub version: String,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<HealthDetails>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthDetails {
     pub uptime_seconds: u64,
     pub active_jobs: usize,
     pub last_error: Option<String>,
@@ -172,11 +187,12 @@ struct TriggerQuery {
 }
 
 /// The management API. Everything but `/health` needs the key when
-/// `api.enable_auth` is on; CORS and rate limiting follow `api.cors` and
-/// `api.rate_limit`.
+/// `api.enable_auth` is on (checked before the rate limit, see
+/// [`guard`]); CORS and rate limiting follow `api.cors` and `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
-    let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now() };
+    let key = guard::AuthKey::from_config(api);
+    let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now(), key };
     let protected = Router::new()
         .route("/connectors", get(list_connectors))
         .route("/connectors/{id}", get(get_connector))
@@ -190,15 +206,8 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/retry-failed", post(retry_failed))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
-        .layer(axum::middleware::from_fn_with_state(guard::AuthKey::from_config(api), guard::require_key));
-    // Outside the key check, so guessing keys is rate limited too; `/health`
-    // stays free for probes.
-    let protected = if api.rate_limit.enabled {
-        let limiter = Arc::new(RateLimiter::per_minute(api.rate_limit.requests_per_minute));
-        protected.layer(axum::middleware::from_fn_with_state(limiter, guard::rate_limit))
-    } else {
-        protected
-    };
+        // `/health` stays outside: free for probes, never rate limited.
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard::Gate::from_config(api)), guard::gate));
     let health_path = if config.monitoring.health_check.endpoint.starts_with('/') {
         config.monitoring.health_check.endpoint.clone()
     } else {
@@ -227,14 +236,13 @@ fn find<'a>(state: &'a ApiState, id: &str) -> Result<&'a ConnectorConfig, ApiErr
     state.config.connector(&ConnectorId::new(id)).ok_or_else(|| ApiError::not_found(id))
 }
 
-async fn health(State(state): State<ApiState>) -> Json<Health> {
-    Json(Health {
-        status: "healthy".into(),
-        version: crate::VERSION.into(),
+async fn health(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Json<Health> {
+    let details = state.key.admits(&headers).then(|| HealthDetails {
         uptime_seconds: state.started.elapsed().as_secs(),
         active_jobs: state.launcher.active_jobs(),
         last_error: state.launcher.last_error(),
-    })
+    });
+    Json(Health { status: "healthy".into(), version: crate::VERSION.into(), details })
 }
 
 async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<status::ConnectorSummary>> {

@@ -112,7 +112,8 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "version", "uptime_seconds", "active_jobs", "last_error"],
+                    "description": "uptime_seconds, active_jobs and last_error only for a request with the key (or with auth off)",
+                    "required": ["status", "version"],
                     "properties": {
                         "status": {"type": "string"}, "version": {"type": "string"},
                         "uptime_seconds": {"type": "integer"}, "active_jobs": {"type": "integer"},

@@ -19,6 +19,7 @@ pub use openai::OpenAiClient;
 use crate::config::{Config, ConnectorConfig, TransformationConfig};
 use crate::ids::MemoryId;
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
+use crate::retry::{self, Policy, Transient};
 use crate::state::StateStore;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -92,29 +93,65 @@ pub enum ServiceError {
     #[error("{url}: {message}")]
     Network { url: String, message: String },
     #[error("{url} answered HTTP {status} (body: {body})")]
-    Http { url: String, status: u16, body: String },
+    Http { url: String, status: u16, body: String, retry_after: Option<Duration> },
     #[error("{url} answered something unexpected: {reason} (body: {body})")]
     BadAnswer { url: String, reason: String, body: String },
+    #[error("{url}: the answer is larger than the limit of {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     #[error(transparent)]
     Media(#[from] MediaError),
 }
 
 impl ServiceError {
-    fn transport(url: &str, error: &reqwest::Error) -> Self {
+    fn transport(url: &str, error: reqwest::Error) -> Self {
         if error.is_timeout() {
             ServiceError::Timeout { url: url.to_owned() }
         } else {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            ServiceError::Network { url: url.to_owned(), message }
+            ServiceError::Network { url: url.to_owned(), message: crate::http::transport_error(error) }
+        }
+    }
+
+    /// A body read with `limit`, its failures as service errors.
+    async fn body(url: &str, response: reqwest::Response, limit: u64) -> Result<Vec<u8>, Self> {
+        crate::http::read_body(response, limit).await.map_err(|e| match e {
+            crate::http::BodyError::TooLarge { limit } => ServiceError::TooLarge { url: url.to_owned(), limit },
+            crate::http::BodyError::Transport(e) => ServiceError::transport(url, e),
+        })
+    }
+}
+
+/// Timeouts, network errors, 408, 429 and 5xx are tried once more (the
+/// breaker below counts the call once); the rest is the answer.
+impl Transient for ServiceError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ServiceError::Timeout { .. } | ServiceError::Network { .. } => true,
+            ServiceError::Http { status, .. } => retry::classify_status(*status) == retry::StatusClass::Retryable,
+            ServiceError::Client(_)
+            | ServiceError::BadAnswer { .. }
+            | ServiceError::TooLarge { .. }
+            | ServiceError::Media(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceError::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
+
+/// How a service call is retried: once, and a server asking for a longer
+/// pause than 10 s is not waited for that long (the memory goes without the
+/// part and the next run asks again; a run has its time budget).
+const SERVICE_RETRY: Policy = Policy {
+    retries: 1,
+    first_delay: crate::retry::FIRST_RETRY_DELAY,
+    max_delay: crate::retry::MAX_RETRY_DELAY,
+    multiplier: 2.0,
+    max_retry_after: Duration::from_secs(10),
+};
 
 /// Where media bytes come from: the Memory API, or a test double.
 #[async_trait::async_trait]

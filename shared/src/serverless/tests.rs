@@ -15,8 +15,7 @@ fn event_shapes() {
     }))
     .unwrap();
     assert_eq!(requested.trigger, Trigger::Event);
-    let raw =
-        parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
+    let raw = parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
     assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));
     for bad in [
         json!([]),
@@ -76,14 +75,11 @@ fn sample_events_and_the_lambda_config() {
 }
 
 #[test]
-fn aws_failures_and_unknown_connectors_fail_the_invocation() {
+fn only_aws_failures_are_retried() {
     let state = FunctionError::State(StateError::Unsupported("x".into()));
     assert!(state.is_retryable());
     assert!(classify(Err(state)).is_err());
-    // A connector the config no longer has is a visible failure, not an answer.
-    let unknown = FunctionError::UnknownConnector("gone".into());
-    assert!(unknown.is_retryable());
-    assert!(classify(Err(unknown)).is_err());
+    assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
     let answered = classify(Err(FunctionError::BadEvent("no connector_id".into()))).unwrap();
     assert_eq!(answered["status"], "rejected");
     assert!(!FunctionError::Config("x".into()).is_retryable());

@@ -8,7 +8,11 @@
 //! taken here *before* a trigger is answered, under the run id the answer
 //! carries (the engine renews the same lease when it starts).
 
+mod gauges;
+mod listen;
 mod timing;
+
+pub use listen::{Connections, HEADER_READ_TIMEOUT, connection_budget, raise_descriptor_limit};
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
 use crate::config::{Config, ConnectorConfig};
@@ -18,7 +22,7 @@ use crate::schedule;
 use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore, Trigger};
 use crate::sync::{MemorySource, RunLimits, RunOptions, RunReport, SyncError};
 use crate::telemetry::alerts::Alerter;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{ErrorType, Metrics};
 use crate::wiring::Adapters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -103,6 +107,7 @@ impl Service {
         for connector in &config.connectors {
             metrics.register_connector(&connector.id);
         }
+        timing::register(&metrics, &config.connectors);
         let source: Arc<dyn MemorySource> =
             Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
@@ -274,13 +279,13 @@ impl Service {
         let mut report = match result {
             Ok(report) => report,
             Err(SyncError::AlreadyRunning { .. }) => {
-                inner.metrics.record_error(&connector.id, "already_running");
+                inner.metrics.record_error(&connector.id, ErrorType::AlreadyRunning);
                 return None;
             }
             Err(SyncError::Paused(_)) => return None,
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
-                inner.metrics.record_error(&connector.id, "run_failed");
+                inner.metrics.record_error(&connector.id, ErrorType::RunFailed);
                 self.set_last_error(Some(format!("{}: {e}", connector.id)));
                 return None;
             }
@@ -288,13 +293,7 @@ impl Service {
         if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
-        let processed = inner
-            .store
-            .status_counts(&connector.id)
-            .await
-            .ok()
-            .map(|counts| crate::state::EntryCounts::from_sparse(counts).processed());
-        inner.metrics.record_run(&report, processed);
+        inner.metrics.record_run(&report);
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
             None if report.status != RunStatus::Failed => self.set_last_error(None),
@@ -511,9 +510,16 @@ pub async fn serve(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_process_start(Utc::now());
     let Adapters { source, sink, enrichers } = adapters;
     let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics))
         .with_enrichers(enrichers)?;
+    let descriptors = raise_descriptor_limit();
+    let connections = Connections::new(connection_budget(descriptors));
+    let spawn_server = |listener, router| {
+        let stop = service.inner.stop.subscribe();
+        tokio::spawn(listen::serve(listener, router, Arc::clone(&connections), HEADER_READ_TIMEOUT, stop))
+    };
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
@@ -530,14 +536,7 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), "management API listening");
         ports.insert("api".into(), bound.port().into());
         let router = api::router(Arc::clone(&config), Arc::clone(&store), Arc::new(service.clone()));
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if config.monitoring.prometheus.enabled {
         let host = options.host.clone().unwrap_or_else(|| config.api.host.clone());
@@ -546,26 +545,19 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), path = %config.monitoring.prometheus.path, "metrics listening");
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
-        let active = service.clone();
+        let scraped = service.clone();
         let router = axum::Router::new().route(
             &config.monitoring.prometheus.path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
-                let active = active.clone();
+                let scraped = scraped.clone();
                 async move {
-                    metrics.set(crate::telemetry::metrics::Gauge::ActiveJobs, Vec::new(), active.active_count() as f64);
+                    scraped.refresh_gauges().await;
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
                 }
             }),
         );
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if let Some(path) = &options.port_file {
         write_port_file(path, &serde_json::Value::Object(ports)).await?;
@@ -575,6 +567,8 @@ pub async fn serve(
         target: "connector_core::service",
         scheduler = options.scheduler,
         api = api_enabled,
+        open_file_limit = descriptors,
+        max_connections = connection_budget(descriptors),
         connectors = config.connectors.iter().filter(|c| c.enabled).count(),
         version = crate::VERSION,
         "memory-connector service started"

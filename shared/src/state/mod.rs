@@ -340,8 +340,12 @@ pub struct RunCounts {
     pub skipped: u64,
     /// Failed this run (kept for retry).
     pub failed: u64,
-    /// Became dead this run, or already dead and skipped.
+    /// Became dead this run (attempts exhausted).
     pub dead: u64,
+    /// Dead before this run and skipped: waiting for `retry-failed`. They do
+    /// not make the run partial (nothing failed in it); `status`, the
+    /// `failed` listing and the dead-memories alert show them.
+    pub still_dead: u64,
     /// Malformed items the Memory API sent (reported, skipped).
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.

@@ -489,7 +489,7 @@ impl SyncEngine {
                 }
                 Action::Unchanged => report.counts.unchanged += 1,
                 Action::BackingOff => report.counts.backing_off += 1,
-                Action::Dead => report.counts.dead += 1,
+                Action::Dead => report.counts.still_dead += 1,
                 Action::WaitForTranscript { record } => {
                     report.counts.skipped += 1;
                     if record {

@@ -1,5 +1,5 @@
 use super::documents::stored_status;
-use super::transport::{Answer, redact_url_text};
+use super::transport::Answer;
 use super::*;
 use crate::lightrag::{DocumentSink, SinkErrorKind};
 use crate::secrets::Secret;
@@ -26,7 +26,6 @@ fn urls_are_checked_and_shown_without_password() {
     let sink = ApiSink::new(&config("http://user:pw@127.0.0.1:9621/")).unwrap();
     assert_eq!(sink.describe(), "http://user:***@127.0.0.1:9621");
     assert!(!format!("{sink:?}").contains("k-secret"));
-    assert_eq!(redact_url_text("http://u:p@h x"), "http://***@h x");
 }
 
 #[test]
@@ -43,7 +42,7 @@ fn excerpts_are_bounded_and_scrubbed() {
         Answer { status: StatusCode::BAD_REQUEST, body: format!("bad key k-secret {}", "é".repeat(300)).into_bytes() };
     let excerpt = answer.excerpt(vec![&key]);
     assert!(!excerpt.contains("k-secret"));
-    assert!(excerpt.len() <= EXCERPT_BYTES + "…".len());
+    assert!(excerpt.len() <= crate::http::EXCERPT_BYTES + "…".len());
     let validation = Answer {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         body: br#"{"detail":[{"loc":["body","text"],"msg":"Field required"}]}"#.to_vec(),
@@ -59,4 +58,18 @@ async fn unreachable_server_is_transient_and_named() {
     assert_eq!(err.kind, SinkErrorKind::Transient);
     assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
     assert!(err.message.contains("4 attempts"), "{}", err.message);
+}
+
+/// A failed document's `error_msg` goes into the ledger and the API: it is
+/// quoted like a body (bounded, the key scrubbed), however long LightRAG made it.
+#[test]
+fn a_failed_documents_message_is_bounded_and_scrubbed() {
+    let key = Secret::new("k-secret-0123456789");
+    let message = format!("LLM call failed with k-secret-0123456789 {}", "x".repeat(1 << 20));
+    let doc = serde_json::json!({"id": "doc-1", "status": "failed", "error_msg": message});
+    let (_, status) = super::status::read_doc_status(&doc, &[&key]).unwrap();
+    let crate::lightrag::RemoteStatus::Failed { error } = status else { panic!("{status:?}") };
+    assert!(error.len() < 1_000, "{} bytes", error.len());
+    assert!(!error.contains("0123456789"), "{error}");
+    assert!(error.starts_with("LLM call failed"), "{error}");
 }

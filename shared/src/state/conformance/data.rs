@@ -96,6 +96,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
             lightrag_failed: 12,
             stuck: 13,
             postponed: 14,
+            still_dead: 15,
         },
         possibly_truncated: true,
         error: Some("2 memories failed".into()),

@@ -53,7 +53,7 @@ impl Bench {
         self.rows.push(
             Row::new(
                 "9.config_load_ms",
-                &format!("9. config of {} connectors: parse + validate", human(n)),
+                format!("9. config of {} connectors: parse + validate", human(n)),
                 load_ms,
                 "ms",
             )
@@ -137,7 +137,7 @@ impl Bench {
             let limit = floor.max(emulator) + load_ms / 1e3;
             let cpu = finished.measured.cpu_s();
             self.rows.push(
-                Row::new(key, &format!("{figure}, {} connectors (moto), wall vs limit", human(n)), wall / limit, "x")
+                Row::new(key, format!("{figure}, {} connectors (moto), wall vs limit", human(n)), wall / limit, "x")
                     .at_most(1.25, true)
                     .note(format!(
                         "{} s for {total} Scheduler calls ({} {write}, {} ListSchedules; {changed} changes); limit {} s = max(pacing floor {} s at {} req/s, moto {} s) + the config load; CLI CPU {} s",

@@ -327,7 +327,7 @@ impl Schedules {
         let state = if spec.enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
         self.slot(operation).await;
         let group = &self.deployment.group;
-        let sent = if create {
+        if create {
             self.client
                 .create_schedule()
                 .group_name(group)
@@ -359,8 +359,7 @@ impl Schedules {
                 .await
                 .map(|_| ())
                 .map_err(aws_error(operation, &spec.name))
-        };
-        sent
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub mod deploy;
 pub mod enrich;
 pub mod http;
 pub mod ids;
+#[cfg(test)]
+pub(crate) mod infra_template;
 pub mod lightrag;
 pub mod memory_api;
 pub mod pacing;

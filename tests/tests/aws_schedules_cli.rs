@@ -3,14 +3,11 @@
 //! with the schedule group tagged the way `infra/template.yaml` tags it.
 //! Skipped loudly without moto (`AWS_ENDPOINT_URL`, set by `make test`).
 
-use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Tag};
-use connector_core::schedule::scheduler::tags;
+use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState};
+use connector_core::schedule::scheduler::Deployment;
+use connector_core::schedule::scheduler::client::create_group_like_the_template;
 use serde_json::Value;
 use sims::harness::{CliRun, Workspace};
-
-const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync.fifo";
-const ROLE: &str = "arn:aws:iam::123456789012:role/memory-connector-scheduler";
-const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures";
 
 fn config(weekdays: &str, max_concurrent: u32) -> String {
     format!(
@@ -87,18 +84,12 @@ async fn deploy_config_uploads_reconciles_migrates_and_detects_drift() {
     let suffix = format!("{:08x}", fastrand::u32(..));
     let (group, bucket, prefix) = (format!("stack-{suffix}"), format!("config-{suffix}"), format!("old{suffix}"));
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
-    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build().expect("tag");
-    scheduler
-        .create_schedule_group()
-        .name(&group)
-        .tags(tag(tags::QUEUE_ARN, QUEUE))
-        .tags(tag(tags::ROLE_ARN, ROLE))
-        .tags(tag(tags::DEAD_LETTER_ARN, DLQ))
-        .tags(tag(tags::CONFIG_URI, &format!("s3://{bucket}/config.yaml")))
-        .tags(tag(tags::MAX_CONCURRENCY, "2"))
-        .send()
-        .await
-        .expect("schedule group");
+    let wiring = Deployment {
+        config_uri: Some(format!("s3://{bucket}/config.yaml")),
+        max_concurrency: Some(2),
+        ..Deployment::emulated(&group)
+    };
+    create_group_like_the_template(&scheduler, &wiring).await.expect("schedule group");
     // A rule the earlier `schedules apply` made for `hourly`, and one it did not make.
     events
         .put_rule()
@@ -157,7 +148,13 @@ async fn deploy_config_uploads_reconciles_migrates_and_detects_drift() {
         .name("hourly")
         .schedule_expression("rate(5 minutes)")
         .flexible_time_window(FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().expect("w"))
-        .target(aws_sdk_scheduler::types::Target::builder().arn(QUEUE).role_arn(ROLE).build().expect("target"))
+        .target(
+            aws_sdk_scheduler::types::Target::builder()
+                .arn(&wiring.queue_arn)
+                .role_arn(&wiring.role_arn)
+                .build()
+                .expect("target"),
+        )
         .description("memory-connector schedule of connector hourly (managed by `schedules apply`)")
         .send()
         .await

@@ -2,12 +2,12 @@
 //! Scheduler schedule too (the `RunLauncher` seam), against DynamoDB Local
 //! (state) and moto (Scheduler). Skipped loudly without emulators.
 
-use aws_sdk_scheduler::types::{ScheduleState, Tag};
+use aws_sdk_scheduler::types::ScheduleState;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use connector_core::ids::ConnectorId;
-use connector_core::schedule::scheduler::client::{Schedules, client};
-use connector_core::schedule::scheduler::{Deployment, desired_schedules, tags};
+use connector_core::schedule::scheduler::client::{Schedules, client, create_group_like_the_template};
+use connector_core::schedule::scheduler::{Deployment, desired_schedules};
 use connector_core::serverless::{FunctionSettings, SCHEDULE_GROUP_ENV, api_router};
 use connector_core::state::StateStore;
 use connector_core::state::dynamodb::DynamoStore;
@@ -18,9 +18,6 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 const KEY: &str = "api-pause-key-77c";
-const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync.fifo";
-const ROLE: &str = "arn:aws:iam::123456789012:role/memory-connector-scheduler";
-const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures";
 
 async fn post(router: &axum::Router, path: &str) -> (StatusCode, Value) {
     let request =
@@ -51,26 +48,16 @@ async fn pause_and_resume_switch_the_schedule() {
     let dir = tempfile::tempdir().expect("dir");
     let mut spec = ConfigSpec::new("http://127.0.0.1:9", "http://127.0.0.1:9");
     spec.backend = "dynamodb";
-    let yaml = spec.render().replace(
-        "api:\n  enabled: false\n",
-        &format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{KEY}\"\n"),
-    );
+    spec.api_key = Some(KEY.into());
+    let yaml = spec.render();
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, &yaml).expect("config");
 
     // The stack's group and the connector's schedule, as deploy-config leaves them.
     let scheduler = client(&sdk);
     let group = format!("api-{suffix}");
-    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build().expect("tag");
-    scheduler
-        .create_schedule_group()
-        .name(&group)
-        .tags(tag(tags::QUEUE_ARN, QUEUE))
-        .tags(tag(tags::ROLE_ARN, ROLE))
-        .tags(tag(tags::DEAD_LETTER_ARN, DLQ))
-        .send()
-        .await
-        .expect("group");
+    let wiring = Deployment { config_uri: None, max_concurrency: None, ..Deployment::emulated(&group) };
+    create_group_like_the_template(&scheduler, &wiring).await.expect("group");
     let deployment = Deployment::from_group(&scheduler, &group).await.expect("wiring");
     let env = connector_core::config::Environment::from_map([("MEMORY_API_KEY".to_owned(), "unused".to_owned())]);
     let config = connector_core::config::load_str(&yaml, "config.yaml", &env).expect("config");

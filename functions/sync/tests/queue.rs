@@ -30,20 +30,7 @@ const ACCOUNT: &str = "123456789012";
 
 /// One call of moto's SQS JSON protocol.
 async fn sqs(action: &str, body: Value) -> Value {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("moto");
-    let answer = reqwest::Client::new()
-        .post(endpoint)
-        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/sqs/aws4_request")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sqs call");
-    let status = answer.status();
-    let value: Value = answer.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "SQS {action}: {status} {value}");
-    value
+    sims::harness::sqs(&std::env::var("AWS_ENDPOINT_URL").expect("moto"), action, body).await
 }
 
 struct Queue {

@@ -10,8 +10,9 @@
 use aws_sdk_eventbridge::Client;
 use std::collections::BTreeMap;
 
-/// The start of the description of every rule the earlier version managed.
-pub const MANAGED_MARK: &str = "memory-connector schedule";
+/// The start of the description of every rule the earlier version managed
+/// (the mark its schedules carry now).
+pub use super::scheduler::MANAGED_MARK;
 /// The target id of the sync function on every rule.
 pub const TARGET_ID: &str = "sync";
 pub const DEFAULT_PREFIX: &str = "memory-connector";

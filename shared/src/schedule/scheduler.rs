@@ -52,6 +52,22 @@ pub struct Deployment {
     pub max_concurrency: Option<u32>,
 }
 
+impl Deployment {
+    /// A stack in an emulator's account: the wiring of the tests and the
+    /// bench (example ARNs; moto checks none of them).
+    #[doc(hidden)]
+    pub fn emulated(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            queue_arn: "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync.fifo".into(),
+            role_arn: "arn:aws:iam::123456789012:role/memory-connector-scheduler".into(),
+            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures".into(),
+            config_uri: None,
+            max_concurrency: Some(2),
+        }
+    }
+}
+
 /// The tags the template puts on the schedule group.
 pub mod tags {
     pub const QUEUE_ARN: &str = "memory-connector:queue-arn";

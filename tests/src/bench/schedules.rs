@@ -13,14 +13,11 @@
 //! `tests/scripts/aws-emulators.sh`; without it the rows say "not measured".
 
 use super::*;
-use aws_sdk_scheduler::types::Tag;
-use connector_core::schedule::scheduler::client::{CONCURRENCY, DEFAULT_REQUESTS_PER_SECOND};
-use connector_core::schedule::scheduler::tags;
+use connector_core::schedule::scheduler::Deployment;
+use connector_core::schedule::scheduler::client::{
+    CONCURRENCY, DEFAULT_REQUESTS_PER_SECOND, create_group_like_the_template,
+};
 use futures_util::{StreamExt, TryStreamExt, stream};
-
-const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync.fifo";
-const ROLE: &str = "arn:aws:iam::123456789012:role/memory-connector-scheduler";
-const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures";
 
 /// `n` connectors, each on its own hourly schedule with 10 minutes of jitter.
 fn many_connectors(n: usize) -> String {
@@ -80,17 +77,8 @@ impl Bench {
         let sdk = connector_core::aws::sdk_config().await;
         let scheduler = connector_core::schedule::scheduler::client::client(&sdk);
         let group = format!("bench-{:08x}", fastrand::u32(..));
-        let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
-        scheduler
-            .create_schedule_group()
-            .name(&group)
-            .tags(tag(tags::QUEUE_ARN, QUEUE)?)
-            .tags(tag(tags::ROLE_ARN, ROLE)?)
-            .tags(tag(tags::DEAD_LETTER_ARN, DLQ)?)
-            .tags(tag(tags::MAX_CONCURRENCY, "8")?)
-            .send()
-            .await
-            .context("create the schedule group in moto")?;
+        let wiring = Deployment { config_uri: None, max_concurrency: Some(8), ..Deployment::emulated(&group) };
+        create_group_like_the_template(&scheduler, &wiring).await.context("create the schedule group in moto")?;
         let mut ws = Workspace::new();
         ws.write_config(&yaml);
         ws.set_env("MEMORY_API_KEY", MEMORY_KEY);

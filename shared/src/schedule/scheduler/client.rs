@@ -326,40 +326,26 @@ impl Schedules {
             .map_err(aws_error(operation, &spec.name))?;
         let state = if spec.enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
         self.slot(operation).await;
-        let group = &self.deployment.group;
-        if create {
-            self.client
-                .create_schedule()
-                .group_name(group)
-                .name(&spec.name)
-                .schedule_expression(&spec.expression)
-                .schedule_expression_timezone(&spec.timezone)
-                .flexible_time_window(window)
-                .target(target)
-                .state(state)
-                .description(&spec.description)
-                .action_after_completion(ActionAfterCompletion::None)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error(operation, &spec.name))
-        } else {
-            self.client
-                .update_schedule()
-                .group_name(group)
-                .name(&spec.name)
-                .schedule_expression(&spec.expression)
-                .schedule_expression_timezone(&spec.timezone)
-                .flexible_time_window(window)
-                .target(target)
-                .state(state)
-                .description(&spec.description)
-                .action_after_completion(ActionAfterCompletion::None)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error(operation, &spec.name))
+        // Create and Update take the same definition through two builder types.
+        macro_rules! define {
+            ($request:expr) => {
+                $request
+                    .group_name(&self.deployment.group)
+                    .name(&spec.name)
+                    .schedule_expression(&spec.expression)
+                    .schedule_expression_timezone(&spec.timezone)
+                    .flexible_time_window(window)
+                    .target(target)
+                    .state(state)
+                    .description(&spec.description)
+                    .action_after_completion(ActionAfterCompletion::None)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(aws_error(operation, &spec.name))
+            };
         }
+        if create { define!(self.client.create_schedule()) } else { define!(self.client.update_schedule()) }
     }
 }
 
@@ -397,6 +383,33 @@ pub async fn set_enabled(client: &Client, group: &str, name: &str, enabled: bool
         .await
         .map_err(aws_error("UpdateSchedule", name))?;
     Ok(true)
+}
+
+/// Makes the schedule group of `deployment`, tagged the way
+/// `infra/template.yaml` tags it: for the tests and the bench (an emulator
+/// runs no CloudFormation).
+#[doc(hidden)]
+pub async fn create_group_like_the_template(client: &Client, deployment: &Deployment) -> Result<(), SchedulerError> {
+    let group = &deployment.group;
+    let mut tags_of = vec![
+        (tags::QUEUE_ARN, deployment.queue_arn.clone()),
+        (tags::ROLE_ARN, deployment.role_arn.clone()),
+        (tags::DEAD_LETTER_ARN, deployment.dead_letter_arn.clone()),
+    ];
+    tags_of.extend(deployment.config_uri.clone().map(|uri| (tags::CONFIG_URI, uri)));
+    tags_of.extend(deployment.max_concurrency.map(|max| (tags::MAX_CONCURRENCY, max.to_string())));
+    let mut request = client.create_schedule_group().name(group);
+    for (key, value) in tags_of {
+        request = request.tags(
+            aws_sdk_scheduler::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(aws_error("CreateScheduleGroup", group))?,
+        );
+    }
+    request.send().await.map_err(aws_error("CreateScheduleGroup", group))?;
+    Ok(())
 }
 
 /// The fields `apply` owns, out of a `GetSchedule` answer.

@@ -2,10 +2,6 @@ use super::*;
 use crate::config::{Environment, load_str};
 use std::collections::BTreeMap;
 
-pub(crate) const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync.fifo";
-pub(crate) const ROLE: &str = "arn:aws:iam::123456789012:role/memory-connector-scheduler";
-pub(crate) const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:memory-connector-sync-failures";
-
 /// A config with these connectors (`connector(...)` lines) and `max_concurrent_connectors`.
 pub(crate) fn config(connectors: &str, max_concurrent: u32) -> Config {
     let yaml = format!(
@@ -36,14 +32,7 @@ pub(crate) fn connector(id: &str, schedule: &str, enabled: bool) -> String {
 }
 
 pub(crate) fn deployment(group: &str) -> Deployment {
-    Deployment {
-        group: group.to_owned(),
-        queue_arn: QUEUE.into(),
-        role_arn: ROLE.into(),
-        dead_letter_arn: DLQ.into(),
-        config_uri: None,
-        max_concurrency: Some(2),
-    }
+    Deployment::emulated(group)
 }
 
 fn no_pause() -> BTreeSet<ConnectorId> {
@@ -109,11 +98,11 @@ fn matching(spec: &ScheduleSpec) -> CurrentSchedule {
         window_minutes: spec.window_minutes,
         enabled: spec.enabled,
         description: Some(spec.description.clone()),
-        target_arn: Some(QUEUE.into()),
-        role_arn: Some(ROLE.into()),
+        target_arn: Some(deployment("g").queue_arn),
+        role_arn: Some(deployment("g").role_arn),
         input: Some(spec.input.clone()),
         message_group: Some(spec.message_group.clone()),
-        dead_letter_arn: Some(DLQ.into()),
+        dead_letter_arn: Some(deployment("g").dead_letter_arn),
         retry: Some((MAX_EVENT_AGE_SECONDS, MAX_RETRY_ATTEMPTS)),
     }
 }
@@ -178,16 +167,7 @@ mod moto;
 /// dead-letter queue, and bounds the consumer the way the code assumes.
 #[test]
 fn the_template_wires_what_the_code_expects() {
-    let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
-    let resource = |name: &str| -> String {
-        let header = format!("  {name}:");
-        let mut lines = template.lines().skip_while(|l| *l != header);
-        let first = lines.next().unwrap_or_else(|| panic!("no resource {name}"));
-        let body: Vec<&str> = lines
-            .take_while(|l| !(l.starts_with("  ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic())))
-            .collect();
-        format!("{first}\n{}", body.join("\n"))
-    };
+    let resource = crate::infra_template::resource;
     let group = resource("ScheduleGroup");
     for (key, value) in [
         (tags::QUEUE_ARN, "!GetAtt SyncQueue.Arn"),

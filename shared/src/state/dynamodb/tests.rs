@@ -221,17 +221,7 @@ async fn concurrent_writers_keep_the_counts_exact() {
 /// Update. `status_counts` (the cleanup's dead-entry report) is a GetItem.
 #[test]
 fn template_roles_allow_what_the_store_sends() {
-    let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
-    // Each function's resource: from `  <Name>:` to the next top-level resource.
-    let role = |function: &str| -> String {
-        let header = format!("  {function}:");
-        let mut lines = template.lines().skip_while(|l| *l != header);
-        let first = lines.next().expect(function);
-        let body: Vec<&str> = lines
-            .take_while(|l| !(l.starts_with("  ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic())))
-            .collect();
-        format!("{first}\n{}", body.join("\n"))
-    };
+    let role = crate::infra_template::resource;
     let sync = role("SyncFunction");
     let api = role("ApiFunction");
     let cleanup = role("CleanupFunction");

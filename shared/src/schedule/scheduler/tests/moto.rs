@@ -3,10 +3,10 @@
 //! and validates almost nothing (not the expression, the zone, the window
 //! or the target): what AWS would refuse is checked by the unit tests.
 
-use super::super::client::{Schedules, client, set_enabled};
+use super::super::client::{Schedules, client, create_group_like_the_template, set_enabled};
 use super::*;
 use aws_sdk_scheduler::Client;
-use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Tag, Target};
+use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
 
 async fn scheduler(test: &str) -> Option<Client> {
     crate::aws::emulator_endpoint("AWS_ENDPOINT_URL", test)?;
@@ -16,17 +16,8 @@ async fn scheduler(test: &str) -> Option<Client> {
 /// A schedule group tagged the way `infra/template.yaml` tags it.
 pub(crate) async fn stack_group(client: &Client, max_concurrency: u32) -> String {
     let group = format!("mc-{:08x}", fastrand::u32(..));
-    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build().expect("tag");
-    client
-        .create_schedule_group()
-        .name(&group)
-        .tags(tag(tags::QUEUE_ARN, QUEUE))
-        .tags(tag(tags::ROLE_ARN, ROLE))
-        .tags(tag(tags::DEAD_LETTER_ARN, DLQ))
-        .tags(tag(tags::MAX_CONCURRENCY, &max_concurrency.to_string()))
-        .send()
-        .await
-        .expect("create schedule group in moto");
+    let wiring = Deployment { max_concurrency: Some(max_concurrency), ..deployment(&group) };
+    create_group_like_the_template(client, &wiring).await.expect("create schedule group in moto");
     group
 }
 
@@ -38,7 +29,13 @@ async fn foreign_schedule(client: &Client, group: &str, name: &str) {
         .name(name)
         .schedule_expression("rate(5 minutes)")
         .flexible_time_window(FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().expect("window"))
-        .target(Target::builder().arn(QUEUE).role_arn(ROLE).build().expect("target"))
+        .target(
+            Target::builder()
+                .arn(deployment(group).queue_arn)
+                .role_arn(deployment(group).role_arn)
+                .build()
+                .expect("target"),
+        )
         .send()
         .await
         .expect("foreign schedule");
@@ -111,9 +108,10 @@ async fn reconcile_creates_updates_deletes_and_never_touches_others() {
     assert_eq!((window.mode, window.maximum_window_in_minutes), (FlexibleTimeWindowMode::Flexible, Some(5)));
     assert_eq!(beta.state, Some(ScheduleState::Enabled));
     let target = beta.target.unwrap();
-    assert_eq!((target.arn.as_str(), target.role_arn.as_str()), (QUEUE, ROLE));
+    let d = deployment(&group);
+    assert_eq!((target.arn.as_str(), target.role_arn.as_str()), (d.queue_arn.as_str(), d.role_arn.as_str()));
     assert_eq!(target.sqs_parameters.and_then(|p| p.message_group_id).as_deref(), Some("beta"));
-    assert_eq!(target.dead_letter_config.and_then(|d| d.arn).as_deref(), Some(DLQ));
+    assert_eq!(target.dead_letter_config.and_then(|d| d.arn), Some(d.dead_letter_arn.clone()));
     let retry = target.retry_policy.unwrap();
     assert_eq!(
         (retry.maximum_event_age_in_seconds, retry.maximum_retry_attempts),

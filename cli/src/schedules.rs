@@ -43,7 +43,8 @@ impl Stack {
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCommand {
     /// Create, update, disable and delete schedules so there is one per connector
-    /// (idempotent); deletes the EventBridge rules an earlier version made.
+    /// (idempotent); deletes the EventBridge rules an earlier version made. On a
+    /// stack with a deployed config, only that config (else: deploy-config).
     Apply {
         #[command(flatten)]
         common: Common,
@@ -122,6 +123,7 @@ pub async fn run(command: SchedulesCommand) -> u8 {
                 let config = commands::load(&common)?;
                 let started = Instant::now();
                 let deployer = connect(&stack).await?;
+                refuse_a_config_the_functions_do_not_have(&common, &deployer).await?;
                 reconcile(&common, &deployer, &config, dry_run, None, started).await?;
                 Ok(EXIT_OK)
             }
@@ -158,6 +160,27 @@ pub async fn run(command: SchedulesCommand) -> u8 {
             .await;
             commands::finish(&common, result)
         }
+    }
+}
+
+/// On a stack whose functions read the deployed config, schedules made
+/// from another config would drift from it: only the deployed text itself
+/// may be applied alone; anything else goes through `deploy-config`.
+async fn refuse_a_config_the_functions_do_not_have(common: &Common, deployer: &Deployer) -> Result<(), Failure> {
+    if deployer.deployment().config_uri.is_none() {
+        return Ok(()); // the config is the Lambda layer
+    }
+    let local = std::fs::read_to_string(&common.config)
+        .map_err(|e| Failure::usage(format!("{}: {e}", common.config.display())))?;
+    match deployer.deployed_text().await.map_err(deploy_failure)? {
+        Some((deployed, _)) if deployed == local => Ok(()),
+        Some((_, uri)) => Err(Failure::usage(format!(
+            "{} differs from the deployed config {uri}: `memory-connector deploy-config` uploads it and reconciles the schedules in one step",
+            common.config.display()
+        ))),
+        None => Err(Failure::usage(
+            "no config has been deployed to the stack yet: `memory-connector deploy-config` uploads it and reconciles the schedules in one step",
+        )),
     }
 }
 

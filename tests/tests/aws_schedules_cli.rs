@@ -195,7 +195,11 @@ async fn deploy_config_uploads_reconciles_migrates_and_detects_drift() {
     let text = String::from_utf8(object.body.collect().await.expect("body").into_bytes().to_vec()).expect("utf-8");
     assert!(text.contains("max_concurrent_connectors: 2"), "not uploaded");
 
-    // `schedules apply` reconciles with the local file only (a layer-config stack).
-    let text = ws.run_async(&["schedules", "apply", "--dry-run"]).await;
-    assert_eq!(text.code, 2, "the same refusal: {}", text.stderr);
+    // `schedules apply` alone would make schedules from a config the functions do not have.
+    let alone = ws.run_async(&["schedules", "apply", "--dry-run"]).await;
+    assert_eq!(alone.code, 2, "stdout:\n{}\nstderr:\n{}", alone.stdout, alone.stderr);
+    assert!(alone.stderr.contains("differs from the deployed config") && alone.stderr.contains("deploy-config"), "{}", alone.stderr);
+    ws.write_config(&text);
+    let same = ws.run_async(&["schedules", "apply", "--json"]).await;
+    assert!(actions(ok(&same)).is_empty(), "the deployed config itself applies, and nothing differs");
 }

@@ -14,7 +14,7 @@ BIN := target/debug
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
 	@echo "make test   - run every test"
-	@echo "make lint   - rustfmt check and clippy on all targets"
+	@echo "make lint   - rustfmt check, clippy (with and without AWS), unused deps, licences (cargo-shear, cargo-deny)"
 	@echo "make bench  - performance figures vs targets (target/bench/latest.json)"
 	@echo "make deb    - the Debian package of the release binary (target/debian/)"
 	@echo "make lambda-build    - release Lambda bootstraps (cargo lambda build --release --arm64) into target/lambda/"
@@ -77,9 +77,15 @@ deb:
 	$(CARGO) build --release --locked -p memory-connector --bin memory-connector
 	bash infra/debian/build-deb.sh --binary target/release/memory-connector --out target/debian
 
+# Formatting, clippy on the AWS build and on the build without AWS (the
+# binary's default), then the dependency checks: unused dependencies,
+# licences, bans, sources, advisories where the database is present
+# (tests/scripts/lint-deps.sh).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets --features memory-connector/aws -- -D warnings
+	$(CARGO) clippy -p memory-connector-core -p memory-connector --all-targets -- -D warnings
+	bash tests/scripts/lint-deps.sh
 
 clean-local:
 	rm -rf $(LOCAL)

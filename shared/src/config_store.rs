@@ -1,4 +1,4 @@
-//! The deployed config as one S3 object (`aws` feature), decision 0022: the
+//! The deployed config as one S3 object (`aws` feature), decision 0023: the
 //! Lambda functions read it (with a TTL cache, [`crate::serverless`]) and
 //! `memory-connector deploy-config` writes it. S3 rather than SSM Parameter
 //! Store: a parameter holds 8 KB at most, a config of thousands of

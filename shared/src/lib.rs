@@ -10,19 +10,25 @@ pub mod admin;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "aws")]
 pub mod config_store;
 #[cfg(feature = "aws")]
 pub mod deploy;
 pub mod enrich;
+pub mod errors;
 pub mod http;
 pub mod ids;
 #[cfg(test)]
 pub(crate) mod infra_template;
+#[cfg(test)]
+mod layers;
 pub mod lightrag;
+pub mod liveness;
 pub mod memory_api;
 pub mod pacing;
+pub mod provenance;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
@@ -33,6 +39,9 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+pub mod text;
 pub mod transform;
 pub mod ttl_cache;
 pub mod wiring;

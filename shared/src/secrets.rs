@@ -79,6 +79,50 @@ impl<'de> Deserialize<'de> for Secret {
 mod scrub;
 pub use scrub::{longest_form, scrub};
 
+/// `text` with the credentials of every URL in it masked: `user:pass@`
+/// becomes `user:***@`, and a user alone (often a token) `***@`. The one
+/// place a URL is made fit to show: logs, errors, reports, `validate --show`.
+/// Works on text that does not parse as a URL too. Text without credentials
+/// comes back borrowed.
+pub fn mask_url_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') || !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends_authority =
+        |c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ',' | ')') || c.is_whitespace();
+    let (mut out, mut rest, mut changed) = (String::with_capacity(text.len()), text, false);
+    while let Some(scheme_end) = rest.find("://") {
+        let start = scheme_end + 3;
+        let after = &rest[start..];
+        let authority = &after[..after.find(ends_authority).unwrap_or(after.len())];
+        out.push_str(&rest[..start]);
+        match authority.rfind('@') {
+            Some(at) => {
+                if let Some((user, _password)) = authority[..at].split_once(':') {
+                    out.push_str(user);
+                    out.push(':');
+                }
+                out.push_str(REDACTED);
+                out.push_str(&authority[at..]);
+                changed = true;
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority.len()..];
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Serializes a URL of the configuration with its credentials masked
+/// (`validate --show`, `--json`): the loaded value keeps them for requests.
+pub fn serialize_masked_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&mask_url_credentials(url))
+}
+
 /// Files holding secrets (the config, `.env`) that others can read: warns
 /// once per file at service start (`chmod 600` fixes it; a file readable by
 /// the service's own group is fine).
@@ -147,7 +191,6 @@ pub use self::secrets_manager::SecretsManagerResolver;
 #[cfg(feature = "aws")]
 mod secrets_manager {
     use super::{Secret, SecretError, merge_secret, secret_references};
-    use crate::config::Environment;
     use crate::ttl_cache::TtlCache;
     use std::collections::HashMap;
     use std::time::{Duration, Instant};
@@ -182,7 +225,7 @@ mod secrets_manager {
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| fail(format!("GetSecretValue: {}", crate::http::error_chain(&e))))?;
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::errors::error_chain(&e))))?;
             let value = Secret::new(
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
@@ -192,12 +235,12 @@ mod secrets_manager {
         }
 
         /// `vars` with every secret they name merged in.
-        pub async fn environment(&self, mut vars: HashMap<String, String>) -> Result<Environment, SecretError> {
+        pub async fn resolve(&self, mut vars: HashMap<String, String>) -> Result<HashMap<String, String>, SecretError> {
             for (variable, id) in secret_references(&vars) {
                 let value = self.fetch(&variable, &id).await?;
                 merge_secret(&mut vars, &variable, &value);
             }
-            Ok(Environment::from_map(vars))
+            Ok(vars)
         }
 
         /// Whether every cached secret is younger than the TTL.
@@ -300,6 +343,26 @@ mod tests {
         assert!(readable_by_others(&file), "others may read it");
         assert_eq!(parse_effective_gid("Uid:\t0\t0\t0\t0\nGid:\t10\t20\t30\t40\n"), Some(20));
         assert_eq!(parse_effective_gid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn url_credentials_are_masked_in_urls_and_in_text() {
+        for (text, shown) in [
+            ("http://user:hunter2@host:9621/x?y=1", "http://user:***@host:9621/x?y=1"),
+            ("https://ghp_token@github.com/a", "https://***@github.com/a"),
+            ("http://u:p@h x", "http://u:***@h x"),
+            (
+                "GET http://a:b@one/x failed; see https://c:d@two",
+                "GET http://a:***@one/x failed; see https://c:***@two",
+            ),
+            ("http://host/path@v1", "http://host/path@v1"),
+            ("mail me: a@b.c", "mail me: a@b.c"),
+            ("no url", "no url"),
+            ("http://u:p:q@h", "http://u:***@h"),
+        ] {
+            assert_eq!(mask_url_credentials(text), shown, "{text}");
+        }
+        assert!(matches!(mask_url_credentials("http://host/x"), std::borrow::Cow::Borrowed(_)));
     }
 }
 

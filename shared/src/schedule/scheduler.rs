@@ -1,4 +1,4 @@
-//! One EventBridge Scheduler schedule per connector (decision 0022): what the
+//! One EventBridge Scheduler schedule per connector (decision 0023): what the
 //! config wants ([`desired_schedules`]), how it compares with what is there
 //! ([`differences`]), and the plan `schedules apply` prints and carries out.
 //! The AWS calls are in [`client`] (`aws` feature).
@@ -18,8 +18,9 @@
 #[cfg(feature = "aws")]
 pub mod client;
 
-use super::{ScheduleError, eventbridge_expression, is_utc};
+use super::{ScheduleError, eventbridge_expression};
 use crate::config::Config;
+use crate::config::is_utc;
 use crate::ids::ConnectorId;
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! Where the functions read their config (decision 0022): the S3 object
+//! Where the functions read their config (decision 0023): the S3 object
 //! `CONFIG_URI` names (`memory-connector deploy-config` writes it), read
 //! through the same TTL cache as the secrets (`cache_ttl_seconds`) with a
 //! conditional GET, so a config change reaches running functions without a

@@ -15,6 +15,7 @@ mod timing;
 pub use listen::{Connections, HEADER_READ_TIMEOUT, connection_budget, raise_descriptor_limit};
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
+use crate::clock::Clock;
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::DocumentSink;
@@ -73,6 +74,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     started_at: DateTime<Utc>,
     job_timeout: Duration,
+    /// The wall time the scheduler reads (tests: one that follows paused tokio time).
+    clock: Clock,
 }
 
 /// The service; cheap to clone.
@@ -127,6 +130,7 @@ impl Service {
                 stop,
                 started_at: Utc::now(),
                 job_timeout,
+                clock: Clock::system(),
             }),
         }
     }
@@ -138,6 +142,20 @@ impl Service {
             inner.job_timeout = timeout;
         }
         self
+    }
+
+    /// Reads wall time from `clock` instead of the system's (tests: a clock
+    /// that follows paused tokio time). Only before the service is shared.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.clock = clock;
+            inner.started_at = clock.now();
+        }
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -293,7 +311,7 @@ impl Service {
         if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
-        inner.metrics.record_run(&report);
+        inner.metrics.record_run(report.finished_run());
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
             None if report.status != RunStatus::Failed => self.set_last_error(None),
@@ -302,7 +320,7 @@ impl Service {
         if let Some(alerter) = &inner.alerter
             && let Ok(Some(state)) = inner.store.connector_state(&connector.id).await
         {
-            alerter.evaluate(&state, report.error.clone(), inner.started_at, Utc::now()).await;
+            alerter.evaluate(&state, report.error.clone(), inner.started_at, self.now()).await;
         }
         Some(report)
     }
@@ -383,7 +401,7 @@ impl Service {
                     continue;
                 }
             };
-            let now = Utc::now();
+            let now = self.now();
             let last = state.as_ref().and_then(|s| s.last_run_started).max(last_attempt);
             let Some(due) = schedule::due_at(&connector.schedule, last, now) else {
                 warn!(target: "connector_core::service", "the schedule never fires; not scheduling this connector");
@@ -401,7 +419,7 @@ impl Service {
                 }
                 continue;
             }
-            last_attempt = Some(Utc::now());
+            last_attempt = Some(self.now());
             match self.start_run(&connector, Trigger::Schedule, false).await {
                 Ok((outcome, done)) => {
                     info!(target: "connector_core::service", run_id = %outcome.run_id, "scheduled run started");
@@ -422,12 +440,12 @@ impl Service {
     async fn cleanup_loop(&self) {
         let cleanup = self.inner.config.state.cleanup.clone();
         loop {
-            let now = Utc::now();
+            let now = self.now();
             let Some(next) = schedule::next_cron(&cleanup.cleanup_cron, None, now) else { return };
             if !self.sleep_unless_stopped((next - now).to_std().unwrap_or(Duration::ZERO)).await {
                 return;
             }
-            let before = Utc::now() - chrono::Duration::days(i64::from(cleanup.retention_days));
+            let before = self.now() - chrono::Duration::days(i64::from(cleanup.retention_days));
             // Every connector the store knows, configured or not: a local
             // store is small, and a removed connector's history expires too.
             let connectors = match self.inner.store.connectors().await {
@@ -468,7 +486,7 @@ impl Service {
                     Ok(None) => crate::state::ConnectorState::new(connector.id.clone()),
                     Err(_) => continue,
                 };
-                alerter.evaluate(&state, None, self.inner.started_at, Utc::now()).await;
+                alerter.evaluate(&state, None, self.inner.started_at, self.now()).await;
             }
             if !self.sleep_unless_stopped(period).await {
                 return;
@@ -524,6 +542,9 @@ pub async fn serve(
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
 
+    for warning in crate::config::exposure_warnings(&config, options.host.as_deref()) {
+        warn!(target: "connector_core::service", "{warning}");
+    }
     let api_enabled = options.api && config.api.enabled;
     if options.api && !config.api.enabled {
         info!(target: "connector_core::service", "api.enabled is false: no management API");
@@ -546,8 +567,13 @@ pub async fn serve(
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
         let scraped = service.clone();
+        // Validation refuses a path the router cannot mount; never trusted here.
+        let path = match crate::config::route_path_problem(&config.monitoring.prometheus.path) {
+            None => config.monitoring.prometheus.path.as_str(),
+            Some(_) => "/metrics",
+        };
         let router = axum::Router::new().route(
-            &config.monitoring.prometheus.path,
+            path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
                 let scraped = scraped.clone();

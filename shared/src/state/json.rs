@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
+use std::fs::{self, File, Metadata, TryLockError};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,7 +43,7 @@ const LOCK_POLL: Duration = Duration::from_millis(10);
 
 /// The file, as serde sees it. `BTreeMap`s keep it stable and diffable.
 #[derive(Debug, Serialize, Deserialize)]
-struct Document {
+pub(super) struct Document {
     version: u32,
     #[serde(default)]
     connectors: BTreeMap<ConnectorId, ConnectorRecord>,
@@ -261,40 +261,16 @@ impl Inner {
         let meta = file.metadata().map_err(|e| self.io(&self.path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| self.io(&self.path, e))?;
-        let plain = super::cipher::open_bytes(self.cipher.as_ref(), &bytes)
-            .map_err(|e| StateError::Corrupt { path: self.path.clone(), detail: e.to_string() })?;
-        let doc = self.parse(plain.as_deref().unwrap_or(&bytes))?;
+        let doc = decode(&self.path, &bytes, self.cipher.as_ref())?;
         Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file) })
-    }
-
-    fn parse(&self, bytes: &[u8]) -> Result<Document, StateError> {
-        let corrupt = |detail: String| StateError::Corrupt { path: self.path.clone(), detail };
-        let doc: Document = match serde_json::from_slice(bytes) {
-            Ok(doc) => doc,
-            // Parse again, slower, only to say where in the file it went wrong.
-            Err(plain) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                return Err(match serde_path_to_error::deserialize::<_, Document>(&mut de) {
-                    Err(e) if e.path().iter().next().is_some() => corrupt(format!("at {}: {}", e.path(), e.inner())),
-                    _ => corrupt(plain.to_string()),
-                });
-            }
-        };
-        if doc.version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                doc.version
-            )));
-        }
-        Ok(doc)
     }
 
     /// Takes the exclusive lock on `<path>.lock`, waiting at most
     /// `lock_timeout`. The lock is released when the returned file is dropped.
     fn lock_file(&self) -> Result<File, StateError> {
         let dir = parent_dir(&self.path);
-        fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
-        let file = OpenOptions::new()
+        super::files::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
+        let file = super::files::options()
             .read(true)
             .write(true)
             .create(true)
@@ -347,7 +323,7 @@ impl Inner {
     fn write_temp(&self, doc: &Document) -> Result<(File, Metadata), StateError> {
         let temp = &self.temp_path;
         let err = |e: io::Error| self.io(temp, e);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(temp).map_err(err)?;
+        let file = super::files::options().write(true).create(true).truncate(true).open(temp).map_err(err)?;
         // Keep whatever permissions someone gave the state file.
         if let Ok(meta) = fs::metadata(&self.path) {
             file.set_permissions(meta.permissions()).map_err(err)?;
@@ -366,6 +342,45 @@ impl Inner {
         file.sync_all().map_err(err)?;
         let meta = file.metadata().map_err(err)?;
         Ok((file, meta))
+    }
+}
+
+/// The document in a state file's bytes (decrypted under `cipher` when they
+/// are encrypted), every record of it read and the format version checked.
+pub(super) fn decode(
+    path: &Path,
+    bytes: &[u8],
+    cipher: Option<&super::cipher::StateCipher>,
+) -> Result<Document, StateError> {
+    let corrupt = |detail: String| StateError::Corrupt { path: path.to_path_buf(), detail };
+    let plain = super::cipher::open_bytes(cipher, bytes).map_err(|e| corrupt(e.to_string()))?;
+    let bytes = plain.as_deref().unwrap_or(bytes);
+    let doc: Document = match serde_json::from_slice(bytes) {
+        Ok(doc) => doc,
+        // Parse again, slower, only to say where in the file it went wrong.
+        Err(plain) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            return Err(match serde_path_to_error::deserialize::<_, Document>(&mut de) {
+                Err(e) if e.path().iter().next().is_some() => corrupt(format!("at {}: {}", e.path(), e.inner())),
+                _ => corrupt(plain.to_string()),
+            });
+        }
+    };
+    if doc.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+            doc.version
+        )));
+    }
+    Ok(doc)
+}
+
+impl Document {
+    /// Connectors, ledger entries and run records it holds.
+    pub(super) fn counts(&self) -> (usize, u64, u64) {
+        let entries = self.connectors.values().map(|r| r.entries.len() as u64).sum();
+        let runs = self.connectors.values().map(|r| r.runs.len() as u64).sum();
+        (self.connectors.len(), entries, runs)
     }
 }
 
@@ -471,6 +486,18 @@ impl StateStore for JsonStore {
                             .collect()
                     })
                     .unwrap_or_default()
+            })
+        })
+        .await
+    }
+
+    /// One pass over the ledgers held in memory (the file has no index).
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        let names: std::collections::HashSet<String> = names.iter().cloned().collect();
+        self.blocking(move |inner| {
+            inner.read(|doc| {
+                let all = doc.connectors.iter().flat_map(|(id, record)| record.entries.values().map(move |e| (id, e)));
+                all.filter(|(_, e)| names.contains(&e.file_source)).map(|(id, e)| (id.clone(), e.clone())).collect()
             })
         })
         .await

@@ -16,8 +16,7 @@
 //!   at zero, so `rate()` and `increase()` see the first event.
 
 use crate::ids::ConnectorId;
-use crate::state::{EntryCounts, RunStatus, StatusSnapshot};
-use crate::sync::RunReport;
+use crate::state::{EntryCounts, RunCounts, RunStatus, StatusSnapshot};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -277,6 +276,20 @@ fn connector_label(connector: &ConnectorId) -> Labels {
     vec![("connector_id", connector.to_string())]
 }
 
+/// What the metrics read of a finished run (the sync engine's report hands
+/// it over), so telemetry needs nothing of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedRun<'a> {
+    pub connector_id: &'a ConnectorId,
+    pub status: RunStatus,
+    pub counts: &'a RunCounts,
+    /// The Memory API returned a full page: more memories may be waiting.
+    pub possibly_truncated: bool,
+    /// The run failed as a whole (fetch failed, sink refused).
+    pub failed_as_whole: bool,
+    pub duration_ms: u64,
+}
+
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
@@ -331,9 +344,9 @@ impl Metrics {
     }
 
     /// Feeds the counters and histograms from one finished run.
-    pub fn record_run(&self, report: &RunReport) {
-        let id = || connector_label(&report.connector_id);
-        let c = &report.counts;
+    pub fn record_run(&self, report: FinishedRun<'_>) {
+        let id = || connector_label(report.connector_id);
+        let c = report.counts;
         let status = sync_status_label(report.status).to_owned();
         self.add(Counter::Syncs, vec![("connector_id", report.connector_id.to_string()), ("status", status)], 1.0);
         for (counter, n) in [
@@ -347,14 +360,14 @@ impl Metrics {
         }
         self.add(Counter::TruncatedFetches, id(), if report.possibly_truncated { 1.0 } else { 0.0 });
         for (kind, n) in [
-            (ErrorType::RunFailed, u64::from(report.error.is_some())),
+            (ErrorType::RunFailed, u64::from(report.failed_as_whole)),
             (ErrorType::MemoryFailed, c.failed),
             (ErrorType::LightragFailed, c.lightrag_failed),
             (ErrorType::Malformed, c.rejected),
             (ErrorType::TimedOut, u64::from(report.status == RunStatus::TimedOut)),
         ] {
             if n > 0 {
-                self.add_error(&report.connector_id, kind, n as f64);
+                self.add_error(report.connector_id, kind, n as f64);
             }
         }
         self.observe(Histogram::SyncRunDuration, id(), report.duration_ms as f64 / 1000.0);

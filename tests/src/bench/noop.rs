@@ -114,6 +114,7 @@ pub(super) async fn seed_ledger(ws: &Workspace, backend: &str, extra: usize) -> 
                     next_attempt_at: None,
                     first_seen: now,
                     last_ingested: Some(now),
+                    provenance: None,
                 }
             })
             .collect();

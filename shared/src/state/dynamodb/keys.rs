@@ -21,6 +21,11 @@ pub(super) const ENTRY_PREFIX: &str = "ENTRY#";
 /// The sparse global index of unsettled ledger entries, and its key.
 pub const OPEN_INDEX: &str = "open";
 pub(super) const OPEN_PK: &str = "open_pk";
+/// The keys-only global index of ledger entries by their LightRAG name
+/// (hash key: the entries' own `file_source` attribute), for the
+/// provenance lookups (decision 0022).
+pub const NAME_INDEX: &str = "name";
+pub(super) const NAME_KEY: &str = "file_source";
 pub(super) const RUN_PREFIX: &str = "RUN#";
 /// `TransactWriteItems` takes at most this many actions.
 pub(super) const TRANSACT_MAX: usize = 100;

@@ -33,6 +33,9 @@
 //!   status the count change assumed (read just before), so a concurrent
 //!   writer makes the transaction fail and retry instead of the counts
 //!   drifting. `status` is one `GetItem`, whatever the ledger's size.
+//! - Entries are found by their LightRAG name (`file_source`) through the
+//!   keys-only global index `name` (hash key `file_source`), then read with
+//!   the consistent `BatchGetItem`; see `names`.
 //! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
 //!   listings and retention, not on the sync path).
 //!
@@ -44,11 +47,12 @@ mod counts;
 mod io;
 mod items;
 mod keys;
+mod names;
 mod table;
 
 use io::{IndexQuery, Transacted, backoff};
 use keys::*;
-pub use keys::{OPEN_INDEX, TTL_ATTRIBUTE};
+pub use keys::{NAME_INDEX, OPEN_INDEX, TTL_ATTRIBUTE};
 
 use super::{
     Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, Overview, RunRecord, StateError,
@@ -296,6 +300,10 @@ impl StateStore for DynamoStore {
             found.insert(entry.memory_id.clone(), entry);
         }
         Ok(found)
+    }
+
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        self.entries_by_name(names).await
     }
 
     async fn entries_with_status(

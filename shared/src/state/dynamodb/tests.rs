@@ -55,6 +55,7 @@ fn entry(id: String) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: DateTime::<Utc>::from_timestamp_millis(1_770_000_000_000).unwrap_or_default(),
         last_ingested: None,
+        provenance: None,
     }
 }
 
@@ -231,6 +232,21 @@ fn template_roles_allow_what_the_store_sends() {
     assert!(api.contains("dynamodb:UpdateItem"), "ApiFunction's role lacks dynamodb:UpdateItem (counts ADD)");
     // cleanup reads every connector's counts item.
     assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
+    // api resolves LightRAG names through the `name` index (the provenance
+    // look-ups), and calls LightRAG with its key.
+    assert!(
+        api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")),
+        "ApiFunction may not Query the name index"
+    );
+    assert!(api.contains("!Ref LightragApiKeySecretArn"), "ApiFunction may not read the LightRAG key");
+    // The table has the index `create_table` makes, keyed on the entries' own attribute.
+    let table = role("StateTable");
+    assert!(
+        table.contains(&format!("- IndexName: {NAME_INDEX}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, KeyType: HASH }}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, AttributeType: S }}")),
+        "the template's table lacks the name index: {table}"
+    );
 }
 
 /// A table made before the `open` index (decision 0016): listing by status
@@ -263,6 +279,83 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
     store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
     let found = store.entries_with_status(&c, &[EntryStatus::Submitted], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+    // Nor a `name` index: names are looked up in every ledger instead.
+    let named = store.entries_named(&["memory_m3.txt".to_owned()]).await.expect("falls back");
+    assert_eq!(named, vec![(c.clone(), entry("m3".into()))]);
+}
+
+/// Decision 0022: a ledger entry with a typical provenance record still
+/// costs one write unit (the item stays under 1 KB), and the `name` index
+/// costs one more when an entry is first written, none when it is
+/// rewritten under the same name. DynamoDB Local reports the consumed
+/// capacity of a `PutItem` per table and index, from the items' sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typical_provenance_record_keeps_an_entry_in_one_write_unit() {
+    let Some(client) = client("dynamodb::a_typical_provenance_record_keeps_an_entry_in_one_write_unit").await else {
+        return;
+    };
+    let store = DynamoStore::new(client, table_name("wcu"));
+    store.create_table().await.expect("create table");
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let plain = LedgerEntry {
+        memory_id: MemoryId::new("1234567890"),
+        status: EntryStatus::Processed,
+        content_hash: Some(format!("{:0>64}", "9f2c").into()),
+        file_source: "memory_CTX123_1234567890.txt".into(),
+        doc_id: Some("doc-0f343b0931126a20f133d67c2b018a3b".into()),
+        track_id: Some("insert_20251218_143000_4d2f9a1c".into()),
+        first_seen: at(1_766_068_200_000),
+        last_ingested: Some(at(1_766_068_201_000)),
+        ..entry("1234567890".into())
+    };
+    let headline = "Met Anna at the bakery on Torstraße, she recommended the sourdough and the rye, ".repeat(2);
+    let typical = crate::state::Provenance {
+        context_id: "CTX123".into(),
+        kind: Some("record".into()),
+        created_at: Some(at(1_766_068_200_000)),
+        updated_at: Some(at(1_766_068_510_000)),
+        location: Some(crate::memory_api::GeoPoint { lat: 52.520_008, lon: 13.404_954 }),
+        place: Some("Bäckerei Anna, Torstraße 12, Mitte, 10119 Berlin, Deutschland".into()),
+        tags: vec!["sourdough".into(), "bakery".into(), "weekend".into()],
+        audio: true,
+        image: true,
+        headline: Some(format!("{}…", headline.chars().take(99).collect::<String>())),
+    };
+    let with = LedgerEntry {
+        memory_id: MemoryId::new("1234567891"),
+        file_source: "memory_CTX123_1234567891.txt".into(),
+        provenance: Some(typical),
+        ..plain.clone()
+    };
+    let rewritten = LedgerEntry { status: EntryStatus::Submitted, ..with.clone() };
+    let c = ConnectorId::new("personal-memories");
+    let mut units = Vec::new();
+    for entry in [&plain, &with, &rewritten] {
+        let item = store.item_of("ledger entry", entry, &c, entry_sk(&entry.memory_id)).expect("item");
+        let put = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(item))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .expect("put");
+        let consumed = put.consumed_capacity().expect("consumed capacity");
+        let table = consumed.table().and_then(|t| t.capacity_units()).unwrap_or(0.0);
+        let index = consumed
+            .global_secondary_indexes()
+            .and_then(|i| i.get(NAME_INDEX))
+            .and_then(|c| c.capacity_units())
+            .unwrap_or(0.0);
+        let json = serde_json::to_vec(entry).expect("json").len();
+        eprintln!(
+            "ledger entry ({}): {json} bytes of JSON, {table} WCU + {index} WCU for the name index",
+            if entry.provenance.is_some() { "with provenance" } else { "without provenance" }
+        );
+        units.push((table, index));
+    }
+    assert_eq!(units, vec![(1.0, 1.0), (1.0, 1.0), (1.0, 0.0)]);
 }
 
 /// `GET /connectors` of 1,000 connectors: two items each, read in batches

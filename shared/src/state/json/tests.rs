@@ -17,6 +17,7 @@ fn entry(id: &str) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: DateTime::from_timestamp_millis(1_772_600_000_123).unwrap_or_default(),
         last_ingested: None,
+        provenance: None,
     }
 }
 

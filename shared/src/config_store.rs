@@ -106,7 +106,7 @@ impl ConfigObject {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     return Ok(Fetched::Missing);
                 }
-                return Err(self.fail("GetObject", crate::http::error_chain(&e)));
+                return Err(self.fail("GetObject", crate::errors::error_chain(&e)));
             }
         };
         if got.content_length.unwrap_or(0) > MAX_CONFIG_BYTES {
@@ -141,7 +141,7 @@ impl ConfigObject {
             Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => {
                 Err(ConfigStoreError::Conflict { bucket: self.bucket.clone(), key: self.key.clone() })
             }
-            Err(e) => Err(self.fail("PutObject", crate::http::error_chain(&e))),
+            Err(e) => Err(self.fail("PutObject", crate::errors::error_chain(&e))),
         }
     }
 }

@@ -78,7 +78,7 @@ impl LegacyRules {
     }
 
     fn aws<'a, E: std::error::Error>(operation: &'static str, rule: &'a str) -> impl FnOnce(E) -> RulesError + 'a {
-        move |e| RulesError::Aws { operation, rule: rule.to_owned(), detail: crate::http::error_chain(&e) }
+        move |e| RulesError::Aws { operation, rule: rule.to_owned(), detail: crate::errors::error_chain(&e) }
     }
 
     /// Deletes a managed rule, its targets first.

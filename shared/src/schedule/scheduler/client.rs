@@ -96,7 +96,7 @@ fn aws_error<'a, E: std::error::Error>(
     operation: &'static str,
     name: &'a str,
 ) -> impl FnOnce(E) -> SchedulerError + 'a {
-    move |e| SchedulerError::Aws { operation, name: name.to_owned(), detail: crate::http::error_chain(&e) }
+    move |e| SchedulerError::Aws { operation, name: name.to_owned(), detail: crate::errors::error_chain(&e) }
 }
 
 /// A Scheduler client that backs off and retries throttled calls.
@@ -120,7 +120,7 @@ impl Deployment {
                     "no such schedule group; deploy infra/template.yaml (its ScheduleGroupName output) or pass --group"
                         .into()
                 } else {
-                    format!("GetScheduleGroup: {}", crate::http::error_chain(&e))
+                    format!("GetScheduleGroup: {}", crate::errors::error_chain(&e))
                 },
             }
         })?;

@@ -1,6 +1,6 @@
 //! `memory-connector schedules apply|drift` and `deploy-config`: the
 //! EventBridge Scheduler schedules and the deployed config of the serverless
-//! shape (decision 0023). The stack is named by its schedule group, whose
+//! shape (decision 0025). The stack is named by its schedule group, whose
 //! tags say where the schedules send and where the config lives.
 
 use crate::Common;

@@ -1,4 +1,4 @@
-//! The deployed config as one S3 object (`aws` feature), decision 0023: the
+//! The deployed config as one S3 object (`aws` feature), decision 0025: the
 //! Lambda functions read it (with a TTL cache, [`crate::serverless`]) and
 //! `memory-connector deploy-config` writes it. S3 rather than SSM Parameter
 //! Store: a parameter holds 8 KB at most, a config of thousands of
@@ -11,6 +11,7 @@
 //! `If-None-Match: *` for the first), so two deploys at once cannot
 //! silently overwrite each other.
 
+use crate::aws::record::CallRecorder;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -64,8 +65,18 @@ pub fn parse_uri(uri: &str) -> Result<(String, String), ConfigStoreError> {
 /// An S3 client: path-style addressing when the endpoint is overridden
 /// (emulators answer on one host name).
 pub fn client(sdk: &aws_config::SdkConfig) -> Client {
+    recorded_client(sdk, None)
+}
+
+/// [`client`], recording its calls when `recorder` is given (a function's
+/// config reads: the template check).
+pub fn recorded_client(sdk: &aws_config::SdkConfig, recorder: Option<&CallRecorder>) -> Client {
     let overridden = sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(overridden).build())
+    let mut config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(overridden);
+    if let Some(recorder) = recorder {
+        config = config.interceptor(recorder.clone());
+    }
+    Client::from_conf(config.build())
 }
 
 impl ConfigObject {

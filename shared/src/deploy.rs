@@ -1,4 +1,4 @@
-//! Deploying a config to the serverless shape (`aws` feature), decision 0023:
+//! Deploying a config to the serverless shape (`aws` feature), decision 0025:
 //! `memory-connector deploy-config` validates the config, uploads it to the
 //! stack's S3 object ([`crate::config_store`]) and reconciles the schedules
 //! in the same step, so config and schedules cannot drift; `schedules apply`

@@ -17,19 +17,32 @@
 //!   async invoke is retried) versus answer with `rejected` (a retry would
 //!   fail the same way). A retry can never start a second concurrent run:
 //!   the lease answers `already_running`.
+//! - [`roles`]: what each function reads (variables, secrets, config
+//!   fields); the functions load their config by it and the template is
+//!   checked against it.
+//! - Every `sync` invocation writes one metric line ([`crate::telemetry::emf`]).
 
 mod config_source;
 pub mod intake;
+mod observe;
+pub mod roles;
+#[cfg(test)]
+mod template_check;
 
 pub use config_source::{CONFIG_URI_ENV, ConfigSource};
+pub use roles::FunctionRole;
 
+use crate::aws::record::{self, CallRecorder};
 use crate::config::{self, Config, Environment, StateBackend};
 use crate::config_store::ConfigStoreError;
 use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
+use crate::state::recorded::RecordedStore;
 use crate::state::{StateError, StateStore, Trigger};
 use crate::sync::{RunLimits, RunOptions, SyncError};
+use crate::telemetry::alerts::Alerter;
+use crate::telemetry::emf::EmfWriter;
 use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -150,10 +163,13 @@ struct Wiring {
     config_version: String,
     config: Config,
     adapters: Adapters,
+    /// `monitoring.alerts`, judged run by run ([`Alerter::evaluate_run`]).
+    alerter: Option<Alerter>,
 }
 
 /// Shared cold-start work of the functions: config and secrets (TTL).
 struct Loaded {
+    role: FunctionRole,
     source: ConfigSource,
     base_vars: HashMap<String, String>,
     secrets: SecretsManagerResolver,
@@ -166,11 +182,13 @@ impl Loaded {
         Ok((vars, env))
     }
 
+    /// The config as this function reads it: the secret fields of other
+    /// functions need not resolve ([`FunctionRole::unread_secret_fields`]).
     async fn config(&self) -> Result<(HashMap<String, String>, Config, String), FunctionError> {
         let (vars, env) = self.environment().await?;
         let source = self.source.read().await?;
-        let config =
-            config::load_str(&source.text, &source.name, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
+        let config = config::load_str_for(&source.text, &source.name, &env, &self.role.unread_secret_fields())
+            .map_err(|e| FunctionError::Config(e.to_string()))?;
         Ok((vars, config, source.version))
     }
 
@@ -179,13 +197,23 @@ impl Loaded {
         self.secrets.is_fresh() && self.source.is_fresh()
     }
 
-    fn new(settings: &FunctionSettings) -> Result<Self, FunctionError> {
+    fn new(
+        role: FunctionRole,
+        settings: &FunctionSettings,
+        recorder: Option<&CallRecorder>,
+    ) -> Result<Self, FunctionError> {
         Ok(Self {
-            source: ConfigSource::new(settings.config_path.clone(), &settings.vars, &settings.sdk)?,
+            role,
+            source: ConfigSource::new(settings.config_path.clone(), &settings.vars, &settings.sdk, recorder)?,
             base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
+            secrets: SecretsManagerResolver::new(record::secretsmanager(&settings.sdk, recorder), Duration::MAX),
         })
     }
+}
+
+/// The recorder of `role`'s AWS calls, when tests ask for one.
+fn recorder(role: FunctionRole, settings: &FunctionSettings) -> Option<CallRecorder> {
+    CallRecorder::from_env(role.name(), &settings.vars)
 }
 
 fn wire(
@@ -195,10 +223,15 @@ fn wire(
     store: Arc<dyn StateStore>,
 ) -> Result<Wiring, FunctionError> {
     let adapters = Adapters::from_config(&config, store).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config_version, config, adapters })
+    let alerter = Alerter::from_config(&config.monitoring);
+    Ok(Wiring { vars, config_version, config, adapters, alerter })
 }
 
-fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
+fn store_for(
+    settings: &FunctionSettings,
+    config: &Config,
+    recorder: Option<&CallRecorder>,
+) -> Result<Arc<dyn StateStore>, FunctionError> {
     if config.state.backend != StateBackend::Dynamodb {
         warn!(backend = ?config.state.backend, "state.backend is not dynamodb: the Lambda functions always use DynamoDB");
     }
@@ -209,8 +242,9 @@ fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore
         .cloned()
         .or_else(|| config.state.table.clone())
         .ok_or_else(|| FunctionError::Config(format!("no DynamoDB table: set {TABLE_ENV} or state.table")))?;
-    let client = aws_sdk_dynamodb::Client::new(&settings.sdk);
-    Ok(DynamoStore::for_table(client, table, &config.state))
+    let client = record::dynamodb(&settings.sdk, recorder);
+    info!(%table, "state table");
+    Ok(RecordedStore::wrap(Arc::new(DynamoStore::for_table(client, table, &config.state)), recorder))
 }
 
 /// The `sync` function.
@@ -219,6 +253,7 @@ pub struct SyncFunction {
     store: Arc<dyn StateStore>,
     wiring: RwLock<Arc<Wiring>>,
     safety_margin: Duration,
+    metrics: EmfWriter,
 }
 
 impl SyncFunction {
@@ -227,16 +262,32 @@ impl SyncFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
         // The TTL comes from the config, which needs the secrets: fetch once,
         // then apply the configured TTL to what was fetched.
-        let mut loaded = Loaded::new(&settings)?;
+        let recorder = recorder(FunctionRole::Sync, &settings);
+        let mut loaded = Loaded::new(FunctionRole::Sync, &settings, recorder.as_ref())?;
         let (vars, config, version) = loaded.config().await?;
         let perf = &config.advanced.performance;
         let ttl = if perf.enable_caching { Duration::from_secs(perf.cache_ttl_seconds) } else { Duration::ZERO };
         loaded.secrets.set_ttl(ttl);
         loaded.source.set_ttl(ttl);
-        let store = Arc::new(store_for(&settings, &config)?);
+        let store = store_for(&settings, &config, recorder.as_ref())?;
         let wiring = wire(vars, version, config, store.clone())?;
-        info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
-        Ok(Self { loaded, store, wiring: RwLock::new(Arc::new(wiring)), safety_margin: settings.safety_margin })
+        info!(connectors = wiring.config.connectors.len(), "sync function ready");
+        let metrics = EmfWriter::from_vars(&settings.vars);
+        Ok(Self {
+            loaded,
+            store,
+            wiring: RwLock::new(Arc::new(wiring)),
+            safety_margin: settings.safety_margin,
+            metrics,
+        })
+    }
+
+    /// Keeps the metric lines in memory instead of writing them to stdout
+    /// (tests); the list fills as invocations end.
+    pub fn metrics_in_memory(&mut self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let (writer, lines) = EmfWriter::in_memory(self.metrics.namespace());
+        self.metrics = writer;
+        lines
     }
 
     pub fn store(&self) -> Arc<dyn StateStore> {
@@ -261,10 +312,17 @@ impl SyncFunction {
         Ok(fresh)
     }
 
-    /// One event: `Ok` with the run report (or `already_running`), `Err`
-    /// for whatever stopped the run from starting. `remaining` is the
-    /// Lambda's remaining time.
+    /// One event: `Ok` with the run report (or `already_running`,
+    /// `skipped`), `Err` for whatever stopped the run from starting; either
+    /// way one metric line ([`SyncFunction::record_metrics`]). `remaining`
+    /// is the Lambda's remaining time.
     pub async fn handle(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        let result = self.run_event(event, remaining).await;
+        self.record_metrics(event, &result);
+        result
+    }
+
+    async fn run_event(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let request = parse_sync_event(event)?;
         let mut wiring = self.current().await?;
@@ -285,6 +343,10 @@ impl SyncFunction {
             wiring.adapters.engine(&wiring.config, &connector, self.store(), job_timeout).without_local_takeover();
         let options =
             RunOptions { force: request.force, dry_run: false, trigger: request.trigger, limits: Some(limits) };
+        let before = match &wiring.alerter {
+            Some(_) => self.store.connector_state(&connector.id).await.ok().flatten(),
+            None => None,
+        };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,
@@ -292,6 +354,9 @@ impl SyncFunction {
         match run {
             Ok(report) => {
                 info!(connector_id = %request.connector_id, status = %report.status, stopped_early = report.stopped_early, "run finished");
+                if let Some(alerter) = &wiring.alerter {
+                    self.alert(alerter, &connector.id, before.as_ref(), report.error.clone()).await;
+                }
                 serde_json::to_value(&report).map_err(|e| FunctionError::Config(format!("report: {e}")))
             }
             Err(SyncError::AlreadyRunning { connector, owner, expires_at }) => {
@@ -358,8 +423,9 @@ pub struct CleanupFunction {
 
 impl CleanupFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
-        let (_, config, _) = Loaded::new(&settings)?.config().await?;
-        let store = Arc::new(store_for(&settings, &config)?);
+        let recorder = recorder(FunctionRole::Cleanup, &settings);
+        let (_, config, _) = Loaded::new(FunctionRole::Cleanup, &settings, recorder.as_ref())?.config().await?;
+        let store = store_for(&settings, &config, recorder.as_ref())?;
         Ok(Self { store, config })
     }
 
@@ -538,21 +604,38 @@ impl EventBridgeLauncher {
 /// The `api` function's router: the management API of `serve`, over the
 /// DynamoDB store, with `trigger` as a `SyncRequested` event.
 pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
-    let (_, config, _) = Loaded::new(&settings)?.config().await?;
+    let recorder = recorder(FunctionRole::Api, &settings);
+    let (_, config, _) = Loaded::new(FunctionRole::Api, &settings, recorder.as_ref())?.config().await?;
     if let Some(problem) = crate::config::api_auth_problem(&config.api) {
         return Err(FunctionError::Config(format!("{}: {problem}", settings.config_path.display())));
     }
-    let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
+    let store = store_for(&settings, &config, recorder.as_ref())?;
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
-    let mut launcher =
-        EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store));
+    let events = record::eventbridge(&settings.sdk, recorder.as_ref());
+    let mut launcher = EventBridgeLauncher::new(events, bus, Arc::clone(&store));
     if let Some(group) = settings.vars.get(SCHEDULE_GROUP_ENV).filter(|g| !g.trim().is_empty()) {
-        launcher =
-            launcher.with_schedule_group(crate::schedule::scheduler::client::client(&settings.sdk), group.clone());
+        let scheduler = crate::schedule::scheduler::client::recorded_client(&settings.sdk, recorder.as_ref());
+        launcher = launcher.with_schedule_group(scheduler, group.clone());
     }
     let launcher = Arc::new(launcher);
     info!(connectors = config.connectors.len(), "api function ready");
     Ok(crate::api::router(Arc::new(config), store, launcher))
+}
+
+/// What the `api` function serves: [`api_router`], or, when its config is
+/// wrong (a retry would fail the same way), the router of a function that
+/// could not start ([`crate::api::unavailable_router`]: `/health` answers
+/// `degraded`, the rest 503), so a misconfiguration is visible and named in
+/// the log instead of a 500 on every route. AWS failures (secrets, state)
+/// fail the start: Lambda starts the function again on the next request.
+pub async fn api_function(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
+    match api_router(settings).await {
+        Err(e) if !e.is_retryable() => {
+            error!(error = %e, "the api function cannot serve its API: answering 503 until it is redeployed");
+            Ok(crate::api::unavailable_router())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `pause`/`resume` in the `api` function switch the connector's EventBridge
 //! Scheduler schedule too (the `RunLauncher` seam), against DynamoDB Local
-//! (state) and moto (Scheduler). Skipped loudly without emulators.
+//! (state) and moto (Scheduler; the config read from S3 as deployed). Skipped loudly without emulators.
 
 use aws_sdk_scheduler::types::ScheduleState;
 use axum::body::Body;
@@ -8,7 +8,8 @@ use axum::http::{Request, StatusCode};
 use connector_core::ids::ConnectorId;
 use connector_core::schedule::scheduler::client::{Schedules, client, create_group_like_the_template};
 use connector_core::schedule::scheduler::{Deployment, desired_schedules};
-use connector_core::serverless::{FunctionSettings, SCHEDULE_GROUP_ENV, api_router};
+use connector_core::config_store::ConfigObject;
+use connector_core::serverless::{CONFIG_URI_ENV, FunctionSettings, SCHEDULE_GROUP_ENV, api_router};
 use connector_core::state::StateStore;
 use connector_core::state::dynamodb::DynamoStore;
 use serde_json::Value;
@@ -50,8 +51,12 @@ async fn pause_and_resume_switch_the_schedule() {
     spec.backend = "dynamodb";
     spec.api_key = Some(KEY.into());
     let yaml = spec.render();
-    let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, &yaml).expect("config");
+    // The config as deploy-config leaves it: in S3 (CONFIG_URI), no layer file.
+    let config_path = dir.path().join("no-layer.yaml");
+    let s3 = connector_core::config_store::client(&sdk);
+    s3.create_bucket().bucket(format!("config-{suffix}")).send().await.expect("bucket");
+    let object = ConfigObject::new(s3, &format!("s3://config-{suffix}/config.yaml")).expect("uri");
+    object.put(&yaml, None).await.expect("upload");
 
     // The stack's group and the connector's schedule, as deploy-config leaves them.
     let scheduler = client(&sdk);
@@ -68,6 +73,7 @@ async fn pause_and_resume_switch_the_schedule() {
         ("STATE_TABLE".to_owned(), table),
         ("MEMORY_API_KEY".to_owned(), "unused".to_owned()),
         (SCHEDULE_GROUP_ENV.to_owned(), group.clone()),
+        (CONFIG_URI_ENV.to_owned(), object.uri()),
     ]);
     let router = api_router(FunctionSettings { config_path, vars, sdk, safety_margin: Duration::from_secs(5) })
         .await

@@ -1,4 +1,4 @@
-//! The `sync` function as the queue's consumer (decision 0023), against
+//! The `sync` function as the queue's consumer (decision 0025), against
 //! moto (SQS FIFO with a dead-letter queue, S3, Secrets Manager), DynamoDB
 //! Local and the simulators. The test plays the part of Lambda's event
 //! source mapping: it receives from the queue, hands the messages to the

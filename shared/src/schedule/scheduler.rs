@@ -1,4 +1,4 @@
-//! One EventBridge Scheduler schedule per connector (decision 0023): what the
+//! One EventBridge Scheduler schedule per connector (decision 0025): what the
 //! config wants ([`desired_schedules`]), how it compares with what is there
 //! ([`differences`]), and the plan `schedules apply` prints and carries out.
 //! The AWS calls are in [`client`] (`aws` feature).

@@ -1,4 +1,4 @@
-//! Where the functions read their config (decision 0023): the S3 object
+//! Where the functions read their config (decision 0025): the S3 object
 //! `CONFIG_URI` names (`memory-connector deploy-config` writes it), read
 //! through the same TTL cache as the secrets (`cache_ttl_seconds`) with a
 //! conditional GET, so a config change reaches running functions without a
@@ -6,6 +6,7 @@
 //! fallback while nothing was uploaded yet.
 
 use super::FunctionError;
+use crate::aws::record::CallRecorder;
 use crate::config_store::{ConfigObject, Fetched};
 use crate::ttl_cache::TtlCache;
 use std::path::PathBuf;
@@ -48,11 +49,12 @@ impl ConfigSource {
         path: PathBuf,
         vars: &std::collections::HashMap<String, String>,
         sdk: &aws_config::SdkConfig,
+        recorder: Option<&CallRecorder>,
     ) -> Result<Self, FunctionError> {
         match vars.get(CONFIG_URI_ENV).map(|u| u.trim()).filter(|u| !u.is_empty()) {
             None => Ok(Self::File(path)),
             Some(uri) => Ok(Self::S3 {
-                object: ConfigObject::new(crate::config_store::client(sdk), uri)
+                object: ConfigObject::new(crate::config_store::recorded_client(sdk, recorder), uri)
                     .map_err(|e| FunctionError::Config(format!("{CONFIG_URI_ENV}: {e}")))?,
                 fallback: path,
                 cache: TtlCache::new(Duration::MAX),
@@ -131,6 +133,8 @@ impl ConfigSource {
 
 async fn read_file(path: &std::path::Path) -> Result<ConfigText, FunctionError> {
     let name = path.display().to_string();
-    let text = tokio::fs::read_to_string(path).await.map_err(|e| FunctionError::Config(format!("{name}: {e}")))?;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| FunctionError::Config(crate::config::ConfigError::unreadable(&name, &e).to_string()))?;
     Ok(ConfigText { text, version: "file".into(), name })
 }

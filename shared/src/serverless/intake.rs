@@ -1,4 +1,4 @@
-//! How a scheduled run reaches `sync` (decision 0023): the schedules, and the
+//! How a scheduled run reaches `sync` (decision 0025): the schedules, and the
 //! `SyncRequested` rule of the management API's trigger, send to one FIFO SQS
 //! queue; a Lambda event source mapping hands its messages to `sync` (batch
 //! size 1, `ReportBatchItemFailures`), at most `MaximumConcurrency` at once.

@@ -1,3 +1,5 @@
+//! The event shapes, the sample events and the Lambda config, the retry classification.
+
 use super::*;
 
 #[test]
@@ -30,14 +32,16 @@ fn event_shapes() {
 }
 
 /// The sample events of `config/events/` (used with `cargo lambda invoke`)
-/// are what the handler expects, and the Lambda config layer is valid.
+/// are what the handler expects (a schedule rule's and a Scheduler
+/// schedule's constant input, a direct invoke, a `SyncRequested` event),
+/// and the Lambda config layer is valid.
 #[test]
 fn sample_events_and_the_lambda_config() {
     for (name, text, trigger, force) in [
         ("sync-scheduled", include_str!("../../../config/events/sync-scheduled.json"), "schedule", false),
         ("sync-direct", include_str!("../../../config/events/sync-direct.json"), "lambda", false),
         ("sync-requested", include_str!("../../../config/events/sync-requested.json"), "event", true),
-        ("sync-scheduled-event", include_str!("../../../config/events/sync-scheduled-event.json"), "schedule", false),
+        ("sync-scheduler", include_str!("../../../config/events/sync-scheduler.json"), "schedule", false),
     ] {
         let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -75,11 +79,30 @@ fn sample_events_and_the_lambda_config() {
 }
 
 #[test]
+fn every_reason_is_listed() {
+    let errors = [
+        FunctionError::BadEvent("x".into()),
+        FunctionError::UnknownConnector("x".into()),
+        FunctionError::Config("x".into()),
+        FunctionError::State(StateError::Unsupported("x".into())),
+        FunctionError::ConfigStore(ConfigStoreError::BadUri { uri: "x".into() }),
+    ];
+    for error in &errors {
+        assert!(FunctionError::REASONS.contains(&error.reason()), "{error}");
+    }
+    assert!(FunctionError::REASONS.contains(&"secrets"));
+}
+
+#[test]
 fn only_aws_failures_are_retried() {
     let state = FunctionError::State(StateError::Unsupported("x".into()));
     assert!(state.is_retryable());
-    assert!(classify(Err(state)).is_err());
     assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
+    // `classify` answers it; `SyncFunction::handle_classified` fails it
+    // before (functions/sync/tests/handler.rs).
+    let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
+    assert_eq!(answered["status"], "rejected");
+    assert!(classify(Err(state)).is_err());
     let answered = classify(Err(FunctionError::BadEvent("no connector_id".into()))).unwrap();
     assert_eq!(answered["status"], "rejected");
     assert!(!FunctionError::Config("x".into()).is_retryable());

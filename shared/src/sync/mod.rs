@@ -6,8 +6,10 @@
 
 mod confirm;
 mod deliver;
+mod duplicates;
 pub mod limits;
 mod plan;
+mod recover;
 mod report;
 
 use deliver::{Body, Work};
@@ -427,7 +429,8 @@ impl SyncEngine {
         }
     }
 
-    /// Returns whether the run stopped early (deadline). A run-level failure
+    /// Returns whether the run left work to the next one (its deadline, or
+    /// documents held back after an interrupted run). A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(
         &self,
@@ -455,11 +458,22 @@ impl SyncEngine {
             report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", message);
         }
 
+        // Documents a dead run was sending that LightRAG turned out to hold:
+        // the end-of-run wait follows them too.
+        let mut found_sent = Vec::new();
         if self.settings.confirm && !options.dry_run {
-            self.confirm(run_id, report, confirm::Submitted::Listed).await?;
+            found_sent = self.confirm(run_id, report, confirm::Submitted::Listed).await?.found;
         }
         let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
         let mut entries = self.store.entries(connector_id, &ids).await?;
+        if let Some(at) = interrupted_at {
+            info!(since = %at, "the previous run was interrupted; what it was sending is checked before anything is sent");
+        }
+        let held_back = if self.settings.confirm && !options.dry_run {
+            self.recover_in_flight(run_id, options, report, &mut entries, &mut found_sent).await?
+        } else {
+            std::collections::HashSet::new()
+        };
         let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
@@ -470,6 +484,10 @@ impl SyncEngine {
         let mut work: Vec<Work> = Vec::new();
         let mut identities: HashMap<DocId, &MemoryId> = HashMap::with_capacity(memories.len());
         for memory in memories {
+            if held_back.contains(&memory.id) {
+                report.counts.held_back += 1;
+                continue;
+            }
             if enriched.is_postponed(&memory.id) {
                 // Its enrichment did not fit in this run: the next run
                 // enriches and sends it (nothing recorded, nothing charged).
@@ -539,24 +557,7 @@ impl SyncEngine {
         if !bookkeeping.is_empty() {
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        // What the end-of-run wait reads back: this run's submissions, and
-        // after an interrupted run what that run had sent and recorded (the
-        // ones it sent without recording are recovered below and join).
-        let mut submitted: Vec<MemoryId> = match interrupted_at {
-            Some(at) => entries
-                .values()
-                .filter(|e| e.status == EntryStatus::Submitted && e.last_ingested.is_some_and(|t| t >= at))
-                .map(|e| e.memory_id.clone())
-                .collect(),
-            None => Vec::new(),
-        };
-        let work = match interrupted_at {
-            Some(at) if self.settings.confirm && !work.is_empty() => {
-                info!(since = %at, "the previous run was interrupted; checking what it already sent");
-                self.recover_sent(run_id, at, work, &mut entries, report, &mut submitted).await?
-            }
-            _ => work,
-        };
+        let mut submitted = recover::followed_at_the_end(interrupted_at.is_some(), &entries, found_sent);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
@@ -567,8 +568,12 @@ impl SyncEngine {
             } else {
                 self.await_processing(run_id, options, report, &submitted).await?;
             }
+            let c = &report.counts;
+            if interrupted_at.is_some() || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
+                self.remove_duplicates(report).await;
+            }
         }
-        Ok(stopped_early)
+        Ok(stopped_early || report.counts.held_back > 0)
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {

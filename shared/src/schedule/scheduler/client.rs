@@ -101,12 +101,19 @@ fn aws_error<'a, E: std::error::Error>(
 
 /// A Scheduler client that backs off and retries throttled calls.
 pub fn client(sdk: &aws_config::SdkConfig) -> Client {
-    let config = aws_sdk_scheduler::config::Builder::from(sdk)
-        .retry_config(
-            RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(Duration::from_millis(200)),
-        )
-        .build();
-    Client::from_conf(config)
+    recorded_client(sdk, None)
+}
+
+/// [`client`], recording its calls when `recorder` is given (the `api`
+/// function's pause/resume: the template check).
+pub fn recorded_client(sdk: &aws_config::SdkConfig, recorder: Option<&crate::aws::record::CallRecorder>) -> Client {
+    let mut config = aws_sdk_scheduler::config::Builder::from(sdk).retry_config(
+        RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS).with_initial_backoff(Duration::from_millis(200)),
+    );
+    if let Some(recorder) = recorder {
+        config = config.interceptor(recorder.clone());
+    }
+    Client::from_conf(config.build())
 }
 
 impl Deployment {

@@ -5,10 +5,10 @@
 use aws_sdk_scheduler::types::ScheduleState;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use connector_core::config_store::ConfigObject;
 use connector_core::ids::ConnectorId;
 use connector_core::schedule::scheduler::client::{Schedules, client, create_group_like_the_template};
 use connector_core::schedule::scheduler::{Deployment, desired_schedules};
-use connector_core::config_store::ConfigObject;
 use connector_core::serverless::{CONFIG_URI_ENV, FunctionSettings, SCHEDULE_GROUP_ENV, api_router};
 use connector_core::state::StateStore;
 use connector_core::state::dynamodb::DynamoStore;

@@ -2,8 +2,8 @@
 //! (`AWS_ENDPOINT_URL`, the deployed config); skipped loudly without them.
 
 use chrono::{TimeDelta, Utc};
-use connector_core::ids::{ConnectorId, MemoryId, RunId};
 use connector_core::config_store::ConfigObject;
+use connector_core::ids::{ConnectorId, MemoryId, RunId};
 use connector_core::serverless::{CONFIG_URI_ENV, CleanupFunction, FunctionSettings};
 use connector_core::state::dynamodb::DynamoStore;
 use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, RunRecord, RunStatus, StateStore};

@@ -161,7 +161,8 @@ impl CallRecorder {
                     let object = json!({"service": prefix, "type": "s3-object", "name": uri, "via": self.via(&uri)});
                     let mut needs = vec![(action(operation), object)];
                     if operation == "GetObject" {
-                        let bucket = json!({"service": prefix, "type": "s3-bucket", "name": bucket, "via": self.via(&uri)});
+                        let bucket =
+                            json!({"service": prefix, "type": "s3-bucket", "name": bucket, "via": self.via(&uri)});
                         needs.push((action("ListBucket"), bucket));
                     }
                     needs
@@ -179,7 +180,10 @@ impl CallRecorder {
                 let schedule = json!({"service": prefix, "type": "schedule", "name": name, "group": group, "via": self.via(&group)});
                 let mut needs = vec![(action(operation), schedule)];
                 if let Some(role) = body.pointer("/Target/RoleArn").and_then(Value::as_str) {
-                    needs.push(("iam:PassRole".to_owned(), json!({"service": "iam", "type": "scheduler-role", "name": role})));
+                    needs.push((
+                        "iam:PassRole".to_owned(),
+                        json!({"service": "iam", "type": "scheduler-role", "name": role}),
+                    ));
                 }
                 needs
             }
@@ -238,7 +242,8 @@ impl Intercept for CallRecorder {
         "CallRecorder"
     }
 
-    fn read_after_serialization(
+    // Before transmit: the address is whole then (endpoint and bucket resolved).
+    fn read_before_transmit(
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
@@ -339,8 +344,11 @@ mod tests {
     #[test]
     fn s3_objects_and_schedules_are_named_from_the_address() {
         let mut r = recorder();
-        r.names = Arc::new(vec![("g1".into(), "SCHEDULE_GROUP".into()), ("s3://b1/conf/c.yaml".into(), "CONFIG_URI".into())]);
-        for uri in ["http://127.0.0.1:5000/b1/conf/c.yaml?x-id=GetObject", "https://b1.s3.us-east-1.amazonaws.com/conf/c.yaml"] {
+        r.names =
+            Arc::new(vec![("g1".into(), "SCHEDULE_GROUP".into()), ("s3://b1/conf/c.yaml".into(), "CONFIG_URI".into())]);
+        for uri in
+            ["http://127.0.0.1:5000/b1/conf/c.yaml?x-id=GetObject", "https://b1.s3.us-east-1.amazonaws.com/conf/c.yaml"]
+        {
             let needs = r.needs("s3", "GetObject", uri, &Value::Null);
             let pairs: Vec<(&str, &str, &str)> = needs
                 .iter()

@@ -195,11 +195,19 @@ fn arns(template: &Template, role: FunctionRole, need: &Need) -> Result<Vec<Stri
             };
             let uri = named(variable)?;
             let (bucket, key) = crate::config_store::parse_uri(&uri).map_err(|e| format!("{variable}: {e}"))?;
-            Ok(vec![if kind == "s3-object" { format!("arn:aws:s3:::{bucket}/{key}") } else { format!("arn:aws:s3:::{bucket}") }])
+            Ok(vec![if kind == "s3-object" {
+                format!("arn:aws:s3:::{bucket}/{key}")
+            } else {
+                format!("arn:aws:s3:::{bucket}")
+            }])
         }
         "schedule" => {
             let Some(variable) = via else {
-                return Err(format!("{} touched a schedule group no variable of it names ({})", role.name(), need.seen));
+                return Err(format!(
+                    "{} touched a schedule group no variable of it names ({})",
+                    role.name(),
+                    need.seen
+                ));
             };
             let group = named(variable)?;
             let name = r["name"].as_str().unwrap_or_default();

@@ -71,14 +71,16 @@ test-localstack:
 	  status=$$?; docker compose -f infra/localstack/docker-compose.yaml down; exit $$status
 
 # Not part of `make test` (tests/tests/bench_smoke.rs runs the driver on N=200 there).
+# The memory-connector binary is the one operators install (with `schedules`
+# and `deploy-config`, so with the AWS SDK: figure 5 measures that). Figure 9
+# needs moto: the driver runs under the AWS emulators script.
+# BENCH_ARGS="--only 5,9" runs some figures.
 PERF := target/perf
-# The Lambda `sync` bootstrap (figure 5) is built by a second cargo call: in
-# the same call, feature unification would link the AWS SDK into the
-# memory-connector binary that figures 1-7 measure.
 bench:
 	$(CARGO) build --profile perf -p memory-connector -p memory-connector-tests --bin memory-connector --bin bench
 	$(CARGO) build --profile perf -p sync --bin sync
-	$(PERF)/bench --connector $(PERF)/memory-connector --lambda-bootstrap $(PERF)/sync --profile perf --out-dir target/bench $(BENCH_ARGS)
+	bash tests/scripts/aws-emulators.sh run \
+	  $(PERF)/bench --connector $(PERF)/memory-connector --lambda-bootstrap $(PERF)/sync --profile perf --out-dir target/bench $(BENCH_ARGS)
 
 # The Debian package of the release binary (infra/debian/build-deb.sh; the
 # package test in `make test` packages the debug binary instead).

@@ -167,11 +167,23 @@ enum Command {
         /// The question.
         question: String,
     },
-    /// EventBridge schedules of the serverless shape (AWS build only).
+    /// EventBridge Scheduler schedules of the serverless shape: one per connector.
     #[cfg(feature = "aws")]
     Schedules {
         #[command(subcommand)]
         action: schedules::SchedulesCommand,
+    },
+    /// Validate the config, upload it to the stack and reconcile the schedules,
+    /// in one step (the serverless shape).
+    #[cfg(feature = "aws")]
+    DeployConfig {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        stack: schedules::Stack,
+        /// Say whether the config differs and print the schedule plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -286,6 +298,8 @@ fn main() -> ExitCode {
             }
             #[cfg(feature = "aws")]
             Command::Schedules { action } => schedules::run(action).await,
+            #[cfg(feature = "aws")]
+            Command::DeployConfig { common, stack, dry_run } => schedules::deploy_config(common, stack, dry_run).await,
         }
     });
     ExitCode::from(code)

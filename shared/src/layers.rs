@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, lowest first. Modules of one layer do not
 /// import each other.
 const LAYERS: &[&[&str]] = &[
-    // Test support: skip loudly or fail (test builds only).
-    &["test_support"],
+    // Test support: skip loudly or fail; the SAM template's blocks (test builds only).
+    &["test_support", "infra_template"],
     // Identifiers, the retry policy, AWS SDK set-up, the clock, small
     // generic helpers (error chains, a TTL cache, request pacing, inert text).
     &["ids", "retry", "aws", "clock", "errors", "ttl_cache", "pacing", "text"],

@@ -12,15 +12,22 @@ pub mod api;
 pub mod aws;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "aws")]
+pub mod config_store;
+#[cfg(feature = "aws")]
+pub mod deploy;
 pub mod enrich;
 pub mod errors;
 pub mod http;
 pub mod ids;
 #[cfg(test)]
+pub(crate) mod infra_template;
+#[cfg(test)]
 mod layers;
 pub mod lightrag;
 pub mod liveness;
 pub mod memory_api;
+pub mod pacing;
 pub mod provenance;
 pub mod retry;
 pub mod schedule;
@@ -36,6 +43,7 @@ pub mod telemetry;
 pub mod test_support;
 pub mod text;
 pub mod transform;
+pub mod ttl_cache;
 pub mod wiring;
 
 /// The version reported by `--version`, `/health` and the run report.

@@ -1,9 +1,11 @@
-//! Schedules: when a connector runs next, and the same schedule as an
-//! EventBridge expression ([`eventbridge`]).
+//! Schedules: when a connector runs next, the same schedule as an
+//! EventBridge expression ([`eventbridge`]), and one EventBridge Scheduler
+//! schedule per connector in the serverless shape ([`scheduler`]).
 
 pub mod eventbridge;
 #[cfg(feature = "aws")]
 pub mod rules;
+pub mod scheduler;
 
 pub use eventbridge::{ScheduleError, eventbridge_expression};
 

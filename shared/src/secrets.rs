@@ -191,8 +191,8 @@ pub use self::secrets_manager::SecretsManagerResolver;
 #[cfg(feature = "aws")]
 mod secrets_manager {
     use super::{Secret, SecretError, merge_secret, secret_references};
+    use crate::ttl_cache::TtlCache;
     use std::collections::HashMap;
-    use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
     /// Fetches the secrets the environment names from Secrets Manager, with
@@ -200,26 +200,23 @@ mod secrets_manager {
     #[derive(Debug)]
     pub struct SecretsManagerResolver {
         client: aws_sdk_secretsmanager::Client,
-        ttl: Duration,
-        cache: Mutex<HashMap<String, (Instant, Secret)>>,
+        cache: TtlCache<Secret>,
     }
 
     impl SecretsManagerResolver {
         pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
-            Self { client, ttl, cache: Mutex::new(HashMap::new()) }
+            Self { client, cache: TtlCache::new(ttl) }
         }
 
         /// Changes the TTL (the config that sets it is read with the secrets).
         pub fn set_ttl(&mut self, ttl: Duration) {
-            self.ttl = ttl;
+            self.cache.set_ttl(ttl);
         }
 
         /// The secret `id`, from the cache while younger than the TTL.
         pub async fn fetch(&self, variable: &str, id: &str) -> Result<Secret, SecretError> {
-            if let Some((at, value)) = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id)
-                && at.elapsed() < self.ttl
-            {
-                return Ok(value.clone());
+            if let Some(value) = self.cache.fresh(id, Instant::now()) {
+                return Ok(value);
             }
             let fail = |detail: String| SecretError::Fetch { variable: variable.to_owned(), id: id.to_owned(), detail };
             let got = self
@@ -233,10 +230,7 @@ mod secrets_manager {
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
             );
-            self.cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id.to_owned(), (Instant::now(), value.clone()));
+            self.cache.put(id, value.clone(), Instant::now());
             Ok(value)
         }
 
@@ -251,8 +245,7 @@ mod secrets_manager {
 
         /// Whether every cached secret is younger than the TTL.
         pub fn is_fresh(&self) -> bool {
-            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache.values().all(|(at, _)| at.elapsed() < self.ttl)
+            self.cache.is_fresh(Instant::now())
         }
     }
 }

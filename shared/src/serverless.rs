@@ -2,12 +2,16 @@
 //! the runtime's events to these.
 //!
 //! - [`parse_sync_event`]: the three shapes a `sync` invocation comes in (the
-//!   constant input of a schedule rule or a direct invoke, a `SyncRequested`
-//!   event, a raw `Scheduled Event` whose detail names the connector).
-//! - [`SyncFunction`]: built once at cold start (config from `CONFIG_PATH`,
-//!   secrets from Secrets Manager, one SDK config, the DynamoDB store, the
-//!   enrichers as `serve` builds them), then one sync run per event, stopped
-//!   at the Lambda's remaining time minus a safety margin.
+//!   constant input of a schedule or a direct invoke, a `SyncRequested`
+//!   event, a raw `Scheduled Event` whose detail names the connector), alone
+//!   or as the body of an SQS message ([`intake`]: the queue the schedules
+//!   send to).
+//! - [`SyncFunction`]: built once at cold start (config from the S3 object
+//!   `CONFIG_URI` or the file `CONFIG_PATH`, [`config_source`]; secrets from
+//!   Secrets Manager; one SDK config, the DynamoDB store, the enrichers as
+//!   `serve` builds them), then one sync run per event, stopped at the
+//!   Lambda's remaining time minus a safety margin. Config and secrets are
+//!   re-read after `cache_ttl_seconds`.
 //! - [`CleanupFunction`]: history retention.
 //! - [`FunctionError::is_retryable`]: what the Lambda should fail (so an
 //!   async invoke is retried) versus answer with `rejected` (a retry would
@@ -18,15 +22,19 @@
 //!   checked against it.
 //! - Every `sync` invocation writes one metric line ([`crate::telemetry::emf`]).
 
+mod config_source;
+pub mod intake;
 mod observe;
 pub mod roles;
 #[cfg(test)]
 mod template_check;
 
+pub use config_source::{CONFIG_URI_ENV, ConfigSource};
 pub use roles::FunctionRole;
 
 use crate::aws::record::{self, CallRecorder};
 use crate::config::{self, Config, Environment, StateBackend};
+use crate::config_store::ConfigStoreError;
 use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
@@ -79,14 +87,18 @@ pub enum FunctionError {
     State(#[from] StateError),
     #[error(transparent)]
     Secrets(#[from] SecretError),
+    #[error("deployed config: {0}")]
+    ConfigStore(#[from] ConfigStoreError),
 }
 
 impl FunctionError {
     /// Worth failing the invocation for (Lambda retries async invokes):
     /// AWS calls that may succeed later. An event, connector or config
-    /// problem fails the same way on every retry.
+    /// problem fails the same way on every retry. (`sync` fails an event
+    /// for a connector the config does not have anyway: see
+    /// [`SyncFunction::handle_classified`].)
     pub fn is_retryable(&self) -> bool {
-        matches!(self, FunctionError::State(_) | FunctionError::Secrets(_))
+        matches!(self, FunctionError::State(_) | FunctionError::Secrets(_) | FunctionError::ConfigStore(_))
     }
 }
 
@@ -147,16 +159,18 @@ impl FunctionSettings {
 /// The config and the adapters that depend on resolved secrets.
 struct Wiring {
     vars: HashMap<String, String>,
+    /// The config text's version ([`config_source::ConfigText::version`]).
+    config_version: String,
     config: Config,
     adapters: Adapters,
     /// `monitoring.alerts`, judged run by run ([`Alerter::evaluate_run`]).
     alerter: Option<Alerter>,
 }
 
-/// Shared cold-start work of the functions: config (once), secrets (TTL).
+/// Shared cold-start work of the functions: config and secrets (TTL).
 struct Loaded {
     role: FunctionRole,
-    settings_path: PathBuf,
+    source: ConfigSource,
     base_vars: HashMap<String, String>,
     secrets: SecretsManagerResolver,
 }
@@ -170,23 +184,30 @@ impl Loaded {
 
     /// The config as this function reads it: the secret fields of other
     /// functions need not resolve ([`FunctionRole::unread_secret_fields`]).
-    async fn config(&self) -> Result<(HashMap<String, String>, Config), FunctionError> {
+    async fn config(&self) -> Result<(HashMap<String, String>, Config, String), FunctionError> {
         let (vars, env) = self.environment().await?;
-        let source = self.settings_path.display().to_string();
-        let text = std::fs::read_to_string(&self.settings_path)
-            .map_err(|e| FunctionError::Config(config::ConfigError::unreadable(&source, &e).to_string()))?;
-        let config = config::load_str_for(&text, &source, &env, &self.role.unread_secret_fields())
+        let source = self.source.read().await?;
+        let config = config::load_str_for(&source.text, &source.name, &env, &self.role.unread_secret_fields())
             .map_err(|e| FunctionError::Config(e.to_string()))?;
-        Ok((vars, config))
+        Ok((vars, config, source.version))
     }
 
-    fn new(role: FunctionRole, settings: &FunctionSettings, recorder: Option<&CallRecorder>) -> Self {
-        Self {
+    /// Both the secrets and the config text are younger than the TTL.
+    fn is_fresh(&self) -> bool {
+        self.secrets.is_fresh() && self.source.is_fresh()
+    }
+
+    fn new(
+        role: FunctionRole,
+        settings: &FunctionSettings,
+        recorder: Option<&CallRecorder>,
+    ) -> Result<Self, FunctionError> {
+        Ok(Self {
             role,
-            settings_path: settings.config_path.clone(),
+            source: ConfigSource::new(settings.config_path.clone(), &settings.vars, &settings.sdk, recorder)?,
             base_vars: settings.vars.clone(),
             secrets: SecretsManagerResolver::new(record::secretsmanager(&settings.sdk, recorder), Duration::MAX),
-        }
+        })
     }
 }
 
@@ -195,10 +216,15 @@ fn recorder(role: FunctionRole, settings: &FunctionSettings) -> Option<CallRecor
     CallRecorder::from_env(role.name(), &settings.vars)
 }
 
-fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
+fn wire(
+    vars: HashMap<String, String>,
+    config_version: String,
+    config: Config,
+    store: Arc<dyn StateStore>,
+) -> Result<Wiring, FunctionError> {
     let adapters = Adapters::from_config(&config, store).map_err(|e| FunctionError::Config(e.to_string()))?;
     let alerter = Alerter::from_config(&config.monitoring);
-    Ok(Wiring { vars, config, adapters, alerter })
+    Ok(Wiring { vars, config_version, config, adapters, alerter })
 }
 
 fn store_for(
@@ -237,16 +263,14 @@ impl SyncFunction {
         // The TTL comes from the config, which needs the secrets: fetch once,
         // then apply the configured TTL to what was fetched.
         let recorder = recorder(FunctionRole::Sync, &settings);
-        let mut loaded = Loaded::new(FunctionRole::Sync, &settings, recorder.as_ref());
-        let (vars, config) = loaded.config().await?;
+        let mut loaded = Loaded::new(FunctionRole::Sync, &settings, recorder.as_ref())?;
+        let (vars, config, version) = loaded.config().await?;
         let perf = &config.advanced.performance;
-        loaded.secrets.set_ttl(if perf.enable_caching {
-            Duration::from_secs(perf.cache_ttl_seconds)
-        } else {
-            Duration::ZERO
-        });
+        let ttl = if perf.enable_caching { Duration::from_secs(perf.cache_ttl_seconds) } else { Duration::ZERO };
+        loaded.secrets.set_ttl(ttl);
+        loaded.source.set_ttl(ttl);
         let store = store_for(&settings, &config, recorder.as_ref())?;
-        let wiring = wire(vars, config, store.clone())?;
+        let wiring = wire(vars, version, config, store.clone())?;
         info!(connectors = wiring.config.connectors.len(), "sync function ready");
         let metrics = EmfWriter::from_vars(&settings.vars);
         Ok(Self {
@@ -270,19 +294,20 @@ impl SyncFunction {
         Arc::clone(&self.store)
     }
 
-    /// The wiring, rebuilt when the secrets' TTL has passed and a value changed.
+    /// The wiring, rebuilt when the TTL has passed and a secret or the
+    /// config changed.
     async fn current(&self) -> Result<Arc<Wiring>, FunctionError> {
         let wiring = Arc::clone(&*self.wiring.read().await);
-        if self.loaded.secrets.is_fresh() {
+        if self.loaded.is_fresh() {
             return Ok(wiring);
         }
         let (vars, _) = self.loaded.environment().await?;
-        if vars == wiring.vars {
+        if vars == wiring.vars && self.loaded.source.read().await?.version == wiring.config_version {
             return Ok(wiring);
         }
-        info!("a secret changed: reloading the config");
-        let (vars, config) = self.loaded.config().await?;
-        let fresh = Arc::new(wire(vars, config, self.store())?);
+        info!("a secret or the config changed: reloading the config");
+        let (vars, config, version) = self.loaded.config().await?;
+        let fresh = Arc::new(wire(vars, version, config, self.store())?);
         *self.wiring.write().await = Arc::clone(&fresh);
         Ok(fresh)
     }
@@ -300,7 +325,11 @@ impl SyncFunction {
     async fn run_event(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let request = parse_sync_event(event)?;
-        let wiring = self.current().await?;
+        let mut wiring = self.current().await?;
+        // A connector added by `deploy-config` may be newer than the cached config.
+        if wiring.config.connector(&request.connector_id).is_none() && self.loaded.source.expire() {
+            wiring = self.current().await?;
+        }
         let connector = wiring
             .config
             .connector(&request.connector_id)
@@ -345,10 +374,31 @@ impl SyncFunction {
     }
 
     /// [`SyncFunction::handle`] with the retry classification applied:
-    /// `Err` only for retryable failures; the others are logged and
-    /// answered `{"status": "rejected", "error": ...}`.
+    /// `Err` for retryable failures and for a connector the config does not
+    /// have (a visible failure: the async retry reads the config again, then
+    /// the on-failure destination keeps the event); the others are logged
+    /// and answered `{"status": "rejected", "error": ...}`.
     pub async fn handle_classified(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
-        classify(self.handle(event, remaining).await)
+        match self.handle(event, remaining).await {
+            Err(unknown @ FunctionError::UnknownConnector(_)) => {
+                error!(error = %unknown, "the event names a connector the config does not have");
+                Err(unknown)
+            }
+            other => classify(other),
+        }
+    }
+
+    /// What the Lambda handler calls: an SQS batch ([`intake`]) answers
+    /// which messages failed; any other event is [`SyncFunction::handle_classified`].
+    pub async fn handle_invocation(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        match intake::sqs_messages(event) {
+            None => self.handle_classified(event, remaining).await,
+            Some(messages) => {
+                let messages = messages.map_err(FunctionError::BadEvent)?;
+                Ok(intake::run_batch(&messages, remaining, |body, left| async move { self.handle(&body, left).await })
+                    .await)
+            }
+        }
     }
 }
 
@@ -374,7 +424,7 @@ pub struct CleanupFunction {
 impl CleanupFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
         let recorder = recorder(FunctionRole::Cleanup, &settings);
-        let (_, config) = Loaded::new(FunctionRole::Cleanup, &settings, recorder.as_ref()).config().await?;
+        let (_, config, _) = Loaded::new(FunctionRole::Cleanup, &settings, recorder.as_ref())?.config().await?;
         let store = store_for(&settings, &config, recorder.as_ref())?;
         Ok(Self { store, config })
     }
@@ -438,18 +488,30 @@ pub const SYNC_REQUESTED: &str = "SyncRequested";
 /// The event the api function puts to have `cleanup` reset a connector.
 pub const RESET_REQUESTED: &str = "ResetRequested";
 
+/// The stack's schedule group, whose schedules `pause`/`resume` switch.
+pub const SCHEDULE_GROUP_ENV: &str = "SCHEDULE_GROUP";
+
 /// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
-/// which a rule routes to the `sync` function. A connector whose lease is
+/// which a rule routes to the `sync` queue. A connector whose lease is
 /// held answers 409 here already; the lease still decides in `sync`.
+/// `pause`/`resume` also switch the connector's schedule (when the
+/// function knows its schedule group).
 pub struct EventBridgeLauncher {
     client: aws_sdk_eventbridge::Client,
     bus: String,
     store: Arc<dyn StateStore>,
+    schedules: Option<(aws_sdk_scheduler::Client, String)>,
 }
 
 impl EventBridgeLauncher {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: String, store: Arc<dyn StateStore>) -> Self {
-        Self { client, bus, store }
+        Self { client, bus, store, schedules: None }
+    }
+
+    /// Pause and resume switch the schedules of `group` too.
+    pub fn with_schedule_group(mut self, client: aws_sdk_scheduler::Client, group: String) -> Self {
+        self.schedules = Some((client, group));
+        self
     }
 }
 
@@ -498,6 +560,20 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         info!(connector_id = %connector.id, bus = %self.bus, "ResetRequested event put");
         Ok(crate::api::ResetAnswer::Accepted)
     }
+
+    async fn paused_changed(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+        paused: bool,
+    ) -> Result<(), crate::api::LaunchError> {
+        let Some((client, group)) = &self.schedules else { return Ok(()) };
+        let enabled = connector.enabled && !paused;
+        let switched = crate::schedule::scheduler::client::set_enabled(client, group, connector.id.as_str(), enabled)
+            .await
+            .map_err(|e| crate::api::LaunchError::Unavailable(format!("the paused flag is stored; {e}")))?;
+        info!(connector_id = %connector.id, group = %group, enabled, switched, "schedule state follows pause/resume");
+        Ok(())
+    }
 }
 
 impl EventBridgeLauncher {
@@ -529,14 +605,19 @@ impl EventBridgeLauncher {
 /// DynamoDB store, with `trigger` as a `SyncRequested` event.
 pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
     let recorder = recorder(FunctionRole::Api, &settings);
-    let (_, config) = Loaded::new(FunctionRole::Api, &settings, recorder.as_ref()).config().await?;
+    let (_, config, _) = Loaded::new(FunctionRole::Api, &settings, recorder.as_ref())?.config().await?;
     if let Some(problem) = crate::config::api_auth_problem(&config.api) {
         return Err(FunctionError::Config(format!("{}: {problem}", settings.config_path.display())));
     }
     let store = store_for(&settings, &config, recorder.as_ref())?;
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
     let events = record::eventbridge(&settings.sdk, recorder.as_ref());
-    let launcher = Arc::new(EventBridgeLauncher::new(events, bus, Arc::clone(&store)));
+    let mut launcher = EventBridgeLauncher::new(events, bus, Arc::clone(&store));
+    if let Some(group) = settings.vars.get(SCHEDULE_GROUP_ENV).filter(|g| !g.trim().is_empty()) {
+        let scheduler = crate::schedule::scheduler::client::recorded_client(&settings.sdk, recorder.as_ref());
+        launcher = launcher.with_schedule_group(scheduler, group.clone());
+    }
+    let launcher = Arc::new(launcher);
     info!(connectors = config.connectors.len(), "api function ready");
     Ok(crate::api::router(Arc::new(config), store, launcher))
 }

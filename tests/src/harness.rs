@@ -200,6 +200,8 @@ pub struct ConfigSpec {
     pub extra_yaml: String,
     /// `ingestion.skip_empty_transcripts`.
     pub skip_empty_transcripts: bool,
+    /// The management API on, behind this key (`api.enable_auth`); off when `None`.
+    pub api_key: Option<String>,
 }
 
 impl ConfigSpec {
@@ -223,6 +225,7 @@ impl ConfigSpec {
             transformation_extra: Vec::new(),
             extra_yaml: String::new(),
             skip_empty_transcripts: true,
+            api_key: None,
         }
     }
 
@@ -269,9 +272,7 @@ state:
   backend: {backend}
   path: "{state}"
 
-api:
-  enabled: false
-
+{api}
 logging:
   level: DEBUG
   format: json
@@ -289,8 +290,30 @@ logging:
             transformation_extra =
                 self.transformation_extra.iter().map(|line| format!("\n      {line}")).collect::<String>(),
             extra_yaml = self.extra_yaml,
+            api = match &self.api_key {
+                Some(key) => format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{key}\"\n"),
+                None => "api:\n  enabled: false\n".to_owned(),
+            },
         )
     }
+}
+
+/// One call of moto's SQS JSON protocol at `endpoint` (tests that read a
+/// queue back); panics on an error answer.
+pub async fn sqs(endpoint: &str, action: &str, body: serde_json::Value) -> serde_json::Value {
+    let answer = reqwest::Client::new()
+        .post(endpoint)
+        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/sqs/aws4_request")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sqs call");
+    let status = answer.status();
+    let value: serde_json::Value = answer.json().await.unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "SQS {action}: {status} {value}");
+    value
 }
 
 /// A webhook receiver on a port-0 loopback port (alerts): its URL and the

@@ -71,6 +71,7 @@ fn bench_smoke_run_reports_every_figure_and_the_delta() {
         "7.slow_sink.b50.in_flight",
         "8.usd_per_million",
         "8.usd_per_connector_month",
+        "9.config_load_ms",
     ] {
         let row = report.rows.iter().find(|r| r.key == prefix).unwrap_or_else(|| panic!("no row {prefix}:\n{first}"));
         assert!(row.verdict != Verdict::NotYet, "{row:?}");

@@ -10,7 +10,7 @@ use connector_core::serverless::{FunctionSettings, api_router, parse_sync_event}
 use connector_core::state::dynamodb::DynamoStore;
 use connector_core::state::{Checkpoint, EntryStatus, LeaseOutcome, LedgerEntry, Provenance, StateStore};
 use serde_json::{Value, json};
-use sims::harness::ConfigSpec;
+use sims::harness::{ConfigSpec, sqs};
 use std::collections::HashMap;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -21,22 +21,6 @@ const ACCOUNT: &str = "123456789012";
 fn emulators() -> Option<String> {
     connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "api function")?;
     connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", "api function")
-}
-
-/// One call of moto's SQS JSON protocol.
-async fn sqs(endpoint: &str, action: &str, body: Value) -> Value {
-    reqwest::Client::new()
-        .post(endpoint)
-        .header("X-Amz-Target", format!("AmazonSQS.{action}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/sqs/aws4_request")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("sqs call")
-        .json()
-        .await
-        .expect("sqs json")
 }
 
 async fn call(router: &axum::Router, method: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
@@ -91,10 +75,8 @@ async fn serves_status_and_triggers_through_eventbridge() {
     let dir = tempfile::tempdir().expect("dir");
     let mut spec = ConfigSpec::new("http://127.0.0.1:9", "http://127.0.0.1:9");
     spec.backend = "dynamodb";
-    let yaml = spec.render().replace(
-        "api:\n  enabled: false\n",
-        &format!("api:\n  enabled: true\n  enable_auth: true\n  api_key: \"{KEY}\"\n"),
-    );
+    spec.api_key = Some(KEY.into());
+    let yaml = spec.render();
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, yaml).expect("config");
     let vars = HashMap::from([("STATE_TABLE".to_owned(), table), ("MEMORY_API_KEY".to_owned(), "unused".to_owned())]);

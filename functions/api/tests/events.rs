@@ -8,7 +8,7 @@
 //! string in Secrets Manager). DynamoDB Local and moto; skipped loudly
 //! without them.
 
-use connector_core::serverless::{FunctionRole, FunctionSettings, api_function};
+use connector_core::serverless::{CONFIG_URI_ENV, FunctionRole, FunctionSettings, SCHEDULE_GROUP_ENV, api_function};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service as _};
 use serde_json::{Value, json};
@@ -68,6 +68,12 @@ async fn every_route_answers_api_gateway_requests_on_the_templates_defaults() {
         .arn
         .expect("arn");
 
+    let bucket = format!("config-{suffix}");
+    connector_core::config_store::client(&sdk).create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let group = format!("api-group-{suffix}");
+    let scheduler = connector_core::schedule::scheduler::client::client(&sdk);
+    scheduler.create_schedule_group().name(&group).send().await.expect("schedule group");
+
     // What the template gives the api function on its defaults, by the table.
     let role = FunctionRole::Api;
     let config_path = workspace().join("config/lambda/memory-connector/config.yaml");
@@ -79,6 +85,10 @@ async fn every_route_answers_api_gateway_requests_on_the_templates_defaults() {
         match (*name, required) {
             ("STATE_TABLE", _) => vars.insert((*name).to_owned(), table.clone()),
             ("CONFIG_PATH", _) => vars.insert((*name).to_owned(), config_path.display().to_string()),
+            // A fresh stack: its config bucket holds nothing yet (the layer's file is read).
+            (CONFIG_URI_ENV, _) => vars.insert((*name).to_owned(), format!("s3://{bucket}/config.yaml")),
+            // Its schedule group has no schedule yet (pause and resume switch none).
+            (SCHEDULE_GROUP_ENV, _) => vars.insert((*name).to_owned(), group.clone()),
             (other, true) => panic!("the test does not know the api function's required variable {other}"),
             _ => None,
         };

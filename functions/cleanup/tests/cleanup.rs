@@ -1,8 +1,10 @@
-//! The `cleanup` handler against DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`); skipped loudly without it.
+//! The `cleanup` handler against DynamoDB Local (`AWS_ENDPOINT_URL_DYNAMODB`) and moto
+//! (`AWS_ENDPOINT_URL`, the deployed config); skipped loudly without them.
 
 use chrono::{TimeDelta, Utc};
+use connector_core::config_store::ConfigObject;
 use connector_core::ids::{ConnectorId, MemoryId, RunId};
-use connector_core::serverless::{CleanupFunction, FunctionSettings};
+use connector_core::serverless::{CONFIG_URI_ENV, CleanupFunction, FunctionSettings};
 use connector_core::state::dynamodb::DynamoStore;
 use connector_core::state::{Checkpoint, EntryStatus, LedgerEntry, RunRecord, RunStatus, StateStore};
 use lambda_runtime::{Context, LambdaEvent};
@@ -144,4 +146,53 @@ connectors:
     let unknown = serde_json::json!({"detail-type": "ResetRequested", "detail": {"connector_id": "nope"}});
     let answer = cleanup_function::handler(&function, LambdaEvent::new(unknown, Context::default())).await;
     assert!(answer.is_ok(), "an unknown connector is answered, not retried");
+}
+
+/// The config deploy-config uploaded (`CONFIG_URI`) is the one cleanup
+/// applies: its connectors, its retention; the layer's file is not read
+/// while the object exists. Needs moto (S3) as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_applies_the_deployed_config() {
+    if connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", "cleanup deployed config").is_none()
+        || connector_core::aws::emulator_endpoint("AWS_ENDPOINT_URL", "cleanup deployed config").is_none()
+    {
+        return;
+    }
+    let sdk = connector_core::aws::sdk_config().await;
+    let suffix = format!("{:012x}", fastrand::u64(..) >> 16);
+    let s3 = connector_core::config_store::client(&sdk);
+    s3.create_bucket().bucket(format!("config-{suffix}")).send().await.expect("bucket");
+    let object = ConfigObject::new(s3, &format!("s3://config-{suffix}/config.yaml")).expect("uri");
+    object
+        .put(
+            r#"
+memory_api: {url: "http://127.0.0.1:9", api_key: "${MEMORY_API_KEY}"}
+lightrag: {mode: api, api: {url: "http://127.0.0.1:9"}}
+api: {enabled: false}
+state: {backend: dynamodb, cleanup: {enabled: true, retention_days: 7, cleanup_cron: "0 2 * * *"}}
+connectors:
+  - {id: deployed, context_id: C1}
+"#,
+            None,
+        )
+        .await
+        .expect("upload");
+    let table = format!("cleanup-s3-{suffix}");
+    let state = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    state.create_table().await.expect("create table");
+    let c = ConnectorId::new("deployed");
+    for (id, days) in [("old", 10), ("recent", 2)] {
+        state.checkpoint(&c, Checkpoint { run: Some(run(&c, id, days)), ..Checkpoint::default() }).await.expect("run");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = HashMap::from([("STATE_TABLE".to_owned(), table), (CONFIG_URI_ENV.to_owned(), object.uri())]);
+    let settings =
+        FunctionSettings { config_path: dir.path().join("no-layer.yaml"), vars, sdk, safety_margin: Duration::ZERO };
+    let function = CleanupFunction::init(settings).await.expect("cold start from S3");
+    let answer = cleanup_function::handler(&function, LambdaEvent::new(serde_json::json!({}), Context::default()))
+        .await
+        .expect("handler");
+    assert_eq!((answer["status"].as_str(), answer["removed_runs"].as_u64()), (Some("completed"), Some(1)), "{answer}");
+    let left: Vec<_> = state.runs(&c, 10).await.expect("runs").into_iter().map(|r| r.run_id.to_string()).collect();
+    assert_eq!(left, ["recent"], "the deployed retention (7 days) applied to the deployed connector");
 }

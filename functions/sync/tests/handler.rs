@@ -137,12 +137,16 @@ async fn scheduled_event_runs_one_sync_into_dynamodb() {
     assert_eq!(busy["status"], "already_running", "{busy:#}");
     store.release_lease(&c, &elsewhere).await.expect("release");
 
-    // Not retryable: answered, not failed.
+    // A connector the config does not have: a visible failure (the invocation fails).
     let unknown = sync_function::handler(&s.function, event(json!({"connector_id": "nope"}), Duration::from_secs(60)))
         .await
-        .expect("an unknown connector is answered, not failed");
-    assert_eq!(unknown["status"], "rejected");
-    assert!(unknown["error"].as_str().unwrap_or_default().contains("nope"), "{unknown}");
+        .expect_err("an unknown connector fails the invocation");
+    assert!(unknown.to_string().contains("nope"), "{unknown}");
+    // A malformed event is answered (a retry would fail the same way).
+    let bad = sync_function::handler(&s.function, event(json!({"connector_id": ""}), Duration::from_secs(60)))
+        .await
+        .expect("a malformed event is answered");
+    assert_eq!(bad["status"], "rejected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

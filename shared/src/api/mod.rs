@@ -83,6 +83,14 @@ pub trait RunLauncher: Send + Sync {
         None
     }
 
+    /// `pause`/`resume` changed the connector's `paused` flag in the state.
+    /// `serve`'s scheduler reads the flag itself; a deployment whose
+    /// schedules live elsewhere (EventBridge Scheduler, the `api` function)
+    /// switches them here.
+    async fn paused_changed(&self, _connector: &ConnectorConfig, _paused: bool) -> Result<(), LaunchError> {
+        Ok(())
+    }
+
     /// Resets the connector (see [`admin::reset`]): here and now (`serve`),
     /// or handed to a function that has the time for a large ledger (the
     /// api Lambda answers within API Gateway's 30 s).
@@ -330,6 +338,7 @@ async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Result
 async fn set_paused(state: &ApiState, id: &str, paused: bool) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(state, id)?;
     admin::set_paused(state.store.as_ref(), &connector.id, paused).await?;
+    state.launcher.paused_changed(connector, paused).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "paused": paused })))
 }
 

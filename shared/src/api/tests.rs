@@ -198,6 +198,63 @@ async fn cors_allows_the_configured_origins_only() {
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }
 
+/// Remembers what `pause`/`resume` told it; refuses when `refuse` is set.
+struct ScheduleSwitch {
+    seen: std::sync::Mutex<Vec<(ConnectorId, bool)>>,
+    refuse: bool,
+}
+
+#[async_trait]
+impl RunLauncher for ScheduleSwitch {
+    async fn launch(&self, connector: &ConnectorConfig, _force: bool) -> Result<LaunchOutcome, LaunchError> {
+        Err(LaunchError::Disabled(connector.id.clone()))
+    }
+
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError> {
+        Err(LaunchError::Disabled(connector.id.clone()))
+    }
+
+    async fn paused_changed(&self, connector: &ConnectorConfig, paused: bool) -> Result<(), LaunchError> {
+        if self.refuse {
+            return Err(LaunchError::Unavailable("EventBridge Scheduler UpdateSchedule: throttled".into()));
+        }
+        self.seen.lock().unwrap().push((connector.id.clone(), paused));
+        Ok(())
+    }
+}
+
+/// The seam the `api` function switches its schedules through: called
+/// after the flag is stored; its failure is the answer (503), not swallowed.
+#[tokio::test]
+async fn pause_and_resume_reach_the_launcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let config = Arc::new(load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap());
+    let switch = Arc::new(ScheduleSwitch { seen: Default::default(), refuse: false });
+    let app = router(Arc::clone(&config), Arc::clone(&store), switch.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    for action in ["pause", "resume"] {
+        let answer =
+            client.post(format!("{url}/connectors/c1/{action}")).header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{action}");
+    }
+    assert_eq!(*switch.seen.lock().unwrap(), [(ConnectorId::new("c1"), true), (ConnectorId::new("c1"), false)]);
+
+    let refusing = Arc::new(ScheduleSwitch { seen: Default::default(), refuse: true });
+    let app = router(config, Arc::clone(&store), refusing);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let answer = client.post(format!("{url}/connectors/c1/pause")).header("X-API-Key", "the-key").send().await.unwrap();
+    assert_eq!(answer.status(), 503, "the schedule was not switched: the caller must know");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert!(store.connector_state(&ConnectorId::new("c1")).await.unwrap().unwrap().paused, "the flag is stored first");
+}
+
 /// Whatever reached the router as a health endpoint (validation refuses
 /// these, the router must not trust that): it never panics, `/health`
 /// answers and every API route still routes.

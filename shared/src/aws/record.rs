@@ -95,8 +95,9 @@ impl CallRecorder {
         json!({"service": service, "type": kind, "name": name, "index": index, "via": self.via(name)})
     }
 
-    /// The (action, resource) pairs a serialized request needs.
-    fn needs(&self, prefix: &str, operation: &str, body: &Value) -> Vec<(String, Value)> {
+    /// The (action, resource) pairs a serialized request needs: from its
+    /// JSON body, or its address (`uri`) for the REST services.
+    fn needs(&self, prefix: &str, operation: &str, uri: &str, body: &Value) -> Vec<(String, Value)> {
         let action = |op: &str| format!("{prefix}:{op}");
         let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
         match prefix {
@@ -151,11 +152,79 @@ impl CallRecorder {
                 buses.dedup();
                 buses.iter().map(|bus| (action(operation), self.resource(prefix, "event-bus", bus, None))).collect()
             }
+            // REST: the bucket and key are in the address. A read also needs
+            // s3:ListBucket: without it S3 answers a missing object 403,
+            // not the 404 the config reader falls back to the layer on.
+            "s3" => match s3_object(uri) {
+                Some((bucket, key)) => {
+                    let uri = format!("s3://{bucket}/{key}");
+                    let object = json!({"service": prefix, "type": "s3-object", "name": uri, "via": self.via(&uri)});
+                    let mut needs = vec![(action(operation), object)];
+                    if operation == "GetObject" {
+                        let bucket =
+                            json!({"service": prefix, "type": "s3-bucket", "name": bucket, "via": self.via(&uri)});
+                        needs.push((action("ListBucket"), bucket));
+                    }
+                    needs
+                }
+                None => vec![(action(operation), json!({"service": prefix, "type": "unknown", "uri": uri}))],
+            },
+            // REST-JSON: the schedule's name in the address, its group in the
+            // body or the query. A schedule's target role is passed to
+            // Scheduler: iam:PassRole on it.
+            "scheduler" => {
+                let name = path_of(uri).strip_prefix("/schedules/").map(decoded).unwrap_or_default();
+                let group = str_at(body, "GroupName")
+                    .or_else(|| query_value(uri, "groupName"))
+                    .unwrap_or_else(|| "default".to_owned());
+                let schedule = json!({"service": prefix, "type": "schedule", "name": name, "group": group, "via": self.via(&group)});
+                let mut needs = vec![(action(operation), schedule)];
+                if let Some(role) = body.pointer("/Target/RoleArn").and_then(Value::as_str) {
+                    needs.push((
+                        "iam:PassRole".to_owned(),
+                        json!({"service": "iam", "type": "scheduler-role", "name": role}),
+                    ));
+                }
+                needs
+            }
             // A service this recorder cannot name resources of: the check
             // refuses it until it is taught here.
             _ => vec![(action(operation), json!({"service": prefix, "type": "unknown"}))],
         }
     }
+}
+
+/// The path of a request address (`/a/b`, no query).
+fn path_of(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    path.split(['?', '#']).next().unwrap_or_default()
+}
+
+fn decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+/// The value of `key` in the address's query.
+fn query_value(uri: &str, key: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1.split('#').next()?;
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| decoded(v))
+}
+
+/// The bucket and key of an S3 object address: path-style (`host/bucket/key`,
+/// how the clients talk to an emulator) or virtual-hosted (`bucket.s3.…/key`).
+fn s3_object(uri: &str) -> Option<(String, String)> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let path = decoded(path_of(uri).trim_start_matches('/'));
+    let (bucket, key) = match host.split_once(".s3") {
+        Some((bucket, _)) if !bucket.is_empty() => (bucket.to_owned(), path),
+        _ => {
+            let (bucket, key) = path.split_once('/')?;
+            (bucket.to_owned(), key.to_owned())
+        }
+    };
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
 }
 
 /// The IAM prefix of an SDK service name.
@@ -173,7 +242,8 @@ impl Intercept for CallRecorder {
         "CallRecorder"
     }
 
-    fn read_after_serialization(
+    // Before transmit: the address is whole then (endpoint and bucket resolved).
+    fn read_before_transmit(
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
@@ -181,10 +251,10 @@ impl Intercept for CallRecorder {
     ) -> Result<(), BoxError> {
         let Some(metadata) = cfg.load::<Metadata>() else { return Ok(()) };
         let prefix = iam_prefix(metadata.service());
-        let body: Value =
-            context.request().body().bytes().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+        let request = context.request();
+        let body: Value = request.body().bytes().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
         let needs: Vec<Value> = self
-            .needs(&prefix, metadata.name(), &body)
+            .needs(&prefix, metadata.name(), request.uri(), &body)
             .into_iter()
             .map(|(action, resource)| json!({"action": action, "resource": resource}))
             .collect();
@@ -245,7 +315,7 @@ mod tests {
             {"Put": {"TableName": "t1", "Item": {}}},
             {"Update": {"TableName": "t1", "Key": {}}},
         ]});
-        let needs = recorder().needs("dynamodb", "TransactWriteItems", &body);
+        let needs = recorder().needs("dynamodb", "TransactWriteItems", "", &body);
         let actions: Vec<&str> = needs.iter().map(|(a, _)| a.as_str()).collect();
         assert_eq!(actions, ["dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]);
         assert!(needs.iter().all(|(_, r)| r["via"] == "STATE_TABLE" && r["type"] == "table"));
@@ -254,17 +324,48 @@ mod tests {
     #[test]
     fn queries_of_an_index_batches_secrets_and_buses_name_their_resource() {
         let r = recorder();
-        let query = r.needs("dynamodb", "Query", &json!({"TableName": "t1", "IndexName": "open"}));
+        let query = r.needs("dynamodb", "Query", "", &json!({"TableName": "t1", "IndexName": "open"}));
         assert_eq!(query[0].1["type"], "index");
         assert_eq!(query[0].1["index"], "open");
-        let batch = r.needs("dynamodb", "BatchGetItem", &json!({"RequestItems": {"t1": {"Keys": []}}}));
+        let batch = r.needs("dynamodb", "BatchGetItem", "", &json!({"RequestItems": {"t1": {"Keys": []}}}));
         assert_eq!((batch[0].0.as_str(), batch[0].1["name"].as_str()), ("dynamodb:BatchGetItem", Some("t1")));
-        let secret = r.needs("secretsmanager", "GetSecretValue", &json!({"SecretId": "arn:s"}));
+        let secret = r.needs("secretsmanager", "GetSecretValue", "", &json!({"SecretId": "arn:s"}));
         assert_eq!(secret[0].1["via"], "X_SECRET_ARN");
-        let events = r.needs("events", "PutEvents", &json!({"Entries": [{"Detail": "{}"}, {"EventBusName": "b"}]}));
+        let events = r.needs("events", "PutEvents", "", &json!({"Entries": [{"Detail": "{}"}, {"EventBusName": "b"}]}));
         let buses: Vec<&str> = events.iter().filter_map(|(_, r)| r["name"].as_str()).collect();
         assert_eq!(buses, ["b", "default"]);
-        assert_eq!(r.needs("s3", "GetObject", &Value::Null)[0].1["type"], "unknown");
+        assert_eq!(r.needs("sqs", "SendMessage", "", &Value::Null)[0].1["type"], "unknown");
         assert_eq!(iam_prefix("Secrets Manager"), "secretsmanager");
+    }
+
+    /// S3 and Scheduler name their resources in the address: a config read
+    /// needs the object and ListBucket on its bucket; a schedule update
+    /// passes the schedule's role.
+    #[test]
+    fn s3_objects_and_schedules_are_named_from_the_address() {
+        let mut r = recorder();
+        r.names =
+            Arc::new(vec![("g1".into(), "SCHEDULE_GROUP".into()), ("s3://b1/conf/c.yaml".into(), "CONFIG_URI".into())]);
+        for uri in
+            ["http://127.0.0.1:5000/b1/conf/c.yaml?x-id=GetObject", "https://b1.s3.us-east-1.amazonaws.com/conf/c.yaml"]
+        {
+            let needs = r.needs("s3", "GetObject", uri, &Value::Null);
+            let pairs: Vec<(&str, &str, &str)> = needs
+                .iter()
+                .map(|(a, res)| (a.as_str(), res["name"].as_str().unwrap_or(""), res["via"].as_str().unwrap_or("")))
+                .collect();
+            assert_eq!(
+                pairs,
+                [("s3:GetObject", "s3://b1/conf/c.yaml", "CONFIG_URI"), ("s3:ListBucket", "b1", "CONFIG_URI")],
+                "{uri}"
+            );
+        }
+        let get = r.needs("scheduler", "GetSchedule", "http://h/schedules/docs%2Fa?groupName=g1", &Value::Null);
+        assert_eq!((get[0].1["name"].as_str(), get[0].1["via"].as_str()), (Some("docs/a"), Some("SCHEDULE_GROUP")));
+        let body = json!({"GroupName": "g1", "Target": {"Arn": "arn:q", "RoleArn": "arn:aws:iam::1:role/r"}});
+        let update = r.needs("scheduler", "UpdateSchedule", "http://h/schedules/docs", &body);
+        let actions: Vec<&str> = update.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(actions, ["scheduler:UpdateSchedule", "iam:PassRole"]);
+        assert_eq!(update[1].1["type"], "scheduler-role");
     }
 }

@@ -297,6 +297,8 @@ impl Validator {
         if connectors.is_empty() {
             self.push("connectors", "no connector is defined; expected at least one");
         }
+        // First index of each id: one pass, however many connectors.
+        let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for (i, c) in connectors.iter().enumerate() {
             let at = format!("connectors[{i}]");
             let id = c.id.as_str();
@@ -309,12 +311,13 @@ impl Validator {
                         "`{id}` is not a valid connector id; expected 1 to {MAX_CONNECTOR_ID_LEN} characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
                     ),
                 );
-            } else if let Some(first) = connectors[..i].iter().position(|o| o.id == c.id) {
+            } else if let Some(&first) = first_of.get(id) {
                 self.push(
                     format!("{at}.id"),
                     format!("`{id}` is already the id of connectors[{first}]; ids must be unique"),
                 );
             }
+            first_of.entry(id).or_insert(i);
             if c.context_id.trim().is_empty() {
                 self.push(format!("{at}.context_id"), "is empty; expected the Memory API context id");
             }

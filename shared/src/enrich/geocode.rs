@@ -11,39 +11,13 @@ use crate::retry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+
+pub use crate::pacing::Pacer as RateLimiter;
 
 pub const GEOCODING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The largest answer read (a `jsonv2` reverse answer is about 1 KB).
 pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
-
-/// Spaces requests at least `interval` apart (a single-slot limiter: callers
-/// queue on the mutex, each takes the next slot). Hand-written rather than
-/// `governor`: it is a dozen lines and runs on tokio's clock, so tests can
-/// pause time.
-#[derive(Debug)]
-pub struct RateLimiter {
-    interval: Duration,
-    next: Mutex<Option<Instant>>,
-}
-
-impl RateLimiter {
-    pub fn per_second(rate: f64) -> Self {
-        let rate = if rate.is_finite() && rate > 0.0 { rate } else { 1.0 };
-        Self { interval: Duration::from_secs_f64(1.0 / rate), next: Mutex::new(None) }
-    }
-
-    /// Waits for the next free slot and takes it.
-    pub async fn wait(&self) {
-        let mut next = self.next.lock().await;
-        let now = Instant::now();
-        let at = next.map_or(now, |at| at.max(now));
-        tokio::time::sleep_until(at).await;
-        *next = Some(at + self.interval);
-    }
-}
 
 /// A Nominatim client.
 #[derive(Debug)]
@@ -199,19 +173,5 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, rounded_key(GeoPoint { lat: 52.5215, lon: 13.405 }));
         assert_eq!(rounded_key(GeoPoint { lat: -0.0001, lon: 0.0002 }), "0.000,0.000");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn limiter_spaces_requests() {
-        let limiter = RateLimiter::per_second(1.0);
-        let start = Instant::now();
-        for _ in 0..3 {
-            limiter.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::from_secs(2), "three requests take two intervals");
-        tokio::time::advance(Duration::from_secs(5)).await;
-        let before = Instant::now();
-        limiter.wait().await;
-        assert_eq!(before.elapsed(), Duration::ZERO, "an idle limiter does not make the next request wait");
     }
 }

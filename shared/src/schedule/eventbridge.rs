@@ -1,19 +1,22 @@
-//! A connector's schedule as an EventBridge schedule expression:
+//! A connector's schedule as an EventBridge (Scheduler) schedule expression:
 //! `rate(N hours|minutes|days)` for intervals, `cron(min hour dom month dow year)`
-//! for 5-field Unix cron.
+//! for 5-field Unix cron. The zone the cron is read in is not part of the
+//! expression: EventBridge Scheduler takes it as `ScheduleExpressionTimezone`
+//! ([`super::scheduler`]).
 //!
 //! The Unix expression is validated with the config's own parser
 //! (`parse_unix_cron`), then every field is expanded to the set of values it
-//! allows and written back in a canonical form EventBridge accepts: `*`, a
+//! allows and written back in a canonical form AWS accepts: `*`, a
 //! `start/step` progression, or a list of values and ranges. That makes the
-//! conversion of day-of-week (Unix 0-6 or 7 with Sunday 0/7, EventBridge 1-7
-//! with Sunday 1) a mapping of sets, written with names (`MON-FRI`).
+//! conversion of day-of-week (Unix 0-6 or 7 with Sunday 0/7, AWS 1-7 with
+//! Sunday 1) a mapping of sets, written with names (`MON-FRI`). AWS's cron
+//! reference allows `/` in every field but day-of-week (`, - * ? L #` there),
+//! so a day-of-week step is written as the list of days it means
+//! (`*/2` -> `SUN,TUE,THU,SAT`).
 //!
 //! Refused, with a reason: both day-of-month and day-of-week restricted
-//! (Unix fires when either matches, EventBridge needs one of them `?`),
-//! `L`/`W`/`#` (not converted), a time zone other than UTC (EventBridge rules
-//! run in UTC; EventBridge Scheduler would be needed), intervals that are not
-//! whole minutes.
+//! (Unix fires when either matches, AWS needs one of them `?`), `L`/`W`/`#`
+//! (not converted), intervals that are not whole minutes.
 
 use crate::config::{ScheduleConfig, ScheduleType};
 use std::collections::BTreeSet;
@@ -28,15 +31,9 @@ pub enum ScheduleError {
     Other(String),
 }
 
-/// The EventBridge expression for `schedule`.
+/// The EventBridge expression for `schedule` (its zone goes beside it, see
+/// [`super::scheduler`]).
 pub fn eventbridge_expression(schedule: &ScheduleConfig) -> Result<String, ScheduleError> {
-    if schedule.kind == ScheduleType::Cron
-        && let Some(zone) = schedule.timezone.as_deref().filter(|z| !crate::config::is_utc(z.trim()))
-    {
-        return Err(ScheduleError::Other(format!(
-            "timezone {zone:?}: EventBridge rules run in UTC; write the cron in UTC or drop the timezone"
-        )));
-    }
     match schedule.kind {
         ScheduleType::Interval => {
             let minutes = schedule
@@ -107,7 +104,7 @@ pub fn unix_cron_to_eventbridge(expression: &str) -> Result<String, ScheduleErro
     let dom_free = dom == "*";
     let dow_free = dow == "*";
     let (dom_out, dow_out) = match (dom_free, dow_free) {
-        (_, true) => (render(&days, &DOM, None), "?".to_owned()),
+        (_, true) => (render(&days, &DOM, None, true), "?".to_owned()),
         (true, false) => ("?".to_owned(), render_weekdays(&weekdays)),
         (false, false) => {
             return Err(fail(
@@ -119,9 +116,9 @@ pub fn unix_cron_to_eventbridge(expression: &str) -> Result<String, ScheduleErro
     };
     Ok(format!(
         "cron({} {} {dom_out} {} {dow_out} *)",
-        render(&minutes, &MINUTE, None),
-        render(&hours, &HOUR, None),
-        render(&months, &MONTH, None)
+        render(&minutes, &MINUTE, None, true),
+        render(&hours, &HOUR, None, true),
+        render(&months, &MONTH, None, true)
     ))
 }
 
@@ -172,16 +169,16 @@ fn value(text: &str, field: &Field) -> Result<u32, String> {
     }
 }
 
-/// `*`, `start/step` (a progression from the field's start to its end) or a
-/// list of values and ranges.
-fn render(values: &BTreeSet<u32>, field: &Field, names: Option<&dyn Fn(u32) -> String>) -> String {
+/// `*`, `start/step` (a progression from the field's start to its end; only
+/// where `steps` is allowed) or a list of values and ranges.
+fn render(values: &BTreeSet<u32>, field: &Field, names: Option<&dyn Fn(u32) -> String>, steps: bool) -> String {
     let all = values.len() as u32 == field.max - field.min + 1;
     if all {
         return "*".into();
     }
     let list: Vec<u32> = values.iter().copied().collect();
     let show = |v: u32| names.map_or_else(|| v.to_string(), |n| n(v));
-    if list.len() > 2 {
+    if steps && list.len() > 2 {
         let step = list[1] - list[0];
         let progression = list.windows(2).all(|w| w[1] - w[0] == step);
         if progression && step > 1 && list[list.len() - 1] + step > field.max && list[0] < step + field.min {
@@ -205,19 +202,12 @@ fn render(values: &BTreeSet<u32>, field: &Field, names: Option<&dyn Fn(u32) -> S
     parts.join(",")
 }
 
-/// Days of week (0 = Sunday) as EventBridge names: `MON-FRI`, `SUN,SAT`...
+/// Days of week (0 = Sunday) as names, in lists and ranges only: `MON-FRI`,
+/// `SUN,SAT`, `SUN,TUE,THU,SAT` (AWS allows no `/` in day-of-week).
 fn render_weekdays(days: &BTreeSet<u32>) -> String {
     let field = Field { name: "day-of-week", min: 0, max: 6, names: &DAYS, names_from: 0 };
     let name = |d: u32| DAYS[d as usize % 7].to_owned();
-    let rendered = render(days, &field, Some(&name));
-    // A progression renders as `SUN/2`; EventBridge wants the number (1-7, SUN = 1).
-    match rendered.split_once('/') {
-        Some((start, step)) => {
-            let day = DAYS.iter().position(|d| *d == start).unwrap_or(0) + 1;
-            format!("{day}/{step}")
-        }
-        None => rendered,
-    }
+    render(days, &field, Some(&name), false)
 }
 
 #[cfg(test)]

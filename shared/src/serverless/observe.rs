@@ -14,7 +14,8 @@ use tracing::warn;
 
 impl FunctionError {
     /// Every [`FunctionError::reason`] (the template's alarm sums them all).
-    pub const REASONS: [&'static str; 5] = ["unknown_connector", "bad_event", "config", "state", "secrets"];
+    pub const REASONS: [&'static str; 6] =
+        ["unknown_connector", "bad_event", "config", "state", "secrets", "deployed_config"];
 
     /// The `Reason` of the `RejectedEvents` metric.
     pub fn reason(&self) -> &'static str {
@@ -24,6 +25,7 @@ impl FunctionError {
             FunctionError::Config(_) => "config",
             FunctionError::State(_) => "state",
             FunctionError::Secrets(_) => "secrets",
+            FunctionError::ConfigStore(_) => "deployed_config",
         }
     }
 }

@@ -6,7 +6,7 @@
 //! (`tests/scripts/template-check.sh` in `make test`: every secret variable
 //! readable by the role, nothing more granted than the recorded calls use).
 
-use super::{CONFIG_PATH_ENV, EVENT_BUS_ENV, SAFETY_MARGIN_ENV};
+use super::{CONFIG_PATH_ENV, CONFIG_URI_ENV, EVENT_BUS_ENV, SAFETY_MARGIN_ENV, SCHEDULE_GROUP_ENV};
 use crate::config::SECRET_FIELDS;
 use crate::state::dynamodb::TABLE_ENV;
 use crate::telemetry::emf::NAMESPACE_ENV;
@@ -61,6 +61,10 @@ pub enum PlatformGrant {
 }
 
 const BASIC_EXECUTION: PlatformGrant = PlatformGrant::ManagedPolicy("service-role/AWSLambdaBasicExecutionRole");
+/// The sync queue's event source mapping: Lambda receives, deletes and
+/// reads the attributes of the queue's messages with the function's role
+/// (SAM attaches this policy for an `SQS` event; the code never calls SQS).
+const SQS_POLLER: PlatformGrant = PlatformGrant::ManagedPolicy("service-role/AWSLambdaSQSQueueExecutionRole");
 
 impl FunctionRole {
     pub const ALL: [FunctionRole; 3] = [FunctionRole::Sync, FunctionRole::Api, FunctionRole::Cleanup];
@@ -97,11 +101,22 @@ impl FunctionRole {
     /// The plain variables its code reads (`true`: the template must set it).
     pub fn variables(self) -> &'static [(&'static str, bool)] {
         match self {
-            FunctionRole::Sync => {
-                &[(TABLE_ENV, true), (CONFIG_PATH_ENV, true), (SAFETY_MARGIN_ENV, false), (NAMESPACE_ENV, true)]
-            }
-            FunctionRole::Api => &[(TABLE_ENV, true), (CONFIG_PATH_ENV, true), (EVENT_BUS_ENV, false)],
-            FunctionRole::Cleanup => &[(TABLE_ENV, true), (CONFIG_PATH_ENV, true)],
+            FunctionRole::Sync => &[
+                (TABLE_ENV, true),
+                (CONFIG_PATH_ENV, true),
+                (CONFIG_URI_ENV, true),
+                (SAFETY_MARGIN_ENV, false),
+                (NAMESPACE_ENV, true),
+            ],
+            // SCHEDULE_GROUP: pause/resume switch the connector's schedule.
+            FunctionRole::Api => &[
+                (TABLE_ENV, true),
+                (CONFIG_PATH_ENV, true),
+                (CONFIG_URI_ENV, true),
+                (EVENT_BUS_ENV, false),
+                (SCHEDULE_GROUP_ENV, true),
+            ],
+            FunctionRole::Cleanup => &[(TABLE_ENV, true), (CONFIG_PATH_ENV, true), (CONFIG_URI_ENV, true)],
         }
     }
 
@@ -131,7 +146,7 @@ impl FunctionRole {
     /// What Lambda does with its role for it.
     pub fn platform(self) -> &'static [PlatformGrant] {
         match self {
-            FunctionRole::Sync => &[BASIC_EXECUTION, PlatformGrant::OnFailureQueue],
+            FunctionRole::Sync => &[BASIC_EXECUTION, SQS_POLLER, PlatformGrant::OnFailureQueue],
             FunctionRole::Api | FunctionRole::Cleanup => &[BASIC_EXECUTION],
         }
     }

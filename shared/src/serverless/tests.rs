@@ -51,6 +51,11 @@ fn sample_events_and_the_lambda_config() {
             "{name}"
         );
     }
+    let queued: Value = serde_json::from_str(include_str!("../../../config/events/sync-sqs.json")).unwrap();
+    let messages = intake::sqs_messages(&queued).expect("an SQS event").expect("parses");
+    let body: Value = serde_json::from_str(&messages[0].body).unwrap();
+    let request = parse_sync_event(&body).unwrap();
+    assert_eq!((request.connector_id.as_str(), request.trigger.as_str()), ("personal-memories", "schedule"));
     for text in [
         include_str!("../../../config/events/cleanup-scheduled.json"),
         include_str!("../../../config/events/api-get-health.json"),
@@ -80,6 +85,7 @@ fn every_reason_is_listed() {
         FunctionError::UnknownConnector("x".into()),
         FunctionError::Config("x".into()),
         FunctionError::State(StateError::Unsupported("x".into())),
+        FunctionError::ConfigStore(ConfigStoreError::BadUri { uri: "x".into() }),
     ];
     for error in &errors {
         assert!(FunctionError::REASONS.contains(&error.reason()), "{error}");
@@ -92,7 +98,12 @@ fn only_aws_failures_are_retried() {
     let state = FunctionError::State(StateError::Unsupported("x".into()));
     assert!(state.is_retryable());
     assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
+    // `classify` answers it; `SyncFunction::handle_classified` fails it
+    // before (functions/sync/tests/handler.rs).
     let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
     assert_eq!(answered["status"], "rejected");
     assert!(classify(Err(state)).is_err());
+    let answered = classify(Err(FunctionError::BadEvent("no connector_id".into()))).unwrap();
+    assert_eq!(answered["status"], "rejected");
+    assert!(!FunctionError::Config("x".into()).is_retryable());
 }

@@ -12,9 +12,9 @@
 //! same stand-in answers. Then one event is sent; when the bootstrap asks
 //! for the next one, its peak RSS (`VmHWM`) is read and it is killed.
 //!
-//! The event names a connector the config does not have: the function
-//! answers `rejected` without touching DynamoDB, so no DynamoDB emulator is
-//! needed. Every other AWS endpoint points at a closed loopback port:
+//! The event names a connector the config does not have: the invocation
+//! fails (a visible failure, posted to `.../error`) without touching
+//! DynamoDB, so no DynamoDB emulator is needed. Every other AWS endpoint points at a closed loopback port:
 //! nothing leaves the machine.
 
 use anyhow::{Context as _, bail};

@@ -16,6 +16,7 @@ pub mod limit;
 pub mod load;
 mod noop;
 pub mod report;
+mod schedules;
 mod slow_sink;
 pub mod stages;
 mod startup;
@@ -63,6 +64,14 @@ pub struct BenchOptions {
     pub bench_exe: PathBuf,
     /// Cargo profile the binaries were built with (reported).
     pub profile: String,
+    /// Only these figures (`--only 5,9`); empty: all.
+    pub only: Vec<u32>,
+}
+
+impl BenchOptions {
+    fn wants(&self, figure: u32) -> bool {
+        self.only.is_empty() || self.only.contains(&figure)
+    }
 }
 
 impl BenchOptions {
@@ -183,13 +192,32 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
     let n = opts.n.clamp(1, MAX_PAGE);
     let mut bench = Bench { opts: BenchOptions { n, ..opts }, scratch: tempfile::tempdir()?, rows: Vec::new() };
-    let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
-    bench.cpu_breakdown(&throughput).await.context("figure 2 (CPU breakdown)")?;
-    bench.noop_at_scale().await.context("figure 3 (no-op at scale)")?;
-    bench.startup().await.context("figure 5 (start-up)")?;
-    bench.management_api_latency().await.context("figure 6 (management API latency)")?;
-    bench.slow_sink().await.context("figure 7 (slow sink)")?;
-    bench.cost_model(&throughput).await.context("figure 8 (cost model)")?;
+    // Figures 1, 2, 4 and 8 share figure 1's runs.
+    let throughput = if [1, 2, 4, 8].iter().any(|f| bench.opts.wants(*f)) {
+        let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
+        bench.cpu_breakdown(&throughput).await.context("figure 2 (CPU breakdown)")?;
+        Some(throughput)
+    } else {
+        None
+    };
+    if bench.opts.wants(3) {
+        bench.noop_at_scale().await.context("figure 3 (no-op at scale)")?;
+    }
+    if bench.opts.wants(5) {
+        bench.startup().await.context("figure 5 (start-up)")?;
+    }
+    if bench.opts.wants(6) {
+        bench.management_api_latency().await.context("figure 6 (management API latency)")?;
+    }
+    if bench.opts.wants(7) {
+        bench.slow_sink().await.context("figure 7 (slow sink)")?;
+    }
+    if let Some(throughput) = &throughput {
+        bench.cost_model(throughput).await.context("figure 8 (cost model)")?;
+    }
+    if bench.opts.wants(9) {
+        bench.schedules_at_scale().await.context("figure 9 (10,000 connectors: config, schedules apply)")?;
+    }
     Ok(Report {
         created_at: chrono::Utc::now().to_rfc3339(),
         n: bench.opts.n,

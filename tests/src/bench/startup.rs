@@ -59,9 +59,10 @@ impl Bench {
         let mut starts = Vec::new();
         for _ in 0..if self.opts.smoke { 2 } else { 7 } {
             let start = lambda::cold_start(&bootstrap, self.scratch(), MEMORY_KEY).await?;
-            if !start.answer.contains("rejected") || start.secret_calls != 1 {
+            let failed_visibly = start.answer.starts_with("error") && start.answer.contains("bench-no-such-connector");
+            if !failed_visibly || start.secret_calls != 1 {
                 bail!(
-                    "the bootstrap answered {:?} after {} Secrets Manager calls; expected `rejected` after 1",
+                    "the bootstrap answered {:?} after {} Secrets Manager calls; expected an invocation error naming the unknown connector after 1",
                     start.answer,
                     start.secret_calls
                 );
@@ -94,7 +95,7 @@ impl Bench {
                 "MB",
             )
             .note(format!(
-                "VmHWM; the event names an unknown connector (answered `rejected` in {} ms, no DynamoDB call): no sync ran",
+                "VmHWM; the event names an unknown connector (the invocation fails in {} ms, no DynamoDB call): no sync ran",
                 fmt_num(fastest.invoke_ms)
             )),
         );

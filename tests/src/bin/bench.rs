@@ -37,6 +37,9 @@ struct Cli {
     /// Exit non-zero when a target is missed.
     #[arg(long)]
     strict: bool,
+    /// Only these figures (comma-separated numbers; 1, 2, 4 and 8 run together).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         lambda_bootstrap,
         bench_exe,
         profile: cli.profile,
+        only: cli.only,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(bench::run(options))?;

@@ -39,7 +39,9 @@ fn cron_examples() {
         ("30 8 * * 7", "cron(30 8 ? * SUN *)"),
         ("30 8 * * sat,sun", "cron(30 8 ? * SUN,SAT *)"),
         ("30 8 * * 5-7", "cron(30 8 ? * SUN,FRI,SAT *)"),
-        ("0 12 * * */2", "cron(0 12 ? * 1/2 *)"),
+        ("0 12 * * */2", "cron(0 12 ? * SUN,TUE,THU,SAT *)"),
+        ("0 12 * * 1-5/2", "cron(0 12 ? * MON,WED,FRI *)"),
+        ("0 12 * * 0-6/3", "cron(0 12 ? * SUN,WED,SAT *)"),
         ("0 0-5 * * *", "cron(0 0-5 * * ? *)"),
         ("0 */1 * * *", "cron(0 * * * ? *)"),
     ] {
@@ -55,8 +57,9 @@ fn cron_refusals_say_why() {
     assert!(last.contains("L, W and #"), "{last}");
     assert!(unix_cron_to_eventbridge("0 0 * *").unwrap_err().to_string().contains("5 fields"));
     assert!(unix_cron_to_eventbridge("61 0 * * *").is_err());
+    // The zone is not part of the expression (Scheduler's ScheduleExpressionTimezone).
     let zoned = ScheduleConfig { timezone: Some("Europe/Paris".into()), ..cron_schedule("0 9 * * *") };
-    assert!(eventbridge_expression(&zoned).unwrap_err().to_string().contains("UTC"));
+    assert_eq!(eventbridge_expression(&zoned).unwrap(), "cron(0 9 * * ? *)");
     assert_eq!(
         eventbridge_expression(&ScheduleConfig { timezone: Some("UTC".into()), ..cron_schedule("0 9 * * *") }).unwrap(),
         "cron(0 9 * * ? *)"
@@ -116,6 +119,78 @@ fn month_field() -> impl Strategy<Value = String> {
     prop_oneof![field(1, 12), prop::sample::subsequence(MONTHS.to_vec(), 1..4).prop_map(|m| m.join(","))]
 }
 
+/// AWS's cron reference (EventBridge and EventBridge Scheduler share it):
+/// each field's values and the only wildcards it allows.
+/// Minutes `0-59` `, - * /`; Hours `0-23` `, - * /`; Day-of-month `1-31`
+/// `, - * ? / L W`; Month `1-12` or `JAN-DEC` `, - * /`; Day-of-week `1-7`
+/// or `SUN-SAT` `, - * ? L #`; Year `1970-2199` `, - * /`.
+const AWS_FIELDS: [(&str, u32, u32, &[&str], &str); 6] = [
+    ("minutes", 0, 59, &[], ",-*/"),
+    ("hours", 0, 23, &[], ",-*/"),
+    ("day-of-month", 1, 31, &[], ",-*?/LW"),
+    ("month", 1, 12, &MONTHS, ",-*/"),
+    ("day-of-week", 1, 7, &DAYS, ",-*?L#"),
+    ("year", 1970, 2199, &[], ",-*/"),
+];
+
+/// Every field of `cron(...)` uses only the characters AWS documents for it,
+/// numbers in its range (a `/` step at least 1), names of its own; exactly
+/// one day field is `?`.
+fn check_aws_fields(expression: &str) -> Result<(), String> {
+    let inner = expression.strip_prefix("cron(").and_then(|e| e.strip_suffix(')')).ok_or("not cron(...)")?;
+    let fields: Vec<&str> = inner.split(' ').collect();
+    if fields.len() != 6 {
+        return Err(format!("{expression}: {} fields, AWS wants 6", fields.len()));
+    }
+    for (text, (name, min, max, names, wildcards)) in fields.iter().zip(AWS_FIELDS) {
+        let fail = |why: String| Err(format!("{expression}: {name} field {text:?}: {why}"));
+        if let Some(c) = text.chars().find(|c| !c.is_ascii_alphanumeric() && !wildcards.contains(*c)) {
+            return fail(format!("{c:?} is not one of {wildcards:?}"));
+        }
+        for part in text.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (part, None),
+            };
+            if let Some(step) = step
+                && !step.parse::<u32>().is_ok_and(|s| s >= 1)
+            {
+                return fail(format!("step {step:?} is not a positive number"));
+            }
+            for value in range.split('-') {
+                let ok = match value.parse::<u32>() {
+                    Ok(v) => (min..=max).contains(&v),
+                    Err(_) => names.contains(&value) || (value.len() == 1 && wildcards.contains(value)),
+                };
+                if !ok {
+                    return fail(format!("{value:?} is not a value of this field"));
+                }
+            }
+        }
+    }
+    if (fields[2] == "?") == (fields[4] == "?") {
+        return Err(format!("{expression}: exactly one of day-of-month and day-of-week must be `?`"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_field_check_refuses_what_aws_refuses() {
+    check_aws_fields("cron(0/15 9-17 ? * MON-FRI *)").unwrap();
+    check_aws_fields("cron(0 12 1,15 JAN/3 ? *)").unwrap();
+    for bad in [
+        "cron(0 12 ? * 1/2 *)", // a step in day-of-week (what the old conversion wrote)
+        "cron(0 12 ? * 0 *)",   // Sunday is 1 in AWS
+        "cron(60 12 * * ? *)",  // minute out of range
+        "cron(0 12 * * * *)",   // no `?`
+        "cron(0 12 ? * ? *)",   // two `?`
+        "cron(0 12 * MON * ?)", // a day name in the month field
+        "cron(0 12 * * ?)",     // five fields
+    ] {
+        assert!(check_aws_fields(bad).is_err(), "{bad} should be refused");
+    }
+}
+
 proptest! {
     // Each case evaluates up to a year of firings of both forms.
     #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
@@ -136,6 +211,26 @@ proptest! {
         match unix_cron_to_eventbridge(&unix) {
             Ok(eventbridge) => same_firings(&unix, &eventbridge, start, 1_500)?,
             Err(error) => prop_assert!(dom != "*" && dow != "*", "{unix} refused: {error}"),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever converts uses, field by field, only what AWS's cron reference allows.
+    #[test]
+    fn every_field_uses_only_what_aws_documents(
+        minute in field(0, 59),
+        hour in field(0, 23),
+        dom in prop_oneof![3 => Just("*".to_owned()), 1 => field(1, 31)],
+        month in month_field(),
+        dow in prop_oneof![1 => Just("*".to_owned()), 2 => weekday_field()],
+    ) {
+        let unix = format!("{minute} {hour} {dom} {month} {dow}");
+        prop_assume!(crate::config::parse_unix_cron(&unix).is_ok());
+        if let Ok(eventbridge) = unix_cron_to_eventbridge(&unix) {
+            prop_assert!(check_aws_fields(&eventbridge).is_ok(), "{} -> {}", unix, check_aws_fields(&eventbridge).unwrap_err());
         }
     }
 }

@@ -140,6 +140,8 @@ impl Template {
                 Some(match resource["Type"].as_str().unwrap_or_default() {
                     "AWS::SQS::Queue" => format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{phys}"),
                     "AWS::Lambda::LayerVersion" => format!("arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{phys}:1"),
+                    // Bucket names are lower case (as its Arn below).
+                    "AWS::S3::Bucket" => phys.to_ascii_lowercase(),
                     _ => phys,
                 })
             }

@@ -11,8 +11,9 @@
 //! - every recorded call is allowed on the resource it touched, and every
 //!   grant is used by a recorded call or by Lambda itself (logs, the
 //!   failure destination): nothing more is granted;
-//! - the alarms watch the metrics the functions write; logs expire; the
-//!   API is throttled and logged; the table and the failure queue survive.
+//! - the alarms watch the metrics the functions write and both failure
+//!   queues; logs expire; the API is throttled and logged; the table, the
+//!   failure queues and the config bucket survive.
 
 mod calls;
 mod cfn;
@@ -187,6 +188,50 @@ fn arns(template: &Template, role: FunctionRole, need: &Need) -> Result<Vec<Stri
             };
             Ok(vec![format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus}")])
         }
+        // The deployed config: the object CONFIG_URI names, and its bucket.
+        kind @ ("s3-object" | "s3-bucket") => {
+            let Some(variable) = via else {
+                return Err(format!("{} read an S3 object no variable of it names ({})", role.name(), need.seen));
+            };
+            let uri = named(variable)?;
+            let (bucket, key) = crate::config_store::parse_uri(&uri).map_err(|e| format!("{variable}: {e}"))?;
+            Ok(vec![if kind == "s3-object" {
+                format!("arn:aws:s3:::{bucket}/{key}")
+            } else {
+                format!("arn:aws:s3:::{bucket}")
+            }])
+        }
+        "schedule" => {
+            let Some(variable) = via else {
+                return Err(format!(
+                    "{} touched a schedule group no variable of it names ({})",
+                    role.name(),
+                    need.seen
+                ));
+            };
+            let group = named(variable)?;
+            let name = r["name"].as_str().unwrap_or_default();
+            Ok(vec![format!("arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/{name}")])
+        }
+        // The role a schedule runs as: the one the stack's schedule group
+        // names in its tag (deploy-config gives every schedule that role).
+        "scheduler-role" => {
+            let roles: Vec<String> = template
+                .resources_of_type("AWS::Scheduler::ScheduleGroup")
+                .filter_map(|(_, group)| template.eval(&group["Properties"]["Tags"]))
+                .flat_map(|tags| tags.as_array().cloned().unwrap_or_default())
+                .filter(|tag| tag["Key"] == crate::schedule::scheduler::tags::ROLE_ARN)
+                .map(|tag| cfn::scalar(&tag["Value"]))
+                .collect();
+            if roles.is_empty() {
+                return Err(format!(
+                    "{} passes a schedule's role, and no schedule group of the template names one ({})",
+                    role.name(),
+                    need.seen
+                ));
+            }
+            Ok(roles)
+        }
         other => Err(format!(
             "{}: the recorder does not know the resources of {} ({other}): teach aws/record.rs ({})",
             role.name(),
@@ -344,6 +389,7 @@ fn alarms_logs_and_hardening() {
         let mut expected = vec![
             format!("{ns}/Runs Status={}", crate::state::RunStatus::Failed.as_str()),
             "AWS/SQS/ApproximateNumberOfMessagesVisible QueueName=SyncFailures-phys".to_owned(),
+            "AWS/SQS/ApproximateNumberOfMessagesVisible QueueName=SyncDeadLetter-phys".to_owned(),
         ];
         expected.extend(super::FunctionError::REASONS.iter().map(|r| format!("{ns}/RejectedEvents Reason={r}")));
         for role in FunctionRole::ALL {
@@ -372,9 +418,11 @@ fn alarms_logs_and_hardening() {
         if table["DeletionProtectionEnabled"] != true {
             problems.push(format!("{set}: the state table has no deletion protection"));
         }
-        let queue = template.resource("SyncFailures");
-        if queue["DeletionPolicy"] != "Retain" || queue["UpdateReplacePolicy"] != "Retain" {
-            problems.push(format!("{set}: the failure queue is deleted with the stack"));
+        for id in ["SyncFailures", "SyncDeadLetter", "ConfigBucket"] {
+            let kept = template.resource(id);
+            if kept["DeletionPolicy"] != "Retain" || kept["UpdateReplacePolicy"] != "Retain" {
+                problems.push(format!("{set}: {id} is deleted with the stack"));
+            }
         }
         for (id, stage) in template.resources_of_type("AWS::ApiGatewayV2::Stage") {
             let stage = template.eval(&stage["Properties"]).unwrap_or_default();

@@ -12,12 +12,14 @@
 
 mod cache;
 mod data;
+mod digest;
 mod history;
 mod lease;
 mod ledger;
 mod storage;
 
 pub use cache::cache_round_trip;
+pub use digest::ledger_digest;
 pub use history::{connectors_listing, prune_runs, reset, runs_history, status_snapshot};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
@@ -57,6 +59,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     prune_runs(fresh().await).await;
     connectors_listing(fresh().await).await;
     cache_round_trip(fresh().await).await;
+    ledger_digest(fresh().await).await;
 }
 
 /// The value of `result`, or a panic naming the check, the store and the error.

@@ -18,8 +18,8 @@
 //! blocking pool.
 
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunCounts, RunRecord, RunStatus,
-    StateError, StateStore, StatusSnapshot, Totals,
+    Checkpoint, ConnectorState, DigestRoot, DigestShard, DigestWrite, EntryStatus, Lease, LeaseOutcome, LedgerEntry,
+    LedgerView, RunCounts, RunRecord, RunStatus, StateError, StateStore, StatusSnapshot, Totals,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
@@ -119,6 +119,19 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO entry_counts (connector_id, status, n) VALUES (NEW.connector_id, NEW.status, 1)
             ON CONFLICT (connector_id, status) DO UPDATE SET n = n + 1;
     END;",
+    // 4: the ledger digest (decision 18): generation, root, unconfirmed ids, shards.
+    "CREATE TABLE ledger_meta (
+        connector_id TEXT NOT NULL PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        digest_root BLOB, -- NULL: no digest
+        unconfirmed TEXT -- JSON array of memory ids; NULL: never recorded
+    ) STRICT;
+    CREATE TABLE digest_shards (
+        connector_id TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        records BLOB NOT NULL,
+        PRIMARY KEY (connector_id, shard)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The schema version this build creates and understands.
@@ -438,7 +451,8 @@ fn read_runs(conn: &Connection, connector: &ConnectorId, limit: usize) -> rusqli
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: Checkpoint) -> Step<()> {
-    let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
+    let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
+    let moves_generation = lease_owner.is_none() && !entries.is_empty();
     if let Some(owner) = lease_owner {
         let holder = read_lease(tx, connector)?.map(|lease| lease.owner);
         if holder.as_ref() != Some(&owner) {
@@ -496,6 +510,16 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
             int(state.totals.failed)?,
         ])?;
     }
+    if moves_generation {
+        tx.prepare_cached(
+            "INSERT INTO ledger_meta (connector_id, generation) VALUES (?1, 1) \
+             ON CONFLICT (connector_id) DO UPDATE SET generation = generation + 1",
+        )?
+        .execute([connector.as_str()])?;
+    }
+    if let Some(digest) = digest {
+        write_digest(tx, connector, digest)?;
+    }
     if let Some(run) = run {
         let counts =
             serde_json::to_string(&run.counts).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
@@ -515,6 +539,55 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
         ])?;
     }
     Ok(())
+}
+
+fn to_sql_error(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+fn write_digest(tx: &Transaction<'_>, connector: &ConnectorId, write: DigestWrite) -> Step<()> {
+    let unconfirmed = serde_json::to_string(&write.unconfirmed).map_err(to_sql_error)?;
+    let root = write.digest.as_ref().map(|(root, _)| root.to_bytes());
+    tx.prepare_cached(
+        "INSERT INTO ledger_meta (connector_id, generation, digest_root, unconfirmed) VALUES (?1, 0, ?2, ?3) \
+         ON CONFLICT (connector_id) DO UPDATE SET digest_root = excluded.digest_root, unconfirmed = excluded.unconfirmed",
+    )?
+    .execute(params![connector.as_str(), root, unconfirmed])?;
+    match write.digest {
+        Some((_, shards)) => {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO digest_shards (connector_id, shard, records) VALUES (?1, ?2, ?3)",
+            )?;
+            for shard in shards {
+                put.execute(params![connector.as_str(), shard.shard, shard.to_bytes()])?;
+            }
+        }
+        None => {
+            tx.prepare_cached("DELETE FROM digest_shards WHERE connector_id = ?1")?.execute([connector.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+fn read_ledger_view(conn: &Connection, connector: &ConnectorId) -> rusqlite::Result<LedgerView> {
+    let entries = read_counts(conn, connector)?.values().sum();
+    let meta = conn
+        .prepare_cached("SELECT generation, digest_root, unconfirmed FROM ledger_meta WHERE connector_id = ?1")?
+        .query_row([connector.as_str()], |row| {
+            Ok((get_u64(row, 0)?, row.get::<_, Option<Vec<u8>>>(1)?, row.get::<_, Option<String>>(2)?))
+        })
+        .optional()?;
+    let Some((generation, root, unconfirmed)) = meta else {
+        return Ok(LedgerView { entries, ..LedgerView::default() });
+    };
+    let digest = root
+        .map(|bytes| DigestRoot::from_bytes(&bytes).map_err(|e| bad_value(1, e)))
+        .transpose()?
+        .filter(|root| root.generation == generation);
+    let unconfirmed = unconfirmed
+        .map(|text| serde_json::from_str::<Vec<MemoryId>>(&text).map_err(|e| bad_value(2, format!("{e}"))))
+        .transpose()?;
+    Ok(LedgerView { generation, entries, digest, unconfirmed })
 }
 
 /// Distinct connector ids of a table whose key starts with `connector_id`:
@@ -667,6 +740,41 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
+        let connector = connector.clone();
+        self.call("read ledger digest", move |conn| {
+            let tx = conn.transaction()?;
+            let view = read_ledger_view(&tx, &connector)?;
+            tx.commit()?;
+            Ok(view)
+        })
+        .await
+    }
+
+    async fn digest_shards(&self, connector: &ConnectorId, shards: &[u16]) -> Result<Vec<DigestShard>, StateError> {
+        let (connector, shards) = (connector.clone(), shards.to_vec());
+        self.call("read digest shards", move |conn| {
+            let tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(shards.len());
+            {
+                let mut query =
+                    tx.prepare_cached("SELECT records FROM digest_shards WHERE connector_id = ?1 AND shard = ?2")?;
+                for shard in shards {
+                    let bytes: Option<Vec<u8>> =
+                        query.query_row(params![connector.as_str(), shard], |row| row.get(0)).optional()?;
+                    let records = match bytes {
+                        Some(bytes) => DigestShard::from_bytes(shard, &bytes).map_err(|e| bad_value(0, e))?,
+                        None => DigestShard { shard, records: Vec::new() },
+                    };
+                    out.push(records);
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         let connector = connector.clone();
         self.call("read runs", move |conn| Ok(read_runs(conn, &connector, limit)?)).await
@@ -696,7 +804,7 @@ impl StateStore for SqliteStore {
             if let Some(lease) = read_lease(&tx, &connector)?.filter(|l| !l.is_expired_at(now)) {
                 return Err(StateError::Busy { connector, owner: lease.owner, expires_at: lease.expires_at }.into());
             }
-            for table in ["entries", "connectors", "leases"] {
+            for table in ["entries", "connectors", "leases", "ledger_meta", "digest_shards"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE connector_id = ?1"), [connector.as_str()])?;
             }
             tx.commit()?;

@@ -517,7 +517,7 @@ impl SyncEngine {
         connector: Option<ConnectorState>,
         run: Option<RunRecord>,
     ) -> Result<(), StateError> {
-        let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()) };
+        let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()), digest: None };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
 }

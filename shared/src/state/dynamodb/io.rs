@@ -4,7 +4,9 @@
 
 use super::DynamoStore;
 use super::keys::*;
+use super::units::item_bytes;
 use crate::ids::{ConnectorId, MemoryId};
+use crate::state::cost;
 use crate::state::{EntryStatus, StateError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use std::collections::BTreeSet;
@@ -43,6 +45,10 @@ impl DynamoStore {
             .await
             .map_err(|e| self.fail(operation, &e))?;
         self.count_read(usize::from(got.item.is_some()));
+        match &got.item {
+            Some(item) => self.charge_reads(std::slice::from_ref(item), 0),
+            None => self.charge_reads(&[], 1),
+        }
         Ok(got.item)
     }
 
@@ -94,6 +100,8 @@ impl DynamoStore {
             let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
             let page_items = page.items.unwrap_or_default();
             self.count_read(page_items.len());
+            let bytes: usize = page_items.iter().map(item_bytes).sum();
+            self.charge(cost::read_query(bytes, true), 0);
             items.extend(page_items);
             if limit.is_some_and(|l| items.len() >= l) {
                 items.truncate(limit.unwrap_or(usize::MAX));
@@ -147,6 +155,9 @@ impl DynamoStore {
                 };
                 let items = page.items.unwrap_or_default();
                 self.count_read(items.len());
+                // Keys only, and the index's own key: what the index item holds.
+                let bytes: usize = items.iter().map(|i| item_bytes(i) + OPEN_PK.len() + 40).sum();
+                self.charge(cost::read_query(bytes, false), 0);
                 for item in &items {
                     let sk = item.get(SK).and_then(|v| v.as_s().ok());
                     let id = sk.and_then(|sk| sk.strip_prefix(ENTRY_PREFIX)).ok_or_else(|| {
@@ -182,6 +193,7 @@ impl DynamoStore {
                 .collect::<Result<_, _>>()?;
             let mut attempt = 0;
             while !requests.is_empty() {
+                let sent = requests.len();
                 let done = self
                     .client
                     .batch_write_item()
@@ -189,7 +201,9 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| self.fail("BatchWriteItem", &e))?;
-                requests = done.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                let left = done.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                self.charge(0, (sent - left.len()) as u64);
+                requests = left;
                 if !requests.is_empty() {
                     attempt += 1;
                     if attempt > MAX_RETRIES {
@@ -212,16 +226,21 @@ impl DynamoStore {
     /// One `TransactWriteItems`. Conflicts with other transactions are
     /// retried; a failed condition is reported: the fence (the first action,
     /// if `fenced`) or another one (an entry changed since it was read).
+    /// `units`: what the transaction costs when it goes through.
     pub(super) async fn transact(
         &self,
         actions: Vec<TransactWriteItem>,
         fenced: bool,
+        units: u64,
     ) -> Result<Transacted, StateError> {
         let mut attempt = 0;
         loop {
             let sent = self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
             let error = match sent {
-                Ok(_) => return Ok(Transacted::Done),
+                Ok(_) => {
+                    self.charge(0, units);
+                    return Ok(Transacted::Done);
+                }
                 Err(error) => error,
             };
             let reasons: Vec<String> = error
@@ -260,18 +279,30 @@ impl DynamoStore {
         projection: Option<&str>,
     ) -> Result<Vec<Item>, StateError> {
         let unique: BTreeSet<&MemoryId> = ids.iter().copied().collect();
-        let unique: Vec<&MemoryId> = unique.into_iter().collect();
-        let mut found = Vec::with_capacity(unique.len());
-        for chunk in unique.chunks(BATCH_GET_MAX) {
-            let keys: Vec<Item> = chunk.iter().map(|id| key(connector, &entry_sk(id))).collect();
-            let mut wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true);
+        let keys: Vec<Item> = unique.into_iter().map(|id| key(connector, &entry_sk(id))).collect();
+        self.batch_get_keys(keys, projection).await
+    }
+
+    /// The items of these (distinct) keys that exist, as [`Self::batch_get`].
+    /// A projection may name `#sk`, `#status` and `#wt`.
+    pub(super) async fn batch_get_keys(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StateError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut wanted = KeysAndAttributes::builder().set_keys(Some(chunk.to_vec())).consistent_read(true);
             if let Some(projection) = projection {
-                wanted = wanted
-                    .projection_expression(projection)
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_names("#status", "status");
+                wanted = wanted.projection_expression(projection).expression_attribute_names("#sk", SK);
+                for (name, attribute) in [("#status", "status"), ("#wt", WRITE_TOKEN)] {
+                    if projection.contains(name) {
+                        wanted = wanted.expression_attribute_names(name, attribute);
+                    }
+                }
             }
             let mut request = Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?);
+            let mut asked = chunk.len();
             let mut attempt = 0;
             while let Some(keys) = request.take() {
                 let got = self
@@ -283,8 +314,11 @@ impl DynamoStore {
                     .map_err(|e| self.fail("BatchGetItem", &e))?;
                 let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
                 self.count_read(items.len());
-                found.extend(items);
                 request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                let unanswered = request.as_ref().map_or(0, |k| k.keys().len());
+                self.charge_reads(&items, asked.saturating_sub(items.len() + unanswered));
+                asked = unanswered;
+                found.extend(items);
                 if request.is_some() {
                     attempt += 1;
                     if attempt > MAX_RETRIES {

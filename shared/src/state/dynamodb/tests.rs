@@ -93,6 +93,7 @@ async fn large_checkpoints_are_split_and_fenced() {
                 connector: None,
                 run: Some(run.clone()),
                 lease_owner: Some(owner.clone()),
+                digest: None,
             },
         )
         .await
@@ -131,8 +132,8 @@ async fn a_missing_table_is_a_clear_error() {
 }
 
 /// Listing entries by status reads what it finds (through the `open`
-/// index), not the ledger: 400 settled entries and 3 submitted ones cost 3
-/// index items and 3 look-ups, where a query of the ledger read all 403.
+/// index), not the ledger: 400 settled entries and 4 failed or dead ones
+/// cost 4 index items and 4 look-ups, where a query of the ledger read all 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_by_status_reads_what_it_finds() {
     let Some(client) = client("dynamodb::listing_by_status_reads_what_it_finds").await else { return };
@@ -142,26 +143,26 @@ async fn listing_by_status_reads_what_it_finds() {
     let mut entries: Vec<_> = (0..403).map(|i| entry(format!("m{i:03}"))).collect();
     for (i, e) in entries.iter_mut().enumerate() {
         e.status = match i % 200 {
-            7 => EntryStatus::Submitted,
+            7 => EntryStatus::Failed,
             8 => EntryStatus::Dead,
             _ if i % 2 == 0 => EntryStatus::Processed,
             _ => EntryStatus::WaitingTranscript,
         };
     }
     store.checkpoint(&c, Checkpoint { entries: entries.clone(), ..Default::default() }).await.expect("checkpoint");
-    let submitted: Vec<String> =
-        entries.iter().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.to_string()).collect();
-    assert_eq!(submitted, ["m007", "m207"]);
+    let failed: Vec<String> =
+        entries.iter().filter(|e| e.status == EntryStatus::Failed).map(|e| e.memory_id.to_string()).collect();
+    assert_eq!(failed, ["m007", "m207"]);
 
     let before = store.items_read();
-    let found = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 100).await.expect("list");
+    let found = store.entries_with_status(&c, &[EntryStatus::Failed, EntryStatus::Dead], 100).await.expect("list");
     let ids: Vec<&str> = found.iter().map(|e| e.memory_id.as_str()).collect();
     assert_eq!(ids, ["m007", "m008", "m207", "m208"]);
     assert_eq!(found[0], entries[7], "entries come back whole");
     assert_eq!(store.items_read() - before, 8, "4 index items + 4 consistent look-ups");
 
     let before = store.items_read();
-    let limited = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 3).await.expect("list");
+    let limited = store.entries_with_status(&c, &[EntryStatus::Failed, EntryStatus::Dead], 3).await.expect("list");
     assert_eq!(limited.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m007", "m008", "m207"]);
     assert!(store.items_read() - before <= 9, "at most `limit` index items per status");
 
@@ -170,14 +171,14 @@ async fn listing_by_status_reads_what_it_finds() {
     let counts = store.status_counts(&c).await.expect("counts");
     assert_eq!(store.items_read() - before, 1);
     let expected = BTreeMap::from([
-        (EntryStatus::Submitted, 2),
+        (EntryStatus::Failed, 2),
         (EntryStatus::Dead, 2),
         (EntryStatus::Processed, 200),
         (EntryStatus::WaitingTranscript, 199),
     ]);
     assert_eq!(counts, expected);
 
-    // Settled statuses are not indexed: asking for them reads the ledger.
+    // Settled and submitted entries are not indexed: asking for them reads the ledger.
     let before = store.items_read();
     let processed = store.entries_with_status(&c, &[EntryStatus::Processed], 1000).await.expect("list");
     assert_eq!(processed.len(), 200);
@@ -269,8 +270,9 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
         .expect("create table without the index");
     let store = DynamoStore::new(client, table);
     let c = ConnectorId::new("old");
-    let entries: Vec<_> = (0..5).map(|i| entry(format!("m{i}"))).collect();
+    let entries: Vec<_> =
+        (0..5).map(|i| LedgerEntry { status: EntryStatus::Failed, ..entry(format!("m{i}")) }).collect();
     store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
-    let found = store.entries_with_status(&c, &[EntryStatus::Submitted], 3).await.expect("falls back");
+    let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::state::conformance::{self, StoreFactory};
-use crate::state::{Checkpoint, LedgerEntry};
+use crate::state::{Checkpoint, EntryStatus, LedgerEntry, StateStore};
+use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn entry(id: &str) -> LedgerEntry {

@@ -76,7 +76,7 @@ impl DigestShard {
     }
 
     pub fn from_bytes(shard: u16, bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() % 16 != 0 {
+        if !bytes.len().is_multiple_of(16) {
             return Err(format!("digest shard {shard}: {} bytes is not a whole number of records", bytes.len()));
         }
         let records = bytes
@@ -209,7 +209,8 @@ pub struct DigestWrite {
     /// The new root and the shards that changed (the others keep their
     /// records); `None` forgets the digest (the next run reads in full).
     pub digest: Option<(DigestRoot, Vec<DigestShard>)>,
-    pub unconfirmed: Vec<MemoryId>,
+    /// `None`: not known (the next run lists submitted entries by status).
+    pub unconfirmed: Option<Vec<MemoryId>>,
 }
 
 impl DigestWrite {

@@ -343,11 +343,11 @@ impl Inner {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let lock = self.lock_file()?;
         let loaded = self.refresh(&mut cache)?;
-        if loaded.journal.is_some() || loaded.plain_on_disk {
-            if let Err(error) = self.compact(loaded) {
-                *cache = None;
-                return Err(error);
-            }
+        if (loaded.journal.is_some() || loaded.plain_on_disk)
+            && let Err(error) = self.compact(loaded)
+        {
+            *cache = None;
+            return Err(error);
         }
         drop(lock);
         Ok(())

@@ -546,7 +546,7 @@ fn to_sql_error(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::
 }
 
 fn write_digest(tx: &Transaction<'_>, connector: &ConnectorId, write: DigestWrite) -> Step<()> {
-    let unconfirmed = serde_json::to_string(&write.unconfirmed).map_err(to_sql_error)?;
+    let unconfirmed = write.unconfirmed.as_ref().map(serde_json::to_string).transpose().map_err(to_sql_error)?;
     let root = write.digest.as_ref().map(|(root, _)| root.to_bytes());
     tx.prepare_cached(
         "INSERT INTO ledger_meta (connector_id, generation, digest_root, unconfirmed) VALUES (?1, 0, ?2, ?3) \

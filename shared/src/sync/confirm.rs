@@ -5,12 +5,14 @@
 //! it submitted itself. Documents pending too long are reported as stuck.
 
 use super::deliver::FailureSide;
+use super::digest::Finals;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
 use crate::ids::{MemoryId, RunId};
 use crate::lightrag::{self, RemoteStatus, TrackedDoc};
 use crate::state::{EntryStatus, LedgerEntry};
 use chrono::Utc;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -23,10 +25,12 @@ const MAX_POLL: Duration = Duration::from_secs(2);
 /// Which submitted entries a confirmation looks at.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Submitted<'a> {
-    /// Those the ledger lists as submitted (the start of a run; at most
-    /// [`CONFIRM_LIMIT`]). A store may list from an eventually consistent
-    /// index (DynamoDB), so a write of a moment ago may be missing.
+    /// Those the ledger lists as submitted (at most [`CONFIRM_LIMIT`]): a
+    /// ledger whose digest never recorded its unconfirmed ids.
     Listed,
+    /// The unconfirmed ids the last run recorded (the start of a run; the
+    /// first [`CONFIRM_LIMIT`]), read back consistently.
+    Recorded(&'a [MemoryId]),
     /// These memories' entries, read back consistently, those still
     /// submitted: what this run just sent.
     These(&'a [MemoryId]),
@@ -34,31 +38,41 @@ pub(super) enum Submitted<'a> {
 
 impl SyncEngine {
     /// Settles the submitted entries LightRAG has news of. Returns how many
-    /// of those looked at are still queued in LightRAG.
+    /// of those looked at are still queued in LightRAG. Every entry read goes
+    /// into `finals` as it ends up, and at the start of a run (`Listed`,
+    /// `Recorded`) into `known` too, so planning needs no second read.
     pub(super) async fn confirm(
         &self,
         run_id: &RunId,
         report: &mut RunReport,
         which: Submitted<'_>,
+        known: &mut HashMap<MemoryId, LedgerEntry>,
+        finals: &mut Finals,
     ) -> Result<usize, SyncError> {
-        let submitted: Vec<LedgerEntry> = match which {
-            Submitted::Listed => {
-                self.store.entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT).await?
+        let (read, start) = match which {
+            Submitted::Listed => (
+                self.store.entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT).await?,
+                true,
+            ),
+            Submitted::Recorded(ids) => {
+                let ids = &ids[..ids.len().min(CONFIRM_LIMIT)];
+                (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), true)
             }
             Submitted::These(ids) => {
-                let mut found: Vec<LedgerEntry> = self
-                    .store
-                    .entries(&self.connector.id, ids)
-                    .await?
-                    .into_values()
-                    .filter(|e| e.status == EntryStatus::Submitted)
-                    .collect();
-                found.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
-                found
+                (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), false)
             }
         };
+        let (mut submitted, others): (Vec<LedgerEntry>, Vec<LedgerEntry>) =
+            read.into_iter().partition(|e| e.status == EntryStatus::Submitted);
+        submitted.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+        for entry in others.iter().chain(&submitted) {
+            finals.record(entry);
+            if start {
+                known.insert(entry.memory_id.clone(), entry.clone());
+            }
+        }
         // Stuck documents are counted once per run, by the listing at its start.
-        let listed = matches!(which, Submitted::Listed);
+        let listed = start;
         if submitted.is_empty() {
             return Ok(0);
         }
@@ -118,6 +132,12 @@ impl SyncEngine {
             }
         }
         if !changed.is_empty() {
+            for entry in &changed {
+                finals.record(entry);
+                if start {
+                    known.insert(entry.memory_id.clone(), entry.clone());
+                }
+            }
             self.write(run_id, changed, None, None).await?;
         }
         Ok(queued)
@@ -130,7 +150,7 @@ impl SyncEngine {
         run_id: &RunId,
         options: &RunOptions,
         report: &mut RunReport,
-        submitted: &[MemoryId],
+        finals: &mut Finals,
     ) -> Result<(), SyncError> {
         let mut deadline = Instant::now() + self.settings.confirm_wait;
         if let Some(run_deadline) = options.deadline {
@@ -138,7 +158,9 @@ impl SyncEngine {
         }
         let mut pause = FIRST_POLL;
         loop {
-            let queued = self.confirm(run_id, report, Submitted::These(submitted)).await?;
+            let submitted = finals.submitted.clone();
+            let queued =
+                self.confirm(run_id, report, Submitted::These(&submitted), &mut HashMap::new(), finals).await?;
             let now = Instant::now();
             if queued == 0 || now >= deadline || self.stop_requested() {
                 report.unconfirmed = queued as u64;

@@ -3,6 +3,7 @@
 //! that many single requests), checkpoints every `batch_size` completions,
 //! and settles each outcome into the ledger.
 
+use super::digest::Finals;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
 use crate::enrich::Enrichment;
@@ -189,7 +190,7 @@ impl SyncEngine {
         report: &mut RunReport,
         work: Vec<Work<'_>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
-        submitted: &mut Vec<MemoryId>,
+        finals: &mut Finals,
     ) -> Result<bool, SyncError> {
         let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
         let mut pending = Tasks::new(work, batch_size, self.sink.batches()).peekable();
@@ -223,8 +224,9 @@ impl SyncEngine {
                 let previous = entries.remove(&item.memory_id);
                 let entry = self.settle(item, previous, report);
                 if entry.status == EntryStatus::Submitted {
-                    submitted.push(entry.memory_id.clone());
+                    finals.submitted.push(entry.memory_id.clone());
                 }
+                finals.record(&entry);
                 done.push(entry);
             }
             if done.len() >= batch_size {
@@ -324,7 +326,7 @@ impl SyncEngine {
         work: Vec<Work<'a>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
         report: &mut RunReport,
-        submitted: &mut Vec<MemoryId>,
+        finals: &mut Finals,
     ) -> Result<Vec<Work<'a>>, SyncError> {
         // Let the dead run's last request finish being enqueued.
         tokio::time::sleep(RECOVERY_GRACE).await;
@@ -359,8 +361,9 @@ impl SyncEngine {
                     };
                     let entry = self.settle(delivered, previous, report);
                     if entry.status == EntryStatus::Submitted {
-                        submitted.push(entry.memory_id.clone());
+                        finals.submitted.push(entry.memory_id.clone());
                     }
+                    finals.record(&entry);
                     settled.push(entry);
                 }
                 None => remaining.push(item),

@@ -6,12 +6,19 @@
 
 mod confirm;
 mod deliver;
+mod digest;
+mod lookup;
 mod plan;
 mod report;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use deliver::{Body, Work};
+use digest::{Finals, Keys};
 
-pub use plan::{Action, ActionKind, Payload, plan, plan_enriched};
+pub use plan::{Action, ActionKind, Payload, plan, plan_enriched, plan_rendered};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
@@ -21,10 +28,12 @@ use crate::lightrag::DocumentSink;
 use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::state::{
-    Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError, StateStore,
+    Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, LedgerView, RunRecord, RunStatus,
+    StateError, StateStore,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -93,6 +102,8 @@ pub struct SyncEngine {
     /// Take over a lease whose holder process on this host is gone (see
     /// [`SyncEngine::without_local_takeover`]).
     local_takeover: bool,
+    /// Consult the ledger digest (see [`SyncEngine::reading_every_entry`]).
+    digest: bool,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -135,7 +146,15 @@ impl SyncEngine {
             stop: None,
             enricher: None,
             local_takeover: true,
+            digest: true,
         }
+    }
+
+    /// Reads the entry of every fetched memory, as before the ledger digest
+    /// (decision 18); tests compare the two paths run by run.
+    pub fn reading_every_entry(mut self) -> Self {
+        self.digest = false;
+        self
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
@@ -309,9 +328,16 @@ impl SyncEngine {
                     report.warnings.push(format!("fetching memories failed too: {fetch_error}"));
                 }
                 report.error = Some(message);
-                Ok(false)
+                Ok((false, None))
             }
         };
+        // A run that failed half-way may have written entries its digest does
+        // not know: the next run reads in full and lists submitted ones.
+        let digest = match &outcome {
+            Ok((_, digest)) => digest.clone(),
+            Err(_) => Some(DigestWrite { digest: None, unconfirmed: None }),
+        };
+        let outcome = outcome.map(|(stopped_early, _)| stopped_early);
         let status = match &outcome {
             Ok(stopped_early) if report.error.is_none() => {
                 let lost = report.counts.failed + report.counts.dead + report.counts.lightrag_failed;
@@ -360,7 +386,14 @@ impl SyncEngine {
                 state.consecutive_failures = 0;
                 state.last_success = report.finished_at;
             }
-            self.write(run_id, Vec::new(), Some(state), Some(report.record(status))).await?;
+            let last = Checkpoint {
+                connector: Some(state),
+                run: Some(report.record(status)),
+                lease_owner: Some(run_id.clone()),
+                digest,
+                ..Checkpoint::default()
+            };
+            self.store.checkpoint(&self.connector.id, last).await?;
         }
         outcome.map(|_| ())
     }
@@ -385,7 +418,8 @@ impl SyncEngine {
         }
     }
 
-    /// Returns whether the run stopped early (deadline). A run-level failure
+    /// Returns whether the run stopped early (deadline), and the digest
+    /// (and unconfirmed ids) its last write leaves. A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(
         &self,
@@ -394,14 +428,14 @@ impl SyncEngine {
         report: &mut RunReport,
         interrupted_at: Option<DateTime<Utc>>,
         fetched: Result<FetchedPage, String>,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<(bool, Option<DigestWrite>), SyncError> {
         let connector_id = &self.connector.id;
         let page = match fetched {
             Ok(page) => page,
             Err(message) => {
                 warn!(error = %message, "fetch failed");
                 report.error = Some(format!("fetching memories failed: {message}"));
-                return Ok(false);
+                return Ok((false, None));
             }
         };
         report.possibly_truncated = page.possibly_truncated;
@@ -412,12 +446,23 @@ impl SyncEngine {
             report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
         }
 
+        // Read before any entry: a write without the lease after this makes
+        // the digest this run leaves invalid (see `state::digest`).
+        let view = self.store.ledger_view(connector_id).await?;
+        let keys = view.digest.as_ref().map_or_else(Keys::fresh, |root| Keys { salt: root.salt });
+        let mut finals = Finals::new(keys);
+        let mut known = HashMap::new();
         if self.settings.confirm && !options.dry_run {
-            self.confirm(run_id, report, confirm::Submitted::Listed).await?;
+            let which = match &view.unconfirmed {
+                Some(ids) => confirm::Submitted::Recorded(ids),
+                None => confirm::Submitted::Listed,
+            };
+            self.confirm(run_id, report, which, &mut known, &mut finals).await?;
         }
-        let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
-        let mut entries = self.store.entries(connector_id, &ids).await?;
         let enriched = self.enrich(&page, options).await;
+        let full = options.force || interrupted_at.is_some() || !self.digest;
+        let mut lookup = self.look_up(&view, keys, &page, &enriched, full, known).await?;
+        debug!(read = lookup.read, vouched = lookup.vouched.len(), "ledger looked up");
         let now = Utc::now();
 
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
@@ -425,8 +470,11 @@ impl SyncEngine {
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
         for memory in memories {
-            let entry = entries.get(&memory.id);
-            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id));
+            let entry = lookup.entries.get(&memory.id);
+            let action = match lookup.vouched.get(&memory.id) {
+                Some((action, _)) => action.clone(),
+                None => plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id)),
+            };
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
@@ -455,40 +503,64 @@ impl SyncEngine {
         if options.dry_run {
             report.counts.new = work.iter().filter(|w| !w.replace).count() as u64;
             report.counts.updated = work.iter().filter(|w| w.replace).count() as u64;
-            return Ok(false);
+            return Ok((false, None));
         }
         if !bookkeeping.is_empty() {
+            for entry in &bookkeeping {
+                finals.record(entry);
+            }
             self.write(run_id, bookkeeping, None, None).await?;
         }
         // What the end-of-run wait reads back: this run's submissions, and
         // after an interrupted run what that run had sent and recorded (the
         // ones it sent without recording are recovered below and join).
-        let mut submitted: Vec<MemoryId> = match interrupted_at {
-            Some(at) => entries
+        if let Some(at) = interrupted_at {
+            finals.submitted = lookup
+                .entries
                 .values()
                 .filter(|e| e.status == EntryStatus::Submitted && e.last_ingested.is_some_and(|t| t >= at))
                 .map(|e| e.memory_id.clone())
-                .collect(),
-            None => Vec::new(),
-        };
+                .collect();
+        }
         let work = match interrupted_at {
             Some(at) if self.settings.confirm && !work.is_empty() => {
                 info!(since = %at, "the previous run was interrupted; checking what it already sent");
-                self.recover_sent(run_id, at, work, &mut entries, report, &mut submitted).await?
+                self.recover_sent(run_id, at, work, &mut lookup.entries, report, &mut finals).await?
             }
             _ => work,
         };
-        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?;
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run
                 // sent (and found sent by an interrupted run) is unconfirmed until the next run asks.
-                report.unconfirmed = submitted.len() as u64;
+                report.unconfirmed = finals.submitted.len() as u64;
             } else {
-                self.await_processing(run_id, options, report, &submitted).await?;
+                self.await_processing(run_id, options, report, &mut finals).await?;
             }
         }
-        Ok(stopped_early)
+        let digest = self.leave_digest(&view, &lookup, &page, &finals);
+        let unconfirmed = self.unconfirmed(&view, &lookup, &finals);
+        let unchanged = digest.is_none() && unconfirmed == view.unconfirmed;
+        let digest = digest.or_else(|| view.digest.clone().map(|root| (root, Vec::new())));
+        Ok((stopped_early, (!unchanged).then_some(DigestWrite { digest, unconfirmed })))
+    }
+
+    /// The ids still waiting for LightRAG's confirmation when the run ends:
+    /// those recorded before and those the run saw submitted, less the ones
+    /// it saw confirmed. Without confirmation the recorded list stays.
+    fn unconfirmed(&self, view: &LedgerView, lookup: &lookup::Lookup, finals: &Finals) -> Option<Vec<MemoryId>> {
+        if !self.settings.confirm {
+            return view.unconfirmed.clone();
+        }
+        let mut ids: BTreeSet<&MemoryId> = view.unconfirmed.iter().flatten().collect();
+        ids.extend(finals.entries.iter().filter(|(_, (_, unconfirmed))| *unconfirmed).map(|(id, _)| id));
+        ids.extend(lookup.entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| &e.memory_id));
+        let still = |id: &MemoryId| match finals.entries.get(id) {
+            Some((_, unconfirmed)) => *unconfirmed,
+            None => lookup.entries.get(id).is_none_or(|e| e.status == EntryStatus::Submitted),
+        };
+        Some(ids.into_iter().filter(|id| still(id)).cloned().collect())
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {

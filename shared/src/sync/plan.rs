@@ -91,6 +91,18 @@ pub fn plan_enriched(
         };
     };
     let rendered = transform::render(&connector.context_id, memory, &connector.transformation, skip_empty, enrichment);
+    plan_rendered(Some(entry), rendered, force, now)
+}
+
+/// [`plan_enriched`] for a memory already rendered (`rendered` is what
+/// `transform::render` made of it with its enrichment).
+pub fn plan_rendered(entry: Option<&LedgerEntry>, rendered: Rendered, force: bool, now: DateTime<Utc>) -> Action {
+    let Some(entry) = entry else {
+        return match rendered {
+            Rendered::WaitingForTranscript => Action::WaitForTranscript { record: true },
+            Rendered::Document(_) => Action::Insert(Payload::OnSend),
+        };
+    };
     let document = match rendered {
         Rendered::Document(document) => document,
         Rendered::WaitingForTranscript => {

@@ -30,7 +30,7 @@ fn root_of(generation: u64, shards: &[&DigestShard]) -> DigestRoot {
 
 fn write(root: DigestRoot, shards: Vec<DigestShard>, unconfirmed: Vec<MemoryId>) -> Checkpoint {
     Checkpoint {
-        digest: Some(DigestWrite { digest: Some((root, shards)), unconfirmed }),
+        digest: Some(DigestWrite { digest: Some((root, shards)), unconfirmed: Some(unconfirmed) }),
         lease_owner: Some(rid("run-1")),
         connector: Some(full_state("digest")),
         ..Checkpoint::default()
@@ -87,13 +87,20 @@ pub async fn ledger_digest(store: Arc<dyn StateStore>) {
 
     // Forgotten by a write without a digest part ...
     let clear = Checkpoint {
-        digest: Some(DigestWrite { digest: None, unconfirmed: vec![mid("a")] }),
+        digest: Some(DigestWrite { digest: None, unconfirmed: Some(vec![mid("a")]) }),
         lease_owner: Some(rid("run-1")),
         ..Checkpoint::default()
     };
     ok(s.checkpoint(&c, clear).await, s, "forget the digest");
     let seen = view(s.ledger_view(&c).await);
     assert_eq!((seen.digest, seen.unconfirmed), (None, Some(vec![mid("a")])), "{s:?}: forgotten, list kept");
+    let unknown = Checkpoint {
+        digest: Some(DigestWrite { digest: None, unconfirmed: None }),
+        lease_owner: Some(rid("run-1")),
+        ..Checkpoint::default()
+    };
+    ok(s.checkpoint(&c, unknown).await, s, "forget the list");
+    assert_eq!(view(s.ledger_view(&c).await).unconfirmed, None, "{s:?}: an unknown list reads back unknown");
 
     // ... and by reset, with the generation and the list.
     ok(s.checkpoint(&c, write(root_of(seen.generation, &[&three]), vec![three], Vec::new())).await, s, "again");

@@ -158,7 +158,7 @@ impl DynamoStore {
     ) -> Result<(), StateError> {
         let items = encode(batch);
         let changes = delta(batch.iter().map(|p| (p.before, p.after)));
-        let mut sets = vec!["#po = :me", "#pt = :token", "#pi = :items"].join(", ");
+        let mut sets = ["#po = :me", "#pt = :token", "#pi = :items"].join(", ");
         let mut adds = Vec::new();
         for i in 0..changes.len() {
             adds.push(format!("#c{i} :c{i}"));

@@ -103,11 +103,15 @@ impl DynamoStore {
         if let Some((root, _)) = &write.digest {
             item.insert("root".into(), AttributeValue::B(root.to_bytes().into()));
         }
-        if write.unconfirmed.len() <= INLINE_IDS {
-            item.insert("unconfirmed".into(), ids_value(&write.unconfirmed));
-        } else {
-            let chunks = write.unconfirmed.len().div_ceil(IDS_PER_OUTBOX);
-            item.insert("outbox".into(), AttributeValue::N(chunks.to_string()));
+        match &write.unconfirmed {
+            None => {}
+            Some(ids) if ids.len() <= INLINE_IDS => {
+                item.insert("unconfirmed".into(), ids_value(ids));
+            }
+            Some(ids) => {
+                let chunks = ids.len().div_ceil(IDS_PER_OUTBOX);
+                item.insert("outbox".into(), AttributeValue::N(chunks.to_string()));
+            }
         }
         Ok(item)
     }
@@ -131,8 +135,8 @@ impl DynamoStore {
                 items.push((item, empty));
             }
         }
-        if write.unconfirmed.len() > INLINE_IDS {
-            for (n, chunk) in write.unconfirmed.chunks(IDS_PER_OUTBOX).enumerate() {
+        if let Some(ids) = write.unconfirmed.as_ref().filter(|ids| ids.len() > INLINE_IDS) {
+            for (n, chunk) in ids.chunks(IDS_PER_OUTBOX).enumerate() {
                 let mut item = key(connector, &format!("{OUTBOX_PREFIX}{n}"));
                 item.insert("ids".into(), ids_value(chunk));
                 items.push((item, false));

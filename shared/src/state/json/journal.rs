@@ -38,14 +38,14 @@ pub(super) enum Change {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         entries: Vec<LedgerEntry>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        state: Option<ConnectorState>,
+        state: Option<Box<ConnectorState>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        run: Option<RunRecord>,
+        run: Option<Box<RunRecord>>,
         /// The ledger generation after this write, when it moved.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         generation: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        digest: Option<StoredDigestWrite>,
+        digest: Option<Box<StoredDigestWrite>>,
     },
     Reset {
         connector: ConnectorId,
@@ -75,8 +75,8 @@ pub(super) struct StoredDigest {
 pub(super) struct StoredDigestWrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<StoredDigest>,
-    #[serde(default)]
-    pub unconfirmed: Vec<crate::ids::MemoryId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<Vec<crate::ids::MemoryId>>,
 }
 
 impl From<DigestWrite> for StoredDigestWrite {
@@ -100,16 +100,16 @@ impl Change {
                     record.entries.insert(entry.memory_id.clone(), entry);
                 }
                 if let Some(state) = state {
-                    record.state = Some(state);
+                    record.state = Some(*state);
                 }
                 if let Some(run) = run {
-                    record.upsert_run(run);
+                    record.upsert_run(*run);
                 }
                 if let Some(generation) = generation {
                     record.generation = generation;
                 }
                 if let Some(write) = digest {
-                    apply_digest(record, write);
+                    apply_digest(record, *write);
                 }
             }
             Change::Reset { connector } => {
@@ -137,7 +137,7 @@ impl Change {
 }
 
 fn apply_digest(record: &mut ConnectorRecord, write: StoredDigestWrite) {
-    record.unconfirmed = Some(write.unconfirmed);
+    record.unconfirmed = write.unconfirmed;
     match write.digest {
         None => record.digest = None,
         Some(new) => match &mut record.digest {

@@ -168,7 +168,8 @@ impl StateStore for JsonStore {
                 }
                 let generation =
                     (lease_owner.is_none() && !entries.is_empty()).then(|| record.map_or(0, |r| r.generation) + 1);
-                let digest = digest.map(Into::into);
+                let (state, run) = (state.map(Box::new), run.map(Box::new));
+                let digest = digest.map(|write| Box::new(write.into()));
                 Ok(Outcome::Changed((), Change::Checkpoint { connector, entries, state, run, generation, digest }))
             })
         })

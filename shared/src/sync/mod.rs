@@ -104,6 +104,9 @@ pub struct SyncEngine {
     local_takeover: bool,
     /// Consult the ledger digest (see [`SyncEngine::reading_every_entry`]).
     digest: bool,
+    /// The salt of a digest built anew (tests compare two stores on one salt).
+    #[cfg(test)]
+    salt: Option<u64>,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -147,7 +150,24 @@ impl SyncEngine {
             enricher: None,
             local_takeover: true,
             digest: true,
+            #[cfg(test)]
+            salt: None,
         }
+    }
+
+    /// Builds new digests under this salt.
+    #[cfg(test)]
+    pub(crate) fn with_salt(mut self, salt: u64) -> Self {
+        self.salt = Some(salt);
+        self
+    }
+
+    fn new_keys(&self) -> Keys {
+        #[cfg(test)]
+        if let Some(salt) = self.salt {
+            return Keys { salt };
+        }
+        Keys::fresh()
     }
 
     /// Reads the entry of every fetched memory, as before the ledger digest
@@ -449,7 +469,7 @@ impl SyncEngine {
         // Read before any entry: a write without the lease after this makes
         // the digest this run leaves invalid (see `state::digest`).
         let view = self.store.ledger_view(connector_id).await?;
-        let keys = view.digest.as_ref().map_or_else(Keys::fresh, |root| Keys { salt: root.salt });
+        let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
         let mut finals = Finals::new(keys);
         let mut known = HashMap::new();
         if self.settings.confirm && !options.dry_run {

@@ -122,3 +122,28 @@ impl DocumentSink for Sink {
 pub(crate) fn doc_id(ctx: &str, id: &str) -> DocId {
     lightrag::doc_id(&crate::transform::file_source(ctx, id))
 }
+
+/// An engine of connector `c` (context [`CTX`], retries without backoff)
+/// over these doubles; with `confirming`, in api mode without an end-of-run wait.
+pub(crate) fn engine(
+    store: Arc<dyn crate::state::StateStore>,
+    page: &Page,
+    sink: &Arc<Sink>,
+    confirming: bool,
+) -> super::SyncEngine {
+    let connector = ConnectorConfig {
+        id: crate::ids::ConnectorId::new("c"),
+        context_id: CTX.into(),
+        retry: crate::config::RetryConfig { max_attempts: 3, backoff_multiplier: 2.0, max_backoff_seconds: 0 },
+        ..Default::default()
+    };
+    let mut lightrag = crate::config::LightragConfig { mode: crate::config::LightragMode::Api, ..Default::default() };
+    lightrag.api.confirm_wait_seconds = 0;
+    let sink: Arc<dyn DocumentSink> = sink.clone();
+    let engine =
+        super::SyncEngine::new(connector, std::time::Duration::from_secs(600), Arc::new(page.clone()), sink, store);
+    if confirming { engine.with_lightrag_settings(&lightrag) } else { engine }
+}
+
+/// The context of [`engine`]'s connector.
+pub(crate) const CTX: &str = "CTX";

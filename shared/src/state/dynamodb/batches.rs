@@ -30,10 +30,10 @@ const PUTS_IN_FLIGHT: usize = 16;
 
 /// One entry of a pending batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Pending {
-    id: MemoryId,
-    before: Option<EntryStatus>,
-    after: EntryStatus,
+pub(super) struct Pending {
+    pub id: MemoryId,
+    pub before: Option<EntryStatus>,
+    pub after: EntryStatus,
 }
 
 fn status_code(status: Option<EntryStatus>) -> u8 {
@@ -149,7 +149,7 @@ impl DynamoStore {
     }
 
     /// Step 1: the fenced update of the lease item that makes `batch` pending.
-    async fn begin_batch(
+    pub(super) async fn begin_batch(
         &self,
         connector: &ConnectorId,
         owner: &RunId,
@@ -220,7 +220,12 @@ impl DynamoStore {
     }
 
     /// A conditional put of one entry; `false` when the condition failed.
-    async fn put_one(&self, item: Item, before: Option<EntryStatus>, after: EntryStatus) -> Result<bool, StateError> {
+    pub(super) async fn put_one(
+        &self,
+        item: Item,
+        before: Option<EntryStatus>,
+        after: EntryStatus,
+    ) -> Result<bool, StateError> {
         let units = cost::write_item(item_bytes(&item))
             + cost::index_writes(before.filter(|s| is_open(*s)), Some(after).filter(|s| is_open(*s)));
         let put = self.client.put_item().table_name(&self.table).set_item(Some(item));

@@ -276,3 +276,146 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
     let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
 }
+
+/// The cost model (`state::cost::model`, what the bench's figure 8 prices)
+/// counts what this store really sends: the same engine runs a first sync,
+/// a run with nothing changed and a run with 1% edited, once on DynamoDB
+/// Local and once on the model over SQLite, and every run's read units,
+/// write units and requests agree.
+#[tokio::test]
+async fn the_cost_model_counts_what_the_store_sends() {
+    use crate::state::cost::Units;
+    use crate::state::cost::model::CostModel;
+    use crate::sync::testing::{self, Page, Sink, memory};
+    let Some(client) = client("dynamodb::the_cost_model_counts_what_the_store_sends").await else { return };
+    let dynamo = DynamoStore::new(client, table_name("cost"));
+    dynamo.create_table().await.expect("create table");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = crate::state::sqlite::SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite");
+    let model = Arc::new(CostModel::new(Arc::new(sqlite)));
+
+    let mut memories: Vec<_> = (0..300).map(|i| memory(&format!("memory-{i:04}"), Some("a first text"))).collect();
+    let mut pages = vec![memories.clone(), memories.clone()];
+    for i in [11, 150, 299] {
+        memories[i].transcript = Some("edited".into());
+    }
+    pages.push(memories);
+
+    let mut measured: Vec<Vec<Units>> = Vec::new();
+    let sides: [(Arc<dyn StateStore>, Box<dyn Fn() -> Units>); 2] = [
+        (Arc::new(dynamo.clone()), {
+            let dynamo = dynamo.clone();
+            let seen = std::sync::Mutex::new(Units::default());
+            Box::new(move || {
+                let now = dynamo.units();
+                let mut before = seen.lock().expect("units");
+                let delta = Units {
+                    read_units: now.read_units - before.read_units,
+                    write_units: now.write_units - before.write_units,
+                    calls: now.calls - before.calls,
+                };
+                *before = now;
+                delta
+            })
+        }),
+        (model.clone(), {
+            let model = model.clone();
+            Box::new(move || model.take())
+        }),
+    ];
+    for (store, units) in &sides {
+        let page = Page::default();
+        let sink = Arc::new(Sink::default());
+        let engine = testing::engine(Arc::clone(store), &page, &sink, false).with_salt(7);
+        units();
+        let mut runs = Vec::new();
+        for memories in &pages {
+            page.set(memories.clone());
+            let report = engine.run(crate::sync::RunOptions::default()).await.expect("run");
+            assert!(report.error.is_none(), "{report:?}");
+            runs.push(units());
+        }
+        measured.push(runs);
+    }
+    let (store, model) = (&measured[0], &measured[1]);
+    for (i, name) in ["first sync", "no-op", "1% edited"].into_iter().enumerate() {
+        assert_eq!(model[i], store[i], "{name}: the model (left) and DynamoDB (right) disagree");
+    }
+    assert!(store[1].read_units <= 8, "a no-op reads almost nothing: {:?}", store[1]);
+    assert!(store[2].read_units <= 2 * 3 + 8, "1% edited reads what changed: {:?}", store[2]);
+}
+
+/// A run killed between its batch's lease-item update (counts added,
+/// batch pending) and its entry puts: the next run to take the lease settles
+/// the batch first, taking back the count change of each entry that was not
+/// written, and keeping those an unfenced writer rewrote meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cut_by_a_crash_is_settled_by_the_next_writer() {
+    use super::batches::Pending;
+    let Some(client) = client("dynamodb::a_batch_cut_by_a_crash_is_settled_by_the_next_writer").await else { return };
+    let table = table_name("crash");
+    let dead = DynamoStore::new(client.clone(), table.clone());
+    dead.create_table().await.expect("create table");
+    let c = ConnectorId::new("crashy");
+    let (one, two) = (RunId::new("run-1"), RunId::new("run-2"));
+    let now = Utc::now();
+    dead.try_acquire_lease(&c, &one, now, Duration::from_secs(60)).await.expect("acquire");
+    let first: Vec<_> =
+        (0..4).map(|i| LedgerEntry { status: EntryStatus::Processed, ..entry(format!("m{i}")) }).collect();
+    let fenced = |entries| Checkpoint { entries, lease_owner: Some(one.clone()), ..Checkpoint::default() };
+    dead.checkpoint(&c, fenced(first)).await.expect("a whole batch");
+
+    // The next batch: m0, m1 fail, m8, m9 are new; only m0 and m8 get written before the kill.
+    let batch: Vec<LedgerEntry> = [
+        ("m0", EntryStatus::Failed),
+        ("m1", EntryStatus::Failed),
+        ("m8", EntryStatus::Submitted),
+        ("m9", EntryStatus::Submitted),
+    ]
+    .into_iter()
+    .map(|(id, status)| LedgerEntry { status, ..entry(id.into()) })
+    .collect();
+    let pending: Vec<Pending> = batch
+        .iter()
+        .map(|e| Pending {
+            id: e.memory_id.clone(),
+            before: (e.status == EntryStatus::Failed).then_some(EntryStatus::Processed),
+            after: e.status,
+        })
+        .collect();
+    dead.begin_batch(&c, &one, &pending, "cut-token").await.expect("batch pending");
+    for (e, p) in batch.iter().zip(&pending).filter(|(e, _)| ["m0", "m8"].contains(&e.memory_id.as_str())) {
+        let item = dead.entry_item(&c, e, Some("cut-token")).expect("item");
+        assert!(dead.put_one(item, p.before, p.after).await.expect("put"));
+    }
+    // Meanwhile an unfenced writer (retry-failed) rewrites m0: it keeps the token.
+    dead.checkpoint(
+        &c,
+        Checkpoint { entries: vec![LedgerEntry { attempts: 0, ..batch[0].clone() }], ..Default::default() },
+    )
+    .await
+    .expect("unfenced");
+    drop(dead);
+
+    let next = DynamoStore::new(client, table);
+    let later = now + TimeDelta::seconds(61);
+    assert!(matches!(
+        next.try_acquire_lease(&c, &two, later, Duration::from_secs(60)).await.expect("take over"),
+        LeaseOutcome::Acquired(_)
+    ));
+    let ten = LedgerEntry { status: EntryStatus::Submitted, ..entry("m10".into()) };
+    next.checkpoint(&c, Checkpoint { entries: vec![ten], lease_owner: Some(two.clone()), ..Checkpoint::default() })
+        .await
+        .expect("the next run's batch");
+    let ids: Vec<MemoryId> = ["m0", "m1", "m2", "m3", "m8", "m9", "m10"].into_iter().map(MemoryId::new).collect();
+    let mut recount: BTreeMap<EntryStatus, u64> = BTreeMap::new();
+    for e in next.entries(&c, &ids).await.expect("entries").values() {
+        *recount.entry(e.status).or_default() += 1;
+    }
+    assert_eq!(
+        recount,
+        BTreeMap::from([(EntryStatus::Processed, 3), (EntryStatus::Failed, 1), (EntryStatus::Submitted, 2)]),
+        "m1 and m9 were never written"
+    );
+    assert_eq!(next.status_counts(&c).await.expect("counts"), recount, "the counts match the ledger again");
+}

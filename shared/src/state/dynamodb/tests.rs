@@ -302,7 +302,8 @@ async fn the_cost_model_counts_what_the_store_sends() {
     pages.push(memories);
 
     let mut measured: Vec<Vec<Units>> = Vec::new();
-    let sides: [(Arc<dyn StateStore>, Box<dyn Fn() -> Units>); 2] = [
+    type Meter = Box<dyn Fn() -> Units>;
+    let sides: [(Arc<dyn StateStore>, Meter); 2] = [
         (Arc::new(dynamo.clone()), {
             let dynamo = dynamo.clone();
             let seen = std::sync::Mutex::new(Units::default());

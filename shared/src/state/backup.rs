@@ -169,6 +169,14 @@ fn json_restore(from: &Path, live: &Path) -> Result<(), StateError> {
     // The store's own temp name is `<path>.tmp`; use another one.
     let tmp = with_suffix(live, ".restore");
     write_atomically(&tmp, &bytes)?;
+    // The journal (a run's writes not yet folded into the file) belongs to
+    // the state being replaced: gone first, so it never lands on the backup.
+    let journal = super::json::journal_path(live);
+    match std::fs::remove_file(&journal) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&journal, e)),
+    }
     std::fs::rename(&tmp, live).map_err(|e| io(live, e))?;
     drop(lock);
     Ok(())

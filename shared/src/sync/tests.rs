@@ -211,7 +211,8 @@ async fn a_rerun_reads_only_what_changed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite"));
     let counting = Arc::new(crate::state::cost::model::CostModel::new(sqlite));
-    let side = side(counting.clone(), true, false);
+    let mut side = side(counting.clone(), true, false);
+    side.engine = side.engine.with_salt(11);
     let mut page: Vec<Memory> = (0..400).map(|i| memory(&format!("m{i:03}"), Some("text"))).collect();
     side.page.set(page.clone());
     let first = side.engine.run(RunOptions::default()).await.expect("first");

@@ -279,7 +279,9 @@ pub enum LeaseOutcome {
     Held(Lease),
 }
 
-/// Everything one batch changed, written in one store transaction.
+/// Everything one batch changed. SQLite writes it in one transaction, JSON
+/// as one journal record (or one file); DynamoDB writes a run's entries
+/// without a transaction per entry and settles a batch a crash cut (decision 18).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,

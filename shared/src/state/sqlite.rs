@@ -1,5 +1,6 @@
 //! The SQLite state store: one table per record kind (`connectors`,
-//! `leases`, `entries`, `runs`) in one database file.
+//! `leases`, `entries`, `runs`; the ledger digest in `ledger_meta` and
+//! `digest_shards`, see `state::digest`) in one database file.
 //!
 //! WAL journal with `synchronous=NORMAL` (a committed transaction survives a
 //! process crash; a power loss may lose the last ones but never corrupts),

@@ -186,6 +186,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
     bench.cpu_breakdown(&throughput).await.context("figure 2 (CPU breakdown)")?;
     bench.noop_at_scale().await.context("figure 3 (no-op at scale)")?;
+    bench.json_first_sync(&throughput).await.context("figure 3 (JSON first sync)")?;
     bench.startup().await.context("figure 5 (start-up)")?;
     bench.management_api_latency().await.context("figure 6 (management API latency)")?;
     bench.slow_sink().await.context("figure 7 (slow sink)")?;

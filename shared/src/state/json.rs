@@ -298,6 +298,16 @@ impl Inner {
     /// and makes it durable: appended to the journal while a lease is held
     /// here, else the whole file. `decide` must not mutate anything.
     fn write<T>(&self, decide: impl FnOnce(&Document) -> Result<Outcome<T>, StateError>) -> Result<T, StateError> {
+        self.write_as(false, decide)
+    }
+
+    /// [`Inner::write`]; `starts_run`: the write takes a lease (the run it
+    /// starts journals from its first write on).
+    fn write_as<T>(
+        &self,
+        starts_run: bool,
+        decide: impl FnOnce(&Document) -> Result<Outcome<T>, StateError>,
+    ) -> Result<T, StateError> {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let lock = self.lock_file()?;
         let loaded = self.refresh(&mut cache)?;
@@ -306,7 +316,7 @@ impl Inner {
             Outcome::Changed(value, change) => (value, Some(change)),
         };
         if let Some(change) = change {
-            let journaled = self.journaling() && loaded.stamp.is_some() && !loaded.plain_on_disk;
+            let journaled = (starts_run || self.journaling()) && loaded.stamp.is_some() && !loaded.plain_on_disk;
             let record = if journaled { Some(self.encode(&change)?) } else { None };
             change.apply(&mut loaded.doc);
             let written = match record {

@@ -39,7 +39,7 @@ impl StateStore for JsonStore {
         let (key, owner) = (connector.clone(), owner.clone());
         let outcome = self
             .blocking(move |inner| {
-                inner.write(|doc| {
+                inner.write_as(true, |doc| {
                     let held = doc.connectors.get(&key).and_then(|r| r.lease.as_ref());
                     if let Some(held) = held.filter(|l| !l.can_be_taken_by(&owner, now)) {
                         return Ok(Outcome::Unchanged(LeaseOutcome::Held(held.clone())));

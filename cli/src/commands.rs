@@ -2,17 +2,15 @@
 
 use crate::Common;
 use crate::output;
+use connector_core::admin::{self, AbandonedLeases};
 use connector_core::config::{self, Config, ConnectorConfig};
-use connector_core::enrich::Enricher;
 use connector_core::ids::ConnectorId;
-use connector_core::lightrag;
-use connector_core::memory_api::MemoryApiClient;
-use connector_core::state::{self, EntryStatus, StateStore};
+use connector_core::state::{self, StateStore, Trigger};
 use connector_core::status;
-use connector_core::sync::{self, RunOptions, SyncEngine, SyncError};
+use connector_core::sync::{RunOptions, SyncError};
+use connector_core::wiring::Adapters;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -63,24 +61,22 @@ async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
     state::open_for(config).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
+fn adapters(config: &Config, store: Arc<dyn StateStore>) -> Result<Adapters, Failure> {
+    Adapters::from_config(config, store)
+        .map_err(|e| if e.is_config_problem() { Failure::usage(e.to_string()) } else { Failure::failed(e.to_string()) })
+}
+
 pub async fn sync(common: &Common, connector_id: &str, force: bool, dry_run: bool) -> u8 {
     let result = async {
         let config = load(common)?;
         let connector = connector(&config, connector_id)?.clone();
         let store = store(&config).await?;
-        let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
-        let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
-        let lease_ttl = Duration::from_secs(config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
-        let source = Arc::new(source);
-        let enricher = Enricher::for_connector(&config, &connector, source.clone(), store.clone())
-            .map_err(|e| Failure::failed(e.to_string()))?
-            .map(Arc::new);
-        let engine = SyncEngine::new(connector, lease_ttl, source, sink, store)
-            .with_lightrag_settings(&config.lightrag)
-            .with_enricher(enricher);
-        let options = RunOptions { force, dry_run, trigger: "cli".into(), deadline: None };
+        let adapters = adapters(&config, store.clone())?;
+        let engine = adapters.engine(&config, &connector, store, config.advanced.pipeline.job_timeout());
+        let options = RunOptions { force, dry_run, trigger: Trigger::Cli, limits: None };
         let report = engine.run(options).await.map_err(|e| match e {
             SyncError::AlreadyRunning { .. } => Failure::failed(format!("{e}; not starting a second run")),
+            SyncError::Paused(_) => Failure::failed(e.to_string()),
             SyncError::State(e) => Failure::failed(e.to_string()),
         })?;
         if common.json {
@@ -142,14 +138,9 @@ pub async fn reset(common: &Common, connector_id: &str, yes: bool) -> u8 {
                 connector.id
             ))?;
         }
-        let failed = |e: state::StateError| Failure::failed(e.to_string());
-        if let Some(owner) = state::release_abandoned_lease(store.as_ref(), &connector.id).await.map_err(failed)? {
-            tracing::warn!(connector_id = %connector.id, previous = %owner, "the lease's process is gone (killed mid-run); released it");
-        }
-        store
-            .reset(&connector.id, chrono::Utc::now())
+        admin::reset(store.as_ref(), &connector.id, AbandonedLeases::Release, chrono::Utc::now())
             .await
-            .map_err(failed)?;
+            .map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "connector_id": connector.id, "reset": true }));
         } else {
@@ -232,14 +223,7 @@ pub async fn failed(common: &Common, connector_id: &str) -> u8 {
         let config = load(common)?;
         let connector = connector(&config, connector_id)?;
         let store = store(&config).await?;
-        let entries = store
-            .entries_with_status(
-                &connector.id,
-                &[EntryStatus::Failed, EntryStatus::Dead, EntryStatus::LightragFailed, EntryStatus::UpdatePending],
-                10_000,
-            )
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+        let entries = admin::failed(store.as_ref(), &connector.id).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&entries);
         } else {
@@ -257,7 +241,7 @@ pub async fn retry_failed(common: &Common, connector_id: &str) -> u8 {
         let connector = connector(&config, connector_id)?;
         let store = store(&config).await?;
         let count =
-            sync::replay_failed(store.as_ref(), &connector.id).await.map_err(|e| Failure::failed(e.to_string()))?;
+            admin::retry_failed(store.as_ref(), &connector.id).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "connector_id": connector.id, "replayed": count }));
         } else {
@@ -279,10 +263,8 @@ pub async fn serve(common: &Common, options: connector_core::service::ServeOptio
         }
         connector_core::secrets::warn_if_readable_by_others(&common.config);
         let store = store(&config).await?;
-        let sink = lightrag::open(&config.lightrag).map_err(|e| Failure::failed(e.to_string()))?;
-        let source = MemoryApiClient::new(&config.memory_api).map_err(|e| Failure::usage(e.to_string()))?;
-        let source = Arc::new(source);
-        connector_core::service::serve(Arc::new(config), store, source.clone(), sink, source, options)
+        let adapters = adapters(&config, store.clone())?;
+        connector_core::service::serve(Arc::new(config), store, adapters, options)
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
         Ok(EXIT_OK)
@@ -325,14 +307,17 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
     let result = async {
         let config = load(common)?;
         let base = client::base_url(&config.api, port);
-        let health = client::health(&base).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let health = client::health(&config.api, &base).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&health);
         } else {
-            println!(
-                "{} (version {}, up {} s, {} active jobs)",
-                health.status, health.version, health.uptime_seconds, health.active_jobs
-            );
+            match &health.details {
+                Some(d) => println!(
+                    "{} (version {}, up {} s, {} active jobs)",
+                    health.status, health.version, d.uptime_seconds, d.active_jobs
+                ),
+                None => println!("{} (version {})", health.status, health.version),
+            }
         }
         Ok(EXIT_OK)
     }

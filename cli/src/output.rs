@@ -32,6 +32,9 @@ pub fn print_report(report: &RunReport) {
         "  fetched {} | {new_label} {} | {updated_label} {} | unchanged {} | waiting for transcript {} | failed {} | dead {}",
         c.fetched, c.new, c.updated, c.unchanged, c.skipped, c.failed, c.dead
     );
+    if c.postponed > 0 {
+        println!("  left for the next run (time ran out before enrichment) {}", c.postponed);
+    }
     if c.rejected + c.deferred + c.backing_off > 0 {
         println!(
             "  malformed (skipped) {} | updates deferred {} | waiting for retry {}",

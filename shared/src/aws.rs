@@ -32,22 +32,6 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
-/// The full text of an SDK error (its `Display` alone is often just
-/// "service error").
-pub fn error_text<E: std::error::Error>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// For the AWS test group: the emulator endpoint in `variable`, or `None`
 /// after saying loudly on stderr that `test` is skipped (`make test` always
 /// sets the variables; a plain `cargo test` may not).

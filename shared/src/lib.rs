@@ -6,11 +6,13 @@
 //! [`lightrag::DocumentSink`] writes it, a [`state::StateStore`] remembers what
 //! was done, and [`sync::SyncEngine`] runs the whole thing once.
 
+pub mod admin;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
 pub mod enrich;
+pub mod http;
 pub mod ids;
 pub mod lightrag;
 pub mod memory_api;
@@ -25,6 +27,7 @@ pub mod status;
 pub mod sync;
 pub mod telemetry;
 pub mod transform;
+pub mod wiring;
 
 /// The version reported by `--version`, `/health` and the run report.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,14 +15,12 @@
 //!   the lease answers `already_running`.
 
 use crate::config::{self, Config, Environment, StateBackend};
-use crate::enrich::Enricher;
 use crate::ids::{ConnectorId, RunId};
-use crate::lightrag::{self, DocumentSink};
-use crate::memory_api::MemoryApiClient;
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
-use crate::state::{StateError, StateStore};
-use crate::sync::{MemorySource, RunOptions, SyncEngine, SyncError};
+use crate::state::{StateError, StateStore, Trigger};
+use crate::sync::{RunLimits, RunOptions, SyncError};
+use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -48,7 +46,7 @@ pub struct SyncRequest {
     pub connector_id: ConnectorId,
     pub force: bool,
     /// `schedule`, `event` (SyncRequested) or `lambda` (direct invoke).
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The run id the `api` function promised in its 202 (a `SyncRequested`
     /// event carries it), so the history shows the same id.
     pub run_id: Option<RunId>,
@@ -82,12 +80,17 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
     let bad = |m: &str| FunctionError::BadEvent(m.to_owned());
     let object = event.as_object().ok_or_else(|| bad("expected a JSON object"))?;
     let (body, trigger) = match object.get("detail-type").and_then(Value::as_str) {
-        Some("SyncRequested") => (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, "event"),
+        Some("SyncRequested") => {
+            (object.get("detail").ok_or_else(|| bad("SyncRequested without detail"))?, Trigger::Event)
+        }
         Some("Scheduled Event") => {
-            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, "schedule")
+            (object.get("detail").ok_or_else(|| bad("Scheduled Event without detail"))?, Trigger::Schedule)
         }
         Some(other) => return Err(FunctionError::BadEvent(format!("detail-type {other:?} is not handled"))),
-        None => (event, object.get("trigger").and_then(Value::as_str).unwrap_or("lambda")),
+        None => match object.get("trigger").and_then(Value::as_str).map(Trigger::parse) {
+            Some(trigger @ (Trigger::Schedule | Trigger::Event | Trigger::Api)) => (event, trigger),
+            _ => (event, Trigger::Lambda),
+        },
     };
     let connector_id = body
         .get("connector_id")
@@ -99,9 +102,8 @@ pub fn parse_sync_event(event: &Value) -> Result<SyncRequest, FunctionError> {
         Some(Value::Bool(force)) => *force,
         Some(other) => return Err(FunctionError::BadEvent(format!("force must be true or false, not {other}"))),
     };
-    let trigger = if matches!(trigger, "schedule" | "event" | "lambda" | "api") { trigger } else { "lambda" };
     let run_id = body.get("run_id").and_then(Value::as_str).filter(|id| !id.is_empty()).map(RunId::from);
-    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger: trigger.to_owned(), run_id })
+    Ok(SyncRequest { connector_id: ConnectorId::new(connector_id), force, trigger, run_id })
 }
 
 /// What a function is built from (the process environment in Lambda).
@@ -131,10 +133,7 @@ impl FunctionSettings {
 struct Wiring {
     vars: HashMap<String, String>,
     config: Config,
-    source: Arc<dyn MemorySource>,
-    sink: Arc<dyn DocumentSink>,
-    /// As `serve` builds them: transcripts, photo descriptions, places.
-    enrichers: HashMap<ConnectorId, Arc<Enricher>>,
+    adapters: Adapters,
 }
 
 /// Shared cold-start work of the functions: config (once), secrets (TTL).
@@ -164,11 +163,8 @@ impl Loaded {
 }
 
 fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
-    let sink = lightrag::open(&config.lightrag).map_err(|e| FunctionError::Config(e.to_string()))?;
-    let source = Arc::new(MemoryApiClient::new(&config.memory_api).map_err(|e| FunctionError::Config(e.to_string()))?);
-    let enrichers =
-        crate::enrich::enrichers(&config, source.clone(), store).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config, source, sink, enrichers })
+    let adapters = Adapters::from_config(&config, store).map_err(|e| FunctionError::Config(e.to_string()))?;
+    Ok(Wiring { vars, config, adapters })
 }
 
 fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
@@ -251,17 +247,14 @@ impl SyncFunction {
             .connector(&request.connector_id)
             .cloned()
             .ok_or_else(|| FunctionError::UnknownConnector(request.connector_id.clone()))?;
-        let job_timeout = Duration::from_secs(wiring.config.advanced.pipeline.job_timeout_minutes.max(1) * 60);
-        // The lease ends when this invocation surely has: a timed-out Lambda
-        // does not block the next one for the whole job timeout.
-        let lease_ttl = remaining.map_or(job_timeout, |r| r.saturating_add(Duration::from_secs(5)).min(job_timeout));
-        let deadline = remaining.map(|r| started + r.saturating_sub(self.safety_margin));
+        let job_timeout = wiring.config.advanced.pipeline.job_timeout();
+        // Bounded by job_timeout_minutes and the invocation's remaining
+        // time, whichever ends first; the lease outlives the run.
+        let limits = RunLimits::new(started, job_timeout, remaining, self.safety_margin);
         let engine =
-            SyncEngine::new(connector, lease_ttl, Arc::clone(&wiring.source), Arc::clone(&wiring.sink), self.store())
-                .with_lightrag_settings(&wiring.config.lightrag)
-                .with_enricher(wiring.enrichers.get(&request.connector_id).cloned())
-                .without_local_takeover();
-        let options = RunOptions { force: request.force, dry_run: false, trigger: request.trigger.clone(), deadline };
+            wiring.adapters.engine(&wiring.config, &connector, self.store(), job_timeout).without_local_takeover();
+        let options =
+            RunOptions { force: request.force, dry_run: false, trigger: request.trigger, limits: Some(limits) };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,
@@ -276,6 +269,10 @@ impl SyncFunction {
                 Ok(
                     json!({"status": "already_running", "connector_id": connector, "owner": owner, "expires_at": expires_at}),
                 )
+            }
+            Err(SyncError::Paused(connector)) => {
+                info!(connector_id = %connector, "paused: scheduled run skipped");
+                Ok(json!({"status": "skipped", "reason": "paused", "connector_id": connector}))
             }
             Err(SyncError::State(e)) => Err(e.into()),
         }
@@ -324,26 +321,50 @@ impl CleanupFunction {
         Arc::clone(&self.store)
     }
 
+    /// A `ResetRequested` event resets its connector; any other event
+    /// (the schedule) applies retention.
+    pub async fn handle_event(&self, event: &Value) -> Result<Value, FunctionError> {
+        if event.get("detail-type").and_then(Value::as_str) != Some(RESET_REQUESTED) {
+            return self.handle().await;
+        }
+        let id = event
+            .pointer("/detail/connector_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FunctionError::BadEvent("ResetRequested without detail.connector_id".into()))?;
+        let connector = self
+            .config
+            .connector(&ConnectorId::new(id))
+            .ok_or_else(|| FunctionError::UnknownConnector(ConnectorId::new(id)))?;
+        let started = Instant::now();
+        crate::admin::reset(self.store.as_ref(), &connector.id, crate::admin::AbandonedLeases::Keep, Utc::now())
+            .await?;
+        info!(connector_id = %connector.id, took_ms = started.elapsed().as_millis() as u64, "connector reset");
+        Ok(json!({"status": "reset", "connector_id": connector.id}))
+    }
+
     pub async fn handle(&self) -> Result<Value, FunctionError> {
         let cleanup = &self.config.state.cleanup;
         if !cleanup.enabled {
             return Ok(json!({"status": "disabled"}));
         }
         let before = Utc::now() - TimeDelta::days(i64::from(cleanup.retention_days));
-        let removed = self.store.prune_runs(before).await?;
+        // The configured connectors, one query each: the table is never
+        // scanned (DynamoDB's TTL expires what removed connectors left).
+        let mut removed = 0;
         let mut dead = serde_json::Map::new();
-        for connector in self.store.connectors().await? {
-            let counts = self.store.status_counts(&connector).await?;
-            if let Some(n) = counts.get(&crate::state::EntryStatus::Dead) {
-                dead.insert(connector.to_string(), json!(n));
+        for connector in &self.config.connectors {
+            removed += self.store.prune_runs(&connector.id, before).await?;
+            let counts = self.store.status_counts(&connector.id).await?;
+            if let Some(n) = counts.get(&crate::state::EntryStatus::Dead).filter(|n| **n > 0) {
+                dead.insert(connector.id.to_string(), json!(n));
             }
         }
         info!(removed_runs = removed, before = %before, "history retention applied");
         Ok(json!({"status": "completed", "removed_runs": removed, "before": before, "dead_entries": dead}))
     }
 
-    pub async fn handle_classified(&self) -> Result<Value, FunctionError> {
-        classify(self.handle().await)
+    pub async fn handle_classified(&self, event: &Value) -> Result<Value, FunctionError> {
+        classify(self.handle_event(event).await)
     }
 }
 
@@ -352,6 +373,8 @@ pub const EVENT_BUS_ENV: &str = "EVENT_BUS_NAME";
 /// The `source` of the connector's events (the SAM rule matches it).
 pub const EVENT_SOURCE: &str = "memory-connector";
 pub const SYNC_REQUESTED: &str = "SyncRequested";
+/// The event the api function puts to have `cleanup` reset a connector.
+pub const RESET_REQUESTED: &str = "ResetRequested";
 
 /// `trigger` in the serverless shape: a `SyncRequested` event on EventBridge,
 /// which a rule routes to the `sync` function. A connector whose lease is
@@ -389,25 +412,54 @@ impl crate::api::RunLauncher for EventBridgeLauncher {
         }
         let run_id = RunId::generate(now);
         let detail = json!({ "connector_id": connector.id, "force": force, "run_id": run_id });
+        self.put(SYNC_REQUESTED, &detail).await?;
+        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
+        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+    }
+
+    /// A ledger of a million entries takes minutes to delete, longer than
+    /// API Gateway waits: the `cleanup` function does it on a
+    /// `ResetRequested` event (its lease shows the connector as running).
+    async fn reset(
+        &self,
+        connector: &crate::config::ConnectorConfig,
+    ) -> Result<crate::api::ResetAnswer, crate::api::LaunchError> {
+        let now = Utc::now();
+        if let Some(lease) = self.store.lease(&connector.id).await?.filter(|l| !l.is_expired_at(now)) {
+            return Err(crate::api::LaunchError::AlreadyRunning {
+                connector: connector.id.clone(),
+                owner: lease.owner,
+                expires_at: Some(lease.expires_at),
+            });
+        }
+        self.put(RESET_REQUESTED, &json!({ "connector_id": connector.id })).await?;
+        info!(connector_id = %connector.id, bus = %self.bus, "ResetRequested event put");
+        Ok(crate::api::ResetAnswer::Accepted)
+    }
+}
+
+impl EventBridgeLauncher {
+    /// Puts one event of the connector's source on the bus.
+    async fn put(&self, detail_type: &str, detail: &Value) -> Result<(), crate::api::LaunchError> {
+        use crate::api::LaunchError;
         let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(EVENT_SOURCE)
-            .detail_type(SYNC_REQUESTED)
+            .detail_type(detail_type)
             .detail(detail.to_string())
             .build();
         let answer = self.client.put_events().entries(entry).send().await.map_err(|e| {
             LaunchError::Unavailable(format!(
                 "EventBridge PutEvents on bus {}: {}",
                 self.bus,
-                crate::aws::error_text(&e)
+                crate::http::error_chain(&e)
             ))
         })?;
         if answer.failed_entry_count() > 0 {
             let why = answer.entries().iter().filter_map(|e| e.error_message()).collect::<Vec<_>>().join("; ");
-            return Err(LaunchError::Unavailable(format!("EventBridge refused the SyncRequested event: {why}")));
+            return Err(LaunchError::Unavailable(format!("EventBridge refused the {detail_type} event: {why}")));
         }
-        info!(connector_id = %connector.id, %run_id, bus = %self.bus, "SyncRequested event put");
-        Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id, status: "accepted".into() })
+        Ok(())
     }
 }
 
@@ -440,16 +492,16 @@ mod tests {
         let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
         assert_eq!(
             direct,
-            SyncRequest { connector_id: "docs".into(), force: true, trigger: "lambda".into(), run_id: None }
+            SyncRequest { connector_id: "docs".into(), force: true, trigger: Trigger::Lambda, run_id: None }
         );
         let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
-        assert_eq!((scheduled.force, scheduled.trigger.as_str()), (false, "schedule"));
+        assert_eq!((scheduled.force, scheduled.trigger), (false, Trigger::Schedule));
         let requested = parse_sync_event(&json!({
             "version": "0", "source": "memory-connector", "detail-type": "SyncRequested",
             "detail": {"connector_id": "docs", "force": false}
         }))
         .unwrap();
-        assert_eq!(requested.trigger, "event");
+        assert_eq!(requested.trigger, Trigger::Event);
         let raw =
             parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
         assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));

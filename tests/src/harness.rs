@@ -129,6 +129,22 @@ impl Default for Workspace {
     }
 }
 
+/// The ports a `serve` child wrote to `port_file` (`--port-file`), waiting
+/// for the file; panics with the child's log (`log`) if it exits first.
+pub async fn wait_port_file(child: &mut tokio::process::Child, port_file: &Path, log: &Path) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(port_file) {
+            return serde_json::from_str(&text).expect("port file is JSON");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited early ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "serve did not write its port file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Options of the config the tests write.
 #[derive(Debug, Clone)]
 pub struct ConfigSpec {

@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod enrich_sim;
 pub mod harness;
+pub mod hostile_http;
 pub mod lightrag_sim;
 pub mod memory_sim;

@@ -289,8 +289,8 @@ impl StateStore for LaggingListing {
     async fn reset(&self, c: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
         self.0.reset(c, now).await
     }
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
-        self.0.prune_runs(before).await
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        self.0.prune_runs(connector, before).await
     }
 }
 

@@ -142,18 +142,18 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
         memory("far", 48.137, 11.575),
     ]);
 
-    let dry = enricher.enrich(&first, EnrichMode::CacheOnly).await;
+    let dry = enricher.enrich(&first, EnrichMode::CacheOnly, None).await;
     assert!(dry.is_empty(), "a dry run calls nothing and finds nothing cached");
     assert_eq!(fakes.calls(Service::Geocoding), 0);
 
     fakes.set_down(Service::Geocoding, true);
-    let down = enricher.enrich(&first, EnrichMode::Full).await;
+    let down = enricher.enrich(&first, EnrichMode::Full, None).await;
     assert!(down.is_empty(), "an outage gives no places");
     let tried = fakes.calls(Service::Geocoding);
-    assert_eq!(tried, 3, "the third failure in a row stops the lookups for this run");
+    assert_eq!(tried, 3 * 2, "each lookup is tried twice; the third failure in a row stops them for this run");
     fakes.set_down(Service::Geocoding, false);
 
-    let enriched = enricher.enrich(&first, EnrichMode::Full).await;
+    let enriched = enricher.enrich(&first, EnrichMode::Full, None).await;
     assert_eq!(
         fakes.calls(Service::Geocoding) - tried,
         2,
@@ -164,9 +164,9 @@ async fn places_are_looked_up_once_and_dry_runs_only_read_the_cache() {
     }
     assert_eq!(enriched.get(&MemoryId::new("far")).and_then(|e| e.place.as_deref()), Some("Town 48.1/11.6, Simland"));
 
-    let again = enricher.enrich(&first, EnrichMode::CacheOnly).await;
+    let again = enricher.enrich(&first, EnrichMode::CacheOnly, None).await;
     assert_eq!(again.len(), 4, "the cache answers a dry run now");
-    let later = enricher.enrich(&page(vec![memory("m4", 52.52001, 13.40501)]), EnrichMode::Full).await;
+    let later = enricher.enrich(&page(vec![memory("m4", 52.52001, 13.40501)]), EnrichMode::Full, None).await;
     assert_eq!(later.len(), 1);
     assert_eq!(fakes.calls(Service::Geocoding) - tried, 2, "a new memory at a known place needs no lookup");
 }
@@ -203,15 +203,35 @@ async fn a_transcript_is_made_once_per_recording_and_again_for_a_new_one() {
         FetchedPage { memories: vec![m], rejected: vec![], possibly_truncated: false, attempts: 1 }
     };
     let id = MemoryId::new("rec");
-    let first = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full).await;
+    let first = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full, None).await;
     let text = first.get(&id).and_then(|e| e.transcript.clone()).expect("transcribed");
     assert_eq!(text, EnrichSim::transcript_for(&wav(3)));
-    let again = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full).await;
+    let again = enricher.enrich(&recording("gs://b/rec-1.wav", None), EnrichMode::Full, None).await;
     assert_eq!(again.get(&id).and_then(|e| e.transcript.clone()), Some(text));
     assert_eq!(fakes.calls(Service::Transcription), 1, "the same recording is not transcribed twice");
-    enricher.enrich(&recording("gs://b/rec-2.wav", None), EnrichMode::Full).await;
+    enricher.enrich(&recording("gs://b/rec-2.wav", None), EnrichMode::Full, None).await;
     assert_eq!(fakes.calls(Service::Transcription), 2, "a new recording is");
-    let real = enricher.enrich(&recording("gs://b/rec-3.wav", Some("spoken words")), EnrichMode::Full).await;
+    let real = enricher.enrich(&recording("gs://b/rec-3.wav", Some("spoken words")), EnrichMode::Full, None).await;
     assert!(real.is_empty(), "a memory with its own transcript needs no transcription");
     assert_eq!(fakes.calls(Service::Transcription), 2);
+}
+
+/// Issue 15, item 5: the OpenAI-compatible and geocoding answers were read
+/// without a limit; an endless one now fails the call with the limit named.
+#[tokio::test]
+async fn endless_service_answers_stop_at_their_limits() {
+    let server = sims::hostile_http::EndlessServer::json().await.unwrap();
+    let transcription = TranscriptionConfig { url: server.url(), model: "whisper-1".into(), api_key: None };
+    let audio = Media { bytes: wav(3), content_type: "audio/wav".into() };
+    let err = OpenAiClient::transcription(&transcription).unwrap().transcribe(&audio).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/audio/transcriptions") && message.contains("limit of 8388608 bytes"), "{message}");
+
+    let geocoding =
+        connector_core::config::GeocodingConfig { url: server.url(), requests_per_second: 100.0, ..Default::default() };
+    let geocoder = connector_core::enrich::Geocoder::new(&geocoding).unwrap();
+    let err = geocoder.reverse(GeoPoint { lat: 1.0, lon: 2.0 }).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/reverse") && message.contains("limit of 1048576 bytes"), "{message}");
+    assert!(server.bytes_sent() < 64 * 1024 * 1024, "kept reading: {} bytes", server.bytes_sent());
 }

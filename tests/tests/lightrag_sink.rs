@@ -518,7 +518,8 @@ async fn sim_processing_takes_time_and_blocks_deletes() {
     let pipeline: Value =
         client.get(format!("{}/documents/pipeline_status", sim.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(pipeline["busy"], true);
-    assert!(matches!(sink.replace(&doc("m.txt", "new")).await.unwrap(), ReplaceOutcome::Deferred { .. }));
+    let outcome = sink.replace(&doc("m.txt", "new")).await;
+    assert!(matches!(outcome, Ok(ReplaceOutcome::Deferred { .. })), "{outcome:?}");
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sim.documents()[0].status, SimDocStatus::Processed);
@@ -631,4 +632,19 @@ async fn sim_binary_listens_and_reports_its_port() {
     let output = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("lightrag-sim listening on {url}")), "{stdout}");
+}
+
+/// Issue 15, item 5: LightRAG's answers were read without a limit; an
+/// endless one now fails the request (not retried: it is no LightRAG).
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_limit_and_named() {
+    let server = sims::hostile_http::EndlessServer::json().await.unwrap();
+    let config = LightragApiConfig { url: server.url(), timeout: 30, ..LightragApiConfig::default() };
+    let sink = ApiSink::new(&config).unwrap().with_first_retry_delay(Duration::from_millis(5));
+    let sink = sink.with_max_answer_bytes(1024 * 1024);
+    let err = sink.insert(&doc("m.txt", "text")).await.unwrap_err();
+    assert_eq!(err.kind, SinkErrorKind::Fatal, "{}", err.message);
+    assert!(err.message.contains("larger than the limit of 1048576 bytes"), "{}", err.message);
+    assert!(err.message.contains(&format!("POST {}/documents/text", server.url())), "{}", err.message);
+    assert!(server.bytes_sent() < 64 * 1024 * 1024, "kept reading: {} bytes", server.bytes_sent());
 }

@@ -9,6 +9,7 @@ use connector_core::config::{MemoryApiConfig, QueryRange};
 use connector_core::memory_api::{MemoryApiClient, MemoryApiError};
 use connector_core::secrets::Secret;
 use serde_json::json;
+use sims::hostile_http::EndlessServer;
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,14 @@ async fn sim() -> MemorySim {
 }
 
 fn client(url: &str, key: &str, max_retries: u32, timeout: u64) -> MemoryApiClient {
-    let config =
-        MemoryApiConfig { url: url.into(), api_key: Some(Secret::new(key)), timeout, max_retries, retry_backoff: 2.0 };
+    let config = MemoryApiConfig {
+        url: url.into(),
+        api_key: Some(Secret::new(key)),
+        timeout,
+        max_retries,
+        retry_backoff: 2.0,
+        ..MemoryApiConfig::default()
+    };
     MemoryApiClient::new(&config).unwrap().with_first_retry_delay(Duration::from_millis(10))
 }
 
@@ -237,4 +244,27 @@ async fn the_simulator_binary_serves_the_client() {
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Issue 15, item 5: an endless list body grew the process to 1.5 GB in two
+/// seconds. It now stops at `memory_api.max_response_bytes`, is not retried
+/// (the next run would get the same page), and says which limit to raise.
+#[tokio::test]
+async fn an_endless_body_stops_at_the_limit_and_names_it() {
+    let server = EndlessServer::json().await.unwrap();
+    let config = MemoryApiConfig {
+        url: server.url(),
+        api_key: Some(Secret::new(KEY)),
+        timeout: 20,
+        max_response_bytes: 1024 * 1024,
+        ..MemoryApiConfig::default()
+    };
+    let client = MemoryApiClient::new(&config).unwrap().with_first_retry_delay(Duration::from_millis(10));
+    let err = client.list("CTX123", QueryRange::Week, 100).await.unwrap_err();
+    assert!(matches!(err, MemoryApiError::TooLarge { limit: 1048576, .. }), "{err}");
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains("memory_api.max_response_bytes (1048576 bytes)"), "{text}");
+    assert!(text.contains(&format!("GET {}/memory/CTX123", server.url())), "{text}");
+    assert!(server.bytes_sent() < 64 * 1024 * 1024, "the client kept reading: {} bytes", server.bytes_sent());
 }

@@ -65,7 +65,9 @@ async fn serves_status_and_triggers_through_eventbridge() {
     events
         .put_rule()
         .name(&rule)
-        .event_pattern(json!({"source": ["memory-connector"], "detail-type": ["SyncRequested"]}).to_string())
+        .event_pattern(
+            json!({"source": ["memory-connector"], "detail-type": ["SyncRequested", "ResetRequested"]}).to_string(),
+        )
         .send()
         .await
         .expect("put rule");
@@ -134,6 +136,27 @@ async fn serves_status_and_triggers_through_eventbridge() {
     assert_eq!(request.connector_id, ConnectorId::new("personal-memories"));
     assert_eq!(request.run_id, Some(RunId::new(run_id)), "the run keeps the id the API answered");
 
+    // A reset is handed to the cleanup function: 202, and a ResetRequested
+    // event on the bus (the queue's rule matches it too).
+    let (status, body) = call(&router, "POST", "/connectors/personal-memories/reset", Some(KEY)).await;
+    assert_eq!((status, body["reset"].clone()), (StatusCode::ACCEPTED, json!("accepted")), "{body}");
+    let mut reset = None;
+    for _ in 0..10 {
+        let received = sqs(
+            &endpoint,
+            "ReceiveMessage",
+            json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}),
+        )
+        .await;
+        if let Some(first) = received["Messages"].as_array().and_then(|m| m.first()) {
+            reset = Some(first["Body"].as_str().expect("body").to_owned());
+            break;
+        }
+    }
+    let reset: Value = serde_json::from_str(&reset.expect("a ResetRequested event reached the queue")).expect("json");
+    assert_eq!(reset["detail-type"], json!(connector_core::serverless::RESET_REQUESTED));
+    assert_eq!(reset["detail"]["connector_id"], json!("personal-memories"));
+
     // While a run holds the lease, trigger answers 409.
     let holder = RunId::generate(chrono::Utc::now());
     let lease = store
@@ -143,4 +166,6 @@ async fn serves_status_and_triggers_through_eventbridge() {
     assert!(matches!(lease, LeaseOutcome::Acquired(_)));
     let (status, body) = call(&router, "POST", "/connectors/personal-memories/trigger", Some(KEY)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = call(&router, "POST", "/connectors/personal-memories/reset", Some(KEY)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a reset is refused while a run holds the lease: {body}");
 }

@@ -5,7 +5,8 @@ use connector_core::serverless::CleanupFunction;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
-/// Applies retention; the event's content is not used (any schedule event).
-pub async fn handler(function: &CleanupFunction, _event: LambdaEvent<Value>) -> Result<Value, Error> {
-    Ok(function.handle_classified().await?)
+/// Applies retention on the schedule's events; resets a connector on a
+/// `ResetRequested` event (put by the api function).
+pub async fn handler(function: &CleanupFunction, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    Ok(function.handle_classified(&event.payload).await?)
 }

@@ -137,11 +137,12 @@ async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
     if !emulators("sync handler: remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes") {
         return;
     }
-    // Every LightRAG answer takes 1 s, 5 in flight, 30 memories with text:
-    // 2.5 s of usable time delivers one to three windows, never all six.
-    let s = stack(Duration::from_secs(1), Duration::from_secs(1)).await;
+    // Every LightRAG answer takes 3 s, 5 in flight, 30 memories with text:
+    // 8 s of usable time (10 s left, 2 s kept back) delivers one to three
+    // windows, never all six, with time to spare on a loaded machine.
+    let s = stack(Duration::from_secs(3), Duration::from_secs(2)).await;
     let payload = json!({"connector_id": CONNECTOR});
-    let first = sync_function::handler(&s.function, event(payload.clone(), Duration::from_millis(3_500)))
+    let first = sync_function::handler(&s.function, event(payload.clone(), Duration::from_secs(10)))
         .await
         .expect("first invoke");
     assert_eq!(first["status"], "partial", "{first:#}");
@@ -219,4 +220,132 @@ async fn scheduled_sync_enriches_and_caches_in_dynamodb() {
     assert_eq!((again["counts"]["new"].as_u64(), again["counts"]["updated"].as_u64()), (Some(0), Some(0)), "{again:#}");
     assert_eq!(calls(), (1, 1, 2), "the second run read the cache");
     assert_no_duplicates(&s.lightrag);
+}
+
+/// Paused through the API: the schedule's invocations skip the connector
+/// (nothing run, nothing recorded); a `SyncRequested` trigger still runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_connector_skips_scheduled_runs_but_not_triggers() {
+    if !emulators("sync handler: a_paused_connector_skips_scheduled_runs_but_not_triggers") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
+    let store = s.function.store();
+    let c = ConnectorId::new(CONNECTOR);
+    connector_core::admin::set_paused(store.as_ref(), &c, true).await.expect("pause");
+
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let skipped = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("skip");
+    assert_eq!(
+        (skipped["status"].as_str(), skipped["reason"].as_str()),
+        (Some("skipped"), Some("paused")),
+        "{skipped:#}"
+    );
+    assert_eq!(s.memory.list_requests(), 0, "the Memory API was not asked");
+    assert!(store.runs(&c, 10).await.expect("runs").is_empty(), "no run recorded");
+    assert_eq!(store.lease(&c).await.expect("lease"), None, "no lease left behind");
+
+    let requested = json!({"detail-type": "SyncRequested", "source": "memory-connector",
+                           "detail": {"connector_id": CONNECTOR}});
+    let ran = sync_function::handler(&s.function, event(requested, Duration::from_secs(600))).await.expect("trigger");
+    assert_eq!(ran["status"], "completed", "{ran:#}");
+    let state = store.connector_state(&c).await.expect("state").expect("state");
+    assert!(state.paused, "a triggered run leaves the pause as it was");
+}
+
+/// Geocoding 1,000 memories at 40 requests a second takes 25 s; a 60 s
+/// invocation (30 s kept back) stops calling the geocoder at 20 s, sends
+/// what it enriched, answers `partial` in time, and the next invocation
+/// finishes the rest from where the cache left off: nothing re-sent, no
+/// place asked for twice, no memory charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_stops_at_the_invocation_deadline_and_the_next_invoke_finishes() {
+    if !emulators("sync handler: enrichment_stops_at_the_invocation_deadline_and_the_next_invoke_finishes") {
+        return;
+    }
+    const CTX: &str = "GEO";
+    const N: usize = 1_000;
+    let fakes = EnrichSim::start(None).await.expect("enrichment fakes");
+    let secret = json!({"MEMORY_API_KEY": MEMORY_KEY, "OPENAI_API_KEY": "unused"});
+    let s = stack_with(Duration::ZERO, Duration::from_secs(30), secret, |spec| {
+        spec.context_id = CTX.into();
+        spec.query_limit = 5_000;
+        spec.batch_size = 50;
+        spec.batch_inserts = true;
+        spec.transformation_extra = vec!["geocoding: true".into()];
+        spec.extra_yaml = fakes.config_section().replace("requests_per_second: 20", "requests_per_second: 40");
+    })
+    .await;
+    // A kilometre apart each: every memory is its own place.
+    let memories: Vec<Value> = (0..N)
+        .map(|i| {
+            json!({"id": format!("g{i:04}"), "type": "record", "audio": false, "image": false,
+                   "transcript": format!("Walked past spot {i}"),
+                   "location_lat": 40.0 + (i / 40) as f64 * 0.01, "location_lon": 10.0 + (i % 40) as f64 * 0.01,
+                   "created_at": "2025-12-18T08:10:00Z"})
+        })
+        .collect();
+    s.memory.add_raw(CTX, memories);
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+
+    let started = std::time::Instant::now();
+    let first =
+        sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(60))).await.expect("first");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "the invocation answered within its time ({took:?})");
+    assert_eq!(
+        (first["status"].as_str(), first["stopped_early"].as_bool()),
+        (Some("partial"), Some(true)),
+        "{first:#}"
+    );
+    let postponed = first["counts"]["postponed"].as_u64().unwrap_or(0);
+    let sent = first["counts"]["new"].as_u64().unwrap_or(0);
+    assert!(postponed > 0 && sent > 0, "part enriched and sent, the rest left: {first:#}");
+    assert_eq!(sent + postponed, N as u64, "every memory either sent or left for the next run: {first:#}");
+    assert_eq!(first["counts"]["failed"], 0, "no memory charged for the deadline");
+    let geocoded = fakes.calls(Service::Geocoding);
+
+    let second = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(900))).await.expect("second");
+    assert_eq!(second["status"], "completed", "{second:#}");
+    assert_eq!(second["counts"]["new"].as_u64(), Some(postponed), "the rest is sent: {second:#}");
+    assert_eq!(second["counts"]["unchanged"].as_u64(), Some(sent), "{second:#}");
+    assert_eq!(fakes.calls(Service::Geocoding), N, "each place asked once ({geocoded} in the first run)");
+    assert_eq!(s.lightrag.documents().len(), N);
+    assert_no_duplicates_batched(&s.lightrag);
+}
+
+/// No document twice (batched inserts: one request carries many).
+fn assert_no_duplicates_batched(lightrag: &LightragSim) {
+    let docs = lightrag.documents();
+    let names: std::collections::HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
+    assert_eq!(names.len(), docs.len(), "no memory was sent twice");
+}
+
+/// A Memory API that hangs past the invocation's time: the run gives up in
+/// time (failed, nothing sent, nothing charged), so the Lambda never runs
+/// into its timeout with the lease held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_memory_api_fails_the_run_before_the_invocation_ends() {
+    if !emulators("sync handler: a_hanging_memory_api_fails_the_run_before_the_invocation_ends") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(2)).await;
+    s.memory.inject(sims::memory_sim::Fault {
+        status: 200,
+        body: String::new(),
+        retry_after: None,
+        delay: Duration::from_secs(30),
+        times: 5,
+    });
+    let started = std::time::Instant::now();
+    let answer = sync_function::handler(&s.function, event(json!({"connector_id": CONNECTOR}), Duration::from_secs(6)))
+        .await
+        .expect("handler");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "answered within the invocation ({took:?})");
+    assert_eq!(answer["status"], "failed", "{answer:#}");
+    assert!(answer["error"].as_str().unwrap_or_default().contains("time ran out"), "{answer:#}");
+    assert!(s.lightrag.documents().is_empty());
+    let store = s.function.store();
+    assert_eq!(store.lease(&ConnectorId::new(CONNECTOR)).await.expect("lease"), None, "the lease is released");
 }

@@ -6,6 +6,9 @@ use crate::config::ApiConfig;
 use crate::ids::ConnectorId;
 use std::time::Duration;
 
+/// The largest answer of the service read (its answers are a few hundred bytes).
+const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
@@ -59,28 +62,32 @@ pub async fn trigger(
         detail: if e.is_connect() { "connection refused".into() } else { e.without_url().to_string() },
     })?;
     let status = response.status().as_u16();
-    let body =
-        response.bytes().await.map_err(|e| ClientError::BadAnswer { url: url.clone(), detail: e.to_string() })?;
+    let body = crate::http::read_body(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| ClientError::BadAnswer { url: url.clone(), detail: crate::http::error_chain(&e) })?;
     if status == 202 {
         return serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() });
     }
     let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let code = parsed["error"]["code"].as_str().unwrap_or("").to_owned();
-    let message = parsed["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::memory_api::body_excerpt(&body));
+    let message =
+        parsed["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| crate::http::excerpt(&body, &[]));
     Err(ClientError::Refused { url, status, code, message })
 }
 
-/// `GET /health` of the running service (for container health checks).
-pub async fn health(base: &str) -> Result<super::Health, ClientError> {
+/// `GET /health` of the running service (for container health checks);
+/// with the key (when the config has one) it has the details too.
+pub async fn health(api: &ApiConfig, base: &str) -> Result<super::Health, ClientError> {
     let url = format!("{base}/health");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| ClientError::NotRunning { url: url.clone(), detail: e.to_string() })?;
-    let response = client.get(&url).send().await.map_err(|e| ClientError::NotRunning {
+    let mut request = client.get(&url);
+    if let Some(key) = api.api_key.as_ref().filter(|k| !k.is_empty()) {
+        request = request.header("X-API-Key", key.expose());
+    }
+    let response = request.send().await.map_err(|e| ClientError::NotRunning {
         url: base.to_owned(),
         detail: if e.is_connect() { "connection refused".into() } else { e.without_url().to_string() },
     })?;
@@ -88,5 +95,8 @@ pub async fn health(base: &str) -> Result<super::Health, ClientError> {
     if status != 200 {
         return Err(ClientError::Refused { url, status, code: String::new(), message: "not healthy".into() });
     }
-    response.json().await.map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() })
+    let body = crate::http::read_body(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| ClientError::BadAnswer { url: url.clone(), detail: crate::http::error_chain(&e) })?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() })
 }

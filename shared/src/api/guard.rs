@@ -1,11 +1,17 @@
 //! The gates in front of the management API: the API key (constant-time
-//! comparison), the rate limit (one token bucket for the whole API) and CORS.
+//! comparison), then the rate limit, and CORS.
+//!
+//! The key is checked first, so that requests without a valid key never
+//! spend the budget of those with one: keyed requests share one token
+//! bucket (`api.rate_limit.requests_per_minute`), unkeyed ones another, a
+//! quarter of its size (key guessing stays limited, the operator is never
+//! locked out by it).
 
 use super::ApiError;
 use crate::config::{ApiConfig, CorsConfig};
 use crate::secrets::Secret;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -35,6 +41,12 @@ impl AuthKey {
             _ => false,
         }
     }
+
+    /// Whether a request with these headers may see what the key protects
+    /// (always, when auth is off).
+    pub(super) fn admits(&self, headers: &HeaderMap) -> bool {
+        !self.enabled || self.accepts(presented_key(headers))
+    }
 }
 
 fn digest(text: &str) -> [u8; 32] {
@@ -42,8 +54,7 @@ fn digest(text: &str) -> [u8; 32] {
 }
 
 /// The key a request presents: `X-API-Key: K` or `Authorization: Bearer K`.
-fn presented_key(request: &Request) -> Option<&str> {
-    let headers = request.headers();
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key.trim());
     }
@@ -52,9 +63,37 @@ fn presented_key(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub(super) async fn require_key(State(key): State<AuthKey>, request: Request, next: Next) -> Response {
+/// The key check and the two rate-limit buckets, in that order.
+pub(super) struct Gate {
+    key: AuthKey,
+    keyed: Option<RateLimiter>,
+    unkeyed: Option<RateLimiter>,
+}
+
+/// Unkeyed requests get this share of `requests_per_minute`.
+const UNKEYED_SHARE: u32 = 4;
+
+impl Gate {
+    pub(super) fn from_config(api: &ApiConfig) -> Self {
+        let limit = api.rate_limit.enabled.then_some(api.rate_limit.requests_per_minute);
+        Self {
+            key: AuthKey::from_config(api),
+            keyed: limit.map(RateLimiter::per_minute),
+            unkeyed: limit.map(|per_minute| RateLimiter::per_minute((per_minute / UNKEYED_SHARE).max(1))),
+        }
+    }
+}
+
+pub(super) async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     // CORS preflights carry no credentials by design.
-    if !key.enabled || request.method() == Method::OPTIONS || key.accepts(presented_key(&request)) {
+    let admitted = request.method() == Method::OPTIONS || gate.key.admits(request.headers());
+    let bucket = if admitted { &gate.keyed } else { &gate.unkeyed };
+    if let Some(limiter) = bucket
+        && let Err(wait) = limiter.try_take(Instant::now())
+    {
+        return too_many(wait);
+    }
+    if admitted {
         return next.run(request).await;
     }
     let mut response = ApiError::new(
@@ -96,23 +135,18 @@ impl RateLimiter {
     }
 }
 
-pub(super) async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
-    match limiter.try_take(Instant::now()) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests (api.rate_limit); retry in {seconds} s"),
-            )
-            .into_response();
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
-        }
+fn too_many(wait: Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests (api.rate_limit); retry in {seconds} s"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
+    response
 }
 
 pub(super) fn cors(config: &CorsConfig) -> CorsLayer {

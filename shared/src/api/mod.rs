@@ -10,9 +10,10 @@ pub mod client;
 mod guard;
 mod openapi;
 
+use crate::admin;
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::{ConnectorId, RunId};
-use crate::state::{EntryStatus, StateError, StateStore};
+use crate::state::{StateError, StateStore};
 use crate::status;
 use async_trait::async_trait;
 use axum::extract::rejection::QueryRejection;
@@ -27,6 +28,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use guard::RateLimiter;
+
+/// How a reset request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetAnswer {
+    /// The ledger and state are gone (200).
+    Done,
+    /// The reset was handed over and runs in the background (202); the
+    /// connector shows `running` (its lease is held) until it is done.
+    Accepted,
+}
 
 /// What a trigger got.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,12 +78,10 @@ pub trait RunLauncher: Send + Sync {
         None
     }
 
-    /// Whether a lease whose holder was a process of this host that is gone
-    /// may be released (`serve`: yes; Lambda sandboxes share host names: no).
-    /// `reset` then does not wait for a killed run's lease to expire.
-    fn releases_abandoned_leases(&self) -> bool {
-        false
-    }
+    /// Resets the connector (see [`admin::reset`]): here and now (`serve`),
+    /// or handed to a function that has the time for a large ledger (the
+    /// api Lambda answers within API Gateway's 30 s).
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError>;
 }
 
 /// Everything the handlers share.
@@ -82,6 +91,8 @@ pub struct ApiState {
     store: Arc<dyn StateStore>,
     launcher: Arc<dyn RunLauncher>,
     started: Instant,
+    /// For `/health`, which answers everyone but shows details only to the key.
+    key: guard::AuthKey,
 }
 
 /// The error answer of every route.
@@ -120,6 +131,11 @@ impl From<StateError> for ApiError {
 
 impl From<LaunchError> for ApiError {
     fn from(e: LaunchError) -> Self {
+        // A state error keeps its own answer (a lease held: 409).
+        let e = match e {
+            LaunchError::State(state) => return state.into(),
+            other => other,
+        };
         let (status, code) = match &e {
             LaunchError::AlreadyRunning { .. } => (StatusCode::CONFLICT, "already_running"),
             LaunchError::Disabled(_) => (StatusCode::CONFLICT, "disabled"),
@@ -133,23 +149,22 @@ impl From<LaunchError> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The `GET /health` answer.
+/// The `GET /health` answer: up/down and the version for everyone; the
+/// details only for a request with the key (or when auth is off), since
+/// `last_error` names internal URLs, context ids and upstream answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Health {
     pub status: String,
     pub version: String,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<HealthDetails>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthDetails {
     pub uptime_seconds: u64,
     pub active_jobs: usize,
     pub last_error: Option<String>,
-}
-
-/// One connector of `GET /connectors`.
-#[derive(Debug, Serialize)]
-struct ConnectorView {
-    #[serde(flatten)]
-    summary: status::ConnectorSummary,
-    description: Option<String>,
-    paused: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,11 +179,12 @@ struct TriggerQuery {
 }
 
 /// The management API. Everything but `/health` needs the key when
-/// `api.enable_auth` is on; CORS and rate limiting follow `api.cors` and
-/// `api.rate_limit`.
+/// `api.enable_auth` is on (checked before the rate limit, see
+/// [`guard`]); CORS and rate limiting follow `api.cors` and `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
-    let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now() };
+    let key = guard::AuthKey::from_config(api);
+    let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now(), key };
     let protected = Router::new()
         .route("/connectors", get(list_connectors))
         .route("/connectors/{id}", get(get_connector))
@@ -182,15 +198,8 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/retry-failed", post(retry_failed))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
-        .layer(axum::middleware::from_fn_with_state(guard::AuthKey::from_config(api), guard::require_key));
-    // Outside the key check, so guessing keys is rate limited too; `/health`
-    // stays free for probes.
-    let protected = if api.rate_limit.enabled {
-        let limiter = Arc::new(RateLimiter::per_minute(api.rate_limit.requests_per_minute));
-        protected.layer(axum::middleware::from_fn_with_state(limiter, guard::rate_limit))
-    } else {
-        protected
-    };
+        // `/health` stays outside: free for probes, never rate limited.
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard::Gate::from_config(api)), guard::gate));
     let health_path = if config.monitoring.health_check.endpoint.starts_with('/') {
         config.monitoring.health_check.endpoint.clone()
     } else {
@@ -219,25 +228,17 @@ fn find<'a>(state: &'a ApiState, id: &str) -> Result<&'a ConnectorConfig, ApiErr
     state.config.connector(&ConnectorId::new(id)).ok_or_else(|| ApiError::not_found(id))
 }
 
-async fn health(State(state): State<ApiState>) -> Json<Health> {
-    Json(Health {
-        status: "healthy".into(),
-        version: crate::VERSION.into(),
+async fn health(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Json<Health> {
+    let details = state.key.admits(&headers).then(|| HealthDetails {
         uptime_seconds: state.started.elapsed().as_secs(),
         active_jobs: state.launcher.active_jobs(),
         last_error: state.launcher.last_error(),
-    })
+    });
+    Json(Health { status: "healthy".into(), version: crate::VERSION.into(), details })
 }
 
-async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<ConnectorView>> {
-    let rows = status::list(&state.config, state.store.as_ref(), Utc::now()).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for summary in rows {
-        let paused = state.store.connector_state(&summary.connector_id).await?.is_some_and(|s| s.paused);
-        let description = state.config.connector(&summary.connector_id).and_then(|c| c.description.clone());
-        out.push(ConnectorView { summary, description, paused });
-    }
-    Ok(Json(out))
+async fn list_connectors(State(state): State<ApiState>) -> ApiResult<Vec<status::ConnectorSummary>> {
+    Ok(Json(status::list(&state.config, state.store.as_ref(), Utc::now()).await?))
 }
 
 /// The connector's (redacted) configuration and its status.
@@ -268,8 +269,7 @@ async fn history(
 
 async fn failed(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Vec<crate::state::LedgerEntry>> {
     let connector = find(&state, &id)?;
-    let statuses = [EntryStatus::Failed, EntryStatus::Dead, EntryStatus::LightragFailed, EntryStatus::UpdatePending];
-    Ok(Json(state.store.entries_with_status(&connector.id, &statuses, 10_000).await?))
+    Ok(Json(admin::failed(state.store.as_ref(), &connector.id).await?))
 }
 
 async fn trigger(
@@ -283,15 +283,17 @@ async fn trigger(
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 
-async fn reset(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let connector = find(&state, &id)?;
-    if state.launcher.releases_abandoned_leases()
-        && let Some(owner) = crate::state::release_abandoned_lease(state.store.as_ref(), &connector.id).await?
-    {
-        tracing::warn!(connector_id = %connector.id, previous = %owner, "the lease's process is gone (killed mid-run); released it");
-    }
-    state.store.reset(&connector.id, Utc::now()).await?;
-    Ok(Json(serde_json::json!({ "connector_id": connector.id, "reset": true })))
+    Ok(match state.launcher.reset(connector).await? {
+        ResetAnswer::Done => (StatusCode::OK, Json(serde_json::json!({ "connector_id": connector.id, "reset": true }))),
+        ResetAnswer::Accepted => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "connector_id": connector.id, "reset": "accepted" })))
+        }
+    })
 }
 
 async fn pause(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -304,7 +306,7 @@ async fn resume(State(state): State<ApiState>, Path(id): Path<String>) -> Result
 
 async fn set_paused(state: &ApiState, id: &str, paused: bool) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(state, id)?;
-    crate::state::set_paused(state.store.as_ref(), &connector.id, paused).await?;
+    admin::set_paused(state.store.as_ref(), &connector.id, paused).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "paused": paused })))
 }
 
@@ -313,7 +315,7 @@ async fn retry_failed(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let connector = find(&state, &id)?;
-    let count = crate::sync::replay_failed(state.store.as_ref(), &connector.id).await?;
+    let count = admin::retry_failed(state.store.as_ref(), &connector.id).await?;
     Ok(Json(serde_json::json!({ "connector_id": connector.id, "replayed": count })))
 }
 

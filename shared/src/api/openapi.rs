@@ -54,6 +54,13 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
         if path.contains("{id}") {
             responses.insert("404".into(), error("Unknown connector"));
         }
+        if path.ends_with("/reset") {
+            responses.insert(
+                "202".into(),
+                json!({"description": "Accepted: a large reset runs in the background (serverless)",
+                       "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+        }
         if path.ends_with("/trigger") || path.ends_with("/reset") {
             responses.insert("409".into(), error("The connector is running"));
         }
@@ -105,7 +112,8 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
                 },
                 "Health": {
                     "type": "object",
-                    "required": ["status", "version", "uptime_seconds", "active_jobs", "last_error"],
+                    "description": "uptime_seconds, active_jobs and last_error only for a request with the key (or with auth off)",
+                    "required": ["status", "version"],
                     "properties": {
                         "status": {"type": "string"}, "version": {"type": "string"},
                         "uptime_seconds": {"type": "integer"}, "active_jobs": {"type": "integer"},

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct FakeLauncher {
     launched: AtomicUsize,
     releases: bool,
+    store: Arc<dyn StateStore>,
 }
+
+const LAST_ERROR: &str = "GET http://10.0.0.7:8080/memory/CTX-secret-context answered HTTP 502 (body: upstream said x)";
 
 #[async_trait]
 impl RunLauncher for FakeLauncher {
@@ -24,8 +27,15 @@ impl RunLauncher for FakeLauncher {
         Ok(LaunchOutcome { connector_id: connector.id.clone(), run_id: RunId::new("r1"), status: "accepted".into() })
     }
 
-    fn releases_abandoned_leases(&self) -> bool {
-        self.releases
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<ResetAnswer, LaunchError> {
+        let leases =
+            if self.releases { crate::admin::AbandonedLeases::Release } else { crate::admin::AbandonedLeases::Keep };
+        crate::admin::reset(self.store.as_ref(), &connector.id, leases, Utc::now()).await?;
+        Ok(ResetAnswer::Done)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        Some(LAST_ERROR.into())
     }
 }
 
@@ -49,8 +59,13 @@ async fn serve() -> (String, tempfile::TempDir) {
 }
 
 async fn serve_with(store: Arc<dyn StateStore>, releases: bool) -> String {
-    let config = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
-    let app = router(Arc::new(config), store, Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases }));
+    serve_yaml(YAML, store, releases).await
+}
+
+async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> String {
+    let config = load_str(yaml, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let launcher = FakeLauncher { launched: AtomicUsize::new(0), releases, store: Arc::clone(&store) };
+    let app = router(Arc::new(config), store, Arc::new(launcher));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -139,4 +154,52 @@ async fn cors_allows_the_configured_origins_only() {
     );
     let denied = preflight("http://evil.example").await.unwrap();
     assert!(denied.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Issue 15, item 10: `/health` needs no key and gave away `last_error`
+/// (internal URLs, context ids, upstream bodies). Without a key it now says
+/// only up/down and the version; the details need the key.
+#[tokio::test]
+async fn health_without_a_key_says_only_up_and_version() {
+    let (url, _dir) = serve().await;
+    let client = reqwest::Client::new();
+    let open: serde_json::Value = client.get(format!("{url}/health")).send().await.unwrap().json().await.unwrap();
+    let fields: Vec<&str> = open.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, ["status", "version"], "{open}");
+    assert_eq!(open["status"], "healthy");
+    for wrong in ["wrong-key", ""] {
+        let answer = client.get(format!("{url}/health")).header("X-API-Key", wrong).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "a probe with a wrong key is still answered");
+        assert!(!answer.text().await.unwrap().contains("10.0.0.7"));
+    }
+    let keyed: serde_json::Value =
+        client.get(format!("{url}/health")).bearer_auth("the-key").send().await.unwrap().json().await.unwrap();
+    assert_eq!(keyed["last_error"], LAST_ERROR, "{keyed}");
+    assert!(keyed["uptime_seconds"].is_u64() && keyed["active_jobs"].is_u64(), "{keyed}");
+}
+
+/// Issue 15, item 12: the rate limiter sat before the key check, so a
+/// client without a key at 5 requests/s locked the operator out. Keyed
+/// requests now have the budget to themselves; unkeyed ones get a smaller
+/// one of their own.
+#[tokio::test]
+async fn an_unkeyed_flood_does_not_lock_out_the_key_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let yaml = format!("{YAML}  rate_limit:\n    enabled: true\n    requests_per_minute: 8\n");
+    let url = serve_yaml(&yaml, store, false).await;
+    let client = reqwest::Client::new();
+    let mut unkeyed = Vec::new();
+    for _ in 0..20 {
+        unkeyed.push(client.get(format!("{url}/connectors")).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(unkeyed.iter().filter(|s| **s == 401).count(), 2, "a quarter of the budget: {unkeyed:?}");
+    assert!(unkeyed[2..].iter().all(|s| *s == 429), "{unkeyed:?}");
+    for i in 0..8 {
+        let answer = client.get(format!("{url}/connectors")).header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "keyed request {i}");
+    }
+    let over = client.get(format!("{url}/connectors")).header("X-API-Key", "the-key").send().await.unwrap();
+    assert_eq!(over.status().as_u16(), 429, "the keyed budget still holds");
+    assert!(over.headers().contains_key("retry-after"));
 }

@@ -122,11 +122,24 @@ pub struct MemoryApiConfig {
     pub max_retries: u32,
     /// Exponential backoff multiplier.
     pub retry_backoff: f64,
+    /// The largest list answer read, in bytes; a larger (or endless) body
+    /// fails the request instead of filling the memory.
+    pub max_response_bytes: u64,
 }
+
+/// 64 MiB: a full page of 10,000 memories with transcripts of a few KB each.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for MemoryApiConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8080".into(), api_key: None, timeout: 30, max_retries: 3, retry_backoff: 2.0 }
+        Self {
+            url: "http://127.0.0.1:8080".into(),
+            api_key: None,
+            timeout: 30,
+            max_retries: 3,
+            retry_backoff: 2.0,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
     }
 }
 
@@ -627,6 +640,14 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self { max_concurrent_connectors: 2, job_timeout_minutes: 60 }
+    }
+}
+
+impl PipelineConfig {
+    /// `job_timeout_minutes` as a duration (at least a minute): how long one
+    /// run may go on, and so how long its lease lasts.
+    pub fn job_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.job_timeout_minutes.max(1).saturating_mul(60))
     }
 }
 

@@ -68,6 +68,7 @@ fn example_config_loads_with_the_reference_values() {
     assert_eq!(c.memory_api.api_key.as_ref().map(|s| s.expose()), Some("mem-key-7f3a9c2e"));
     assert_eq!((c.memory_api.timeout, c.memory_api.max_retries), (30, 3));
     assert_eq!(c.memory_api.retry_backoff, 2.0);
+    assert_eq!(c.memory_api.max_response_bytes, 64 * 1024 * 1024);
 
     assert_eq!(c.connectors.len(), 2);
     let p = &c.connectors[0];
@@ -488,6 +489,7 @@ fn each_validation_rule_names_its_field() {
         ("memory_api.timeout", |c| c.memory_api.timeout = 0),
         ("memory_api.retry_backoff", |c| c.memory_api.retry_backoff = 0.9),
         ("memory_api.retry_backoff", |c| c.memory_api.retry_backoff = f64::NAN),
+        ("memory_api.max_response_bytes", |c| c.memory_api.max_response_bytes = 1000),
         ("connectors", |c| c.connectors.clear()),
         ("connectors[0].id", |c| c.connectors[0].id = ConnectorId::new("")),
         ("connectors[0].id", |c| c.connectors[0].id = ConnectorId::new("-leading-dash")),

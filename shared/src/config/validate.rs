@@ -12,6 +12,8 @@ use crate::secrets::Secret;
 pub const MAX_CONNECTOR_ID_LEN: usize = 64;
 /// Shortest `advanced.security.encryption_key`.
 pub const MIN_ENCRYPTION_KEY_CHARS: usize = 32;
+/// `memory_api.max_response_bytes` below this could not hold a page of a few memories.
+pub const MIN_MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
 /// All problems of `config`; empty when it is valid.
 pub fn validate(config: &Config) -> Vec<Problem> {
@@ -210,6 +212,12 @@ impl Validator {
         self.http_url("memory_api.url", &c.url);
         self.positive("memory_api.timeout", c.timeout, "seconds");
         self.multiplier("memory_api.retry_backoff", c.retry_backoff);
+        if c.max_response_bytes < MIN_MAX_RESPONSE_BYTES {
+            self.push(
+                "memory_api.max_response_bytes",
+                format!("is {}; expected at least {MIN_MAX_RESPONSE_BYTES} (64 KiB)", c.max_response_bytes),
+            );
+        }
     }
 
     fn connectors(&mut self, connectors: &[ConnectorConfig]) {

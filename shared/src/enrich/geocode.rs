@@ -3,9 +3,11 @@
 //! `requests_per_second` requests (Nominatim's usage policy: 1 per second,
 //! a User-Agent naming the application).
 
-use super::ServiceError;
+use super::{SERVICE_RETRY, ServiceError};
 use crate::config::GeocodingConfig;
-use crate::memory_api::{GeoPoint, body_excerpt};
+use crate::http;
+use crate::memory_api::GeoPoint;
+use crate::retry;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +15,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 pub const GEOCODING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The largest answer read (a `jsonv2` reverse answer is about 1 KB).
+pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 
 /// Spaces requests at least `interval` apart (a single-slot limiter: callers
 /// queue on the mutex, each takes the next slot). Hand-written rather than
@@ -50,12 +55,10 @@ pub struct Geocoder {
 
 impl Geocoder {
     pub fn new(config: &GeocodingConfig) -> Result<Self, ServiceError> {
-        let http = reqwest::Client::builder()
-            .timeout(GEOCODING_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+        let http = http::client_builder(GEOCODING_TIMEOUT, false)
             .user_agent(config.user_agent.trim())
             .build()
-            .map_err(|e| ServiceError::Client(e.to_string()))?;
+            .map_err(|e| ServiceError::Client(http::error_chain(&e)))?;
         Ok(Self {
             http,
             url: config.url.trim().trim_end_matches('/').to_owned(),
@@ -65,10 +68,9 @@ impl Geocoder {
 
     /// The place name at `point`; `Ok(None)` when the geocoder knows no place there.
     pub async fn reverse(&self, point: GeoPoint) -> Result<Option<String>, ServiceError> {
-        self.limiter.wait().await;
         let url = format!("{}/reverse", self.url);
         let (lat, lon) = (format!("{:.6}", point.lat), format!("{:.6}", point.lon));
-        let shown = format!("{url}?lat={lat}&lon={lon}");
+        let shown = format!("{}?lat={lat}&lon={lon}", http::shown_url_text(&url));
         let mut full = url::Url::parse(&url).map_err(|e| ServiceError::BadAnswer {
             url: shown.clone(),
             reason: format!("not a URL: {e}"),
@@ -79,17 +81,32 @@ impl Geocoder {
             .append_pair("lat", &lat)
             .append_pair("lon", &lon)
             .append_pair("accept-language", "en");
-        let request = self.http.get(full);
-        let response = request.send().await.map_err(|e| ServiceError::transport(&shown, &e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| ServiceError::transport(&shown, &e))?;
-        if !(200..300).contains(&status) {
-            return Err(ServiceError::Http { url: shown, status, body: body_excerpt(&body) });
-        }
+        let attempt = || async {
+            // Every attempt takes its slot: a retry keeps to the usage policy too.
+            self.limiter.wait().await;
+            let response = self.http.get(full.clone()).send().await.map_err(|e| ServiceError::transport(&shown, e))?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after = http::retry_after(response.headers());
+                let body = http::read_error_body(response).await;
+                return Err(ServiceError::Http {
+                    url: shown.clone(),
+                    status,
+                    body: http::excerpt(&body, &[]),
+                    retry_after,
+                });
+            }
+            ServiceError::body(&shown, response, MAX_ANSWER_BYTES).await
+        };
+        let retried = retry::retrying(SERVICE_RETRY, attempt, |error: &ServiceError, wait, _| {
+            tracing::debug!(%error, wait_ms = wait.as_millis() as u64, "geocoding failed; retrying");
+        })
+        .await;
+        let body = retried.result?;
         let answer: Reverse = serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
             url: shown.clone(),
             reason: e.to_string(),
-            body: body_excerpt(&body),
+            body: http::excerpt(&body, &[]),
         })?;
         Ok(answer.place_name())
     }

@@ -17,15 +17,16 @@ pub use geocode::{Geocoder, RateLimiter, rounded_key};
 pub use openai::OpenAiClient;
 
 use crate::config::{Config, ConnectorConfig, TransformationConfig};
-use crate::ids::{ConnectorId, MemoryId};
+use crate::ids::MemoryId;
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
+use crate::retry::{self, Policy, Transient};
 use crate::state::StateStore;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// What enrichment added to one memory; every part is optional.
@@ -47,20 +48,39 @@ impl Enrichment {
 
 /// The enrichments of one fetched page, by memory id.
 #[derive(Debug, Clone, Default)]
-pub struct Enrichments(HashMap<MemoryId, Enrichment>);
+pub struct Enrichments {
+    done: HashMap<MemoryId, Enrichment>,
+    /// Memories a service was not asked about because the run's time for
+    /// enrichment was up: their documents wait for the next run, rather
+    /// than going out without a part and being replaced later.
+    postponed: std::collections::HashSet<MemoryId>,
+}
 
 impl Enrichments {
     pub fn get(&self, id: &MemoryId) -> Option<&Enrichment> {
-        self.0.get(id)
+        self.done.get(id)
+    }
+
+    /// Not enriched this run for lack of time (see [`Enricher::enrich`]).
+    pub fn is_postponed(&self, id: &MemoryId) -> bool {
+        self.postponed.contains(id)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.done.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.done.is_empty()
     }
+}
+
+/// What the place lookup of one memory gave.
+enum Placed {
+    /// The place (`None`: no geocoder, the service failed, or it has no name).
+    Part(Option<Part>),
+    /// Not asked: the run's time for enrichment was up.
+    Late,
 }
 
 /// Why a service call failed (the memory is rendered without that part).
@@ -73,29 +93,65 @@ pub enum ServiceError {
     #[error("{url}: {message}")]
     Network { url: String, message: String },
     #[error("{url} answered HTTP {status} (body: {body})")]
-    Http { url: String, status: u16, body: String },
+    Http { url: String, status: u16, body: String, retry_after: Option<Duration> },
     #[error("{url} answered something unexpected: {reason} (body: {body})")]
     BadAnswer { url: String, reason: String, body: String },
+    #[error("{url}: the answer is larger than the limit of {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     #[error(transparent)]
     Media(#[from] MediaError),
 }
 
 impl ServiceError {
-    fn transport(url: &str, error: &reqwest::Error) -> Self {
+    fn transport(url: &str, error: reqwest::Error) -> Self {
         if error.is_timeout() {
             ServiceError::Timeout { url: url.to_owned() }
         } else {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            ServiceError::Network { url: url.to_owned(), message }
+            ServiceError::Network { url: url.to_owned(), message: crate::http::transport_error(error) }
+        }
+    }
+
+    /// A body read with `limit`, its failures as service errors.
+    async fn body(url: &str, response: reqwest::Response, limit: u64) -> Result<Vec<u8>, Self> {
+        crate::http::read_body(response, limit).await.map_err(|e| match e {
+            crate::http::BodyError::TooLarge { limit } => ServiceError::TooLarge { url: url.to_owned(), limit },
+            crate::http::BodyError::Transport(e) => ServiceError::transport(url, e),
+        })
+    }
+}
+
+/// Timeouts, network errors, 408, 429 and 5xx are tried once more (the
+/// breaker below counts the call once); the rest is the answer.
+impl Transient for ServiceError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ServiceError::Timeout { .. } | ServiceError::Network { .. } => true,
+            ServiceError::Http { status, .. } => retry::classify_status(*status) == retry::StatusClass::Retryable,
+            ServiceError::Client(_)
+            | ServiceError::BadAnswer { .. }
+            | ServiceError::TooLarge { .. }
+            | ServiceError::Media(_) => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceError::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
+
+/// How a service call is retried: once, and a server asking for a longer
+/// pause than 10 s is not waited for that long (the memory goes without the
+/// part and the next run asks again; a run has its time budget).
+const SERVICE_RETRY: Policy = Policy {
+    retries: 1,
+    first_delay: crate::retry::FIRST_RETRY_DELAY,
+    max_delay: crate::retry::MAX_RETRY_DELAY,
+    multiplier: 2.0,
+    max_retry_after: Duration::from_secs(10),
+};
 
 /// Where media bytes come from: the Memory API, or a test double.
 #[async_trait::async_trait]
@@ -182,23 +238,6 @@ struct Part {
     text: Option<String>,
 }
 
-/// The enrichers of the connectors that switch an enrichment on
-/// (`include_audio`, `include_image`, `geocoding`), by connector: what
-/// `serve` and the `sync` Lambda hand their engines.
-pub fn enrichers(
-    config: &Config,
-    media: Arc<dyn MediaSource>,
-    store: Arc<dyn StateStore>,
-) -> Result<HashMap<ConnectorId, Arc<Enricher>>, ServiceError> {
-    let mut enrichers = HashMap::new();
-    for connector in &config.connectors {
-        if let Some(enricher) = Enricher::for_connector(config, connector, Arc::clone(&media), Arc::clone(&store))? {
-            enrichers.insert(connector.id.clone(), Arc::new(enricher));
-        }
-    }
-    Ok(enrichers)
-}
-
 impl Enricher {
     /// The enricher of `connector`, or `None` when it switches no enrichment on.
     pub fn for_connector(
@@ -239,7 +278,10 @@ impl Enricher {
 
     /// The enrichments of the memories of `page` that need one. A memory
     /// whose parts are all cached costs one cache read and no download.
-    pub async fn enrich(&self, page: &FetchedPage, mode: EnrichMode) -> Enrichments {
+    /// No service is called after `until` (the run's time for enrichment,
+    /// see [`crate::sync::RunLimits::enrich_until`]); the memories that
+    /// still needed one are [`Enrichments::is_postponed`].
+    pub async fn enrich(&self, page: &FetchedPage, mode: EnrichMode, until: Option<Instant>) -> Enrichments {
         let wanted: Vec<&Memory> = page.memories.iter().filter(|m| self.wants(m).any()).collect();
         if wanted.is_empty() {
             return Enrichments::default();
@@ -250,15 +292,30 @@ impl Enricher {
         // Owned items: a stream of borrowed memories makes the future `Send`
         // only for one lifetime, which a spawned run cannot use.
         let owned: Vec<Memory> = wanted.into_iter().cloned().collect();
-        let results: Vec<(MemoryId, Enrichment)> = futures_util::stream::iter(owned)
+        let results: Vec<(MemoryId, Option<Enrichment>)> = futures_util::stream::iter(owned)
             .map(|memory| async move {
-                let enrichment = self.enrich_one(&memory, mode).await;
+                let enrichment = self.enrich_one(&memory, mode, until).await;
                 (memory.id, enrichment)
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let map: HashMap<MemoryId, Enrichment> = results.into_iter().filter(|(_, e)| !e.is_empty()).collect();
+        let mut map: HashMap<MemoryId, Enrichment> = HashMap::new();
+        let mut postponed = std::collections::HashSet::new();
+        for (id, enrichment) in results {
+            match enrichment {
+                Some(e) if !e.is_empty() => {
+                    map.insert(id, e);
+                }
+                Some(_) => {}
+                None => {
+                    postponed.insert(id);
+                }
+            }
+        }
+        if !postponed.is_empty() {
+            info!(postponed = postponed.len(), "the run's time for enrichment is up; the rest waits for the next run");
+        }
         let [t, v, g] = &self.breakers;
         info!(
             memories = map.len(),
@@ -270,7 +327,7 @@ impl Enricher {
             geocoding_failed = g.failures(),
             "enrichment done (cached parts cost no call)"
         );
-        Enrichments(map)
+        Enrichments { done: map, postponed }
     }
 
     fn wants(&self, memory: &Memory) -> Wants {
@@ -288,8 +345,10 @@ impl Enricher {
         }
     }
 
-    async fn enrich_one(&self, memory: &Memory, mode: EnrichMode) -> Enrichment {
+    /// `None`: a service was still needed when `until` had passed.
+    async fn enrich_one(&self, memory: &Memory, mode: EnrichMode, until: Option<Instant>) -> Option<Enrichment> {
         let wants = self.wants(memory);
+        let late = || until.is_some_and(|u| Instant::now() >= u);
         let key = format!("enrich:v1:{}:{}", self.context_id, memory.id);
         let now = Utc::now();
         let mut record: MemoryRecord = match self.store.cache_get(&key, now).await {
@@ -310,6 +369,7 @@ impl Enricher {
         if let Some(source) = &wants.transcript {
             let part = match cached(&record.transcript, &wants.transcript) {
                 Some(part) => Some(part),
+                None if mode == EnrichMode::Full && late() => return None,
                 None if mode == EnrichMode::Full => self.transcribe(memory, source).await,
                 None => None,
             };
@@ -322,6 +382,7 @@ impl Enricher {
         if let Some(source) = &wants.image {
             let part = match cached(&record.image, &wants.image) {
                 Some(part) => Some(part),
+                None if mode == EnrichMode::Full && late() => return None,
                 None if mode == EnrichMode::Full => self.describe(memory, source).await,
                 None => None,
             };
@@ -334,7 +395,10 @@ impl Enricher {
         if let (Some(source), Some(point)) = (&wants.place, memory.location) {
             let part = match cached(&record.place, &wants.place) {
                 Some(part) => Some(part),
-                None => self.place(memory, source, point, mode).await,
+                None => match self.place(memory, source, point, mode, until).await {
+                    Placed::Part(part) => part,
+                    Placed::Late => return None,
+                },
             };
             if let Some(part) = part {
                 out.place = part.text.clone();
@@ -354,7 +418,7 @@ impl Enricher {
                 }
             }
         }
-        out
+        Some(out)
     }
 
     async fn transcribe(&self, memory: &Memory, source: &str) -> Option<Part> {
@@ -408,19 +472,25 @@ impl Enricher {
         source: &str,
         point: crate::memory_api::GeoPoint,
         mode: EnrichMode,
-    ) -> Option<Part> {
-        let geocoder = self.geocoder.as_ref()?;
+        until: Option<Instant>,
+    ) -> Placed {
+        let Some(geocoder) = self.geocoder.as_ref() else { return Placed::Part(None) };
         let key = format!("geo:v1:{source}");
         let _turn = self.geocode_turn.lock().await;
         let now = Utc::now();
         if let Ok(Some(json)) = self.store.cache_get(&key, now).await
             && let Ok(text) = serde_json::from_str::<Option<String>>(&json)
         {
-            return Some(Part { source: source.to_owned(), text });
+            return Placed::Part(Some(Part { source: source.to_owned(), text }));
         }
         let breaker = &self.breakers[2];
         if mode == EnrichMode::CacheOnly || breaker.is_open() {
-            return None;
+            return Placed::Part(None);
+        }
+        // The geocoder's rate limit is waited out inside the turn: check
+        // the time once the turn is ours.
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Placed::Late;
         }
         match geocoder.reverse(point).await {
             Ok(name) => {
@@ -433,12 +503,12 @@ impl Enricher {
                 {
                     warn!(error = %e, "could not cache a place name");
                 }
-                Some(Part { source: source.to_owned(), text })
+                Placed::Part(Some(Part { source: source.to_owned(), text }))
             }
             Err(e) => {
                 breaker.failed(&e);
                 warn!(memory_id = %memory.id, stage = "geocoding", error = %e, "place not named; the document goes without it and the next run tries again");
-                None
+                Placed::Part(None)
             }
         }
     }

@@ -3,10 +3,12 @@
 //! base64 data URL). Works with OpenAI itself and with local servers that
 //! speak the same API (e.g. faster-whisper servers, vLLM, Ollama).
 
-use super::ServiceError;
+use super::{SERVICE_RETRY, ServiceError};
 use crate::config::{TranscriptionConfig, VisionConfig};
-use crate::memory_api::{Media, body_excerpt};
-use crate::secrets::{self, Secret};
+use crate::http;
+use crate::memory_api::Media;
+use crate::retry;
+use crate::secrets::Secret;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::time::Duration;
@@ -14,6 +16,9 @@ use std::time::Duration;
 /// Whole-request bounds (uploading 25 MB of audio and transcribing it takes a while).
 pub const TRANSCRIPTION_TIMEOUT: Duration = Duration::from_secs(180);
 pub const VISION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The largest answer read: a transcript of 25 MB of audio is well under it.
+pub const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What the vision model is asked. Changing it changes documents only for
 /// photos not yet described (descriptions are cached per memory).
@@ -25,6 +30,8 @@ const DESCRIBE_PROMPT: &str = "Describe this photo for a personal memory archive
 pub struct OpenAiClient {
     http: reqwest::Client,
     url: String,
+    /// `url` as messages show it (a password masked).
+    shown: String,
     model: String,
     api_key: Option<Secret>,
 }
@@ -39,15 +46,13 @@ impl OpenAiClient {
     }
 
     fn new(url: &str, model: &str, api_key: Option<Secret>, timeout: Duration) -> Result<Self, ServiceError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ServiceError::Client(e.to_string()))?;
+        let url = url.trim().trim_end_matches('/').to_owned();
+        let http =
+            http::client_builder(timeout, false).build().map_err(|e| ServiceError::Client(http::error_chain(&e)))?;
         Ok(Self {
             http,
-            url: url.trim().trim_end_matches('/').to_owned(),
+            shown: http::shown_url_text(&url),
+            url,
             model: model.to_owned(),
             api_key: api_key.filter(|k| !k.is_empty()),
         })
@@ -55,24 +60,28 @@ impl OpenAiClient {
 
     /// The text spoken in `audio`.
     pub async fn transcribe(&self, audio: &Media) -> Result<String, ServiceError> {
-        let url = format!("{}/audio/transcriptions", self.url);
+        let path = "/audio/transcriptions";
         // OpenAI reads the format from the file name's extension.
         let file_name = format!("audio.{}", audio_extension(&audio.content_type));
-        let part = reqwest::multipart::Part::bytes(audio.bytes.clone())
-            .file_name(file_name)
-            .mime_str(&audio.content_type)
-            .map_err(|e| ServiceError::Client(e.to_string()))?;
-        let form = reqwest::multipart::Form::new()
-            .part("file", part)
-            .text("model", self.model.clone())
-            .text("response_format", "json");
-        let body = self.send(&url, self.http.post(&url).multipart(form)).await?;
+        let body = self
+            .send(path, |request| {
+                let part = reqwest::multipart::Part::bytes(audio.bytes.clone())
+                    .file_name(file_name.clone())
+                    .mime_str(&audio.content_type)
+                    .map_err(|e| ServiceError::Client(e.to_string()))?;
+                let form = reqwest::multipart::Form::new()
+                    .part("file", part)
+                    .text("model", self.model.clone())
+                    .text("response_format", "json");
+                Ok(request.multipart(form))
+            })
+            .await?;
         #[derive(Deserialize)]
         struct Transcription {
             text: String,
         }
         let parsed: Transcription = serde_json::from_slice(&body).map_err(|e| ServiceError::BadAnswer {
-            url: url.clone(),
+            url: format!("{}{path}", self.shown),
             reason: e.to_string(),
             body: self.excerpt(&body),
         })?;
@@ -81,7 +90,7 @@ impl OpenAiClient {
 
     /// A short description of the photo in `image`.
     pub async fn describe(&self, image: &Media) -> Result<String, ServiceError> {
-        let url = format!("{}/chat/completions", self.url);
+        let path = "/chat/completions";
         let data_url = format!(
             "data:{};base64,{}",
             image.content_type,
@@ -99,7 +108,7 @@ impl OpenAiClient {
                 ]
             }]
         });
-        let body = self.send(&url, self.http.post(&url).json(&request)).await?;
+        let body = self.send(path, |post| Ok(post.json(&request))).await?;
         #[derive(Deserialize)]
         struct Completion {
             choices: Vec<Choice>,
@@ -112,7 +121,11 @@ impl OpenAiClient {
         struct Message {
             content: Option<String>,
         }
-        let bad = |reason: String| ServiceError::BadAnswer { url: url.clone(), reason, body: self.excerpt(&body) };
+        let bad = |reason: String| ServiceError::BadAnswer {
+            url: format!("{}{path}", self.shown),
+            reason,
+            body: self.excerpt(&body),
+        };
         let parsed: Completion = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
         parsed
             .choices
@@ -122,26 +135,37 @@ impl OpenAiClient {
             .ok_or_else(|| bad("no choices[0].message.content".into()))
     }
 
-    async fn send(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ServiceError> {
-        let request = match &self.api_key {
-            Some(key) => request.bearer_auth(key.expose()),
-            None => request,
+    /// `POST {url}{path}`, the body set by `build` (called per attempt: a
+    /// multipart body cannot be sent twice), retried as [`SERVICE_RETRY`] says.
+    async fn send(
+        &self,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, ServiceError>,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let shown = format!("{}{path}", self.shown);
+        let attempt = || async {
+            let mut request = build(self.http.post(format!("{}{path}", self.url)))?;
+            if let Some(key) = &self.api_key {
+                request = request.bearer_auth(key.expose());
+            }
+            let response = request.send().await.map_err(|e| ServiceError::transport(&shown, e))?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after = http::retry_after(response.headers());
+                let body = http::read_error_body(response).await;
+                return Err(ServiceError::Http { url: shown.clone(), status, body: self.excerpt(&body), retry_after });
+            }
+            ServiceError::body(&shown, response, MAX_ANSWER_BYTES).await
         };
-        let response = request.send().await.map_err(|e| ServiceError::transport(url, &e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| ServiceError::transport(url, &e))?;
-        if !(200..300).contains(&status) {
-            return Err(ServiceError::Http { url: url.to_owned(), status, body: self.excerpt(&body) });
-        }
-        Ok(body.to_vec())
+        let retried = retry::retrying(SERVICE_RETRY, attempt, |error: &ServiceError, wait, _| {
+            tracing::debug!(%error, wait_ms = wait.as_millis() as u64, "service call failed; retrying");
+        })
+        .await;
+        retried.result
     }
 
     fn excerpt(&self, body: &[u8]) -> String {
-        let excerpt = body_excerpt(body);
-        match &self.api_key {
-            Some(key) => secrets::scrub(&excerpt, &[key]),
-            None => excerpt,
-        }
+        http::excerpt(body, &self.api_key.iter().collect::<Vec<_>>())
     }
 }
 

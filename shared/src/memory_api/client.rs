@@ -10,16 +10,12 @@ use super::media::{Media, MediaError, MediaKind, MediaLimits};
 use super::model::FetchedPage;
 use super::parse::{BodyError, parse_body};
 use crate::config::{MemoryApiConfig, QueryRange};
-use crate::retry::{self, StatusClass};
-use crate::secrets::{self, Secret};
-use backon::Retryable;
+use crate::http::{self, shown_url};
+use crate::retry::{self, Policy, StatusClass, Transient};
+use crate::secrets::Secret;
 use reqwest::header::{HeaderMap, HeaderValue};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use url::Url;
-
-/// How many bytes of an error body go into a message.
-const BODY_EXCERPT_BYTES: usize = 200;
 
 /// Why a list call failed. [`MemoryApiError::is_retryable`] tells a
 /// passing problem (try again on a later run) from one that needs a person.
@@ -58,6 +54,12 @@ pub enum MemoryApiError {
     #[error("GET {url} answered JSON that is not a memory list: {reason}")]
     InvalidPage { url: String, reason: String },
 
+    #[error(
+        "GET {url}: the answer is larger than memory_api.max_response_bytes ({limit} bytes); \
+         raise it, or lower the connector's ingestion.query_limit"
+    )]
+    TooLarge { url: String, limit: u64 },
+
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {
         attempts: u32,
@@ -80,7 +82,8 @@ impl MemoryApiError {
             | Self::Client(_)
             | Self::Unauthorized { .. }
             | Self::UnknownContext { .. }
-            | Self::InvalidPage { .. } => false,
+            | Self::InvalidPage { .. }
+            | Self::TooLarge { .. } => false,
         }
     }
 
@@ -93,13 +96,6 @@ impl MemoryApiError {
             Self::UnknownContext { .. } => Some(404),
             Self::InvalidPage { .. } => Some(200),
             Self::RetriesExhausted { last, .. } => last.status(),
-            _ => None,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Http { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -118,6 +114,19 @@ impl MemoryApiError {
     }
 }
 
+impl Transient for MemoryApiError {
+    fn is_transient(&self) -> bool {
+        self.is_retryable()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
 /// Reads memories from the Memory API. Cheap to clone: clones share one
 /// connection pool.
 #[derive(Debug, Clone)]
@@ -126,18 +135,18 @@ pub struct MemoryApiClient {
     base: Url,
     api_key: Option<Secret>,
     timeout_secs: u64,
-    max_retries: u32,
-    retry_backoff: f64,
-    first_retry_delay: Duration,
+    retry: Policy,
+    max_response_bytes: u64,
 }
 
 impl MemoryApiClient {
     pub fn new(config: &MemoryApiConfig) -> Result<Self, MemoryApiError> {
+        let shown = || http::shown_url_text(config.url.trim());
         let base = Url::parse(config.url.trim())
-            .map_err(|e| MemoryApiError::InvalidUrl { url: config.url.clone(), reason: e.to_string() })?;
+            .map_err(|e| MemoryApiError::InvalidUrl { url: shown(), reason: e.to_string() })?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(MemoryApiError::InvalidUrl {
-                url: config.url.clone(),
+                url: shown(),
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
@@ -151,30 +160,23 @@ impl MemoryApiClient {
         }
         // A zero timeout would fail every request: one second is the floor.
         let timeout_secs = config.timeout.max(1);
-        let mut builder = reqwest::Client::builder()
+        let http = http::client_builder(Duration::from_secs(timeout_secs), base.scheme() == "http")
             .default_headers(headers)
-            .timeout(Duration::from_secs(timeout_secs))
-            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")));
-        if base.scheme() == "http" {
-            // Plain HTTP needs no trust store: loading the system's CA
-            // certificates is most of a run's start-up time otherwise.
-            builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
-        }
-        let http = builder.build().map_err(|e| MemoryApiError::Client(error_chain(&e)))?;
+            .build()
+            .map_err(|e| MemoryApiError::Client(http::error_chain(&e)))?;
         Ok(Self {
             http,
             base,
             api_key,
             timeout_secs,
-            max_retries: config.max_retries,
-            retry_backoff: config.retry_backoff,
-            first_retry_delay: retry::FIRST_RETRY_DELAY,
+            retry: Policy::requests(config.max_retries, config.retry_backoff),
+            max_response_bytes: config.max_response_bytes,
         })
     }
 
     /// For tests: the first retry delay (default [`retry::FIRST_RETRY_DELAY`]).
     pub fn with_first_retry_delay(mut self, delay: Duration) -> Self {
-        self.first_retry_delay = delay;
+        self.retry = self.retry.with_first_delay(delay);
         self
     }
 
@@ -182,33 +184,26 @@ impl MemoryApiClient {
     /// says. Items that cannot be read are in [`FetchedPage::rejected`].
     pub async fn list(&self, context_id: &str, range: QueryRange, limit: u32) -> Result<FetchedPage, MemoryApiError> {
         let url = self.list_url(context_id, range, limit);
-        let shown_url = display_url(&url);
-        let attempts = AtomicU32::new(0);
-        let max_attempts = self.max_retries.saturating_add(1);
-        let backoff =
-            retry::request_backoff(self.max_retries, self.retry_backoff).with_min_delay(self.first_retry_delay);
-
-        let result = (|| async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(&url, &shown_url, context_id, limit).await
-        })
-        .retry(backoff)
-        .when(MemoryApiError::is_retryable)
-        .adjust(|err, delay| retry::wait_before_retry(delay, err.retry_after()))
-        .notify(|err, wait| {
-            tracing::warn!(
-                url = %shown_url,
-                outcome = %err.outcome(),
-                attempt = attempts.load(Ordering::Relaxed),
-                max_attempts,
-                wait_ms = wait.as_millis() as u64,
-                "Memory API request failed, retrying"
-            );
-        })
+        let shown_url = shown_url(&url);
+        let max_attempts = self.retry.retries.saturating_add(1);
+        let retried = retry::retrying(
+            self.retry,
+            || self.attempt(&url, &shown_url, context_id, limit),
+            |err: &MemoryApiError, wait, attempt| {
+                tracing::warn!(
+                    url = %shown_url,
+                    outcome = %err.outcome(),
+                    attempt,
+                    max_attempts,
+                    wait_ms = wait.as_millis() as u64,
+                    "Memory API request failed, retrying"
+                );
+            },
+        )
         .await;
 
-        let attempts = attempts.load(Ordering::Relaxed);
-        match result {
+        let attempts = retried.attempts;
+        match retried.result {
             Ok(mut page) => {
                 page.attempts = attempts;
                 tracing::debug!(
@@ -247,18 +242,17 @@ impl MemoryApiClient {
         context_id: &str,
         limit: u32,
     ) -> Result<FetchedPage, MemoryApiError> {
-        let response = self.http.get(url.clone()).send().await.map_err(|e| self.transport_error(shown_url, &e))?;
+        let response = self.http.get(url.clone()).send().await.map_err(|e| self.transport_error(shown_url, e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now()));
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            // The status already says what went wrong; a lost error body is no loss.
-            Err(_) if retry::classify_status(status) != StatusClass::Success => Default::default(),
-            Err(e) => return Err(self.transport_error(shown_url, &e)),
+        let retry_after = http::retry_after(response.headers());
+        let body = if retry::classify_status(status) == StatusClass::Success {
+            http::read_body(response, self.max_response_bytes).await.map_err(|e| match e {
+                http::BodyError::TooLarge { limit } => MemoryApiError::TooLarge { url: shown_url.to_owned(), limit },
+                http::BodyError::Transport(e) => self.transport_error(shown_url, e),
+            })?
+        } else {
+            // The status already says what went wrong; the body is only quoted.
+            http::read_error_body(response).await
         };
 
         let url = shown_url.to_owned();
@@ -291,22 +285,22 @@ impl MemoryApiClient {
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty().push("memory").push(context_id).push(memory_id).push(kind.segment());
         }
-        let shown = display_url(&url);
+        let shown = shown_url(&url);
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 MediaError::Timeout { url: shown.clone(), timeout_secs: limits.timeout.as_secs() }
             } else {
-                MediaError::Network { url: shown.clone(), message: error_chain(&e) }
+                MediaError::Network { url: shown.clone(), message: http::transport_error(e) }
             }
         };
         let fetch = async {
-            let mut response = self.http.get(url.clone()).timeout(limits.timeout).send().await.map_err(transport)?;
+            let response = self.http.get(url.clone()).timeout(limits.timeout).send().await.map_err(transport)?;
             let status = response.status().as_u16();
             if status == 404 {
                 return Err(MediaError::NotFound { url: shown.clone(), kind: kind.segment() });
             }
             if !(200..300).contains(&status) {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = http::read_error_body(response).await;
                 return Err(MediaError::Http { url: shown.clone(), status, body: self.excerpt(&body) });
             }
             let content_type = response
@@ -318,17 +312,10 @@ impl MemoryApiClient {
             if !kind.accepts(&content_type) {
                 return Err(MediaError::WrongType { url: shown.clone(), content_type, kind: kind.segment() });
             }
-            if response.content_length().is_some_and(|len| len > limits.max_bytes) {
-                return Err(MediaError::TooLarge { url: shown.clone(), limit: limits.max_bytes });
-            }
-            // Streamed so a lying or absent Content-Length cannot make us hold more than the limit.
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
-                if (bytes.len() + chunk.len()) as u64 > limits.max_bytes {
-                    return Err(MediaError::TooLarge { url: shown.clone(), limit: limits.max_bytes });
-                }
-                bytes.extend_from_slice(&chunk);
-            }
+            let bytes = http::read_body(response, limits.max_bytes).await.map_err(|e| match e {
+                http::BodyError::TooLarge { limit } => MediaError::TooLarge { url: shown.clone(), limit },
+                http::BodyError::Transport(e) => transport(e),
+            })?;
             let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
             Ok(Media { bytes, content_type: essence })
         };
@@ -339,59 +326,19 @@ impl MemoryApiClient {
         }
     }
 
-    fn transport_error(&self, shown_url: &str, error: &reqwest::Error) -> MemoryApiError {
+    fn transport_error(&self, shown_url: &str, error: reqwest::Error) -> MemoryApiError {
         if error.is_timeout() {
             MemoryApiError::Timeout { url: shown_url.to_owned(), timeout_secs: self.timeout_secs }
         } else {
-            MemoryApiError::Network { url: shown_url.to_owned(), message: error_chain(error) }
+            MemoryApiError::Network { url: shown_url.to_owned(), message: http::transport_error(error) }
         }
     }
 
-    /// The first bytes of a body for a message, with the key scrubbed out
-    /// (servers sometimes echo the request back).
+    /// A body as a message quotes it, the key scrubbed out (servers
+    /// sometimes echo the request back).
     fn excerpt(&self, body: &[u8]) -> String {
-        let excerpt = body_excerpt(body);
-        match &self.api_key {
-            Some(key) => secrets::scrub(&excerpt, &[key]),
-            None => excerpt,
-        }
+        http::excerpt(body, &self.api_key.iter().collect::<Vec<_>>())
     }
-}
-
-/// The first [`BODY_EXCERPT_BYTES`] bytes of a body as text: lossy UTF-8,
-/// white space collapsed to single spaces, `(empty body)` when blank.
-pub fn body_excerpt(body: &[u8]) -> String {
-    let head = &body[..body.len().min(BODY_EXCERPT_BYTES)];
-    let text = String::from_utf8_lossy(head);
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.is_empty() { "(empty body)".to_owned() } else { collapsed }
-}
-
-/// The URL as it may appear in messages: a password in it is masked.
-fn display_url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Only fails for cannot-be-a-base URLs, which `new` refused.
-    let _ = shown.set_password(Some(secrets::REDACTED));
-    shown.to_string()
-}
-
-/// An error with its causes (`reqwest`'s own message alone says little:
-/// "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
@@ -424,11 +371,12 @@ mod tests {
 
     #[test]
     fn bad_urls_and_keys_are_refused_without_showing_the_key() {
-        for url in ["", "not a url", "mailto:someone@example.org", "ftp://example.org"] {
+        for url in ["", "not a url", "mailto:someone@example.org", "ftp://example.org", "ftp://u:hunter2@host"] {
             let err =
                 MemoryApiClient::new(&MemoryApiConfig { url: url.into(), ..MemoryApiConfig::default() }).unwrap_err();
             assert!(matches!(err, MemoryApiError::InvalidUrl { .. }), "{url}: {err}");
             assert!(err.to_string().contains("memory_api.url"));
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
         let err = MemoryApiClient::new(&MemoryApiConfig {
             api_key: Some(Secret::new("sec\nret")),
@@ -440,19 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_in_the_url_are_masked() {
-        let url = Url::parse("http://user:hunter2@host/memory/X").unwrap();
-        assert_eq!(display_url(&url), "http://user:***@host/memory/X");
-    }
-
-    #[test]
-    fn excerpts_are_short_collapsed_lossy_and_scrubbed() {
-        assert_eq!(body_excerpt(b""), "(empty body)");
-        assert_eq!(body_excerpt(b"  \n "), "(empty body)");
-        assert_eq!(body_excerpt(b"<html>\n  <h1>Bad\tGateway</h1>\n</html>"), "<html> <h1>Bad Gateway</h1> </html>");
-        assert_eq!(body_excerpt(&[b'a', 0xff, b'b']), "a\u{fffd}b");
-        let long = "x".repeat(1000);
-        assert_eq!(body_excerpt(long.as_bytes()).len(), 200);
+    fn excerpts_are_scrubbed_of_the_key() {
         let c = MemoryApiClient::new(&MemoryApiConfig {
             api_key: Some(Secret::new("k-123")),
             ..MemoryApiConfig::default()

@@ -6,7 +6,7 @@ mod media;
 pub mod model;
 mod parse;
 
-pub use client::{MemoryApiClient, MemoryApiError, body_excerpt};
+pub use client::{MemoryApiClient, MemoryApiError};
 pub use media::{Media, MediaError, MediaKind, MediaLimits};
 pub use model::{FetchedPage, GeoPoint, Memory, RejectedMemory};
 pub use parse::{parse_page, parse_timestamp};

@@ -133,7 +133,7 @@ impl ScheduleRules {
     }
 
     fn aws<'a, E: std::error::Error>(operation: &'static str, rule: &'a str) -> impl FnOnce(E) -> RulesError + 'a {
-        move |e| RulesError::Aws { operation, rule: rule.to_owned(), detail: crate::aws::error_text(&e) }
+        move |e| RulesError::Aws { operation, rule: rule.to_owned(), detail: crate::http::error_chain(&e) }
     }
 
     /// The managed rules of the prefix, by name.

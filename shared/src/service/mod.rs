@@ -8,17 +8,21 @@
 //! taken here *before* a trigger is answered, under the run id the answer
 //! carries (the engine renews the same lease when it starts).
 
+mod listen;
 mod timing;
+
+pub use listen::{Connections, HEADER_READ_TIMEOUT, connection_budget, raise_descriptor_limit};
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::DocumentSink;
 use crate::schedule;
-use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore};
-use crate::sync::{MemorySource, RunOptions, RunReport, SyncEngine, SyncError};
+use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore, Trigger};
+use crate::sync::{MemorySource, RunLimits, RunOptions, RunReport, SyncError};
 use crate::telemetry::alerts::Alerter;
 use crate::telemetry::metrics::Metrics;
+use crate::wiring::Adapters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -57,8 +61,8 @@ pub enum ServeError {
 struct Inner {
     config: Arc<Config>,
     store: Arc<dyn StateStore>,
-    source: Arc<dyn MemorySource>,
-    sink: Arc<dyn DocumentSink>,
+    /// The timed source and sink, and the enrichers.
+    adapters: Adapters,
     metrics: Arc<Metrics>,
     alerter: Option<Arc<Alerter>>,
     permits: Arc<Semaphore>,
@@ -68,8 +72,6 @@ struct Inner {
     stop: watch::Sender<bool>,
     started_at: DateTime<Utc>,
     job_timeout: Duration,
-    /// Per connector, when it turns an enrichment flag on.
-    enrichers: HashMap<ConnectorId, Arc<crate::enrich::Enricher>>,
 }
 
 /// The service; cheap to clone.
@@ -79,14 +81,14 @@ pub struct Service {
 }
 
 impl Service {
-    /// Builds the enrichers of the connectors that turn a flag on
-    /// (`include_audio`, `include_image`, `geocoding`); call before the
-    /// service is shared.
-    pub fn with_media(mut self, media: Arc<dyn crate::enrich::MediaSource>) -> Result<Self, ServeError> {
-        let enrichers = crate::enrich::enrichers(&self.inner.config, media, Arc::clone(&self.inner.store))
-            .map_err(|e| ServeError::Setup(e.to_string()))?;
+    /// The enrichers of the connectors that turn a flag on (see
+    /// [`crate::wiring::Adapters`]); call before the service is shared.
+    pub fn with_enrichers(
+        mut self,
+        enrichers: HashMap<ConnectorId, Arc<crate::enrich::Enricher>>,
+    ) -> Result<Self, ServeError> {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.enrichers = enrichers,
+            Some(inner) => inner.adapters.enrichers = enrichers,
             None => return Err(ServeError::Setup("the service was shared before its enrichers were set".into())),
         }
         Ok(self)
@@ -108,13 +110,12 @@ impl Service {
             Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
         let (stop, _) = watch::channel(false);
-        let config_job_timeout_minutes = config.advanced.pipeline.job_timeout_minutes.max(1);
+        let job_timeout = config.advanced.pipeline.job_timeout();
         Self {
             inner: Arc::new(Inner {
                 config,
                 store,
-                source,
-                sink,
+                adapters: Adapters { source, sink, enrichers: HashMap::new() },
                 metrics,
                 alerter,
                 permits,
@@ -123,8 +124,7 @@ impl Service {
                 last_error: Mutex::new(None),
                 stop,
                 started_at: Utc::now(),
-                job_timeout: Duration::from_secs(config_job_timeout_minutes * 60),
-                enrichers: HashMap::new(),
+                job_timeout,
             }),
         }
     }
@@ -175,7 +175,7 @@ impl Service {
     pub async fn start_run(
         &self,
         connector: &ConnectorConfig,
-        trigger: &str,
+        trigger: Trigger,
         force: bool,
     ) -> Result<(LaunchOutcome, tokio::sync::oneshot::Receiver<Option<RunReport>>), LaunchError> {
         if self.stopping() {
@@ -205,11 +205,10 @@ impl Service {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let service = self.clone();
         let connector = connector.clone();
-        let trigger = trigger.to_owned();
         let outcome =
             LaunchOutcome { connector_id: connector.id.clone(), run_id: run_id.clone(), status: "accepted".into() };
         tokio::spawn(async move {
-            let report = service.run_reserved(&connector, run_id, &trigger, force).await;
+            let report = service.run_reserved(&connector, run_id, trigger, force).await;
             service.finish_active(&connector.id);
             let _ = done_tx.send(report);
         });
@@ -253,7 +252,7 @@ impl Service {
         &self,
         connector: &ConnectorConfig,
         run_id: RunId,
-        trigger: &str,
+        trigger: Trigger,
         force: bool,
     ) -> Option<RunReport> {
         let inner = &self.inner;
@@ -268,18 +267,12 @@ impl Service {
             return None;
         };
         let timeout = self.lease_ttl();
-        let engine = SyncEngine::new(
-            connector.clone(),
-            timeout,
-            Arc::clone(&inner.source),
-            Arc::clone(&inner.sink),
-            Arc::clone(&inner.store),
-        )
-        .with_stop_signal(inner.stop.subscribe())
-        .with_lightrag_settings(&inner.config.lightrag)
-        .with_enricher(inner.enrichers.get(&connector.id).cloned());
-        let deadline = Instant::now() + timeout;
-        let options = RunOptions { force, dry_run: false, trigger: trigger.to_owned(), deadline: Some(deadline) };
+        let engine = inner
+            .adapters
+            .engine(&inner.config, connector, Arc::clone(&inner.store), timeout)
+            .with_stop_signal(inner.stop.subscribe());
+        let limits = RunLimits::new(Instant::now(), timeout, None, crate::sync::limits::DEFAULT_MARGIN);
+        let options = RunOptions { force, dry_run: false, trigger, limits: Some(limits) };
         let result = engine.run_with_id(run_id.clone(), options).await;
         let mut report = match result {
             Ok(report) => report,
@@ -287,6 +280,7 @@ impl Service {
                 inner.metrics.record_error(&connector.id, "already_running");
                 return None;
             }
+            Err(SyncError::Paused(_)) => return None,
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
                 inner.metrics.record_error(&connector.id, "run_failed");
@@ -294,13 +288,15 @@ impl Service {
                 return None;
             }
         };
-        if report.stopped_early && Instant::now() >= deadline {
+        if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
-        let processed = crate::sync::ledger_counts(inner.store.as_ref(), &connector.id)
+        let processed = inner
+            .store
+            .status_counts(&connector.id)
             .await
             .ok()
-            .map(|counts| counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum());
+            .map(|counts| crate::state::EntryCounts::from_sparse(counts).processed());
         inner.metrics.record_run(&report, processed);
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
@@ -410,7 +406,7 @@ impl Service {
                 continue;
             }
             last_attempt = Some(Utc::now());
-            match self.start_run(&connector, "schedule", false).await {
+            match self.start_run(&connector, Trigger::Schedule, false).await {
                 Ok((outcome, done)) => {
                     info!(target: "connector_core::service", run_id = %outcome.run_id, "scheduled run started");
                     let _ = done.await;
@@ -436,9 +432,24 @@ impl Service {
                 return;
             }
             let before = Utc::now() - chrono::Duration::days(i64::from(cleanup.retention_days));
-            match self.inner.store.prune_runs(before).await {
-                Ok(n) => info!(target: "connector_core::service", removed = n, %before, "run history cleaned up"),
-                Err(e) => warn!(target: "connector_core::service", error = %e, "run history cleanup failed"),
+            // Every connector the store knows, configured or not: a local
+            // store is small, and a removed connector's history expires too.
+            let connectors = match self.inner.store.connectors().await {
+                Ok(connectors) => connectors,
+                Err(e) => {
+                    warn!(target: "connector_core::service", error = %e, "run history cleanup failed");
+                    Vec::new()
+                }
+            };
+            for connector in connectors {
+                match self.inner.store.prune_runs(&connector, before).await {
+                    Ok(n) => {
+                        info!(target: "connector_core::service", connector_id = %connector, removed = n, %before, "run history cleaned up")
+                    }
+                    Err(e) => {
+                        warn!(target: "connector_core::service", connector_id = %connector, error = %e, "run history cleanup failed")
+                    }
+                }
             }
             if !self.sleep_unless_stopped(MIN_GAP).await {
                 return;
@@ -473,7 +484,7 @@ impl Service {
 #[async_trait]
 impl RunLauncher for Service {
     async fn launch(&self, connector: &ConnectorConfig, force: bool) -> Result<LaunchOutcome, LaunchError> {
-        self.start_run(connector, "api", force).await.map(|(outcome, _)| outcome)
+        self.start_run(connector, Trigger::Api, force).await.map(|(outcome, _)| outcome)
     }
 
     fn active_jobs(&self) -> usize {
@@ -484,8 +495,11 @@ impl RunLauncher for Service {
         self.inner.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    fn releases_abandoned_leases(&self) -> bool {
-        true
+    async fn reset(&self, connector: &ConnectorConfig) -> Result<api::ResetAnswer, LaunchError> {
+        // A local store deletes even a large ledger in well under a second.
+        let store = self.inner.store.as_ref();
+        crate::admin::reset(store, &connector.id, crate::admin::AbandonedLeases::Release, Utc::now()).await?;
+        Ok(api::ResetAnswer::Done)
     }
 }
 
@@ -496,14 +510,19 @@ impl RunLauncher for Service {
 pub async fn serve(
     config: Arc<Config>,
     store: Arc<dyn StateStore>,
-    source: Arc<dyn MemorySource>,
-    sink: Arc<dyn DocumentSink>,
-    media: Arc<dyn crate::enrich::MediaSource>,
+    adapters: Adapters,
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let service =
-        Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics)).with_media(media)?;
+    let Adapters { source, sink, enrichers } = adapters;
+    let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics))
+        .with_enrichers(enrichers)?;
+    let descriptors = raise_descriptor_limit();
+    let connections = Connections::new(connection_budget(descriptors));
+    let spawn_server = |listener, router| {
+        let stop = service.inner.stop.subscribe();
+        tokio::spawn(listen::serve(listener, router, Arc::clone(&connections), HEADER_READ_TIMEOUT, stop))
+    };
     let mut ports = serde_json::Map::new();
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
@@ -520,14 +539,7 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), "management API listening");
         ports.insert("api".into(), bound.port().into());
         let router = api::router(Arc::clone(&config), Arc::clone(&store), Arc::new(service.clone()));
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if config.monitoring.prometheus.enabled {
         let host = options.host.clone().unwrap_or_else(|| config.api.host.clone());
@@ -543,19 +555,12 @@ pub async fn serve(
                 let metrics = Arc::clone(&metrics);
                 let active = active.clone();
                 async move {
-                    metrics.set("memory_connector_active_jobs", Vec::new(), active.active_count() as f64);
+                    metrics.set(crate::telemetry::metrics::Gauge::ActiveJobs, Vec::new(), active.active_count() as f64);
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
                 }
             }),
         );
-        let mut stop = service.inner.stop.subscribe();
-        servers.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+        servers.push(spawn_server(listener, router));
     }
     if let Some(path) = &options.port_file {
         write_port_file(path, &serde_json::Value::Object(ports)).await?;
@@ -565,6 +570,8 @@ pub async fn serve(
         target: "connector_core::service",
         scheduler = options.scheduler,
         api = api_enabled,
+        open_file_limit = descriptors,
+        max_connections = connection_budget(descriptors),
         connectors = config.connectors.iter().filter(|c| c.enabled).count(),
         version = crate::VERSION,
         "memory-connector service started"

@@ -6,6 +6,7 @@ use crate::config::load_str;
 use crate::ids::MemoryId;
 use crate::lightrag::{InsertOutcome, ReplaceOutcome, SinkError};
 use crate::memory_api::model::{FetchedPage, Memory};
+use crate::state::Trigger;
 use crate::state::json::JsonStore;
 use crate::transform::Document;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,7 +87,7 @@ async fn a_run_past_the_job_timeout_stops_at_a_batch_and_is_timed_out() {
     let dir = tempfile::tempdir().unwrap();
     let (service, sink, store, connector) = service(dir.path(), 40).await;
     let service = service.with_job_timeout(Duration::from_millis(300));
-    let (_, done) = service.start_run(&connector, "test", false).await.unwrap();
+    let (_, done) = service.start_run(&connector, Trigger::Cli, false).await.unwrap();
     let report = done.await.unwrap().expect("a report");
     assert_eq!(report.status, RunStatus::TimedOut);
     let sent = sink.inserted.load(Ordering::SeqCst);
@@ -103,9 +104,9 @@ async fn a_connector_never_runs_twice_even_from_two_services() {
     let dir = tempfile::tempdir().unwrap();
     let (one, _, _, connector) = service(dir.path(), 10).await;
     let (two, _, _, _) = service(dir.path(), 10).await;
-    let (first, done) = one.start_run(&connector, "test", false).await.unwrap();
+    let (first, done) = one.start_run(&connector, Trigger::Cli, false).await.unwrap();
     for service in [&one, &two] {
-        match service.start_run(&connector, "test", false).await {
+        match service.start_run(&connector, Trigger::Cli, false).await {
             Err(LaunchError::AlreadyRunning { .. }) => {}
             other => panic!("expected already running, got {:?}", other.map(|o| o.0)),
         }
@@ -113,14 +114,14 @@ async fn a_connector_never_runs_twice_even_from_two_services() {
     let report = done.await.unwrap().expect("report");
     assert_eq!(report.run_id, first.run_id);
     assert_eq!(report.status, RunStatus::Completed);
-    assert!(two.start_run(&connector, "test", false).await.is_ok(), "free again after the run");
+    assert!(two.start_run(&connector, Trigger::Cli, false).await.is_ok(), "free again after the run");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_makes_a_run_end_at_a_batch_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let (service, sink, store, connector) = service(dir.path(), 40).await;
-    let (_, done) = service.start_run(&connector, "test", false).await.unwrap();
+    let (_, done) = service.start_run(&connector, Trigger::Cli, false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     service.request_stop();
     assert!(service.wait_idle(Duration::from_secs(5)).await);
@@ -129,7 +130,7 @@ async fn stop_makes_a_run_end_at_a_batch_boundary() {
     assert!(report.stopped_early);
     assert_eq!(report.counts.new, sink.inserted.load(Ordering::SeqCst) as u64);
     assert!(store.lease(&connector.id).await.unwrap().is_none(), "the lease is released");
-    assert!(matches!(service.start_run(&connector, "test", false).await, Err(LaunchError::ShuttingDown)));
+    assert!(matches!(service.start_run(&connector, Trigger::Cli, false).await, Err(LaunchError::ShuttingDown)));
 }
 
 const FAST_YAML: &str = r#"
@@ -173,7 +174,7 @@ async fn an_overdue_connector_runs_once_at_start_never_a_burst() {
     }
     let runs = store.runs(&id, 100).await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0].trigger, "schedule");
+    assert_eq!(runs[0].trigger, Trigger::Schedule);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,11 +182,11 @@ async fn the_scheduler_skips_a_paused_connector_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = FAST_YAML.replace("interval_hours: 10", "interval_minutes: 0.005");
     let (service, store, id) = fast_service(dir.path(), &yaml).await;
-    crate::state::set_paused(store.as_ref(), &id, true).await.unwrap();
+    crate::admin::set_paused(store.as_ref(), &id, true).await.unwrap();
     let handles = service.spawn_scheduler();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(store.runs(&id, 100).await.unwrap().is_empty(), "a paused connector is not scheduled");
-    crate::state::set_paused(store.as_ref(), &id, false).await.unwrap();
+    crate::admin::set_paused(store.as_ref(), &id, false).await.unwrap();
     let started = std::time::Instant::now();
     while store.runs(&id, 100).await.unwrap().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(10), "resumed connector never ran");

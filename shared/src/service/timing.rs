@@ -8,7 +8,7 @@ use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
 use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
 use crate::memory_api::model::FetchedPage;
 use crate::sync::MemorySource;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Histogram, Metrics};
 use crate::transform::Document;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ impl MemorySource for TimedSource {
         let started = Instant::now();
         let result = self.inner.fetch(connector).await;
         self.metrics.observe(
-            "memory_connector_memory_api_request_duration_seconds",
+            Histogram::MemoryApiRequestDuration,
             vec![
                 ("connector_id", connector.id.to_string()),
                 ("operation", "list".into()),
@@ -51,7 +51,7 @@ pub(super) struct TimedSink {
 impl TimedSink {
     fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, SinkError>) {
         self.metrics.observe(
-            "memory_connector_lightrag_request_duration_seconds",
+            Histogram::LightragRequestDuration,
             vec![("operation", operation.to_owned()), ("outcome", outcome(result))],
             started.elapsed().as_secs_f64(),
         );

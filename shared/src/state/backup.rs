@@ -59,8 +59,7 @@ pub async fn restore(config: &StateConfig, store: &dyn StateStore, from: &Path) 
     let now = Utc::now();
     for connector in store.connectors().await? {
         if let Some(lease) = store.lease(&connector).await?
-            && !lease.is_expired_at(now)
-            && !lease.owner.holder_is_gone()
+            && lease.is_live_at(now)
         {
             return Err(StateError::Busy { connector, owner: lease.owner, expires_at: lease.expires_at });
         }

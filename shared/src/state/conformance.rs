@@ -20,7 +20,7 @@ mod storage;
 
 pub use cache::cache_round_trip;
 pub use digest::ledger_digest;
-pub use history::{connectors_listing, prune_runs, reset, runs_history, status_snapshot};
+pub use history::{connectors_listing, overviews, prune_runs, reset, runs_history, status_snapshot};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
     checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, odd_memory_ids, status_counts,
@@ -58,6 +58,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     reset(fresh().await).await;
     prune_runs(fresh().await).await;
     connectors_listing(fresh().await).await;
+    overviews(fresh().await).await;
     cache_round_trip(fresh().await).await;
     ledger_digest(fresh().await).await;
 }

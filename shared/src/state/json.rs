@@ -8,7 +8,7 @@
 //! write, fsynced ([`journal`]); the file is written whole again (compacted,
 //! the journal deleted) when the last lease it holds is released, and
 //! whenever the journal outgrows the file. So a run writes what changed,
-//! not the whole ledger per checkpoint (decision 18), and after a crash at
+//! not the whole ledger per checkpoint (decision 20), and after a crash at
 //! any point (SIGKILL included) the state is the file plus the journal's
 //! complete records: a write that was cut is not there, nothing is half
 //! there. A corrupt file or journal is reported and never overwritten.

@@ -74,9 +74,73 @@ impl EntryStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
-    /// A document for this memory is in the sink.
+    /// A document for this memory is in the sink (counted as "processed"
+    /// by `status`, the metrics and the API).
     pub fn is_delivered(self) -> bool {
         matches!(self, EntryStatus::Submitted | EntryStatus::Processed | EntryStatus::LightragFailed)
+    }
+
+    /// The statuses that need a person's attention: failed on the
+    /// connector's side, failed inside LightRAG, or dead. `status` counts
+    /// them as "failed", `failed` lists them, the console shows them. An
+    /// update deferred because LightRAG was busy (`update_pending`) is not
+    /// among them: the next run retries it by itself.
+    pub const FAILED: [EntryStatus; 3] = [EntryStatus::Failed, EntryStatus::LightragFailed, EntryStatus::Dead];
+
+    /// One of [`EntryStatus::FAILED`].
+    pub fn is_failed(self) -> bool {
+        Self::FAILED.contains(&self)
+    }
+
+    /// What `retry-failed` makes eligible again (a `lightrag_failed`
+    /// document is re-sent by the runs themselves within its budget).
+    pub const REPLAYABLE: [EntryStatus; 2] = [EntryStatus::Failed, EntryStatus::Dead];
+}
+
+/// Ledger entries per status, every status present (zero when none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EntryCounts(BTreeMap<EntryStatus, u64>);
+
+impl EntryCounts {
+    /// From a store's counts, which may leave out statuses with none.
+    pub fn from_sparse(mut counts: BTreeMap<EntryStatus, u64>) -> Self {
+        for status in EntryStatus::ALL {
+            counts.entry(status).or_insert(0);
+        }
+        Self(counts)
+    }
+
+    pub fn get(&self, status: EntryStatus) -> u64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Memories whose document is in the sink ([`EntryStatus::is_delivered`]).
+    pub fn processed(&self) -> u64 {
+        self.sum(EntryStatus::is_delivered)
+    }
+
+    /// Memories that need attention ([`EntryStatus::FAILED`]).
+    pub fn failed(&self) -> u64 {
+        self.sum(EntryStatus::is_failed)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (EntryStatus, u64)> + '_ {
+        self.0.iter().map(|(s, n)| (*s, *n))
+    }
+
+    fn sum(&self, which: fn(EntryStatus) -> bool) -> u64 {
+        self.iter().filter(|(s, _)| which(*s)).map(|(_, n)| n).sum()
+    }
+}
+
+impl Default for EntryCounts {
+    fn default() -> Self {
+        Self::from_sparse(BTreeMap::new())
     }
 }
 
@@ -104,6 +168,79 @@ pub struct LedgerEntry {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub first_seen: DateTime<Utc>,
     pub last_ingested: Option<DateTime<Utc>>,
+}
+
+impl LedgerEntry {
+    /// A memory's first entry: seen now, nothing delivered, no attempt yet.
+    pub fn new(memory_id: MemoryId, file_source: String, status: EntryStatus, now: DateTime<Utc>) -> Self {
+        Self {
+            memory_id,
+            status,
+            content_hash: None,
+            pending_hash: None,
+            file_source,
+            doc_id: None,
+            track_id: None,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+            first_seen: now,
+            last_ingested: None,
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `memory-connector sync`.
+    Cli,
+    /// The schedule (`serve`'s scheduler, or a scheduled Lambda invocation).
+    Schedule,
+    /// The management API's `trigger` in `serve`.
+    Api,
+    /// A `SyncRequested` event (the api function's `trigger`).
+    Event,
+    /// A direct invocation of the `sync` function.
+    Lambda,
+    /// A value this version does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 6] =
+        [Trigger::Cli, Trigger::Schedule, Trigger::Api, Trigger::Event, Trigger::Lambda, Trigger::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Schedule => "schedule",
+            Trigger::Api => "api",
+            Trigger::Event => "event",
+            Trigger::Lambda => "lambda",
+            Trigger::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a paused connector skips a run started this way: scheduled
+    /// runs do; a run a person asked for (CLI, API, event, direct invoke)
+    /// still runs.
+    pub fn honours_pause(self) -> bool {
+        self == Trigger::Schedule
+    }
+
+    /// Reads a stored or sent name; anything else is [`Trigger::Unknown`].
+    pub fn parse(value: &str) -> Self {
+        Self::ALL.into_iter().find(|t| t.as_str() == value).unwrap_or(Trigger::Unknown)
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// What the connector was doing or did last.
@@ -212,6 +349,9 @@ pub struct RunCounts {
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.
     pub deferred: u64,
+    /// Memories left for the next run because this run's time ran out
+    /// before they were enriched.
+    pub postponed: u64,
     /// Failed earlier and still inside their backoff window.
     pub backing_off: u64,
     /// Submitted documents LightRAG reported processed during this run.
@@ -227,8 +367,7 @@ pub struct RunCounts {
 pub struct RunRecord {
     pub run_id: RunId,
     pub connector_id: ConnectorId,
-    /// What started it: `cli`, `schedule`, `api`, `lambda`...
-    pub trigger: String,
+    pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub status: RunStatus,
@@ -265,6 +404,13 @@ impl Lease {
         self.expires_at <= now
     }
 
+    /// Held by a run that may still be going at `now`: not expired, and its
+    /// holder is not a process of this host that is gone (see
+    /// [`RunId::holder_is_gone`]).
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        !self.is_expired_at(now) && !self.owner.holder_is_gone()
+    }
+
     /// Whether `owner` may take the lease at `now`: it is expired, or `owner`
     /// already holds it (taking it again renews it).
     pub fn can_be_taken_by(&self, owner: &RunId, now: DateTime<Utc>) -> bool {
@@ -281,7 +427,7 @@ pub enum LeaseOutcome {
 
 /// Everything one batch changed. SQLite writes it in one transaction, JSON
 /// as one journal record (or one file); DynamoDB writes a run's entries
-/// without a transaction per entry and settles a batch a crash cut (decision 18).
+/// without a transaction per entry and settles a batch a crash cut (decision 20).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,
@@ -369,6 +515,18 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         })
     }
 
+    /// The state and the lease of each of these connectors, in their order
+    /// (what `list` and `GET /connectors` show). Stores that can read many
+    /// items in one request (DynamoDB: 50 connectors a `BatchGetItem`)
+    /// override this; the default asks twice per connector.
+    async fn overviews(&self, connectors: &[ConnectorId]) -> Result<Vec<Overview>, StateError> {
+        let mut out = Vec::with_capacity(connectors.len());
+        for connector in connectors {
+            out.push(Overview { state: self.connector_state(connector).await?, lease: self.lease(connector).await? });
+        }
+        Ok(out)
+    }
+
     /// Writes a batch's entries, the connector state, the run record and the
     /// digest. Entries written without `lease_owner` move the connector's
     /// ledger generation on (a digest made before no longer describes it).
@@ -391,8 +549,10 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     /// lease is held at `now`.
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError>;
 
-    /// Removes run records that started before `before`; returns how many.
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError>;
+    /// Removes the connector's run records that started before `before`;
+    /// returns how many. Per connector, so a store with many connectors is
+    /// never scanned (retention walks the configured connectors).
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError>;
 
     /// A cached value (enrichments: place names, transcripts, photo
     /// descriptions) that has not expired at `now`. Stores without a cache
@@ -408,6 +568,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         let _ = (key, value, expires_at);
         Ok(())
     }
+}
+
+/// A connector's state and lease, as [`StateStore::overviews`] reads them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Overview {
+    pub state: Option<ConnectorState>,
+    /// The lease, expired or not.
+    pub lease: Option<Lease>,
 }
 
 /// A connector's state as [`StateStore::status_snapshot`] reads it.
@@ -431,31 +599,6 @@ pub struct CacheValue {
 impl CacheValue {
     pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_none_or(|at| at > now)
-    }
-}
-
-/// Sets or clears the connector's `paused` flag (the scheduler skips a
-/// paused connector; a manual trigger still runs it).
-pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused: bool) -> Result<(), StateError> {
-    let mut state = store.connector_state(connector).await?.unwrap_or_else(|| ConnectorState::new(connector.clone()));
-    state.paused = paused;
-    store.checkpoint(connector, Checkpoint { connector: Some(state), ..Default::default() }).await
-}
-
-/// Releases the connector's lease when the process that holds it ran on
-/// this host and is gone (killed mid-run: it never released it), so an
-/// operator's `reset` need not wait for the lease to expire. Returns the
-/// released owner. Not for Lambda, whose sandboxes share host names.
-pub async fn release_abandoned_lease(
-    store: &dyn StateStore,
-    connector: &ConnectorId,
-) -> Result<Option<RunId>, StateError> {
-    match store.lease(connector).await? {
-        Some(lease) if lease.owner.holder_is_gone() => {
-            store.release_lease(connector, &lease.owner).await?;
-            Ok(Some(lease.owner))
-        }
-        _ => Ok(None),
     }
 }
 

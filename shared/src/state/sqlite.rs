@@ -120,7 +120,7 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO entry_counts (connector_id, status, n) VALUES (NEW.connector_id, NEW.status, 1)
             ON CONFLICT (connector_id, status) DO UPDATE SET n = n + 1;
     END;",
-    // 4: the ledger digest (decision 18): generation, root, unconfirmed ids, shards.
+    // 4: the ledger digest (decision 20): generation, root, unconfirmed ids, shards.
     "CREATE TABLE ledger_meta (
         connector_id TEXT NOT NULL PRIMARY KEY,
         generation INTEGER NOT NULL,
@@ -385,7 +385,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         connector_id: ConnectorId::new(row.get::<_, String>(0)?),
         run_id: RunId::new(row.get::<_, String>(1)?),
-        trigger: row.get(2)?,
+        trigger: crate::state::Trigger::parse(&row.get::<_, String>(2)?),
         started_at: get_timestamp(row, 3)?,
         finished_at: get_opt_timestamp(row, 4)?,
         status: get_run_status(row, 5)?,
@@ -530,7 +530,7 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
         .execute(params![
             connector.as_str(),
             run.run_id.as_str(),
-            run.trigger,
+            run.trigger.as_str(),
             timestamp(run.started_at),
             opt_timestamp(run.finished_at),
             run.status.as_str(),
@@ -841,9 +841,13 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let connector = connector.clone();
         self.call("prune runs", move |conn| {
-            let removed = conn.execute("DELETE FROM runs WHERE started_at < ?1", [timestamp(before)])?;
+            let removed = conn.execute(
+                "DELETE FROM runs WHERE connector_id = ?1 AND started_at < ?2",
+                params![connector.as_str(), timestamp(before)],
+            )?;
             Ok(removed as u64)
         })
         .await

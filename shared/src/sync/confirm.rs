@@ -153,7 +153,7 @@ impl SyncEngine {
         finals: &mut Finals,
     ) -> Result<(), SyncError> {
         let mut deadline = Instant::now() + self.settings.confirm_wait;
-        if let Some(run_deadline) = options.deadline {
+        if let Some(run_deadline) = options.stop_at() {
             deadline = deadline.min(run_deadline);
         }
         let mut pause = FIRST_POLL;

@@ -277,7 +277,7 @@ impl SyncEngine {
             if used > 0 && used + next.cost() > batch_size {
                 break;
             }
-            if options.deadline.is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
+            if options.stop_at().is_some_and(|d| Instant::now() >= d) || self.stop_requested() {
                 *deadline_hit = true;
                 break;
             }
@@ -380,19 +380,8 @@ impl SyncEngine {
     fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
         let now = Utc::now();
         let Delivered { memory_id, document, replace, result } = delivered;
-        let mut entry = previous.unwrap_or_else(|| LedgerEntry {
-            memory_id: memory_id.clone(),
-            status: EntryStatus::Failed,
-            content_hash: None,
-            pending_hash: None,
-            file_source: document.file_source.clone(),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: now,
-            last_ingested: None,
+        let mut entry = previous.unwrap_or_else(|| {
+            LedgerEntry::new(memory_id.clone(), document.file_source.clone(), EntryStatus::Failed, now)
         });
         entry.file_source = document.file_source.clone();
         entry.doc_id = Some(lightrag::doc_id(&document.file_source));

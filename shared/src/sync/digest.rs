@@ -1,4 +1,4 @@
-//! The ledger digest, the engine's side (decision 18): which ledger states
+//! The ledger digest, the engine's side (decision 20): which ledger states
 //! let a fetched memory go unread, how memories and entries are
 //! fingerprinted, how a page is compared with the digest, and the digest a
 //! run leaves for the next one. Pure functions; `lookup` drives them.

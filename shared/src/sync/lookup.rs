@@ -1,4 +1,4 @@
-//! Which ledger entries a run reads (decision 18): every fetched memory's
+//! Which ledger entries a run reads (decision 20): every fetched memory's
 //! after a crash or with `--force`; none when the ledger is empty; else only
 //! those the digest cannot vouch for. And the digest the run leaves.
 

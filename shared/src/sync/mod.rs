@@ -7,6 +7,7 @@
 mod confirm;
 mod deliver;
 mod digest;
+pub mod limits;
 mod lookup;
 mod plan;
 mod report;
@@ -18,6 +19,7 @@ mod tests;
 use deliver::{Body, Work};
 use digest::{Finals, Keys};
 
+pub use limits::RunLimits;
 pub use plan::{Action, ActionKind, Payload, plan, plan_enriched, plan_rendered};
 pub use report::{ItemError, PlannedItem, RunReport};
 
@@ -29,7 +31,7 @@ use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::state::{
     Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, LedgerView, RunRecord, RunStatus,
-    StateError, StateStore,
+    StateError, StateStore, Trigger,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
@@ -62,6 +64,10 @@ impl MemorySource for MemoryApiClient {
 pub enum SyncError {
     #[error("connector {connector} is already running (run {owner}, lease until {expires_at})")]
     AlreadyRunning { connector: ConnectorId, owner: RunId, expires_at: DateTime<Utc> },
+    /// A scheduled run of a paused connector (see [`Trigger::honours_pause`]):
+    /// nothing was done or written.
+    #[error("connector {0} is paused; the scheduled run was skipped")]
+    Paused(ConnectorId),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -73,15 +79,28 @@ pub struct RunOptions {
     pub force: bool,
     /// Plan and report; send nothing, write nothing.
     pub dry_run: bool,
-    /// What started the run (`cli`, `schedule`, `api`, `lambda`...).
-    pub trigger: String,
-    /// Take no new batch after this instant (Lambda remaining time, job timeout).
-    pub deadline: Option<Instant>,
+    /// What started the run.
+    pub trigger: Trigger,
+    /// How long the run may go on ([`RunLimits`]); `None`: from the
+    /// engine's job timeout, starting when the run starts.
+    pub limits: Option<RunLimits>,
+}
+
+impl RunOptions {
+    /// No new work starts after this.
+    pub fn stop_at(&self) -> Option<Instant> {
+        self.limits.map(|l| l.stop_at)
+    }
+
+    /// Work still in flight then is given up.
+    pub fn abandon_at(&self) -> Option<Instant> {
+        self.limits.map(|l| l.abandon_at)
+    }
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { force: false, dry_run: false, trigger: "cli".into(), deadline: None }
+        Self { force: false, dry_run: false, trigger: Trigger::Cli, limits: None }
     }
 }
 
@@ -89,7 +108,8 @@ impl Default for RunOptions {
 #[derive(Clone)]
 pub struct SyncEngine {
     connector: ConnectorConfig,
-    lease_ttl: Duration,
+    /// `job_timeout_minutes`: the budget of a run given no [`RunLimits`].
+    job_timeout: Duration,
     source: Arc<dyn MemorySource>,
     sink: Arc<dyn DocumentSink>,
     store: Arc<dyn StateStore>,
@@ -132,16 +152,18 @@ impl Default for SinkSettings {
 }
 
 impl SyncEngine {
+    /// An engine for `connector`; a run without [`RunOptions::limits`] may
+    /// go on for `job_timeout` (its lease a little longer, see [`RunLimits`]).
     pub fn new(
         connector: ConnectorConfig,
-        lease_ttl: Duration,
+        job_timeout: Duration,
         source: Arc<dyn MemorySource>,
         sink: Arc<dyn DocumentSink>,
         store: Arc<dyn StateStore>,
     ) -> Self {
         Self {
             connector,
-            lease_ttl,
+            job_timeout,
             source,
             sink,
             store,
@@ -171,7 +193,7 @@ impl SyncEngine {
     }
 
     /// Reads the entry of every fetched memory, as before the ledger digest
-    /// (decision 18); tests compare the two paths run by run.
+    /// (decision 20); tests compare the two paths run by run.
     pub fn reading_every_entry(mut self) -> Self {
         self.digest = false;
         self
@@ -216,7 +238,7 @@ impl SyncEngine {
     async fn enrich(&self, page: &FetchedPage, options: &RunOptions) -> Enrichments {
         let mode = if options.dry_run { EnrichMode::CacheOnly } else { EnrichMode::Full };
         match &self.enricher {
-            Some(enricher) => enricher.enrich(page, mode).await,
+            Some(enricher) => enricher.enrich(page, mode, options.limits.map(|l| l.enrich_until())).await,
             None => Enrichments::default(),
         }
     }
@@ -255,14 +277,17 @@ impl SyncEngine {
         &self,
         run_id: RunId,
         started_at: DateTime<Utc>,
-        options: RunOptions,
+        mut options: RunOptions,
     ) -> Result<RunReport, SyncError> {
         let clock = Instant::now();
+        let limits = *options
+            .limits
+            .get_or_insert_with(|| RunLimits::new(clock, self.job_timeout, None, limits::DEFAULT_MARGIN));
         let connector_id = self.connector.id.clone();
         let mut report = RunReport::new(&run_id, &connector_id, &options, started_at, self.sink.describe());
 
         if !options.dry_run {
-            self.acquire_lease(&run_id, started_at).await?;
+            self.acquire_lease(&run_id, started_at, limits.lease_ttl).await?;
         }
 
         let result = self.run_leased(&run_id, &options, &mut report, clock).await;
@@ -277,10 +302,10 @@ impl SyncEngine {
 
     /// Takes the lease; a lease left by a dead process of this host is
     /// released (by owner, so racing rerunners cannot both win) and retaken.
-    async fn acquire_lease(&self, run_id: &RunId, now: DateTime<Utc>) -> Result<(), SyncError> {
+    async fn acquire_lease(&self, run_id: &RunId, now: DateTime<Utc>, ttl: Duration) -> Result<(), SyncError> {
         let connector_id = &self.connector.id;
         for _ in 0..2 {
-            match self.store.try_acquire_lease(connector_id, run_id, now, self.lease_ttl).await? {
+            match self.store.try_acquire_lease(connector_id, run_id, now, ttl).await? {
                 LeaseOutcome::Acquired(_) => return Ok(()),
                 LeaseOutcome::Held(lease) if self.local_takeover && lease.owner.holder_is_gone() => {
                     warn!(previous = %lease.owner, "the previous run's process is gone; taking over its lease");
@@ -311,6 +336,10 @@ impl SyncEngine {
             .connector_state(connector_id)
             .await?
             .unwrap_or_else(|| ConnectorState::new(connector_id.clone()));
+        if state.paused && options.trigger.honours_pause() {
+            info!("paused: the scheduled run is skipped");
+            return Err(SyncError::Paused(connector_id.clone()));
+        }
         // The previous run never finished (killed): what it sent must be
         // recognised, not sent twice.
         let interrupted_at = (state.status == RunStatus::Running).then_some(state.last_run_started).flatten();
@@ -327,18 +356,28 @@ impl SyncEngine {
         // waits for the slower of the two, not for both. Nothing is sent
         // before the health check passed, and a failed one ends the run at
         // once (a fetch still retrying is dropped).
+        // Both within the run's time: a Memory API or LightRAG that keeps
+        // retrying past it fails the run (nothing was sent, nothing charged).
         let health = self.sink.preflight(&self.settings.workspace);
         let fetch = self.source.fetch(&self.connector);
+        let abandon_at = options.abandon_at().map_or_else(far_future, tokio::time::Instant::from_std);
+        let timed_out = || {
+            "the run's time ran out before the Memory API and LightRAG had both answered; nothing was sent".to_owned()
+        };
         tokio::pin!(health, fetch);
         let ready: Result<Result<FetchedPage, String>, (String, Option<String>)> = tokio::select! {
             server = &mut health => match self.preflight(report, server) {
-                Ok(()) => Ok(fetch.await),
+                Ok(()) => tokio::time::timeout_at(abandon_at, fetch).await.map_err(|_| (timed_out(), None)),
                 Err(message) => Err((message, None)),
             },
-            page = &mut fetch => match self.preflight(report, health.await) {
-                Ok(()) => Ok(page),
-                Err(message) => Err((message, page.err())),
+            page = &mut fetch => match tokio::time::timeout_at(abandon_at, health).await {
+                Ok(server) => match self.preflight(report, server) {
+                    Ok(()) => Ok(page),
+                    Err(message) => Err((message, page.err())),
+                },
+                Err(_) => Err((timed_out(), None)),
             },
+            _ = tokio::time::sleep_until(abandon_at) => Err((timed_out(), None)),
         };
         let outcome = match ready {
             Ok(fetched) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
@@ -490,6 +529,13 @@ impl SyncEngine {
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
         for memory in memories {
+            if enriched.is_postponed(&memory.id) {
+                // Its enrichment did not fit in this run: the next run
+                // enriches and sends it (nothing recorded, nothing charged).
+                report.counts.postponed += 1;
+                report.stopped_early = true;
+                continue;
+            }
             let entry = lookup.entries.get(&memory.id);
             let action = match lookup.vouched.get(&memory.id) {
                 Some((action, _)) => action.clone(),
@@ -549,7 +595,8 @@ impl SyncEngine {
             }
             _ => work,
         };
-        let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?;
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?
+            || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run
@@ -584,19 +631,9 @@ impl SyncEngine {
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
-        let mut entry = entry.cloned().unwrap_or_else(|| LedgerEntry {
-            memory_id: memory.id.clone(),
-            status: EntryStatus::WaitingTranscript,
-            content_hash: None,
-            pending_hash: None,
-            file_source: file_source(&self.connector.context_id, memory.id.as_str()),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: now,
-            last_ingested: None,
+        let mut entry = entry.cloned().unwrap_or_else(|| {
+            let name = file_source(&self.connector.context_id, memory.id.as_str());
+            LedgerEntry::new(memory.id.clone(), name, EntryStatus::WaitingTranscript, now)
         });
         entry.status = EntryStatus::WaitingTranscript;
         entry
@@ -614,34 +651,7 @@ impl SyncEngine {
     }
 }
 
-/// Makes dead and failed memories eligible again on the next run (attempts
-/// reset). Returns how many were replayed.
-pub async fn replay_failed(store: &dyn StateStore, connector: &ConnectorId) -> Result<usize, StateError> {
-    let stuck = store.entries_with_status(connector, &[EntryStatus::Dead, EntryStatus::Failed], 1_000_000).await?;
-    let replayed: Vec<LedgerEntry> = stuck
-        .into_iter()
-        .map(|mut e| {
-            e.status = EntryStatus::Failed;
-            e.attempts = 0;
-            e.next_attempt_at = None;
-            e
-        })
-        .collect();
-    let count = replayed.len();
-    if count > 0 {
-        store.checkpoint(connector, Checkpoint { entries: replayed, ..Default::default() }).await?;
-    }
-    Ok(count)
-}
-
-/// Counts of ledger entries per status, with every status present.
-pub async fn ledger_counts(
-    store: &dyn StateStore,
-    connector: &ConnectorId,
-) -> Result<std::collections::BTreeMap<EntryStatus, u64>, StateError> {
-    let mut counts = store.status_counts(connector).await?;
-    for status in EntryStatus::ALL {
-        counts.entry(status).or_insert(0);
-    }
-    Ok(counts)
+/// An instant no run reaches (a run without limits).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }

@@ -3,7 +3,7 @@
 
 use super::{ActionKind, RunOptions};
 use crate::ids::{ConnectorId, MemoryId, RunId};
-use crate::state::{RunCounts, RunRecord, RunStatus};
+use crate::state::{RunCounts, RunRecord, RunStatus, Trigger};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub struct PlannedItem {
 pub struct RunReport {
     pub run_id: RunId,
     pub connector_id: ConnectorId,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -68,7 +68,7 @@ impl RunReport {
         Self {
             run_id: run_id.clone(),
             connector_id: connector_id.clone(),
-            trigger: options.trigger.clone(),
+            trigger: options.trigger,
             status: RunStatus::Running,
             started_at,
             finished_at: None,
@@ -113,7 +113,7 @@ impl RunReport {
         RunRecord {
             run_id: self.run_id.clone(),
             connector_id: self.connector_id.clone(),
-            trigger: self.trigger.clone(),
+            trigger: self.trigger,
             started_at: self.started_at,
             finished_at: if status == RunStatus::Running { None } else { self.finished_at },
             status,

@@ -15,59 +15,145 @@ use std::sync::Mutex;
 const SYNC_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 const REQUEST_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram(&'static [f64]),
+/// A counter family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Sync runs by final status.
+    Syncs,
+    MemoriesNew,
+    MemoriesUpdated,
+    MemoriesSkipped,
+    MemoriesFailed,
+    MemoriesDead,
+    TruncatedFetches,
+    /// Errors by `error_type`.
+    Errors,
+}
+
+/// A gauge family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gauge {
+    MemoriesProcessed,
+    ActiveJobs,
+}
+
+/// A histogram family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histogram {
+    SyncDuration,
+    MemoryApiRequestDuration,
+    LightragRequestDuration,
+}
+
+/// One family of the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 /// Every family, in the order of the exposition.
-const FAMILIES: &[(&str, Kind, &str)] = &[
-    (
-        "memory_connector_syncs_total",
-        Kind::Counter,
-        "Sync runs by final status (completed, partial, failed, timed_out).",
-    ),
-    (
-        "memory_connector_memories_processed",
-        Kind::Gauge,
-        "Memories whose document is in LightRAG (ledger), after the last run.",
-    ),
-    ("memory_connector_memories_new_total", Kind::Counter, "Memories inserted for the first time."),
-    ("memory_connector_memories_updated_total", Kind::Counter, "Changed memories whose document was replaced."),
-    ("memory_connector_memories_skipped_total", Kind::Counter, "Memories skipped while waiting for a transcript."),
-    ("memory_connector_memories_failed_total", Kind::Counter, "Memory deliveries that failed (kept for retry)."),
-    ("memory_connector_memories_dead_total", Kind::Counter, "Memories dead (attempts exhausted) met by a run."),
-    (
-        "memory_connector_truncated_fetches_total",
-        Kind::Counter,
-        "Fetches that returned a full page (more memories may be waiting).",
-    ),
-    (
-        "memory_connector_errors_total",
-        Kind::Counter,
-        "Errors by type (run_failed, memory_failed, malformed, timed_out, already_running).",
-    ),
-    ("memory_connector_sync_duration_seconds", Kind::Histogram(SYNC_BUCKETS), "Duration of sync runs."),
-    (
-        "memory_connector_memory_api_request_duration_seconds",
-        Kind::Histogram(REQUEST_BUCKETS),
-        "Duration of Memory API fetches (retries included).",
-    ),
-    (
-        "memory_connector_lightrag_request_duration_seconds",
-        Kind::Histogram(REQUEST_BUCKETS),
-        "Duration of LightRAG deliveries (insert or replace).",
-    ),
-    ("memory_connector_active_jobs", Kind::Gauge, "Sync runs in progress in this process."),
+const FAMILIES: [Family; 13] = [
+    Family::Counter(Counter::Syncs),
+    Family::Gauge(Gauge::MemoriesProcessed),
+    Family::Counter(Counter::MemoriesNew),
+    Family::Counter(Counter::MemoriesUpdated),
+    Family::Counter(Counter::MemoriesSkipped),
+    Family::Counter(Counter::MemoriesFailed),
+    Family::Counter(Counter::MemoriesDead),
+    Family::Counter(Counter::TruncatedFetches),
+    Family::Counter(Counter::Errors),
+    Family::Histogram(Histogram::SyncDuration),
+    Family::Histogram(Histogram::MemoryApiRequestDuration),
+    Family::Histogram(Histogram::LightragRequestDuration),
+    Family::Gauge(Gauge::ActiveJobs),
 ];
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Counter(c) => c.name(),
+            Family::Gauge(g) => g.name(),
+            Family::Histogram(h) => h.name(),
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Family::Counter(Counter::Syncs) => "Sync runs by final status (completed, partial, failed, timed_out).",
+            Family::Counter(Counter::MemoriesNew) => "Memories inserted for the first time.",
+            Family::Counter(Counter::MemoriesUpdated) => "Changed memories whose document was replaced.",
+            Family::Counter(Counter::MemoriesSkipped) => "Memories skipped while waiting for a transcript.",
+            Family::Counter(Counter::MemoriesFailed) => "Memory deliveries that failed (kept for retry).",
+            Family::Counter(Counter::MemoriesDead) => "Memories dead (attempts exhausted) met by a run.",
+            Family::Counter(Counter::TruncatedFetches) => {
+                "Fetches that returned a full page (more memories may be waiting)."
+            }
+            Family::Counter(Counter::Errors) => {
+                "Errors by type (run_failed, memory_failed, malformed, timed_out, already_running)."
+            }
+            Family::Gauge(Gauge::MemoriesProcessed) => {
+                "Memories whose document is in LightRAG (ledger), after the last run."
+            }
+            Family::Gauge(Gauge::ActiveJobs) => "Sync runs in progress in this process.",
+            Family::Histogram(Histogram::SyncDuration) => "Duration of sync runs.",
+            Family::Histogram(Histogram::MemoryApiRequestDuration) => {
+                "Duration of Memory API fetches (retries included)."
+            }
+            Family::Histogram(Histogram::LightragRequestDuration) => {
+                "Duration of LightRAG deliveries (insert or replace)."
+            }
+        }
+    }
+}
+
+impl Counter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Syncs => "memory_connector_syncs_total",
+            Counter::MemoriesNew => "memory_connector_memories_new_total",
+            Counter::MemoriesUpdated => "memory_connector_memories_updated_total",
+            Counter::MemoriesSkipped => "memory_connector_memories_skipped_total",
+            Counter::MemoriesFailed => "memory_connector_memories_failed_total",
+            Counter::MemoriesDead => "memory_connector_memories_dead_total",
+            Counter::TruncatedFetches => "memory_connector_truncated_fetches_total",
+            Counter::Errors => "memory_connector_errors_total",
+        }
+    }
+}
+
+impl Gauge {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gauge::MemoriesProcessed => "memory_connector_memories_processed",
+            Gauge::ActiveJobs => "memory_connector_active_jobs",
+        }
+    }
+}
+
+impl Histogram {
+    pub fn name(self) -> &'static str {
+        match self {
+            Histogram::SyncDuration => "memory_connector_sync_duration_seconds",
+            Histogram::MemoryApiRequestDuration => "memory_connector_memory_api_request_duration_seconds",
+            Histogram::LightragRequestDuration => "memory_connector_lightrag_request_duration_seconds",
+        }
+    }
+
+    fn bounds(self) -> &'static [f64] {
+        match self {
+            Histogram::SyncDuration => SYNC_BUCKETS,
+            Histogram::MemoryApiRequestDuration | Histogram::LightragRequestDuration => REQUEST_BUCKETS,
+        }
+    }
+}
 
 type Labels = Vec<(&'static str, String)>;
 
 #[derive(Default)]
-struct Histogram {
-    buckets: Vec<u64>,
+struct Buckets {
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
@@ -75,7 +161,7 @@ struct Histogram {
 #[derive(Default)]
 struct Inner {
     values: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+    histograms: BTreeMap<(&'static str, Labels), Buckets>,
 }
 
 /// The registry; cheap to share behind an `Arc`.
@@ -90,10 +176,6 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn kind_of(name: &str) -> Option<Kind> {
-    FAMILIES.iter().find(|(n, _, _)| *n == name).map(|(_, k, _)| *k)
-}
-
 impl Metrics {
     pub fn new() -> Self {
         Self::default()
@@ -103,24 +185,24 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn add(&self, name: &'static str, labels: Labels, by: f64) {
-        *self.lock().values.entry((name, labels)).or_insert(0.0) += by;
+    pub fn add(&self, counter: Counter, labels: Labels, by: f64) {
+        *self.lock().values.entry((counter.name(), labels)).or_insert(0.0) += by;
     }
 
-    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        self.lock().values.insert((name, labels), value);
+    pub fn set(&self, gauge: Gauge, labels: Labels, value: f64) {
+        self.lock().values.insert((gauge.name(), labels), value);
     }
 
-    pub fn observe(&self, name: &'static str, labels: Labels, seconds: f64) {
-        let Some(Kind::Histogram(bounds)) = kind_of(name) else { return };
+    pub fn observe(&self, histogram: Histogram, labels: Labels, seconds: f64) {
+        let bounds = histogram.bounds();
         let mut inner = self.lock();
-        let h = inner.histograms.entry((name, labels)).or_default();
-        if h.buckets.len() != bounds.len() {
-            h.buckets = vec![0; bounds.len()];
+        let h = inner.histograms.entry((histogram.name(), labels)).or_default();
+        if h.counts.len() != bounds.len() {
+            h.counts = vec![0; bounds.len()];
         }
         for (i, bound) in bounds.iter().enumerate() {
             if seconds <= *bound {
-                h.buckets[i] += 1;
+                h.counts[i] += 1;
             }
         }
         h.sum += seconds;
@@ -133,24 +215,24 @@ impl Metrics {
         let id = || vec![("connector_id", report.connector_id.to_string())];
         let c = &report.counts;
         self.add(
-            "memory_connector_syncs_total",
+            Counter::Syncs,
             vec![("connector_id", report.connector_id.to_string()), ("status", report.status.as_str().to_owned())],
             1.0,
         );
         for (name, n) in [
-            ("memory_connector_memories_new_total", c.new),
-            ("memory_connector_memories_updated_total", c.updated),
-            ("memory_connector_memories_skipped_total", c.skipped),
-            ("memory_connector_memories_failed_total", c.failed),
-            ("memory_connector_memories_dead_total", c.dead),
+            (Counter::MemoriesNew, c.new),
+            (Counter::MemoriesUpdated, c.updated),
+            (Counter::MemoriesSkipped, c.skipped),
+            (Counter::MemoriesFailed, c.failed),
+            (Counter::MemoriesDead, c.dead),
         ] {
             self.add(name, id(), n as f64);
         }
-        self.add("memory_connector_truncated_fetches_total", id(), if report.possibly_truncated { 1.0 } else { 0.0 });
+        self.add(Counter::TruncatedFetches, id(), if report.possibly_truncated { 1.0 } else { 0.0 });
         let error = |kind: &str, n: u64| {
             if n > 0 {
                 self.add(
-                    "memory_connector_errors_total",
+                    Counter::Errors,
                     vec![("connector_id", report.connector_id.to_string()), ("error_type", kind.to_owned())],
                     n as f64,
                 );
@@ -160,15 +242,15 @@ impl Metrics {
         error("memory_failed", c.failed);
         error("malformed", c.rejected);
         error("timed_out", u64::from(report.status == RunStatus::TimedOut));
-        self.observe("memory_connector_sync_duration_seconds", id(), report.duration_ms as f64 / 1000.0);
+        self.observe(Histogram::SyncDuration, id(), report.duration_ms as f64 / 1000.0);
         if let Some(processed) = processed {
-            self.set("memory_connector_memories_processed", id(), processed as f64);
+            self.set(Gauge::MemoriesProcessed, id(), processed as f64);
         }
     }
 
     pub fn record_error(&self, connector: &ConnectorId, error_type: &str) {
         self.add(
-            "memory_connector_errors_total",
+            Counter::Errors,
             vec![("connector_id", connector.to_string()), ("error_type", error_type.to_owned())],
             1.0,
         );
@@ -178,12 +260,11 @@ impl Metrics {
     /// dashboards and `rate()` see them from the start.
     pub fn register_connector(&self, connector: &ConnectorId) {
         let mut inner = self.lock();
-        for (name, kind, _) in FAMILIES {
-            if *kind == Kind::Counter
-                && *name != "memory_connector_syncs_total"
-                && *name != "memory_connector_errors_total"
+        for family in FAMILIES {
+            if let Family::Counter(counter) = family
+                && !matches!(counter, Counter::Syncs | Counter::Errors)
             {
-                inner.values.entry((name, vec![("connector_id", connector.to_string())])).or_insert(0.0);
+                inner.values.entry((counter.name(), vec![("connector_id", connector.to_string())])).or_insert(0.0);
             }
         }
     }
@@ -192,22 +273,23 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        for (name, kind, help) in FAMILIES {
-            let type_name = match kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram(_) => "histogram",
+        for family in FAMILIES {
+            let (name, help) = (family.name(), family.help());
+            let type_name = match family {
+                Family::Counter(_) => "counter",
+                Family::Gauge(_) => "gauge",
+                Family::Histogram(_) => "histogram",
             };
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {type_name}");
-            match kind {
-                Kind::Histogram(bounds) => {
+            match family {
+                Family::Histogram(histogram) => {
                     for ((_, labels), h) in
-                        inner.histograms.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                        inner.histograms.range((name, Vec::new())..).take_while(|((n, _), _)| *n == name)
                     {
                         let mut cumulative = 0;
-                        for (i, bound) in bounds.iter().enumerate() {
-                            cumulative = h.buckets.get(i).copied().unwrap_or(cumulative);
+                        for (i, bound) in histogram.bounds().iter().enumerate() {
+                            cumulative = h.counts.get(i).copied().unwrap_or(cumulative);
                             let mut with_le = labels.clone();
                             with_le.push(("le", format_float(*bound)));
                             let _ = writeln!(out, "{name}_bucket{} {cumulative}", render_labels(&with_le));
@@ -221,7 +303,7 @@ impl Metrics {
                 }
                 _ => {
                     for ((_, labels), value) in
-                        inner.values.range((*name, Vec::new())..).take_while(|((n, _), _)| n == name)
+                        inner.values.range((name, Vec::new())..).take_while(|((n, _), _)| *n == name)
                     {
                         let _ = writeln!(out, "{name}{} {}", render_labels(labels), format_float(*value));
                     }
@@ -259,10 +341,10 @@ mod tests {
     fn renders_counters_gauges_and_cumulative_histograms() {
         let m = Metrics::new();
         m.register_connector(&ConnectorId::new("a\"b"));
-        m.add("memory_connector_syncs_total", vec![("connector_id", "c1".into()), ("status", "completed".into())], 1.0);
-        m.observe("memory_connector_sync_duration_seconds", vec![("connector_id", "c1".into())], 0.3);
-        m.observe("memory_connector_sync_duration_seconds", vec![("connector_id", "c1".into())], 7.0);
-        m.set("memory_connector_memories_processed", vec![("connector_id", "c1".into())], 25.0);
+        m.add(Counter::Syncs, vec![("connector_id", "c1".into()), ("status", "completed".into())], 1.0);
+        m.observe(Histogram::SyncDuration, vec![("connector_id", "c1".into())], 0.3);
+        m.observe(Histogram::SyncDuration, vec![("connector_id", "c1".into())], 7.0);
+        m.set(Gauge::MemoriesProcessed, vec![("connector_id", "c1".into())], 25.0);
         let text = m.render();
         assert!(text.contains("memory_connector_syncs_total{connector_id=\"c1\",status=\"completed\"} 1\n"), "{text}");
         assert!(

@@ -178,7 +178,7 @@ pub async fn breakdown(
                 let run = RunRecord {
                     run_id: run_id.clone(),
                     connector_id: connector_id.clone(),
-                    trigger: "bench".into(),
+                    trigger: connector_core::state::Trigger::Cli,
                     started_at: Utc::now(),
                     finished_at: None,
                     status: RunStatus::Running,

@@ -62,7 +62,7 @@ impl AwsState {
 /// Ledger entries in a delivered status.
 pub async fn delivered(store: &dyn StateStore) -> u64 {
     let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
-    counts.iter().filter(|(s, _)| s.is_delivered()).map(|(_, n)| n).sum()
+    connector_core::state::EntryCounts::from_sparse(counts).processed()
 }
 
 pub fn assert_no_duplicates(lightrag: &LightragSim) {

@@ -6,7 +6,6 @@ use super::transport::{Answer, BusyConflict, status_text};
 use super::{ALREADY_CONTAINS, ApiSink, DELETE_PATH, FIRST_POLL_DELAY, INSERT_BATCH_PATH, INSERT_PATH, MAX_POLL_DELAY};
 use crate::ids::TrackId;
 use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, doc_id, stored_basename};
-use crate::secrets::scrub;
 use crate::transform::Document;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -118,7 +117,7 @@ impl ApiSink {
             let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
             let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
             let busy = if answer.status == StatusCode::CONFLICT {
-                format!("{what} answered 409 ({})", scrub(&answer.detail().unwrap_or_default(), &self.secrets()))
+                format!("{what} answered 409 ({})", self.quote(&answer.detail().unwrap_or_default()))
             } else {
                 match status {
                     "deletion_started" | "success" => break,
@@ -227,12 +226,12 @@ impl ApiSink {
                     // A leftover file in LightRAG's INPUT_DIR, not a stored record.
                     return Err(SinkError::rejected(format!(
                         "{what} answered 409: {}; remove that file from LightRAG's input folder",
-                        scrub(&detail, &self.secrets())
+                        self.quote(&detail)
                     )));
                 }
                 InsertReading::AlreadyStored { status: stored_status(&detail) }
             } else {
-                InsertReading::Busy { message: format!("{what} answered 409: {}", scrub(&detail, &self.secrets())) }
+                InsertReading::Busy { message: format!("{what} answered 409: {}", self.quote(&detail)) }
             });
         }
         let body = answer.json().ok_or_else(|| {

@@ -18,10 +18,11 @@ mod transport;
 
 use documents::InsertReading;
 use status::read_doc_status;
-use transport::{BusyConflict, redact_url_text};
+use transport::BusyConflict;
 
 use super::{DocumentSink, InsertOutcome, Preflight, RemoteStatus, ReplaceOutcome, SinkError, TrackedDoc};
 use crate::config::LightragApiConfig;
+use crate::http;
 use crate::ids::{DocId, TrackId};
 use crate::retry::{self};
 use crate::secrets::Secret;
@@ -58,8 +59,9 @@ pub const DEFAULT_REPLACE_WAIT: Duration = Duration::from_secs(60);
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(100);
 const MAX_POLL_DELAY: Duration = Duration::from_secs(2);
 
-/// How much of an answer's body an error message quotes.
-const EXCERPT_BYTES: usize = 200;
+/// The largest answer read: a page of the document list is well under it;
+/// a larger or endless body fails the request instead of filling the memory.
+pub const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The LightRAG detail of a 409 that means "this name is stored".
 const ALREADY_CONTAINS: &str = "already contains";
@@ -76,6 +78,8 @@ pub struct ApiSink {
     timeout: Duration,
     first_retry_delay: Duration,
     replace_wait: Duration,
+    /// The largest answer read ([`MAX_ANSWER_BYTES`] unless changed).
+    max_answer_bytes: u64,
     batch_inserts: bool,
     max_batch_bytes: usize,
     /// A 429 with `Retry-After` (a server with `MAX_PENDING_DOCUMENTS`) holds
@@ -104,32 +108,19 @@ impl ApiSink {
     pub fn new(config: &LightragApiConfig) -> Result<Self, SinkError> {
         let trimmed = config.url.trim().trim_end_matches('/');
         let parsed = url::Url::parse(trimmed).map_err(|e| {
-            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", redact_url_text(trimmed)))
+            SinkError::fatal(format!("lightrag.api.url {:?} is not a valid URL: {e}", http::shown_url_text(trimmed)))
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(SinkError::fatal(format!(
                 "lightrag.api.url {:?} must start with http:// or https://",
-                redact_url_text(trimmed)
+                http::shown_url_text(trimmed)
             )));
         }
-        let mut shown_url = parsed.clone();
-        if shown_url.password().is_some() {
-            // Infallible for http(s) URLs, which have a host.
-            let _ = shown_url.set_password(Some(crate::secrets::REDACTED));
-        }
-        let shown = shown_url.as_str().trim_end_matches('/').to_owned();
+        let shown = http::shown_url(&parsed).trim_end_matches('/').to_owned();
         let timeout = Duration::from_secs(config.timeout.max(1));
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("memory-connector/", env!("CARGO_PKG_VERSION")));
-        if parsed.scheme() == "http" {
-            // Plain HTTP needs no trust store (loading it costs ~10 ms of start-up).
-            builder = builder.tls_certs_only(std::iter::empty::<reqwest::Certificate>());
-        }
-        let client = builder
-            .build()
-            .map_err(|e| SinkError::fatal(format!("cannot build the HTTP client for LightRAG at {shown}: {e}")))?;
+        let client = http::client_builder(timeout, parsed.scheme() == "http").build().map_err(|e| {
+            SinkError::fatal(format!("cannot build the HTTP client for LightRAG at {shown}: {}", http::error_chain(&e)))
+        })?;
         Ok(Self {
             client,
             base: trimmed.to_owned(),
@@ -138,6 +129,7 @@ impl ApiSink {
             timeout,
             first_retry_delay: retry::FIRST_RETRY_DELAY,
             replace_wait: DEFAULT_REPLACE_WAIT,
+            max_answer_bytes: MAX_ANSWER_BYTES,
             batch_inserts: config.batch_inserts,
             max_batch_bytes: usize::try_from(config.max_batch_bytes).unwrap_or(usize::MAX).max(1),
             paused_until: Mutex::new(None),
@@ -150,6 +142,12 @@ impl ApiSink {
     /// The first retry's delay (tests make it short).
     pub fn with_first_retry_delay(mut self, delay: Duration) -> Self {
         self.first_retry_delay = delay;
+        self
+    }
+
+    /// The largest answer read (tests make it small).
+    pub fn with_max_answer_bytes(mut self, limit: u64) -> Self {
+        self.max_answer_bytes = limit;
         self
     }
 

@@ -5,19 +5,24 @@
 //! with accounts. Error messages carry the URL without password, the status
 //! and a scrubbed body excerpt.
 
-use super::{ALREADY_CONTAINS, ApiSink, EXCERPT_BYTES, MAX_RETRIES, RETRY_MULTIPLIER};
+use super::{ALREADY_CONTAINS, ApiSink, MAX_RETRIES, RETRY_MULTIPLIER};
+use crate::http;
 use crate::lightrag::{SinkError, SinkErrorKind};
-use crate::retry::{self, StatusClass};
-use crate::secrets::{Secret, scrub};
-use backon::Retryable;
+use crate::retry::{self, Policy, StatusClass, Transient};
+use crate::secrets::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 impl ApiSink {
     pub(super) fn secrets(&self) -> Vec<&Secret> {
         self.api_key.iter().chain(self.password.iter()).collect()
+    }
+
+    /// A text from the server (a `detail`, a body) as a message quotes it:
+    /// secrets scrubbed, then cut.
+    pub(super) fn quote(&self, text: &str) -> String {
+        http::excerpt(text.as_bytes(), &self.secrets())
     }
 
     /// Gets a bearer token: the guest token `/auth-status` hands out when
@@ -44,16 +49,23 @@ impl ApiSink {
                 .body(form)
                 .send()
                 .await
-                .map_err(|e| SinkError::transient(format!("POST {}/login failed: {}", self.shown, chain(e))))?;
+                .map_err(|e| {
+                    SinkError::transient(format!("POST {}/login failed: {}", self.shown, http::transport_error(e)))
+                })?;
             let status = answer.status();
-            let body: Value = answer.json().await.unwrap_or(Value::Null);
+            let body = if status.is_success() {
+                http::read_body(answer, self.max_answer_bytes).await.unwrap_or_default()
+            } else {
+                http::read_error_body(answer).await
+            };
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             if !status.is_success() {
                 let detail = body.get("detail").and_then(Value::as_str).unwrap_or_default();
                 return Err(SinkError::fatal(format!(
                     "LightRAG at {} refused the login of {user:?}: {} {:?}; check lightrag.api.username and lightrag.api.password",
                     self.shown,
                     status.as_u16(),
-                    scrub(detail, &self.secrets())
+                    self.quote(detail)
                 )));
             }
             body.get("access_token").and_then(Value::as_str).map(str::to_owned)
@@ -78,8 +90,8 @@ impl ApiSink {
         self.attempt(&request).await.map_err(|f| SinkError { kind: f.kind, message: f.message })
     }
 
-    pub(super) fn backoff(&self) -> backon::ExponentialBuilder {
-        retry::request_backoff(MAX_RETRIES, RETRY_MULTIPLIER).with_min_delay(self.first_retry_delay)
+    pub(super) fn retry_policy(&self) -> Policy {
+        Policy::requests(MAX_RETRIES, RETRY_MULTIPLIER).with_first_delay(self.first_retry_delay)
     }
 
     /// Sends one request, retrying what is worth retrying. Returns the answer
@@ -110,29 +122,23 @@ impl ApiSink {
         body: Option<&Value>,
         busy_conflict: BusyConflict,
     ) -> Result<Answer, (SinkError, bool)> {
-        let attempts = AtomicU32::new(0);
         let request = Request { method: &method, path, body, busy_conflict };
-        let (attempts_ref, this, request_ref) = (&attempts, self, &request);
-        let result = (move || async move {
-            attempts_ref.fetch_add(1, Ordering::Relaxed);
-            this.attempt(request_ref).await
-        })
-        .retry(self.backoff())
-        .sleep(tokio::time::sleep)
-        .when(|failure: &Failure| failure.retryable)
-        .adjust(|failure: &Failure, delay| retry::wait_before_retry(delay, failure.retry_after))
-        .notify(|failure: &Failure, delay| {
-            tracing::debug!(
-                error = %failure.message,
-                delay_ms = delay.as_millis() as u64,
-                "LightRAG request failed; retrying"
-            );
-        })
+        let retried = retry::retrying(
+            self.retry_policy(),
+            || self.attempt(&request),
+            |failure: &Failure, delay, _| {
+                tracing::debug!(
+                    error = %failure.message,
+                    delay_ms = delay.as_millis() as u64,
+                    "LightRAG request failed; retrying"
+                );
+            },
+        )
         .await;
-        result.map_err(|failure| {
+        retried.result.map_err(|failure| {
             let needs_login = failure.needs_login;
             let message = if failure.retryable {
-                format!("{} (gave up after {} attempts)", failure.message, attempts.load(Ordering::Relaxed))
+                format!("{} (gave up after {} attempts)", failure.message, retried.attempts)
             } else {
                 failure.message
             };
@@ -175,13 +181,23 @@ impl ApiSink {
         }
         let response = builder.send().await.map_err(|e| self.network_failure(&what, e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| retry::parse_retry_after(value, chrono::Utc::now()));
-        let body = response.bytes().await.map_err(|e| self.network_failure(&what, e))?;
-        let answer = Answer { status, body: body.to_vec() };
+        let retry_after = http::retry_after(response.headers());
+        let body = if status.is_success() {
+            http::read_body(response, self.max_answer_bytes).await.map_err(|e| match e {
+                http::BodyError::TooLarge { limit } => Failure::permanent(
+                    SinkErrorKind::Fatal,
+                    format!(
+                        "{what}: the answer is larger than the limit of {limit} bytes; \
+                         is lightrag.api.url the address of a LightRAG 1.5 server?"
+                    ),
+                ),
+                http::BodyError::Transport(e) => self.network_failure(&what, e),
+            })?
+        } else {
+            // 409s and refusals are read for their `detail`, which is short.
+            http::read_error_body(response).await
+        };
+        let answer = Answer { status, body };
         let excerpt = answer.excerpt(self.secrets());
         let answered = format!("{what} answered {}: {excerpt}", status_text(status));
 
@@ -233,7 +249,7 @@ impl ApiSink {
                             "LightRAG at {} refused the request: {} {:?}{hint} ({what}, body: {excerpt})",
                             self.shown,
                             status.as_u16(),
-                            scrub(&detail, &self.secrets()),
+                            self.quote(&detail),
                         ),
                     );
                     failure.needs_login = status.as_u16() == 401 && self.api_key.is_none();
@@ -255,13 +271,13 @@ impl ApiSink {
         if error.is_builder() {
             return Failure::permanent(
                 SinkErrorKind::Fatal,
-                format!("{what}: cannot build the request: {}", chain(error)),
+                format!("{what}: cannot build the request: {}", http::transport_error(error)),
             );
         }
         let message = if error.is_timeout() {
             format!("{what} timed out after {} s (lightrag.api.timeout)", self.timeout.as_secs())
         } else {
-            format!("{what} failed: {}", chain(error))
+            format!("{what} failed: {}", http::transport_error(error))
         };
         Failure { retryable: true, retry_after: None, kind: SinkErrorKind::Transient, message, needs_login: false }
     }
@@ -292,6 +308,16 @@ pub(super) struct Failure {
     pub(super) message: String,
     /// A 401 without an API key: the server wants a bearer token.
     pub(super) needs_login: bool,
+}
+
+impl Transient for Failure {
+    fn is_transient(&self) -> bool {
+        self.retryable
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
 }
 
 impl Failure {
@@ -334,21 +360,9 @@ impl Answer {
         })
     }
 
-    /// The first [`EXCERPT_BYTES`] bytes of the body, secrets scrubbed.
+    /// The body as a message quotes it (see [`http::excerpt`]).
     pub(super) fn excerpt(&self, secrets: Vec<&Secret>) -> String {
-        if self.body.is_empty() {
-            return "(empty body)".into();
-        }
-        let text = String::from_utf8_lossy(&self.body);
-        let mut end = text.len().min(EXCERPT_BYTES);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut out = scrub(text[..end].trim(), &secrets);
-        if end < text.len() {
-            out.push('…');
-        }
-        out
+        http::excerpt(&self.body, &secrets)
     }
 }
 
@@ -356,32 +370,5 @@ pub(super) fn status_text(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
-    }
-}
-
-/// An error with its causes (reqwest's top level says little), without the
-/// URL, which the caller names itself (with any password removed).
-pub(super) fn chain(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut out = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// Hides a `user:password@` part in a URL that did not parse.
-pub(super) fn redact_url_text(text: &str) -> String {
-    match (text.find("://"), text.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://{}@{}", &text[..scheme_end], crate::secrets::REDACTED, &text[at + 1..])
-        }
-        _ => text.to_owned(),
     }
 }

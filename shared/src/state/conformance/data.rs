@@ -77,7 +77,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
     RunRecord {
         run_id: rid(run_id),
         connector_id: cid(connector),
-        trigger: "schedule".into(),
+        trigger: crate::state::Trigger::Schedule,
         started_at,
         finished_at: Some(started_at + TimeDelta::milliseconds(12_345)),
         status: RunStatus::Completed,
@@ -95,6 +95,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
             confirmed: 11,
             lightrag_failed: 12,
             stuck: 13,
+            postponed: 14,
         },
         possibly_truncated: true,
         error: Some("2 memories failed".into()),
@@ -109,7 +110,7 @@ pub fn running(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunR
         counts: RunCounts::default(),
         possibly_truncated: false,
         error: None,
-        trigger: "cli".into(),
+        trigger: crate::state::Trigger::Cli,
         ..run(connector, run_id, started_at)
     }
 }

@@ -87,7 +87,7 @@ pub async fn reset(store: Arc<dyn StateStore>) {
     ok(s.reset(&cid("never-seen"), at(0)).await, s, "reset of an unknown connector");
 }
 
-/// Retention removes runs started strictly before the cut-off, across connectors.
+/// Retention removes one connector's runs started strictly before the cut-off.
 pub async fn prune_runs(store: Arc<dyn StateStore>) {
     let s = store.as_ref();
     for connector in ["prune-a", "prune-b"] {
@@ -100,15 +100,21 @@ pub async fn prune_runs(store: Arc<dyn StateStore>) {
             );
         }
     }
-    assert_eq!(ok(s.prune_runs(at(3_600)).await, s, "prune"), 2, "{s:?}: one old run per connector removed");
+    assert_eq!(ok(s.prune_runs(&cid("prune-a"), at(3_600)).await, s, "prune"), 1, "{s:?}: the one old run removed");
     assert_eq!(
         run_ids(&ok(s.runs(&cid("prune-a"), 10).await, s, "runs")),
         ["prune-a-new", "prune-a-cut"],
         "{s:?}: a run started exactly at the cut-off is kept"
     );
-    assert_eq!(run_ids(&ok(s.runs(&cid("prune-b"), 10).await, s, "runs")), ["prune-b-new", "prune-b-cut"]);
-    assert_eq!(ok(s.prune_runs(at(3_600)).await, s, "prune again"), 0, "{s:?}: nothing left to prune");
-    assert_eq!(ok(s.prune_runs(at(-1)).await, s, "prune nothing"), 0, "{s:?}: nothing is that old");
+    assert_eq!(
+        run_ids(&ok(s.runs(&cid("prune-b"), 10).await, s, "runs")),
+        ["prune-b-new", "prune-b-cut", "prune-b-old"],
+        "{s:?}: another connector's history is untouched"
+    );
+    assert_eq!(ok(s.prune_runs(&cid("prune-b"), at(3_600)).await, s, "prune b"), 1);
+    assert_eq!(ok(s.prune_runs(&cid("prune-a"), at(3_600)).await, s, "prune again"), 0, "{s:?}: nothing left");
+    assert_eq!(ok(s.prune_runs(&cid("prune-a"), at(-1)).await, s, "prune nothing"), 0, "{s:?}: nothing that old");
+    assert_eq!(ok(s.prune_runs(&cid("never-seen"), at(9_999)).await, s, "unknown"), 0);
 }
 
 /// Connectors with any record (state, ledger, history or lease), sorted.
@@ -190,4 +196,33 @@ pub async fn status_snapshot(store: Arc<dyn StateStore>) {
     );
     assert_eq!(snapshot.last_run.as_ref().map(|r| r.run_id.as_str()), Some("snap-2"), "{s:?}: the newest run");
     assert_eq!(snapshot.last_run, ok(s.runs(&c, 1).await, s, "runs").into_iter().next(), "{s:?}: snapshot run");
+}
+
+/// The state and lease of many connectors, read together, in the order asked.
+pub async fn overviews(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let names: Vec<String> = (0..120).map(|i| format!("ov-{i:03}")).collect();
+    for name in names.iter().step_by(3) {
+        let state = Checkpoint { connector: Some(full_state(name)), ..Checkpoint::default() };
+        ok(s.checkpoint(&cid(name), state).await, s, "state");
+    }
+    for name in names.iter().step_by(4) {
+        ok(s.try_acquire_lease(&cid(name), &rid(name), at(0), Duration::from_secs(60)).await, s, "lease");
+    }
+    let mut asked: Vec<_> = names.iter().rev().map(|n| cid(n)).collect();
+    asked.push(cid("never-seen"));
+    let got = ok(s.overviews(&asked).await, s, "overviews");
+    assert_eq!(got.len(), asked.len(), "{s:?}: one overview per connector asked");
+    for (connector, overview) in asked.iter().zip(&got) {
+        let i: Option<usize> = connector.as_str().strip_prefix("ov-").and_then(|n| n.parse().ok());
+        assert_eq!(overview.state.is_some(), i.is_some_and(|i| i % 3 == 0), "{s:?}: state of {connector}");
+        if let Some(state) = &overview.state {
+            assert_eq!(state, &full_state(connector.as_str()), "{s:?}: the state of {connector} itself");
+        }
+        assert_eq!(
+            overview.lease.as_ref().map(|l| l.owner.as_str()),
+            i.filter(|i| i % 4 == 0).map(|_| connector.as_str()),
+            "{s:?}: lease of {connector}"
+        );
+    }
 }

@@ -373,9 +373,9 @@ impl StateStore for CostModel {
         self.inner.reset(connector, now).await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
         self.add(0, 1, 1);
-        self.inner.prune_runs(before).await
+        self.inner.prune_runs(connector, before).await
     }
 
     async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {

@@ -6,19 +6,21 @@ use super::DynamoStore;
 use super::keys::*;
 use super::units::item_bytes;
 use crate::ids::{ConnectorId, MemoryId};
+use crate::retry::{self, Policy, Transient};
 use crate::state::cost;
 use crate::state::{EntryStatus, StateError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 impl DynamoStore {
     pub(super) fn fail<E: std::error::Error>(&self, operation: &str, error: &E) -> StateError {
         StateError::Database {
             path: PathBuf::from(format!("dynamodb:{}", self.table)),
-            detail: format!("{operation}: {}", crate::aws::error_text(error)),
+            detail: format!("{operation}: {}", crate::http::error_chain(error)),
         }
     }
 
@@ -100,8 +102,7 @@ impl DynamoStore {
             let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
             let page_items = page.items.unwrap_or_default();
             self.count_read(page_items.len());
-            let bytes: usize = page_items.iter().map(item_bytes).sum();
-            self.charge(cost::read_query(bytes, true), 0);
+            self.charge(cost::read_query(page_items.iter().map(item_bytes).sum(), true), 0);
             items.extend(page_items);
             if limit.is_some_and(|l| items.len() >= l) {
                 items.truncate(limit.unwrap_or(usize::MAX));
@@ -143,7 +144,7 @@ impl DynamoStore {
                 let page = match page {
                     Ok(page) => page,
                     Err(e) => {
-                        let text = crate::aws::error_text(&e);
+                        let text = crate::http::error_chain(&e);
                         // No such index (an older table), or one still being
                         // built after a stack update: read the ledger meanwhile.
                         return Err(if text.contains("specified index") || text.contains("backfilling") {
@@ -181,7 +182,7 @@ impl DynamoStore {
     /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.
     pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StateError> {
         for chunk in keys.chunks(BATCH_WRITE_MAX) {
-            let mut requests: Vec<WriteRequest> = chunk
+            let requests: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|k| {
                     DeleteRequest::builder()
@@ -191,8 +192,9 @@ impl DynamoStore {
                         .map_err(|e| self.fail("BatchWriteItem", &e))
                 })
                 .collect::<Result<_, _>>()?;
-            let mut attempt = 0;
-            while !requests.is_empty() {
+            let pending = Mutex::new(requests);
+            let attempt = || async {
+                let requests = std::mem::take(&mut *lock(&pending));
                 let sent = requests.len();
                 let done = self
                     .client
@@ -200,18 +202,16 @@ impl DynamoStore {
                     .request_items(&self.table, requests)
                     .send()
                     .await
-                    .map_err(|e| self.fail("BatchWriteItem", &e))?;
+                    .map_err(|e| Pass::Failed(self.fail("BatchWriteItem", &e)))?;
                 let left = done.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
                 self.charge(0, (sent - left.len()) as u64);
-                requests = left;
-                if !requests.is_empty() {
-                    attempt += 1;
-                    if attempt > MAX_RETRIES {
-                        return Err(self.fail_text("BatchWriteItem", "items still unprocessed after retries"));
-                    }
-                    backoff(attempt).await;
+                if left.is_empty() {
+                    return Ok(());
                 }
-            }
+                *lock(&pending) = left;
+                Err(Pass::Again(self.fail_text("BatchWriteItem", "items still unprocessed after retries")))
+            };
+            retry::retrying(STORE_RETRY, attempt, |_, _, _| {}).await.result.map_err(Pass::into_error)?;
         }
         Ok(())
     }
@@ -233,8 +233,7 @@ impl DynamoStore {
         fenced: bool,
         units: u64,
     ) -> Result<Transacted, StateError> {
-        let mut attempt = 0;
-        loop {
+        let attempt = || async {
             let sent = self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
             let error = match sent {
                 Ok(_) => {
@@ -261,12 +260,10 @@ impl DynamoStore {
             }
             let conflict = reasons.iter().any(|r| r == "TransactionConflict")
                 || error.as_service_error().is_some_and(|s| s.is_transaction_in_progress_exception());
-            attempt += 1;
-            if !conflict || attempt > MAX_RETRIES {
-                return Err(self.fail("TransactWriteItems", &error));
-            }
-            backoff(attempt).await;
-        }
+            let failure = self.fail("TransactWriteItems", &error);
+            Err(if conflict { Pass::Again(failure) } else { Pass::Failed(failure) })
+        };
+        retry::retrying(STORE_RETRY, attempt, |_, _, _| {}).await.result.map_err(Pass::into_error)
     }
 
     /// The ledger items of these memory ids that exist: `BatchGetItem`,
@@ -283,8 +280,10 @@ impl DynamoStore {
         self.batch_get_keys(keys, projection).await
     }
 
-    /// The items of these (distinct) keys that exist, as [`Self::batch_get`].
-    /// A projection may name `#sk`, `#status` and `#wt`.
+    /// The items of these keys that exist: `BatchGetItem`, strongly
+    /// consistent, 100 keys a call, `UnprocessedKeys` retried with backoff.
+    /// Keys must be unique (DynamoDB refuses duplicates). A projection may
+    /// name `#sk`, `#status` and `#wt`.
     pub(super) async fn batch_get_keys(
         &self,
         keys: Vec<Item>,
@@ -301,32 +300,37 @@ impl DynamoStore {
                     }
                 }
             }
-            let mut request = Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?);
-            let mut asked = chunk.len();
-            let mut attempt = 0;
-            while let Some(keys) = request.take() {
+            let pending = Mutex::new(Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?));
+            let asked = Mutex::new(chunk.len());
+            let got_so_far = Mutex::new(Vec::new());
+            let attempt = || async {
+                let Some(keys) = lock(&pending).take() else { return Ok(()) };
                 let got = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, keys)
                     .send()
                     .await
-                    .map_err(|e| self.fail("BatchGetItem", &e))?;
+                    .map_err(|e| Pass::Failed(self.fail("BatchGetItem", &e)))?;
                 let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
                 self.count_read(items.len());
-                request = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-                let unanswered = request.as_ref().map_or(0, |k| k.keys().len());
+                let left =
+                    got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                // Absent keys cost a read unit each too.
+                let unanswered = left.as_ref().map_or(0, |k| k.keys().len());
+                let mut asked = lock(&asked);
                 self.charge_reads(&items, asked.saturating_sub(items.len() + unanswered));
-                asked = unanswered;
-                found.extend(items);
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > MAX_RETRIES {
-                        return Err(self.fail_text("BatchGetItem", "keys still unprocessed after retries"));
-                    }
-                    backoff(attempt).await;
+                *asked = unanswered;
+                drop(asked);
+                lock(&got_so_far).extend(items);
+                if left.is_none() {
+                    return Ok(());
                 }
-            }
+                *lock(&pending) = left;
+                Err(Pass::Again(self.fail_text("BatchGetItem", "keys still unprocessed after retries")))
+            };
+            retry::retrying(STORE_RETRY, attempt, |_, _, _| {}).await.result.map_err(Pass::into_error)?;
+            found.extend(got_so_far.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         }
         Ok(found)
     }
@@ -348,9 +352,46 @@ pub(super) enum IndexQuery {
     Failed(StateError),
 }
 
-/// 25 ms, 50 ms, ... capped at 1.6 s, with jitter.
+/// How the store's own loops retry: 25 ms, 50 ms, ... up to 1.6 s (each
+/// with up to as much again of jitter), [`MAX_RETRIES`] times.
+pub(super) const STORE_RETRY: Policy = Policy {
+    retries: MAX_RETRIES,
+    first_delay: Duration::from_millis(25),
+    max_delay: Duration::from_millis(1600),
+    multiplier: 2.0,
+    // DynamoDB's own answers carry no `Retry-After`.
+    max_retry_after: Duration::ZERO,
+};
+
+/// One pass of a retried store call that did not finish.
+enum Pass {
+    /// Unprocessed items or a transaction conflict: worth another pass.
+    Again(StateError),
+    Failed(StateError),
+}
+
+impl Pass {
+    fn into_error(self) -> StateError {
+        match self {
+            Pass::Again(error) | Pass::Failed(error) => error,
+        }
+    }
+}
+
+impl Transient for Pass {
+    fn is_transient(&self) -> bool {
+        matches!(self, Pass::Again(_))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The wait before retry `attempt` of a loop that repeats a larger step
+/// (taking the lease, re-reading a changed checkpoint), on [`STORE_RETRY`].
 pub(super) async fn backoff(attempt: u32) {
-    let base = 25u64 << attempt.min(6);
-    let jitter = fastrand::u64(0..=base / 2);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+    if let Some(delay) = STORE_RETRY.delay(attempt) {
+        tokio::time::sleep(delay).await;
+    }
 }

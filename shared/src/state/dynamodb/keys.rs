@@ -17,7 +17,7 @@ pub const TTL_ATTRIBUTE: &str = "expire_at";
 pub(super) const STATE_SK: &str = "STATE";
 /// The lease, the entry counts, the ledger generation and the batch being
 /// written: one item, so a batch's counts and its fence are one conditional
-/// write (decision 18).
+/// write (decision 20).
 pub(super) const LEASE_SK: &str = "LEASE";
 pub(super) const ENTRY_PREFIX: &str = "ENTRY#";
 /// The ledger digest's root (and the unconfirmed ids).
@@ -47,6 +47,11 @@ pub(super) const PART_MAX: usize = 96;
 pub const LEASE_ITEM_BYTES: usize = 300;
 pub(super) const BATCH_GET_MAX: usize = 100;
 pub(super) const BATCH_WRITE_MAX: usize = 25;
+/// `BatchGetItem`/`BatchWriteItem` requests in flight at once when
+/// reading many connectors or deleting a ledger.
+pub(super) const OVERVIEW_REQUESTS: usize = 8;
+/// Ledger keys a reset reads and deletes at a time.
+pub(super) const RESET_PAGE: usize = 2_000;
 /// Retries of unprocessed keys/items and of transaction conflicts.
 pub(super) const MAX_RETRIES: u32 = 8;
 /// How long `reset` holds the connector while it deletes.
@@ -55,7 +60,7 @@ pub(super) const RESET_LEASE: Duration = Duration::from_secs(300);
 /// Statuses kept in the `open` index: those listed by status (`failed`,
 /// `retry-failed`). Not the settled ones, which are most of a ledger, and not
 /// `submitted`: every document is submitted once, and the run that follows
-/// finds its unconfirmed ones through the digest's list (decision 18).
+/// finds its unconfirmed ones through the digest's list (decision 20).
 pub(super) fn is_open(status: EntryStatus) -> bool {
     !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted)
 }

@@ -15,7 +15,7 @@
 //!   returns the holder with `ReturnValuesOnConditionCheckFailure`.
 //! - A page of memory ids is looked up with `BatchGetItem` (100 keys a call,
 //!   strongly consistent, `UnprocessedKeys` retried with backoff); a run
-//!   reads only the entries its digest cannot vouch for (decision 18).
+//!   reads only the entries its digest cannot vouch for (decision 20).
 //! - **A run's batch** (a checkpoint with `lease_owner`) is one conditional
 //!   `UpdateItem` of the `LEASE` item, which is the fence (`owner = me`) and
 //!   adds the batch's count changes and records the batch (ids, statuses
@@ -65,8 +65,8 @@ pub use keys::{OPEN_INDEX, TTL_ATTRIBUTE};
 
 use super::cost::Units;
 use super::{
-    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, RunRecord,
-    StateError, StateStore,
+    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, Overview,
+    RunRecord, StateError, StateStore,
 };
 use crate::config::StateConfig;
 use crate::ids::{ConnectorId, MemoryId, RunId};
@@ -300,6 +300,35 @@ impl StateStore for DynamoStore {
             .transpose()
     }
 
+    async fn overviews(&self, connectors: &[ConnectorId]) -> Result<Vec<Overview>, StateError> {
+        use futures_util::StreamExt;
+        // Two keys per connector; chunks of 50 connectors (100 keys), a few
+        // requests in flight, so 1,000 connectors cost 20 requests.
+        let unique: Vec<&ConnectorId> = connectors.iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let chunks: Vec<Vec<Item>> = unique
+            .chunks(BATCH_GET_MAX / 2)
+            .map(|chunk| chunk.iter().flat_map(|c| [key(c, STATE_SK), key(c, LEASE_SK)]).collect())
+            .collect();
+        let mut pages = futures_util::stream::iter(chunks.into_iter().map(|keys| self.batch_get_keys(keys, None)))
+            .buffer_unordered(OVERVIEW_REQUESTS);
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        while let Some(page) = pages.next().await {
+            for item in page? {
+                let pk = item.get(PK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                found.insert((pk, sk), item);
+            }
+        }
+        let mut out = Vec::with_capacity(connectors.len());
+        for connector in connectors {
+            let mut take = |sk: &str| found.remove(&(connector.as_str().to_owned(), sk.to_owned()));
+            let state = take(STATE_SK).map(|item| self.record("connector state", item)).transpose()?;
+            let lease = take(LEASE_SK).map(|item| self.lease_from(&item)).transpose()?.flatten();
+            out.push(Overview { state, lease });
+        }
+        Ok(out)
+    }
+
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
         let mut ids = BTreeSet::new();
         let mut start: Option<Item> = None;
@@ -456,18 +485,34 @@ impl StateStore for DynamoStore {
             }
             LeaseOutcome::Acquired(_) => {}
         }
-        let mut keys: Vec<Item> = Vec::new();
+        // Page by page, so a ledger of millions is never held in memory;
+        // each page's deletes run a few at a time, and the lease is renewed
+        // between pages. A deleted item is not read again, so every query
+        // starts from the beginning. Then the digest's shards and lists.
         for prefix in [ENTRY_PREFIX, SHARD_PREFIX, OUTBOX_PREFIX] {
-            keys.extend(
-                self.query_all("Query (reset)", connector, SortRange::Prefix(prefix), Some("#pk, #sk"), None, true)
-                    .await?,
-            );
+            loop {
+                let page = Some(RESET_PAGE);
+                let keys = self
+                    .query_all("Query (reset)", connector, SortRange::Prefix(prefix), Some("#pk, #sk"), page, true)
+                    .await?;
+                if keys.is_empty() {
+                    break;
+                }
+                self.delete_concurrently(keys).await?;
+                if let LeaseOutcome::Held(held) =
+                    self.try_acquire_lease(connector, &me, Utc::now(), RESET_LEASE).await?
+                {
+                    // Only after the lease expired mid-reset (a page took minutes).
+                    return Err(StateError::Busy {
+                        connector: connector.clone(),
+                        owner: held.owner,
+                        expires_at: held.expires_at,
+                    });
+                }
+            }
         }
-        keys.push(key(connector, STATE_SK));
-        keys.push(key(connector, DIGEST_SK));
         // The lease item goes last: it holds the counts, and this reset's lease.
-        keys.push(key(connector, LEASE_SK));
-        self.batch_delete(keys).await?;
+        self.batch_delete(vec![key(connector, STATE_SK), key(connector, DIGEST_SK), key(connector, LEASE_SK)]).await?;
         self.with_local(connector, |local| *local = Local::default());
         Ok(())
     }
@@ -512,23 +557,34 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
-        let mut removed = 0u64;
-        for connector in self.connectors().await? {
-            let keys = self
-                .query_all(
-                    "Query (prune runs)",
-                    &connector,
-                    SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
-                    Some("#pk, #sk"),
-                    None,
-                    true,
-                )
-                .await?;
-            removed += keys.len() as u64;
-            self.batch_delete(keys).await?;
-        }
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let keys = self
+            .query_all(
+                "Query (prune runs)",
+                connector,
+                SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
+                Some("#pk, #sk"),
+                None,
+                true,
+            )
+            .await?;
+        let removed = keys.len() as u64;
+        self.batch_delete(keys).await?;
         Ok(removed)
+    }
+}
+
+impl DynamoStore {
+    /// Deletes these keys in `BatchWriteItem`s, [`OVERVIEW_REQUESTS`] at once.
+    async fn delete_concurrently(&self, keys: Vec<Item>) -> Result<(), StateError> {
+        use futures_util::StreamExt;
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_WRITE_MAX).map(<[Item]>::to_vec).collect();
+        let mut deletes = futures_util::stream::iter(chunks.into_iter().map(|chunk| self.batch_delete(chunk)))
+            .buffer_unordered(OVERVIEW_REQUESTS);
+        while let Some(done) = deletes.next().await {
+            done?;
+        }
+        Ok(())
     }
 }
 

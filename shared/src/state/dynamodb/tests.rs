@@ -77,7 +77,7 @@ async fn large_checkpoints_are_split_and_fenced() {
     let run = RunRecord {
         run_id: owner.clone(),
         connector_id: c.clone(),
-        trigger: "test".into(),
+        trigger: crate::state::Trigger::Cli,
         started_at: DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or_default(),
         finished_at: None,
         status: crate::state::RunStatus::Running,
@@ -275,6 +275,49 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
     store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
     let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+}
+
+/// `GET /connectors` of 1,000 connectors: two items each, read in batches
+/// of 50 connectors (20 `BatchGetItem` requests, 8 in flight) instead of
+/// 2,000 sequential `GetItem`s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_thousand_connectors_reads_in_batches() {
+    let Some(client) = client("dynamodb::listing_a_thousand_connectors_reads_in_batches").await else { return };
+    let store = DynamoStore::new(client.clone(), table_name("overviews"));
+    store.create_table().await.expect("create table");
+    let ids: Vec<ConnectorId> = (0..1000).map(|i| ConnectorId::new(format!("c{i:04}"))).collect();
+    let mut items = Vec::new();
+    for id in &ids {
+        let mut state = ConnectorState::new(id.clone());
+        state.paused = id.as_str().ends_with('7');
+        items.push(store.item_of("connector state", &state, id, STATE_SK.into()).expect("item"));
+    }
+    for chunk in items.chunks(BATCH_WRITE_MAX) {
+        let requests: Vec<aws_sdk_dynamodb::types::WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = aws_sdk_dynamodb::types::PutRequest::builder().set_item(Some(item.clone())).build().unwrap();
+                aws_sdk_dynamodb::types::WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        client.batch_write_item().request_items(store.table(), requests).send().await.expect("seed");
+    }
+    let before = store.items_read();
+    let started = std::time::Instant::now();
+    let overviews = store.overviews(&ids).await.expect("overviews");
+    let batched = started.elapsed();
+    assert_eq!(overviews.len(), 1000);
+    assert_eq!(store.items_read() - before, 1000, "the states; no lease items exist");
+    for (id, overview) in ids.iter().zip(&overviews) {
+        let state = overview.state.as_ref().expect("state");
+        assert_eq!((&state.connector_id, state.paused), (id, id.as_str().ends_with('7')));
+    }
+    let started = std::time::Instant::now();
+    for id in &ids[..100] {
+        store.connector_state(id).await.expect("state");
+        store.lease(id).await.expect("lease");
+    }
+    eprintln!("1,000 connectors: batched {batched:?}; one by one (extrapolated from 100) {:?}", started.elapsed() * 10);
 }
 
 /// The cost model (`state::cost::model`, what the bench's figure 8 prices)

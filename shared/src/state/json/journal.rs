@@ -57,6 +57,7 @@ pub(super) enum Change {
         now: DateTime<Utc>,
     },
     PruneRuns {
+        connector: ConnectorId,
         before: DateTime<Utc>,
     },
 }
@@ -126,8 +127,8 @@ impl Change {
                 doc.cache.retain(|_, c| c.is_live_at(now));
                 doc.cache.insert(key, value);
             }
-            Change::PruneRuns { before } => {
-                for record in doc.connectors.values_mut() {
+            Change::PruneRuns { connector, before } => {
+                if let Some(record) = doc.connectors.get_mut(&connector) {
                     record.runs.retain(|run| run.started_at >= before);
                 }
             }
@@ -229,7 +230,10 @@ mod tests {
     use super::*;
 
     fn change(n: u64) -> Change {
-        Change::PruneRuns { before: DateTime::from_timestamp(n as i64, 0).unwrap_or_default() }
+        Change::PruneRuns {
+            connector: ConnectorId::new("c"),
+            before: DateTime::from_timestamp(n as i64, 0).unwrap_or_default(),
+        }
     }
 
     #[test]

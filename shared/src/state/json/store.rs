@@ -276,16 +276,16 @@ impl StateStore for JsonStore {
         .await
     }
 
-    async fn prune_runs(&self, before: DateTime<Utc>) -> Result<u64, StateError> {
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        let connector = connector.clone();
         self.blocking(move |inner| {
             inner.write(|doc| {
-                let removed: u64 = doc
+                let removed = doc
                     .connectors
-                    .values()
-                    .map(|record| record.runs.iter().filter(|run| run.started_at < before).count() as u64)
-                    .sum();
+                    .get(&connector)
+                    .map_or(0, |record| record.runs.iter().filter(|run| run.started_at < before).count() as u64);
                 Ok(if removed > 0 {
-                    Outcome::Changed(removed, Change::PruneRuns { before })
+                    Outcome::Changed(removed, Change::PruneRuns { connector, before })
                 } else {
                     Outcome::Unchanged(0)
                 })

@@ -240,8 +240,15 @@ fn template_roles_allow_what_the_store_sends() {
     // sync and api (retry-failed) checkpoint entries: the counts' ADD is an UpdateItem.
     assert!(sync.contains("dynamodb:UpdateItem"), "SyncFunction's role lacks dynamodb:UpdateItem (counts ADD)");
     assert!(api.contains("dynamodb:UpdateItem"), "ApiFunction's role lacks dynamodb:UpdateItem (counts ADD)");
-    // cleanup reads every connector's counts item.
+    // cleanup reads every connector's counts (the lease item).
     assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
+    // The lease is taken and released with UpdateItem (the item also holds
+    // the counts): the functions that take it (sync, api, cleanup's reset).
+    for (name, role) in [("SyncFunction", &sync), ("ApiFunction", &api), ("CleanupFunction", &cleanup)] {
+        assert!(role.contains("dynamodb:UpdateItem"), "{name}'s role lacks dynamodb:UpdateItem (the lease)");
+    }
+    // A run deletes the empty shards of its digest.
+    assert!(sync.contains("dynamodb:DeleteItem"), "SyncFunction's role lacks dynamodb:DeleteItem (digest shards)");
 }
 
 /// A table made before the `open` index (decision 0016): listing by status

@@ -5,7 +5,8 @@
 //! `<path>.tmp`, fsyncs it, renames it over `<path>` and fsyncs the
 //! directory. While this store holds a connector's lease (a run), changes
 //! are appended to `<path>.journal` instead, one checksummed record per
-//! write, fsynced ([`journal`]); the file is written whole again (compacted,
+//! write, not fsynced (like SQLite's WAL at `synchronous=NORMAL`: a power
+//! loss may lose the last records, never corrupts) ([`journal`]); the file is written whole again (compacted,
 //! the journal deleted) when the last lease it holds is released, and
 //! whenever the journal outgrows the file. So a run writes what changed,
 //! not the whole ledger per checkpoint (decision 20), and after a crash at
@@ -38,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -418,51 +419,6 @@ impl Inner {
         Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file), journal: None, plain_on_disk })
     }
 
-    /// Applies the journal's records the cache has not seen yet.
-    fn follow_journal(&self, loaded: &mut Loaded) -> Result<(), StateError> {
-        let on_disk = self.stat(&self.journal_path)?;
-        let from = match (&loaded.journal, &on_disk) {
-            (None, None) => return Ok(()),
-            (Some(read), Some(now)) if read.stamp.same_file(now) && now.len >= read.valid => read.valid,
-            (Some(_), _) => {
-                // Deleted or replaced (a compaction by another writer, which
-                // also replaced the file): read both again.
-                *loaded = self.load()?;
-                if on_disk.is_none() {
-                    return Ok(());
-                }
-                0
-            }
-            (None, Some(_)) => 0,
-        };
-        let mut file = match &mut loaded.journal {
-            Some(read) if from > 0 => read.file.try_clone().map_err(|e| self.io(&self.journal_path, e))?,
-            _ => match OpenOptions::new().read(true).append(true).open(&self.journal_path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(self.io(&self.journal_path, e)),
-            },
-        };
-        let meta = file.metadata().map_err(|e| self.io(&self.journal_path, e))?;
-        if meta.len() == from && loaded.journal.is_some() {
-            return Ok(());
-        }
-        file.seek(SeekFrom::Start(from)).map_err(|e| self.io(&self.journal_path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(|e| self.io(&self.journal_path, e))?;
-        let (changes, used) =
-            journal::decode(&bytes, self.cipher.as_ref()).map_err(|detail| self.corrupt(&self.journal_path, detail))?;
-        if self.cipher.is_some() && journal::has_plain_records(&bytes[..used]) {
-            loaded.plain_on_disk = true;
-        }
-        for change in changes {
-            change.apply(&mut loaded.doc);
-        }
-        let valid = from + used as u64;
-        loaded.journal = Some(JournalRead { stamp: Stamp::of(&meta), valid, file });
-        Ok(())
-    }
-
     fn parse(&self, bytes: &[u8]) -> Result<Document, StateError> {
         let corrupt = |detail: String| self.corrupt(&self.path, detail);
         let doc: Document = match serde_json::from_slice(bytes) {
@@ -518,42 +474,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// Appends one record to the journal (creating it), cutting off an
-    /// unfinished record a crash left first, and syncs it.
-    fn append(&self, loaded: &mut Loaded, record: &[u8]) -> Result<(), StateError> {
-        let err = |e: io::Error| self.io(&self.journal_path, e);
-        let read = match loaded.journal.take() {
-            Some(read) => read,
-            None => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&self.journal_path)
-                    .map_err(err)?;
-                if let Ok(meta) = fs::metadata(&self.path) {
-                    file.set_permissions(meta.permissions()).map_err(err)?;
-                }
-                // A new file's name must survive a crash too.
-                let dir = parent_dir(&self.path);
-                File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.io(&dir, e))?;
-                let meta = file.metadata().map_err(err)?;
-                JournalRead { stamp: Stamp::of(&meta), valid: 0, file }
-            }
-        };
-        let JournalRead { valid, file, .. } = read;
-        if file.metadata().map_err(err)?.len() != valid {
-            file.set_len(valid).map_err(err)?;
-        }
-        let mut writer = &file;
-        writer.write_all(record).map_err(err)?;
-        file.sync_data().map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        loaded.journal = Some(JournalRead { stamp: Stamp::of(&meta), valid: valid + record.len() as u64, file });
-        Ok(())
     }
 
     /// Writes the whole document atomically (temp file, fsync, rename, fsync

@@ -19,8 +19,8 @@
 //! blocking pool.
 
 use super::{
-    Checkpoint, ConnectorState, DigestRoot, DigestShard, DigestWrite, EntryStatus, Lease, LeaseOutcome, LedgerEntry,
-    LedgerView, RunCounts, RunRecord, RunStatus, StateError, StateStore, StatusSnapshot, Totals,
+    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, RunCounts,
+    RunRecord, RunStatus, StateError, StateStore, StatusSnapshot, Totals,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
@@ -518,8 +518,8 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
         )?
         .execute([connector.as_str()])?;
     }
-    if let Some(digest) = digest {
-        write_digest(tx, connector, digest)?;
+    if let Some(write) = digest {
+        digest::write(tx, connector, write)?;
     }
     if let Some(run) = run {
         let counts =
@@ -540,55 +540,6 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
         ])?;
     }
     Ok(())
-}
-
-fn to_sql_error(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-fn write_digest(tx: &Transaction<'_>, connector: &ConnectorId, write: DigestWrite) -> Step<()> {
-    let unconfirmed = write.unconfirmed.as_ref().map(serde_json::to_string).transpose().map_err(to_sql_error)?;
-    let root = write.digest.as_ref().map(|(root, _)| root.to_bytes());
-    tx.prepare_cached(
-        "INSERT INTO ledger_meta (connector_id, generation, digest_root, unconfirmed) VALUES (?1, 0, ?2, ?3) \
-         ON CONFLICT (connector_id) DO UPDATE SET digest_root = excluded.digest_root, unconfirmed = excluded.unconfirmed",
-    )?
-    .execute(params![connector.as_str(), root, unconfirmed])?;
-    match write.digest {
-        Some((_, shards)) => {
-            let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO digest_shards (connector_id, shard, records) VALUES (?1, ?2, ?3)",
-            )?;
-            for shard in shards {
-                put.execute(params![connector.as_str(), shard.shard, shard.to_bytes()])?;
-            }
-        }
-        None => {
-            tx.prepare_cached("DELETE FROM digest_shards WHERE connector_id = ?1")?.execute([connector.as_str()])?;
-        }
-    }
-    Ok(())
-}
-
-fn read_ledger_view(conn: &Connection, connector: &ConnectorId) -> rusqlite::Result<LedgerView> {
-    let entries = read_counts(conn, connector)?.values().sum();
-    let meta = conn
-        .prepare_cached("SELECT generation, digest_root, unconfirmed FROM ledger_meta WHERE connector_id = ?1")?
-        .query_row([connector.as_str()], |row| {
-            Ok((get_u64(row, 0)?, row.get::<_, Option<Vec<u8>>>(1)?, row.get::<_, Option<String>>(2)?))
-        })
-        .optional()?;
-    let Some((generation, root, unconfirmed)) = meta else {
-        return Ok(LedgerView { entries, ..LedgerView::default() });
-    };
-    let digest = root
-        .map(|bytes| DigestRoot::from_bytes(&bytes).map_err(|e| bad_value(1, e)))
-        .transpose()?
-        .filter(|root| root.generation == generation);
-    let unconfirmed = unconfirmed
-        .map(|text| serde_json::from_str::<Vec<MemoryId>>(&text).map_err(|e| bad_value(2, format!("{e}"))))
-        .transpose()?;
-    Ok(LedgerView { generation, entries, digest, unconfirmed })
 }
 
 /// Distinct connector ids of a table whose key starts with `connector_id`:
@@ -745,7 +696,7 @@ impl StateStore for SqliteStore {
         let connector = connector.clone();
         self.call("read ledger digest", move |conn| {
             let tx = conn.transaction()?;
-            let view = read_ledger_view(&tx, &connector)?;
+            let view = digest::read_ledger_view(&tx, &connector)?;
             tx.commit()?;
             Ok(view)
         })
@@ -756,20 +707,7 @@ impl StateStore for SqliteStore {
         let (connector, shards) = (connector.clone(), shards.to_vec());
         self.call("read digest shards", move |conn| {
             let tx = conn.transaction()?;
-            let mut out = Vec::with_capacity(shards.len());
-            {
-                let mut query =
-                    tx.prepare_cached("SELECT records FROM digest_shards WHERE connector_id = ?1 AND shard = ?2")?;
-                for shard in shards {
-                    let bytes: Option<Vec<u8>> =
-                        query.query_row(params![connector.as_str(), shard], |row| row.get(0)).optional()?;
-                    let records = match bytes {
-                        Some(bytes) => DigestShard::from_bytes(shard, &bytes).map_err(|e| bad_value(0, e))?,
-                        None => DigestShard { shard, records: Vec::new() },
-                    };
-                    out.push(records);
-                }
-            }
+            let out = digest::read_shards(&tx, &connector, shards)?;
             tx.commit()?;
             Ok(out)
         })
@@ -854,5 +792,6 @@ impl StateStore for SqliteStore {
     }
 }
 
+mod digest;
 #[cfg(test)]
 mod tests;

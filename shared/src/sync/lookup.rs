@@ -7,10 +7,10 @@ use super::digest::{self, Fetched, Finals, Keys, Known};
 use crate::enrich::Enrichments;
 use crate::ids::MemoryId;
 use crate::memory_api::model::FetchedPage;
-use crate::state::{DigestRoot, DigestShard, LedgerEntry, LedgerView, StateError};
+use crate::state::{DigestRoot, DigestShard, DigestWrite, EntryStatus, LedgerEntry, LedgerView, StateError};
 use crate::sync::plan::Action;
 use crate::transform;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tracing::debug;
 
 /// What a run knows of the fetched memories' entries before planning.
@@ -28,6 +28,28 @@ pub(super) struct Lookup {
 }
 
 impl SyncEngine {
+    /// Builds new digests under this salt.
+    #[cfg(test)]
+    pub(crate) fn with_salt(mut self, salt: u64) -> Self {
+        self.salt = Some(salt);
+        self
+    }
+
+    pub(super) fn new_keys(&self) -> Keys {
+        #[cfg(test)]
+        if let Some(salt) = self.salt {
+            return Keys { salt };
+        }
+        Keys::fresh()
+    }
+
+    /// Reads the entry of every fetched memory, as before the ledger digest
+    /// (decision 20); tests compare the two paths run by run.
+    pub fn reading_every_entry(mut self) -> Self {
+        self.digest = false;
+        self
+    }
+
     /// Reads what the run needs (see the module doc). `known` holds what the
     /// confirmation at the start read already.
     pub(super) async fn look_up(
@@ -147,5 +169,38 @@ impl SyncEngine {
             .collect();
         let previous = lookup.previous.as_ref().map(|(root, read)| (root, read.as_slice()));
         digest::next_digest(keys, view.generation, previous, &records, view.entries + created)
+    }
+
+    /// The digest part of the run's last write: `None` when neither the
+    /// digest nor the unconfirmed ids changed.
+    pub(super) fn digest_write(
+        &self,
+        view: &LedgerView,
+        lookup: &Lookup,
+        page: &FetchedPage,
+        finals: &Finals,
+    ) -> Option<DigestWrite> {
+        let digest = self.leave_digest(view, lookup, page, finals);
+        let unconfirmed = self.unconfirmed(view, lookup, finals);
+        let unchanged = digest.is_none() && unconfirmed == view.unconfirmed;
+        let digest = digest.or_else(|| view.digest.clone().map(|root| (root, Vec::new())));
+        (!unchanged).then_some(DigestWrite { digest, unconfirmed })
+    }
+
+    /// The ids still waiting for LightRAG's confirmation when the run ends:
+    /// those recorded before and those the run saw submitted, less the ones
+    /// it saw confirmed. Without confirmation the recorded list stays.
+    fn unconfirmed(&self, view: &LedgerView, lookup: &Lookup, finals: &Finals) -> Option<Vec<MemoryId>> {
+        if !self.settings.confirm {
+            return view.unconfirmed.clone();
+        }
+        let mut ids: BTreeSet<&MemoryId> = view.unconfirmed.iter().flatten().collect();
+        ids.extend(finals.entries.iter().filter(|(_, (_, unconfirmed))| *unconfirmed).map(|(id, _)| id));
+        ids.extend(lookup.entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| &e.memory_id));
+        let still = |id: &MemoryId| match finals.entries.get(id) {
+            Some((_, unconfirmed)) => *unconfirmed,
+            None => lookup.entries.get(id).is_none_or(|e| e.status == EntryStatus::Submitted),
+        };
+        Some(ids.into_iter().filter(|id| still(id)).cloned().collect())
     }
 }

@@ -30,12 +30,12 @@ use crate::lightrag::DocumentSink;
 use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::state::{
-    Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, LedgerView, RunRecord, RunStatus,
-    StateError, StateStore, Trigger,
+    Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError,
+    StateStore, Trigger,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -175,28 +175,6 @@ impl SyncEngine {
             #[cfg(test)]
             salt: None,
         }
-    }
-
-    /// Builds new digests under this salt.
-    #[cfg(test)]
-    pub(crate) fn with_salt(mut self, salt: u64) -> Self {
-        self.salt = Some(salt);
-        self
-    }
-
-    fn new_keys(&self) -> Keys {
-        #[cfg(test)]
-        if let Some(salt) = self.salt {
-            return Keys { salt };
-        }
-        Keys::fresh()
-    }
-
-    /// Reads the entry of every fetched memory, as before the ledger digest
-    /// (decision 20); tests compare the two paths run by run.
-    pub fn reading_every_entry(mut self) -> Self {
-        self.digest = false;
-        self
     }
 
     /// Follows documents through LightRAG as `lightrag` configures it (api
@@ -606,28 +584,7 @@ impl SyncEngine {
                 self.await_processing(run_id, options, report, &mut finals).await?;
             }
         }
-        let digest = self.leave_digest(&view, &lookup, &page, &finals);
-        let unconfirmed = self.unconfirmed(&view, &lookup, &finals);
-        let unchanged = digest.is_none() && unconfirmed == view.unconfirmed;
-        let digest = digest.or_else(|| view.digest.clone().map(|root| (root, Vec::new())));
-        Ok((stopped_early, (!unchanged).then_some(DigestWrite { digest, unconfirmed })))
-    }
-
-    /// The ids still waiting for LightRAG's confirmation when the run ends:
-    /// those recorded before and those the run saw submitted, less the ones
-    /// it saw confirmed. Without confirmation the recorded list stays.
-    fn unconfirmed(&self, view: &LedgerView, lookup: &lookup::Lookup, finals: &Finals) -> Option<Vec<MemoryId>> {
-        if !self.settings.confirm {
-            return view.unconfirmed.clone();
-        }
-        let mut ids: BTreeSet<&MemoryId> = view.unconfirmed.iter().flatten().collect();
-        ids.extend(finals.entries.iter().filter(|(_, (_, unconfirmed))| *unconfirmed).map(|(id, _)| id));
-        ids.extend(lookup.entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| &e.memory_id));
-        let still = |id: &MemoryId| match finals.entries.get(id) {
-            Some((_, unconfirmed)) => *unconfirmed,
-            None => lookup.entries.get(id).is_none_or(|e| e.status == EntryStatus::Submitted),
-        };
-        Some(ids.into_iter().filter(|id| still(id)).cloned().collect())
+        Ok((stopped_early, self.digest_write(&view, &lookup, &page, &finals)))
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {

@@ -1,5 +1,6 @@
 //! The JSON store's journal: the changes made since the state file was last
-//! written whole, one record per write, appended to `<path>.journal`.
+//! written whole, one record per write, appended to `<path>.journal`; how a
+//! reader follows it and a writer appends to it.
 //!
 //! A record is one line: 16 hex digits of the SHA-256 of the payload, a
 //! space, the payload, `\n`. The payload is the [`Change`] as JSON, or (with
@@ -13,8 +14,9 @@
 //! a state file that already holds it changes nothing: a crash between
 //! writing the compacted file and deleting the journal is harmless.
 
-use super::{ConnectorRecord, Document};
+use super::{ConnectorRecord, Document, Inner, JournalRead, Loaded, Stamp};
 use crate::ids::ConnectorId;
+use crate::state::StateError;
 use crate::state::cipher::StateCipher;
 use crate::state::digest::{DigestRoot, DigestWrite, ShardBytes};
 use crate::state::{CacheValue, ConnectorState, Lease, LedgerEntry, RunRecord};
@@ -24,6 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 /// One write's effect on the document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +227,89 @@ fn decode_line(line: &[u8], cipher: Option<&StateCipher>) -> Result<Change, Line
 /// configured after it was written: the next write compacts, encrypting it).
 pub(super) fn has_plain_records(bytes: &[u8]) -> bool {
     bytes.split(|&b| b == b'\n').any(|line| line.get(17) == Some(&b'{'))
+}
+
+impl Inner {
+    /// Applies the journal's records the cache has not seen yet.
+    pub(super) fn follow_journal(&self, loaded: &mut Loaded) -> Result<(), StateError> {
+        let on_disk = self.stat(&self.journal_path)?;
+        let from = match (&loaded.journal, &on_disk) {
+            (None, None) => return Ok(()),
+            (Some(read), Some(now)) if read.stamp.same_file(now) && now.len >= read.valid => read.valid,
+            (Some(_), _) => {
+                // Deleted or replaced (a compaction by another writer, which
+                // also replaced the file): read both again.
+                *loaded = self.load()?;
+                if on_disk.is_none() {
+                    return Ok(());
+                }
+                0
+            }
+            (None, Some(_)) => 0,
+        };
+        let mut file = match &mut loaded.journal {
+            Some(read) if from > 0 => read.file.try_clone().map_err(|e| self.io(&self.journal_path, e))?,
+            _ => match OpenOptions::new().read(true).append(true).open(&self.journal_path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.io(&self.journal_path, e)),
+            },
+        };
+        let meta = file.metadata().map_err(|e| self.io(&self.journal_path, e))?;
+        if meta.len() == from && loaded.journal.is_some() {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(from)).map_err(|e| self.io(&self.journal_path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| self.io(&self.journal_path, e))?;
+        let (changes, used) =
+            decode(&bytes, self.cipher.as_ref()).map_err(|detail| self.corrupt(&self.journal_path, detail))?;
+        if self.cipher.is_some() && has_plain_records(&bytes[..used]) {
+            loaded.plain_on_disk = true;
+        }
+        for change in changes {
+            change.apply(&mut loaded.doc);
+        }
+        let valid = from + used as u64;
+        loaded.journal = Some(JournalRead { stamp: Stamp::of(&meta), valid, file });
+        Ok(())
+    }
+
+    /// Appends one record to the journal (creating it), cutting off an
+    /// unfinished record a crash left first. Not synced to disk (as SQLite's
+    /// WAL at `synchronous=NORMAL`): a process crash loses nothing written, a
+    /// power loss may lose the last records but never leaves a damaged one
+    /// that is read; the fold into the file syncs.
+    pub(super) fn append(&self, loaded: &mut Loaded, record: &[u8]) -> Result<(), StateError> {
+        let err = |e: io::Error| self.io(&self.journal_path, e);
+        let read = match loaded.journal.take() {
+            Some(read) => read,
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&self.journal_path)
+                    .map_err(err)?;
+                if let Ok(meta) = fs::metadata(&self.path) {
+                    file.set_permissions(meta.permissions()).map_err(err)?;
+                }
+                let meta = file.metadata().map_err(err)?;
+                JournalRead { stamp: Stamp::of(&meta), valid: 0, file }
+            }
+        };
+        let JournalRead { valid, file, .. } = read;
+        if file.metadata().map_err(err)?.len() != valid {
+            file.set_len(valid).map_err(err)?;
+        }
+        let mut writer = &file;
+        writer.write_all(record).map_err(err)?;
+        let mut stamp = Stamp::of(&file.metadata().map_err(err)?);
+        stamp.len = valid + record.len() as u64;
+        loaded.journal = Some(JournalRead { stamp, valid: valid + record.len() as u64, file });
+        Ok(())
+    }
 }
 
 #[cfg(test)]

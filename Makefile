@@ -9,13 +9,14 @@ CARGO ?= cargo
 LOCAL := .local
 BIN := target/debug
 
-.PHONY: run test build lint clean-local help bench lambda-build lambda-watch test-localstack cfn-lint
+.PHONY: run test build lint clean-local help bench deb lambda-build lambda-watch test-localstack cfn-lint
 
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
 	@echo "make test   - run every test"
-	@echo "make lint   - rustfmt check and clippy on all targets"
+	@echo "make lint   - rustfmt check, clippy (with and without AWS), unused deps, licences (cargo-shear, cargo-deny)"
 	@echo "make bench  - performance figures vs targets (target/bench/latest.json)"
+	@echo "make deb    - the Debian package of the release binary (target/debian/)"
 	@echo "make lambda-build    - release Lambda bootstraps (cargo lambda build --release --arm64) into target/lambda/"
 	@echo "make lambda-watch    - the local Lambda emulator (cargo lambda watch); invoke with config/events/*.json"
 	@echo "make test-localstack - the AWS test group against LocalStack (Docker)"
@@ -30,6 +31,7 @@ run: build
 # for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
 test:
 	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/deb-tool.sh shellcheck shellcheck .local/pkgtools/bin
 	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh
 	MEMORY_CONNECTOR_FEATURES=aws bash tests/scripts/aws-emulators.sh run \
@@ -67,9 +69,21 @@ bench:
 	$(CARGO) build --profile perf -p sync --bin sync
 	$(PERF)/bench --connector $(PERF)/memory-connector --lambda-bootstrap $(PERF)/sync --profile perf --out-dir target/bench $(BENCH_ARGS)
 
+# The Debian package of the release binary (infra/debian/build-deb.sh; the
+# package test in `make test` packages the debug binary instead).
+deb:
+	$(CARGO) build --release --locked -p memory-connector --bin memory-connector
+	bash infra/debian/build-deb.sh --binary target/release/memory-connector --out target/debian
+
+# Formatting, clippy on the AWS build and on the build without AWS (the
+# binary's default), then the dependency checks: unused dependencies,
+# licences, bans, sources, advisories where the database is present
+# (tests/scripts/lint-deps.sh).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets --features memory-connector/aws -- -D warnings
+	$(CARGO) clippy -p memory-connector-core -p memory-connector --all-targets -- -D warnings
+	bash tests/scripts/lint-deps.sh
 
 clean-local:
 	rm -rf $(LOCAL)

@@ -17,16 +17,16 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// A command that could not do its job: what to print and how to exit.
-pub struct Failure {
+pub(crate) struct Failure {
     code: u8,
     message: String,
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self { code: EXIT_USAGE, message: message.into() }
     }
-    fn failed(message: impl Into<String>) -> Self {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
         Self { code: EXIT_FAILED, message: message.into() }
     }
 }
@@ -40,11 +40,11 @@ fn report_failure(common: &Common, failure: Failure) -> u8 {
     failure.code
 }
 
-fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
+pub(crate) fn finish(common: &Common, result: Result<u8, Failure>) -> u8 {
     result.unwrap_or_else(|failure| report_failure(common, failure))
 }
 
-fn load(common: &Common) -> Result<Config, Failure> {
+pub(crate) fn load(common: &Common) -> Result<Config, Failure> {
     let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
     connector_core::telemetry::logging::init(&config.logging);
     Ok(config)
@@ -57,7 +57,7 @@ fn connector<'a>(config: &'a Config, id: &str) -> Result<&'a ConnectorConfig, Fa
     })
 }
 
-async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
+pub(crate) async fn store(config: &Config) -> Result<Arc<dyn StateStore>, Failure> {
     state::open_for(config).await.map_err(|e| Failure::failed(e.to_string()))
 }
 
@@ -171,12 +171,14 @@ fn confirm(question: &str) -> Result<(), Failure> {
 pub fn validate(common: &Common, show: bool) -> u8 {
     let result = (|| {
         let config = config::load(&common.config).map_err(|e| Failure::usage(e.to_string()))?;
+        let warnings = config::exposure_warnings(&config, None);
         if common.json {
             let mut answer = serde_json::json!({
                 "valid": true,
                 "config": common.config,
                 "connectors": config.connectors.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
                 "serve_problems": config::api_auth_problem(&config.api).into_iter().collect::<Vec<_>>(),
+                "warnings": warnings,
             });
             if show {
                 answer["effective"] = serde_json::to_value(&config).unwrap_or_default();
@@ -191,6 +193,9 @@ pub fn validate(common: &Common, show: bool) -> u8 {
             );
             if let Some(problem) = config::api_auth_problem(&config.api) {
                 println!("note: `serve` and `trigger` will refuse it: {problem}");
+            }
+            for warning in &warnings {
+                println!("warning: {warning}");
             }
             if show {
                 print!("{}", config::redacted_yaml(&config));
@@ -328,7 +333,7 @@ pub async fn health(common: &Common, port: Option<u16>) -> u8 {
 pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
     let result = async {
         let config = load(common)?;
-        let bytes = state::backup::backup(&config.state, to).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let bytes = state::backup::backup(&config, to).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
             output::print_json(&serde_json::json!({ "backup": to, "bytes": bytes }));
         } else {
@@ -343,14 +348,28 @@ pub async fn state_backup(common: &Common, to: &std::path::Path) -> u8 {
 pub async fn state_restore(common: &Common, from: &std::path::Path) -> u8 {
     let result = async {
         let config = load(common)?;
-        let store = store(&config).await?;
-        state::backup::restore(&config.state, store.as_ref(), from)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
+        // Not the live store first: a backup is checked before anything is
+        // opened, and a live state too broken to open is what it replaces.
+        let restored = state::backup::restore(&config, from).await.map_err(|e| Failure::failed(e.to_string()))?;
         if common.json {
-            output::print_json(&serde_json::json!({ "restored_from": from }));
+            output::print_json(&serde_json::json!({
+                "restored_from": from,
+                "connectors": restored.connectors,
+                "entries": restored.entries,
+                "runs": restored.runs,
+                "previous_state": restored.previous,
+            }));
         } else {
-            println!("State restored from {}.", from.display());
+            println!(
+                "State restored from {} ({} connectors, {} ledger entries, {} runs).",
+                from.display(),
+                restored.connectors,
+                restored.entries,
+                restored.runs
+            );
+            if let Some(previous) = &restored.previous {
+                println!("The state it replaced is kept at {}.", previous.display());
+            }
         }
         Ok(EXIT_OK)
     }

@@ -5,6 +5,7 @@
 //! failed, 2 bad configuration or usage, 3 partial (some memories failed).
 
 mod commands;
+mod lookup;
 mod output;
 #[cfg(feature = "aws")]
 mod schedules;
@@ -148,11 +149,62 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// From LightRAG back to the memories: names, entities, a memory's entities.
+    Lookup {
+        #[command(subcommand)]
+        action: LookupAction,
+    },
+    /// Ask LightRAG a question; each reference of the answer is resolved to its memory.
+    Ask {
+        #[command(flatten)]
+        common: Common,
+        /// The connector asking (LightRAG's references are resolved in every ledger).
+        #[arg(long)]
+        connector_id: String,
+        /// LightRAG's query mode: mix (LightRAG's recommendation), local, global, hybrid, naive or bypass.
+        #[arg(long)]
+        mode: Option<String>,
+        /// The question.
+        question: String,
+    },
     /// EventBridge schedules of the serverless shape (AWS build only).
     #[cfg(feature = "aws")]
     Schedules {
         #[command(subcommand)]
         action: schedules::SchedulesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LookupAction {
+    /// The memory (or memories) a LightRAG document name stands for; several names joined with <SEP>.
+    Resolve {
+        #[command(flatten)]
+        common: Common,
+        /// A LightRAG `file_path`, e.g. memory_CTX123_42.txt.
+        name: String,
+        /// Also read each memory as the Memory API lists it now.
+        #[arg(long)]
+        fetch: bool,
+    },
+    /// The memories an entity came from (with --target: the relation between the two).
+    ByEntity {
+        #[command(flatten)]
+        common: Common,
+        /// The entity's name as LightRAG shows it (exact).
+        name: String,
+        /// The other entity of a relation.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// The entities and relations LightRAG extracted from one memory.
+    ByMemory {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connector_id: String,
+        #[arg(long)]
+        memory_id: String,
     },
 }
 
@@ -219,6 +271,18 @@ fn main() -> ExitCode {
             Command::Health { common, port } => commands::health(&common, port).await,
             Command::Trigger { common, connector_id, force, port } => {
                 commands::trigger(&common, &connector_id, force, port).await
+            }
+            Command::Lookup { action: LookupAction::Resolve { common, name, fetch } } => {
+                lookup::resolve(&common, &name, fetch).await
+            }
+            Command::Lookup { action: LookupAction::ByEntity { common, name, target } } => {
+                lookup::by_entity(&common, &name, target.as_deref()).await
+            }
+            Command::Lookup { action: LookupAction::ByMemory { common, connector_id, memory_id } } => {
+                lookup::by_memory(&common, &connector_id, &memory_id).await
+            }
+            Command::Ask { common, connector_id, mode, question } => {
+                lookup::ask(&common, &connector_id, &question, mode.as_deref()).await
             }
             #[cfg(feature = "aws")]
             Command::Schedules { action } => schedules::run(action).await,

@@ -32,6 +32,9 @@ pub fn print_report(report: &RunReport) {
         "  fetched {} | {new_label} {} | {updated_label} {} | unchanged {} | waiting for transcript {} | failed {} | dead {}",
         c.fetched, c.new, c.updated, c.unchanged, c.skipped, c.failed, c.dead
     );
+    if c.still_dead > 0 {
+        println!("  dead before this run {} (see `failed`; `retry-failed` replays them)", c.still_dead);
+    }
     if c.postponed > 0 {
         println!("  left for the next run (time ran out before enrichment) {}", c.postponed);
     }
@@ -68,11 +71,12 @@ pub fn print_report(report: &RunReport) {
         println!("  stopped at the deadline; the next run continues");
     }
     if let Some(error) = &report.error {
-        println!("  error: {error}");
+        println!("  error: {}", shown(error));
     }
+    // Ids and upstream messages come from outside: one line each, no terminal escapes.
     for item in &report.errors {
         let id = item.memory_id.as_ref().map_or("-", |m| m.as_str());
-        println!("  {} memory {id}: {}", item.stage, item.message);
+        println!("  {} memory {}: {}", item.stage, shown(id), shown(&item.message));
     }
     if report.error_count > report.errors.len() as u64 {
         println!("  ... and {} more (see `failed`)", report.error_count - report.errors.len() as u64);
@@ -82,7 +86,7 @@ pub fn print_report(report: &RunReport) {
             println!(
                 "  {:<18} {}",
                 serde_json::to_value(item.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                item.memory_id
+                shown(item.memory_id.as_str())
             );
         }
     }
@@ -149,6 +153,12 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
     println!("{:<24} {:<15} {:>8}  Last error", "Memory", "Status", "Attempts");
     for e in entries {
-        println!("{:<24} {:<15} {:>8}  {}", e.memory_id, e.status, e.attempts, e.last_error.as_deref().unwrap_or("-"));
+        let error = e.last_error.as_deref().unwrap_or("-");
+        println!("{:<24} {:<15} {:>8}  {}", shown(e.memory_id.as_str()), e.status, e.attempts, shown(error));
     }
+}
+
+/// Text from outside (memory ids, upstream errors) as one inert line.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    connector_core::text::escape_controls(text)
 }

@@ -135,7 +135,7 @@ mod tests {
         let store = JsonStore::open(&dir.path().join("state.json")).await.unwrap();
         let connector = ConnectorId::new("c");
         // A pid that cannot exist on this host: the holder is gone.
-        let dead = RunId::new(format!("20260101T000000000Z-00000000@{}:4194305", crate::ids::this_host()));
+        let dead = RunId::new(format!("20260101T000000000Z-00000000@{}:4194305", crate::liveness::this_host()));
         let now = Utc::now();
         let taken = store.try_acquire_lease(&connector, &dead, now, Duration::from_secs(3600)).await.unwrap();
         assert!(matches!(taken, LeaseOutcome::Acquired(Lease { .. })));

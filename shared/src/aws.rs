@@ -33,18 +33,14 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 /// For the AWS test group: the emulator endpoint in `variable`, or `None`
-/// after saying loudly on stderr that `test` is skipped (`make test` always
-/// sets the variables; a plain `cargo test` may not).
-#[doc(hidden)]
+/// after saying loudly that `test` is skipped (or failing it under
+/// `REQUIRE_EMULATORS=1`: [`crate::test_support`]). `make test` always sets
+/// the variables; a plain `cargo test` may not.
+#[cfg(any(test, feature = "test-support"))]
 pub fn emulator_endpoint(variable: &str, test: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "\n!!! SKIPPED {test}: {variable} is not set (no AWS emulator); \
-                 run `make test` or tests/scripts/aws-emulators.sh run cargo test ...\n"
-            );
-            None
-        }
-    }
+    crate::test_support::required_var(
+        variable,
+        test,
+        "no AWS emulator: run `make test`, or cargo test under tests/scripts/aws-emulators.sh run",
+    )
 }

@@ -10,12 +10,18 @@ pub mod admin;
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod enrich;
+pub mod errors;
 pub mod http;
 pub mod ids;
+#[cfg(test)]
+mod layers;
 pub mod lightrag;
+pub mod liveness;
 pub mod memory_api;
+pub mod provenance;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
@@ -26,6 +32,9 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+pub mod text;
 pub mod transform;
 pub mod wiring;
 

@@ -7,7 +7,7 @@ pub mod rules;
 
 pub use eventbridge::{ScheduleError, eventbridge_expression};
 
-use crate::config::{ScheduleConfig, ScheduleType};
+use crate::config::{ScheduleConfig, ScheduleType, time_zone};
 use chrono::{DateTime, Utc};
 use jiff::tz::TimeZone;
 
@@ -48,20 +48,15 @@ pub fn next_run(
 /// jiff after the first look-up. A name that is not found (validation
 /// refuses those; the database may change after) counts as UTC, with a warning.
 pub fn zone(schedule: &ScheduleConfig) -> Option<TimeZone> {
-    let name = schedule.timezone.as_deref().map(str::trim).filter(|n| !is_utc(n))?;
-    match TimeZone::get(name) {
-        Ok(zone) => Some(zone),
+    let name = schedule.timezone.as_deref()?;
+    match time_zone(name) {
+        Ok(zone) => zone,
         Err(e) => {
             // Validated at load; gone since (tzdata removed, another TZDIR).
-            tracing::warn!(timezone = name, error = %e, "schedule.timezone is not in the tz database any more; the cron runs in UTC");
+            tracing::warn!(timezone = name.trim(), error = %e, "schedule.timezone is not in the tz database any more; the cron runs in UTC");
             None
         }
     }
-}
-
-/// `schedule.timezone` values that mean UTC without a tz database.
-pub fn is_utc(name: &str) -> bool {
-    matches!(name, "" | "UTC" | "Etc/UTC")
 }
 
 /// The next firing of a 5-field Unix cron expression after `after`, its

@@ -79,8 +79,53 @@ impl<'de> Deserialize<'de> for Secret {
 mod scrub;
 pub use scrub::{longest_form, scrub};
 
+/// `text` with the credentials of every URL in it masked: `user:pass@`
+/// becomes `user:***@`, and a user alone (often a token) `***@`. The one
+/// place a URL is made fit to show: logs, errors, reports, `validate --show`.
+/// Works on text that does not parse as a URL too. Text without credentials
+/// comes back borrowed.
+pub fn mask_url_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') || !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends_authority =
+        |c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ',' | ')') || c.is_whitespace();
+    let (mut out, mut rest, mut changed) = (String::with_capacity(text.len()), text, false);
+    while let Some(scheme_end) = rest.find("://") {
+        let start = scheme_end + 3;
+        let after = &rest[start..];
+        let authority = &after[..after.find(ends_authority).unwrap_or(after.len())];
+        out.push_str(&rest[..start]);
+        match authority.rfind('@') {
+            Some(at) => {
+                if let Some((user, _password)) = authority[..at].split_once(':') {
+                    out.push_str(user);
+                    out.push(':');
+                }
+                out.push_str(REDACTED);
+                out.push_str(&authority[at..]);
+                changed = true;
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority.len()..];
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Serializes a URL of the configuration with its credentials masked
+/// (`validate --show`, `--json`): the loaded value keeps them for requests.
+pub fn serialize_masked_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&mask_url_credentials(url))
+}
+
 /// Files holding secrets (the config, `.env`) that others can read: warns
-/// once per file at service start (`chmod 600` fixes it).
+/// once per file at service start (`chmod 600` fixes it; a file readable by
+/// the service's own group is fine).
 pub fn warn_if_readable_by_others(config_path: &std::path::Path) {
     let mut files = vec![config_path.to_path_buf()];
     if let Some(dir) = config_path.parent() {
@@ -146,7 +191,6 @@ pub use self::secrets_manager::SecretsManagerResolver;
 #[cfg(feature = "aws")]
 mod secrets_manager {
     use super::{Secret, SecretError, merge_secret, secret_references};
-    use crate::config::Environment;
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
@@ -184,7 +228,7 @@ mod secrets_manager {
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| fail(format!("GetSecretValue: {}", crate::http::error_chain(&e))))?;
+                .map_err(|e| fail(format!("GetSecretValue: {}", crate::errors::error_chain(&e))))?;
             let value = Secret::new(
                 got.secret_string
                     .ok_or_else(|| fail("the secret has no string value (binary secrets are not supported)".into()))?,
@@ -197,12 +241,12 @@ mod secrets_manager {
         }
 
         /// `vars` with every secret they name merged in.
-        pub async fn environment(&self, mut vars: HashMap<String, String>) -> Result<Environment, SecretError> {
+        pub async fn resolve(&self, mut vars: HashMap<String, String>) -> Result<HashMap<String, String>, SecretError> {
             for (variable, id) in secret_references(&vars) {
                 let value = self.fetch(&variable, &id).await?;
                 merge_secret(&mut vars, &variable, &value);
             }
-            Ok(Environment::from_map(vars))
+            Ok(vars)
         }
 
         /// Whether every cached secret is younger than the TTL.
@@ -213,10 +257,31 @@ mod secrets_manager {
     }
 }
 
+/// Readable by anyone but the owner and the members of this process's own
+/// group: other-readable, or group-readable by some other group. The Debian
+/// package's 0640 root:connector is fine for the service running as
+/// connector; so is 0600.
 #[cfg(unix)]
 fn readable_by_others(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o044 != 0)
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::metadata(path).is_ok_and(|m| {
+        let mode = m.permissions().mode();
+        let foreign_group = mode & 0o040 != 0 && effective_gid() != Some(m.gid());
+        m.is_file() && (mode & 0o004 != 0 || foreign_group)
+    })
+}
+
+/// The process's effective group id, from `/proc/self/status` (Linux);
+/// `None` elsewhere, where any group-readable file counts as readable by others.
+#[cfg(unix)]
+fn effective_gid() -> Option<u32> {
+    parse_effective_gid(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The second field of the `Gid:` line (real, effective, saved, filesystem).
+#[cfg(unix)]
+fn parse_effective_gid(status: &str) -> Option<u32> {
+    status.lines().find_map(|line| line.strip_prefix("Gid:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(not(unix))]
@@ -263,6 +328,48 @@ mod tests {
         assert_eq!(format!("{s:?}"), REDACTED);
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_readable_only_by_the_services_own_group_is_not_readable_by_others() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "x").expect("write");
+        let mode = |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).expect("chmod");
+        // A new file gets this process's effective group: the Debian package's
+        // 0640 root:connector as seen by the service running as connector.
+        let group = std::fs::metadata(&file).expect("stat").gid();
+        assert_eq!(effective_gid(), Some(group));
+        mode(0o640);
+        assert!(!readable_by_others(&file));
+        mode(0o600);
+        assert!(!readable_by_others(&file));
+        mode(0o644);
+        assert!(readable_by_others(&file), "others may read it");
+        assert_eq!(parse_effective_gid("Uid:\t0\t0\t0\t0\nGid:\t10\t20\t30\t40\n"), Some(20));
+        assert_eq!(parse_effective_gid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn url_credentials_are_masked_in_urls_and_in_text() {
+        for (text, shown) in [
+            ("http://user:hunter2@host:9621/x?y=1", "http://user:***@host:9621/x?y=1"),
+            ("https://ghp_token@github.com/a", "https://***@github.com/a"),
+            ("http://u:p@h x", "http://u:***@h x"),
+            (
+                "GET http://a:b@one/x failed; see https://c:d@two",
+                "GET http://a:***@one/x failed; see https://c:***@two",
+            ),
+            ("http://host/path@v1", "http://host/path@v1"),
+            ("mail me: a@b.c", "mail me: a@b.c"),
+            ("no url", "no url"),
+            ("http://u:p:q@h", "http://u:***@h"),
+        ] {
+            assert_eq!(mask_url_credentials(text), shown, "{text}");
+        }
+        assert!(matches!(mask_url_credentials("http://host/x"), std::borrow::Cow::Borrowed(_)));
     }
 }
 

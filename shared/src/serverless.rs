@@ -145,11 +145,7 @@ struct Loaded {
 
 impl Loaded {
     async fn environment(&self) -> Result<(HashMap<String, String>, Environment), FunctionError> {
-        let mut vars = self.base_vars.clone();
-        for (variable, id) in crate::secrets::secret_references(&self.base_vars) {
-            let value = self.secrets.fetch(&variable, &id).await?;
-            crate::secrets::merge_secret(&mut vars, &variable, &value);
-        }
+        let vars = self.secrets.resolve(self.base_vars.clone()).await?;
         let env = Environment::from_map(vars.clone());
         Ok((vars, env))
     }

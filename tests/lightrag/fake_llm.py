@@ -4,8 +4,10 @@ LightRAG offline in tests (stdlib only).
 
 - POST /v1/chat/completions: entity-extraction prompts get rows in LightRAG's
   delimiter format (entity<|#|>Name<|#|>Type<|#|>Description, relation<|#|>...,
-  then <|COMPLETE|>) built from the capitalised words of the input text, so
-  documents reach `processed`; other prompts get a short plain answer.
+  then <|COMPLETE|>) built from the first three capitalised words of the input
+  text (below a connector document's labels, see `content_part`; the LightRAG
+  simulator applies the same rule), so documents reach `processed`; other
+  prompts get a short plain answer.
 - POST /v1/embeddings: deterministic unit vectors (base64 float32 or floats).
 - POST /_control/fail {"marker": "..."}: extraction of any text containing the
   marker answers 400 (not retried by the OpenAI client), so LightRAG marks that
@@ -31,8 +33,22 @@ DIM = 64
 INPUT_RE = re.compile(r"---Input Text---\s*```\s*(.*?)```", re.S)
 
 
+# A line of a document's header ("Type: record", "When: ...", "## Transcript"):
+# its words are the connector's labels, not what the memory is about.
+LABEL_LINE_RE = re.compile(r"^\s*(#|[A-Za-z][A-Za-z ]{0,30}:)")
+
+
+def content_part(text):
+    """The part of a chunk whose capitalised words name entities: after the
+    first blank line when there is one (the connector's documents put their
+    labels above it), without label lines; the whole text otherwise."""
+    if "\n\n" in text:
+        text = text.split("\n\n", 1)[1]
+    return "\n".join(line for line in text.splitlines() if not LABEL_LINE_RE.match(line))
+
+
 def extraction_rows(text):
-    words = re.findall(r"\b[A-Z][a-zA-Z]{2,}\b", text)
+    words = re.findall(r"\b[A-Z][a-zA-Z]{2,}\b", content_part(text))
     names = []
     for word in words:
         if word not in names:

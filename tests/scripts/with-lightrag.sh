@@ -25,6 +25,9 @@ pids+=($!)
 for _ in $(seq 1 100); do [ -s "$run/llm.port" ] && break; sleep 0.05; done
 llm="http://127.0.0.1:$(cat "$run/llm.port")"
 
+# MAX_GRAPH_NODES: `lookup by-memory` reads the whole graph (GET /graphs?label=*),
+# which a server caps at this many nodes (1000 by default); the shared test
+# server holds every test's entities, so the cap is raised (decision 0022).
 start_server() { # name port [api-key]
   local dir="$run/$1"
   mkdir -p "$dir"
@@ -43,6 +46,7 @@ EMBEDDING_MODEL=fake-embed
 EMBEDDING_DIM=64
 EMBEDDING_BINDING_API_KEY=sk-fake
 MAX_PARALLEL_INSERT=4
+MAX_GRAPH_NODES=100000
 ENV
   if [ -n "${3:-}" ]; then echo "LIGHTRAG_API_KEY=$3" >> "$dir/.env"; fi
   if [ -n "${4:-}" ]; then printf 'AUTH_ACCOUNTS=%s\nTOKEN_SECRET=contract-token-secret\n' "$4" >> "$dir/.env"; fi

@@ -39,6 +39,25 @@ pub fn workspace_bin(package: &str, bin: &str, features: Option<&str>) -> PathBu
     path
 }
 
+/// How often [`wait_until`] looks again.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits until `condition` holds, looking every 10 ms; panics naming `what`
+/// when it still does not hold after `timeout` (be generous: a slow, shared
+/// machine must not fail a correct program). The tests wait on what they
+/// need to see, never for a fixed time.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
 /// The result of one CLI invocation.
 #[derive(Debug)]
 pub struct CliRun {
@@ -259,5 +278,27 @@ logging:
                 self.transformation_extra.iter().map(|line| format!("\n      {line}")).collect::<String>(),
             extra_yaml = self.extra_yaml,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn wait_until_returns_once_the_condition_holds() {
+        let started = tokio::time::Instant::now();
+        wait_until("50 ms to pass", Duration::from_secs(60), || async {
+            started.elapsed() >= Duration::from_millis(50)
+        })
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 50ms waiting for something that never happens")]
+    async fn wait_until_fails_naming_what_never_came() {
+        wait_until("something that never happens", Duration::from_millis(50), || async { false }).await;
     }
 }

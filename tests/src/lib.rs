@@ -8,3 +8,5 @@ pub mod harness;
 pub mod hostile_http;
 pub mod lightrag_sim;
 pub mod memory_sim;
+pub mod serve;
+pub mod tools;

@@ -1,7 +1,8 @@
 //! A LightRAG 1.5.7 server in memory, for tests and benchmarks.
 //!
 //! It follows what a real `lightrag-server` 1.5.7 does on the routes the
-//! connector uses (`shared/spec/lightrag-api.md`): the same status codes,
+//! connector uses (documents, and for the look-ups the graph and `/query`,
+//! see `graph`; `docs/lightrag-behaviour.md`): the same status codes,
 //! `detail` texts and JSON shapes, basename identity and `doc-` ids, `dup-`
 //! records, asynchronous processing and deletion, and the API-key check. A
 //! contract suite runs against both this and a real server, so behaviour
@@ -11,9 +12,11 @@
 //! Tests drive it through [`LightragSim`]; other processes use the
 //! `lightrag-sim` binary and the `/_control/*` routes.
 
+mod graph;
 mod http;
 mod store;
 
+pub use graph::extract_entities;
 pub use http::{API_VERSION, CORE_VERSION};
 pub use store::{SimDocStatus, SimDocument};
 
@@ -49,6 +52,8 @@ pub struct LightragSimOptions {
     pub max_pending_documents: Option<usize>,
     /// `MAX_REQUEST_BODY_BYTES` (413 beyond).
     pub max_request_body_bytes: usize,
+    /// `MAX_GRAPH_NODES`: the most nodes `GET /graphs` returns.
+    pub max_graph_nodes: usize,
 }
 
 impl Default for LightragSimOptions {
@@ -62,6 +67,7 @@ impl Default for LightragSimOptions {
             busy_while_processing: true,
             max_pending_documents: None,
             max_request_body_bytes: 50 * 1024 * 1024,
+            max_graph_nodes: 1000,
         }
     }
 }
@@ -83,6 +89,10 @@ pub enum SimRoute {
     StatusCounts,
     PipelineStatus,
     Health,
+    /// `GET /graphs`, `/graph/label/*`
+    Graph,
+    /// `POST /query`
+    Query,
     /// Any other route of the simulated server (not `/_control`).
     Other,
     /// Every route (for faults), or all requests together (for counts).
@@ -91,7 +101,7 @@ pub enum SimRoute {
 
 impl SimRoute {
     /// The routes with their own counter.
-    pub const COUNTED: [SimRoute; 9] = [
+    pub const COUNTED: [SimRoute; 11] = [
         SimRoute::Insert,
         SimRoute::InsertBatch,
         SimRoute::Delete,
@@ -100,6 +110,8 @@ impl SimRoute {
         SimRoute::StatusCounts,
         SimRoute::PipelineStatus,
         SimRoute::Health,
+        SimRoute::Graph,
+        SimRoute::Query,
         SimRoute::Other,
     ];
 
@@ -113,6 +125,8 @@ impl SimRoute {
             SimRoute::StatusCounts => "status_counts",
             SimRoute::PipelineStatus => "pipeline_status",
             SimRoute::Health => "health",
+            SimRoute::Graph => "graph",
+            SimRoute::Query => "query",
             SimRoute::Other => "other",
             SimRoute::Any => "any",
         }

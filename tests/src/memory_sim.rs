@@ -9,12 +9,14 @@
 //! list of 10,000 memories is a concatenation, not a serialisation.
 
 mod generate;
+mod hostile;
 pub mod media;
 mod server;
 #[cfg(test)]
 mod tests;
 
 pub use generate::{generate, generate_malformed};
+pub use hostile::{HostileItem, hostile_items};
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeZone, Utc};
@@ -42,11 +44,21 @@ pub struct MemorySimOptions {
     /// Malformed items (no id, not an object...) added to *each* context on
     /// top of the generated ones; 0 keeps every item readable.
     pub malformed: usize,
+    /// Adds the [`hostile_items`] to each context: invalid UTF-8, deep
+    /// nesting, control characters in ids, huge tag lists, numbers as ids.
+    pub hostile: bool,
 }
 
 impl Default for MemorySimOptions {
     fn default() -> Self {
-        Self { api_key: None, seed: 42, contexts: vec![("CTX123".into(), 40)], now: default_now(), malformed: 0 }
+        Self {
+            api_key: None,
+            seed: 42,
+            contexts: vec![("CTX123".into(), 40)],
+            now: default_now(),
+            malformed: 0,
+            hostile: false,
+        }
     }
 }
 

@@ -49,17 +49,16 @@ fn actions(run: &sims::harness::CliRun) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_apply_twice_then_after_a_config_change() {
-    if std::env::var("AWS_ENDPOINT_URL").map_or(true, |v| v.is_empty()) {
-        eprintln!(
-            "\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: AWS_ENDPOINT_URL (moto) is not set; run `make test`\n"
-        );
+    let test = "schedules_apply_twice_then_after_a_config_change";
+    if connector_core::test_support::required_var("AWS_ENDPOINT_URL", test, "no moto: run `make test`").is_none() {
         return;
     }
     let mut ws = Workspace::new();
     let help = ws.run_async(&["schedules", "--help"]).await;
     if help.code != 0 {
-        eprintln!(
-            "\n!!! SKIPPED schedules_apply_twice_then_after_a_config_change: the binary was built without the `aws` feature (make test builds it with --features memory-connector/aws)\n"
+        connector_core::test_support::skip_test(
+            test,
+            "the binary was built without the `aws` feature (make test builds it with --features memory-connector/aws)",
         );
         return;
     }

@@ -17,15 +17,12 @@ const MEMORY_KEY: &str = "real-mem-key-71c2";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn real_url() -> Option<String> {
-    match std::env::var("LIGHTRAG_REAL_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!(
-                "SKIPPED: LIGHTRAG_REAL_URL is not set; run `make test` to run this against a real LightRAG 1.5.7"
-            );
-            None
-        }
-    }
+    let test = std::thread::current().name().unwrap_or("e2e_real_lightrag").to_owned();
+    connector_core::test_support::required_var(
+        "LIGHTRAG_REAL_URL",
+        &test,
+        "run `make test` (tests/scripts/with-lightrag.sh) to run this against a real LightRAG 1.5.7",
+    )
 }
 
 fn context(case: &str) -> String {

@@ -10,6 +10,7 @@ use connector_core::lightrag::{self, DocumentSink, InsertOutcome, ReplaceOutcome
 use connector_core::secrets::Secret;
 use connector_core::transform::Document;
 use serde_json::{Value, json};
+use sims::harness::wait_until;
 use sims::lightrag_sim::{LightragSim, LightragSimOptions, SimDocStatus, SimFault, SimRoute};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -521,8 +522,10 @@ async fn sim_processing_takes_time_and_blocks_deletes() {
     let outcome = sink.replace(&doc("m.txt", "new")).await;
     assert!(matches!(outcome, Ok(ReplaceOutcome::Deferred { .. })), "{outcome:?}");
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(sim.documents()[0].status, SimDocStatus::Processed);
+    wait_until("the document processed", Duration::from_secs(30), || async {
+        sim.documents()[0].status == SimDocStatus::Processed
+    })
+    .await;
     assert!(matches!(sink.replace(&doc("m.txt", "new")).await.unwrap(), ReplaceOutcome::Replaced { .. }));
 }
 

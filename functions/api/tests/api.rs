@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode};
 use connector_core::ids::{ConnectorId, RunId};
 use connector_core::serverless::{FunctionSettings, api_router, parse_sync_event};
 use connector_core::state::dynamodb::DynamoStore;
-use connector_core::state::{LeaseOutcome, StateStore};
+use connector_core::state::{Checkpoint, EntryStatus, LeaseOutcome, LedgerEntry, Provenance, StateStore};
 use serde_json::{Value, json};
 use sims::harness::ConfigSpec;
 use std::collections::HashMap;
@@ -168,4 +168,44 @@ async fn serves_status_and_triggers_through_eventbridge() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = call(&router, "POST", "/connectors/personal-memories/reset", Some(KEY)).await;
     assert_eq!(status, StatusCode::CONFLICT, "a reset is refused while a run holds the lease: {body}");
+
+    // The look-ups: a LightRAG name resolves through the table's `name`
+    // index; LightRAG itself (nothing listens at its URL) answers 502.
+    let at = chrono::DateTime::parse_from_rfc3339("2025-12-18T14:30:00Z").expect("time").to_utc();
+    let entry = LedgerEntry {
+        memory_id: "42".into(),
+        status: EntryStatus::Processed,
+        content_hash: Some("c".repeat(64).into()),
+        pending_hash: None,
+        file_source: "memory_CTX123_42.txt".into(),
+        doc_id: None,
+        track_id: None,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        first_seen: at,
+        last_ingested: Some(at),
+        provenance: Some(Provenance {
+            context_id: "CTX123".into(),
+            kind: Some("record".into()),
+            created_at: Some(at),
+            updated_at: None,
+            location: None,
+            place: None,
+            tags: vec!["sourdough".into()],
+            audio: true,
+            image: false,
+            headline: Some("Met Anna at the bakery".into()),
+        }),
+    };
+    let connector = ConnectorId::new("personal-memories");
+    store.checkpoint(&connector, Checkpoint { entries: vec![entry], ..Default::default() }).await.expect("ledger");
+    let (status, body) = call(&router, "GET", "/lookup/resolve?name=memory_CTX123_42.txt", Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["memories"][0]["memory_id"], json!("42"));
+    assert_eq!(body["memories"][0]["created_at"], json!("2025-12-18T14:30:00Z"));
+    assert_eq!(body["memories"][0]["audio_url"], json!("http://127.0.0.1:9/memory/CTX123/42/audio"));
+    let (status, body) = call(&router, "GET", "/lookup/by-entity?name=Anna", Some(KEY)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("http://127.0.0.1:9")), "{body}");
 }

@@ -71,6 +71,7 @@ connectors:
         next_attempt_at: None,
         first_seen: Utc::now(),
         last_ingested: None,
+        provenance: None,
     };
     state.checkpoint(&c, Checkpoint { entries: vec![dead], ..Checkpoint::default() }).await.expect("entry");
 

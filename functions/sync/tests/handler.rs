@@ -114,7 +114,7 @@ async fn scheduled_event_runs_one_sync_into_dynamodb() {
     // sandbox: same host name, other PID namespace) is not taken over.
     let elsewhere = connector_core::ids::RunId::new(format!(
         "20260101T000000000Z-00000000@{}:{}",
-        connector_core::ids::this_host(),
+        connector_core::liveness::this_host(),
         u32::MAX - 1
     ));
     assert!(elsewhere.holder_is_gone(), "looks dead from here");

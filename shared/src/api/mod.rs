@@ -8,6 +8,7 @@
 
 pub mod client;
 mod guard;
+mod lookup;
 mod openapi;
 
 use crate::admin;
@@ -183,6 +184,7 @@ struct TriggerQuery {
 /// [`guard`]); CORS and rate limiting follow `api.cors` and `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
+    let lookups = lookup::routes(Arc::clone(&config), Arc::clone(&store));
     let key = guard::AuthKey::from_config(api);
     let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now(), key };
     let protected = Router::new()
@@ -196,14 +198,17 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/connectors/{id}/pause", post(pause))
         .route("/connectors/{id}/resume", post(resume))
         .route("/connectors/{id}/retry-failed", post(retry_failed))
+        .merge(lookups)
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
         // `/health` stays outside: free for probes, never rate limited.
         .layer(axum::middleware::from_fn_with_state(Arc::new(guard::Gate::from_config(api)), guard::gate));
-    let health_path = if config.monitoring.health_check.endpoint.starts_with('/') {
-        config.monitoring.health_check.endpoint.clone()
-    } else {
-        "/health".to_owned()
+    // Validation refuses an endpoint the router cannot mount; never trusted
+    // here, so a config that skipped validation cannot make `serve` panic.
+    let endpoint = &config.monitoring.health_check.endpoint;
+    let health_path = match crate::config::health_endpoint_problem(endpoint) {
+        None => endpoint.clone(),
+        Some(_) => "/health".to_owned(),
     };
     let mut router = Router::new().route(&health_path, get(health));
     if health_path != "/health" {

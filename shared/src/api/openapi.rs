@@ -19,6 +19,10 @@ pub(super) const ROUTES: &[(&str, &str, &str, u16, bool)] = &[
     ("post", "/connectors/{id}/pause", "Stop scheduled runs", 200, true),
     ("post", "/connectors/{id}/resume", "Resume scheduled runs", 200, true),
     ("post", "/connectors/{id}/retry-failed", "Make failed and dead memories eligible again", 200, true),
+    ("post", "/connectors/{id}/ask", "Ask LightRAG; each reference resolved to its memory", 200, true),
+    ("get", "/lookup/resolve", "LightRAG document names to their memories", 200, true),
+    ("get", "/lookup/by-entity", "The memories an entity (or a relation) came from", 200, true),
+    ("get", "/lookup/by-memory", "The entities and relations LightRAG extracted from a memory", 200, true),
     ("get", "/openapi.json", "This document", 200, true),
 ];
 
@@ -37,6 +41,8 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
             json!({"$ref": "#/components/schemas/Health"})
         } else if *ok == 202 {
             json!({"$ref": "#/components/schemas/LaunchOutcome"})
+        } else if super::lookup::openapi(path).is_some() {
+            json!({"$ref": "#/components/schemas/Memories"})
         } else if *path == "/connectors" || path.ends_with("/history") || path.ends_with("/failed") {
             json!({"type": "array", "items": {"type": "object"}})
         } else {
@@ -81,12 +87,23 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
         if path.ends_with("/trigger") {
             parameters.push(json!({"name": "force", "in": "query", "required": false, "schema": {"type": "boolean"}}));
         }
+        let mut request_body = None;
+        if let Some(details) = super::lookup::openapi(path) {
+            parameters.extend(details.parameters);
+            request_body = details.request_body;
+            for (code, description) in details.errors {
+                responses.insert((*code).into(), error(description));
+            }
+        }
         let mut operation = json!({
             "summary": summary,
             "operationId": format!("{method}{}", path.replace(['/', '{', '}', '.', '-'], "_")),
             "parameters": parameters,
             "responses": responses,
         });
+        if let Some(body) = request_body {
+            operation["requestBody"] = body;
+        }
         if !*secured {
             operation["security"] = json!([]);
         }
@@ -120,6 +137,7 @@ pub(super) fn build(connector_ids: &[&str]) -> Value {
                         "last_error": {"type": "string", "nullable": true},
                     },
                 },
+                "Memories": super::lookup::memories_schema(),
                 "LaunchOutcome": {
                     "type": "object",
                     "required": ["connector_id", "run_id", "status"],

@@ -43,6 +43,9 @@ const YAML: &str = r#"
 memory_api:
   url: "http://127.0.0.1:9"
   api_key: "mem-key"
+lightrag:
+  api:
+    url: "http://127.0.0.1:9"
 connectors:
   - id: "c1"
     context_id: "CTX"
@@ -79,7 +82,7 @@ async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> S
 async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
-    let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", crate::ids::this_host(), u32::MAX - 1));
+    let dead = RunId::new(format!("20250101T000000000Z-00000000@{}:{}", crate::liveness::this_host(), u32::MAX - 1));
     let c1 = crate::ids::ConnectorId::new("c1");
     let client = reqwest::Client::new();
     for releases in [false, true] {
@@ -87,7 +90,8 @@ async fn reset_releases_a_dead_runs_lease_only_where_the_launcher_can_tell() {
         let url = serve_with(Arc::clone(&store), releases).await;
         let answer =
             client.post(format!("{url}/connectors/c1/reset")).header("X-API-Key", "the-key").send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), if releases { 200 } else { 409 }, "releases: {releases}");
+        let status = answer.status().as_u16();
+        assert_eq!(status, if releases { 200 } else { 409 }, "releases: {releases}: {}", answer.text().await.unwrap());
     }
     assert!(store.lease(&c1).await.unwrap().is_none(), "released, then the reset's own hold is gone too");
 }
@@ -97,12 +101,31 @@ async fn every_documented_route_exists_and_answers_json() {
     let (url, _dir) = serve().await;
     let client = reqwest::Client::new();
     for (method, path, _, ok, secured) in openapi::ROUTES {
+        // The look-ups need a name, and LightRAG (nothing listens at its
+        // URL here): they answer their documented errors, in the error shape.
+        let (query, body, expected) = match *path {
+            "/lookup/resolve" => ("?name=memory_CTX_1.txt", None, 404),
+            "/lookup/by-memory" => ("?connector_id=c1&memory_id=1", None, 404),
+            "/lookup/by-entity" => ("?name=Anna", None, 502),
+            "/connectors/{id}/ask" => ("", Some(serde_json::json!({"question": "Who is Anna?"})), 502),
+            _ => ("", None, *ok),
+        };
         let path = path.replace("{id}", "c1");
-        let request =
-            if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
+        let request = if *method == "get" {
+            client.get(format!("{url}{path}{query}"))
+        } else {
+            client.post(format!("{url}{path}{query}")).json(&body.unwrap_or_default())
+        };
         let answer = request.header("X-API-Key", "the-key").send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), *ok, "{method} {path}");
-        let _: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer.status().as_u16(), expected, "{method} {path}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        if expected != *ok {
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(!message.is_empty(), "{method} {path}: {answer}");
+            if expected == 502 {
+                assert!(message.contains("http://127.0.0.1:9"), "names LightRAG: {message}");
+            }
+        }
         if *secured {
             let request =
                 if *method == "get" { client.get(format!("{url}{path}")) } else { client.post(format!("{url}{path}")) };
@@ -130,6 +153,25 @@ async fn errors_have_one_shape() {
     assert_eq!(conflict.status().as_u16(), 409);
     let body: serde_json::Value = conflict.json().await.unwrap();
     assert_eq!(body["error"]["code"], "already_running");
+    // The look-ups: bad input is a 400 naming what is wrong, before any call to LightRAG.
+    let ask = |id: &str, body: serde_json::Value| {
+        client.post(format!("{url}/connectors/{id}/ask")).bearer_auth("the-key").json(&body).send()
+    };
+    for (answer, status, needle) in [
+        (get("/lookup/resolve").await.unwrap(), 400, "name"),
+        (get("/lookup/resolve?name=%3CSEP%3E").await.unwrap(), 400, "name is empty"),
+        (get("/lookup/by-memory?connector_id=c1").await.unwrap(), 400, "memory_id"),
+        (get("/lookup/by-entity?name=%20").await.unwrap(), 400, "name is empty"),
+        (ask("c1", serde_json::json!({"qestion": "Who is Anna?"})).await.unwrap(), 400, "qestion"),
+        (ask("c1", serde_json::json!({"question": "Who is Anna?", "mode": "fast"})).await.unwrap(), 400, "mix"),
+        (ask("c1", serde_json::json!({"question": " a "})).await.unwrap(), 400, "3 to 65536"),
+        (ask("zz", serde_json::json!({"question": "Who is Anna?"})).await.unwrap(), 404, "unknown connector `zz`"),
+    ] {
+        assert_eq!(answer.status().as_u16(), status);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{needle}: {body}");
+    }
     let text =
         client.get(format!("{url}/connectors/c1")).bearer_auth("the-key").send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("mem-key") && !text.contains("the-key"), "{text}");
@@ -154,6 +196,43 @@ async fn cors_allows_the_configured_origins_only() {
     );
     let denied = preflight("http://evil.example").await.unwrap();
     assert!(denied.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Whatever reached the router as a health endpoint (validation refuses
+/// these, the router must not trust that): it never panics, `/health`
+/// answers and every API route still routes.
+#[tokio::test]
+async fn the_router_never_panics_on_a_health_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let base = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
+    let client = reqwest::Client::new();
+    for endpoint in ["/connectors", "/connectors/{id}", "/openapi.json", "/:id", "/{*rest}", "/*x", "/a//b", "x"] {
+        let mut config = base.clone();
+        config.monitoring.health_check.endpoint = endpoint.to_owned();
+        let launcher =
+            Arc::new(FakeLauncher { launched: AtomicUsize::new(0), releases: false, store: Arc::clone(&store) });
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            router(Arc::new(config), Arc::clone(&store), launcher)
+        }));
+        let app = built.unwrap_or_else(|_| panic!("the router panicked on the health endpoint {endpoint:?}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert_eq!(client.get(format!("{url}/health")).send().await.unwrap().status().as_u16(), 200, "{endpoint}");
+        let listed = client.get(format!("{url}/connectors")).bearer_auth("the-key").send().await.unwrap();
+        assert_eq!(listed.status().as_u16(), 200, "{endpoint}");
+    }
+}
+
+/// The routes validation keeps the health endpoint away from are the router's.
+#[test]
+fn every_api_route_is_under_a_reserved_prefix() {
+    for (_, path, ..) in openapi::ROUTES {
+        let reserved =
+            crate::config::API_ROUTE_PREFIXES.iter().any(|p| path == p || path.starts_with(&format!("{p}/")));
+        assert!(reserved || *path == "/health", "{path} is not in config::API_ROUTE_PREFIXES");
+    }
 }
 
 /// Issue 15, item 10: `/health` needs no key and gave away `last_error`

@@ -1,5 +1,6 @@
 //! The one parser of the 5-field Unix cron expressions of the config
-//! (`schedule.cron`, `state.cleanup.cleanup_cron`); the scheduler reuses it.
+//! (`schedule.cron`, `state.cleanup.cleanup_cron`) and the one reading of
+//! `schedule.timezone`; validation and the scheduler both use them.
 
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -21,6 +22,23 @@ pub fn parse_unix_cron(expr: &str) -> Result<Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string().trim_end_matches('.').to_owned())
+}
+
+/// `schedule.timezone` values that mean UTC without a tz database.
+pub fn is_utc(name: &str) -> bool {
+    matches!(name, "" | "UTC" | "Etc/UTC")
+}
+
+/// The zone a `schedule.timezone` names (surrounding blanks ignored):
+/// `None` for UTC (see [`is_utc`]), else the zone from the system's tz
+/// database (`/usr/share/zoneinfo` or `TZDIR`), cached by jiff after the
+/// first look-up; an error when the database has no such zone.
+pub fn time_zone(name: &str) -> Result<Option<jiff::tz::TimeZone>, jiff::Error> {
+    let name = name.trim();
+    if is_utc(name) {
+        return Ok(None);
+    }
+    jiff::tz::TimeZone::get(name).map(Some)
 }
 
 #[cfg(test)]
@@ -53,5 +71,13 @@ mod tests {
         assert!(parse_unix_cron("61 * * * *").is_err());
         assert!(parse_unix_cron("0 25 * * *").is_err());
         assert!(parse_unix_cron("0 9 * * funday").is_err());
+    }
+
+    #[test]
+    fn utc_needs_no_tz_database_and_unknown_zones_are_errors() {
+        for utc in ["", " ", "UTC", " Etc/UTC "] {
+            assert!(time_zone(utc).unwrap().is_none(), "{utc:?}");
+        }
+        assert!(time_zone("Mars/Olympus_Mons").is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! `${VAR}` interpolation in the string scalars of the parsed YAML tree.
 //!
 //! Syntax: `${NAME}`; `${NAME:-default}` (default when NAME is unset or
-//! empty); `$${` is a literal `${`. Mapping keys are never interpolated.
+//! empty; the default may hold references itself, `${A:-${B}}`, up to 8
+//! deep); `$${` is a literal `${`. Mapping keys are never interpolated.
 //!
 //! A scalar that is exactly one reference may stand for a number or a bool
 //! (`port: ${PORT}`). Such scalars are left as strings here and recorded as
@@ -128,8 +129,36 @@ pub(crate) struct Substituted {
     pub errors: Vec<RefError>,
 }
 
+/// How deep defaults may nest (`${A:-${B:-${C}}}` is 2).
+const MAX_DEFAULT_DEPTH: usize = 8;
+
 /// Replaces the references in one string.
 pub(crate) fn substitute(input: &str, env: &Environment) -> Substituted {
+    substitute_nested(input, env, 0)
+}
+
+/// The end of the reference whose body starts `body` (just after `${`):
+/// the `}` that closes it, counting the `${` of references nested in a default.
+fn closing_brace(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 2;
+                continue;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn substitute_nested(input: &str, env: &Environment, depth: usize) -> Substituted {
     let mut text = String::with_capacity(input.len());
     let mut errors = Vec::new();
     let mut references = 0usize;
@@ -154,7 +183,7 @@ pub(crate) fn substitute(input: &str, env: &Environment) -> Substituted {
             rest = &at[1..];
             continue;
         };
-        let Some(close) = body_start.find('}') else {
+        let Some(close) = closing_brace(body_start) else {
             errors.push(RefError::Malformed { snippet: truncate(at, 40), reason: "no closing `}`" });
             text.push_str(at);
             rest = "";
@@ -179,10 +208,20 @@ pub(crate) fn substitute(input: &str, env: &Environment) -> Substituted {
             });
             continue;
         }
-        match (env.get(name), default) {
-            (Some(value), Some(default)) if value.is_empty() => text.push_str(default),
+        let value = env.get(name).filter(|v| default.is_none() || !v.is_empty());
+        match (value, default) {
             (Some(value), _) => text.push_str(&value),
-            (None, Some(default)) => text.push_str(default),
+            // A default is itself interpolated, only when it is used.
+            (None, Some(default)) if !default.contains('$') => text.push_str(default),
+            (None, Some(_)) if depth >= MAX_DEFAULT_DEPTH => errors.push(RefError::Malformed {
+                snippet: truncate(reference, 40),
+                reason: "defaults nested more than 8 deep",
+            }),
+            (None, Some(default)) => {
+                let inner = substitute_nested(default, env, depth + 1);
+                text.push_str(&inner.text);
+                errors.extend(inner.errors);
+            }
             (None, None) => errors.push(RefError::Unset { name: name.to_owned(), reference: reference.to_owned() }),
         }
     }
@@ -278,6 +317,24 @@ mod tests {
         // Secret fields: the text is not echoed.
         let msg = substitute("${my-literal-key", &e).errors[0].message(true);
         assert!(!msg.contains("my-literal-key"), "{msg}");
+    }
+
+    #[test]
+    fn defaults_nest_and_are_never_left_literal() {
+        let e = env(&[("D", "from-d"), ("C", "from-c"), ("EMPTY", "")]);
+        assert_eq!(sub("${UNSET:-${D}}", &e), ("from-d".into(), true));
+        assert_eq!(sub("${C:-${D}}", &e).0, "from-c");
+        assert_eq!(sub("${EMPTY:-${UNSET:-deep ${D}!}}", &e).0, "deep from-d!");
+        assert_eq!(sub("x${UNSET:-a${D}b}y", &e).0, "xafrom-dby");
+        assert_eq!(sub("${UNSET:-$${D}}", &e).0, "${D}");
+        // A default that is not used is not looked at: its unset variable is no problem.
+        assert_eq!(sub("${C:-${NOT_SET}}", &e).0, "from-c");
+        let s = substitute("${UNSET:-${ALSO_UNSET}}", &e);
+        assert_eq!(s.errors, vec![RefError::Unset { name: "ALSO_UNSET".into(), reference: "${ALSO_UNSET}".into() }]);
+        let deep = format!("{}x{}", "${U:-".repeat(40), "}".repeat(40));
+        let s = substitute(&deep, &e);
+        assert!(matches!(s.errors.as_slice(), [RefError::Malformed { .. }]), "{:?}", s.errors);
+        assert!(!s.text.contains("${"), "never silently literal: {}", s.text);
     }
 
     #[test]

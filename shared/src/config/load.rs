@@ -17,6 +17,7 @@ use super::env::Environment;
 use super::error::{ConfigError, Problem};
 use super::interpolate::{interpolate, scalar_key, typed_scalar};
 use super::path::{FieldPath, Seg, is_secret_field};
+use super::scalars::typed_scalars;
 use super::schema::{Config, ConnectorConfig};
 use super::validate::validate;
 use crate::secrets::Secret;
@@ -45,8 +46,8 @@ pub fn load_with_env(path: &Path, env: &Environment) -> Result<Config, ConfigErr
 
 /// Parses, interpolates and validates YAML text; `source` names it in errors.
 pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, ConfigError> {
-    let mut value = match parse_yaml(yaml) {
-        Ok(value) => value,
+    let (mut value, typed_scalars) = match parse_yaml(yaml) {
+        Ok(parsed) => parsed,
         Err(problem) => return Err(ConfigError::new(source, vec![problem])),
     };
 
@@ -61,6 +62,7 @@ pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, C
     if let Some(mut config) = config {
         let shape = schema_shape();
         problems.extend(unknown.iter().map(|path| unknown_key_problem(&shape, path)));
+        problems.extend(changed_text_problems(&typed_scalars, &value, &config));
         normalize(&mut config);
         let poisoned: Vec<String> = poisoned.iter().map(ToString::to_string).collect();
         problems.extend(validate(&config).into_iter().filter(|p| !poisoned.iter().any(|q| field_within(&p.field, q))));
@@ -81,9 +83,13 @@ pub fn redacted_yaml(config: &Config) -> String {
     yaml_serde::to_string(config).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
 }
 
-fn parse_yaml(yaml: &str) -> Result<Value, Problem> {
+/// The document as a tree (merge keys applied), and its scalars that YAML
+/// read as numbers or booleans with their text as written.
+fn parse_yaml(yaml: &str) -> Result<(Value, Vec<(FieldPath, String)>), Problem> {
     let syntax = |e: yaml_serde::Error| {
-        let mut message = format!("YAML syntax error: {e}");
+        // The parser quotes the scalar it choked on (`integer `123...` as
+        // u128`), and it may be a key: the field and the place say enough.
+        let mut message = format!("YAML syntax error: {}", without_quoted_values(&e.to_string()));
         if let Some(loc) = e.location()
             && !message.contains(" line ")
         {
@@ -92,13 +98,73 @@ fn parse_yaml(yaml: &str) -> Result<Value, Problem> {
         Problem::new("", message)
     };
     let mut value: Value = yaml_serde::from_str(yaml).map_err(syntax)?;
+    let typed = typed_scalars(yaml, &value);
     // `<<: *anchor` merge keys, so shared connector settings can be written once.
     value.apply_merge().map_err(syntax)?;
     // An empty file is an empty mapping (then validation says what is missing).
     if value.is_null() {
         value = Value::Mapping(yaml_serde::Mapping::new());
     }
-    Ok(value)
+    Ok((value, typed))
+}
+
+/// `text` with every `` `quoted` `` span replaced by `(value not shown)`.
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('`');
+    out.push_str(parts.next().unwrap_or_default());
+    while let Some(_quoted) = parts.next() {
+        out.push_str("(value not shown)");
+        match parts.next() {
+            Some(rest) => out.push_str(rest),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Text fields and secrets written as an unquoted scalar that YAML read as
+/// a number or a boolean whose text is not the one written (`0x1F` -> `31`,
+/// `1e3` -> `1000`, `True` -> `true`): refused, with the fix. A number that
+/// reads back as written (`context_id: 123`) is fine.
+fn changed_text_problems(typed: &[(FieldPath, String)], tree: &Value, config: &Config) -> Vec<Problem> {
+    let shown = yaml_serde::to_value(config).unwrap_or(Value::Null);
+    let mut problems = Vec::new();
+    for (path, written) in typed {
+        let Some(read) = node(tree, path).and_then(super::scalars::as_text) else { continue };
+        if read == *written {
+            continue;
+        }
+        if is_secret_field(path) {
+            problems.push(Problem::new(
+                path.to_string(),
+                "is unquoted, and YAML reads it as a number or a boolean that is not the text written (a hexadecimal, \
+                 octal or exponent form, a sign, trailing zeros, a capital); quote it (the value is not shown: it is a secret)",
+            ));
+        } else if node(&shown, path).is_some_and(Value::is_string) {
+            problems.push(Problem::new(
+                path.to_string(),
+                format!(
+                    "`{written}` is read by YAML as a number or a boolean and would become `{read}`; quote it (\"{written}\") to keep it as written"
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+fn node<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    let mut node = value;
+    for seg in &path.0 {
+        while let Value::Tagged(tagged) = node {
+            node = &tagged.value;
+        }
+        node = match seg {
+            Seg::Key(k) => node.as_mapping()?.iter().find(|(key, _)| scalar_key(key) == *k)?.1,
+            Seg::Index(i) => node.as_sequence()?.get(*i)?,
+        };
+    }
+    Some(node)
 }
 
 /// Deserializes until it succeeds or nothing more can be learned, recording

@@ -3,8 +3,8 @@
 //!
 //! [`load`] is the entry point: it returns a [`Config`] that has passed every
 //! rule, or a [`ConfigError`] listing every [`Problem`] with its field path.
-//! The YAML contract is `configuration-reference.md`; the complete example is
-//! `config/config.example.yaml` at the repository root.
+//! The YAML contract is `config/config.example.yaml` at the repository root
+//! (every section, with its defaults) and the README's "Configuration".
 
 mod cron;
 mod env;
@@ -13,16 +13,24 @@ mod interpolate;
 pub(crate) mod lenient;
 mod load;
 mod path;
+mod scalars;
 mod schema;
 mod validate;
 
-pub use cron::parse_unix_cron;
+pub use cron::{is_utc, parse_unix_cron, time_zone};
 pub use env::Environment;
 pub use error::{ConfigError, Problem};
 pub use load::{load, load_str, load_with_env, redacted_yaml};
 pub use schema::*;
-pub use validate::{MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, is_valid_connector_id, validate};
+pub use validate::{
+    API_ROUTE_PREFIXES, MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, exposure_warnings,
+    health_endpoint_problem, is_valid_connector_id, route_path_problem, validate,
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may panic
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may panic
+mod hostile_tests;

@@ -1,5 +1,5 @@
-//! The configuration schema: serde types with the defaults of
-//! `configuration-reference.md`. Every struct rejects nothing by itself;
+//! The configuration schema: serde types with the defaults that
+//! `config/config.example.yaml` documents. Every struct rejects nothing by itself;
 //! unknown keys are collected by the loader (`serde_ignored`) so that all of
 //! them are reported together.
 
@@ -52,7 +52,7 @@ pub struct LightragConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct LightragApiConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     /// `None` when absent or empty: no `X-API-Key` header is sent.
     pub api_key: Option<Secret>,
@@ -113,7 +113,7 @@ impl Default for LightragDirectConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct MemoryApiConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     pub api_key: Option<Secret>,
     /// Request timeout in seconds.
@@ -351,6 +351,8 @@ impl Default for CleanupConfig {
 #[serde(default)]
 pub struct ApiConfig {
     pub enabled: bool,
+    /// Where the management API and the metrics port listen (default
+    /// `127.0.0.1`; `0.0.0.0` for every interface, e.g. in a container).
     #[serde(deserialize_with = "super::lenient::string")]
     pub host: String,
     pub port: u16,
@@ -364,7 +366,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            host: "0.0.0.0".into(),
+            // Loopback unless told otherwise: the API can trigger and reset
+            // runs, and the metrics port (on this host too) has no key.
+            host: "127.0.0.1".into(),
             port: 9622,
             enable_auth: true,
             api_key: None,
@@ -698,7 +702,7 @@ pub fn is_openai_url(url: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TranscriptionConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub model: String,
@@ -715,7 +719,7 @@ impl Default for TranscriptionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct VisionConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     #[serde(deserialize_with = "super::lenient::string")]
     pub model: String,
@@ -732,7 +736,7 @@ impl Default for VisionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct GeocodingConfig {
-    #[serde(deserialize_with = "super::lenient::string")]
+    #[serde(deserialize_with = "super::lenient::string", serialize_with = "crate::secrets::serialize_masked_url")]
     pub url: String,
     /// Nominatim's usage policy asks for a User-Agent naming the application and a contact.
     #[serde(deserialize_with = "super::lenient::string")]

@@ -14,7 +14,7 @@ const SECRETS: &[(&str, &str)] = &[
     ("ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef-enc"),
 ];
 
-fn env(pairs: &[(&str, &str)]) -> Environment {
+pub(super) fn env(pairs: &[(&str, &str)]) -> Environment {
     Environment::from_map(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
 }
 
@@ -23,7 +23,7 @@ fn example_path() -> PathBuf {
 }
 
 /// The smallest valid config (the management API without auth).
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 memory_api:
   url: "http://127.0.0.1:8080"
 api:
@@ -40,7 +40,7 @@ fn load_ok(yaml: &str, e: &Environment) -> Config {
     }
 }
 
-fn load_err(yaml: &str, e: &Environment) -> ConfigError {
+pub(super) fn load_err(yaml: &str, e: &Environment) -> ConfigError {
     match load_str(yaml, "test.yaml", e) {
         Ok(c) => panic!("expected an error, got {c:?}"),
         Err(err) => err,

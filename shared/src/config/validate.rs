@@ -3,7 +3,7 @@
 //! Every rule runs and every broken one is reported, each naming the field,
 //! the bad value (never a secret's) and what is allowed.
 
-use super::cron::parse_unix_cron;
+use super::cron::{parse_unix_cron, time_zone};
 use super::error::Problem;
 use super::schema::*;
 use crate::secrets::Secret;
@@ -42,6 +42,74 @@ pub fn api_auth_problem(api: &ApiConfig) -> Option<Problem> {
             "is missing; the management API needs it while api.enabled and api.enable_auth are true (e.g. api_key: \"${CONNECTOR_API_KEY}\", or set enable_auth: false)",
         )
     })
+}
+
+/// The routes of the management API: the health endpoint may be none of
+/// them and lie below none of them (the router would refuse to start).
+pub const API_ROUTE_PREFIXES: &[&str] = &["/connectors", "/lookup", "/openapi.json"];
+
+/// Why `path` cannot be a route of its own (`None`: it can): `/`-separated
+/// segments of letters, digits and `-._~`, none empty, `.` or `..`. Nothing
+/// the router would read as a capture (`{id}`, `:id`) or a wildcard (`*`).
+pub fn route_path_problem(path: &str) -> Option<String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some(format!("`{}` must start with `/`", crate::text::escape_controls(path)));
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
+    let bad_segment = |s: &str| s.is_empty() || s == "." || s == ".." || !s.chars().all(allowed);
+    (!rest.is_empty() && rest.split('/').any(bad_segment)).then(|| {
+        format!(
+            "`{}` is not a plain path: use segments of letters, digits and -._~ (no empty, `.` or `..` segment, no `{{`, `:` or `*`)",
+            crate::text::escape_controls(path)
+        )
+    })
+}
+
+/// Why `endpoint` cannot be the health endpoint: not a plain path, or one of
+/// the management API's routes ([`API_ROUTE_PREFIXES`]) or below one.
+pub fn health_endpoint_problem(endpoint: &str) -> Option<String> {
+    if let Some(problem) = route_path_problem(endpoint) {
+        return Some(problem);
+    }
+    let trimmed = endpoint.trim_end_matches('/');
+    API_ROUTE_PREFIXES
+        .iter()
+        .find(|route| trimmed == **route || trimmed.starts_with(&format!("{route}/")))
+        .map(|route| format!("`{endpoint}` is a route of the management API (`{route}`); choose a path of its own"))
+}
+
+/// What is reachable beyond this machine without a key: the management API
+/// with `api.enable_auth: false`, and the metrics port (never authenticated),
+/// when they listen on anything but loopback. `host` is `serve --host` when
+/// given (it wins over `api.host`). Warnings, not errors: behind a firewall
+/// or in a container it can be intended.
+pub fn exposure_warnings(config: &Config, host: Option<&str>) -> Vec<String> {
+    let host = host.unwrap_or(&config.api.host);
+    if is_loopback(host) {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    if config.api.enabled && !config.api.enable_auth {
+        warnings.push(format!(
+            "api.host `{host}` listens beyond loopback and api.enable_auth is false: anyone who can reach port {} can \
+             read, trigger and reset the connectors; set enable_auth: true with an api_key, or host: \"127.0.0.1\"",
+            config.api.port
+        ));
+    }
+    if config.monitoring.prometheus.enabled {
+        warnings.push(format!(
+            "the metrics port {} has no authentication and listens on `{host}` (api.host) beyond loopback; \
+             firewall it, or set api.host: \"127.0.0.1\"",
+            config.monitoring.prometheus.port
+        ));
+    }
+    warnings
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`, with or without brackets).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `id` may name files, URL segments and keys: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
@@ -282,8 +350,7 @@ impl Validator {
             },
         }
         if let Some(tz) = s.timezone.as_deref().map(str::trim)
-            && !crate::schedule::is_utc(tz)
-            && let Err(e) = jiff::tz::TimeZone::get(tz)
+            && let Err(e) = time_zone(tz)
         {
             self.push(
                 format!("{at}.timezone"),
@@ -307,7 +374,10 @@ impl Validator {
             return;
         }
         if a.host.trim().is_empty() {
-            self.push("api.host", "is empty; expected an address to listen on, e.g. \"0.0.0.0\"");
+            self.push(
+                "api.host",
+                "is empty; expected an address to listen on, e.g. \"127.0.0.1\" (or \"0.0.0.0\" for every interface)",
+            );
         }
         if a.rate_limit.enabled {
             self.at_least_one("api.rate_limit.requests_per_minute", a.rate_limit.requests_per_minute.into());
@@ -324,17 +394,15 @@ impl Validator {
     }
 
     fn monitoring(&mut self, m: &MonitoringConfig) {
-        if m.prometheus.enabled && !m.prometheus.path.starts_with('/') {
-            self.push(
-                "monitoring.prometheus.path",
-                format!("`{}` must start with `/`, e.g. \"/metrics\"", m.prometheus.path),
-            );
+        if m.prometheus.enabled
+            && let Some(problem) = route_path_problem(&m.prometheus.path)
+        {
+            self.push("monitoring.prometheus.path", format!("{problem}, e.g. \"/metrics\""));
         }
-        if m.health_check.enabled && !m.health_check.endpoint.starts_with('/') {
-            self.push(
-                "monitoring.health_check.endpoint",
-                format!("`{}` must start with `/`, e.g. \"/health\"", m.health_check.endpoint),
-            );
+        if m.health_check.enabled
+            && let Some(problem) = health_endpoint_problem(&m.health_check.endpoint)
+        {
+            self.push("monitoring.health_check.endpoint", format!("{problem}, e.g. \"/health\""));
         }
         if m.alerts.enabled {
             match &m.alerts.webhook_url {

@@ -21,6 +21,7 @@ use crate::ids::MemoryId;
 use crate::memory_api::{FetchedPage, Media, MediaError, MediaKind, MediaLimits, Memory, MemoryApiClient};
 use crate::retry::{self, Policy, Transient};
 use crate::state::StateStore;
+pub use crate::transform::Enrichment;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -28,23 +29,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-
-/// What enrichment added to one memory; every part is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrichment {
-    /// Automatic transcription of the audio (used only while the Memory API has no transcript).
-    pub transcript: Option<String>,
-    /// A description of the photo.
-    pub image_description: Option<String>,
-    /// A place name for the coordinates.
-    pub place: Option<String>,
-}
-
-impl Enrichment {
-    pub fn is_empty(&self) -> bool {
-        self.transcript.is_none() && self.image_description.is_none() && self.place.is_none()
-    }
-}
 
 /// The enrichments of one fetched page, by memory id.
 #[derive(Debug, Clone, Default)]

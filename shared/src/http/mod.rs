@@ -15,52 +15,21 @@ mod body;
 
 pub use body::{BodyError, ERROR_BODY_BYTES, EXCERPT_BYTES, excerpt, read_body, read_error_body};
 
-use crate::secrets::REDACTED;
+pub use crate::errors::error_chain;
+use crate::secrets::mask_url_credentials;
 use std::time::Duration;
 use url::Url;
 
-/// The URL as it may appear in messages and logs: a password in it is masked.
+/// The URL as it may appear in messages and logs: its credentials masked
+/// ([`crate::secrets::mask_url_credentials`], the one rule for URLs shown).
 pub fn shown_url(url: &Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Fails only for URLs without a host, which have no password either.
-    let _ = shown.set_password(Some(REDACTED));
-    shown.to_string()
+    mask_url_credentials(url.as_str()).into_owned()
 }
 
-/// A URL-like text as it may appear in messages: parsed and masked when it
-/// parses, else everything between `://` and the last `@` is masked.
+/// A URL-like text as it may appear in messages, parsed or not: its
+/// credentials masked ([`crate::secrets::mask_url_credentials`]).
 pub fn shown_url_text(text: &str) -> String {
-    if let Ok(url) = Url::parse(text) {
-        return shown_url(&url);
-    }
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://{REDACTED}@{}", &text[..scheme_end], &rest[at + 1..]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its causes, each once (`reqwest`'s and the AWS SDK's own
-/// message alone say little: "error sending request", "service error").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
+    mask_url_credentials(text).into_owned()
 }
 
 /// A `reqwest` error with its causes but without the URL (which may hold a
@@ -99,20 +68,11 @@ mod tests {
         let url = Url::parse("http://user:hunter2@host/memory/X").unwrap();
         assert_eq!(shown_url(&url), "http://user:***@host/memory/X");
         assert_eq!(shown_url(&Url::parse("https://host/p?q=1").unwrap()), "https://host/p?q=1");
-        assert_eq!(shown_url_text("http://u:p@h x"), "http://***@h x");
-        assert_eq!(shown_url_text("http://u:p@h:99999/"), "http://***@h:99999/", "a bad port does not parse");
-        assert_eq!(shown_url_text("http://u:p@ss@h x/a@b"), "http://***@h x/a@b");
+        assert_eq!(shown_url_text("http://u:p@h x"), "http://u:***@h x");
+        assert_eq!(shown_url_text("http://u:p@h:99999/"), "http://u:***@h:99999/", "a bad port does not parse");
+        assert_eq!(shown_url_text("http://u:p@ss@h/a@b"), "http://u:***@h/a@b");
         assert_eq!(shown_url_text("http://host x/a@b"), "http://host x/a@b", "an @ in the path is no password");
         assert_eq!(shown_url_text("not a url"), "not a url");
-    }
-
-    #[test]
-    fn error_chains_name_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let error = Outer(std::io::Error::other("inner"));
-        assert_eq!(error_chain(&error), "outer: inner");
     }
 
     #[test]

@@ -209,21 +209,20 @@ fn write_temp(temp: &Path, text: &[u8]) -> Result<(), SinkError> {
     file.sync_all().map_err(|e| io_error("flushing", temp, e))
 }
 
-/// Names the path; decides whether retrying later can help.
+/// Names the path; decides who is at fault. Only a problem with this
+/// document's own name is the memory's (charged an attempt); every other
+/// failure is the environment's (a full disk, a quota, a read-only or
+/// failing file system, no descriptors left, no permission): it would fail
+/// every document alike, so the run stops and no memory is charged.
 fn io_error(action: &str, path: &Path, error: io::Error) -> SinkError {
     let kind = match error.kind() {
-        // Every write would fail the same way: stop the run.
-        ErrorKind::PermissionDenied
-        | ErrorKind::ReadOnlyFilesystem
-        | ErrorKind::NotADirectory
-        | ErrorKind::NotFound => SinkErrorKind::Fatal,
-        // Only this document's name is the problem.
         ErrorKind::IsADirectory | ErrorKind::InvalidFilename | ErrorKind::InvalidInput => SinkErrorKind::Rejected,
-        // A full disk or a passing fault: keep the memory for a later run.
-        _ => SinkErrorKind::Transient,
+        _ => SinkErrorKind::Fatal,
     };
     let hint = match error.kind() {
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => " (disk full; the document is retried on a later run)",
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            " (the disk is full: the run stops, no memory is charged, and the next run continues once there is space)"
+        }
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem | ErrorKind::NotADirectory => {
             "; check lightrag.direct.working_dir"
         }
@@ -248,11 +247,31 @@ mod tests {
     }
 
     #[test]
-    fn errors_are_classified() {
+    fn environment_failures_stop_the_run_and_only_name_problems_are_the_memory_s() {
         let p = Path::new("/x/y");
-        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::PermissionDenied)).kind, SinkErrorKind::Fatal);
-        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::StorageFull)).kind, SinkErrorKind::Transient);
-        assert_eq!(io_error("w", p, io::Error::from(ErrorKind::ReadOnlyFilesystem)).kind, SinkErrorKind::Fatal);
-        assert!(io_error("w", p, io::Error::from(ErrorKind::StorageFull)).message.contains("/x/y"));
+        // As the kernel reports them: ENOSPC, EDQUOT, EROFS, EIO, EMFILE, ENFILE, ENOMEM, EACCES, ENOTDIR, ENOENT.
+        for errno in [28, 122, 30, 5, 24, 23, 12, 13, 20, 2] {
+            let error = io_error("writing", p, io::Error::from_raw_os_error(errno));
+            assert_eq!(error.kind, SinkErrorKind::Fatal, "errno {errno}: {}", error.message);
+            assert!(error.message.contains("/x/y"), "{}", error.message);
+        }
+        // ENAMETOOLONG, EISDIR, EINVAL: this document's name.
+        for errno in [36, 21, 22] {
+            assert_eq!(io_error("w", p, io::Error::from_raw_os_error(errno)).kind, SinkErrorKind::Rejected, "{errno}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_real_enospc_from_the_kernel_stops_the_run() {
+        // /dev/full answers every write with ENOSPC.
+        let error = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| f.write_all(b"x").and_then(|()| f.sync_all()))
+            .expect_err("/dev/full is full");
+        let error = io_error("writing", Path::new("/dev/full"), error);
+        assert_eq!(error.kind, SinkErrorKind::Fatal);
+        assert!(error.message.contains("disk is full"), "{}", error.message);
     }
 }

@@ -51,8 +51,9 @@ pub enum SinkErrorKind {
     /// 400/422 and the like: this document will not be accepted as it is;
     /// the memory is failed (and retried by the item budget, then dead).
     Rejected,
-    /// 401/403 or a missing/unwritable folder: every call would fail, so the
-    /// run stops.
+    /// 401/403, or the environment's fault in direct mode (a missing or
+    /// unwritable folder, a full disk, a failing file system): every call
+    /// would fail, so the run stops and no memory is charged an attempt.
     Fatal,
 }
 
@@ -202,6 +203,19 @@ pub fn doc_id(file_source: &str) -> DocId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::file_source;
+
+    /// The name the transform gives a memory survives LightRAG's basename cut whole.
+    #[test]
+    fn file_source_is_its_own_basename_and_safe() {
+        for (ctx, id) in [("CTX123", "42"), ("a/b", "../etc"), ("x", "line\nbreak"), ("c", "über 🎉")] {
+            let fs = file_source(ctx, id);
+            assert_eq!(stored_basename(&fs), fs, "{fs}");
+            assert!(!fs.chars().any(|c| c.is_control() || c == '/' || c == '\\'), "{fs}");
+            assert!(fs.is_ascii());
+        }
+        assert_eq!(file_source("CTX123", "42"), "memory_CTX123_42.txt");
+    }
 
     #[test]
     fn basename_is_what_lightrag_stores() {

@@ -281,10 +281,7 @@ impl MemoryApiClient {
         kind: MediaKind,
         limits: MediaLimits,
     ) -> Result<Media, MediaError> {
-        let mut url = self.base.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().push("memory").push(context_id).push(memory_id).push(kind.segment());
-        }
+        let url = self.media_location(context_id, memory_id, kind);
         let shown = shown_url(&url);
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -324,6 +321,22 @@ impl MemoryApiClient {
             Ok(result) => result,
             Err(_) => Err(MediaError::Timeout { url: shown.clone(), timeout_secs: limits.timeout.as_secs() }),
         }
+    }
+
+    /// Where a memory's audio or image is (what [`Self::media`] downloads),
+    /// as it may be shown: a password in the base URL is masked, the key is
+    /// never in it (it travels as a header).
+    pub fn media_url(&self, context_id: &str, memory_id: &str, kind: MediaKind) -> String {
+        shown_url(&self.media_location(context_id, memory_id, kind))
+    }
+
+    fn media_location(&self, context_id: &str, memory_id: &str, kind: MediaKind) -> Url {
+        let mut url = self.base.clone();
+        // `new` refused cannot-be-a-base URLs; `push` keeps a `/` in an id inside one segment.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().push("memory").push(context_id).push(memory_id).push(kind.segment());
+        }
+        url
     }
 
     fn transport_error(&self, shown_url: &str, error: reqwest::Error) -> MemoryApiError {
@@ -385,6 +398,16 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, MemoryApiError::InvalidApiKey));
         assert!(!err.to_string().contains("sec"));
+    }
+
+    #[test]
+    fn media_urls_encode_each_id_as_one_segment() {
+        let c = client("https://user:pw@example.org/api/");
+        assert_eq!(
+            c.media_url("CTX 1", "a/b", MediaKind::Audio),
+            "https://user:***@example.org/api/memory/CTX%201/a%2Fb/audio"
+        );
+        assert_eq!(c.media_url("C", "42", MediaKind::Image), "https://user:***@example.org/api/memory/C/42/image");
     }
 
     #[test]

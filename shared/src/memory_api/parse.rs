@@ -1,5 +1,5 @@
-//! Tolerant reading of a `GET /memory/{ctx}` answer (memory-api.md, "What
-//! real deployments send"): one untidy item never fails the page; it becomes a
+//! Tolerant reading of a `GET /memory/{ctx}` answer (`docs/memory-api.md`,
+//! "The untidiness it accepts"): one untidy item never fails the page; it becomes a
 //! [`RejectedMemory`] and the rest are read.
 //!
 //! Each item is read into a `serde_json::Value` (one at a time) and each
@@ -38,8 +38,83 @@ pub(crate) enum BodyError {
 /// never held as one `Value` tree: each item stays a slice of the body until
 /// it is read, so the peak memory is about the body plus the memories (a
 /// 10,000-memory page as one tree cost ~20 MB more).
+///
+/// Bytes JSON does not allow (not UTF-8, or a raw control character inside
+/// a string) fail only the items that hold them: the body is then read from
+/// a copy with each replaced (U+FFFD), and an item that contains one is
+/// rejected with its id and the byte's offset.
 pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyError> {
-    let top: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+    if let Ok(text) = std::str::from_utf8(body) {
+        match parse_text(text, &Replacements::default(), limit) {
+            Err(BodyError::NotJson(reason)) if reason.starts_with("control character") => {}
+            read => return read,
+        }
+    }
+    let (text, replacements) = Replacements::sanitize(body);
+    parse_text(&text, &replacements, limit)
+}
+
+/// Where a sanitized copy of the body replaced bytes JSON does not allow.
+#[derive(Debug, Default)]
+struct Replacements {
+    /// (offset in the copy, offset in the body, bytes replaced), in order.
+    at: Vec<(usize, usize, usize)>,
+}
+
+impl Replacements {
+    /// The body as text, each invalid UTF-8 sequence and each raw control
+    /// character inside a string replaced by U+FFFD. One pass, linear.
+    fn sanitize(body: &[u8]) -> (String, Self) {
+        let mut text = String::with_capacity(body.len() + 16);
+        let mut at = Vec::new();
+        let mut replace = |text: &mut String, offset: usize, len: usize| {
+            at.push((text.len(), offset, len));
+            text.push(char::REPLACEMENT_CHARACTER);
+        };
+        let (mut offset, mut in_string, mut escaped) = (0, false, false);
+        for chunk in body.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if in_string && u32::from(c) < 0x20 {
+                    replace(&mut text, offset, 1);
+                    offset += 1;
+                    escaped = false;
+                    continue;
+                }
+                if in_string {
+                    (escaped, in_string) = (!escaped && c == '\\', escaped || c != '"');
+                } else {
+                    in_string = c == '"';
+                }
+                text.push(c);
+                offset += c.len_utf8();
+            }
+            let invalid = chunk.invalid().len();
+            if invalid > 0 {
+                replace(&mut text, offset, invalid);
+                offset += invalid;
+                escaped = false;
+            }
+        }
+        (text, Self { at })
+    }
+
+    /// The first replaced byte inside `range` of the copy, as an offset in the body.
+    fn first_in(&self, range: std::ops::Range<usize>) -> Option<usize> {
+        let first = self.at.partition_point(|&(copy, _, _)| copy < range.start);
+        self.at.get(first).filter(|&&(copy, _, _)| copy < range.end).map(|&(_, body, _)| body)
+    }
+
+    /// The body offset of an offset in the copy.
+    fn body_offset(&self, copy_offset: usize) -> usize {
+        let before = self.at.partition_point(|&(copy, _, _)| copy < copy_offset);
+        self.at[..before]
+            .iter()
+            .fold(copy_offset, |offset, &(_, _, replaced)| offset + replaced - char::REPLACEMENT_CHARACTER.len_utf8())
+    }
+}
+
+fn parse_text(text: &str, replacements: &Replacements, limit: u32) -> Result<FetchedPage, BodyError> {
+    let top: &RawValue = serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
     let kind = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_or("unreadable JSON", |v| json_kind(&v));
     let mut fields: BTreeMap<String, &RawValue> = serde_json::from_str(top.get())
         .map_err(|_| BodyError::Shape(format!("expected a JSON object with a `memories` array, got {}", kind(top))))?;
@@ -48,9 +123,44 @@ pub(crate) fn parse_body(body: &[u8], limit: u32) -> Result<FetchedPage, BodyErr
     };
     let items: Vec<&RawValue> = serde_json::from_str(memories.get())
         .map_err(|_| BodyError::Shape(format!("`memories` is {}, not an array", kind(memories))))?;
-    // Each slice is valid JSON (the body parsed), so reading it cannot fail.
-    let values = items.iter().map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
+    let values = items.iter().map(|raw| read_raw_item(text, raw, replacements));
     Ok(parse_items(values, limit))
+}
+
+/// One item of the body as a `Value`, or why it cannot be one: bytes that
+/// are not UTF-8, nesting past serde_json's limit, a lone surrogate escape.
+fn read_raw_item(text: &str, raw: &RawValue, replacements: &Replacements) -> Result<Value, (Option<String>, String)> {
+    // The item is a slice of `text` (borrowed by the deserializer).
+    let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+    let at = replacements.body_offset(start);
+    if let Some(bad) = replacements.first_in(start..start + raw.get().len()) {
+        return Err((
+            shallow_id(raw),
+            format!(
+                "the item (at byte {at} of the body) holds bytes JSON does not allow (not UTF-8, or a raw control \
+                 character in a string), the first at byte {bad}"
+            ),
+        ));
+    }
+    serde_json::from_str::<Value>(raw.get()).map_err(|e| {
+        let message = e.to_string();
+        let reason = message.split(" at line ").next().unwrap_or(&message);
+        // serde_json names a lone surrogate by what it expected next.
+        let hint = if reason.contains("surrogate") || reason.contains("hex escape") {
+            " (a \\u escape that is half of a UTF-16 surrogate pair, which no text can hold)"
+        } else {
+            ""
+        };
+        (shallow_id(raw), format!("the item (at byte {at} of the body) is not readable JSON: {reason}{hint}"))
+    })
+}
+
+/// The id of an item that cannot be read whole, read from its top level
+/// alone (its other fields stay unread).
+fn shallow_id(raw: &RawValue) -> Option<String> {
+    let fields: HashMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+    let id = serde_json::from_str::<Value>(fields.get("id")?.get()).ok()?;
+    read_id(Some(&id)).ok()
 }
 
 /// [`parse_page`] for a body already read as JSON.
@@ -64,17 +174,20 @@ pub(crate) fn parse_value(value: Value, limit: u32) -> Result<FetchedPage, Strin
         Some(other) => return Err(format!("`memories` is {}, not an array", json_kind(&other))),
         None => return Err("the JSON object has no `memories` array".to_owned()),
     };
-    Ok(parse_items(items.into_iter(), limit))
+    Ok(parse_items(items.into_iter().map(Ok), limit))
 }
 
-fn parse_items(items: impl ExactSizeIterator<Item = Value>, limit: u32) -> FetchedPage {
+/// An item as JSON, or (its id if readable, why it is not readable).
+type RawItem = Result<Value, (Option<String>, String)>;
+
+fn parse_items(items: impl ExactSizeIterator<Item = RawItem>, limit: u32) -> FetchedPage {
     let possibly_truncated = items.len() >= limit as usize;
     let mut page = FetchedPage { possibly_truncated, attempts: 1, ..FetchedPage::default() };
     page.memories.reserve(items.len());
     // id -> index of the item that was kept for it.
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        match parse_item(item) {
+        match item.and_then(parse_item) {
             Ok(memory) => match seen.get(memory.id.as_str()) {
                 Some(first) => page.rejected.push(RejectedMemory {
                     index,
@@ -235,291 +348,4 @@ fn json_kind(value: &Value) -> &'static str {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use serde_json::json;
-
-    fn page(items: Value) -> FetchedPage {
-        let body = serde_json::to_vec(&json!({ "memories": items })).unwrap();
-        parse_page(&body, 100).unwrap()
-    }
-
-    fn one(item: Value) -> Memory {
-        let page = page(json!([item]));
-        assert!(page.rejected.is_empty(), "{:?}", page.rejected);
-        page.memories.into_iter().next().unwrap()
-    }
-
-    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
-    }
-
-    #[test]
-    fn body_errors_tell_not_json_from_wrong_shape() {
-        assert!(matches!(parse_body(b"<html>502</html>", 10), Err(BodyError::NotJson(_))));
-        assert!(matches!(parse_body(br#"{"memories": [1, "#, 10), Err(BodyError::NotJson(_))));
-        assert_eq!(
-            parse_body(b"[1, 2]", 10).unwrap_err(),
-            BodyError::Shape("expected a JSON object with a `memories` array, got an array".into())
-        );
-        assert_eq!(
-            parse_body(br#"{"memories": {"a": 1}}"#, 10).unwrap_err(),
-            BodyError::Shape("`memories` is an object, not an array".into())
-        );
-        assert!(matches!(parse_body(br#"{"items": []}"#, 10), Err(BodyError::Shape(_))));
-    }
-
-    #[test]
-    fn body_is_read_item_by_item_like_a_value_tree() {
-        // An escaped key and a repeated key read as serde_json reads them (last one wins).
-        let body = br#"{"memo\u0072ies": [{"id": "a", "transcript": "x"}, 7], "memories": [{"id": 12, "transcript": "t\u00e9"}, "bad"]}"#;
-        let page = parse_body(body, 10).unwrap();
-        let value: Value = serde_json::from_slice(body).unwrap();
-        let tree = parse_value(value, 10).unwrap();
-        assert_eq!(page.memories, tree.memories);
-        assert_eq!(page.rejected.len(), tree.rejected.len());
-        assert_eq!(page.memories[0].id.as_str(), "12");
-        assert_eq!(page.memories[0].transcript.as_deref(), Some("t\u{e9}"));
-    }
-
-    #[test]
-    fn the_documented_example_reads_fully() {
-        let body = br#"{"memories":[{"id":"1234567890","type":"record","audio":true,"image":false,
-            "transcript":"Met Anna at the bakery, she recommended #sourdough",
-            "location_lat":52.52,"location_lon":13.405,
-            "created_at":"2025-12-18T14:30:00Z","updated_at":"2025-12-18T14:35:10Z",
-            "gcs_uri":"gs://bucket/audio/1234567890.webm","gcs_uri_img":null}],"count":1}"#;
-        let page = parse_page(body, 10).unwrap();
-        assert_eq!(page.rejected, vec![]);
-        assert!(!page.possibly_truncated);
-        assert_eq!(page.attempts, 1);
-        assert_eq!(
-            page.memories,
-            vec![Memory {
-                id: MemoryId::new("1234567890"),
-                kind: Some("record".into()),
-                audio: true,
-                image: false,
-                transcript: Some("Met Anna at the bakery, she recommended #sourdough".into()),
-                location: Some(GeoPoint { lat: 52.52, lon: 13.405 }),
-                created_at: Some(utc(2025, 12, 18, 14, 30, 0)),
-                updated_at: Some(utc(2025, 12, 18, 14, 35, 10)),
-                gcs_uri: Some("gs://bucket/audio/1234567890.webm".into()),
-                gcs_uri_img: None,
-            }]
-        );
-    }
-
-    #[test]
-    fn count_may_be_missing_and_unknown_fields_are_ignored() {
-        let body = br#"{"memories":[{"id":"a","mood":"happy","device":{"os":"android"},"tags":[1,2]}],
-            "next":null,"server":"v2"}"#;
-        let page = parse_page(body, 10).unwrap();
-        assert_eq!(page.memories.len(), 1);
-        assert_eq!(page.memories[0].id.as_str(), "a");
-        assert!(page.rejected.is_empty());
-    }
-
-    #[test]
-    fn a_minimal_item_has_nothing_but_its_id() {
-        let m = one(json!({"id": "x"}));
-        assert_eq!(m.kind, None);
-        assert!(!m.audio && !m.image);
-        assert_eq!((m.transcript, m.location, m.created_at, m.updated_at), (None, None, None, None));
-        assert_eq!((m.gcs_uri, m.gcs_uri_img), (None, None));
-    }
-
-    #[test]
-    fn empty_transcripts_are_none_and_real_ones_are_kept_verbatim() {
-        for blank in [json!(""), json!("   \n\t "), Value::Null, json!(42), json!(["a"])] {
-            assert_eq!(one(json!({"id": "1", "transcript": blank})).transcript, None, "{blank}");
-        }
-        assert_eq!(one(json!({"id": "1"})).transcript, None);
-        let text = "  ---\ntitle: not yaml\n---\n<b>Grüße</b> 🎉 **bold** #tag\n";
-        assert_eq!(one(json!({"id": "1", "transcript": text})).transcript.as_deref(), Some(text));
-    }
-
-    #[test]
-    fn locations_that_mean_unknown_are_none() {
-        let cases = [
-            json!({"id": "1", "location_lat": null, "location_lon": null}),
-            json!({"id": "1"}),
-            json!({"id": "1", "location_lat": 52.5}),
-            json!({"id": "1", "location_lat": 0.0, "location_lon": 0.0}),
-            json!({"id": "1", "location_lat": 0, "location_lon": 0}),
-            json!({"id": "1", "location_lat": 91.0, "location_lon": 13.0}),
-            json!({"id": "1", "location_lat": 52.0, "location_lon": -180.5}),
-            json!({"id": "1", "location_lat": "north", "location_lon": 13.0}),
-            json!({"id": "1", "location_lat": "NaN", "location_lon": "inf"}),
-            json!({"id": "1", "location_lat": true, "location_lon": 13.0}),
-        ];
-        for item in cases {
-            assert_eq!(one(item.clone()).location, None, "{item}");
-        }
-    }
-
-    #[test]
-    fn real_locations_are_kept_including_zero_on_one_axis_and_numeric_strings() {
-        assert_eq!(
-            one(json!({"id": "1", "location_lat": 0.0, "location_lon": 13.4})).location,
-            Some(GeoPoint { lat: 0.0, lon: 13.4 })
-        );
-        assert_eq!(
-            one(json!({"id": "1", "location_lat": -33.87, "location_lon": 151.21})).location,
-            Some(GeoPoint { lat: -33.87, lon: 151.21 })
-        );
-        assert_eq!(
-            one(json!({"id": "1", "location_lat": "48.85", "location_lon": " 2.35 "})).location,
-            Some(GeoPoint { lat: 48.85, lon: 2.35 })
-        );
-    }
-
-    #[test]
-    fn timestamps_in_every_form_deployments_send() {
-        let at = utc(2025, 12, 18, 14, 30, 0);
-        for raw in [
-            "2025-12-18T14:30:00Z",
-            "2025-12-18T14:30:00+00:00",
-            "2025-12-18T15:30:00+01:00",
-            "2025-12-18T14:30:00",
-            "2025-12-18 14:30:00",
-            "2025-12-18 14:30:00Z",
-            "2025-12-18 15:30:00+01:00",
-            " 2025-12-18T14:30:00Z ",
-            "2025-12-18T14:30",
-        ] {
-            assert_eq!(one(json!({"id": "1", "created_at": raw})).created_at, Some(at), "{raw}");
-        }
-        let fractional = one(json!({"id": "1", "created_at": "2025-12-18T14:30:00.123456Z",
-            "updated_at": "2025-12-18T14:30:00.5"}));
-        assert_eq!(fractional.created_at, Some(at + chrono::Duration::microseconds(123_456)));
-        assert_eq!(fractional.updated_at, Some(at + chrono::Duration::milliseconds(500)));
-        // Epoch seconds and milliseconds.
-        assert_eq!(one(json!({"id": "1", "created_at": at.timestamp()})).created_at, Some(at));
-        assert_eq!(one(json!({"id": "1", "created_at": at.timestamp_millis()})).created_at, Some(at));
-    }
-
-    #[test]
-    fn unreadable_timestamps_are_none_not_a_rejection() {
-        for raw in [json!("yesterday"), json!(""), json!("2025-13-45T99:00:00Z"), Value::Null, json!(true)] {
-            let m = one(json!({"id": "1", "created_at": raw, "updated_at": raw}));
-            assert_eq!((m.created_at, m.updated_at), (None, None), "{raw}");
-        }
-    }
-
-    #[test]
-    fn numeric_ids_become_their_decimal_string() {
-        let page = page(json!([{"id": 1234567890}, {"id": 12.0}, {"id": -7}, {"id": 1.5}, {"id": "0042"}]));
-        let ids: Vec<&str> = page.memories.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["1234567890", "12", "-7", "1.5", "0042"]);
-        assert!(page.rejected.is_empty());
-    }
-
-    #[test]
-    fn unusable_items_are_rejected_with_index_and_reason_not_failing_the_page() {
-        let page = page(json!([
-            {"id": "ok-1", "transcript": "fine"},
-            {"transcript": "no id"},
-            {"id": ""},
-            {"id": "   "},
-            {"id": null},
-            "a string",
-            42,
-            [1, 2],
-            null,
-            {"id": true},
-            {"id": {"nested": 1}},
-            {"id": 1e20},
-            {"id": "ok-2"},
-        ]));
-        assert_eq!(page.memories.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["ok-1", "ok-2"]);
-        let indexes: Vec<usize> = page.rejected.iter().map(|r| r.index).collect();
-        assert_eq!(indexes, (1..=11).collect::<Vec<_>>());
-        assert!(page.rejected.iter().all(|r| !r.reason.is_empty()));
-        assert_eq!(page.rejected[0].reason, "the item has no id");
-        assert_eq!(page.rejected[4].reason, "the item is a string, not an object");
-        assert_eq!(page.rejected[7].reason, "the item is null, not an object");
-        assert_eq!(page.rejected[8].reason, "the item's id is a boolean, not a string or a number");
-        assert_eq!(page.rejected[10].id.as_deref(), Some("1e+20"));
-    }
-
-    #[test]
-    fn duplicate_ids_keep_the_first_and_reject_the_rest() {
-        let page = page(json!([
-            {"id": "7", "transcript": "first"},
-            {"id": 7, "transcript": "second"},
-            {"id": "8"},
-            {"id": "7", "transcript": "third"},
-        ]));
-        assert_eq!(page.memories.len(), 2);
-        assert_eq!(page.memories[0].transcript.as_deref(), Some("first"));
-        assert_eq!(page.rejected.len(), 2);
-        assert_eq!((page.rejected[0].index, page.rejected[0].id.as_deref()), (1, Some("7")));
-        assert_eq!(page.rejected[1].index, 3);
-        assert!(page.rejected[0].reason.contains("item #0"), "{}", page.rejected[0].reason);
-    }
-
-    #[test]
-    fn flags_accept_booleans_numbers_and_strings() {
-        let m = one(json!({"id": "1", "audio": 1, "image": 0}));
-        assert!(m.audio && !m.image);
-        let m = one(json!({"id": "1", "audio": null, "image": "true"}));
-        assert!(!m.audio && m.image);
-        let m = one(json!({"id": "1", "audio": "0", "image": true}));
-        assert!(!m.audio && m.image);
-    }
-
-    #[test]
-    fn type_is_free_text_and_uris_are_optional() {
-        let m = one(json!({"id": "1", "type": " Voice Memo ", "gcs_uri": "", "gcs_uri_img": "gs://b/i.jpg"}));
-        assert_eq!(m.kind.as_deref(), Some("Voice Memo"));
-        assert_eq!(m.gcs_uri, None);
-        assert_eq!(m.gcs_uri_img.as_deref(), Some("gs://b/i.jpg"));
-        assert_eq!(one(json!({"id": "1", "type": ""})).kind, None);
-        assert_eq!(one(json!({"id": "1", "type": 3})).kind, None);
-    }
-
-    #[test]
-    fn a_full_page_is_possibly_truncated() {
-        let body = serde_json::to_vec(&json!({"memories": [{"id": "1"}, {"id": "2"}, {"id": "3"}]})).unwrap();
-        assert!(parse_page(&body, 3).unwrap().possibly_truncated);
-        assert!(parse_page(&body, 2).unwrap().possibly_truncated);
-        assert!(!parse_page(&body, 4).unwrap().possibly_truncated);
-        // Rejected items count too: the server returned `limit` items.
-        let body = serde_json::to_vec(&json!({"memories": [{"id": "1"}, 5, {"id": "1"}]})).unwrap();
-        let page = parse_page(&body, 3).unwrap();
-        assert!(page.possibly_truncated);
-        assert_eq!(page.memories.len(), 1);
-    }
-
-    #[test]
-    fn an_empty_list_is_fine() {
-        let page = parse_page(br#"{"memories": [], "count": 0}"#, 10).unwrap();
-        assert_eq!(page, FetchedPage { attempts: 1, ..FetchedPage::default() });
-    }
-
-    #[test]
-    fn bodies_without_a_memories_array_are_errors() {
-        for (body, expected) in [
-            (&b"<html>502 Bad Gateway</html>"[..], "not JSON"),
-            (b"", "not JSON"),
-            (b"[]", "got an array"),
-            (b"null", "got null"),
-            (br#"{"items": []}"#, "no `memories` array"),
-            (br#"{"memories": null}"#, "`memories` is null"),
-            (br#"{"memories": {"id": "1"}}"#, "`memories` is an object"),
-        ] {
-            let err = parse_page(body, 10).unwrap_err();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
-        }
-    }
-
-    #[test]
-    fn unicode_and_long_transcripts_survive() {
-        let long = "Läuft 🎙️ — ".repeat(3000);
-        let m = one(json!({"id": "ü-1", "transcript": long}));
-        assert_eq!(m.transcript.as_deref(), Some(long.as_str()));
-        assert_eq!(m.id.as_str(), "ü-1");
-    }
-}
+mod tests;

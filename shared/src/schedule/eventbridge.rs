@@ -31,7 +31,7 @@ pub enum ScheduleError {
 /// The EventBridge expression for `schedule`.
 pub fn eventbridge_expression(schedule: &ScheduleConfig) -> Result<String, ScheduleError> {
     if schedule.kind == ScheduleType::Cron
-        && let Some(zone) = schedule.timezone.as_deref().filter(|z| !crate::schedule::is_utc(z.trim()))
+        && let Some(zone) = schedule.timezone.as_deref().filter(|z| !crate::config::is_utc(z.trim()))
     {
         return Err(ScheduleError::Other(format!(
             "timezone {zone:?}: EventBridge rules run in UTC; write the cron in UTC or drop the timezone"

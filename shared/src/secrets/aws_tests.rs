@@ -38,26 +38,34 @@ async fn resolves_plain_and_json_secrets_with_a_ttl_cache() {
     ]);
 
     let cached = SecretsManagerResolver::new(client.clone(), Duration::from_secs(3600));
-    let env = cached.environment(vars.clone()).await.expect("resolve");
-    assert_eq!(env.get("MEMORY_API_KEY").as_deref(), Some("mem-key-1"), "the secret wins over the plain variable");
-    assert_eq!(env.get("LIGHTRAG_API_KEY").as_deref(), Some("lr-key"));
-    assert_eq!(env.get("CONNECTOR_API_KEY").as_deref(), Some("api-key"));
-    assert_eq!(env.get("OTHER").as_deref(), Some("kept"));
+    let env = cached.resolve(vars.clone()).await.expect("resolve");
+    assert_eq!(
+        env.get("MEMORY_API_KEY").map(String::as_str),
+        Some("mem-key-1"),
+        "the secret wins over the plain variable"
+    );
+    assert_eq!(env.get("LIGHTRAG_API_KEY").map(String::as_str), Some("lr-key"));
+    assert_eq!(env.get("CONNECTOR_API_KEY").map(String::as_str), Some("api-key"));
+    assert_eq!(env.get("OTHER").map(String::as_str), Some("kept"));
 
     // Rotate: the cached resolver keeps the old value for its TTL; a resolver
     // with a zero TTL fetches again.
     client.put_secret_value().secret_id(&plain).secret_string("mem-key-2").send().await.expect("rotate");
-    let env = cached.environment(vars.clone()).await.expect("resolve again");
-    assert_eq!(env.get("MEMORY_API_KEY").as_deref(), Some("mem-key-1"), "served from the cache within the TTL");
+    let env = cached.resolve(vars.clone()).await.expect("resolve again");
+    assert_eq!(
+        env.get("MEMORY_API_KEY").map(String::as_str),
+        Some("mem-key-1"),
+        "served from the cache within the TTL"
+    );
     assert!(cached.is_fresh());
     let uncached = SecretsManagerResolver::new(client.clone(), Duration::ZERO);
-    let env = uncached.environment(vars.clone()).await.expect("resolve uncached");
-    assert_eq!(env.get("MEMORY_API_KEY").as_deref(), Some("mem-key-2"));
+    let env = uncached.resolve(vars.clone()).await.expect("resolve uncached");
+    assert_eq!(env.get("MEMORY_API_KEY").map(String::as_str), Some("mem-key-2"));
     assert!(!uncached.is_fresh(), "a zero TTL is never fresh");
 
     // A missing secret: the error names variable and secret, never a value.
     let missing = HashMap::from([("MEMORY_API_KEY_SECRET_ARN".to_owned(), format!("missing-{tag}"))]);
-    let error = uncached.environment(missing).await.expect_err("missing secret").to_string();
+    let error = uncached.resolve(missing).await.expect_err("missing secret").to_string();
     assert!(error.contains(&format!("missing-{tag}")) && error.contains("${MEMORY_API_KEY}"), "{error}");
     assert!(!error.contains("mem-key"), "{error}");
 }

@@ -8,12 +8,14 @@
 //! taken here *before* a trigger is answered, under the run id the answer
 //! carries (the engine renews the same lease when it starts).
 
+mod gauges;
 mod listen;
 mod timing;
 
 pub use listen::{Connections, HEADER_READ_TIMEOUT, connection_budget, raise_descriptor_limit};
 
 use crate::api::{self, LaunchError, LaunchOutcome, RunLauncher};
+use crate::clock::Clock;
 use crate::config::{Config, ConnectorConfig};
 use crate::ids::{ConnectorId, RunId};
 use crate::lightrag::DocumentSink;
@@ -21,7 +23,7 @@ use crate::schedule;
 use crate::state::{Checkpoint, LeaseOutcome, RunStatus, StateStore, Trigger};
 use crate::sync::{MemorySource, RunLimits, RunOptions, RunReport, SyncError};
 use crate::telemetry::alerts::Alerter;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{ErrorType, Metrics};
 use crate::wiring::Adapters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -72,6 +74,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     started_at: DateTime<Utc>,
     job_timeout: Duration,
+    /// The wall time the scheduler reads (tests: one that follows paused tokio time).
+    clock: Clock,
 }
 
 /// The service; cheap to clone.
@@ -106,6 +110,7 @@ impl Service {
         for connector in &config.connectors {
             metrics.register_connector(&connector.id);
         }
+        timing::register(&metrics, &config.connectors);
         let source: Arc<dyn MemorySource> =
             Arc::new(timing::TimedSource { inner: source, metrics: Arc::clone(&metrics) });
         let sink: Arc<dyn DocumentSink> = Arc::new(timing::TimedSink { inner: sink, metrics: Arc::clone(&metrics) });
@@ -125,6 +130,7 @@ impl Service {
                 stop,
                 started_at: Utc::now(),
                 job_timeout,
+                clock: Clock::system(),
             }),
         }
     }
@@ -136,6 +142,20 @@ impl Service {
             inner.job_timeout = timeout;
         }
         self
+    }
+
+    /// Reads wall time from `clock` instead of the system's (tests: a clock
+    /// that follows paused tokio time). Only before the service is shared.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.clock = clock;
+            inner.started_at = clock.now();
+        }
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -277,13 +297,13 @@ impl Service {
         let mut report = match result {
             Ok(report) => report,
             Err(SyncError::AlreadyRunning { .. }) => {
-                inner.metrics.record_error(&connector.id, "already_running");
+                inner.metrics.record_error(&connector.id, ErrorType::AlreadyRunning);
                 return None;
             }
             Err(SyncError::Paused(_)) => return None,
             Err(e) => {
                 error!(target: "connector_core::service", connector_id = %connector.id, run_id = %run_id, error = %e, "the run could not start");
-                inner.metrics.record_error(&connector.id, "run_failed");
+                inner.metrics.record_error(&connector.id, ErrorType::RunFailed);
                 self.set_last_error(Some(format!("{}: {e}", connector.id)));
                 return None;
             }
@@ -291,13 +311,7 @@ impl Service {
         if report.stopped_early && Instant::now() >= limits.stop_at {
             self.mark_timed_out(&mut report).await;
         }
-        let processed = inner
-            .store
-            .status_counts(&connector.id)
-            .await
-            .ok()
-            .map(|counts| crate::state::EntryCounts::from_sparse(counts).processed());
-        inner.metrics.record_run(&report, processed);
+        inner.metrics.record_run(report.finished_run());
         match &report.error {
             Some(e) => self.set_last_error(Some(format!("{}: {e}", connector.id))),
             None if report.status != RunStatus::Failed => self.set_last_error(None),
@@ -306,7 +320,7 @@ impl Service {
         if let Some(alerter) = &inner.alerter
             && let Ok(Some(state)) = inner.store.connector_state(&connector.id).await
         {
-            alerter.evaluate(&state, report.error.clone(), inner.started_at, Utc::now()).await;
+            alerter.evaluate(&state, report.error.clone(), inner.started_at, self.now()).await;
         }
         Some(report)
     }
@@ -387,7 +401,7 @@ impl Service {
                     continue;
                 }
             };
-            let now = Utc::now();
+            let now = self.now();
             let last = state.as_ref().and_then(|s| s.last_run_started).max(last_attempt);
             let Some(due) = schedule::due_at(&connector.schedule, last, now) else {
                 warn!(target: "connector_core::service", "the schedule never fires; not scheduling this connector");
@@ -405,7 +419,7 @@ impl Service {
                 }
                 continue;
             }
-            last_attempt = Some(Utc::now());
+            last_attempt = Some(self.now());
             match self.start_run(&connector, Trigger::Schedule, false).await {
                 Ok((outcome, done)) => {
                     info!(target: "connector_core::service", run_id = %outcome.run_id, "scheduled run started");
@@ -426,12 +440,12 @@ impl Service {
     async fn cleanup_loop(&self) {
         let cleanup = self.inner.config.state.cleanup.clone();
         loop {
-            let now = Utc::now();
+            let now = self.now();
             let Some(next) = schedule::next_cron(&cleanup.cleanup_cron, None, now) else { return };
             if !self.sleep_unless_stopped((next - now).to_std().unwrap_or(Duration::ZERO)).await {
                 return;
             }
-            let before = Utc::now() - chrono::Duration::days(i64::from(cleanup.retention_days));
+            let before = self.now() - chrono::Duration::days(i64::from(cleanup.retention_days));
             // Every connector the store knows, configured or not: a local
             // store is small, and a removed connector's history expires too.
             let connectors = match self.inner.store.connectors().await {
@@ -472,7 +486,7 @@ impl Service {
                     Ok(None) => crate::state::ConnectorState::new(connector.id.clone()),
                     Err(_) => continue,
                 };
-                alerter.evaluate(&state, None, self.inner.started_at, Utc::now()).await;
+                alerter.evaluate(&state, None, self.inner.started_at, self.now()).await;
             }
             if !self.sleep_unless_stopped(period).await {
                 return;
@@ -514,6 +528,7 @@ pub async fn serve(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_process_start(Utc::now());
     let Adapters { source, sink, enrichers } = adapters;
     let service = Service::new(Arc::clone(&config), Arc::clone(&store), source, sink, Arc::clone(&metrics))
         .with_enrichers(enrichers)?;
@@ -527,6 +542,9 @@ pub async fn serve(
     let mut servers = Vec::new();
     let mut shutdown = service.inner.stop.subscribe();
 
+    for warning in crate::config::exposure_warnings(&config, options.host.as_deref()) {
+        warn!(target: "connector_core::service", "{warning}");
+    }
     let api_enabled = options.api && config.api.enabled;
     if options.api && !config.api.enabled {
         info!(target: "connector_core::service", "api.enabled is false: no management API");
@@ -548,14 +566,19 @@ pub async fn serve(
         info!(target: "connector_core::service", address = %bound, port = bound.port(), path = %config.monitoring.prometheus.path, "metrics listening");
         ports.insert("metrics".into(), bound.port().into());
         let metrics = Arc::clone(&metrics);
-        let active = service.clone();
+        let scraped = service.clone();
+        // Validation refuses a path the router cannot mount; never trusted here.
+        let path = match crate::config::route_path_problem(&config.monitoring.prometheus.path) {
+            None => config.monitoring.prometheus.path.as_str(),
+            Some(_) => "/metrics",
+        };
         let router = axum::Router::new().route(
-            &config.monitoring.prometheus.path,
+            path,
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
-                let active = active.clone();
+                let scraped = scraped.clone();
                 async move {
-                    metrics.set(crate::telemetry::metrics::Gauge::ActiveJobs, Vec::new(), active.active_count() as f64);
+                    scraped.refresh_gauges().await;
                     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
                 }
             }),

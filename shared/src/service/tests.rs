@@ -117,17 +117,21 @@ async fn a_connector_never_runs_twice_even_from_two_services() {
     assert!(two.start_run(&connector, Trigger::Cli, false).await.is_ok(), "free again after the run");
 }
 
-#[tokio::test(flavor = "multi_thread")]
+/// Paused tokio time: the sink's 40 ms per document pass in no real time.
+#[tokio::test(start_paused = true)]
 async fn stop_makes_a_run_end_at_a_batch_boundary() {
     let dir = tempfile::tempdir().unwrap();
     let (service, sink, store, connector) = service(dir.path(), 40).await;
     let (_, done) = service.start_run(&connector, Trigger::Cli, false).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    while sink.inserted.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     service.request_stop();
     assert!(service.wait_idle(Duration::from_secs(5)).await);
     let report = done.await.unwrap().expect("report");
     assert_eq!(report.status, RunStatus::Partial);
     assert!(report.stopped_early);
+    assert!(report.counts.new < 40, "{}", report.counts.new);
     assert_eq!(report.counts.new, sink.inserted.load(Ordering::SeqCst) as u64);
     assert!(store.lease(&connector.id).await.unwrap().is_none(), "the lease is released");
     assert!(matches!(service.start_run(&connector, Trigger::Cli, false).await, Err(LaunchError::ShuttingDown)));
@@ -144,57 +148,61 @@ api: { enable_auth: false }
 state: { cleanup: { enabled: false } }
 "#;
 
-async fn fast_service(dir: &std::path::Path, yaml: &str) -> (Service, Arc<dyn StateStore>, ConnectorId) {
+/// A service whose scheduler reads a clock that follows tokio time: the
+/// scheduler tests pause tokio time and let hours pass in no real time.
+async fn fast_service(dir: &std::path::Path, yaml: &str) -> (Service, Arc<dyn StateStore>, ConnectorId, Clock) {
     let config = load_str(yaml, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let id = config.connectors[0].id.clone();
     let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.join("state.json")).await.unwrap());
+    let clock = Clock::following_tokio(Utc::now());
     let service = Service::new(
         Arc::new(config),
         Arc::clone(&store),
         Arc::new(Source(3)),
         Arc::new(SlowSink::default()),
         Arc::new(Metrics::new()),
-    );
-    (service, store, id)
+    )
+    .with_clock(clock);
+    (service, store, id, clock)
 }
 
-#[tokio::test(flavor = "multi_thread")]
+async fn stop(service: &Service, handles: Vec<tokio::task::JoinHandle<()>>) {
+    service.request_stop();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_overdue_connector_runs_once_at_start_never_a_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let (service, store, id) = fast_service(dir.path(), FAST_YAML).await;
+    let (service, store, id, clock) = fast_service(dir.path(), FAST_YAML).await;
     // Last run 100 hours ago with a 10-hour interval: ten runs were missed.
     let mut state = crate::state::ConnectorState::new(id.clone());
-    state.last_run_started = Some(Utc::now() - chrono::Duration::hours(100));
+    state.last_run_started = Some(clock.now() - chrono::Duration::hours(100));
     store.checkpoint(&id, Checkpoint { connector: Some(state), ..Default::default() }).await.unwrap();
     let handles = service.spawn_scheduler();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    service.request_stop();
-    for h in handles {
-        let _ = h.await;
-    }
+    tokio::time::sleep(Duration::from_secs(9 * 3600 + 59 * 60)).await;
     let runs = store.runs(&id, 100).await.unwrap();
-    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs.len(), 1, "one run at start, none until the interval passed: {runs:?}");
     assert_eq!(runs[0].trigger, Trigger::Schedule);
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    assert_eq!(store.runs(&id, 100).await.unwrap().len(), 2, "the next run comes one interval later");
+    stop(&service, handles).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn the_scheduler_skips_a_paused_connector_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = FAST_YAML.replace("interval_hours: 10", "interval_minutes: 0.005");
-    let (service, store, id) = fast_service(dir.path(), &yaml).await;
+    let yaml = FAST_YAML.replace("interval_hours: 10", "interval_minutes: 1");
+    let (service, store, id, _) = fast_service(dir.path(), &yaml).await;
     crate::admin::set_paused(store.as_ref(), &id, true).await.unwrap();
     let handles = service.spawn_scheduler();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(store.runs(&id, 100).await.unwrap().is_empty(), "a paused connector is not scheduled");
+    tokio::time::sleep(Duration::from_secs(10 * 60)).await;
+    assert!(store.runs(&id, 100).await.unwrap().is_empty(), "a paused connector is not scheduled in ten intervals");
     crate::admin::set_paused(store.as_ref(), &id, false).await.unwrap();
-    let started = std::time::Instant::now();
-    while store.runs(&id, 100).await.unwrap().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "resumed connector never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    service.request_stop();
-    for h in handles {
-        let _ = h.await;
-    }
+    tokio::time::sleep(PAUSED_POLL + Duration::from_millis(500)).await;
+    assert_eq!(store.runs(&id, 100).await.unwrap().len(), 1, "a resumed connector runs at the next look");
+    stop(&service, handles).await;
     assert!(!store.connector_state(&id).await.unwrap().unwrap().paused);
 }

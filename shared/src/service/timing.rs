@@ -1,6 +1,7 @@
-//! Decorators that time the Memory API fetches and LightRAG deliveries of
+//! Decorators that time the Memory API fetches and the LightRAG requests of
 //! the service's runs into the request-duration histograms, without touching
-//! the clients themselves.
+//! the clients themselves. Each series' `outcome="error"` exists from the
+//! start (at zero), so an alert's `increase()` sees the very first error.
 
 use crate::config::ConnectorConfig;
 use crate::ids::DocId;
@@ -15,8 +16,40 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn outcome<T, E>(result: &Result<T, E>) -> String {
-    if result.is_ok() { "ok" } else { "error" }.to_owned()
+/// The `operation` label of the Memory API histogram.
+const MEMORY_API_OPERATIONS: [&str; 1] = ["list"];
+
+/// The `operation` label of the LightRAG histogram: every timed call below.
+const LIGHTRAG_OPERATIONS: [&str; 7] =
+    ["preflight", "insert", "replace", "insert_batch", "replace_batch", "statuses", "stored_since"];
+
+/// Registers the error series of both histograms at zero.
+pub(super) fn register(metrics: &Metrics, connectors: &[ConnectorConfig]) {
+    for connector in connectors {
+        for operation in MEMORY_API_OPERATIONS {
+            metrics
+                .register_histogram(Histogram::MemoryApiRequestDuration, source_labels(connector, operation, "error"));
+        }
+    }
+    for operation in LIGHTRAG_OPERATIONS {
+        metrics.register_histogram(Histogram::LightragRequestDuration, sink_labels(operation, "error"));
+    }
+}
+
+fn source_labels(connector: &ConnectorConfig, operation: &str, outcome: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("connector_id", connector.id.to_string()),
+        ("operation", operation.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ]
+}
+
+fn sink_labels(operation: &str, outcome: &str) -> Vec<(&'static str, String)> {
+    vec![("operation", operation.to_owned()), ("outcome", outcome.to_owned())]
+}
+
+fn outcome<T, E>(result: &Result<T, E>) -> &'static str {
+    if result.is_ok() { "ok" } else { "error" }
 }
 
 pub(super) struct TimedSource {
@@ -31,11 +64,7 @@ impl MemorySource for TimedSource {
         let result = self.inner.fetch(connector).await;
         self.metrics.observe(
             Histogram::MemoryApiRequestDuration,
-            vec![
-                ("connector_id", connector.id.to_string()),
-                ("operation", "list".into()),
-                ("outcome", outcome(&result)),
-            ],
+            source_labels(connector, MEMORY_API_OPERATIONS[0], outcome(&result)),
             started.elapsed().as_secs_f64(),
         );
         result
@@ -50,9 +79,10 @@ pub(super) struct TimedSink {
 
 impl TimedSink {
     fn observe<T>(&self, operation: &str, started: Instant, result: &Result<T, SinkError>) {
+        debug_assert!(LIGHTRAG_OPERATIONS.contains(&operation), "{operation} is not in LIGHTRAG_OPERATIONS");
         self.metrics.observe(
             Histogram::LightragRequestDuration,
-            vec![("operation", operation.to_owned()), ("outcome", outcome(result))],
+            sink_labels(operation, outcome(result)),
             started.elapsed().as_secs_f64(),
         );
     }
@@ -112,10 +142,18 @@ impl DocumentSink for TimedSink {
     }
 
     async fn stored_since(&self, since: DateTime<Utc>) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
-        self.inner.stored_since(since).await
+        let started = Instant::now();
+        let result = self.inner.stored_since(since).await;
+        self.observe("stored_since", started, &result);
+        result
     }
 
+    /// Timed too: an unreachable or refusing LightRAG fails the run here,
+    /// before any delivery, and the LightRAG alert must see it.
     async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {
-        self.inner.preflight(expected_workspace).await
+        let started = Instant::now();
+        let result = self.inner.preflight(expected_workspace).await;
+        self.observe("preflight", started, &result);
+        result
     }
 }

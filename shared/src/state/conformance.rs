@@ -1,5 +1,7 @@
-//! The one test suite every [`StateStore`] adapter passes. It is ordinary
-//! (non-test) code so any adapter's tests, in this crate or another, call it:
+//! The one test suite every [`StateStore`] adapter passes. It is test
+//! support, not part of the library's API: compiled for this crate's own
+//! tests, and for another crate's tests when its dev-dependency on
+//! `memory-connector-core` enables the `test-support` feature:
 //!
 //! ```ignore
 //! let fresh: StoreFactory = Box::new(move || Box::pin(async move { /* a new, empty store */ }));
@@ -11,11 +13,12 @@
 //! keep (SQLite keeps no more).
 
 mod cache;
-mod data;
+pub(crate) mod data;
 mod digest;
 mod history;
 mod lease;
 mod ledger;
+mod names;
 mod storage;
 
 pub use cache::cache_round_trip;
@@ -26,6 +29,7 @@ pub use ledger::{
     checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, odd_memory_ids, status_counts,
     upsert_replaces,
 };
+pub use names::entries_by_name;
 pub use storage::check_persistence;
 
 use super::{StateError, StateStore};
@@ -51,6 +55,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     upsert_replaces(fresh().await).await;
     status_counts(fresh().await).await;
     entries_with_status(fresh().await).await;
+    entries_by_name(fresh().await).await;
     connectors_isolated(fresh().await).await;
     odd_memory_ids(fresh().await).await;
     runs_history(fresh().await).await;

@@ -9,7 +9,7 @@
 //! loss may lose the last records, never corrupts) ([`journal`]); the file is written whole again (compacted,
 //! the journal deleted) when the last lease it holds is released, and
 //! whenever the journal outgrows the file. So a run writes what changed,
-//! not the whole ledger per checkpoint (decision 20), and after a crash at
+//! not the whole ledger per checkpoint (decision 23), and after a crash at
 //! any point (SIGKILL included) the state is the file plus the journal's
 //! complete records: a write that was cut is not there, nothing is half
 //! there. A corrupt file or journal is reported and never overwritten.
@@ -38,7 +38,7 @@ use journal::{Change, StoredDigest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
+use std::fs::{self, File, Metadata, TryLockError};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,7 +56,7 @@ const READ_ROUNDS: usize = 5;
 
 /// The file, as serde sees it. `BTreeMap`s keep it stable and diffable.
 #[derive(Debug, Serialize, Deserialize)]
-struct Document {
+pub(super) struct Document {
     version: u32,
     #[serde(default)]
     connectors: BTreeMap<ConnectorId, ConnectorRecord>,
@@ -412,41 +412,17 @@ impl Inner {
         let meta = file.metadata().map_err(|e| self.io(&self.path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| self.io(&self.path, e))?;
-        let plain = super::cipher::open_bytes(self.cipher.as_ref(), &bytes)
-            .map_err(|e| self.corrupt(&self.path, e.to_string()))?;
-        let plain_on_disk = self.cipher.is_some() && plain.is_none();
-        let doc = self.parse(plain.as_deref().unwrap_or(&bytes))?;
+        let plain_on_disk = self.cipher.is_some() && !super::cipher::is_encrypted(&bytes);
+        let doc = decode(&self.path, &bytes, self.cipher.as_ref())?;
         Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file), journal: None, plain_on_disk })
-    }
-
-    fn parse(&self, bytes: &[u8]) -> Result<Document, StateError> {
-        let corrupt = |detail: String| self.corrupt(&self.path, detail);
-        let doc: Document = match serde_json::from_slice(bytes) {
-            Ok(doc) => doc,
-            // Parse again, slower, only to say where in the file it went wrong.
-            Err(plain) => {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                return Err(match serde_path_to_error::deserialize::<_, Document>(&mut de) {
-                    Err(e) if e.path().iter().next().is_some() => corrupt(format!("at {}: {}", e.path(), e.inner())),
-                    _ => corrupt(plain.to_string()),
-                });
-            }
-        };
-        if doc.version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {} is not supported (this build reads version {FORMAT_VERSION})",
-                doc.version
-            )));
-        }
-        Ok(doc)
     }
 
     /// Takes the exclusive lock on `<path>.lock`, waiting at most
     /// `lock_timeout`. The lock is released when the returned file is dropped.
     fn lock_file(&self) -> Result<File, StateError> {
         let dir = parent_dir(&self.path);
-        fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
-        let file = OpenOptions::new()
+        super::files::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
+        let file = super::files::options()
             .read(true)
             .write(true)
             .create(true)
@@ -510,7 +486,7 @@ impl Inner {
     fn write_temp(&self, doc: &Document) -> Result<(File, Metadata), StateError> {
         let temp = &self.temp_path;
         let err = |e: io::Error| self.io(temp, e);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(temp).map_err(err)?;
+        let file = super::files::options().write(true).create(true).truncate(true).open(temp).map_err(err)?;
         // Keep whatever permissions someone gave the state file.
         if let Ok(meta) = fs::metadata(&self.path) {
             file.set_permissions(meta.permissions()).map_err(err)?;
@@ -529,6 +505,45 @@ impl Inner {
         file.sync_all().map_err(err)?;
         let meta = file.metadata().map_err(err)?;
         Ok((file, meta))
+    }
+}
+
+/// The document in a state file's bytes (decrypted under `cipher` when they
+/// are encrypted), every record of it read and the format version checked.
+pub(super) fn decode(
+    path: &Path,
+    bytes: &[u8],
+    cipher: Option<&super::cipher::StateCipher>,
+) -> Result<Document, StateError> {
+    let corrupt = |detail: String| StateError::Corrupt { path: path.to_path_buf(), detail };
+    let plain = super::cipher::open_bytes(cipher, bytes).map_err(|e| corrupt(e.to_string()))?;
+    let bytes = plain.as_deref().unwrap_or(bytes);
+    let doc: Document = match serde_json::from_slice(bytes) {
+        Ok(doc) => doc,
+        // Parse again, slower, only to say where in the file it went wrong.
+        Err(plain) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            return Err(match serde_path_to_error::deserialize::<_, Document>(&mut de) {
+                Err(e) if e.path().iter().next().is_some() => corrupt(format!("at {}: {}", e.path(), e.inner())),
+                _ => corrupt(plain.to_string()),
+            });
+        }
+    };
+    if doc.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+            doc.version
+        )));
+    }
+    Ok(doc)
+}
+
+impl Document {
+    /// Connectors, ledger entries and run records it holds.
+    pub(super) fn counts(&self) -> (usize, u64, u64) {
+        let entries = self.connectors.values().map(|r| r.entries.len() as u64).sum();
+        let runs = self.connectors.values().map(|r| r.runs.len() as u64).sum();
+        (self.connectors.len(), entries, runs)
     }
 }
 

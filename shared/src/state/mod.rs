@@ -2,17 +2,23 @@
 //! connector's state, the lease that makes a run single-flight, and the run
 //! history. [`StateStore`] is the seam; `json` and `sqlite` (and `dynamodb`,
 //! behind the `aws` feature) implement it, and all of them pass the one
-//! conformance suite in [`conformance`].
+//! conformance suite in `conformance` (test support: compiled for this
+//! crate's tests, or for another crate's with the `test-support` feature).
 
 pub mod backup;
 pub mod cipher;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod cost;
 pub mod digest;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+pub mod files;
 pub mod json;
+mod provenance;
 pub mod sqlite;
+
+pub use provenance::Provenance;
 
 use crate::config::{StateBackend, StateConfig};
 use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
@@ -168,6 +174,11 @@ pub struct LedgerEntry {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub first_seen: DateTime<Utc>,
     pub last_ingested: Option<DateTime<Utc>>,
+    /// What the delivered document says about the memory (`None` before
+    /// the first delivery, and for entries written by older versions until
+    /// their next run backfills it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 impl LedgerEntry {
@@ -186,6 +197,7 @@ impl LedgerEntry {
             next_attempt_at: None,
             first_seen: now,
             last_ingested: None,
+            provenance: None,
         }
     }
 }
@@ -343,8 +355,12 @@ pub struct RunCounts {
     pub skipped: u64,
     /// Failed this run (kept for retry).
     pub failed: u64,
-    /// Became dead this run, or already dead and skipped.
+    /// Became dead this run (attempts exhausted).
     pub dead: u64,
+    /// Dead before this run and skipped: waiting for `retry-failed`. They do
+    /// not make the run partial (nothing failed in it); `status`, the
+    /// `failed` listing and the dead-memories alert show them.
+    pub still_dead: u64,
     /// Malformed items the Memory API sent (reported, skipped).
     pub rejected: u64,
     /// Updates deferred because LightRAG was busy.
@@ -427,7 +443,7 @@ pub enum LeaseOutcome {
 
 /// Everything one batch changed. SQLite writes it in one transaction, JSON
 /// as one journal record (or one file); DynamoDB writes a run's entries
-/// without a transaction per entry and settles a batch a crash cut (decision 20).
+/// without a transaction per entry and settles a batch a crash cut (decision 23).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,
@@ -458,6 +474,8 @@ pub enum StateError {
     Busy { connector: ConnectorId, owner: RunId, expires_at: DateTime<Utc> },
     #[error("state backend {0}")]
     Unsupported(String),
+    #[error("backup {path} cannot be restored: it {detail}; the current state was not changed")]
+    BadBackup { path: PathBuf, detail: String },
 }
 
 #[async_trait]
@@ -490,6 +508,14 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         connector: &ConnectorId,
         ids: &[MemoryId],
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError>;
+
+    /// The entries, in every connector, whose `file_source` is one of
+    /// `names` (LightRAG's stored names), ordered by connector then memory
+    /// id. One name may belong to several connectors. The stores look names
+    /// up through an index; this default reads every ledger.
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        entries_named_by_reading_all(self, names).await
+    }
 
     /// Entries with one of these statuses, ordered by memory id, at most `limit`.
     async fn entries_with_status(
@@ -602,13 +628,44 @@ impl CacheValue {
     }
 }
 
+/// [`StateStore::entries_named`] the slow way: every ledger read whole
+/// (the default, and a store's fallback when its index is missing).
+pub(crate) async fn entries_named_by_reading_all<S: StateStore + ?Sized>(
+    store: &S,
+    names: &[String],
+) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut found = Vec::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    for connector in store.connectors().await? {
+        for entry in store.entries_with_status(&connector, &EntryStatus::ALL, usize::MAX).await? {
+            if wanted.contains(entry.file_source.as_str()) {
+                found.push((connector.clone(), entry));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Opens the store of a whole config: like [`open`], with the at-rest
 /// encryption of `advanced.security` (JSON: the whole file; SQLite: refused,
 /// see decision 0008).
 pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateStore>, StateError> {
+    match cipher_for(config)? {
+        Some(cipher) => Ok(Arc::new(json::JsonStore::open_encrypted(&config.state.path, cipher).await?)),
+        None => open(&config.state).await,
+    }
+}
+
+/// The cipher of the local state under `advanced.security.encrypt_secrets`
+/// (`None` when it is off, or for DynamoDB, which AWS encrypts); an error
+/// when it is on without a key or for SQLite (decision 0008).
+pub fn cipher_for(config: &crate::config::Config) -> Result<Option<cipher::StateCipher>, StateError> {
     let security = &config.advanced.security;
     if !security.encrypt_secrets {
-        return open(&config.state).await;
+        return Ok(None);
     }
     let key = security.encryption_key.as_ref().filter(|k| !k.is_empty()).ok_or_else(|| {
         StateError::Unsupported(
@@ -617,13 +674,11 @@ pub async fn open_for(config: &crate::config::Config) -> Result<Arc<dyn StateSto
         )
     })?;
     match config.state.backend {
-        StateBackend::Json => Ok(Arc::new(
-            json::JsonStore::open_encrypted(&config.state.path, cipher::StateCipher::from_key(key.expose())).await?,
-        )),
+        StateBackend::Json => Ok(Some(cipher::StateCipher::from_key(key.expose()))),
         StateBackend::Sqlite => Err(StateError::Unsupported(
             "sqlite cannot be encrypted at rest by this build (advanced.security.encrypt_secrets): use state.backend: json, or an encrypted filesystem".into(),
         )),
-        StateBackend::Dynamodb => open(&config.state).await,
+        StateBackend::Dynamodb => Ok(None),
     }
 }
 

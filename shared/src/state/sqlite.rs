@@ -120,7 +120,11 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO entry_counts (connector_id, status, n) VALUES (NEW.connector_id, NEW.status, 1)
             ON CONFLICT (connector_id, status) DO UPDATE SET n = n + 1;
     END;",
-    // 4: the ledger digest (decision 20): generation, root, unconfirmed ids, shards.
+    // 4: what the delivered document says about each memory (JSON), and
+    // entries by their LightRAG name, for the provenance lookups.
+    "ALTER TABLE entries ADD COLUMN provenance TEXT;
+    CREATE INDEX entries_by_name ON entries (file_source);",
+    // 5: the ledger digest (decision 23): generation, root, unconfirmed ids, shards.
     "CREATE TABLE ledger_meta (
         connector_id TEXT NOT NULL PRIMARY KEY,
         generation INTEGER NOT NULL,
@@ -139,7 +143,7 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 const ENTRY_COLUMNS: &str = "memory_id, status, content_hash, pending_hash, file_source, doc_id, track_id, \
-     attempts, last_error, next_attempt_at, first_seen, last_ingested";
+     attempts, last_error, next_attempt_at, first_seen, last_ingested, provenance";
 const RUN_COLUMNS: &str =
     "connector_id, run_id, run_trigger, started_at, finished_at, status, possibly_truncated, error, counts";
 const CONNECTOR_COLUMNS: &str = "connector_id, status, last_run_id, last_run_started, last_run_finished, \
@@ -229,8 +233,16 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> Step<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
+        super::files::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_path_buf(), source })?;
     }
+    // Created owner-only before SQLite opens it: SQLite gives its `-wal` and
+    // `-shm` files the database file's permissions.
+    super::files::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| StateError::Io { path: path.to_path_buf(), source })?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -375,6 +387,10 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         next_attempt_at: get_opt_timestamp(row, 9)?,
         first_seen: get_timestamp(row, 10)?,
         last_ingested: get_opt_timestamp(row, 11)?,
+        provenance: row
+            .get::<_, Option<String>>(12)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| bad_value(12, format!("provenance {text:?}: {e}"))))
+            .transpose()?,
     })
 }
 
@@ -465,15 +481,21 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
             // An upsert, not INSERT OR REPLACE: a replace deletes without
             // firing the delete trigger, and the counts would drift.
             "INSERT INTO entries (connector_id, {ENTRY_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT (connector_id, memory_id) DO UPDATE SET status = excluded.status, \
              content_hash = excluded.content_hash, pending_hash = excluded.pending_hash, \
              file_source = excluded.file_source, doc_id = excluded.doc_id, track_id = excluded.track_id, \
              attempts = excluded.attempts, last_error = excluded.last_error, \
              next_attempt_at = excluded.next_attempt_at, first_seen = excluded.first_seen, \
-             last_ingested = excluded.last_ingested"
+             last_ingested = excluded.last_ingested, provenance = excluded.provenance"
         ))?;
         for entry in &entries {
+            let provenance = entry
+                .provenance
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             upsert.execute(params![
                 connector.as_str(),
                 entry.memory_id.as_str(),
@@ -488,6 +510,7 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
                 opt_timestamp(entry.next_attempt_at),
                 timestamp(entry.first_seen),
                 opt_timestamp(entry.last_ingested),
+                provenance,
             ])?;
         }
     }
@@ -676,6 +699,11 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        let names = names.to_vec();
+        self.call("read entries by name", move |conn| Ok(names::entries_named(conn, &names)?)).await
+    }
+
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         let connector = connector.clone();
         self.call("count entries", move |conn| Ok(read_counts(conn, &connector)?)).await
@@ -793,5 +821,7 @@ impl StateStore for SqliteStore {
 }
 
 mod digest;
+mod names;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verify;

@@ -10,8 +10,9 @@ use crate::enrich::Enrichment;
 use crate::ids::{ContentHash, MemoryId, RunId};
 use crate::lightrag::{self, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind};
 use crate::memory_api::model::Memory;
+use crate::provenance;
 use crate::retry::item_backoff;
-use crate::state::{EntryStatus, LedgerEntry, RunStatus};
+use crate::state::{EntryStatus, LedgerEntry, Provenance, RunStatus};
 use crate::transform::{self, Document, Rendered};
 use chrono::Utc;
 use std::collections::HashMap;
@@ -26,19 +27,17 @@ const RECOVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One memory to deliver, as planned.
 pub(super) struct Work<'a> {
-    pub memory_id: MemoryId,
-    pub body: Body<'a>,
+    pub memory: &'a Memory,
+    pub enrichment: Option<&'a Enrichment>,
+    pub body: Body,
     pub replace: bool,
 }
 
 /// The document of a [`Work`].
-pub(super) enum Body<'a> {
+pub(super) enum Body {
     Ready(Document),
     /// Rendered when it enters the window (see [`super::plan::Payload::OnSend`]).
-    OnSend {
-        memory: &'a Memory,
-        enrichment: Option<&'a Enrichment>,
-    },
+    OnSend,
 }
 
 impl Work<'_> {
@@ -46,7 +45,7 @@ impl Work<'_> {
     fn file_source(&self, context_id: &str) -> String {
         match &self.body {
             Body::Ready(document) => document.file_source.clone(),
-            Body::OnSend { memory, .. } => transform::file_source(context_id, memory.id.as_str()),
+            Body::OnSend => transform::file_source(context_id, self.memory.id.as_str()),
         }
     }
 }
@@ -55,6 +54,8 @@ impl Work<'_> {
 struct Item {
     memory_id: MemoryId,
     document: Document,
+    /// What the ledger keeps of the memory once the document is delivered.
+    provenance: Provenance,
     replace: bool,
 }
 
@@ -62,6 +63,7 @@ struct Item {
 struct Delivered {
     memory_id: MemoryId,
     document: Document,
+    provenance: Provenance,
     replace: bool,
     result: Result<Outcome, SinkError>,
 }
@@ -141,13 +143,13 @@ impl<'a> Iterator for Tasks<'a> {
 /// Sends one task and pairs each document with its outcome.
 async fn run_task(sink: Arc<dyn crate::lightrag::DocumentSink>, task: Task<Item>) -> Vec<Delivered> {
     match task {
-        Task::One(Item { memory_id, document, replace }) => {
+        Task::One(Item { memory_id, document, provenance, replace }) => {
             let result = if replace {
                 sink.replace(&document).await.map(Outcome::Replaced)
             } else {
                 sink.insert(&document).await.map(Outcome::Inserted)
             };
-            vec![Delivered { memory_id, document, replace, result }]
+            vec![Delivered { memory_id, document, provenance, replace, result }]
         }
         Task::ReplaceBatch(items) => {
             let documents: Vec<Document> = items.iter().map(|w| w.document.clone()).collect();
@@ -173,6 +175,7 @@ fn pair<T>(
         .map(|(w, result)| Delivered {
             memory_id: w.memory_id,
             document: w.document,
+            provenance: w.provenance,
             replace,
             result: result.map(wrap),
         })
@@ -295,10 +298,11 @@ impl SyncEngine {
     /// for its transcript, which leaves it out of the ledger for the next
     /// run to plan again.
     fn ready(&self, work: Work<'_>) -> Option<Item> {
-        let Work { memory_id, body, replace } = work;
+        let Work { memory, enrichment, body, replace } = work;
+        let memory_id = memory.id.clone();
         let document = match body {
             Body::Ready(document) => document,
-            Body::OnSend { memory, enrichment } => match transform::render(
+            Body::OnSend => match transform::render(
                 &self.connector.context_id,
                 memory,
                 &self.connector.transformation,
@@ -312,7 +316,9 @@ impl SyncEngine {
                 }
             },
         };
-        Some(Item { memory_id, document, replace })
+        let provenance =
+            provenance::record(&self.connector.context_id, memory, &self.connector.transformation, enrichment);
+        Some(Item { memory_id, document, provenance, replace })
     }
 
     /// After an interrupted run: the inserts LightRAG already holds (the dead
@@ -356,6 +362,7 @@ impl SyncEngine {
                     let delivered = Delivered {
                         memory_id: item.memory_id,
                         document: item.document,
+                        provenance: item.provenance,
                         replace: false,
                         result: Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status: Some(status.into()) })),
                     };
@@ -379,7 +386,7 @@ impl SyncEngine {
     /// The ledger entry after one delivery, and its count in the report.
     fn settle(&self, delivered: Delivered, previous: Option<LedgerEntry>, report: &mut RunReport) -> LedgerEntry {
         let now = Utc::now();
-        let Delivered { memory_id, document, replace, result } = delivered;
+        let Delivered { memory_id, document, provenance, replace, result } = delivered;
         let mut entry = previous.unwrap_or_else(|| {
             LedgerEntry::new(memory_id.clone(), document.file_source.clone(), EntryStatus::Failed, now)
         });
@@ -388,8 +395,11 @@ impl SyncEngine {
         // With confirmation, the retry budget is spent until LightRAG says
         // `processed` (a document failing inside LightRAG must not loop).
         let keep_attempts = self.settings.confirm;
+        // The record follows the document that is in the sink: a deferred
+        // or failed delivery keeps the previous one.
         let delivered_as = |entry: &mut LedgerEntry, status: EntryStatus| {
             entry.status = status;
+            entry.provenance = Some(provenance.clone());
             entry.content_hash = Some(document.hash.clone());
             entry.pending_hash = None;
             if !keep_attempts || status == EntryStatus::Processed {

@@ -1,15 +1,21 @@
-//! The ledger digest, the engine's side (decision 20): which ledger states
+//! The ledger digest, the engine's side (decision 23): which ledger states
 //! let a fetched memory go unread, how memories and entries are
 //! fingerprinted, how a page is compared with the digest, and the digest a
 //! run leaves for the next one. Pure functions; `lookup` drives them.
 //!
 //! **Settled.** `plan` leaves a memory alone, whatever the clock and without
 //! `--force`, in exactly two cases, and only these enter the digest:
-//! - the entry is `submitted` or `processed` with content hash `h` and the
-//!   memory renders (with its enrichment) to a document of hash `h`:
-//!   unchanged;
+//! - the entry is `submitted` or `processed` with content hash `h` and a
+//!   provenance record, and the memory renders (with its enrichment) to a
+//!   document of hash `h`: unchanged (without a provenance record `plan`'s
+//!   caller writes one, so the entry is read);
 //! - the entry is `waiting_transcript` with nothing delivered and the memory
 //!   still renders to nothing: still waiting, nothing to record.
+//!
+//! A leaf also holds the entry's name in LightRAG, and a memory expects the
+//! name the rule makes for it: an entry under a name an older rule made is
+//! always read, so the run checks its identity in the sink (decision 0001)
+//! on the real name.
 //!
 //! Every other entry (failed, dead, in LightRAG's failure backoff, an update
 //! pending, a delivered memory that lost its text) has leaf `0`, which no
@@ -46,7 +52,9 @@ impl Settled<'_> {
 /// The settled state of an entry, if it is one.
 pub(super) fn settled(entry: &LedgerEntry) -> Option<Settled<'_>> {
     match (entry.status, &entry.content_hash) {
-        (EntryStatus::Submitted | EntryStatus::Processed, Some(hash)) => Some(Settled::Delivered(hash.as_str())),
+        (EntryStatus::Submitted | EntryStatus::Processed, Some(hash)) if entry.provenance.is_some() => {
+            Some(Settled::Delivered(hash.as_str()))
+        }
         (EntryStatus::WaitingTranscript, None) => Some(Settled::Waiting),
         _ => None,
     }
@@ -88,17 +96,18 @@ impl Keys {
         self.hash(&[b"id", id.as_str().as_bytes()])
     }
 
-    /// Never 0 (the leaf of an unsettled entry).
-    pub fn leaf(&self, id: &MemoryId, state: Settled<'_>) -> u64 {
+    /// Never 0 (the leaf of an unsettled entry). `name`: the entry's name in LightRAG.
+    pub fn leaf(&self, id: &MemoryId, name: &str, state: Settled<'_>) -> u64 {
+        let (id, name) = (id.as_str().as_bytes(), name.as_bytes());
         let leaf = match state {
-            Settled::Delivered(hash) => self.hash(&[b"delivered", id.as_str().as_bytes(), hash.as_bytes()]),
-            Settled::Waiting => self.hash(&[b"waiting", id.as_str().as_bytes()]),
+            Settled::Delivered(hash) => self.hash(&[b"delivered", id, name, hash.as_bytes()]),
+            Settled::Waiting => self.hash(&[b"waiting", id, name]),
         };
         leaf.max(1)
     }
 
     pub fn entry_leaf(&self, entry: &LedgerEntry) -> u64 {
-        settled(entry).map_or(0, |state| self.leaf(&entry.memory_id, state))
+        settled(entry).map_or(0, |state| self.leaf(&entry.memory_id, &entry.file_source, state))
     }
 }
 
@@ -277,6 +286,18 @@ mod tests {
             next_attempt_at: None,
             first_seen: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
             last_ingested: None,
+            provenance: Some(crate::state::Provenance {
+                context_id: "C".into(),
+                kind: None,
+                created_at: None,
+                updated_at: None,
+                location: None,
+                place: None,
+                tags: Vec::new(),
+                audio: false,
+                image: false,
+                headline: None,
+            }),
         }
     }
 
@@ -284,7 +305,7 @@ mod tests {
     fn only_states_plan_leaves_alone_are_settled() {
         let keys = Keys { salt: 1 };
         let id = MemoryId::new("m");
-        let delivered = keys.leaf(&id, Settled::Delivered("h"));
+        let delivered = keys.leaf(&id, "memory_m.txt", Settled::Delivered("h"));
         for status in [EntryStatus::Submitted, EntryStatus::Processed] {
             assert_eq!(keys.entry_leaf(&entry("m", status, Some("h"))), delivered);
         }
@@ -296,17 +317,25 @@ mod tests {
         assert_eq!(keys.entry_leaf(&entry("m", EntryStatus::WaitingTranscript, Some("h"))), 0);
         assert_eq!(
             keys.entry_leaf(&entry("m", EntryStatus::WaitingTranscript, None)),
-            keys.leaf(&id, Settled::Waiting)
+            keys.leaf(&id, "memory_m.txt", Settled::Waiting)
         );
-        assert_ne!(keys.leaf(&id, Settled::Delivered("h")), keys.leaf(&MemoryId::new("n"), Settled::Delivered("h")));
-        assert_ne!(Keys { salt: 2 }.leaf(&id, Settled::Waiting), keys.leaf(&id, Settled::Waiting));
+        let n = MemoryId::new("n");
+        assert_ne!(delivered, keys.leaf(&n, "memory_m.txt", Settled::Delivered("h")));
+        assert_ne!(Keys { salt: 2 }.leaf(&id, "n", Settled::Waiting), keys.leaf(&id, "n", Settled::Waiting));
+        // Delivered by a version without provenance records: the caller of
+        // `plan` writes one, so the entry is read.
+        let older = LedgerEntry { provenance: None, ..entry("m", EntryStatus::Processed, Some("h")) };
+        assert_eq!(keys.entry_leaf(&older), 0);
+        // Under a name an older rule made: never what the memory expects.
+        let renamed = LedgerEntry { file_source: "memory_M.txt".into(), ..entry("m", EntryStatus::Processed, Some("h")) };
+        assert_ne!(keys.entry_leaf(&renamed), delivered);
     }
 
     #[test]
     fn a_page_compares_by_shard_and_then_by_record() {
         let keys = Keys { salt: 9 };
         let ids: Vec<MemoryId> = (0..300).map(|i| MemoryId::new(format!("m{i}"))).collect();
-        let leaf = |i: usize, h: &str| keys.leaf(&ids[i], Settled::Delivered(h));
+        let leaf = |i: usize, h: &str| keys.leaf(&ids[i], "", Settled::Delivered(h));
         let finals: Vec<(u64, Option<u64>)> = (0..300).map(|i| (keys.id(&ids[i]), Some(leaf(i, "a")))).collect();
         let (root, shards) = next_digest(keys, 0, None, &finals, 300).expect("a new digest");
         assert!(root.complete && shards.len() == SHARDS);
@@ -318,7 +347,7 @@ mod tests {
         // One edit and one new memory: their shards differ; the rest of those shards still match.
         page[7].expects = leaf(7, "b");
         let new = MemoryId::new("new");
-        page.push(Fetched { id: keys.id(&new), expects: keys.leaf(&new, Settled::Waiting) });
+        page.push(Fetched { id: keys.id(&new), expects: keys.leaf(&new, "", Settled::Waiting) });
         let dirty = dirty_shards(&root, &page, &[]);
         assert!(dirty.len() <= 2 && dirty.contains(&(shard_of(page[7].id) as u16)));
         let read: Vec<DigestShard> = shards.iter().filter(|s| dirty.contains(&s.shard)).cloned().collect();

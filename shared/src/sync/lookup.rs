@@ -1,4 +1,4 @@
-//! Which ledger entries a run reads (decision 20): every fetched memory's
+//! Which ledger entries a run reads (decision 23): every fetched memory's
 //! after a crash or with `--force`; none when the ledger is empty; else only
 //! those the digest cannot vouch for. And the digest the run leaves.
 
@@ -44,7 +44,7 @@ impl SyncEngine {
     }
 
     /// Reads the entry of every fetched memory, as before the ledger digest
-    /// (decision 20); tests compare the two paths run by run.
+    /// (decision 23); tests compare the two paths run by run.
     pub fn reading_every_entry(mut self) -> Self {
         self.digest = false;
         self
@@ -105,7 +105,8 @@ impl SyncEngine {
                 enriched.get(&memory.id),
             );
             let expected = digest::expected(&rendered);
-            let expects = keys.leaf(&memory.id, expected);
+            let name = transform::file_source(&self.connector.context_id, memory.id.as_str());
+            let expects = keys.leaf(&memory.id, &name, expected);
             fetched.push(Fetched { id: keys.id(&memory.id), expects });
             actions.push((expected.action(), expects));
         }

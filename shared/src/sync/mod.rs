@@ -5,6 +5,8 @@
 //! Lambda only build it and call [`SyncEngine::run`].
 
 mod confirm;
+#[cfg(all(test, feature = "aws"))]
+mod cost_tests;
 mod deliver;
 mod digest;
 pub mod limits;
@@ -25,10 +27,11 @@ pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
 use crate::enrich::{EnrichMode, Enricher, Enrichments};
-use crate::ids::{ConnectorId, MemoryId, RunId};
-use crate::lightrag::DocumentSink;
+use crate::ids::{ConnectorId, DocId, MemoryId, RunId};
+use crate::lightrag::{self, DocumentSink};
 use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
+use crate::provenance;
 use crate::state::{
     Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError,
     StateStore, Trigger,
@@ -480,7 +483,8 @@ impl SyncEngine {
         report.counts.rejected = page.rejected.len() as u64;
         for rejected in &page.rejected {
             warn!(index = rejected.index, id = ?rejected.id, reason = %rejected.reason, "malformed memory skipped");
-            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", rejected.reason.clone());
+            let message = format!("item #{} of the answer: {}", rejected.index, rejected.reason);
+            report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", message);
         }
 
         // Read before any entry: a write without the lease after this makes
@@ -502,10 +506,12 @@ impl SyncEngine {
         debug!(read = lookup.read, vouched = lookup.vouched.len(), "ledger looked up");
         let now = Utc::now();
 
+        let connector_ctx = self.connector.context_id.as_str();
         let mut memories: Vec<&Memory> = page.memories.iter().collect();
         memories.sort_by(|a, b| a.id.cmp(&b.id));
         let mut bookkeeping: Vec<LedgerEntry> = Vec::new();
         let mut work: Vec<Work> = Vec::new();
+        let mut identities: HashMap<DocId, &MemoryId> = HashMap::with_capacity(memories.len());
         for memory in memories {
             if enriched.is_postponed(&memory.id) {
                 // Its enrichment did not fit in this run: the next run
@@ -515,26 +521,55 @@ impl SyncEngine {
                 continue;
             }
             let entry = lookup.entries.get(&memory.id);
+            // Two memories of one page under one identity in the sink (names
+            // stored by an older rule, or an md5 collision of LightRAG's doc
+            // id): the second is refused before anything is sent (decision 0001).
+            // A memory the digest vouches for has the name the rule makes (the
+            // digest holds only those), so its identity is exact unread.
+            let name = entry.map(|e| e.file_source.clone()).filter(|n| !n.is_empty());
+            let identity = lightrag::doc_id(&name.unwrap_or_else(|| file_source(connector_ctx, memory.id.as_str())));
+            if let Some(first) = identities.get(&identity) {
+                let message = format!(
+                    "its document identity {identity} in LightRAG is already that of memory {first}; not sent, so neither overwrites the other"
+                );
+                warn!(memory_id = %memory.id, %message, "memory refused");
+                report.counts.rejected += 1;
+                report.push_error(Some(memory.id.clone()), "plan", message);
+                continue;
+            }
+            identities.insert(identity, &memory.id);
+            let enrichment = enriched.get(&memory.id);
             let action = match lookup.vouched.get(&memory.id) {
                 Some((action, _)) => action.clone(),
-                None => plan_enriched(&self.connector, memory, entry, options.force, now, enriched.get(&memory.id)),
+                None => plan_enriched(&self.connector, memory, entry, options.force, now, enrichment),
             };
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
                 Action::Insert(Payload::Rendered(document)) => {
-                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: false });
+                    work.push(Work { memory, enrichment, body: Body::Ready(document), replace: false });
                 }
                 Action::Insert(Payload::OnSend) => {
-                    let body = Body::OnSend { memory, enrichment: enriched.get(&memory.id) };
-                    work.push(Work { memory_id: memory.id.clone(), body, replace: false });
+                    work.push(Work { memory, enrichment, body: Body::OnSend, replace: false });
                 }
                 Action::Replace(document) => {
-                    work.push(Work { memory_id: memory.id.clone(), body: Body::Ready(document), replace: true });
+                    work.push(Work { memory, enrichment, body: Body::Ready(document), replace: true });
                 }
-                Action::Unchanged => report.counts.unchanged += 1,
+                Action::Unchanged => {
+                    report.counts.unchanged += 1;
+                    // Delivered by a version without provenance records: keep one now.
+                    if let Some(entry) = entry.filter(|e| e.provenance.is_none() && e.content_hash.is_some()) {
+                        let record = provenance::record(
+                            &self.connector.context_id,
+                            memory,
+                            &self.connector.transformation,
+                            enrichment,
+                        );
+                        bookkeeping.push(LedgerEntry { provenance: Some(record), ..entry.clone() });
+                    }
+                }
                 Action::BackingOff => report.counts.backing_off += 1,
-                Action::Dead => report.counts.dead += 1,
+                Action::Dead => report.counts.still_dead += 1,
                 Action::WaitForTranscript { record } => {
                     report.counts.skipped += 1;
                     if record {

@@ -103,7 +103,7 @@ pub fn plan_rendered(entry: Option<&LedgerEntry>, rendered: Rendered, force: boo
             Rendered::Document(_) => Action::Insert(Payload::OnSend),
         };
     };
-    let document = match rendered {
+    let mut document = match rendered {
         Rendered::Document(document) => document,
         Rendered::WaitingForTranscript => {
             // A memory already delivered that lost its transcript keeps its document.
@@ -114,6 +114,11 @@ pub fn plan_rendered(entry: Option<&LedgerEntry>, rendered: Rendered, force: boo
             };
         }
     };
+    // The ledger's name is the memory's identity in the sink: a name made by
+    // an older rule stays, or an update would leave the old document behind.
+    if !entry.file_source.is_empty() {
+        document.file_source.clone_from(&entry.file_source);
+    }
     let delivered_same = entry.content_hash.as_ref() == Some(&document.hash);
     let retry_target_same = entry.pending_hash.as_ref() == Some(&document.hash);
     let deliver = |document: Document| {
@@ -179,6 +184,7 @@ mod tests {
             next_attempt_at: Some(now() + Duration::seconds(30)),
             first_seen: now(),
             last_ingested: None,
+            provenance: None,
         }
     }
 
@@ -228,6 +234,23 @@ mod tests {
         assert_eq!(plan(&connector(), &m, Some(&dead), false, later), Action::Dead);
         let changed = memory(Some("y"));
         assert!(matches!(plan(&connector(), &changed, Some(&dead), false, later), Action::Insert(_)));
+    }
+
+    #[test]
+    fn a_memory_in_the_ledger_keeps_its_stored_name() {
+        let old = memory(Some("old"));
+        let mut delivered = entry(EntryStatus::Submitted, Some(hash_of(&old)), None);
+        delivered.file_source = "memory_C_m1~0123456789abcdef.txt".into();
+        let edited = memory(Some("new"));
+        match plan(&connector(), &edited, Some(&delivered), false, now()) {
+            Action::Replace(document) => assert_eq!(document.file_source, delivered.file_source),
+            other => panic!("expected a replace, got {other:?}"),
+        }
+        let failed = LedgerEntry { status: EntryStatus::Failed, next_attempt_at: None, ..delivered.clone() };
+        match plan(&connector(), &edited, Some(&failed), false, now()) {
+            Action::Replace(document) => assert_eq!(document.file_source, delivered.file_source),
+            other => panic!("expected a replace, got {other:?}"),
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::{ActionKind, RunOptions};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::{RunCounts, RunRecord, RunStatus, Trigger};
+use crate::telemetry::metrics::FinishedRun;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemError {
     pub memory_id: Option<MemoryId>,
-    /// `fetch`, `insert` or `replace`.
+    /// `fetch`, `plan`, `insert` or `replace`.
     pub stage: String,
     pub message: String,
 }
@@ -120,6 +121,18 @@ impl RunReport {
             counts: self.counts,
             possibly_truncated: self.possibly_truncated,
             error: self.error.clone(),
+        }
+    }
+
+    /// What the metrics record of this run.
+    pub fn finished_run(&self) -> FinishedRun<'_> {
+        FinishedRun {
+            connector_id: &self.connector_id,
+            status: self.status,
+            counts: &self.counts,
+            possibly_truncated: self.possibly_truncated,
+            failed_as_whole: self.error.is_some(),
+            duration_ms: self.duration_ms,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The digest path against the full-read path (decision 20): the same
+//! The digest path against the full-read path (decision 23): the same
 //! sequence of pages and LightRAG answers run through two engines, one
 //! reading only what the ledger digest cannot vouch for (JSON state), one
 //! reading every fetched memory's entry (SQLite state). Run by run they must
@@ -251,4 +251,33 @@ async fn a_memory_back_in_the_window_is_read() {
     let back = side.engine.run(RunOptions::default()).await.expect("m0 back");
     assert_eq!((back.counts.new, back.counts.unchanged), (0, 5), "{:?}", back.counts);
     assert!(side.sink.take_sent().len() == 5, "only the first sync sent");
+}
+
+/// An entry under a name an older rule made is read even when the digest
+/// is valid, so a memory whose new name is that name is still refused
+/// (decision 0001): vouched unread, the run would take the entry's name for
+/// the rule's and send a document over the other memory's.
+#[tokio::test]
+async fn an_entry_under_an_older_name_is_read_through_a_valid_digest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite"));
+    let side = side(Arc::clone(&store), true, false);
+    let c = ConnectorId::new("c");
+    side.page.set(vec![memory("m0", Some("zero")), memory("m1", Some("one"))]);
+    assert_eq!(side.engine.run(RunOptions::default()).await.expect("first").counts.new, 2);
+    // m0 was delivered under the name the rule now makes for m3.
+    let mut m0 = store.entries(&c, &[crate::ids::MemoryId::new("m0")]).await.expect("read").into_values().next();
+    let m0 = m0.take().map(|e| crate::state::LedgerEntry { file_source: file_source(CTX, "m3"), ..e }).expect("m0");
+    store.checkpoint(&c, crate::state::Checkpoint { entries: vec![m0], ..Default::default() }).await.expect("rename");
+    side.sink.take_sent();
+    side.page.set(vec![memory("m0", Some("zero")), memory("m1", Some("one")), memory("m3", Some("three"))]);
+    for run in ["reads every entry", "through the digest it left"] {
+        let view = store.ledger_view(&c).await.expect("view");
+        let report = side.engine.run(RunOptions::default()).await.expect(run);
+        assert_eq!((report.counts.rejected, report.counts.unchanged), (1, 2), "{run}: {:?}", report.counts);
+        assert!(side.sink.take_sent().is_empty(), "{run}: nothing sent");
+        if run.starts_with("through") {
+            assert!(view.digest.is_some(), "the second run starts from a valid digest: {view:?}");
+        }
+    }
 }

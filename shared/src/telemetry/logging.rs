@@ -8,6 +8,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -84,7 +88,7 @@ pub fn init(config: &LoggingConfig) {
         layers.push(if json {
             layer.json().flatten_event(true).with_filter(make_filter()).boxed()
         } else {
-            layer.with_ansi(colour).with_filter(make_filter()).boxed()
+            layer.fmt_fields(EscapedFields).with_ansi(colour).with_filter(make_filter()).boxed()
         });
     }
     if config.file.enabled {
@@ -99,13 +103,65 @@ pub fn init(config: &LoggingConfig) {
                 layers.push(if json {
                     layer.json().flatten_event(true).with_filter(make_filter()).boxed()
                 } else {
-                    layer.with_filter(make_filter()).boxed()
+                    layer.fmt_fields(EscapedFields).with_filter(make_filter()).boxed()
                 });
             }
             Err(e) => eprintln!("warning: log file {}: {e}; logging to the console only", config.file.path.display()),
         }
     }
     let _ = tracing_subscriber::registry().with(layers).try_init();
+}
+
+/// The fields of a text log line (event and span fields) as the default
+/// formatter writes them, with control characters escaped
+/// ([`crate::text::escape_controls`]): a memory id or an upstream body with
+/// a newline or an ANSI escape in it cannot write a log line of its own or
+/// drive the terminal. JSON logs escape by themselves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor { writer: &mut writer, result: Ok(()), first: true };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl EscapingVisitor<'_, '_> {
+    fn write(&mut self, field: &Field, text: &str) {
+        let name = field.name();
+        // Metadata of `log` records, already shown by the event's own format.
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) { "" } else { " " };
+        let text = crate::text::escape_controls(text);
+        self.result = match name {
+            "message" => write!(self.writer, "{separator}{text}"),
+            name => write!(self.writer, "{separator}{}={text}", name.trim_start_matches("r#")),
+        };
+    }
+}
+
+impl Visit for EscapingVisitor<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" { self.write(field, value) } else { self.write(field, &format!("{value:?}")) }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.write(field, &value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
 }
 
 /// A log file rotated by size: `app.log` -> `app.log.1` -> ... ->
@@ -204,6 +260,51 @@ mod tests {
         assert!(filter_directive(&config, Some("DEBUG")).starts_with("debug,"));
         assert!(json_format(&config, None));
         assert!(!json_format(&config, Some("TEXT")));
+    }
+
+    /// Text log lines of what `emit` logs, through the text layer `init` builds.
+    fn text_lines(emit: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(EscapedFields)
+            .with_ansi(false)
+            .with_writer(move || writer.clone());
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
+        let bytes = buffer.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_id_cannot_forge_log_lines_or_send_terminal_escapes() {
+        let id = "42\n2026-01-01T00:00:00Z  INFO forged: all good\r\n\u{1b}[2J\u{1b}[31m";
+        let out = text_lines(|| {
+            let span = tracing::info_span!("sync", connector_id = %id);
+            let _entered = span.enter();
+            tracing::warn!(memory_id = %id, debug = ?id, error = %format!("upstream said {id}"), "memory {id} failed");
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.trim_end_matches('\n').chars().any(char::is_control), "{out:?}");
+        assert!(out.contains("memory 42\\n2026-01-01T00:00:00Z  INFO forged"), "{out}");
+        assert!(out.contains("memory_id=42\\n"), "{out}");
+        assert!(out.contains("\\u{1b}[2J"), "{out}");
+    }
+
+    #[test]
+    fn ordinary_fields_read_as_the_default_format_writes_them() {
+        let out = text_lines(|| tracing::info!(memory_id = %"m-1", attempts = 3, reason = "busy", "delivery failed"));
+        assert!(out.trim_end().ends_with("delivery failed memory_id=m-1 attempts=3 reason=\"busy\""), "{out}");
     }
 
     #[test]

@@ -8,11 +8,30 @@
 mod render;
 mod tags;
 
-pub use render::{Rendered, render, waits_for_transcript};
+pub use render::{Facts, Rendered, facts, render, waits_for_transcript};
 pub use tags::extract_tags;
 
 use crate::ids::ContentHash;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// What enrichment added to one memory (made by `enrich`, read by the
+/// renderer); every part is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrichment {
+    /// Automatic transcription of the audio (used only while the Memory API has no transcript).
+    pub transcript: Option<String>,
+    /// A description of the photo.
+    pub image_description: Option<String>,
+    /// A place name for the coordinates.
+    pub place: Option<String>,
+}
+
+impl Enrichment {
+    pub fn is_empty(&self) -> bool {
+        self.transcript.is_none() && self.image_description.is_none() && self.place.is_none()
+    }
+}
 
 /// A document ready for the sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +55,9 @@ pub fn content_hash(text: &str) -> ContentHash {
 }
 
 /// The longest escaped id kept verbatim in a file name; longer ids are cut
-/// and suffixed with a hash of the whole id, so names stay unique and below
-/// the 255-byte file-name limit of common file systems.
+/// and suffixed with the SHA-256 of the whole id, so names stay unique and
+/// below the 255-byte file-name limit of common file systems (at most
+/// 7 + 96 + 1 + 96 + 4 = 204 bytes).
 const MAX_ESCAPED_PART: usize = 96;
 
 /// The `file_source` of a memory: `memory_<ctx>_<id>.txt`, with both parts
@@ -47,6 +67,9 @@ const MAX_ESCAPED_PART: usize = 96;
 /// Escaping keeps `[A-Za-z0-9-]` and writes every other byte as `%XX`, so `_`
 /// can only be the separator and `.` only the extension's. LightRAG keeps the
 /// basename as the document's identity (`doc-` + md5(basename)).
+///
+/// This is the name of a memory the ledger has not seen; a memory in the
+/// ledger keeps the name stored there (decision 0001).
 pub fn file_source(context_id: &str, memory_id: &str) -> String {
     format!("memory_{}_{}.txt", escape_part(context_id), escape_part(memory_id))
 }
@@ -63,9 +86,11 @@ fn escape_part(raw: &str) -> String {
     if out.len() <= MAX_ESCAPED_PART {
         return out;
     }
-    // `~` never appears in an escaped part, so a cut name cannot equal a whole one.
-    let digest = hex::encode(&Sha256::digest(raw.as_bytes())[..8]);
-    let mut cut = MAX_ESCAPED_PART - 17;
+    // `~` never appears in an escaped part, so a cut name cannot equal a whole
+    // one. The whole digest: ids are chosen by whoever writes the Memory API,
+    // and 64 bits of it fell to a birthday search in minutes (decision 0001).
+    let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+    let mut cut = MAX_ESCAPED_PART - 1 - digest.len();
     while !out.is_char_boundary(cut) || out[..cut].ends_with('%') || out[..cut.saturating_sub(1)].ends_with('%') {
         cut -= 1;
     }
@@ -73,20 +98,11 @@ fn escape_part(raw: &str) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lightrag::stored_basename;
-
-    #[test]
-    fn file_source_is_its_own_basename_and_safe() {
-        for (ctx, id) in [("CTX123", "42"), ("a/b", "../etc"), ("x", "line\nbreak"), ("c", "über 🎉")] {
-            let fs = file_source(ctx, id);
-            assert_eq!(stored_basename(&fs), fs, "{fs}");
-            assert!(!fs.chars().any(|c| c.is_control() || c == '/' || c == '\\'), "{fs}");
-            assert!(fs.is_ascii());
-        }
-        assert_eq!(file_source("CTX123", "42"), "memory_CTX123_42.txt");
-    }
 
     #[test]
     fn separators_cannot_collide() {
@@ -103,6 +119,27 @@ mod tests {
         assert_ne!(fa, fb);
         let emoji = "🎉".repeat(100);
         assert!(file_source("c", &emoji).len() < 200);
+    }
+
+    #[test]
+    fn ids_that_collided_under_a_64_bit_suffix_get_different_names() {
+        // Found by a birthday search (1.5e9 SHA-256 evaluations, minutes on
+        // two cores): both ids hashed to the suffix 12c9131022e0e8a5.
+        let a = format!("{}6a34ccf462cf0da7", "a".repeat(81));
+        let b = format!("{}7c0b9c90a57b9bf2", "a".repeat(81));
+        assert_eq!(hex::encode(&Sha256::digest(a.as_bytes())[..8]), hex::encode(&Sha256::digest(b.as_bytes())[..8]));
+        assert_ne!(file_source("CTX", &a), file_source("CTX", &b));
+        assert!(file_source("CTX", &a).ends_with(&format!("~{}.txt", hex::encode(Sha256::digest(a.as_bytes())))));
+    }
+
+    #[test]
+    fn names_fit_a_file_system_name_whatever_the_ids() {
+        for ctx in ["C", &"c".repeat(96), &"é".repeat(400)] {
+            for id in ["1", &"x".repeat(96), &"x".repeat(97), &"%".repeat(40), &"🎉".repeat(300)] {
+                let name = file_source(ctx, id);
+                assert!(name.len() <= 204, "{} bytes", name.len());
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The `standard` and `rich` document texts.
 
-use super::{Document, extract_tags, file_source};
+use super::{Document, Enrichment, extract_tags, file_source};
 use crate::config::{Strategy, TransformationConfig};
-use crate::enrich::Enrichment;
 use crate::memory_api::model::Memory;
+use crate::text::escape_field;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -24,7 +24,8 @@ enum Source {
     Automatic,
 }
 
-/// What a document says besides the memory's own fields.
+/// What a document says besides the memory's own fields (header fields
+/// already escaped).
 struct Extras<'a> {
     transcript_source: Source,
     place: Option<&'a str>,
@@ -44,29 +45,63 @@ pub fn render(
     if waits_for_transcript(memory, skip_empty_transcripts, enrichment) {
         return Rendered::WaitingForTranscript;
     }
+    let Facts { transcript, tags, place, automatic_transcript, image_description } =
+        facts(memory, transformation, enrichment);
+    let transcript_source = if automatic_transcript { Source::Automatic } else { Source::MemoryApi };
+    // Header fields are one line each: an id, type or place cannot add one.
+    let place = place.map(escape_field);
+    // Cleaned like a transcript (the enricher already did; a cached value is not trusted).
+    let image_description = image_description.map(clean_transcript).filter(|d| !d.is_empty());
+    let extras = Extras { transcript_source, place: place.as_deref(), image_description: image_description.as_deref() };
+    let context = escape_field(context_id);
+    let text = match transformation.strategy {
+        Strategy::Standard => standard(&context, memory, transcript.as_deref(), &tags, &extras),
+        Strategy::Rich => rich(&context, memory, transcript.as_deref(), &tags, &extras),
+    };
+    Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
+}
+
+/// What a memory's document says besides the memory's own fields: which
+/// transcript (the Memory API's wins over an automatic one), its tags, the
+/// place name and the photo description. [`render`] writes these; the
+/// ledger's provenance record keeps some of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// Cleaned; `None` when there is none with visible characters.
+    pub transcript: Option<Cow<'a, str>>,
+    /// Empty unless `transformation.extract_tags` is on.
+    pub tags: Vec<String>,
+    pub place: Option<&'a str>,
+    /// The transcript is an automatic transcription of the audio.
+    pub automatic_transcript: bool,
+    pub image_description: Option<&'a str>,
+}
+
+/// The [`Facts`] of a memory with its settings and enrichment.
+pub fn facts<'a>(
+    memory: &'a Memory,
+    transformation: &TransformationConfig,
+    enrichment: Option<&'a Enrichment>,
+) -> Facts<'a> {
     let own = memory.transcript.as_deref().map(clean_transcript).filter(|t| !t.is_empty());
     // A transcript from the Memory API always wins over an automatic one.
     let automatic = enrichment.and_then(|e| e.transcript.as_deref()).map(clean_transcript).filter(|t| !t.is_empty());
-    let (transcript, transcript_source) = match (own, automatic) {
-        (Some(own), _) => (Some(own), Source::MemoryApi),
-        (None, Some(automatic)) => (Some(automatic), Source::Automatic),
-        (None, None) => (None, Source::MemoryApi),
+    let (transcript, automatic_transcript) = match (own, automatic) {
+        (Some(own), _) => (Some(own), false),
+        (None, Some(automatic)) => (Some(automatic), true),
+        (None, None) => (None, false),
     };
-    let image_description = enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty());
     let tags = match (&transcript, transformation.extract_tags) {
         (Some(text), true) => extract_tags(text),
         _ => Vec::new(),
     };
-    let extras = Extras {
-        transcript_source,
+    Facts {
+        transcript,
+        tags,
         place: enrichment.and_then(|e| e.place.as_deref()).filter(|p| !p.trim().is_empty()),
-        image_description,
-    };
-    let text = match transformation.strategy {
-        Strategy::Standard => standard(context_id, memory, transcript.as_deref(), &tags, &extras),
-        Strategy::Rich => rich(context_id, memory, transcript.as_deref(), &tags, &extras),
-    };
-    Rendered::Document(Document::new(file_source(context_id, memory.id.as_str()), text))
+        automatic_transcript,
+        image_description: enrichment.and_then(|e| e.image_description.as_deref()).filter(|d| !d.trim().is_empty()),
+    }
 }
 
 /// Whether [`render`] answers [`Rendered::WaitingForTranscript`], without
@@ -80,7 +115,7 @@ pub fn waits_for_transcript(memory: &Memory, skip_empty_transcripts: bool, enric
     let has_text = |t: &str| t.chars().any(|c| !c.is_control() && !c.is_whitespace());
     let own = memory.transcript.as_deref().is_some_and(has_text);
     let automatic = enrichment.and_then(|e| e.transcript.as_deref()).is_some_and(has_text);
-    let described = enrichment.and_then(|e| e.image_description.as_deref()).is_some_and(|d| !d.trim().is_empty());
+    let described = enrichment.and_then(|e| e.image_description.as_deref()).is_some_and(has_text);
     skip_empty_transcripts && !own && !automatic && !described
 }
 
@@ -101,8 +136,8 @@ fn clean_transcript(raw: &str) -> Cow<'_, str> {
 
 fn standard(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String], extras: &Extras) -> String {
     let mut out = String::with_capacity(256 + transcript.map_or(0, str::len));
-    let _ = writeln!(out, "Memory {}", memory.id);
-    let _ = writeln!(out, "Type: {}", memory.kind.as_deref().unwrap_or("memory"));
+    let _ = writeln!(out, "Memory {}", escape_field(memory.id.as_str()));
+    let _ = writeln!(out, "Type: {}", escape_field(memory.kind.as_deref().unwrap_or("memory")));
     match memory.created_at {
         Some(at) => {
             let _ = writeln!(
@@ -148,7 +183,7 @@ fn push_image_description(out: &mut String, extras: &Extras) {
 }
 
 fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[String], extras: &Extras) -> String {
-    let kind = humanize_kind(memory.kind.as_deref());
+    let kind = escape_field(&humanize_kind(memory.kind.as_deref())).into_owned();
     let mut out = String::with_capacity(384 + transcript.map_or(0, str::len));
     let in_place = extras.place.map(|p| format!(" in {p}")).unwrap_or_default();
     match memory.created_at {
@@ -194,7 +229,7 @@ fn rich(context_id: &str, memory: &Memory, transcript: Option<&str>, tags: &[Str
     if !tags.is_empty() {
         let _ = writeln!(out, "Tags: {}", hashtags(tags));
     }
-    let _ = writeln!(out, "Memory: {} (context {context_id})", memory.id);
+    let _ = writeln!(out, "Memory: {} (context {context_id})", escape_field(memory.id.as_str()));
     if transcript.is_some() && extras.transcript_source == Source::Automatic {
         out.push_str("\n## Transcript (automatic transcription of the audio recording)\n\n");
     } else {
@@ -403,6 +438,46 @@ mod tests {
         assert!(t.starts_with("# Voice recording on Thursday afternoon, 18 December 2025\n"), "{t}");
         assert!(t.contains("Media: audio recording\n"));
         assert!(t.contains("## Transcript\n\nMet Anna"));
+    }
+
+    #[test]
+    fn a_megabyte_of_distinct_tags_renders_in_linear_time() {
+        // ~112,000 distinct tags: the quadratic de-duplication compared each
+        // with every earlier one (6e9 comparisons, minutes); a linear one
+        // takes well under a second. The bound is generous: it only tells
+        // linear from quadratic, it is not a speed target (see `make bench`).
+        let transcript: String = (0..112_000).map(|i| format!("#t{i:06} ")).collect();
+        assert!(transcript.len() >= 1_000_000);
+        let m = Memory { transcript: Some(transcript), ..memory() };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(text(render("C", &m, &TransformationConfig::default(), true, None)));
+        });
+        let t = finished.recv_timeout(std::time::Duration::from_secs(10)).expect("quadratic: not done in 10 s");
+        let tags = t.lines().find(|l| l.starts_with("Tags: ")).expect("a tags line");
+        assert_eq!(tags.matches('#').count(), 112_000);
+    }
+
+    #[test]
+    fn control_characters_in_ids_and_fields_cannot_write_header_lines() {
+        let plain = text(render("CTX", &memory(), &TransformationConfig::default(), true, Some(&enrichment())));
+        let m = Memory {
+            id: MemoryId::new("1\nType: forged\r\nContext: other\u{1b}[31m"),
+            kind: Some("note\nTags: #forged".into()),
+            ..memory()
+        };
+        let e = Enrichment { place: Some("Berlin\u{2028}Where: nowhere".into()), ..enrichment() };
+        for strategy in [Strategy::Standard, Strategy::Rich] {
+            let cfg = TransformationConfig { strategy, ..Default::default() };
+            let reference = text(render("CTX", &memory(), &cfg, true, Some(&enrichment())));
+            let hostile = text(render("CTX\nContext: x", &m, &cfg, true, Some(&e)));
+            assert_eq!(hostile.lines().count(), reference.lines().count(), "{hostile}");
+            assert!(!hostile.chars().any(|c| c.is_control() && c != '\n'), "{hostile:?}");
+            assert!(!hostile.contains('\u{2028}'), "{hostile:?}");
+            assert!(hostile.contains("1\\nType: forged\\r\\nContext: other\\u{1b}[31m"), "{hostile}");
+            assert!(!hostile.lines().any(|l| l == "Tags: #forged" || l.starts_with("Context: other")), "{hostile}");
+        }
+        assert_eq!(plain, text(render("CTX", &memory(), &TransformationConfig::default(), true, Some(&enrichment()))));
     }
 
     #[test]

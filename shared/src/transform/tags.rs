@@ -1,11 +1,16 @@
 //! `#hashtag` extraction.
 
+use std::collections::HashSet;
+
 /// The hashtags of a text, in order of first appearance, each once
 /// (case-insensitively), without the `#`. A tag starts after a `#` that is at
 /// the start or follows a character that is not part of a word (so `C#` and
 /// `page#anchor` are not tags) and runs over letters, digits and `_`.
 pub fn extract_tags(text: &str) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
+    // Lower-cased tags seen so far: one lookup per tag keeps it linear
+    // (a transcript is user text, and can hold 100,000 distinct tags).
+    let mut seen: HashSet<String> = HashSet::new();
     // Only the `#`s matter: jump from one to the next.
     for (index, _) in text.match_indices('#') {
         let previous = text[..index].chars().next_back();
@@ -19,7 +24,7 @@ pub fn extract_tags(text: &str) -> Vec<String> {
             .map_or(text.len(), |(i, _)| start + i);
         let tag = &text[start..end];
         // A tag needs a letter: `#1` is a number, not a topic.
-        if tag.chars().any(char::is_alphabetic) && !tags.iter().any(|t| t.to_lowercase() == tag.to_lowercase()) {
+        if tag.chars().any(char::is_alphabetic) && seen.insert(tag.to_lowercase()) {
             tags.push(tag.to_owned());
         }
     }

@@ -77,6 +77,7 @@ fn entry(id: &MemoryId, file_source: &str, hash: &ContentHash) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: now,
         last_ingested: Some(now),
+        provenance: None,
     }
 }
 

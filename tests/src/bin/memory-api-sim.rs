@@ -42,6 +42,11 @@ struct Args {
     /// Malformed items (no id, not an object...) added to each context.
     #[arg(long, default_value_t = 0)]
     malformed: usize,
+    /// Add hostile items to each context: bytes that are not UTF-8, deep
+    /// nesting, lone surrogates, control characters and newlines in ids,
+    /// 20,000 hashtags, numbers as ids.
+    #[arg(long)]
+    hostile: bool,
     /// Write the bound port to this file (atomically) once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
@@ -132,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         contexts: contexts(&args)?,
         now,
         malformed: args.malformed,
+        hostile: args.hostile,
     };
     let summary: Vec<String> = options.contexts.iter().map(|(ctx, n)| format!("{ctx}={n}")).collect();
     let sim = MemorySim::start_on(SocketAddr::new(args.host, args.port), options).await?;

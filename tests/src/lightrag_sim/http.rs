@@ -32,6 +32,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/documents", delete(clear_documents).fallback(method_not_allowed))
         .route("/health", get(health))
         .route("/auth-status", get(auth_status))
+        .merge(super::graph::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate));
     let control = Router::new()
         .route("/_control/documents", get(control_documents))
@@ -73,6 +74,8 @@ pub fn classify(method: &Method, path: &str) -> SimRoute {
         ("GET", "/documents/status_counts") => SimRoute::StatusCounts,
         ("GET", "/documents/pipeline_status") => SimRoute::PipelineStatus,
         ("GET", "/health") => SimRoute::Health,
+        ("GET", p) if p == "/graphs" || p.starts_with("/graph/") => SimRoute::Graph,
+        ("POST", "/query") => SimRoute::Query,
         _ => SimRoute::Other,
     }
 }
@@ -523,7 +526,7 @@ async fn health(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
                 "enable_llm_cache_for_extract": true,
                 "enable_llm_cache": true,
                 "workspace": workspace,
-                "max_graph_nodes": 1000,
+                "max_graph_nodes": shared.options.max_graph_nodes,
                 "max_parallel_insert": 2,
                 "max_async": 4,
             },

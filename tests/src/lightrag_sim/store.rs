@@ -1,7 +1,7 @@
 //! The simulated LightRAG's document storage and pipeline, without HTTP.
 //!
 //! Every rule of LightRAG 1.5.7's document routes that the connector meets
-//! lives here (see `shared/spec/lightrag-api.md`): name identity by basename,
+//! lives here (see `docs/lightrag-behaviour.md`): name identity by basename,
 //! `doc-` + md5(basename) ids, 409 for a stored name, `dup-` records for
 //! repeated text, asynchronous processing one document at a time, and
 //! asynchronous deletion that blocks inserts while it runs.

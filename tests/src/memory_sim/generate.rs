@@ -1,5 +1,5 @@
-//! Deterministic, untidy memories: every case of memory-api.md's "What real
-//! deployments send", derived only from `(seed, ctx, index, now)`.
+//! Deterministic, untidy memories: every case of `docs/memory-api.md`'s "The
+//! untidiness it accepts", derived only from `(seed, ctx, index, now)`.
 //!
 //! The generator uses its own SplitMix64 so the data set never changes with
 //! a dependency's version: the same seed gives the same bytes everywhere.

@@ -2,6 +2,7 @@
 //! the `/_control/*` endpoints (no key needed) that mirror [`super::MemorySim`].
 
 use super::generate::{Rng, generate, generate_malformed, sentence, stable_hash};
+use super::hostile::hostile_items;
 use super::{Fault, MemorySimOptions};
 use axum::Json;
 use axum::Router;
@@ -35,6 +36,12 @@ impl Stored {
         let created = raw.get("created_at").and_then(Value::as_str).and_then(parse_timestamp).unwrap_or(now);
         let json = serde_json::to_vec(&raw).unwrap_or_default();
         Self { raw, json, created }
+    }
+
+    /// An item served exactly as `json` (which need not be JSON, or UTF-8).
+    fn from_bytes(json: Vec<u8>, now: DateTime<Utc>) -> Self {
+        let raw = serde_json::from_slice(&json).unwrap_or(Value::Null);
+        Self { raw, json, created: now }
     }
 
     fn reserialise(&mut self) {
@@ -100,7 +107,10 @@ impl SimState {
         for (ctx, count) in &options.contexts {
             let mut raw = generate(options.seed, ctx, *count, options.now);
             raw.extend(generate_malformed(options.seed, ctx, options.malformed, options.now));
-            let stored = raw.into_iter().map(|item| Stored::new(item, options.now)).collect();
+            let mut stored: Vec<Stored> = raw.into_iter().map(|item| Stored::new(item, options.now)).collect();
+            if options.hostile {
+                stored.extend(hostile_items().into_iter().map(|item| Stored::from_bytes(item.json, options.now)));
+            }
             inner.contexts.insert(ctx.clone(), stored);
         }
         Self {

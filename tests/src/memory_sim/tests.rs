@@ -391,3 +391,25 @@ async fn media_routes_serve_small_files_for_flagged_memories() {
     assert_eq!(get("both/audio", "wrong").await.unwrap().status(), 401);
     assert_eq!(sim.media_requests(), 4, "the refused request is not counted");
 }
+
+#[tokio::test]
+async fn hostile_items_are_served_byte_for_byte_and_read_as_promised() {
+    let options = MemorySimOptions { contexts: vec![("CTX123".into(), 3)], hostile: true, ..Default::default() };
+    let sim = MemorySim::start(options).await.unwrap();
+    let (status, body) = list(&sim, "?limit=100&range=all").await;
+    assert_eq!(status, 200);
+    let items = hostile_items();
+    for item in &items {
+        assert!(body.windows(item.json.len()).any(|w| w == item.json.as_slice()), "{} not served as is", item.what);
+    }
+    let page = parse_page(&body, 100).unwrap();
+    for item in &items {
+        let kept = page.memories.iter().any(|m| Some(m.id.as_str()) == item.id.as_deref());
+        assert_eq!(kept, item.syncs, "{}: {:?}", item.what, page.rejected);
+        if !item.syncs && item.id.is_some() {
+            assert!(page.rejected.iter().any(|r| r.id == item.id), "{} rejected by id: {:?}", item.what, page.rejected);
+        }
+    }
+    assert_eq!(page.memories.len(), 3 + items.iter().filter(|i| i.syncs).count());
+    assert_eq!(page.rejected.len(), items.iter().filter(|i| !i.syncs).count(), "{:?}", page.rejected);
+}

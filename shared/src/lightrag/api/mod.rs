@@ -8,11 +8,16 @@
 //! 5xx, timeouts, network errors, "pipeline is clearing or deleting") follow
 //! the rules of [`crate::retry`]; what is left after them is `Transient`.
 //!
+//! Reading back: the knowledge graph ([`graph`]) and questions with
+//! references ([`query`]), for the provenance look-ups.
+//!
 //! The API key goes into the `X-API-Key` header and nowhere else: error
 //! messages carry the URL (without user-info password), the status and a
 //! body excerpt with the key scrubbed out.
 
 mod documents;
+pub mod graph;
+pub mod query;
 mod status;
 mod transport;
 
@@ -102,6 +107,8 @@ pub struct ServerInfo {
     /// The workspace the server process is fixed to (`configuration.workspace`).
     pub workspace: Option<String>,
     pub pipeline_busy: Option<bool>,
+    /// The most nodes `GET /graphs` returns (`MAX_GRAPH_NODES`).
+    pub max_graph_nodes: Option<u64>,
 }
 
 impl ApiSink {
@@ -177,6 +184,7 @@ impl ApiSink {
             api_version: text(body.get("api_version")),
             workspace: text(body.pointer("/configuration/workspace")),
             pipeline_busy: body.get("pipeline_busy").and_then(Value::as_bool),
+            max_graph_nodes: body.pointer("/configuration/max_graph_nodes").and_then(Value::as_u64),
         })
     }
 }
@@ -297,7 +305,7 @@ impl DocumentSink for ApiSink {
                     older = true;
                     continue;
                 }
-                if let Some((id, status)) = read_doc_status(doc)
+                if let Some((id, status)) = read_doc_status(doc, &self.secrets())
                     && id.as_str().starts_with("doc-")
                 {
                     found.insert(id, status);

@@ -5,6 +5,7 @@ use super::transport::BusyConflict;
 use super::{ApiSink, PAGE_SIZE, PAGINATED_PATH, TRACK_STATUS_PATH};
 use crate::ids::{DocId, TrackId};
 use crate::lightrag::{RemoteStatus, SinkError, TrackedDoc};
+use crate::secrets::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ impl ApiSink {
         let answer = self.call(Method::GET, &path, None, BusyConflict::Retry).await?;
         let body = answer.json().unwrap_or(Value::Null);
         for doc in body.get("documents").and_then(Value::as_array).into_iter().flatten() {
-            if let Some((id, status)) = read_doc_status(doc) {
+            if let Some((id, status)) = read_doc_status(doc, &self.secrets()) {
                 into.insert(id, status);
             }
         }
@@ -59,7 +60,7 @@ impl ApiSink {
                     let updated = updated.with_timezone(&chrono::Utc);
                     page_oldest = Some(page_oldest.map_or(updated, |o| o.min(updated)));
                 }
-                if let Some((id, status)) = read_doc_status(doc)
+                if let Some((id, status)) = read_doc_status(doc, &self.secrets())
                     && wanted.contains(&id)
                     && into.insert(id, status).is_none()
                 {
@@ -79,15 +80,20 @@ impl ApiSink {
     }
 }
 
-/// Reads one document of LightRAG's lists: its id and status.
-pub(super) fn read_doc_status(doc: &Value) -> Option<(DocId, RemoteStatus)> {
+/// Reads one document of LightRAG's lists: its id and status. LightRAG's
+/// `error_msg` is quoted like any answer's body (bounded, scrubbed): it goes
+/// into the ledger, the report and the API.
+pub(super) fn read_doc_status(doc: &Value, secrets: &[&Secret]) -> Option<(DocId, RemoteStatus)> {
     let id = doc.get("id").and_then(Value::as_str)?;
     let status = doc.get("status").and_then(Value::as_str)?.to_ascii_lowercase();
     let status = status.strip_prefix("docstatus.").unwrap_or(&status).to_owned();
     let remote = match status.as_str() {
         "processed" => RemoteStatus::Processed,
         "failed" => RemoteStatus::Failed {
-            error: doc.get("error_msg").and_then(Value::as_str).unwrap_or("failed in LightRAG (no message)").to_owned(),
+            error: match doc.get("error_msg").and_then(Value::as_str) {
+                Some(message) => crate::http::excerpt(message.as_bytes(), secrets),
+                None => "failed in LightRAG (no message)".to_owned(),
+            },
         },
         _ => RemoteStatus::Queued { status },
     };

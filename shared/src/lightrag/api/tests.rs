@@ -59,3 +59,17 @@ async fn unreachable_server_is_transient_and_named() {
     assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
     assert!(err.message.contains("4 attempts"), "{}", err.message);
 }
+
+/// A failed document's `error_msg` goes into the ledger and the API: it is
+/// quoted like a body (bounded, the key scrubbed), however long LightRAG made it.
+#[test]
+fn a_failed_documents_message_is_bounded_and_scrubbed() {
+    let key = Secret::new("k-secret-0123456789");
+    let message = format!("LLM call failed with k-secret-0123456789 {}", "x".repeat(1 << 20));
+    let doc = serde_json::json!({"id": "doc-1", "status": "failed", "error_msg": message});
+    let (_, status) = super::status::read_doc_status(&doc, &[&key]).unwrap();
+    let crate::lightrag::RemoteStatus::Failed { error } = status else { panic!("{status:?}") };
+    assert!(error.len() < 1_000, "{} bytes", error.len());
+    assert!(!error.contains("0123456789"), "{error}");
+    assert!(error.starts_with("LLM call failed"), "{error}");
+}

@@ -2,7 +2,10 @@
 //! timestamps in whole milliseconds.
 
 use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
-use crate::state::{Checkpoint, ConnectorState, EntryStatus, LedgerEntry, RunCounts, RunRecord, RunStatus, Totals};
+use crate::memory_api::GeoPoint;
+use crate::state::{
+    Checkpoint, ConnectorState, EntryStatus, LedgerEntry, Provenance, RunCounts, RunRecord, RunStatus, Totals,
+};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 /// 2026-03-04T05:06:07.089Z plus `seconds`.
@@ -38,6 +41,23 @@ pub fn full_entry(id: &str, status: EntryStatus) -> LedgerEntry {
         next_attempt_at: Some(at(600)),
         first_seen: at(-86_400),
         last_ingested: Some(at(-3_600)),
+        provenance: Some(full_provenance()),
+    }
+}
+
+/// A provenance record with every field set, odd values included.
+pub fn full_provenance() -> Provenance {
+    Provenance {
+        context_id: "CTX \u{e9}/1".into(),
+        kind: Some("record".into()),
+        created_at: Some(at(-90_000)),
+        updated_at: Some(at(-89_000)),
+        location: Some(GeoPoint { lat: -33.868_82, lon: 151.209_296 }),
+        place: Some("Café \"Zum Löwen\", Sydney 🎉".into()),
+        tags: vec!["sourdough".into(), "Bäckerei".into()],
+        audio: true,
+        image: true,
+        headline: Some("Met Anna at the bakery…".into()),
     }
 }
 
@@ -56,6 +76,7 @@ pub fn bare_entry(id: &str, status: EntryStatus) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: at(0),
         last_ingested: None,
+        provenance: None,
     }
 }
 
@@ -96,6 +117,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
             lightrag_failed: 12,
             stuck: 13,
             postponed: 14,
+            still_dead: 15,
         },
         possibly_truncated: true,
         error: Some("2 memories failed".into()),

@@ -299,6 +299,32 @@ impl StateStore for CostModel {
         Ok(found)
     }
 
+    /// One Query of the keys-only `name` index per name (its items hold
+    /// `pk`, `sk` and the name), then a `BatchGetItem` per connector.
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        let found = self.inner.entries_named(names).await?;
+        let wanted: std::collections::BTreeSet<&String> = names.iter().collect();
+        for name in wanted {
+            let keys: usize = found
+                .iter()
+                .filter(|(_, e)| &e.file_source == name)
+                .map(|(c, e)| {
+                    let item = "pk".len() + c.as_str().len() + "sk".len() + "ENTRY#".len() + e.memory_id.as_str().len();
+                    item + 2 * ("file_source".len() + name.len()) + 40 - name.len()
+                })
+                .sum();
+            self.add(read_query(keys, false), 0, 1);
+        }
+        let mut by_connector: BTreeMap<&ConnectorId, Vec<&LedgerEntry>> = BTreeMap::new();
+        for (connector, entry) in &found {
+            by_connector.entry(connector).or_default().push(entry);
+        }
+        for (connector, entries) in by_connector {
+            self.batch_get(entries.iter().map(|e| Some(entry_bytes(connector, e, true))));
+        }
+        Ok(found)
+    }
+
     async fn entries_with_status(
         &self,
         connector: &ConnectorId,
@@ -387,5 +413,30 @@ impl StateStore for CostModel {
     async fn cache_put(&self, key: &str, value: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StateError> {
         self.add(0, write_item(key.len() + value.len() + 40), 1);
         self.inner.cache_put(key, value, expires_at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::conformance::{self, StoreFactory};
+    use crate::state::sqlite::SqliteStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The model is a store like the others: every call answers as the
+    /// store it wraps does (the counting is checked against DynamoDB Local
+    /// in `sync::cost_tests`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let fresh: StoreFactory = Box::new(move || {
+            let path = dir.path().join(format!("state-{}.db", count.fetch_add(1, Ordering::SeqCst)));
+            Box::pin(async move {
+                let sqlite = SqliteStore::open(&path).await.expect("open sqlite store");
+                Arc::new(CostModel::new(Arc::new(sqlite))) as Arc<dyn StateStore>
+            })
+        });
+        conformance::run_all(&fresh).await;
     }
 }

@@ -126,57 +126,74 @@ impl DynamoStore {
     ) -> Result<Vec<MemoryId>, IndexQuery> {
         let mut ids: Vec<MemoryId> = Vec::new();
         for status in statuses {
-            let mut start: Option<Item> = None;
-            let mut taken = 0usize;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(OPEN_INDEX)
-                    .key_condition_expression("#open = :open")
-                    .expression_attribute_names("#open", OPEN_PK)
-                    .expression_attribute_values(":open", AttributeValue::S(open_key(connector, *status)))
-                    .limit(i32::try_from(limit - taken).unwrap_or(i32::MAX))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let text = crate::http::error_chain(&e);
-                        // No such index (an older table), or one still being
-                        // built after a stack update: read the ledger meanwhile.
-                        return Err(if text.contains("specified index") || text.contains("backfilling") {
-                            IndexQuery::Missing(text)
-                        } else {
-                            IndexQuery::Failed(self.fail("Query (open index)", &e))
-                        });
-                    }
-                };
-                let items = page.items.unwrap_or_default();
-                self.count_read(items.len());
-                // Keys only, and the index's own key: what the index item holds.
-                let bytes: usize = items.iter().map(|i| item_bytes(i) + OPEN_PK.len() + 40).sum();
-                self.charge(cost::read_query(bytes, false), 0);
-                for item in &items {
-                    let sk = item.get(SK).and_then(|v| v.as_s().ok());
-                    let id = sk.and_then(|sk| sk.strip_prefix(ENTRY_PREFIX)).ok_or_else(|| {
-                        IndexQuery::Failed(self.corrupt("open index", format!("an item without an entry key: {sk:?}")))
-                    })?;
-                    ids.push(MemoryId::new(id));
-                }
-                taken += items.len();
-                match page.last_evaluated_key {
-                    Some(next) if !next.is_empty() && taken < limit => start = Some(next),
-                    _ => break,
-                }
-            }
+            let found = self.index_entries(OPEN_INDEX, OPEN_PK, &open_key(connector, *status), limit).await?;
+            ids.extend(found.into_iter().map(|(_, id)| id));
         }
         ids.sort();
         ids.dedup();
         ids.truncate(limit);
         Ok(ids)
+    }
+
+    /// The ledger entries (connector, memory id) a keys-only global index
+    /// lists under `value` of its hash key `key`: every page, at most `limit`.
+    pub(super) async fn index_entries(
+        &self,
+        index: &str,
+        key: &str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<(ConnectorId, MemoryId)>, IndexQuery> {
+        let operation = format!("Query ({index} index)");
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#key = :value")
+                .expression_attribute_names("#key", key)
+                .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.index_error(&operation, &e))?;
+            let items = page.items.unwrap_or_default();
+            self.count_read(items.len());
+            // Keys only, and the index's own key: what the index item holds.
+            let bytes: usize = items.iter().map(|i| item_bytes(i) + key.len() + 40).sum();
+            self.charge(cost::read_query(bytes, false), 0);
+            for item in &items {
+                let pk = item.get(PK).and_then(|v| v.as_s().ok());
+                let sk = item.get(SK).and_then(|v| v.as_s().ok());
+                match (pk, sk.and_then(|sk| sk.strip_prefix(ENTRY_PREFIX))) {
+                    (Some(pk), Some(id)) => found.push((ConnectorId::new(pk.as_str()), MemoryId::new(id))),
+                    _ => {
+                        let detail = format!("an item without an entry key: {sk:?}");
+                        return Err(IndexQuery::Failed(self.corrupt(&format!("{index} index"), detail)));
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() && found.len() < limit => start = Some(next),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// A failed Query of a global index: no such index (an older table), or
+    /// one still being built after a stack update, is `Missing` (the caller
+    /// reads the ledger meanwhile); anything else is `Failed`.
+    pub(super) fn index_error<E: std::error::Error>(&self, operation: &str, error: &E) -> IndexQuery {
+        let text = crate::http::error_chain(error);
+        if text.contains("specified index") || text.contains("backfilling") {
+            IndexQuery::Missing(text)
+        } else {
+            IndexQuery::Failed(self.fail(operation, error))
+        }
     }
 
     /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.

@@ -17,7 +17,7 @@ pub const TTL_ATTRIBUTE: &str = "expire_at";
 pub(super) const STATE_SK: &str = "STATE";
 /// The lease, the entry counts, the ledger generation and the batch being
 /// written: one item, so a batch's counts and its fence are one conditional
-/// write (decision 20).
+/// write (decision 23).
 pub(super) const LEASE_SK: &str = "LEASE";
 pub(super) const ENTRY_PREFIX: &str = "ENTRY#";
 /// The ledger digest's root (and the unconfirmed ids).
@@ -36,6 +36,11 @@ pub(super) const WRITE_TOKEN: &str = "wt";
 /// The sparse global index of unsettled ledger entries, and its key.
 pub const OPEN_INDEX: &str = "open";
 pub(super) const OPEN_PK: &str = "open_pk";
+/// The keys-only global index of ledger entries by their LightRAG name
+/// (hash key: the entries' own `file_source` attribute), for the
+/// provenance lookups (decision 0022).
+pub const NAME_INDEX: &str = "name";
+pub(super) const NAME_KEY: &str = "file_source";
 pub(super) const RUN_PREFIX: &str = "RUN#";
 /// `TransactWriteItems` takes at most this many actions.
 pub(super) const TRANSACT_MAX: usize = 100;
@@ -60,7 +65,7 @@ pub(super) const RESET_LEASE: Duration = Duration::from_secs(300);
 /// Statuses kept in the `open` index: those listed by status (`failed`,
 /// `retry-failed`). Not the settled ones, which are most of a ledger, and not
 /// `submitted`: every document is submitted once, and the run that follows
-/// finds its unconfirmed ones through the digest's list (decision 20).
+/// finds its unconfirmed ones through the digest's list (decision 23).
 pub(super) fn is_open(status: EntryStatus) -> bool {
     !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted)
 }

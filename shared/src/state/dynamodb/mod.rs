@@ -15,7 +15,7 @@
 //!   returns the holder with `ReturnValuesOnConditionCheckFailure`.
 //! - A page of memory ids is looked up with `BatchGetItem` (100 keys a call,
 //!   strongly consistent, `UnprocessedKeys` retried with backoff); a run
-//!   reads only the entries its digest cannot vouch for (decision 20).
+//!   reads only the entries its digest cannot vouch for (decision 23).
 //! - **A run's batch** (a checkpoint with `lease_owner`) is one conditional
 //!   `UpdateItem` of the `LEASE` item, which is the fence (`owner = me`) and
 //!   adds the batch's count changes and records the batch (ids, statuses
@@ -41,6 +41,9 @@
 //!   names with a consistent `BatchGetItem`, so it costs what it finds.
 //! - Entry counts per status are number attributes of the `LEASE` item;
 //!   `status` is one `GetItem`, whatever the ledger's size.
+//! - Entries are found by their LightRAG name (`file_source`) through the
+//!   keys-only global index `name` (hash key `file_source`), then read with
+//!   the consistent `BatchGetItem`; see `names`.
 //! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
 //!   listings and retention, not on the sync path).
 //! - Every request's read and write units are counted ([`DynamoStore::units`],
@@ -56,12 +59,13 @@ mod digest;
 mod io;
 mod items;
 mod keys;
+mod names;
 mod table;
 mod units;
 
 use io::{IndexQuery, backoff};
 use keys::*;
-pub use keys::{OPEN_INDEX, TTL_ATTRIBUTE};
+pub use keys::{NAME_INDEX, OPEN_INDEX, TTL_ATTRIBUTE};
 
 use super::cost::Units;
 use super::{
@@ -381,6 +385,10 @@ impl StateStore for DynamoStore {
         }
         self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
         Ok(found)
+    }
+
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        self.entries_by_name(names).await
     }
 
     async fn entries_with_status(

@@ -26,6 +26,15 @@ impl DynamoStore {
             .attribute_definitions(attr(PK).map_err(|e| self.fail("CreateTable", &e))?)
             .attribute_definitions(attr(SK).map_err(|e| self.fail("CreateTable", &e))?)
             .attribute_definitions(attr(OPEN_PK).map_err(|e| self.fail("CreateTable", &e))?)
+            .attribute_definitions(attr(NAME_KEY).map_err(|e| self.fail("CreateTable", &e))?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(NAME_INDEX)
+                    .key_schema(key(NAME_KEY, KeyType::Hash).map_err(|e| self.fail("CreateTable", &e))?)
+                    .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                    .build()
+                    .map_err(|e| self.fail("CreateTable", &e))?,
+            )
             .global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(OPEN_INDEX)

@@ -55,6 +55,7 @@ fn entry(id: String) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: DateTime::<Utc>::from_timestamp_millis(1_770_000_000_000).unwrap_or_default(),
         last_ingested: None,
+        provenance: None,
     }
 }
 
@@ -249,6 +250,21 @@ fn template_roles_allow_what_the_store_sends() {
     }
     // A run deletes the empty shards of its digest.
     assert!(sync.contains("dynamodb:DeleteItem"), "SyncFunction's role lacks dynamodb:DeleteItem (digest shards)");
+    // api resolves LightRAG names through the `name` index (the provenance
+    // look-ups), and calls LightRAG with its key.
+    assert!(
+        api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")),
+        "ApiFunction may not Query the name index"
+    );
+    assert!(api.contains("!Ref LightragApiKeySecretArn"), "ApiFunction may not read the LightRAG key");
+    // The table has the index `create_table` makes, keyed on the entries' own attribute.
+    let table = role("StateTable");
+    assert!(
+        table.contains(&format!("- IndexName: {NAME_INDEX}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, KeyType: HASH }}"))
+            && table.contains(&format!("{{ AttributeName: {NAME_KEY}, AttributeType: S }}")),
+        "the template's table lacks the name index: {table}"
+    );
 }
 
 /// A table made before the `open` index (decision 0016): listing by status
@@ -282,6 +298,83 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
     store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
     let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+    // Nor a `name` index: names are looked up in every ledger instead.
+    let named = store.entries_named(&["memory_m3.txt".to_owned()]).await.expect("falls back");
+    assert_eq!(named, vec![(c.clone(), LedgerEntry { status: EntryStatus::Failed, ..entry("m3".into()) })]);
+}
+
+/// Decision 0022: a ledger entry with a typical provenance record still
+/// costs one write unit (the item stays under 1 KB), and the `name` index
+/// costs one more when an entry is first written, none when it is
+/// rewritten under the same name. DynamoDB Local reports the consumed
+/// capacity of a `PutItem` per table and index, from the items' sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typical_provenance_record_keeps_an_entry_in_one_write_unit() {
+    let Some(client) = client("dynamodb::a_typical_provenance_record_keeps_an_entry_in_one_write_unit").await else {
+        return;
+    };
+    let store = DynamoStore::new(client, table_name("wcu"));
+    store.create_table().await.expect("create table");
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let plain = LedgerEntry {
+        memory_id: MemoryId::new("1234567890"),
+        status: EntryStatus::Processed,
+        content_hash: Some(format!("{:0>64}", "9f2c").into()),
+        file_source: "memory_CTX123_1234567890.txt".into(),
+        doc_id: Some("doc-0f343b0931126a20f133d67c2b018a3b".into()),
+        track_id: Some("insert_20251218_143000_4d2f9a1c".into()),
+        first_seen: at(1_766_068_200_000),
+        last_ingested: Some(at(1_766_068_201_000)),
+        ..entry("1234567890".into())
+    };
+    let headline = "Met Anna at the bakery on Torstraße, she recommended the sourdough and the rye, ".repeat(2);
+    let typical = crate::state::Provenance {
+        context_id: "CTX123".into(),
+        kind: Some("record".into()),
+        created_at: Some(at(1_766_068_200_000)),
+        updated_at: Some(at(1_766_068_510_000)),
+        location: Some(crate::memory_api::GeoPoint { lat: 52.520_008, lon: 13.404_954 }),
+        place: Some("Bäckerei Anna, Torstraße 12, Mitte, 10119 Berlin, Deutschland".into()),
+        tags: vec!["sourdough".into(), "bakery".into(), "weekend".into()],
+        audio: true,
+        image: true,
+        headline: Some(format!("{}…", headline.chars().take(99).collect::<String>())),
+    };
+    let with = LedgerEntry {
+        memory_id: MemoryId::new("1234567891"),
+        file_source: "memory_CTX123_1234567891.txt".into(),
+        provenance: Some(typical),
+        ..plain.clone()
+    };
+    let rewritten = LedgerEntry { status: EntryStatus::Submitted, ..with.clone() };
+    let c = ConnectorId::new("personal-memories");
+    let mut units = Vec::new();
+    for entry in [&plain, &with, &rewritten] {
+        let item = store.item_of("ledger entry", entry, &c, entry_sk(&entry.memory_id)).expect("item");
+        let put = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(item))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .expect("put");
+        let consumed = put.consumed_capacity().expect("consumed capacity");
+        let table = consumed.table().and_then(|t| t.capacity_units()).unwrap_or(0.0);
+        let index = consumed
+            .global_secondary_indexes()
+            .and_then(|i| i.get(NAME_INDEX))
+            .and_then(|c| c.capacity_units())
+            .unwrap_or(0.0);
+        let json = serde_json::to_vec(entry).expect("json").len();
+        eprintln!(
+            "ledger entry ({}): {json} bytes of JSON, {table} WCU + {index} WCU for the name index",
+            if entry.provenance.is_some() { "with provenance" } else { "without provenance" }
+        );
+        units.push((table, index));
+    }
+    assert_eq!(units, vec![(1.0, 1.0), (1.0, 1.0), (1.0, 0.0)]);
 }
 
 /// `GET /connectors` of 1,000 connectors: two items each, read in batches
@@ -325,75 +418,6 @@ async fn listing_a_thousand_connectors_reads_in_batches() {
         store.lease(id).await.expect("lease");
     }
     eprintln!("1,000 connectors: batched {batched:?}; one by one (extrapolated from 100) {:?}", started.elapsed() * 10);
-}
-
-/// The cost model (`state::cost::model`, what the bench's figure 8 prices)
-/// counts what this store really sends: the same engine runs a first sync,
-/// a run with nothing changed and a run with 1% edited, once on DynamoDB
-/// Local and once on the model over SQLite, and every run's read units,
-/// write units and requests agree.
-#[tokio::test]
-async fn the_cost_model_counts_what_the_store_sends() {
-    use crate::state::cost::Units;
-    use crate::state::cost::model::CostModel;
-    use crate::sync::testing::{self, Page, Sink, memory};
-    let Some(client) = client("dynamodb::the_cost_model_counts_what_the_store_sends").await else { return };
-    let dynamo = DynamoStore::new(client, table_name("cost"));
-    dynamo.create_table().await.expect("create table");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = crate::state::sqlite::SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite");
-    let model = Arc::new(CostModel::new(Arc::new(sqlite)));
-
-    let mut memories: Vec<_> = (0..300).map(|i| memory(&format!("memory-{i:04}"), Some("a first text"))).collect();
-    let mut pages = vec![memories.clone(), memories.clone()];
-    for i in [11, 150, 299] {
-        memories[i].transcript = Some("edited".into());
-    }
-    pages.push(memories);
-
-    let mut measured: Vec<Vec<Units>> = Vec::new();
-    type Meter = Box<dyn Fn() -> Units>;
-    let sides: [(Arc<dyn StateStore>, Meter); 2] = [
-        (Arc::new(dynamo.clone()), {
-            let dynamo = dynamo.clone();
-            let seen = std::sync::Mutex::new(Units::default());
-            Box::new(move || {
-                let now = dynamo.units();
-                let mut before = seen.lock().expect("units");
-                let delta = Units {
-                    read_units: now.read_units - before.read_units,
-                    write_units: now.write_units - before.write_units,
-                    calls: now.calls - before.calls,
-                };
-                *before = now;
-                delta
-            })
-        }),
-        (model.clone(), {
-            let model = model.clone();
-            Box::new(move || model.take())
-        }),
-    ];
-    for (store, units) in &sides {
-        let page = Page::default();
-        let sink = Arc::new(Sink::default());
-        let engine = testing::engine(Arc::clone(store), &page, &sink, false).with_salt(7);
-        units();
-        let mut runs = Vec::new();
-        for memories in &pages {
-            page.set(memories.clone());
-            let report = engine.run(crate::sync::RunOptions::default()).await.expect("run");
-            assert!(report.error.is_none(), "{report:?}");
-            runs.push(units());
-        }
-        measured.push(runs);
-    }
-    let (store, model) = (&measured[0], &measured[1]);
-    for (i, name) in ["first sync", "no-op", "1% edited"].into_iter().enumerate() {
-        assert_eq!(model[i], store[i], "{name}: the model (left) and DynamoDB (right) disagree");
-    }
-    assert!(store[1].read_units <= 8, "a no-op reads almost nothing: {:?}", store[1]);
-    assert!(store[2].read_units <= 2 * 3 + 8, "1% edited reads what changed: {:?}", store[2]);
 }
 
 /// A run killed between its batch's lease-item update (counts added,

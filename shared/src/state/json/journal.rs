@@ -285,7 +285,7 @@ impl Inner {
         let read = match loaded.journal.take() {
             Some(read) => read,
             None => {
-                let file = OpenOptions::new()
+                let file = crate::state::files::options()
                     .read(true)
                     .append(true)
                     .create(true)

@@ -136,6 +136,18 @@ impl StateStore for JsonStore {
         .await
     }
 
+    /// One pass over the ledgers held in memory (the file has no index).
+    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        let names: std::collections::HashSet<String> = names.iter().cloned().collect();
+        self.blocking(move |inner| {
+            inner.read(|doc| {
+                let all = doc.connectors.iter().flat_map(|(id, record)| record.entries.values().map(move |e| (id, e)));
+                all.filter(|(_, e)| names.contains(&e.file_source)).map(|(id, e)| (id.clone(), e.clone())).collect()
+            })
+        })
+        .await
+    }
+
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         let connector = connector.clone();
         self.blocking(move |inner| {

@@ -18,6 +18,7 @@ fn entry(id: &str) -> LedgerEntry {
         next_attempt_at: None,
         first_seen: DateTime::from_timestamp_millis(1_772_600_000_123).unwrap_or_default(),
         last_ingested: None,
+        provenance: None,
     }
 }
 
@@ -352,14 +353,17 @@ async fn a_journal_applied_twice_changes_nothing() {
     assert_eq!(fs::read(&path).expect("file"), folded);
 }
 
-/// `state restore` drops the journal of the state it replaces: a killed
-/// run's writes never land on the restored backup.
+/// `state restore` takes the journal of the state it replaces along to the
+/// side copy: a killed run's writes never land on the restored backup, and
+/// the side copy opens as the state it was, journal included.
 #[tokio::test]
 async fn restore_drops_the_journal_of_the_replaced_state() {
-    use crate::config::{StateBackend, StateConfig};
+    use crate::config::{Config, StateBackend};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state.json");
-    let config = StateConfig { backend: StateBackend::Json, path: path.clone(), ..StateConfig::default() };
+    let mut config = Config::default();
+    config.state.backend = StateBackend::Json;
+    config.state.path = path.clone();
     let c = ConnectorId::new("docs");
     let store = JsonStore::open(&path).await.expect("open");
     store.checkpoint(&c, write_of(&["kept"])).await.expect("write");
@@ -372,9 +376,15 @@ async fn restore_drops_the_journal_of_the_replaced_state() {
     store.checkpoint(&c, fenced(&owner, &["journaled"])).await.expect("journaled write");
     assert!(journal_path(&path).exists());
     drop(store);
-    let live = JsonStore::open(&path).await.expect("open");
-    crate::state::backup::restore(&config, &live, &backup).await.expect("restore");
+    let done = crate::state::backup::restore(&config, &backup).await.expect("restore");
+    assert!(!journal_path(&path).exists(), "the replaced state's journal is gone");
+    let ids = [MemoryId::new("kept"), MemoryId::new("journaled")];
     let restored = JsonStore::open(&path).await.expect("open restored");
-    let found = restored.entries(&c, &[MemoryId::new("kept"), MemoryId::new("journaled")]).await.expect("read");
+    let found = restored.entries(&c, &ids).await.expect("read");
     assert_eq!(found.keys().map(MemoryId::as_str).collect::<Vec<_>>(), ["kept"]);
+    let side = done.previous.expect("a side copy");
+    let before = JsonStore::open(&side).await.expect("open the side copy");
+    let mut found: Vec<_> = before.entries(&c, &ids).await.expect("read").into_keys().collect();
+    found.sort();
+    assert_eq!(found.iter().map(MemoryId::as_str).collect::<Vec<_>>(), ["journaled", "kept"]);
 }

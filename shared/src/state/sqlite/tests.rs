@@ -205,6 +205,10 @@ async fn ledger_queries_use_indexes() {
     let runs =
         plan(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE connector_id = 'c' ORDER BY started_at DESC LIMIT 5"));
     assert!(runs.contains("runs_by_start") && !runs.contains("TEMP B-TREE"), "{runs}");
+    let by_name = plan(&format!(
+        "SELECT {ENTRY_COLUMNS}, connector_id FROM entries WHERE file_source IN ('memory_C_1.txt', 'memory_C_2.txt')"
+    ));
+    assert!(by_name.contains("entries_by_name"), "{by_name}");
     let next = plan("SELECT connector_id FROM entries WHERE connector_id > 'a' ORDER BY connector_id LIMIT 1");
     assert!(next.starts_with("SEARCH entries USING"), "{next}");
 }

@@ -235,3 +235,58 @@ async fn endless_service_answers_stop_at_their_limits() {
     assert!(message.contains("/reverse") && message.contains("limit of 1048576 bytes"), "{message}");
     assert!(server.bytes_sent() < 64 * 1024 * 1024, "kept reading: {} bytes", server.bytes_sent());
 }
+
+/// Recordings whose download ends only once the run's enrichment time is up
+/// (a long transcription that crosses `enrich_until`).
+struct WavsPastDeadline(std::time::Instant);
+
+#[async_trait::async_trait]
+impl connector_core::enrich::MediaSource for WavsPastDeadline {
+    async fn media(&self, _: &str, id: &str, _: MediaKind, _: MediaLimits) -> Result<Media, MediaError> {
+        while std::time::Instant::now() < self.0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(Media { bytes: wav(id.len() as u64), content_type: "audio/wav".into() })
+    }
+}
+
+/// A transcript made before the run's time for enrichment ran out is kept
+/// when the memory's place has to wait for the next run: the next run pays
+/// for the place, not for the recording again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_made_before_a_postponed_place_is_not_paid_for_twice() {
+    let fakes = EnrichSim::start(None).await.expect("fakes");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.expect("store"));
+    let mut config = Config::default();
+    config.enrichment.transcription.url = fakes.openai_url();
+    config.enrichment.geocoding.url = fakes.nominatim_url();
+    config.enrichment.geocoding.requests_per_second = 50.0;
+    let connector = ConnectorConfig {
+        context_id: "C".into(),
+        transformation: TransformationConfig { include_audio: true, geocoding: true, ..Default::default() },
+        ..Default::default()
+    };
+    let until = std::time::Instant::now() + Duration::from_millis(200);
+    let enricher = Enricher::for_connector(&config, &connector, Arc::new(WavsPastDeadline(until)), store)
+        .expect("enricher")
+        .expect("on");
+    let mut m = memory("rec", 52.52, 13.405);
+    m.audio = true;
+    m.transcript = None;
+    m.gcs_uri = Some("gs://b/rec.wav".into());
+    let page = FetchedPage { memories: vec![m], rejected: vec![], possibly_truncated: false, attempts: 1 };
+    let id = MemoryId::new("rec");
+
+    let first = enricher.enrich(&page, EnrichMode::Full, Some(until)).await;
+    assert!(first.is_postponed(&id), "the place was still needed when the time was up");
+    assert_eq!(fakes.calls(Service::Transcription), 1);
+    assert_eq!(fakes.calls(Service::Geocoding), 0);
+
+    let next = enricher.enrich(&page, EnrichMode::Full, None).await;
+    let enrichment = next.get(&id).expect("enriched");
+    assert_eq!(enrichment.transcript.as_deref(), Some(EnrichSim::transcript_for(&wav(3)).as_str()));
+    assert!(enrichment.place.is_some());
+    assert_eq!(fakes.calls(Service::Transcription), 1, "the recording made in the first run is not transcribed again");
+    assert_eq!(fakes.calls(Service::Geocoding), 1);
+}

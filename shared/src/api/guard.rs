@@ -85,8 +85,10 @@ impl Gate {
 }
 
 pub(super) async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
-    // CORS preflights carry no credentials by design.
-    let admitted = request.method() == Method::OPTIONS || gate.key.admits(request.headers());
+    // CORS preflights carry no credentials by design; the CORS layer, outside
+    // this gate, answers them. An `OPTIONS` that gets here is a request like
+    // any other: without the key it must not spend the key holder's budget.
+    let admitted = gate.key.admits(request.headers());
     let bucket = if admitted { &gate.keyed } else { &gate.unkeyed };
     if let Some(limiter) = bucket
         && let Err(wait) = limiter.try_take(Instant::now())

@@ -282,3 +282,27 @@ async fn an_unkeyed_flood_does_not_lock_out_the_key_holder() {
     assert_eq!(over.status().as_u16(), 429, "the keyed budget still holds");
     assert!(over.headers().contains_key("retry-after"));
 }
+
+/// Issue 15, item 12, by another method: with CORS off (the packaged
+/// production config), an `OPTIONS` request reached the gate and was let
+/// through on the key holder's budget without a key, so a client without a
+/// key locked the operator out with `OPTIONS` instead of `GET`.
+#[tokio::test]
+async fn an_unkeyed_options_flood_does_not_lock_out_the_key_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let yaml =
+        format!("{YAML}  cors:\n    enabled: false\n  rate_limit:\n    enabled: true\n    requests_per_minute: 8\n");
+    let url = serve_yaml(&yaml, store, false).await;
+    let client = reqwest::Client::new();
+    let mut unkeyed = Vec::new();
+    for _ in 0..20 {
+        let answer = client.request(reqwest::Method::OPTIONS, format!("{url}/connectors")).send().await.unwrap();
+        unkeyed.push(answer.status().as_u16());
+    }
+    assert!(unkeyed.iter().all(|s| *s == 401 || *s == 429), "no key, no answer but a refusal: {unkeyed:?}");
+    for i in 0..8 {
+        let answer = client.get(format!("{url}/connectors")).header("X-API-Key", "the-key").send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "keyed request {i}");
+    }
+}

@@ -366,7 +366,9 @@ impl Enricher {
         if let Some(source) = &wants.image {
             let part = match cached(&record.image, &wants.image) {
                 Some(part) => Some(part),
-                None if mode == EnrichMode::Full && late() => return None,
+                None if mode == EnrichMode::Full && late() => {
+                    return self.postpone(memory, &key, &record, changed).await;
+                }
                 None if mode == EnrichMode::Full => self.describe(memory, source).await,
                 None => None,
             };
@@ -381,7 +383,7 @@ impl Enricher {
                 Some(part) => Some(part),
                 None => match self.place(memory, source, point, mode, until).await {
                     Placed::Part(part) => part,
-                    Placed::Late => return None,
+                    Placed::Late => return self.postpone(memory, &key, &record, changed).await,
                 },
             };
             if let Some(part) = part {
@@ -391,18 +393,31 @@ impl Enricher {
             }
         }
         if changed && mode == EnrichMode::Full {
-            match serde_json::to_string(&record) {
-                Ok(json) => {
-                    if let Err(e) = self.store.cache_put(&key, &json, None).await {
-                        warn!(memory_id = %memory.id, error = %e, "could not cache the enrichment; it is computed again next run");
-                    }
-                }
-                Err(e) => {
-                    warn!(memory_id = %memory.id, error = %e, "could not encode the enrichment")
-                }
-            }
+            self.save(memory, &key, &record).await;
         }
         Some(out)
+    }
+
+    /// The memory waits for the next run; the parts made in this one (paid
+    /// calls) are kept for it.
+    async fn postpone(&self, memory: &Memory, key: &str, record: &MemoryRecord, changed: bool) -> Option<Enrichment> {
+        if changed {
+            self.save(memory, key, record).await;
+        }
+        None
+    }
+
+    async fn save(&self, memory: &Memory, key: &str, record: &MemoryRecord) {
+        match serde_json::to_string(record) {
+            Ok(json) => {
+                if let Err(e) = self.store.cache_put(key, &json, None).await {
+                    warn!(memory_id = %memory.id, error = %e, "could not cache the enrichment; it is computed again next run");
+                }
+            }
+            Err(e) => {
+                warn!(memory_id = %memory.id, error = %e, "could not encode the enrichment")
+            }
+        }
     }
 
     async fn transcribe(&self, memory: &Memory, source: &str) -> Option<Part> {

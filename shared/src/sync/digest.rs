@@ -327,7 +327,8 @@ mod tests {
         let older = LedgerEntry { provenance: None, ..entry("m", EntryStatus::Processed, Some("h")) };
         assert_eq!(keys.entry_leaf(&older), 0);
         // Under a name an older rule made: never what the memory expects.
-        let renamed = LedgerEntry { file_source: "memory_M.txt".into(), ..entry("m", EntryStatus::Processed, Some("h")) };
+        let renamed =
+            LedgerEntry { file_source: "memory_M.txt".into(), ..entry("m", EntryStatus::Processed, Some("h")) };
         assert_ne!(keys.entry_leaf(&renamed), delivered);
     }
 

@@ -152,18 +152,7 @@ mod tests {
     }
 
     fn memory(transcript: Option<&str>) -> Memory {
-        Memory {
-            id: MemoryId::new("m1"),
-            kind: Some("note".into()),
-            audio: false,
-            image: false,
-            transcript: transcript.map(str::to_owned),
-            location: None,
-            created_at: None,
-            updated_at: None,
-            gcs_uri: None,
-            gcs_uri_img: None,
-        }
+        crate::sync::testing::memory("m1", transcript)
     }
 
     fn now() -> DateTime<Utc> {

@@ -381,17 +381,7 @@ impl DynamoStore {
         if state.is_none() && digest.is_none() {
             return match run {
                 Some(run) if after_entries => {
-                    let item = self.run_item(connector, &run)?;
-                    let units = cost::write_item(item_bytes(&item));
-                    self.client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .send()
-                        .await
-                        .map_err(|e| self.fail("PutItem (run record)", &e))?;
-                    self.charge(0, units);
-                    Ok(())
+                    self.put_item(self.run_item(connector, &run)?, "PutItem (run record)").await
                 }
                 Some(run) => {
                     let (put, units) = self.put(self.run_item(connector, &run)?)?;
@@ -408,19 +398,7 @@ impl DynamoStore {
                 },
             };
         }
-        if let Some(write) = &digest {
-            self.write_digest_items(connector, write).await?;
-        }
-        let mut tail = Vec::with_capacity(3);
-        if let Some(state) = &state {
-            tail.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
-        }
-        if let Some(run) = &run {
-            tail.push(self.put(self.run_item(connector, run)?)?);
-        }
-        if let Some(write) = &digest {
-            tail.push(self.put(self.digest_item(connector, write)?)?);
-        }
+        let tail = self.tail(connector, state.as_ref(), run.as_ref(), digest.as_ref()).await?;
         for attempt in 1..=MAX_RETRIES {
             if self.with_local(connector, |l| l.unsettled) {
                 self.settle_pending(connector).await?;

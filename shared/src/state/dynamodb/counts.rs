@@ -45,6 +45,30 @@ impl DynamoStore {
         Ok((TransactWriteItem::builder().put(put).build(), units))
     }
 
+    /// The last writes of a checkpoint, as transaction puts: the connector
+    /// state, the run record and the digest root (its shards and unconfirmed
+    /// ids are written here first, before the root that vouches for them).
+    pub(super) async fn tail(
+        &self,
+        connector: &ConnectorId,
+        state: Option<&ConnectorState>,
+        run: Option<&RunRecord>,
+        digest: Option<&DigestWrite>,
+    ) -> Result<Vec<(TransactWriteItem, u64)>, StateError> {
+        let mut tail = Vec::with_capacity(3);
+        if let Some(state) = state {
+            tail.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
+        }
+        if let Some(run) = run {
+            tail.push(self.put(self.run_item(connector, run)?)?);
+        }
+        if let Some(write) = digest {
+            self.write_digest_items(connector, write).await?;
+            tail.push(self.put(self.digest_item(connector, write)?)?);
+        }
+        Ok(tail)
+    }
+
     /// The ledger item of `entry`, with its `open` index key and write token.
     pub(super) fn entry_item(
         &self,
@@ -72,17 +96,7 @@ impl DynamoStore {
         run: Option<RunRecord>,
         digest: Option<DigestWrite>,
     ) -> Result<(), StateError> {
-        let mut tail = Vec::with_capacity(3);
-        if let Some(state) = &state {
-            tail.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
-        }
-        if let Some(run) = &run {
-            tail.push(self.put(self.run_item(connector, run)?)?);
-        }
-        if let Some(write) = &digest {
-            self.write_digest_items(connector, write).await?;
-            tail.push(self.put(self.digest_item(connector, write)?)?);
-        }
+        let tail = self.tail(connector, state.as_ref(), run.as_ref(), digest.as_ref()).await?;
         if entries.is_empty() {
             if tail.is_empty() {
                 return Ok(());

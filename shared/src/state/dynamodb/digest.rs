@@ -4,9 +4,7 @@
 
 use super::DynamoStore;
 use super::keys::*;
-use super::units::item_bytes;
 use crate::ids::{ConnectorId, MemoryId};
-use crate::state::cost;
 use crate::state::{DigestRoot, DigestShard, DigestWrite, LedgerView, StateError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
@@ -154,15 +152,7 @@ impl DynamoStore {
                     .map_err(|e| self.fail("DeleteItem (digest shard)", &e))?;
                 self.charge(0, 1);
             } else {
-                let units = cost::write_item(item_bytes(&item));
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("PutItem (digest)", &e))?;
-                self.charge(0, units);
+                self.put_item(item, "PutItem (digest)").await?;
             }
             Ok::<(), StateError>(())
         });

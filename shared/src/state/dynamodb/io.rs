@@ -184,6 +184,20 @@ impl DynamoStore {
         }
     }
 
+    /// One unconditional `PutItem`, its write units counted.
+    pub(super) async fn put_item(&self, item: Item, operation: &str) -> Result<(), StateError> {
+        let units = cost::write_item(item_bytes(&item));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.fail(operation, &e))?;
+        self.charge(0, units);
+        Ok(())
+    }
+
     /// A failed Query of a global index: no such index (an older table), or
     /// one still being built after a stack update, is `Missing` (the caller
     /// reads the ledger meanwhile); anything else is `Failed`.

@@ -553,16 +553,7 @@ impl StateStore for DynamoStore {
             // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
             item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
         }
-        let units = super::cost::write_item(units::item_bytes(&item));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| self.fail("PutItem (cache)", &e))?;
-        self.charge(0, units);
-        Ok(())
+        self.put_item(item, "PutItem (cache)").await
     }
 
     async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {

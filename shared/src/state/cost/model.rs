@@ -1,7 +1,7 @@
 //! The cost model: a [`StateStore`] around any store that counts what the
 //! `dynamodb` store would send for the same calls, item by item, in
 //! request units ([`super`]'s rules). The bench's figure 8 runs the real
-//! engine around it over SQLite; `dynamodb::tests` runs the same workload on
+//! engine around it over SQLite; `sync::cost_tests` runs the same workload on
 //! DynamoDB Local and checks that the store counted the same units.
 //!
 //! It follows the store's algorithm (module docs of `state::dynamodb`): a

@@ -273,31 +273,11 @@ mod tests {
     use crate::ids::ContentHash;
 
     fn entry(id: &str, status: EntryStatus, hash: Option<&str>) -> LedgerEntry {
+        use crate::state::conformance::data::{bare_entry, full_provenance};
         LedgerEntry {
-            memory_id: MemoryId::new(id),
-            status,
             content_hash: hash.map(ContentHash::new),
-            pending_hash: None,
-            file_source: format!("memory_{id}.txt"),
-            doc_id: None,
-            track_id: None,
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            first_seen: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            last_ingested: None,
-            provenance: Some(crate::state::Provenance {
-                context_id: "C".into(),
-                kind: None,
-                created_at: None,
-                updated_at: None,
-                location: None,
-                place: None,
-                tags: Vec::new(),
-                audio: false,
-                image: false,
-                headline: None,
-            }),
+            provenance: Some(full_provenance()),
+            ..bare_entry(id, status)
         }
     }
 

@@ -9,7 +9,7 @@ CARGO ?= cargo
 LOCAL := .local
 BIN := target/debug
 
-.PHONY: run test build lint clean-local help bench deb lambda-build lambda-watch test-localstack cfn-lint
+.PHONY: run test build lint clean-local help bench deb lambda-build lambda-watch test-localstack cfn-lint template-check
 
 help:
 	@echo "make run    - sync sample memories from a local Memory API simulator into .local/ (direct mode)"
@@ -29,17 +29,28 @@ run: build
 
 # The whole workspace, with the AWS emulators (DynamoDB Local, moto) started
 # for the AWS test group and stopped afterwards (tests/scripts/aws-emulators.sh).
+# The Lambda functions' tests and the DynamoDB store's tests record the AWS
+# calls they send into $(CALLS); the template check then holds
+# infra/template.yaml against them (tests/scripts/template-check.sh).
+CALLS := $(CURDIR)/$(LOCAL)/aws-calls
 test:
 	@bash tests/scripts/promtool.sh
+	@bash tests/scripts/chromium.sh
 	@bash tests/scripts/deb-tool.sh shellcheck shellcheck .local/pkgtools/bin
 	@bash tests/scripts/schemathesis.sh
 	@bash tests/scripts/check-deploy.sh
-	MEMORY_CONNECTOR_FEATURES=aws bash tests/scripts/aws-emulators.sh run \
+	rm -rf $(CALLS)
+	MEMORY_CONNECTOR_RECORD_AWS_CALLS=$(CALLS) MEMORY_CONNECTOR_FEATURES=aws bash tests/scripts/aws-emulators.sh run \
 	  bash tests/scripts/with-lightrag.sh $(CARGO) test --workspace --no-fail-fast --features memory-connector/aws
+	MEMORY_CONNECTOR_RECORD_AWS_CALLS=$(CALLS) CARGO=$(CARGO) bash tests/scripts/template-check.sh
 	bash tests/scripts/cfn-lint.sh
 
 cfn-lint:
 	bash tests/scripts/cfn-lint.sh
+
+# The template against the code and the calls the last `make test` recorded.
+template-check:
+	MEMORY_CONNECTOR_RECORD_AWS_CALLS=$(CALLS) CARGO=$(CARGO) bash tests/scripts/template-check.sh
 
 # Needs cargo-lambda (pip install cargo-lambda==1.9.2) and, for arm64,
 # `rustup target add aarch64-unknown-linux-gnu`.

@@ -44,6 +44,12 @@ pub fn print_report(report: &RunReport) {
             c.rejected, c.deferred, c.backing_off
         );
     }
+    if c.recovered + c.held_back + c.duplicates_removed > 0 {
+        println!(
+            "  recovery: sent by a run that died, found in LightRAG {} | held back for a later run {} | duplicate records removed {}",
+            c.recovered, c.held_back, c.duplicates_removed
+        );
+    }
     if c.confirmed + c.lightrag_failed + c.stuck + report.unconfirmed > 0 {
         println!(
             "  LightRAG: processed {} | failed in LightRAG {} | still queued {} | stuck {}",
@@ -158,7 +164,8 @@ pub fn print_failed(entries: &[LedgerEntry]) {
     }
 }
 
-/// Text from outside (memory ids, upstream errors) as one inert line.
+/// Text from outside (memory ids, upstream errors) as one inert line: no
+/// terminal escapes, no characters that hide or reorder text.
 fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    connector_core::text::escape_controls(text)
+    connector_core::text::escape_shown(text)
 }

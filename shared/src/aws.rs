@@ -6,6 +6,8 @@
 //! `AWS_ENDPOINT_URL_DYNAMODB`, ...), so the same code talks to AWS, to
 //! DynamoDB Local, moto or LocalStack without a flag of ours.
 
+pub mod record;
+
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use std::time::Duration;

@@ -13,13 +13,28 @@
 //!   async invoke is retried) versus answer with `rejected` (a retry would
 //!   fail the same way). A retry can never start a second concurrent run:
 //!   the lease answers `already_running`.
+//! - [`roles`]: what each function reads (variables, secrets, config
+//!   fields); the functions load their config by it and the template is
+//!   checked against it.
+//! - Every `sync` invocation writes one metric line ([`crate::telemetry::emf`]).
 
+mod observe;
+pub mod roles;
+#[cfg(test)]
+mod template_check;
+
+pub use roles::FunctionRole;
+
+use crate::aws::record::{self, CallRecorder};
 use crate::config::{self, Config, Environment, StateBackend};
 use crate::ids::{ConnectorId, RunId};
 use crate::secrets::{SecretError, SecretsManagerResolver};
 use crate::state::dynamodb::{DynamoStore, TABLE_ENV};
+use crate::state::recorded::RecordedStore;
 use crate::state::{StateError, StateStore, Trigger};
 use crate::sync::{RunLimits, RunOptions, SyncError};
+use crate::telemetry::alerts::Alerter;
+use crate::telemetry::emf::EmfWriter;
 use crate::wiring::Adapters;
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
@@ -134,10 +149,13 @@ struct Wiring {
     vars: HashMap<String, String>,
     config: Config,
     adapters: Adapters,
+    /// `monitoring.alerts`, judged run by run ([`Alerter::evaluate_run`]).
+    alerter: Option<Alerter>,
 }
 
 /// Shared cold-start work of the functions: config (once), secrets (TTL).
 struct Loaded {
+    role: FunctionRole,
     settings_path: PathBuf,
     base_vars: HashMap<String, String>,
     secrets: SecretsManagerResolver,
@@ -150,20 +168,44 @@ impl Loaded {
         Ok((vars, env))
     }
 
+    /// The config as this function reads it: the secret fields of other
+    /// functions need not resolve ([`FunctionRole::unread_secret_fields`]).
     async fn config(&self) -> Result<(HashMap<String, String>, Config), FunctionError> {
         let (vars, env) = self.environment().await?;
-        let config =
-            config::load_with_env(&self.settings_path, &env).map_err(|e| FunctionError::Config(e.to_string()))?;
+        let source = self.settings_path.display().to_string();
+        let text = std::fs::read_to_string(&self.settings_path)
+            .map_err(|e| FunctionError::Config(config::ConfigError::unreadable(&source, &e).to_string()))?;
+        let config = config::load_str_for(&text, &source, &env, &self.role.unread_secret_fields())
+            .map_err(|e| FunctionError::Config(e.to_string()))?;
         Ok((vars, config))
     }
+
+    fn new(role: FunctionRole, settings: &FunctionSettings, recorder: Option<&CallRecorder>) -> Self {
+        Self {
+            role,
+            settings_path: settings.config_path.clone(),
+            base_vars: settings.vars.clone(),
+            secrets: SecretsManagerResolver::new(record::secretsmanager(&settings.sdk, recorder), Duration::MAX),
+        }
+    }
+}
+
+/// The recorder of `role`'s AWS calls, when tests ask for one.
+fn recorder(role: FunctionRole, settings: &FunctionSettings) -> Option<CallRecorder> {
+    CallRecorder::from_env(role.name(), &settings.vars)
 }
 
 fn wire(vars: HashMap<String, String>, config: Config, store: Arc<dyn StateStore>) -> Result<Wiring, FunctionError> {
     let adapters = Adapters::from_config(&config, store).map_err(|e| FunctionError::Config(e.to_string()))?;
-    Ok(Wiring { vars, config, adapters })
+    let alerter = Alerter::from_config(&config.monitoring);
+    Ok(Wiring { vars, config, adapters, alerter })
 }
 
-fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore, FunctionError> {
+fn store_for(
+    settings: &FunctionSettings,
+    config: &Config,
+    recorder: Option<&CallRecorder>,
+) -> Result<Arc<dyn StateStore>, FunctionError> {
     if config.state.backend != StateBackend::Dynamodb {
         warn!(backend = ?config.state.backend, "state.backend is not dynamodb: the Lambda functions always use DynamoDB");
     }
@@ -174,8 +216,9 @@ fn store_for(settings: &FunctionSettings, config: &Config) -> Result<DynamoStore
         .cloned()
         .or_else(|| config.state.table.clone())
         .ok_or_else(|| FunctionError::Config(format!("no DynamoDB table: set {TABLE_ENV} or state.table")))?;
-    let client = aws_sdk_dynamodb::Client::new(&settings.sdk);
-    Ok(DynamoStore::for_table(client, table, &config.state))
+    let client = record::dynamodb(&settings.sdk, recorder);
+    info!(%table, "state table");
+    Ok(RecordedStore::wrap(Arc::new(DynamoStore::for_table(client, table, &config.state)), recorder))
 }
 
 /// The `sync` function.
@@ -184,6 +227,7 @@ pub struct SyncFunction {
     store: Arc<dyn StateStore>,
     wiring: RwLock<Arc<Wiring>>,
     safety_margin: Duration,
+    metrics: EmfWriter,
 }
 
 impl SyncFunction {
@@ -192,11 +236,8 @@ impl SyncFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
         // The TTL comes from the config, which needs the secrets: fetch once,
         // then apply the configured TTL to what was fetched.
-        let mut loaded = Loaded {
-            settings_path: settings.config_path.clone(),
-            base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-        };
+        let recorder = recorder(FunctionRole::Sync, &settings);
+        let mut loaded = Loaded::new(FunctionRole::Sync, &settings, recorder.as_ref());
         let (vars, config) = loaded.config().await?;
         let perf = &config.advanced.performance;
         loaded.secrets.set_ttl(if perf.enable_caching {
@@ -204,10 +245,25 @@ impl SyncFunction {
         } else {
             Duration::ZERO
         });
-        let store = Arc::new(store_for(&settings, &config)?);
+        let store = store_for(&settings, &config, recorder.as_ref())?;
         let wiring = wire(vars, config, store.clone())?;
-        info!(table = store.table(), connectors = wiring.config.connectors.len(), "sync function ready");
-        Ok(Self { loaded, store, wiring: RwLock::new(Arc::new(wiring)), safety_margin: settings.safety_margin })
+        info!(connectors = wiring.config.connectors.len(), "sync function ready");
+        let metrics = EmfWriter::from_vars(&settings.vars);
+        Ok(Self {
+            loaded,
+            store,
+            wiring: RwLock::new(Arc::new(wiring)),
+            safety_margin: settings.safety_margin,
+            metrics,
+        })
+    }
+
+    /// Keeps the metric lines in memory instead of writing them to stdout
+    /// (tests); the list fills as invocations end.
+    pub fn metrics_in_memory(&mut self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        let (writer, lines) = EmfWriter::in_memory(self.metrics.namespace());
+        self.metrics = writer;
+        lines
     }
 
     pub fn store(&self) -> Arc<dyn StateStore> {
@@ -231,10 +287,17 @@ impl SyncFunction {
         Ok(fresh)
     }
 
-    /// One event: `Ok` with the run report (or `already_running`), `Err`
-    /// for whatever stopped the run from starting. `remaining` is the
-    /// Lambda's remaining time.
+    /// One event: `Ok` with the run report (or `already_running`,
+    /// `skipped`), `Err` for whatever stopped the run from starting; either
+    /// way one metric line ([`SyncFunction::record_metrics`]). `remaining`
+    /// is the Lambda's remaining time.
     pub async fn handle(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
+        let result = self.run_event(event, remaining).await;
+        self.record_metrics(event, &result);
+        result
+    }
+
+    async fn run_event(&self, event: &Value, remaining: Option<Duration>) -> Result<Value, FunctionError> {
         let started = Instant::now();
         let request = parse_sync_event(event)?;
         let wiring = self.current().await?;
@@ -251,6 +314,10 @@ impl SyncFunction {
             wiring.adapters.engine(&wiring.config, &connector, self.store(), job_timeout).without_local_takeover();
         let options =
             RunOptions { force: request.force, dry_run: false, trigger: request.trigger, limits: Some(limits) };
+        let before = match &wiring.alerter {
+            Some(_) => self.store.connector_state(&connector.id).await.ok().flatten(),
+            None => None,
+        };
         let run = match request.run_id.clone() {
             Some(run_id) => engine.run_with_id(run_id, options).await,
             None => engine.run(options).await,
@@ -258,6 +325,9 @@ impl SyncFunction {
         match run {
             Ok(report) => {
                 info!(connector_id = %request.connector_id, status = %report.status, stopped_early = report.stopped_early, "run finished");
+                if let Some(alerter) = &wiring.alerter {
+                    self.alert(alerter, &connector.id, before.as_ref(), report.error.clone()).await;
+                }
                 serde_json::to_value(&report).map_err(|e| FunctionError::Config(format!("report: {e}")))
             }
             Err(SyncError::AlreadyRunning { connector, owner, expires_at }) => {
@@ -303,13 +373,9 @@ pub struct CleanupFunction {
 
 impl CleanupFunction {
     pub async fn init(settings: FunctionSettings) -> Result<Self, FunctionError> {
-        let loaded = Loaded {
-            settings_path: settings.config_path.clone(),
-            base_vars: settings.vars.clone(),
-            secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-        };
-        let (_, config) = loaded.config().await?;
-        let store = Arc::new(store_for(&settings, &config)?);
+        let recorder = recorder(FunctionRole::Cleanup, &settings);
+        let (_, config) = Loaded::new(FunctionRole::Cleanup, &settings, recorder.as_ref()).config().await?;
+        let store = store_for(&settings, &config, recorder.as_ref())?;
         Ok(Self { store, config })
     }
 
@@ -462,104 +528,34 @@ impl EventBridgeLauncher {
 /// The `api` function's router: the management API of `serve`, over the
 /// DynamoDB store, with `trigger` as a `SyncRequested` event.
 pub async fn api_router(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
-    let loaded = Loaded {
-        settings_path: settings.config_path.clone(),
-        base_vars: settings.vars.clone(),
-        secrets: SecretsManagerResolver::new(aws_sdk_secretsmanager::Client::new(&settings.sdk), Duration::MAX),
-    };
-    let (_, config) = loaded.config().await?;
+    let recorder = recorder(FunctionRole::Api, &settings);
+    let (_, config) = Loaded::new(FunctionRole::Api, &settings, recorder.as_ref()).config().await?;
     if let Some(problem) = crate::config::api_auth_problem(&config.api) {
         return Err(FunctionError::Config(format!("{}: {problem}", settings.config_path.display())));
     }
-    let store: Arc<dyn StateStore> = Arc::new(store_for(&settings, &config)?);
+    let store = store_for(&settings, &config, recorder.as_ref())?;
     let bus = settings.vars.get(EVENT_BUS_ENV).filter(|b| !b.is_empty()).cloned().unwrap_or_else(|| "default".into());
-    let launcher =
-        Arc::new(EventBridgeLauncher::new(aws_sdk_eventbridge::Client::new(&settings.sdk), bus, Arc::clone(&store)));
+    let events = record::eventbridge(&settings.sdk, recorder.as_ref());
+    let launcher = Arc::new(EventBridgeLauncher::new(events, bus, Arc::clone(&store)));
     info!(connectors = config.connectors.len(), "api function ready");
     Ok(crate::api::router(Arc::new(config), store, launcher))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_shapes() {
-        let direct = parse_sync_event(&json!({"connector_id": "docs", "force": true})).unwrap();
-        assert_eq!(
-            direct,
-            SyncRequest { connector_id: "docs".into(), force: true, trigger: Trigger::Lambda, run_id: None }
-        );
-        let scheduled = parse_sync_event(&json!({"connector_id": "docs", "trigger": "schedule"})).unwrap();
-        assert_eq!((scheduled.force, scheduled.trigger), (false, Trigger::Schedule));
-        let requested = parse_sync_event(&json!({
-            "version": "0", "source": "memory-connector", "detail-type": "SyncRequested",
-            "detail": {"connector_id": "docs", "force": false}
-        }))
-        .unwrap();
-        assert_eq!(requested.trigger, Trigger::Event);
-        let raw =
-            parse_sync_event(&json!({"detail-type": "Scheduled Event", "detail": {"connector_id": "x"}})).unwrap();
-        assert_eq!((raw.connector_id.as_str(), raw.trigger.as_str()), ("x", "schedule"));
-        for bad in [
-            json!([]),
-            json!({}),
-            json!({"connector_id": ""}),
-            json!({"connector_id": "x", "force": "yes"}),
-            json!({"detail-type": "Other", "detail": {"connector_id": "x"}}),
-        ] {
-            let error = parse_sync_event(&bad).unwrap_err();
-            assert!(!error.is_retryable(), "{bad}: {error}");
+/// What the `api` function serves: [`api_router`], or, when its config is
+/// wrong (a retry would fail the same way), the router of a function that
+/// could not start ([`crate::api::unavailable_router`]: `/health` answers
+/// `degraded`, the rest 503), so a misconfiguration is visible and named in
+/// the log instead of a 500 on every route. AWS failures (secrets, state)
+/// fail the start: Lambda starts the function again on the next request.
+pub async fn api_function(settings: FunctionSettings) -> Result<axum::Router, FunctionError> {
+    match api_router(settings).await {
+        Err(e) if !e.is_retryable() => {
+            error!(error = %e, "the api function cannot serve its API: answering 503 until it is redeployed");
+            Ok(crate::api::unavailable_router())
         }
-    }
-
-    /// The sample events of `config/events/` (used with `cargo lambda invoke`)
-    /// are what the handler expects, and the Lambda config layer is valid.
-    #[test]
-    fn sample_events_and_the_lambda_config() {
-        for (name, text, trigger, force) in [
-            ("sync-scheduled", include_str!("../../config/events/sync-scheduled.json"), "schedule", false),
-            ("sync-direct", include_str!("../../config/events/sync-direct.json"), "lambda", false),
-            ("sync-requested", include_str!("../../config/events/sync-requested.json"), "event", true),
-            ("sync-scheduled-event", include_str!("../../config/events/sync-scheduled-event.json"), "schedule", false),
-        ] {
-            let event: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let request = parse_sync_event(&event).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(
-                (request.connector_id.as_str(), request.trigger.as_str(), request.force),
-                ("personal-memories", trigger, force),
-                "{name}"
-            );
-        }
-        for text in [
-            include_str!("../../config/events/cleanup-scheduled.json"),
-            include_str!("../../config/events/api-get-health.json"),
-        ] {
-            serde_json::from_str::<Value>(text).unwrap();
-        }
-        let env = Environment::from_map([
-            ("MEMORY_API_KEY".to_owned(), "k".to_owned()),
-            ("CONNECTOR_API_KEY".to_owned(), "c".to_owned()),
-        ]);
-        let config =
-            config::load_str(include_str!("../../config/lambda/memory-connector/config.yaml"), "lambda config", &env)
-                .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.state.backend, StateBackend::Dynamodb);
-        assert!(config.connector(&ConnectorId::new("personal-memories")).is_some());
-        assert_eq!(
-            crate::schedule::eventbridge::unix_cron_to_eventbridge(&config.state.cleanup.cleanup_cron).unwrap(),
-            "cron(0 2 * * ? *)",
-            "the template's CleanupSchedule default matches cleanup_cron"
-        );
-    }
-
-    #[test]
-    fn only_aws_failures_are_retried() {
-        let state = FunctionError::State(StateError::Unsupported("x".into()));
-        assert!(state.is_retryable());
-        assert!(!FunctionError::UnknownConnector("x".into()).is_retryable());
-        let answered = classify(Err(FunctionError::UnknownConnector("x".into()))).unwrap();
-        assert_eq!(answered["status"], "rejected");
-        assert!(classify(Err(state)).is_err());
+        other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;

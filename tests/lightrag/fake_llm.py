@@ -12,6 +12,11 @@ LightRAG offline in tests (stdlib only).
 - POST /_control/fail {"marker": "..."}: extraction of any text containing the
   marker answers 400 (not retried by the OpenAI client), so LightRAG marks that
   document failed. DELETE /_control/fail recovers. GET /_control/stats counts.
+- POST /_control/slow_enqueue {"marker": "...", "seconds": 8}: the LightRAG
+  servers started by tests/lightrag/serve.py ask POST /_control/enqueue_gate
+  {"file_paths": [...]} before they enqueue accepted documents and wait the
+  answered "delay": `seconds` when a path contains the marker, else 0 (counted
+  per marker in stats "gated"). DELETE /_control/slow_enqueue switches it off.
 
 Usage: fake_llm.py --port 0 --port-file PATH [--dim 64]
 """
@@ -26,7 +31,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"fail_markers": set(), "chat": 0, "embeddings": 0, "failed": 0}
+STATE = {"fail_markers": set(), "chat": 0, "embeddings": 0, "failed": 0, "slow_enqueue": {}, "gated": {}}
 LOCK = threading.Lock()
 DIM = 64
 
@@ -75,6 +80,17 @@ def vector(text):
     return [x / norm for x in raw]
 
 
+def enqueue_delay(paths):
+    """The longest delay asked for a marker one of `paths` contains."""
+    delay = 0.0
+    with LOCK:
+        for marker, seconds in STATE["slow_enqueue"].items():
+            if marker and any(marker in str(p) for p in paths):
+                delay = max(delay, seconds)
+                STATE["gated"][marker] = STATE["gated"].get(marker, 0) + 1
+    return delay
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -111,6 +127,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE["fail_markers"].clear()
             self._json(200, {"ok": True})
+        elif self.path.startswith("/_control/slow_enqueue"):
+            with LOCK:
+                STATE["slow_enqueue"].clear()
+            self._json(200, {"ok": True})
         else:
             self._json(404, {"error": {"message": "not found"}})
 
@@ -120,6 +140,12 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE["fail_markers"].add(str(body.get("marker", "")))
             self._json(200, {"ok": True})
+        elif self.path.startswith("/_control/slow_enqueue"):
+            with LOCK:
+                STATE["slow_enqueue"][str(body.get("marker", ""))] = float(body.get("seconds", 0))
+            self._json(200, {"ok": True})
+        elif self.path.startswith("/_control/enqueue_gate"):
+            self._json(200, {"delay": enqueue_delay(body.get("file_paths") or [])})
         elif self.path.startswith("/v1/chat/completions"):
             self.chat(body)
         elif self.path.startswith("/v1/embeddings"):

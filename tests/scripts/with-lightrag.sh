@@ -53,7 +53,10 @@ ENV
   # exec: the server is $! itself and leads its own process group (setsid),
   # so stop() ends it and its workers; without exec $! was the subshell and
   # the servers outlived the tests.
-  (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" exec setsid "$root/.venv/bin/lightrag-server" > "$dir/server.log" 2>&1) &
+  # tests/lightrag/serve.py is lightrag-server plus a hook a test can use to
+  # make enqueueing slow (see that file); off unless a test switches it on.
+  (cd "$dir" && TIKTOKEN_CACHE_DIR="$root/.local/tiktoken" FAKE_LLM_CONTROL="$llm" \
+    exec setsid "$root/.venv/bin/python" "$root/tests/lightrag/serve.py" > "$dir/server.log" 2>&1) &
   pids+=($!)
 }
 plain_port=$(free_port); keyed_port=$(free_port); login_port=$(free_port)

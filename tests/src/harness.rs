@@ -140,6 +140,15 @@ impl Workspace {
         let mut cmd = tokio::process::Command::from(self.command(args));
         cmd.output().await.expect("run memory-connector").into()
     }
+
+    /// Starts the binary with its output discarded (for tests that kill it).
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::from(self.command(args))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn memory-connector")
+    }
 }
 
 impl Default for Workspace {
@@ -279,6 +288,28 @@ logging:
             extra_yaml = self.extra_yaml,
         )
     }
+}
+
+/// A webhook receiver on a port-0 loopback port (alerts): its URL and the
+/// JSON bodies it received, in order.
+pub async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::sync::{Arc, Mutex};
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! the benchmarks.
 
 pub mod bench;
+pub mod browser;
 pub mod enrich_sim;
 pub mod harness;
 pub mod hostile_http;

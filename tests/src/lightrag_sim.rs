@@ -319,6 +319,18 @@ impl LightragSim {
         self.shared.store().documents(Instant::now())
     }
 
+    /// Each stored name with its record count, after asserting there is no
+    /// `dup-` record and no name twice.
+    pub fn assert_names_once(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut names = std::collections::BTreeMap::new();
+        for doc in self.documents() {
+            assert!(!doc.id.starts_with("dup-"), "duplicate record {doc:?}");
+            *names.entry(doc.file_path.clone()).or_insert(0) += 1;
+        }
+        assert!(names.values().all(|n| *n == 1), "{names:?}");
+        names
+    }
+
     /// The record stored under a name (basename), if any.
     pub fn document_named(&self, file_path: &str) -> Option<SimDocument> {
         self.documents().into_iter().find(|d| d.file_path == file_path)
@@ -335,6 +347,21 @@ impl LightragSim {
 
     pub fn clear_faults(&self) {
         self.shared.clear_faults();
+    }
+
+    /// Requests with a name containing `marker` are enqueued `delay` after
+    /// LightRAG answered them (zero: at once): until then their names are
+    /// not listed and not seen by the 409 check, as on a loaded server.
+    pub fn slow_enqueue(&self, marker: &str, delay: Duration) {
+        self.shared.store().slow_enqueue(marker, delay);
+    }
+
+    /// Accepted requests whose documents are not enqueued yet (plus the one
+    /// driving processing): the pipeline status's `pending_enqueues`.
+    pub fn pending_enqueues(&self) -> usize {
+        let mut store = self.shared.store();
+        store.advance(Instant::now());
+        store.pending_enqueues()
     }
 
     /// Documents whose text contains `marker` end `failed` (an LLM failure).

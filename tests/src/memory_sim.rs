@@ -243,6 +243,20 @@ impl MemorySim {
     pub fn expected(&self, ctx: &str) -> Vec<serde_json::Value> {
         self.state.items(ctx)
     }
+
+    /// The ids (as strings) of the memories of `ctx` with a non-empty
+    /// transcript: those that become documents.
+    pub fn ids_with_transcript(&self, ctx: &str) -> Vec<String> {
+        self.expected(ctx)
+            .iter()
+            .filter(|m| m.get("transcript").and_then(serde_json::Value::as_str).is_some_and(|t| !t.trim().is_empty()))
+            .filter_map(|m| match m.get("id") {
+                Some(serde_json::Value::String(id)) => Some(id.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Drop for MemorySim {

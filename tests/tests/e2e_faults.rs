@@ -43,20 +43,11 @@ fn fault(status: u16, times: usize) -> Fault {
 }
 
 fn with_transcript(mem: &MemorySim) -> usize {
-    mem.expected(CTX)
-        .iter()
-        .filter(|m| m.get("transcript").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()))
-        .count()
+    mem.ids_with_transcript(CTX).len()
 }
 
 fn names_once(rag: &LightragSim) -> BTreeMap<String, usize> {
-    let mut names = BTreeMap::new();
-    for doc in rag.documents() {
-        assert!(!doc.id.starts_with("dup-"), "duplicate content record {doc:?}");
-        *names.entry(doc.file_path.clone()).or_insert(0) += 1;
-    }
-    assert!(names.values().all(|n| *n == 1), "{names:?}");
-    names
+    rag.assert_names_once()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,11 +156,7 @@ fn backend_workspace(
 
 /// A `sync` child process, output discarded (the tests kill it).
 fn spawn_sync(ws: &Workspace) -> tokio::process::Child {
-    tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn sync")
+    ws.spawn(&["sync", "--connector-id", "personal-memories"])
 }
 
 /// Waits (up to 20 s) until LightRAG holds `n` documents.

@@ -8,7 +8,7 @@ use connector_core::ids::ConnectorId;
 use connector_core::state::json::JsonStore;
 use connector_core::state::{EntryStatus, StateStore};
 use serde_json::{Value, json};
-use sims::harness::{CliRun, ConfigSpec, Workspace};
+use sims::harness::{CliRun, ConfigSpec, Workspace, wait_until};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -141,13 +141,7 @@ async fn three_hundred_memories_rerun_edits_and_late_transcripts() {
     assert_eq!((count(&rerun, "new"), count(&rerun, "updated")), (0, 0));
     assert_eq!(lightrag_docs(&url, &ctx).await.len(), stored);
 
-    let edited: Vec<String> = mem
-        .expected(&ctx)
-        .iter()
-        .filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()))
-        .filter_map(|m| m["id"].as_str().map(str::to_owned).or_else(|| m["id"].as_u64().map(|n| n.to_string())))
-        .take(10)
-        .collect();
+    let edited: Vec<String> = mem.ids_with_transcript(&ctx).into_iter().take(10).collect();
     assert_eq!(mem.edit_transcripts(&ctx, &edited, " (edited later)"), 10);
     let mut updated = 0;
     for _ in 0..6 {
@@ -213,11 +207,7 @@ async fn killed_mid_run_then_rerun_leaves_nothing_missing_or_duplicated() {
     let ctx = context("REALC");
     let mem = memory_sim(&ctx, 120, 23).await;
     let ws = workspace(&mem, &url, &ctx, 5);
-    let mut child = tokio::process::Command::from(ws.command(&["sync", "--connector-id", "personal-memories"]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_sync(&ws);
     let waited = Instant::now();
     while lightrag_docs(&url, &ctx).await.len() < 20 && waited.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -229,7 +219,160 @@ async fn killed_mid_run_then_rerun_leaves_nothing_missing_or_duplicated() {
     assert_eq!(rerun.code, 0, "{}\n{}", rerun.stdout, rerun.stderr);
     assert!(rerun.stderr.contains("the previous run was interrupted"), "the rerun must notice the interrupted run");
     let stored = assert_one_to_one(&url, &ctx, &ws).await;
-    let expected =
-        mem.expected(&ctx).iter().filter(|m| m["transcript"].as_str().is_some_and(|t| !t.trim().is_empty())).count();
-    assert_eq!(stored, expected, "no memory missing");
+    assert_eq!(stored, with_text(&mem, &ctx), "no memory missing");
+}
+
+/// A `sync` child process, output discarded (the tests kill it).
+fn spawn_sync(ws: &Workspace) -> tokio::process::Child {
+    ws.spawn(&["sync", "--connector-id", "personal-memories"])
+}
+
+fn with_text(mem: &MemorySim, ctx: &str) -> usize {
+    mem.ids_with_transcript(ctx).len()
+}
+
+fn fake_llm() -> String {
+    std::env::var("FAKE_LLM_URL").expect("FAKE_LLM_URL comes with LIGHTRAG_REAL_URL")
+}
+
+/// Makes the real servers wait `seconds` before they enqueue what they
+/// accepted for names containing `marker` (0 switches it off): LightRAG has
+/// answered 200, but the names are neither listed nor seen by its 409 check
+/// until then (`tests/lightrag/serve.py`).
+async fn slow_enqueue(marker: &str, seconds: u64) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/_control/slow_enqueue", fake_llm()))
+        .json(&json!({"marker": marker, "seconds": seconds}))
+        .send()
+        .await
+        .expect("slow_enqueue");
+    assert!(answer.status().is_success());
+}
+
+/// How many enqueues of names containing `marker` the servers held back.
+async fn held_enqueues(marker: &str) -> u64 {
+    let stats: Value = reqwest::Client::new()
+        .get(format!("{}/_control/stats", fake_llm()))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    stats["gated"][marker].as_u64().unwrap_or(0)
+}
+
+/// Waits (up to 60 s) until LightRAG accepted `n` requests for `marker`
+/// whose documents it has not enqueued yet.
+async fn wait_held(marker: &str, n: u64) {
+    let what = format!("LightRAG to accept {n} requests for {marker}");
+    wait_until(&what, Duration::from_secs(60), || async { held_enqueues(marker).await >= n }).await;
+}
+
+/// How long the servers hold an accepted request before enqueueing it in
+/// the kill tests: longer than any rerun needs to decide what to send.
+const HELD_SECONDS: u64 = 8;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_right_after_lightrag_accepted_a_batch_then_reruns_send_no_second_copy() {
+    let Some(url) = real_url() else { return };
+    let _serial = SERIAL.lock().await;
+    let ctx = context("REALD");
+    let mem = memory_sim(&ctx, 40, 29).await;
+    let ws = workspace(&mem, &url, &ctx, 5);
+    slow_enqueue(&ctx, HELD_SECONDS).await;
+
+    // 1: killed once LightRAG has accepted a batch it does not list yet.
+    let mut first = spawn_sync(&ws);
+    wait_held(&ctx, 1).await;
+    first.kill().await.expect("SIGKILL");
+    assert!(lightrag_docs(&url, &ctx).await.is_empty(), "the accepted documents must not be listed yet");
+
+    // 2: the rerun is killed a second after it started, still deciding.
+    let mut second = spawn_sync(&ws);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    second.kill().await.expect("SIGKILL");
+
+    // 3: a rerun that finishes; then LightRAG must hold each memory once.
+    let third = sync(&ws).await;
+    slow_enqueue(&ctx, 0).await;
+    assert_eq!(third.code, 0, "{}\n{}", third.stdout, third.stderr);
+    assert!(third.stderr.contains("the previous run was interrupted"), "{}", third.stderr);
+    let stored = assert_one_to_one(&url, &ctx, &ws).await;
+    assert_eq!(stored, with_text(&mem, &ctx), "no memory missing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_while_replacing_then_rerun_sends_no_second_copy() {
+    let Some(url) = real_url() else { return };
+    let _serial = SERIAL.lock().await;
+    let ctx = context("REALE");
+    let mem = memory_sim(&ctx, 20, 31).await;
+    let ws = workspace(&mem, &url, &ctx, 5);
+    let first = sync(&ws).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let stored = assert_one_to_one(&url, &ctx, &ws).await;
+    let lengths = |docs: Vec<Value>| -> std::collections::BTreeMap<String, u64> {
+        docs.iter()
+            .map(|d| {
+                (d["file_path"].as_str().unwrap_or_default().to_owned(), d["content_length"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    };
+    let before = lengths(lightrag_docs(&url, &ctx).await);
+
+    let edited: Vec<String> = mem.ids_with_transcript(&ctx).into_iter().take(6).collect();
+    assert_eq!(mem.edit_transcripts(&ctx, &edited, " (edited later)"), 6);
+    slow_enqueue(&ctx, HELD_SECONDS).await;
+    // Killed once LightRAG accepted the new texts of a replace (the old
+    // documents deleted, the new ones not listed yet).
+    let mut replacing = spawn_sync(&ws);
+    wait_held(&ctx, 1).await;
+    replacing.kill().await.expect("SIGKILL");
+
+    let rerun = sync(&ws).await;
+    slow_enqueue(&ctx, 0).await;
+    assert_eq!(rerun.code, 0, "{}\n{}", rerun.stdout, rerun.stderr);
+    assert_eq!(assert_one_to_one(&url, &ctx, &ws).await, stored);
+    let longer =
+        lengths(lightrag_docs(&url, &ctx).await).into_iter().filter(|(name, n)| before.get(name) < Some(n)).count();
+    assert_eq!(longer, 6, "LightRAG holds the edited texts");
+    let after = sync(&ws).await;
+    assert_eq!((count(&after, "new"), count(&after, "updated")), (0, 0), "{}", after.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_record_of_one_of_its_names_is_removed_and_reported() {
+    let Some(url) = real_url() else { return };
+    let _serial = SERIAL.lock().await;
+    let ctx = context("REALF");
+    let mem = memory_sim(&ctx, 6, 41).await;
+    let ws = workspace(&mem, &url, &ctx, 5);
+    // Another writer (or an older connector) sent one of this connector's
+    // names twice before LightRAG had enqueued the first copy.
+    let id = mem.ids_with_transcript(&ctx).into_iter().next().expect("a memory with a transcript");
+    let name = connector_core::transform::file_source(&ctx, &id);
+    slow_enqueue(&name, 2).await;
+    let http = reqwest::Client::new();
+    for copy in ["Yara wrote the first copy in Quito.", "Yara wrote the second copy in Quito."] {
+        let answer = http
+            .post(format!("{url}/documents/text"))
+            .json(&json!({"text": copy, "file_source": name}))
+            .send()
+            .await
+            .expect("insert");
+        assert!(answer.status().is_success(), "{answer:?}");
+    }
+    slow_enqueue(&name, 0).await;
+    let both = || async { lightrag_docs(&url, &ctx).await.len() >= 2 };
+    wait_until("LightRAG to enqueue the two copies", Duration::from_secs(60), both).await;
+    assert!(lightrag_docs(&url, &ctx).await.iter().any(|d| d["id"].as_str().is_some_and(|i| i.starts_with("dup-"))));
+
+    let run = sync(&ws).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(count(&run, "duplicates_removed"), 1, "{}", run.stdout);
+    assert!(run.json()["warnings"].to_string().contains("removed 1 duplicate record"), "{}", run.stdout);
+    assert_eq!(assert_one_to_one(&url, &ctx, &ws).await, with_text(&mem, &ctx));
+    let kept = lightrag_docs(&url, &ctx).await.into_iter().find(|d| d["file_path"] == json!(name)).expect("kept");
+    assert_eq!(kept["content_summary"], json!("Yara wrote the first copy in Quito."), "the original is kept");
 }

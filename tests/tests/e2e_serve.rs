@@ -4,11 +4,10 @@
 //! ledger consistent, every route but `/health` needs the key, rate limiting.
 
 use serde_json::{Value, json};
-use sims::harness::{ConfigSpec, Workspace, wait_until};
+use sims::harness::{ConfigSpec, Workspace, wait_until, webhook};
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{Fault, MemorySim, MemorySimOptions};
 use sims::serve::{Serve, finished};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MEMORY_KEY: &str = "mem-secret-value-77aa";
@@ -252,26 +251,6 @@ async fn rate_limiting_answers_429_with_retry_after() {
     assert_eq!(body["error"]["code"], json!("rate_limited"));
     // Probes are never limited.
     assert_eq!(serve.http.get(serve.url("/health")).send().await.expect("health").status().as_u16(), 200);
-}
-
-/// A webhook receiver on a port-0 loopback port.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&received);
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().expect("lock").push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@
 use connector_core::config::LightragApiConfig;
 use connector_core::lightrag::api::ApiSink;
 use connector_core::lightrag::{
-    DocumentSink, InsertOutcome, RemoteStatus, ReplaceOutcome, SinkErrorKind, TrackedDoc, doc_id,
+    DocumentSink, InsertOutcome, RemoteStatus, Removal, ReplaceOutcome, SinkErrorKind, TrackedDoc, doc_id,
 };
 use connector_core::secrets::Secret;
 use connector_core::transform::Document;
@@ -89,6 +89,26 @@ impl Target {
                 return (status, body);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Enqueues inserts of names containing `marker` `seconds` after their
+    /// 200 (0: at once again): the simulator's switch, or the real servers'
+    /// hook through the fake LLM (`tests/lightrag/serve.py`).
+    async fn slow_enqueue(&self, marker: &str, seconds: u64) {
+        match &self.sim {
+            Some(sim) => sim.slow_enqueue(marker, Duration::from_secs(seconds)),
+            None => {
+                let llm = std::env::var("FAKE_LLM_URL").expect("FAKE_LLM_URL comes with the real servers");
+                let answer = self
+                    .http
+                    .post(format!("{llm}/_control/slow_enqueue"))
+                    .json(&json!({"marker": marker, "seconds": seconds}))
+                    .send()
+                    .await
+                    .expect("slow_enqueue");
+                assert!(answer.status().is_success());
+            }
         }
     }
 
@@ -274,6 +294,48 @@ async fn delete_then_reinsert(t: &Target) {
     assert_eq!(after["id"], json!(doc_id(&name).as_str()), "same name, same id");
     assert!(after["content_summary"].as_str().is_some_and(|s| s.contains("Tallinn")), "{after}");
     assert_eq!(t.listed(&name).await.len(), 1);
+}
+
+contract!(a_name_accepted_twice_before_it_is_enqueued, keyed = false);
+async fn a_name_accepted_twice_before_it_is_enqueued(t: &Target) {
+    let name = t.name("held", 1);
+    t.slow_enqueue(&name, 3).await;
+    let sink = t.own_sink();
+    let (status, body) = t.insert("Hedda rowed across Lake Bled.", &name).await;
+    assert_eq!(status, 200, "{body}");
+    // Accepted, not enqueued: counted as pending, not listed, not seen by the 409 check.
+    let pipeline = sink.pipeline().await.expect("pipeline status").expect("LightRAG has one");
+    assert!(pipeline.pending_enqueues.is_some_and(|n| n >= 1), "{pipeline:?}");
+    assert!(!pipeline.enqueued_everything(), "{pipeline:?}");
+    assert!(t.listed(&name).await.is_empty(), "listed before it was enqueued");
+    let (status, body) = t.insert("Hedda rowed across Lake Bled, once more.", &name).await;
+    assert_eq!(status, 200, "the 409 check does not see a name before it is enqueued: {body}");
+
+    wait_until("both copies listed", Duration::from_secs(60), || async { t.listed(&name).await.len() >= 2 }).await;
+    let docs = t.listed(&name).await;
+    t.slow_enqueue(&name, 0).await;
+    let original = doc_id(&name);
+    assert_eq!(docs.len(), 2, "{docs:?}");
+    assert!(docs.iter().any(|d| d["id"] == json!(original.as_str())), "{docs:?}");
+    let dup = docs.iter().find(|d| d["id"].as_str().is_some_and(|id| id.starts_with("dup-"))).expect("a dup- record");
+    assert_eq!(dup["status"], json!("failed"), "{dup}");
+    let message = format!("File name already exists. Original doc_id: {original}, Status: ");
+    assert!(dup["error_msg"].as_str().is_some_and(|m| m.starts_with(&message)), "{dup}");
+    assert_eq!(dup["metadata"]["duplicate_kind"], json!("filename"), "{dup}");
+
+    // The connector's sink finds the record and deletes it; the original stays.
+    let found: Vec<_> =
+        sink.duplicates().await.expect("duplicates").into_iter().filter(|d| d.file_path == name).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].id.as_str(), found[0].original.as_ref()),
+        (dup["id"].as_str().unwrap_or_default(), Some(&original))
+    );
+    let removed = sink.remove(&[found[0].id.clone()], Duration::from_secs(60)).await.expect("remove");
+    assert_eq!(removed, Removal::Removed);
+    let left = t.listed(&name).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["id"], json!(original.as_str()));
 }
 
 contract!(delete_while_busy, keyed = false);

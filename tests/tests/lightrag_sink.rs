@@ -579,6 +579,13 @@ async fn sim_control_routes_steer_it_over_http() {
     let stats: Value = client.get(control("stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["requests"]["insert"], 2);
     assert!(stats["requests"]["delete"].as_u64().is_some_and(|n| n >= 1), "{stats}");
+
+    // Slow enqueueing for names with a marker: accepted, pending, not listed yet.
+    let slow = json!({ "marker": "held", "seconds": 30 });
+    assert_eq!(client.post(control("slow_enqueue")).json(&slow).send().await.unwrap().status(), 200);
+    sink.insert(&doc("held.txt", "later")).await.unwrap();
+    assert_eq!(sink.pipeline().await.unwrap().and_then(|p| p.pending_enqueues), Some(1));
+    assert!(sim.document_named("held.txt").is_none());
 }
 
 #[tokio::test]

@@ -208,4 +208,65 @@ async fn serves_status_and_triggers_through_eventbridge() {
     let (status, body) = call(&router, "GET", "/lookup/by-entity?name=Anna", Some(KEY)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("http://127.0.0.1:9")), "{body}");
+
+    // The web console through API Gateway (https, its own host name): the
+    // login sets a `Secure`, `__Host-` cookie; pages and actions work with it.
+    console_through_api_gateway(&router, &store).await;
+}
+
+/// One request as API Gateway hands it over; status, headers, body text.
+async fn gateway(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "abc123.execute-api.us-east-1.amazonaws.com")
+        .header("x-forwarded-proto", "https");
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let body = match form {
+        Some(form) => {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+            Body::from(form)
+        }
+        None => Body::empty(),
+    };
+    let answer = router.clone().oneshot(request.body(body).expect("request")).await.expect("answer");
+    let (status, headers) = (answer.status(), answer.headers().clone());
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("body");
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn console_through_api_gateway(router: &axum::Router, store: &DynamoStore) {
+    let (status, headers, _) = gateway(router, "GET", "/", None, None).await;
+    assert_eq!((status, headers["location"].to_str().expect("ascii")), (StatusCode::SEE_OTHER, "./login"));
+    let (status, _, page) = gateway(router, "POST", "/login", None, Some("key=wrong".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{page}");
+    let (status, headers, _) = gateway(router, "POST", "/login", None, Some(format!("key={KEY}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set_cookie = headers["set-cookie"].to_str().expect("ascii").to_owned();
+    assert!(set_cookie.starts_with("__Host-mc_session=") && set_cookie.ends_with("; Secure"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("cookie").to_owned();
+    let (status, _, page) = gateway(router, "GET", "/", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("personal-memories") && page.contains("running"), "the lease shows: {page}");
+    let (status, _, page) = gateway(router, "GET", "/console/personal-memories", Some(&cookie), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let marker = "name=\"csrf\" value=\"";
+    let token = page[page.find(marker).expect("a form") + marker.len()..].split('"').next().expect("token").to_owned();
+    let form = format!("csrf={token}");
+    let path = "/console/personal-memories/pause";
+    let (status, headers, page) = gateway(router, "POST", path, Some(&cookie), Some(form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(headers["location"], "../personal-memories?done=paused");
+    let state = store.connector_state(&ConnectorId::new("personal-memories")).await.expect("state");
+    assert!(state.is_some_and(|s| s.paused));
+    let (status, _, _) = gateway(router, "POST", path, Some(&cookie), Some(String::new())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use common::{AwsState, CONNECTOR, MEMORY_KEY, assert_no_duplicates, delivered, emulators};
 use connector_core::ids::ConnectorId;
 use connector_core::serverless::{FunctionSettings, SyncFunction};
-use connector_core::state::{EntryStatus, LeaseOutcome, RunStatus};
+use connector_core::state::{EntryStatus, LeaseOutcome, RunStatus, StateStore};
 use connector_core::transform::file_source;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use sims::enrich_sim::{EnrichSim, Service};
 use sims::harness::ConfigSpec;
 use sims::lightrag_sim::{LightragSim, LightragSimOptions};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 struct Stack {
@@ -25,6 +26,11 @@ struct Stack {
     memory: MemorySim,
     lightrag: LightragSim,
     function: SyncFunction,
+    /// The table, read and written with a client of its own (the
+    /// function's calls are the ones the template check records).
+    aws: AwsState,
+    /// The function's metric lines, one per invocation.
+    metrics: Arc<Mutex<Vec<String>>>,
 }
 
 /// Simulators, a fresh table, the Memory API key only in Secrets Manager
@@ -58,8 +64,15 @@ async fn stack_with(
 
     let aws = AwsState::create(&secret).await;
     let settings = FunctionSettings { config_path, vars: aws.vars(), sdk: aws.sdk.clone(), safety_margin };
-    let function = SyncFunction::init(settings).await.expect("cold start");
-    Stack { _dir: dir, memory, lightrag, function }
+    let mut function = SyncFunction::init(settings).await.expect("cold start");
+    let metrics = function.metrics_in_memory();
+    Stack { _dir: dir, memory, lightrag, function, aws, metrics }
+}
+
+/// The metric lines written so far, parsed.
+fn metric_lines(s: &Stack) -> Vec<Value> {
+    let lines = s.metrics.lock().expect("metrics").clone();
+    lines.iter().map(|l| serde_json::from_str(l).expect("a metric line is JSON")).collect()
 }
 
 fn event(payload: Value, remaining: Duration) -> LambdaEvent<Value> {
@@ -81,9 +94,9 @@ async fn scheduled_event_runs_one_sync_into_dynamodb() {
     assert_eq!(answer["status"], "completed", "{answer:#}");
     assert!(s.memory.list_requests() >= 1, "the Memory API was called with the key from Secrets Manager");
 
-    let store = s.function.store();
+    let store = s.aws.store();
     let c = ConnectorId::new(CONNECTOR);
-    let sent = delivered(store.as_ref()).await;
+    let sent = delivered(&store).await;
     assert!(sent > 0, "documents were delivered");
     assert_eq!(sent, s.lightrag.documents().len() as u64, "the ledger in DynamoDB matches LightRAG");
     let runs = store.runs(&c, 10).await.expect("runs");
@@ -147,8 +160,8 @@ async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
         .expect("first invoke");
     assert_eq!(first["status"], "partial", "{first:#}");
     assert_eq!(first["stopped_early"], true, "{first:#}");
-    let store = s.function.store();
-    let after_first = delivered(store.as_ref()).await;
+    let store = s.aws.store();
+    let after_first = delivered(&store).await;
     assert!(after_first > 0, "some batches were checkpointed before the cut-off: {first:#}");
     assert_eq!(after_first, s.lightrag.documents().len() as u64, "every delivered document is in the ledger");
 
@@ -160,6 +173,49 @@ async fn remaining_time_cut_off_yields_partial_and_the_next_invoke_finishes() {
     assert_no_duplicates(&s.lightrag);
     let counts = store.status_counts(&ConnectorId::new(CONNECTOR)).await.expect("counts");
     assert_eq!(counts.get(&EntryStatus::Failed), None);
+}
+
+/// An invocation that timed out (its sandbox gone mid-request) right after
+/// LightRAG accepted a document it had not enqueued yet: the next invocation
+/// finds the document LightRAG enqueued and does not send a second copy
+/// (which LightRAG would record as a failed `dup-` document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_cut_off_after_lightrag_accepted_a_document_sends_no_second_copy() {
+    if !emulators("sync handler: an_invocation_cut_off_after_lightrag_accepted_a_document_sends_no_second_copy") {
+        return;
+    }
+    let s = stack(Duration::from_millis(20), Duration::from_secs(1)).await;
+    s.lightrag.slow_enqueue("memory_", Duration::from_secs(2));
+    let payload = json!({"connector_id": CONNECTOR});
+    let cut_off = sync_function::handler(&s.function, event(payload.clone(), Duration::from_secs(600)));
+    tokio::pin!(cut_off);
+    loop {
+        tokio::select! {
+            answer = &mut cut_off => panic!("the run ended before it could be cut off: {answer:?}"),
+            () = tokio::time::sleep(Duration::from_millis(2)) => {
+                if s.lightrag.pending_enqueues() > 0 {
+                    break;
+                }
+            }
+        }
+    }
+    // The sandbox is gone; its lease would expire, as if it did.
+    let store = s.function.store();
+    let c = ConnectorId::new(CONNECTOR);
+    let lease = store.lease(&c).await.expect("lease").expect("the cut-off invocation's lease");
+    store.release_lease(&c, &lease.owner).await.expect("release");
+    let counts = store.status_counts(&c).await.expect("counts");
+    assert!(counts.get(&EntryStatus::Sending).is_some_and(|n| *n > 0), "it left its marks: {counts:?}");
+
+    let next = sync_function::handler(&s.function, event(payload, Duration::from_secs(600))).await.expect("next");
+    assert_eq!(next["status"], "completed", "{next:#}");
+    assert!(next["counts"]["recovered"].as_u64().is_some_and(|n| n > 0), "{next:#}");
+    let docs = s.lightrag.documents();
+    assert!(docs.iter().all(|d| !d.id.starts_with("dup-")), "{docs:?}");
+    let names: std::collections::HashSet<_> = docs.iter().map(|d| d.file_path.clone()).collect();
+    assert_eq!(names.len(), docs.len(), "no memory was stored twice");
+    assert_eq!(delivered(store.as_ref()).await, docs.len() as u64, "the ledger in DynamoDB matches LightRAG");
+    assert_eq!(store.status_counts(&c).await.expect("counts").get(&EntryStatus::Sending), None);
 }
 
 /// The Lambda sync enriches as `serve` does: a transcript for a recording
@@ -230,9 +286,9 @@ async fn a_paused_connector_skips_scheduled_runs_but_not_triggers() {
         return;
     }
     let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
-    let store = s.function.store();
+    let store = s.aws.store();
     let c = ConnectorId::new(CONNECTOR);
-    connector_core::admin::set_paused(store.as_ref(), &c, true).await.expect("pause");
+    connector_core::admin::set_paused(&store, &c, true).await.expect("pause");
 
     let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
     let skipped = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("skip");
@@ -346,6 +402,74 @@ async fn a_hanging_memory_api_fails_the_run_before_the_invocation_ends() {
     assert_eq!(answer["status"], "failed", "{answer:#}");
     assert!(answer["error"].as_str().unwrap_or_default().contains("time ran out"), "{answer:#}");
     assert!(s.lightrag.documents().is_empty());
-    let store = s.function.store();
+    let store = s.aws.store();
     assert_eq!(store.lease(&ConnectorId::new(CONNECTOR)).await.expect("lease"), None, "the lease is released");
+}
+
+/// Every invocation writes one metric line: a run by its status with its
+/// counts, an event that named no configured connector (or was malformed)
+/// as a rejected event by reason, whatever answer the invocation gives.
+/// Before, an unknown connector was only a log line: no metric, no alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invocation_writes_a_metric_line_and_rejected_events_are_counted() {
+    if !emulators("sync handler: every_invocation_writes_a_metric_line_and_rejected_events_are_counted") {
+        return;
+    }
+    let s = stack(Duration::ZERO, Duration::from_secs(30)).await;
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let ran = sync_function::handler(&s.function, event(scheduled, Duration::from_secs(600))).await.expect("run");
+    // Whether the intake answers or fails an unknown connector, it is counted.
+    let _ = sync_function::handler(&s.function, event(json!({"connector_id": "gone"}), Duration::from_secs(60))).await;
+    let _ = sync_function::handler(&s.function, event(json!({"connector": "typo"}), Duration::from_secs(60))).await;
+
+    let lines = metric_lines(&s);
+    assert_eq!(lines.len(), 3, "one line per invocation: {lines:#?}");
+    let run = &lines[0];
+    assert_eq!((run["Status"].as_str(), run["Runs"].as_u64()), (Some("completed"), Some(1)), "{run}");
+    assert_eq!(run["ConnectorId"], CONNECTOR);
+    assert_eq!(run["MemoriesNew"], ran["counts"]["new"], "{run}");
+    assert_eq!(run["RunId"], ran["run_id"]);
+    assert_eq!(run["_aws"]["CloudWatchMetrics"][0]["Namespace"], "MemoryConnector");
+    let reasons: Vec<(&str, u64)> = lines[1..]
+        .iter()
+        .map(|l| (l["Reason"].as_str().unwrap_or_default(), l["RejectedEvents"].as_u64().unwrap_or_default()))
+        .collect();
+    assert_eq!(reasons, [("unknown_connector", 1), ("bad_event", 1)], "{lines:#?}");
+    assert_eq!(lines[1]["ConnectorId"], "gone", "the unknown connector is named (a property, not a dimension)");
+}
+
+/// `monitoring.alerts` from the Lambda: the webhook hears once when runs
+/// start failing past the threshold and once when a run succeeds again,
+/// though no process lives from one invocation to the next (the URL comes
+/// from the secret, as AlertWebhookSecretArn gives it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_when_runs_cross_the_threshold_and_recover() {
+    if !emulators("sync handler: alerts_fire_when_runs_cross_the_threshold_and_recover") {
+        return;
+    }
+    let (url, received) = sims::harness::webhook().await;
+    let secret = json!({"MEMORY_API_KEY": MEMORY_KEY, "ALERT_WEBHOOK_URL": url});
+    let s = stack_with(Duration::ZERO, Duration::from_secs(30), secret, |spec| {
+        spec.extra_yaml = "monitoring:\n  alerts:\n    enabled: true\n    webhook_url: \"${ALERT_WEBHOOK_URL}\"\n    alert_on:\n      - consecutive_failures: 2\n".into();
+    })
+    .await;
+    // The Memory API refuses the key twice (not retried), then accepts it.
+    s.memory.inject(sims::memory_sim::Fault::status(401).with_times(2));
+    let scheduled = json!({"connector_id": CONNECTOR, "trigger": "schedule"});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let answer =
+            sync_function::handler(&s.function, event(scheduled.clone(), Duration::from_secs(600))).await.expect("run");
+        statuses.push(answer["status"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(statuses, ["failed", "failed", "completed"]);
+    let alerts = received.lock().expect("alerts").clone();
+    let seen: Vec<(&str, &str)> = alerts
+        .iter()
+        .map(|a| (a["alert"].as_str().unwrap_or_default(), a["state"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(seen, [("consecutive_failures", "firing"), ("consecutive_failures", "resolved")], "{alerts:#?}");
+    assert_eq!(alerts[0]["connector_id"], CONNECTOR);
+    let failed = metric_lines(&s).iter().filter(|l| l["Status"] == "failed").count();
+    assert_eq!(failed, 2, "the failed runs are counted for the FailedRunsAlarm");
 }

@@ -1,21 +1,25 @@
-//! The real `sync` function as a developer runs it locally: `cargo lambda
-//! watch` (the Lambda runtime emulator runs the function's binary under the
-//! runtime API), invoked with `cargo lambda invoke` and the sample
-//! `config/events/sync-scheduled-event.json`, against the Memory API and
-//! LightRAG simulators, moto (Secrets Manager) and DynamoDB Local; the
-//! state is read back from the table.
+//! The real `sync` and `api` functions as a developer runs them locally:
+//! `cargo lambda watch` (the Lambda runtime emulator runs each function's
+//! binary under the runtime API), invoked with `cargo lambda invoke` and the
+//! sample events (`config/events/sync-scheduled.json`, the constant input of
+//! a schedule rule; `api-get-health.json` and `api-list-connectors.json`,
+//! API Gateway HTTP API requests), against the Memory API and LightRAG
+//! simulators, moto (Secrets Manager) and DynamoDB Local; the state is read
+//! back from the table, the API answers from it.
 //!
 //! Needs `CARGO_LAMBDA_BIN` (`tests/scripts/aws-emulators.sh run` installs
 //! cargo-lambda from PyPI and sets it) and the emulators; without them the
 //! test says loudly that it is SKIPPED.
 //!
-//! The binary is built first with the same `cargo build` that `cargo lambda
+//! Each binary is built first with the same `cargo build` that `cargo lambda
 //! watch` runs (same target dir, same package and features), so the watch
-//! finds it fresh and the build time is measured on its own.
+//! finds it fresh and the build time is measured on its own. One watch per
+//! function (`--package` picks the target it runs).
 
 mod common;
 
 use common::{AwsState, CONNECTOR, MEMORY_KEY, assert_no_duplicates, delivered, emulators};
+use connector_core::aws::record;
 use connector_core::ids::ConnectorId;
 use connector_core::state::{RunStatus, StateStore};
 use serde_json::{Value, json};
@@ -26,6 +30,9 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The management key in the sample API requests (config/events/api-*.json).
+const API_KEY: &str = "sample-connector-api-key";
 
 /// The workspace root: where `cargo lambda watch` finds the `sync` package.
 fn workspace_root() -> PathBuf {
@@ -57,12 +64,12 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(cargo_lambda: &Path, port: u16, env_file: &Path, log: PathBuf) -> Self {
+    fn start(cargo_lambda: &Path, function: &str, port: u16, env_file: &Path, log: PathBuf) -> Self {
         let out = std::fs::File::create(&log).expect("watch log");
         let err = out.try_clone().expect("watch log");
         let child = cargo(cargo_lambda)
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
-            .args(["--ignore-changes", "--package", "sync", "--bin", "sync", "--env-file"])
+            .args(["--ignore-changes", "--package", function, "--bin", function, "--env-file"])
             .arg(env_file)
             .env("NO_COLOR", "1")
             .env("CARGO_TERM_COLOR", "never")
@@ -116,15 +123,21 @@ impl Drop for Watch {
     }
 }
 
-/// `cargo lambda invoke sync` with `event`; the function's answer and how
-/// long the invoke took. The emulator never answers an invoke whose
+/// `cargo lambda invoke <function>` with `event`; the function's answer and
+/// how long the invoke took. The emulator never answers an invoke whose
 /// function failed at init, so the invoke is bounded and the watch's
 /// output is shown.
-async fn invoke(cargo_lambda: &Path, port: u16, event: &Path, watch: &Watch, within: Duration) -> (Value, Duration) {
+async fn invoke(
+    cargo_lambda: &Path,
+    (function, port): (&str, u16),
+    event: &Path,
+    watch: &Watch,
+    within: Duration,
+) -> (Value, Duration) {
     let started = Instant::now();
     let mut command = tokio::process::Command::from(cargo(cargo_lambda));
     command
-        .args(["lambda", "invoke", "sync", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+        .args(["lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
         .args(["--output-format", "json", "--data-file"])
         .arg(event)
         .env("CARGO_LAMBDA_COLOR", "never")
@@ -147,6 +160,23 @@ async fn invoke(cargo_lambda: &Path, port: u16, event: &Path, watch: &Watch, wit
     (answer, took)
 }
 
+/// The build `cargo lambda watch --package <function>` would start on the first invoke.
+fn build(cargo_lambda: &Path, function: &str) {
+    let started = Instant::now();
+    let build = cargo(cargo_lambda)
+        .args(["build", "--package", function, "--bin", function])
+        .output()
+        .unwrap_or_else(|e| panic!("cargo build -p {function}: {e}"));
+    assert!(build.status.success(), "cargo build -p {function} failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    eprintln!("cargo lambda watch test: cargo build -p {function} --bin {function} took {:.1?}", started.elapsed());
+}
+
+/// An API Gateway answer (`statusCode`, JSON `body`) from `cargo lambda invoke api`.
+fn api_answer(answer: &Value) -> (u64, Value) {
+    let body = answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    (answer["statusCode"].as_u64().unwrap_or_default(), body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     const TEST: &str = "cargo lambda watch: cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb";
@@ -157,9 +187,9 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
         return;
     }
     let cargo_lambda = PathBuf::from(cargo_lambda);
-    let event = workspace_root().join("config/events/sync-scheduled-event.json");
+    let event = workspace_root().join("config/events/sync-scheduled.json");
     let sample: Value = serde_json::from_str(&std::fs::read_to_string(&event).expect("sample event")).expect("JSON");
-    assert_eq!(sample["detail"]["connector_id"], CONNECTOR, "the sample event names the connector of the config");
+    assert_eq!(sample["connector_id"], CONNECTOR, "the sample event names the connector of the config");
 
     let memory = MemorySim::start(MemorySimOptions { api_key: Some(MEMORY_KEY.into()), ..MemorySimOptions::default() })
         .await
@@ -170,15 +200,17 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     spec.backend = "dynamodb";
     spec.batch_inserts = false;
     let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, spec.render()).expect("write config");
-    let aws = AwsState::create(&json!({"MEMORY_API_KEY": MEMORY_KEY})).await;
+    let api = "api:\n  enabled: true\n  enable_auth: true\n  api_key: \"${CONNECTOR_API_KEY}\"\n";
+    std::fs::write(&config_path, spec.render().replace("api:\n  enabled: false\n", api)).expect("write config");
+    // One JSON secret with both keys; the sample API requests carry this key.
+    let aws = AwsState::create(&json!({"MEMORY_API_KEY": MEMORY_KEY, "CONNECTOR_API_KEY": API_KEY})).await;
 
     // The function's environment, as the SAM template sets it (the Memory
     // API key only in Secrets Manager); AWS credentials and region come
     // from the environment of the watch (the emulator script's).
     let mut vars = aws.vars();
     vars.insert("CONFIG_PATH".into(), config_path.display().to_string());
-    for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION"] {
+    for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", record::RECORD_ENV] {
         if let Ok(value) = std::env::var(name) {
             vars.insert(name.into(), value);
         }
@@ -187,22 +219,19 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     let lines: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
     std::fs::write(&env_file, lines.join("\n") + "\n").expect("env file");
 
-    // The build `cargo lambda watch` would start on the first invoke.
-    let started = Instant::now();
-    let build = cargo(&cargo_lambda)
-        .args(["build", "--package", "sync", "--bin", "sync"])
-        .output()
-        .expect("cargo build -p sync");
-    assert!(build.status.success(), "cargo build -p sync failed:\n{}", String::from_utf8_lossy(&build.stderr));
-    eprintln!("cargo lambda watch test: cargo build -p sync --bin sync took {:.1?}", started.elapsed());
+    build(&cargo_lambda, "sync");
+    build(&cargo_lambda, "api");
 
     let port = free_port();
     let started = Instant::now();
-    let mut watch = Watch::start(&cargo_lambda, port, &env_file, dir.path().join("watch.log"));
+    let mut watch = Watch::start(&cargo_lambda, "sync", port, &env_file, dir.path().join("watch.log"));
     watch.wait_ready(port, Duration::from_secs(60));
     eprintln!("cargo lambda watch test: the emulator listened after {:.1?}", started.elapsed());
+    let api_port = free_port();
+    let mut api_watch = Watch::start(&cargo_lambda, "api", api_port, &env_file, dir.path().join("api-watch.log"));
+    api_watch.wait_ready(api_port, Duration::from_secs(60));
 
-    let (first, took) = invoke(&cargo_lambda, port, &event, &watch, Duration::from_secs(600)).await;
+    let (first, took) = invoke(&cargo_lambda, ("sync", port), &event, &watch, Duration::from_secs(600)).await;
     eprintln!("cargo lambda watch test: first invoke (start of the function, one sync) took {took:.1?}");
     assert_eq!(first["status"], "completed", "{first:#}\nthe watch said:\n{}", watch.output());
     assert_eq!(first["trigger"], "schedule", "{first:#}");
@@ -223,7 +252,7 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     assert_eq!(store.connector_state(&c).await.expect("state").map(|s| s.status), Some(RunStatus::Completed));
 
     // The same schedule again, on the warm function: nothing new, nothing re-sent.
-    let (second, took) = invoke(&cargo_lambda, port, &event, &watch, Duration::from_secs(120)).await;
+    let (second, took) = invoke(&cargo_lambda, ("sync", port), &event, &watch, Duration::from_secs(120)).await;
     eprintln!("cargo lambda watch test: second invoke (warm) took {took:.1?}");
     assert_eq!(second["status"], "completed", "{second:#}");
     assert_eq!(second["counts"]["new"], 0, "{second:#}");
@@ -232,8 +261,30 @@ async fn cargo_lambda_watch_runs_the_scheduled_sync_into_dynamodb() {
     assert_eq!(delivered(&store).await, sent);
     assert_eq!(store.runs(&c, 10).await.expect("runs").len(), 2);
 
+    // The api function, as API Gateway calls it, answers from the same table.
+    let events = workspace_root().join("config/events");
+    let within = Duration::from_secs(120);
+    let (health, _) =
+        invoke(&cargo_lambda, ("api", api_port), &events.join("api-get-health.json"), &api_watch, within).await;
+    let (status, body) = api_answer(&health);
+    assert_eq!((status, body["status"].as_str()), (200, Some("healthy")), "{health:#}\n{}", api_watch.output());
+    let list = events.join("api-list-connectors.json");
+    let (listed, _) = invoke(&cargo_lambda, ("api", api_port), &list, &api_watch, within).await;
+    let (status, body) = api_answer(&listed);
+    assert_eq!(status, 200, "{listed:#}");
+    assert_eq!(body[0]["connector_id"], CONNECTOR, "{body:#}");
+    assert!(body[0]["last_sync"].is_string(), "the API reads the state the sync wrote: {body:#}");
+
+    // One metric line per sync invocation, on the function's stdout.
     let output = watch.output();
+    let metric_lines = output.lines().filter(|l| l.contains("\"_aws\"") && l.contains("\"Runs\":1")).count();
+    assert_eq!(metric_lines, 2, "one EMF line per invocation:\n{output}");
     assert!(output.contains("sync function ready"), "the function started under the emulator:\n{output}");
+    let api_output = api_watch.output();
+    assert!(api_output.contains("api function ready"), "{api_output}");
+    assert!(!api_output.contains("Compiling api"), "the watch rebuilt the api function:\n{api_output}");
+    assert!(!api_output.contains(API_KEY), "the key never reaches the logs:\n{api_output}");
+    drop(api_watch);
     assert!(
         !output.contains("Compiling sync"),
         "the watch rebuilt the function: its build differs from `cargo build -p sync --bin sync`:\n{output}"

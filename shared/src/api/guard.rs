@@ -35,7 +35,7 @@ impl AuthKey {
         Self { enabled: api.enable_auth, digest }
     }
 
-    fn accepts(&self, presented: Option<&str>) -> bool {
+    pub(super) fn accepts(&self, presented: Option<&str>) -> bool {
         match (&self.digest, presented) {
             (Some(expected), Some(given)) => bool::from(digest(given).ct_eq(expected)),
             _ => false,
@@ -84,15 +84,24 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Takes a token from the bucket of admitted requests (the key, or a
+    /// console session) or from the smaller one of the others; the wait
+    /// until one is there when it is empty.
+    pub(super) fn take(&self, admitted: bool) -> Result<(), Duration> {
+        match if admitted { &self.keyed } else { &self.unkeyed } {
+            Some(limiter) => limiter.try_take(Instant::now()),
+            None => Ok(()),
+        }
+    }
+}
+
 pub(super) async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     // CORS preflights carry no credentials by design; the CORS layer, outside
     // this gate, answers them. An `OPTIONS` that gets here is a request like
     // any other: without the key it must not spend the key holder's budget.
     let admitted = gate.key.admits(request.headers());
-    let bucket = if admitted { &gate.keyed } else { &gate.unkeyed };
-    if let Some(limiter) = bucket
-        && let Err(wait) = limiter.try_take(Instant::now())
-    {
+    if let Err(wait) = gate.take(admitted) {
         return too_many(wait);
     }
     if admitted {
@@ -137,8 +146,13 @@ impl RateLimiter {
     }
 }
 
+/// Whole seconds to announce in `Retry-After` for `wait`.
+pub(super) fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 fn too_many(wait: Duration) -> Response {
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let seconds = retry_after_seconds(wait);
     let mut response = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",

@@ -2,14 +2,17 @@
 //! process) and by the `api` Lambda (runs are requested through EventBridge).
 //! The difference between the two is the [`RunLauncher`] they pass in.
 //!
-//! Every answer is JSON; errors have one shape,
+//! Every answer of the API is JSON (the web console in [`console`] answers
+//! HTML at `/`, `/login`, `/logout`, `/console.css` and `/console/...`); errors have one shape,
 //! `{"error": {"code": "...", "message": "..."}}`; secrets never appear
 //! (the config is shown through its redacting serialisation).
 
 pub mod client;
+mod console;
 mod guard;
 mod lookup;
 mod openapi;
+mod unavailable;
 
 use crate::admin;
 use crate::config::{Config, ConnectorConfig};
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use guard::RateLimiter;
+pub use unavailable::unavailable_router;
 
 /// How a reset request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,8 @@ pub struct ApiState {
     started: Instant,
     /// For `/health`, which answers everyone but shows details only to the key.
     key: guard::AuthKey,
+    /// The web console's logins and CSRF tokens.
+    sessions: Arc<console::Sessions>,
 }
 
 /// The error answer of every route.
@@ -179,14 +185,26 @@ struct TriggerQuery {
     force: bool,
 }
 
-/// The management API. Everything but `/health` needs the key when
-/// `api.enable_auth` is on (checked before the rate limit, see
-/// [`guard`]); CORS and rate limiting follow `api.cors` and `api.rate_limit`.
+/// The management API and its web console ([`console`], `GET /` and
+/// below). Everything but `/health` needs the key when `api.enable_auth` is
+/// on (checked before the rate limit, see [`guard`]; the console asks for it
+/// once in a login form); CORS and rate limiting follow `api.cors` and
+/// `api.rate_limit`.
 pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn RunLauncher>) -> Router {
     let api = &config.api;
     let lookups = lookup::routes(Arc::clone(&config), Arc::clone(&store));
     let key = guard::AuthKey::from_config(api);
-    let state = ApiState { config: Arc::clone(&config), store, launcher, started: Instant::now(), key };
+    let sessions = Arc::new(console::Sessions::from_config(api));
+    let state = ApiState {
+        config: Arc::clone(&config),
+        store,
+        launcher,
+        started: Instant::now(),
+        key,
+        sessions: Arc::clone(&sessions),
+    };
+    // One rate limit for the API and the console (a console session counts as the key).
+    let gate = Arc::new(guard::Gate::from_config(api));
     let protected = Router::new()
         .route("/connectors", get(list_connectors))
         .route("/connectors/{id}", get(get_connector))
@@ -202,7 +220,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found_route)
         // `/health` stays outside: free for probes, never rate limited.
-        .layer(axum::middleware::from_fn_with_state(Arc::new(guard::Gate::from_config(api)), guard::gate));
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&gate), guard::gate));
     // Validation refuses an endpoint the router cannot mount; never trusted
     // here, so a config that skipped validation cannot make `serve` panic.
     let endpoint = &config.monitoring.health_check.endpoint;
@@ -214,7 +232,7 @@ pub fn router(config: Arc<Config>, store: Arc<dyn StateStore>, launcher: Arc<dyn
     if health_path != "/health" {
         router = router.route("/health", get(health));
     }
-    let mut router = router.merge(protected).with_state(state);
+    let mut router = router.merge(console::routes(sessions, gate)).merge(protected).with_state(state);
     if api.cors.enabled {
         router = router.layer(guard::cors(&api.cors));
     }

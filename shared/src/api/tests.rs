@@ -6,7 +6,7 @@ use crate::config::load_str;
 use crate::state::json::JsonStore;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct FakeLauncher {
+pub(super) struct FakeLauncher {
     launched: AtomicUsize,
     releases: bool,
     store: Arc<dyn StateStore>,
@@ -39,7 +39,7 @@ impl RunLauncher for FakeLauncher {
     }
 }
 
-const YAML: &str = r#"
+pub(super) const YAML: &str = r#"
 memory_api:
   url: "http://127.0.0.1:9"
   api_key: "mem-key"
@@ -65,7 +65,7 @@ async fn serve_with(store: Arc<dyn StateStore>, releases: bool) -> String {
     serve_yaml(YAML, store, releases).await
 }
 
-async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> String {
+pub(super) async fn serve_yaml(yaml: &str, store: Arc<dyn StateStore>, releases: bool) -> String {
     let config = load_str(yaml, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let launcher = FakeLauncher { launched: AtomicUsize::new(0), releases, store: Arc::clone(&store) };
     let app = router(Arc::new(config), store, Arc::new(launcher));
@@ -207,7 +207,20 @@ async fn the_router_never_panics_on_a_health_endpoint() {
     let store: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
     let base = load_str(YAML, "test.yaml", &crate::config::Environment::from_map(Vec::new())).unwrap();
     let client = reqwest::Client::new();
-    for endpoint in ["/connectors", "/connectors/{id}", "/openapi.json", "/:id", "/{*rest}", "/*x", "/a//b", "x"] {
+    let endpoints = [
+        "/connectors",
+        "/connectors/{id}",
+        "/openapi.json",
+        "/:id",
+        "/{*rest}",
+        "/*x",
+        "/a//b",
+        "x",
+        "/",
+        "/login",
+        "/console/x",
+    ];
+    for endpoint in endpoints {
         let mut config = base.clone();
         config.monitoring.health_check.endpoint = endpoint.to_owned();
         let launcher =
@@ -225,13 +238,16 @@ async fn the_router_never_panics_on_a_health_endpoint() {
     }
 }
 
-/// The routes validation keeps the health endpoint away from are the router's.
+/// The routes validation keeps the health endpoint away from are the
+/// router's, the console's among them.
 #[test]
 fn every_api_route_is_under_a_reserved_prefix() {
-    for (_, path, ..) in openapi::ROUTES {
+    let console = openapi::CONSOLE_ROUTES.iter().map(|(_, path)| path);
+    for path in openapi::ROUTES.iter().map(|(_, path, ..)| path).chain(console) {
         let reserved =
             crate::config::API_ROUTE_PREFIXES.iter().any(|p| path == p || path.starts_with(&format!("{p}/")));
-        assert!(reserved || *path == "/health", "{path} is not in config::API_ROUTE_PREFIXES");
+        assert!(reserved || ["/health", "/"].contains(path), "{path} is not in config::API_ROUTE_PREFIXES");
+        assert_eq!(crate::config::health_endpoint_problem(path).is_some(), *path != "/health", "{path}");
     }
 }
 

@@ -14,8 +14,8 @@ fn valid() -> Config {
     load_str(MINIMAL, "test.yaml", &no_env()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Paths a health endpoint or a metrics path must not be: API routes, and
-/// the router's own syntax (captures, wildcards, v0.7 captures).
+/// Paths a health endpoint or a metrics path must not be: API and console
+/// routes, and the router's own syntax (captures, wildcards, v0.7 captures).
 const HOSTILE_PATHS: &[&str] = &[
     "/connectors",
     "/connectors/",
@@ -23,6 +23,11 @@ const HOSTILE_PATHS: &[&str] = &[
     "/connectors/{id}",
     "/openapi.json",
     "/lookup/resolve",
+    "/",
+    "/login",
+    "/logout",
+    "/console.css",
+    "/console/x/reset",
     "/{id}",
     "/:id",
     "/*rest",
@@ -45,7 +50,7 @@ fn health_endpoints_that_overlap_or_break_the_router_are_refused_naming_the_fiel
             "{path}: {problems:?}"
         );
     }
-    for ok in ["/health", "/healthz", "/status/live", "/", "/_health-1.2~x"] {
+    for ok in ["/health", "/healthz", "/status/live", "/_health-1.2~x", "/consoles", "/login-check"] {
         let mut config = valid();
         config.monitoring.health_check.endpoint = ok.to_owned();
         assert_eq!(validate(&config), vec![], "{ok}");

@@ -46,14 +46,29 @@ pub fn load_with_env(path: &Path, env: &Environment) -> Result<Config, ConfigErr
 
 /// Parses, interpolates and validates YAML text; `source` names it in errors.
 pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, ConfigError> {
+    load_str_for(yaml, source, env, &[])
+}
+
+/// [`load_str`] for a reader that never uses the secret fields `unread`
+/// (of [`super::SECRET_FIELDS`], e.g. the `cleanup` function and
+/// `memory_api.api_key`): a `${VAR}` there that cannot be resolved is no
+/// error, the field is absent, and no rule about it is checked. Every other
+/// field keeps its errors.
+pub fn load_str_for(yaml: &str, source: &str, env: &Environment, unread: &[&str]) -> Result<Config, ConfigError> {
     let (mut value, typed_scalars) = match parse_yaml(yaml) {
         Ok(parsed) => parsed,
         Err(problem) => return Err(ConfigError::new(source, vec![problem])),
     };
 
-    let interpolated = interpolate(&mut value, env);
+    let mut interpolated = interpolate(&mut value, env);
+    let is_unread = |path: &FieldPath| is_secret_field(path) && unread.contains(&path.to_string().as_str());
+    for (path, _) in interpolated.problems.iter().filter(|(path, _)| is_unread(path)) {
+        remove_field(&mut value, path);
+    }
+    interpolated.problems.retain(|(path, _)| !is_unread(path));
     let secrets = secret_values(&value);
     let mut poisoned = interpolated.poisoned;
+    poisoned.retain(|path| !is_unread(path));
     let mut problems: Vec<Problem> =
         interpolated.problems.into_iter().map(|(path, message)| Problem::new(path.to_string(), message)).collect();
 
@@ -65,7 +80,12 @@ pub fn load_str(yaml: &str, source: &str, env: &Environment) -> Result<Config, C
         problems.extend(changed_text_problems(&typed_scalars, &value, &config));
         normalize(&mut config);
         let poisoned: Vec<String> = poisoned.iter().map(ToString::to_string).collect();
-        problems.extend(validate(&config).into_iter().filter(|p| !poisoned.iter().any(|q| field_within(&p.field, q))));
+        problems.extend(
+            validate(&config)
+                .into_iter()
+                .filter(|p| !poisoned.iter().any(|q| field_within(&p.field, q)))
+                .filter(|p| !unread.iter().any(|field| field_within(&p.field, field))),
+        );
         if problems.is_empty() {
             return Ok(config);
         }
@@ -413,5 +433,30 @@ mod tests {
         let top = expected_keys(&shape, &FieldPath::root()).unwrap();
         assert_eq!(top[0], "lightrag");
         assert_eq!(top.len(), 9);
+    }
+
+    /// A reader that never uses a secret field does not need its variable;
+    /// every other reader (and every other field) still does.
+    #[test]
+    fn unread_secret_fields_may_stay_unresolved() {
+        let yaml = r#"
+memory_api: {url: "${MEMORY_API_URL:-http://127.0.0.1:9}", api_key: "${MEMORY_API_KEY}"}
+lightrag: {mode: api, api: {url: "http://127.0.0.1:9"}}
+enrichment: {transcription: {api_key: "${OPENAI_API_KEY}"}}
+api: {enabled: true, api_key: "${CONNECTOR_API_KEY}"}
+connectors: [{id: docs, context_id: C1, transformation: {include_audio: true}}]
+"#;
+        let env = Environment::from_map([("CONNECTOR_API_KEY".to_owned(), "k".to_owned())]);
+        let error = load_str(yaml, "t", &env).unwrap_err().to_string();
+        assert!(error.contains("MEMORY_API_KEY") && error.contains("OPENAI_API_KEY"), "{error}");
+        let unread = ["memory_api.api_key", "enrichment.transcription.api_key"];
+        let config = load_str_for(yaml, "t", &env, &unread).unwrap();
+        assert!(config.memory_api.api_key.is_none());
+        assert_eq!(config.api.api_key.as_ref().map(Secret::expose), Some("k"));
+        // A field the reader does use keeps its error.
+        let none = Environment::from_map(Vec::<(String, String)>::new());
+        let error = load_str_for(yaml, "t", &none, &unread).unwrap_err().to_string();
+        assert!(error.contains("api.api_key") && error.contains("CONNECTOR_API_KEY"), "{error}");
+        assert!(!error.contains("MEMORY_API_KEY"), "{error}");
     }
 }

@@ -20,7 +20,8 @@ mod validate;
 pub use cron::{is_utc, parse_unix_cron, time_zone};
 pub use env::Environment;
 pub use error::{ConfigError, Problem};
-pub use load::{load, load_str, load_with_env, redacted_yaml};
+pub use load::{load, load_str, load_str_for, load_with_env, redacted_yaml};
+pub use path::SECRET_FIELDS;
 pub use schema::*;
 pub use validate::{
     API_ROUTE_PREFIXES, MAX_CONNECTOR_ID_LEN, MIN_ENCRYPTION_KEY_CHARS, api_auth_problem, exposure_warnings,

@@ -105,23 +105,26 @@ impl fmt::Display for FieldPath {
     }
 }
 
+/// Every `Secret` field of the schema, as written in problems. Keep in
+/// step with `schema.rs`: a field missing here would have its value echoed
+/// by type errors and interpolation notes.
+pub const SECRET_FIELDS: &[&str] = &[
+    "lightrag.api.api_key",
+    "lightrag.api.password",
+    "memory_api.api_key",
+    "api.api_key",
+    "monitoring.alerts.webhook_url",
+    "advanced.security.encryption_key",
+    "enrichment.transcription.api_key",
+    "enrichment.vision.api_key",
+];
+
 /// Is the field a `Secret` of the schema? Its value must never be shown.
-/// Keep in step with the `Secret` fields of `schema.rs`: a field missing
-/// here would have its value echoed by type errors and interpolation notes.
 pub(crate) fn is_secret_field(path: &FieldPath) -> bool {
-    const SECRET_FIELDS: &[&[&str]] = &[
-        &["lightrag", "api", "api_key"],
-        &["lightrag", "api", "password"],
-        &["memory_api", "api_key"],
-        &["api", "api_key"],
-        &["monitoring", "alerts", "webhook_url"],
-        &["advanced", "security", "encryption_key"],
-        &["enrichment", "transcription", "api_key"],
-        &["enrichment", "vision", "api_key"],
-    ];
-    SECRET_FIELDS.iter().any(|fields| {
-        path.0.len() == fields.len()
-            && path.0.iter().zip(fields.iter()).all(|(seg, name)| matches!(seg, Seg::Key(k) if k == name))
+    SECRET_FIELDS.iter().any(|field| {
+        let names = field.split('.');
+        path.0.len() == names.clone().count()
+            && path.0.iter().zip(names).all(|(seg, name)| matches!(seg, Seg::Key(k) if k == name))
     })
 }
 

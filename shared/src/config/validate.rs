@@ -44,9 +44,11 @@ pub fn api_auth_problem(api: &ApiConfig) -> Option<Problem> {
     })
 }
 
-/// The routes of the management API: the health endpoint may be none of
-/// them and lie below none of them (the router would refuse to start).
-pub const API_ROUTE_PREFIXES: &[&str] = &["/connectors", "/lookup", "/openapi.json"];
+/// The routes of the management API and its web console (`/` too, its
+/// overview): the health endpoint may be none of them and lie below none of
+/// them (the router would refuse to start).
+pub const API_ROUTE_PREFIXES: &[&str] =
+    &["/connectors", "/lookup", "/openapi.json", "/login", "/logout", "/console.css", "/console"];
 
 /// Why `path` cannot be a route of its own (`None`: it can): `/`-separated
 /// segments of letters, digits and `-._~`, none empty, `.` or `..`. Nothing
@@ -72,6 +74,9 @@ pub fn health_endpoint_problem(endpoint: &str) -> Option<String> {
         return Some(problem);
     }
     let trimmed = endpoint.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Some(format!("`{endpoint}` is the web console's overview page; choose a path of its own"));
+    }
     API_ROUTE_PREFIXES
         .iter()
         .find(|route| trimmed == **route || trimmed.starts_with(&format!("{route}/")))

@@ -123,14 +123,23 @@ pub trait DocumentSink: Send + Sync + fmt::Debug {
         outcomes
     }
 
-    /// Documents the sink stored since `since` (by id), when it can list
-    /// them: after an interrupted run, what it sent before dying.
-    async fn stored_since(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
-        let _ = since;
+    /// Where the sink's pipeline stands (LightRAG: `/documents/pipeline_status`);
+    /// `None` when the sink has none.
+    async fn pipeline(&self) -> Result<Option<PipelineState>, SinkError> {
         Ok(None)
+    }
+
+    /// The failed records LightRAG made when a name it already held came
+    /// again (`dup-` ids, "File name already exists"), whoever sent them.
+    async fn duplicates(&self) -> Result<Vec<DuplicateRecord>, SinkError> {
+        Ok(Vec::new())
+    }
+
+    /// Deletes these records, waiting up to `wait` for the sink to allow the
+    /// deletion and finish it.
+    async fn remove(&self, ids: &[DocId], wait: std::time::Duration) -> Result<Removal, SinkError> {
+        let _ = (ids, wait);
+        Ok(Removal::Removed)
     }
 
     /// What the sink knows about these documents' processing. Documents it
@@ -167,6 +176,55 @@ pub enum RemoteStatus {
     /// Failed inside LightRAG (LLM error, timeout...), with its `error_msg`.
     Failed {
         error: String,
+    },
+}
+
+/// What LightRAG's pipeline says about the requests it accepted.
+///
+/// LightRAG 1.5 answers an insert before it writes the documents' records:
+/// a background task enqueues them a moment (on a loaded server, seconds)
+/// later, and only then do their names show in the document list and count
+/// for the 409 "already contains" check. Until then the request is counted
+/// in `pending_enqueues` (the request whose task then drives processing
+/// stays counted until the queue is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PipelineState {
+    pub pending_enqueues: Option<u64>,
+    pub busy: Option<bool>,
+}
+
+impl PipelineState {
+    /// Every request the server took up has its documents listed: no
+    /// enqueue pending (or, on a server that does not count them, an idle
+    /// pipeline; on one that says neither, assumed).
+    pub fn enqueued_everything(&self) -> bool {
+        match (self.pending_enqueues, self.busy) {
+            (Some(pending), _) => pending == 0,
+            (None, Some(busy)) => !busy,
+            (None, None) => true,
+        }
+    }
+}
+
+/// A failed record LightRAG made for a name it already held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateRecord {
+    /// `dup-...`.
+    pub id: DocId,
+    /// The stored basename it repeats.
+    pub file_path: String,
+    /// The record LightRAG kept under that name.
+    pub original: Option<DocId>,
+}
+
+/// What asking the sink to delete records achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// The sink would not delete within the wait (LightRAG busy); nothing
+    /// was deleted.
+    Busy {
+        reason: String,
     },
 }
 
@@ -222,6 +280,16 @@ mod tests {
         assert_eq!(stored_basename("memories/2024/m1.txt"), "m1.txt");
         assert_eq!(stored_basename("a/b/"), "b");
         assert_eq!(stored_basename("memory:CTX1:42"), "memory:CTX1:42");
+    }
+
+    #[test]
+    fn a_pipeline_has_enqueued_everything_when_nothing_is_pending() {
+        let state = |pending_enqueues, busy| PipelineState { pending_enqueues, busy };
+        assert!(state(Some(0), Some(true)).enqueued_everything(), "busy processing, nothing to enqueue");
+        assert!(!state(Some(1), Some(false)).enqueued_everything(), "enqueuing while not busy");
+        assert!(!state(None, Some(true)).enqueued_everything(), "no count: busy decides");
+        assert!(state(None, Some(false)).enqueued_everything());
+        assert!(state(None, None).enqueued_everything(), "a server that says nothing");
     }
 
     #[test]

@@ -6,12 +6,11 @@
 use crate::config::ConnectorConfig;
 use crate::ids::DocId;
 use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError};
-use crate::lightrag::{Preflight, RemoteStatus, TrackedDoc};
+use crate::lightrag::{DuplicateRecord, PipelineState, Preflight, RemoteStatus, Removal, TrackedDoc};
 use crate::memory_api::model::FetchedPage;
 use crate::sync::MemorySource;
 use crate::telemetry::metrics::{Histogram, Metrics};
 use crate::transform::Document;
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,8 +19,8 @@ use std::time::Instant;
 const MEMORY_API_OPERATIONS: [&str; 1] = ["list"];
 
 /// The `operation` label of the LightRAG histogram: every timed call below.
-const LIGHTRAG_OPERATIONS: [&str; 7] =
-    ["preflight", "insert", "replace", "insert_batch", "replace_batch", "statuses", "stored_since"];
+const LIGHTRAG_OPERATIONS: [&str; 9] =
+    ["preflight", "insert", "replace", "insert_batch", "replace_batch", "statuses", "pipeline", "duplicates", "remove"];
 
 /// Registers the error series of both histograms at zero.
 pub(super) fn register(metrics: &Metrics, connectors: &[ConnectorConfig]) {
@@ -141,10 +140,24 @@ impl DocumentSink for TimedSink {
         result
     }
 
-    async fn stored_since(&self, since: DateTime<Utc>) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
+    async fn pipeline(&self) -> Result<Option<PipelineState>, SinkError> {
         let started = Instant::now();
-        let result = self.inner.stored_since(since).await;
-        self.observe("stored_since", started, &result);
+        let result = self.inner.pipeline().await;
+        self.observe("pipeline", started, &result);
+        result
+    }
+
+    async fn duplicates(&self) -> Result<Vec<DuplicateRecord>, SinkError> {
+        let started = Instant::now();
+        let result = self.inner.duplicates().await;
+        self.observe("duplicates", started, &result);
+        result
+    }
+
+    async fn remove(&self, ids: &[DocId], wait: std::time::Duration) -> Result<Removal, SinkError> {
+        let started = Instant::now();
+        let result = self.inner.remove(ids, wait).await;
+        self.observe("remove", started, &result);
         result
     }
 

@@ -1,6 +1,6 @@
 //! The ledger digest: what the ledger knew, at the end of the last run, about
 //! the memories of the page that run fetched, kept beside the ledger so the
-//! next run reads ledger entries only where something differs (decision 23).
+//! next run reads ledger entries only where something differs (decision 26).
 //!
 //! The stores keep it as data and guard its validity; what goes into a
 //! record (which ledger states count as settled, how a memory is

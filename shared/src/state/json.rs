@@ -9,7 +9,7 @@
 //! loss may lose the last records, never corrupts) ([`journal`]); the file is written whole again (compacted,
 //! the journal deleted) when the last lease it holds is released, and
 //! whenever the journal outgrows the file. So a run writes what changed,
-//! not the whole ledger per checkpoint (decision 23), and after a crash at
+//! not the whole ledger per checkpoint (decision 26), and after a crash at
 //! any point (SIGKILL included) the state is the file plus the journal's
 //! complete records: a write that was cut is not there, nothing is half
 //! there. A corrupt file or journal is reported and never overwritten.

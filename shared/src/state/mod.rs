@@ -16,6 +16,8 @@ pub mod dynamodb;
 pub mod files;
 pub mod json;
 mod provenance;
+#[cfg(feature = "aws")]
+pub mod recorded;
 pub mod sqlite;
 
 pub use provenance::Provenance;
@@ -38,6 +40,11 @@ use std::time::Duration;
 pub enum EntryStatus {
     /// Seen with an empty transcript; ingested once the text arrives.
     WaitingTranscript,
+    /// Handed to the sink by a run that has not recorded the answer yet
+    /// (written just before the request leaves). Found after that run died,
+    /// it means LightRAG may hold the document or be about to: a later run
+    /// asks LightRAG before it sends it again (decision 0009).
+    Sending,
     /// Accepted by the sink (api: queued in LightRAG; direct: file written).
     Submitted,
     /// LightRAG reports the document processed.
@@ -54,8 +61,9 @@ pub enum EntryStatus {
 }
 
 impl EntryStatus {
-    pub const ALL: [EntryStatus; 7] = [
+    pub const ALL: [EntryStatus; 8] = [
         EntryStatus::WaitingTranscript,
+        EntryStatus::Sending,
         EntryStatus::Submitted,
         EntryStatus::Processed,
         EntryStatus::LightragFailed,
@@ -67,6 +75,7 @@ impl EntryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             EntryStatus::WaitingTranscript => "waiting_transcript",
+            EntryStatus::Sending => "sending",
             EntryStatus::Submitted => "submitted",
             EntryStatus::Processed => "processed",
             EntryStatus::LightragFailed => "lightrag_failed",
@@ -173,6 +182,8 @@ pub struct LedgerEntry {
     pub last_error: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub first_seen: DateTime<Utc>,
+    /// When the document was last handed to the sink: delivered, or (status
+    /// `sending`) about to be sent.
     pub last_ingested: Option<DateTime<Utc>>,
     /// What the delivered document says about the memory (`None` before
     /// the first delivery, and for entries written by older versions until
@@ -376,6 +387,23 @@ pub struct RunCounts {
     pub lightrag_failed: u64,
     /// Submitted documents still pending/processing past `stuck_after_minutes`.
     pub stuck: u64,
+    /// Documents an interrupted run was sending that LightRAG listed: its
+    /// request got through, so they are not sent again.
+    pub recovered: u64,
+    /// Documents an interrupted run was sending that LightRAG did not list
+    /// yet while it was still enqueuing: not sent again by this run.
+    pub held_back: u64,
+    /// `dup-` records LightRAG had made of this connector's documents
+    /// (a name sent twice), deleted; the originals are kept.
+    pub duplicates_removed: u64,
+}
+
+impl RunCounts {
+    /// Memories that failed in this run, on the connector's side or inside
+    /// LightRAG's pipeline (what the console charts as "failed").
+    pub fn failed_memories(&self) -> u64 {
+        self.failed + self.lightrag_failed
+    }
 }
 
 /// One run, kept as history.
@@ -443,7 +471,7 @@ pub enum LeaseOutcome {
 
 /// Everything one batch changed. SQLite writes it in one transaction, JSON
 /// as one journal record (or one file); DynamoDB writes a run's entries
-/// without a transaction per entry and settles a batch a crash cut (decision 23).
+/// without a transaction per entry and settles a batch a crash cut (decision 26).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,

@@ -124,7 +124,7 @@ const MIGRATIONS: &[&str] = &[
     // entries by their LightRAG name, for the provenance lookups.
     "ALTER TABLE entries ADD COLUMN provenance TEXT;
     CREATE INDEX entries_by_name ON entries (file_source);",
-    // 5: the ledger digest (decision 23): generation, root, unconfirmed ids, shards.
+    // 5: the ledger digest (decision 26): generation, root, unconfirmed ids, shards.
     "CREATE TABLE ledger_meta (
         connector_id TEXT NOT NULL PRIMARY KEY,
         generation INTEGER NOT NULL,

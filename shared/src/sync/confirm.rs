@@ -3,6 +3,8 @@
 //! them to processed or failed-in-LightRAG (which are sent again, with the
 //! memory's retry budget); the end of a run waits, up to a bound, for what
 //! it submitted itself. Documents pending too long are reported as stuck.
+//! Documents a dead run was sending (`sending`) are asked about the same
+//! way: listed by LightRAG, they are its (see [`super::recover`]).
 
 use super::deliver::FailureSide;
 use super::digest::Finals;
@@ -19,28 +21,45 @@ use tracing::{info, warn};
 /// The most submitted entries one confirmation looks at (the rest wait for
 /// the next run).
 const CONFIRM_LIMIT: usize = 10_000;
-const FIRST_POLL: Duration = Duration::from_millis(250);
-const MAX_POLL: Duration = Duration::from_secs(2);
+pub(super) const FIRST_POLL: Duration = Duration::from_millis(250);
+pub(super) const MAX_POLL: Duration = Duration::from_secs(2);
 
-/// Which submitted entries a confirmation looks at.
+/// Which submitted (and sending) entries a confirmation looks at.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Submitted<'a> {
-    /// Those the ledger lists as submitted (at most [`CONFIRM_LIMIT`]): a
-    /// ledger whose digest never recorded its unconfirmed ids.
+    /// Those the ledger lists as submitted or sending (at most
+    /// [`CONFIRM_LIMIT`]): after an interrupted run (its marks and
+    /// submissions were never recorded in a digest), or a ledger whose digest
+    /// never recorded its unconfirmed ids. A store may list from an
+    /// eventually consistent index (DynamoDB), so a write of a moment ago may
+    /// be missing.
     Listed,
     /// The unconfirmed ids the last run recorded (the start of a run; the
     /// first [`CONFIRM_LIMIT`]), read back consistently.
     Recorded(&'a [MemoryId]),
     /// These memories' entries, read back consistently, those still
-    /// submitted: what this run just sent.
+    /// submitted or sending: what this run just sent, or what a dead run
+    /// was sending.
     These(&'a [MemoryId]),
 }
 
+/// What a confirmation left open.
+#[derive(Debug, Default)]
+pub(super) struct Unsettled {
+    /// Entries looked at that LightRAG still has queued.
+    pub queued: usize,
+    /// `sending` entries whose document LightRAG does not list (yet).
+    pub unseen: Vec<MemoryId>,
+    /// `sending` entries whose document LightRAG lists: now submitted (or
+    /// settled), for the end-of-run wait.
+    pub found: Vec<MemoryId>,
+}
+
 impl SyncEngine {
-    /// Settles the submitted entries LightRAG has news of. Returns how many
-    /// of those looked at are still queued in LightRAG. Every entry read goes
-    /// into `finals` as it ends up, and at the start of a run (`Listed`,
-    /// `Recorded`) into `known` too, so planning needs no second read.
+    /// Settles the submitted and sending entries LightRAG has news of.
+    /// Returns what is still open. Every entry read goes into `finals` as it
+    /// ends up, and at the start of a run (`Listed`, `Recorded`) into `known`
+    /// too, so planning needs no second read.
     pub(super) async fn confirm(
         &self,
         run_id: &RunId,
@@ -48,12 +67,12 @@ impl SyncEngine {
         which: Submitted<'_>,
         known: &mut HashMap<MemoryId, LedgerEntry>,
         finals: &mut Finals,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Unsettled, SyncError> {
+        let open = [EntryStatus::Submitted, EntryStatus::Sending];
         let (read, start) = match which {
-            Submitted::Listed => (
-                self.store.entries_with_status(&self.connector.id, &[EntryStatus::Submitted], CONFIRM_LIMIT).await?,
-                true,
-            ),
+            Submitted::Listed => {
+                (self.store.entries_with_status(&self.connector.id, &open, CONFIRM_LIMIT).await?, true)
+            }
             Submitted::Recorded(ids) => {
                 let ids = &ids[..ids.len().min(CONFIRM_LIMIT)];
                 (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), true)
@@ -63,7 +82,7 @@ impl SyncEngine {
             }
         };
         let (mut submitted, others): (Vec<LedgerEntry>, Vec<LedgerEntry>) =
-            read.into_iter().partition(|e| e.status == EntryStatus::Submitted);
+            read.into_iter().partition(|e| open.contains(&e.status));
         submitted.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
         for entry in others.iter().chain(&submitted) {
             finals.record(entry);
@@ -74,27 +93,50 @@ impl SyncEngine {
         // Stuck documents are counted once per run, by the listing at its start.
         let listed = start;
         if submitted.is_empty() {
-            return Ok(0);
+            return Ok(Unsettled::default());
         }
         let doc_id = |e: &LedgerEntry| e.doc_id.clone().unwrap_or_else(|| lightrag::doc_id(&e.file_source));
+        // A sending entry's track id is its last delivery's: the list finds it.
         let tracked: Vec<TrackedDoc> = submitted
             .iter()
-            .map(|e| TrackedDoc { doc_id: doc_id(e), track_id: e.track_id.clone(), submitted_at: e.last_ingested })
+            .map(|e| TrackedDoc {
+                doc_id: doc_id(e),
+                track_id: e.track_id.clone().filter(|_| e.status == EntryStatus::Submitted),
+                submitted_at: e.last_ingested,
+            })
             .collect();
         let statuses = match self.sink.statuses(&tracked).await {
             Ok(statuses) => statuses,
             Err(e) => {
                 warn!(error = %e.message, "could not ask LightRAG about submitted documents; the next run asks again");
                 report.warnings.push(format!("confirmation skipped: {}", e.message));
-                return Ok(submitted.len());
+                let unseen = submitted
+                    .iter()
+                    .filter(|e| e.status == EntryStatus::Sending)
+                    .map(|e| e.memory_id.clone())
+                    .collect();
+                return Ok(Unsettled { queued: submitted.len(), unseen, found: Vec::new() });
             }
         };
         let now = Utc::now();
         let mut changed = Vec::new();
-        let mut queued = 0;
+        let mut unsettled = Unsettled::default();
         for mut entry in submitted {
             let id = doc_id(&entry);
-            match statuses.get(&id) {
+            let remote = statuses.get(&id);
+            if entry.status == EntryStatus::Sending {
+                if remote.is_none() {
+                    unsettled.unseen.push(entry.memory_id.clone());
+                    continue;
+                }
+                found_in_lightrag(&mut entry);
+                report.counts.recovered += 1;
+                unsettled.found.push(entry.memory_id.clone());
+                if matches!(remote, Some(RemoteStatus::Queued { .. })) {
+                    changed.push(entry.clone());
+                }
+            }
+            match remote {
                 Some(RemoteStatus::Processed) => {
                     entry.status = EntryStatus::Processed;
                     entry.attempts = 0;
@@ -111,7 +153,7 @@ impl SyncEngine {
                     changed.push(entry);
                 }
                 other => {
-                    queued += 1;
+                    unsettled.queued += 1;
                     let age = entry.last_ingested.map(|at| now - at);
                     if listed && age.is_some_and(|age| age > self.settings.stuck_after) {
                         let state = match other {
@@ -140,7 +182,7 @@ impl SyncEngine {
             }
             self.write(run_id, changed, None, None).await?;
         }
-        Ok(queued)
+        Ok(unsettled)
     }
 
     /// Waits up to `confirm_wait` (and the run's deadline) for the documents
@@ -160,7 +202,7 @@ impl SyncEngine {
         loop {
             let submitted = finals.submitted.clone();
             let queued =
-                self.confirm(run_id, report, Submitted::These(&submitted), &mut HashMap::new(), finals).await?;
+                self.confirm(run_id, report, Submitted::These(&submitted), &mut HashMap::new(), finals).await?.queued;
             let now = Instant::now();
             if queued == 0 || now >= deadline || self.stop_requested() {
                 report.unconfirmed = queued as u64;
@@ -173,4 +215,17 @@ impl SyncEngine {
             pause = (pause * 2).min(MAX_POLL);
         }
     }
+}
+
+/// A `sending` entry whose document LightRAG lists: the dead run's request
+/// reached it. A new document is the text that run sent. A replaced one may
+/// still be the old text (the delete not run yet) or already the new one;
+/// the ledger keeps the old hash, so the memory is replaced once more.
+fn found_in_lightrag(entry: &mut LedgerEntry) {
+    entry.status = EntryStatus::Submitted;
+    if entry.content_hash.is_none() {
+        entry.content_hash = entry.pending_hash.take();
+    }
+    entry.pending_hash = None;
+    entry.track_id = None;
 }

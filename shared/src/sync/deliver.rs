@@ -14,16 +14,12 @@ use crate::provenance;
 use crate::retry::item_backoff;
 use crate::state::{EntryStatus, LedgerEntry, Provenance, RunStatus};
 use crate::transform::{self, Document, Rendered};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-
-/// How long a run that follows an interrupted one waits before it lists
-/// what the dead run sent (its last request may still be enqueuing).
-const RECOVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One memory to deliver, as planned.
 pub(super) struct Work<'a> {
@@ -38,16 +34,6 @@ pub(super) enum Body {
     Ready(Document),
     /// Rendered when it enters the window (see [`super::plan::Payload::OnSend`]).
     OnSend,
-}
-
-impl Work<'_> {
-    /// The document's name in the sink, without rendering it.
-    fn file_source(&self, context_id: &str) -> String {
-        match &self.body {
-            Body::Ready(document) => document.file_source.clone(),
-            Body::OnSend => transform::file_source(context_id, self.memory.id.as_str()),
-        }
-    }
 }
 
 /// One memory with its rendered document, ready to send.
@@ -83,6 +69,13 @@ enum Task<T> {
 }
 
 impl<T> Task<T> {
+    fn items(&self) -> &[T] {
+        match self {
+            Task::One(item) => std::slice::from_ref(item),
+            Task::Batch(items) | Task::ReplaceBatch(items) => items,
+        }
+    }
+
     fn cost(&self) -> usize {
         match self {
             Task::One(_) => 1,
@@ -186,6 +179,11 @@ impl SyncEngine {
     /// Returns whether the run stopped early at its deadline. A sink error
     /// that is the sink's fault (`Fatal`) stops new work and goes into
     /// `report.error`; the memories concerned are not charged an attempt.
+    ///
+    /// When the sink confirms (LightRAG), every document is marked `sending`
+    /// in the ledger, in one checkpoint with the window's refill, before its
+    /// request leaves: a run that dies leaves the names it may have handed
+    /// over (see [`super::recover`]).
     pub(super) async fn deliver_all(
         &self,
         run_id: &RunId,
@@ -202,11 +200,36 @@ impl SyncEngine {
         let mut done: Vec<LedgerEntry> = Vec::with_capacity(batch_size);
         let mut deadline_hit = false;
         let mut fatal: Option<String> = None;
+        let marks = self.settings.confirm;
 
         loop {
             if fatal.is_none() {
-                slots_used +=
-                    self.fill_window(&mut in_flight, &mut pending, slots_used, batch_size, options, &mut deadline_hit);
+                // With marks, a refill costs a checkpoint: wait for half a
+                // window (a batch request frees the whole window at once).
+                let room = batch_size - slots_used.min(batch_size);
+                if !marks || slots_used == 0 || room >= batch_size.div_ceil(2) {
+                    let tasks = self.take_tasks(&mut pending, slots_used, batch_size, options, &mut deadline_hit);
+                    if !tasks.is_empty() {
+                        if marks {
+                            let now = Utc::now();
+                            let mut write = std::mem::take(&mut done);
+                            for item in tasks.iter().flat_map(Task::items) {
+                                let marked = mark(item, entries.get(&item.memory_id), now);
+                                // Never settled: the digest this run leaves vouches for it only once answered.
+                                finals.record(&marked);
+                                write.push(marked);
+                            }
+                            self.write(run_id, write, None, Some(report.record(RunStatus::Running))).await?;
+                        }
+                        for task in tasks {
+                            slots_used += task.cost();
+                            in_flight.spawn(run_task(Arc::clone(&self.sink), task));
+                        }
+                    }
+                }
+            }
+            if done.len() >= batch_size {
+                self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }
             let Some(joined) = in_flight.join_next().await else { break };
             let delivered = match joined {
@@ -219,9 +242,14 @@ impl SyncEngine {
             slots_used = slots_used.saturating_sub(delivered.len());
             for item in delivered {
                 if let Err(SinkError { kind: SinkErrorKind::Fatal, message }) = &item.result {
-                    // Not the memory's fault: its entry stays as it was.
+                    // Not the memory's fault: its entry stays as it was (a new
+                    // memory's mark stays; the next run finds it never arrived).
                     warn!(memory_id = %item.memory_id, error = %message, "the sink refused; stopping the run");
                     fatal.get_or_insert_with(|| message.clone());
+                    if let Some(previous) = entries.get(&item.memory_id).filter(|_| marks) {
+                        finals.record(previous);
+                        done.push(previous.clone());
+                    }
                     continue;
                 }
                 let previous = entries.remove(&item.memory_id);
@@ -231,20 +259,6 @@ impl SyncEngine {
                 }
                 finals.record(&entry);
                 done.push(entry);
-            }
-            if done.len() >= batch_size {
-                // Refill first: the window stays full while the checkpoint is written.
-                if fatal.is_none() {
-                    slots_used += self.fill_window(
-                        &mut in_flight,
-                        &mut pending,
-                        slots_used,
-                        batch_size,
-                        options,
-                        &mut deadline_hit,
-                    );
-                }
-                self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
             }
         }
         if !done.is_empty() {
@@ -262,17 +276,17 @@ impl SyncEngine {
         Ok(stopped_early)
     }
 
-    /// Starts tasks while the window has room, the work lasts and the
-    /// deadline (or a stop) has not come; returns the slots it filled.
-    fn fill_window(
+    /// The next tasks while the window has room, the work lasts and the
+    /// deadline (or a stop) has not come, their documents rendered.
+    fn take_tasks(
         &self,
-        in_flight: &mut JoinSet<Vec<Delivered>>,
         pending: &mut std::iter::Peekable<Tasks<'_>>,
         slots_used: usize,
         batch_size: usize,
         options: &RunOptions,
         deadline_hit: &mut bool,
-    ) -> usize {
+    ) -> Vec<Task<Item>> {
+        let mut taken = Vec::new();
         let mut filled = 0;
         while !*deadline_hit {
             let Some(next) = pending.peek() else { break };
@@ -287,10 +301,9 @@ impl SyncEngine {
             let Some(task) = pending.next() else { break };
             let Some(task) = task.filter_map(|work| self.ready(work)) else { continue };
             filled += task.cost();
-            let sink = Arc::clone(&self.sink);
-            in_flight.spawn(run_task(sink, task));
+            taken.push(task);
         }
-        filled
+        taken
     }
 
     /// The planned work with its document rendered; `None` (never expected:
@@ -319,68 +332,6 @@ impl SyncEngine {
         let provenance =
             provenance::record(&self.connector.context_id, memory, &self.connector.transformation, enrichment);
         Some(Item { memory_id, document, provenance, replace })
-    }
-
-    /// After an interrupted run: the inserts LightRAG already holds (the dead
-    /// run sent them and died before its checkpoint) are settled as already
-    /// stored instead of being sent again, which LightRAG would turn into
-    /// `dup-` records while the first copy is still being enqueued.
-    pub(super) async fn recover_sent<'a>(
-        &self,
-        run_id: &RunId,
-        interrupted_at: chrono::DateTime<Utc>,
-        work: Vec<Work<'a>>,
-        entries: &mut HashMap<MemoryId, LedgerEntry>,
-        report: &mut RunReport,
-        finals: &mut Finals,
-    ) -> Result<Vec<Work<'a>>, SyncError> {
-        // Let the dead run's last request finish being enqueued.
-        tokio::time::sleep(RECOVERY_GRACE).await;
-        let stored = match self.sink.stored_since(interrupted_at).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return Ok(work),
-            Err(e) => {
-                warn!(error = %e.message, "could not list what the interrupted run sent; sending everything again");
-                return Ok(work);
-            }
-        };
-        let mut settled = Vec::new();
-        let mut remaining = Vec::with_capacity(work.len());
-        for item in work {
-            let remote = (!item.replace)
-                .then(|| stored.get(&lightrag::doc_id(&item.file_source(&self.connector.context_id))))
-                .flatten();
-            match remote {
-                Some(remote) => {
-                    let Some(item) = self.ready(item) else { continue };
-                    let status = match remote {
-                        lightrag::RemoteStatus::Processed => "processed",
-                        lightrag::RemoteStatus::Failed { .. } => "failed",
-                        lightrag::RemoteStatus::Queued { .. } => "pending",
-                    };
-                    let previous = entries.remove(&item.memory_id);
-                    let delivered = Delivered {
-                        memory_id: item.memory_id,
-                        document: item.document,
-                        provenance: item.provenance,
-                        replace: false,
-                        result: Ok(Outcome::Inserted(InsertOutcome::AlreadyStored { status: Some(status.into()) })),
-                    };
-                    let entry = self.settle(delivered, previous, report);
-                    if entry.status == EntryStatus::Submitted {
-                        finals.submitted.push(entry.memory_id.clone());
-                    }
-                    finals.record(&entry);
-                    settled.push(entry);
-                }
-                None => remaining.push(item),
-            }
-        }
-        if !settled.is_empty() {
-            info!(count = settled.len(), "the interrupted run had sent these before it died; not sending them again");
-            self.write(run_id, settled, None, None).await?;
-        }
-        Ok(remaining)
     }
 
     /// The ledger entry after one delivery, and its count in the report.
@@ -494,6 +445,21 @@ pub(super) enum FailureSide {
     Connector,
     /// LightRAG accepted it and then failed to process it.
     Lightrag,
+}
+
+/// The mark written before `item` is sent: `sending`, with the hash of the
+/// text on its way and when it left (the rest as it was).
+fn mark(item: &Item, previous: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
+    let document = &item.document;
+    let mut entry = previous.cloned().unwrap_or_else(|| {
+        LedgerEntry::new(item.memory_id.clone(), document.file_source.clone(), EntryStatus::Sending, now)
+    });
+    entry.status = EntryStatus::Sending;
+    entry.pending_hash = Some(document.hash.clone());
+    entry.file_source = document.file_source.clone();
+    entry.doc_id = Some(lightrag::doc_id(&document.file_source));
+    entry.last_ingested = Some(now);
+    entry
 }
 
 fn count_delivery(report: &mut RunReport, replace: bool) {

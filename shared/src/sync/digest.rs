@@ -1,4 +1,4 @@
-//! The ledger digest, the engine's side (decision 23): which ledger states
+//! The ledger digest, the engine's side (decision 26): which ledger states
 //! let a fetched memory go unread, how memories and entries are
 //! fingerprinted, how a page is compared with the digest, and the digest a
 //! run leaves for the next one. Pure functions; `lookup` drives them.
@@ -127,9 +127,16 @@ impl Finals {
     }
 
     pub fn record(&mut self, entry: &LedgerEntry) {
-        let unconfirmed = entry.status == EntryStatus::Submitted;
+        let unconfirmed = awaits_lightrag(entry.status);
         self.entries.insert(entry.memory_id.clone(), (self.keys.entry_leaf(entry), unconfirmed));
     }
+}
+
+/// Whether an entry waits for LightRAG's answer: submitted, or marked
+/// `sending` by a run that has not recorded the answer (it died, or the sink
+/// refused). The next run reads these back by id, whatever the digest says.
+pub(super) fn awaits_lightrag(status: EntryStatus) -> bool {
+    matches!(status, EntryStatus::Submitted | EntryStatus::Sending)
 }
 
 /// What the digest says about a fetched memory.

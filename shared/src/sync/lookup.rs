@@ -1,4 +1,4 @@
-//! Which ledger entries a run reads (decision 23): every fetched memory's
+//! Which ledger entries a run reads (decision 26): every fetched memory's
 //! after a crash or with `--force`; none when the ledger is empty; else only
 //! those the digest cannot vouch for. And the digest the run leaves.
 
@@ -7,7 +7,7 @@ use super::digest::{self, Fetched, Finals, Keys, Known};
 use crate::enrich::Enrichments;
 use crate::ids::MemoryId;
 use crate::memory_api::model::FetchedPage;
-use crate::state::{DigestRoot, DigestShard, DigestWrite, EntryStatus, LedgerEntry, LedgerView, StateError};
+use crate::state::{DigestRoot, DigestShard, DigestWrite, LedgerEntry, LedgerView, StateError};
 use crate::sync::plan::Action;
 use crate::transform;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -44,7 +44,7 @@ impl SyncEngine {
     }
 
     /// Reads the entry of every fetched memory, as before the ledger digest
-    /// (decision 23); tests compare the two paths run by run.
+    /// (decision 26); tests compare the two paths run by run.
     pub fn reading_every_entry(mut self) -> Self {
         self.digest = false;
         self
@@ -197,10 +197,10 @@ impl SyncEngine {
         }
         let mut ids: BTreeSet<&MemoryId> = view.unconfirmed.iter().flatten().collect();
         ids.extend(finals.entries.iter().filter(|(_, (_, unconfirmed))| *unconfirmed).map(|(id, _)| id));
-        ids.extend(lookup.entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| &e.memory_id));
+        ids.extend(lookup.entries.values().filter(|e| digest::awaits_lightrag(e.status)).map(|e| &e.memory_id));
         let still = |id: &MemoryId| match finals.entries.get(id) {
             Some((_, unconfirmed)) => *unconfirmed,
-            None => lookup.entries.get(id).is_none_or(|e| e.status == EntryStatus::Submitted),
+            None => lookup.entries.get(id).is_none_or(|e| digest::awaits_lightrag(e.status)),
         };
         Some(ids.into_iter().filter(|id| still(id)).cloned().collect())
     }

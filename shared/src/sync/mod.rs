@@ -9,9 +9,11 @@ mod confirm;
 mod cost_tests;
 mod deliver;
 mod digest;
+mod duplicates;
 pub mod limits;
 mod lookup;
 mod plan;
+mod recover;
 mod report;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -458,8 +460,9 @@ impl SyncEngine {
         }
     }
 
-    /// Returns whether the run stopped early (deadline), and the digest
-    /// (and unconfirmed ids) its last write leaves. A run-level failure
+    /// Returns whether the run left work to the next one (its deadline, or
+    /// documents held back after an interrupted run), and the digest (and
+    /// unconfirmed ids) its last write leaves. A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(
         &self,
@@ -493,17 +496,32 @@ impl SyncEngine {
         let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
         let mut finals = Finals::new(keys);
         let mut known = HashMap::new();
-        if self.settings.confirm && !options.dry_run {
+        // Documents a dead run was sending that LightRAG turned out to hold:
+        // the end-of-run wait follows them too.
+        let mut found_sent = Vec::new();
+        let recovering = self.settings.confirm && !options.dry_run;
+        if recovering {
+            // A dead run's marks and submissions never reached a digest: list them.
             let which = match &view.unconfirmed {
-                Some(ids) => confirm::Submitted::Recorded(ids),
-                None => confirm::Submitted::Listed,
+                Some(ids) if interrupted_at.is_none() => confirm::Submitted::Recorded(ids),
+                _ => confirm::Submitted::Listed,
             };
-            self.confirm(run_id, report, which, &mut known, &mut finals).await?;
+            found_sent = self.confirm(run_id, report, which, &mut known, &mut finals).await?.found;
+        }
+        if let Some(at) = interrupted_at {
+            info!(since = %at, "the previous run was interrupted; what it was sending is checked before anything is sent");
         }
         let enriched = self.enrich(&page, options).await;
         let full = options.force || interrupted_at.is_some() || !self.digest;
         let mut lookup = self.look_up(&view, keys, &page, &enriched, full, known).await?;
         debug!(read = lookup.read, vouched = lookup.vouched.len(), "ledger looked up");
+        // A `sending` entry is never vouched for (its leaf is 0): every one
+        // of the page is among the entries read.
+        let held_back = if recovering {
+            self.recover_in_flight(run_id, options, report, &mut lookup.entries, &mut found_sent, &mut finals).await?
+        } else {
+            std::collections::HashSet::new()
+        };
         let now = Utc::now();
 
         let connector_ctx = self.connector.context_id.as_str();
@@ -513,6 +531,10 @@ impl SyncEngine {
         let mut work: Vec<Work> = Vec::new();
         let mut identities: HashMap<DocId, &MemoryId> = HashMap::with_capacity(memories.len());
         for memory in memories {
+            if held_back.contains(&memory.id) {
+                report.counts.held_back += 1;
+                continue;
+            }
             if enriched.is_postponed(&memory.id) {
                 // Its enrichment did not fit in this run: the next run
                 // enriches and sends it (nothing recorded, nothing charged).
@@ -590,24 +612,7 @@ impl SyncEngine {
             }
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        // What the end-of-run wait reads back: this run's submissions, and
-        // after an interrupted run what that run had sent and recorded (the
-        // ones it sent without recording are recovered below and join).
-        if let Some(at) = interrupted_at {
-            finals.submitted = lookup
-                .entries
-                .values()
-                .filter(|e| e.status == EntryStatus::Submitted && e.last_ingested.is_some_and(|t| t >= at))
-                .map(|e| e.memory_id.clone())
-                .collect();
-        }
-        let work = match interrupted_at {
-            Some(at) if self.settings.confirm && !work.is_empty() => {
-                info!(since = %at, "the previous run was interrupted; checking what it already sent");
-                self.recover_sent(run_id, at, work, &mut lookup.entries, report, &mut finals).await?
-            }
-            _ => work,
-        };
+        finals.submitted = recover::followed_at_the_end(interrupted_at.is_some(), &lookup.entries, found_sent);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
@@ -618,8 +623,13 @@ impl SyncEngine {
             } else {
                 self.await_processing(run_id, options, report, &mut finals).await?;
             }
+            let c = &report.counts;
+            if interrupted_at.is_some() || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
+                self.remove_duplicates(report).await;
+            }
         }
-        Ok((stopped_early, self.digest_write(&view, &lookup, &page, &finals)))
+        let digest = self.digest_write(&view, &lookup, &page, &finals);
+        Ok((stopped_early || report.counts.held_back > 0, digest))
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {

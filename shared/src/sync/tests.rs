@@ -1,4 +1,4 @@
-//! The digest path against the full-read path (decision 23): the same
+//! The digest path against the full-read path (decision 26): the same
 //! sequence of pages and LightRAG answers run through two engines, one
 //! reading only what the ledger digest cannot vouch for (JSON state), one
 //! reading every fetched memory's entry (SQLite state). Run by run they must

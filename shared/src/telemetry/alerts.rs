@@ -108,9 +108,62 @@ impl Alerter {
             let mut firing = self.firing.lock().unwrap_or_else(|p| p.into_inner());
             if active { firing.insert(key) } else { firing.remove(&key) }
         };
-        if !changed {
-            return;
+        if changed {
+            self.send(&Self::message(kind, active, state, last_error, now)).await;
         }
+    }
+
+    /// The stateless form for the Lambda function, where no process lives
+    /// from one run to the next: compares the connector's state before and
+    /// after one run, and sends an alert (or its recovery) only when this
+    /// run crossed a rule's threshold. `no_sync_for_hours` is judged at the
+    /// end of each run of a connector that has synced at least once (a
+    /// connector whose runs never happen is the schedule's failure, which
+    /// the template's alarms watch).
+    pub async fn evaluate_run(
+        &self,
+        before: Option<&ConnectorState>,
+        after: &ConnectorState,
+        last_error: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        for (kind, was, is) in self.crossings(before, after, now) {
+            if was != is {
+                self.send(&Self::message(kind, is, after, last_error.clone(), now)).await;
+            }
+        }
+    }
+
+    /// Each rule: whether it held before the run and whether it holds after.
+    fn crossings(
+        &self,
+        before: Option<&ConnectorState>,
+        after: &ConnectorState,
+        now: DateTime<Utc>,
+    ) -> Vec<(AlertKind, bool, bool)> {
+        let mut out = Vec::new();
+        if let Some(n) = self.failure_threshold() {
+            let was = before.is_some_and(|b| b.consecutive_failures >= n);
+            out.push((AlertKind::ConsecutiveFailures, was, after.consecutive_failures >= n));
+        }
+        if let (Some(limit), Some(success)) = (self.no_sync_threshold(), after.last_success) {
+            // Before: as it stood when the previous run ended.
+            let was = before.is_some_and(|b| match (b.last_success, b.last_run_finished) {
+                (Some(s), Some(ended)) => ended - s >= limit,
+                _ => false,
+            });
+            out.push((AlertKind::NoSync, was, now - success >= limit));
+        }
+        out
+    }
+
+    fn message(
+        kind: AlertKind,
+        active: bool,
+        state: &ConnectorState,
+        last_error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> AlertMessage {
         let id = &state.connector_id;
         let text = match (kind, active) {
             (AlertKind::ConsecutiveFailures, true) => format!(
@@ -127,7 +180,7 @@ impl Alerter {
             ),
             (AlertKind::NoSync, false) => format!(":white_check_mark: memory-connector: connector `{id}` synced again"),
         };
-        let message = AlertMessage {
+        AlertMessage {
             text,
             alert: kind,
             state: if active { "firing" } else { "resolved" },
@@ -137,8 +190,7 @@ impl Alerter {
             last_error,
             at: now,
             service: "memory-connector",
-        };
-        self.send(&message).await;
+        }
     }
 
     async fn send(&self, message: &AlertMessage) {
@@ -209,5 +261,50 @@ mod tests {
         assert_eq!((got[0]["alert"].as_str(), got[0]["state"].as_str()), (Some("no_sync"), Some("firing")));
         assert_eq!(got[1]["state"], "resolved");
         assert!(got[0]["text"].as_str().unwrap().contains("c1"));
+    }
+
+    /// The Lambda form: an alert when a run crosses the threshold, none
+    /// while the incident stays open, a recovery when a run clears it;
+    /// nothing is remembered between runs but the connector's state.
+    #[tokio::test]
+    async fn runs_alert_when_they_cross_a_threshold() {
+        let (url, got) = receiver().await;
+        let config = MonitoringConfig {
+            alerts: AlertsConfig {
+                enabled: true,
+                webhook_url: Some(Secret::new(url)),
+                alert_on: vec![AlertRule::ConsecutiveFailures(2), AlertRule::NoSyncForHours(24.0)],
+            },
+            ..Default::default()
+        };
+        let alerter = Alerter::from_config(&config).unwrap();
+        let now = Utc::now();
+        let state = |failures: u32, success_hours_ago: i64| {
+            let mut s = ConnectorState::new(ConnectorId::new("c1"));
+            s.consecutive_failures = failures;
+            s.last_success = Some(now - chrono::Duration::hours(success_hours_ago));
+            s.last_run_finished = Some(now - chrono::Duration::hours(1));
+            s
+        };
+        let error = Some("LightRAG answered 503".to_owned());
+        alerter.evaluate_run(Some(&state(0, 2)), &state(1, 2), error.clone(), now).await;
+        assert!(got.lock().unwrap().is_empty(), "one failure is below the threshold");
+        alerter.evaluate_run(Some(&state(1, 2)), &state(2, 2), error.clone(), now).await;
+        alerter.evaluate_run(Some(&state(2, 2)), &state(3, 2), error.clone(), now).await;
+        alerter.evaluate_run(Some(&state(3, 2)), &state(0, 0), None, now).await;
+        // The last success 30 h ago, 23 h before the previous run ended.
+        let mut before = state(0, 30);
+        before.last_run_finished = Some(now - chrono::Duration::hours(7));
+        alerter.evaluate_run(Some(&before), &state(1, 30), error.clone(), now).await;
+        alerter.evaluate_run(Some(&state(1, 30)), &state(1, 31), error, now).await;
+        let got = got.lock().unwrap().clone();
+        let seen: Vec<(&str, &str)> =
+            got.iter().map(|m| (m["alert"].as_str().unwrap(), m["state"].as_str().unwrap())).collect();
+        assert_eq!(
+            seen,
+            [("consecutive_failures", "firing"), ("consecutive_failures", "resolved"), ("no_sync", "firing")],
+            "{got:?}"
+        );
+        assert!(got[0]["text"].as_str().unwrap().contains("LightRAG answered 503"));
     }
 }

@@ -71,7 +71,13 @@ const MAX_ESCAPED_PART: usize = 96;
 /// This is the name of a memory the ledger has not seen; a memory in the
 /// ledger keeps the name stored there (decision 0001).
 pub fn file_source(context_id: &str, memory_id: &str) -> String {
-    format!("memory_{}_{}.txt", escape_part(context_id), escape_part(memory_id))
+    format!("{}{}.txt", name_prefix(context_id), escape_part(memory_id))
+}
+
+/// How every document name of context `context_id` starts (no other
+/// context's names start so: an escaped part holds no `_`).
+pub fn name_prefix(context_id: &str) -> String {
+    format!("memory_{}_", escape_part(context_id))
 }
 
 fn escape_part(raw: &str) -> String {

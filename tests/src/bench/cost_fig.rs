@@ -1,5 +1,5 @@
 //! Figure 8: requests and DynamoDB units of a first sync, an hourly no-op
-//! run and a run with 1% of the page edited, priced (decision 23).
+//! run and a run with 1% of the page edited, priced (decision 26).
 
 use super::*;
 

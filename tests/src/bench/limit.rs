@@ -3,7 +3,8 @@
 //! connector's preflight), the same Memory API list request, then the same
 //! insert requests (`POST /documents/text` per item, or `POST
 //! /documents/texts` per batch), pre-serialised and read from a file, with
-//! the same sliding window of `concurrency` requests in flight, on the same
+//! the same sliding window of `concurrency` requests in flight, and the
+//! list of failed documents the connector reads at the end of a run, on the same
 //! kind of pooled reqwest clients (one per service, built as the connector
 //! builds them) and the same multi-thread runtime. It reads answers fully
 //! and decides nothing. Run as its own process (`bench replay`), so it pays
@@ -193,6 +194,20 @@ async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
         }
         sent += 1;
     }
+    // The connector's end-of-run look for `dup-` records of its names.
+    let failed = json!({
+        "status_filters": ["failed"], "page": 1, "page_size": 200, "sort_field": "created_at", "sort_direction": "desc",
+    });
+    let listed = lightrag
+        .post(format!("{base}/documents/paginated"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(failed.to_string())
+        .send()
+        .await?;
+    if !listed.status().is_success() {
+        bail!("the failed-documents list answered {}", listed.status());
+    }
+    let _ = listed.bytes().await?;
     println!("{}", serde_json::json!({ "load_s": load_s, "requests": sent }));
     Ok(())
 }

@@ -128,7 +128,7 @@ impl Bench {
     /// Figure 3b: a first sync of the workload into JSON state against the
     /// same into SQLite (figure 1's batch_size 10, per-item run): the JSON
     /// store journals a run's writes instead of rewriting its file per
-    /// checkpoint (decision 23).
+    /// checkpoint (decision 26).
     pub(super) async fn json_first_sync(&mut self, throughput: &Throughput) -> anyhow::Result<()> {
         let n = self.opts.n;
         let mem = memory_sim(n).await?;

@@ -39,6 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_control/busy", post(control_busy))
         .route("/_control/faults", post(control_add_fault).delete(control_clear_faults))
         .route("/_control/fail_texts", post(control_fail_texts))
+        .route("/_control/slow_enqueue", post(control_slow_enqueue))
         .route("/_control/stats", get(control_stats));
     documents
         .merge(control)
@@ -592,6 +593,18 @@ struct MarkerBody {
 
 async fn control_fail_texts(State(shared): State<Arc<Shared>>, Json(body): Json<MarkerBody>) -> Response {
     shared.store().fail_texts_containing(&body.marker);
+    answer(200, json!({ "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+struct SlowEnqueueBody {
+    marker: String,
+    seconds: f64,
+}
+
+async fn control_slow_enqueue(State(shared): State<Arc<Shared>>, Json(body): Json<SlowEnqueueBody>) -> Response {
+    let delay = std::time::Duration::try_from_secs_f64(body.seconds.max(0.0)).unwrap_or_default();
+    shared.store().slow_enqueue(&body.marker, delay);
     answer(200, json!({ "status": "ok" }))
 }
 

@@ -3,8 +3,9 @@
 //! Every rule of LightRAG 1.5.7's document routes that the connector meets
 //! lives here (see `docs/lightrag-behaviour.md`): name identity by basename,
 //! `doc-` + md5(basename) ids, 409 for a stored name, `dup-` records for
-//! repeated text, asynchronous processing one document at a time, and
-//! asynchronous deletion that blocks inserts while it runs.
+//! repeated text and for a name accepted twice before its first copy was
+//! enqueued ([`enqueue`]), asynchronous processing one document at a time,
+//! and asynchronous deletion that blocks inserts while it runs.
 //!
 //! Time moves lazily: each call passes `now` and [`Store::advance`] applies
 //! whatever finished since the last call (documents processed, deletions
@@ -12,11 +13,13 @@
 //! the next request".
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+mod enqueue;
+use enqueue::Incoming;
 
 /// A document's status, as LightRAG names it (lowercase on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -153,6 +156,10 @@ pub struct Store {
     job_start: Option<DateTime<Utc>>,
     latest_message: String,
     history: VecDeque<String>,
+    /// Accepted requests not enqueued yet (see [`enqueue`]).
+    incoming: Vec<Incoming>,
+    /// Names containing a marker are enqueued this long after their 200.
+    slow_enqueue: Vec<(String, Duration)>,
 }
 
 const HISTORY_LIMIT: usize = 200;
@@ -175,6 +182,8 @@ impl Store {
             job_start: None,
             latest_message: String::new(),
             history: VecDeque::new(),
+            incoming: Vec::new(),
+            slow_enqueue: Vec::new(),
         }
     }
 
@@ -202,8 +211,17 @@ impl Store {
         self.fail_markers.push(marker.to_owned());
     }
 
-    /// Applies everything that finished by `now`.
+    /// Applies everything that finished by `now`, in time order.
     pub fn advance(&mut self, now: Instant) {
+        while let Some(incoming) = self.take_due(now) {
+            self.advance_queue(incoming.at);
+            self.enqueue(incoming.texts, &incoming.track_id, incoming.at);
+        }
+        self.advance_queue(now);
+    }
+
+    /// Processing and deletion up to `now`.
+    fn advance_queue(&mut self, now: Instant) {
         while let Some((id, seq)) = self.queue.front().cloned() {
             let Some(record) = self.records.get_mut(&id).filter(|r| r.seq == seq) else {
                 self.queue.pop_front();
@@ -320,7 +338,7 @@ impl Store {
     pub fn insert(&mut self, texts: Vec<NewText>, now: Instant) -> Result<String, Refusal> {
         self.advance(now);
         if let Some(limit) = self.rules.max_pending_documents
-            && self.pending_count() + texts.len() > limit
+            && self.pending_count() + self.incoming_count() + texts.len() > limit
         {
             let mut refusal = Refusal::detail(
                 429,
@@ -350,66 +368,11 @@ impl Store {
 
         let track_id = format!("insert_{}_{:08x}", self.wall(now).format("%Y%m%d_%H%M%S"), fastrand::u32(..));
         let created = self.wall(now);
-        for new in texts {
-            let content_key = hex::encode(Md5::digest(new.text.as_bytes()));
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            if let Some(original_id) = self.by_content.get(&content_key).cloned() {
-                let (original_status, original_track) = self
-                    .records
-                    .get(&original_id)
-                    .map(|r| (r.doc.status.as_str(), r.doc.track_id.clone()))
-                    .unwrap_or(("processed", None));
-                let id = format!("dup-{content_key}");
-                if let Some(old) = self.records.remove(&id)
-                    && self.by_name.get(&old.doc.file_path) == Some(&id)
-                {
-                    self.by_name.remove(&old.doc.file_path);
-                }
-                let doc = SimDocument {
-                    id: id.clone(),
-                    file_path: new.file_source.clone(),
-                    status: SimDocStatus::Failed,
-                    error_msg: Some(format!(
-                        "Identical content already exists under another filename. Original doc_id: {original_id}, Status: {original_status}"
-                    )),
-                    text: new.text,
-                    track_id: Some(track_id.clone()),
-                    created_at: created,
-                    updated_at: created,
-                    chunks_count: None,
-                    metadata: Some(json!({
-                        "is_duplicate": true,
-                        "duplicate_kind": "content_hash",
-                        "original_doc_id": original_id,
-                        "original_track_id": original_track,
-                    })),
-                };
-                self.by_name.insert(new.file_source, id.clone());
-                self.records.insert(id, Record { doc, seq, starts_at: now, ready_at: now, content_key: None });
-                continue;
-            }
-
-            let id = connector_core::lightrag::doc_id(&new.file_source).as_str().to_owned();
-            let starts_at = self.last_ready.map_or(now, |last| last.max(now));
-            let ready_at = starts_at + self.rules.process_delay;
-            self.last_ready = Some(ready_at);
-            let doc = SimDocument {
-                id: id.clone(),
-                file_path: new.file_source.clone(),
-                status: SimDocStatus::Pending,
-                text: new.text,
-                track_id: Some(track_id.clone()),
-                error_msg: None,
-                created_at: created,
-                updated_at: created,
-                chunks_count: None,
-                metadata: Some(json!({})),
-            };
-            self.by_name.insert(new.file_source, id.clone());
-            self.by_content.insert(content_key.clone(), id.clone());
-            self.queue.push_back((id.clone(), seq));
-            self.records.insert(id, Record { doc, seq, starts_at, ready_at, content_key: Some(content_key) });
+        let delay = self.enqueue_delay(&texts);
+        if delay.is_zero() {
+            self.enqueue(texts, &track_id, now);
+        } else {
+            self.incoming.push(Incoming { texts, track_id: track_id.clone(), at: now + delay });
         }
         if self.job_start.is_none() || !self.busy() {
             self.job_start = Some(created);
@@ -421,8 +384,11 @@ impl Store {
     pub fn delete(&mut self, ids: Vec<String>, now: Instant) -> Value {
         self.advance(now);
         let joined = ids.join(", ");
-        let busy =
-            self.manual_busy || self.deletion.is_some() || (self.rules.busy_while_processing && self.processing());
+        // LightRAG refuses while any accepted request is still enqueuing.
+        let busy = self.manual_busy
+            || self.deletion.is_some()
+            || !self.incoming.is_empty()
+            || (self.rules.busy_while_processing && self.processing());
         if busy {
             return json!({
                 "status": "busy",
@@ -453,6 +419,7 @@ impl Store {
         self.by_name.clear();
         self.by_content.clear();
         self.queue.clear();
+        self.incoming.clear();
         self.last_ready = None;
         json!({ "status": "success", "message": format!("All documents cleared successfully. Deleted {count} files.") })
     }
@@ -545,6 +512,9 @@ impl Store {
             "batchs": usize::from(pending > 0),
             "cur_batch": usize::from(pending > 0),
             "request_pending": false,
+            "pending_enqueues": self.pending_enqueues(),
+            "destructive_busy": self.deletion.is_some(),
+            "scanning": false,
             "cancellation_requested": false,
             "latest_message": self.latest_message,
             "history_messages": self.history.iter().collect::<Vec<_>>(),
@@ -578,7 +548,11 @@ pub fn iso(at: DateTime<Utc>) -> String {
 
 /// LightRAG's `DocStatusResponse`.
 pub fn doc_json(doc: &SimDocument) -> Value {
-    let summary: String = if doc.text.chars().count() > 250 {
+    let duplicate = doc.metadata.as_ref().and_then(|m| m.get("duplicate_kind")).and_then(Value::as_str);
+    let original = doc.metadata.as_ref().and_then(|m| m.get("original_doc_id")).and_then(Value::as_str);
+    let summary: String = if let Some(kind) = duplicate {
+        format!("[DUPLICATE:{kind}] Original document: {}", original.unwrap_or_default())
+    } else if doc.text.chars().count() > 250 {
         format!("{}...", doc.text.chars().take(250).collect::<String>())
     } else {
         doc.text.clone()

@@ -4,12 +4,14 @@
 
 use super::transport::{Answer, BusyConflict, status_text};
 use super::{ALREADY_CONTAINS, ApiSink, DELETE_PATH, FIRST_POLL_DELAY, INSERT_BATCH_PATH, INSERT_PATH, MAX_POLL_DELAY};
-use crate::ids::TrackId;
-use crate::lightrag::{DocumentSink, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorKind, doc_id, stored_basename};
+use crate::ids::{DocId, TrackId};
+use crate::lightrag::{
+    DocumentSink, InsertOutcome, Removal, ReplaceOutcome, SinkError, SinkErrorKind, doc_id, stored_basename,
+};
 use crate::transform::Document;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl ApiSink {
     /// One `POST /documents/texts` for `group` (indexes into `docs`). A 409
@@ -102,42 +104,12 @@ impl ApiSink {
         if docs.is_empty() {
             return Vec::new();
         }
-        let ids: Vec<String> = docs.iter().map(|d| doc_id(&d.file_source).as_str().to_owned()).collect();
-        let shown_ids = if ids.len() == 1 { ids[0].clone() } else { format!("{} documents", ids.len()) };
-        let delete = json!({ "doc_ids": ids, "delete_file": false, "delete_llm_cache": false });
-        let what = format!("DELETE {}{DELETE_PATH}", self.shown);
+        let ids: Vec<DocId> = docs.iter().map(|d| doc_id(&d.file_source)).collect();
+        let shown_ids = shown(&ids);
         let deadline = Instant::now() + self.replace_wait;
-        let mut pause = FIRST_POLL_DELAY;
-        loop {
-            let answer = match self.call(Method::DELETE, DELETE_PATH, Some(&delete), BusyConflict::Return).await {
-                Ok(answer) => answer,
-                Err(e) => return all(Err(e)),
-            };
-            let body = answer.json().unwrap_or(Value::Null);
-            let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
-            let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
-            let busy = if answer.status == StatusCode::CONFLICT {
-                format!("{what} answered 409 ({})", self.quote(&answer.detail().unwrap_or_default()))
-            } else {
-                match status {
-                    "deletion_started" | "success" => break,
-                    "busy" => format!("LightRAG's pipeline is busy ({message})"),
-                    "not_allowed" => {
-                        return all(Err(SinkError::rejected(format!(
-                            "LightRAG does not allow deleting {shown_ids}: {what} answered \"not_allowed\": {message}"
-                        ))));
-                    }
-                    _ => {
-                        return all(Err(SinkError::transient(format!(
-                            "{what} answered {} with an unexpected body: {}",
-                            status_text(answer.status),
-                            answer.excerpt(self.secrets())
-                        ))));
-                    }
-                }
-            };
-            let now = Instant::now();
-            if now >= deadline {
+        match self.start_deletion(&ids, deadline).await {
+            Ok(Deletion::Started) => {}
+            Ok(Deletion::Refused { busy }) => {
                 return all(Ok(ReplaceOutcome::Deferred {
                     reason: format!(
                         "{busy}, so deleting {shown_ids} was refused for {:?}; the update is retried on a later run",
@@ -145,8 +117,7 @@ impl ApiSink {
                     ),
                 }));
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_POLL_DELAY);
+            Err(e) => return all(Err(e)),
         }
 
         // The deletion runs in the background; until it is done LightRAG
@@ -216,6 +187,76 @@ impl ApiSink {
         }
     }
 
+    /// Asks LightRAG to delete `ids`, again while it answers busy (it refuses
+    /// while it processes or enqueues anything) until `deadline`. The
+    /// deletion then runs in the background.
+    pub(super) async fn start_deletion(&self, ids: &[DocId], deadline: Instant) -> Result<Deletion, SinkError> {
+        let delete = json!({ "doc_ids": ids, "delete_file": false, "delete_llm_cache": false });
+        let what = format!("DELETE {}{DELETE_PATH}", self.shown);
+        let mut pause = FIRST_POLL_DELAY;
+        loop {
+            let answer = self.call(Method::DELETE, DELETE_PATH, Some(&delete), BusyConflict::Return).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let status = body.get("status").and_then(Value::as_str).unwrap_or_default();
+            let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+            let busy = if answer.status == StatusCode::CONFLICT {
+                format!("{what} answered 409 ({})", self.quote(&answer.detail().unwrap_or_default()))
+            } else {
+                match status {
+                    "deletion_started" | "success" => return Ok(Deletion::Started),
+                    "busy" => format!("LightRAG's pipeline is busy ({message})"),
+                    "not_allowed" => {
+                        return Err(SinkError::rejected(format!(
+                            "LightRAG does not allow deleting {}: {what} answered \"not_allowed\": {message}",
+                            shown(ids)
+                        )));
+                    }
+                    _ => {
+                        return Err(SinkError::transient(format!(
+                            "{what} answered {} with an unexpected body: {}",
+                            status_text(answer.status),
+                            answer.excerpt(self.secrets())
+                        )));
+                    }
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Deletion::Refused { busy });
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_POLL_DELAY);
+        }
+    }
+
+    /// Deletes records (the `dup-` records of [`DocumentSink::duplicates`])
+    /// and waits, within `wait`, until LightRAG's pipeline is idle again:
+    /// the deletion has run.
+    pub(super) async fn remove_records(&self, ids: &[DocId], wait: Duration) -> Result<Removal, SinkError> {
+        if ids.is_empty() {
+            return Ok(Removal::Removed);
+        }
+        let deadline = Instant::now() + wait;
+        if let Deletion::Refused { busy } = self.start_deletion(ids, deadline).await? {
+            return Ok(Removal::Busy {
+                reason: format!("{busy}, so deleting {} was refused for {wait:?}", shown(ids)),
+            });
+        }
+        let mut pause = FIRST_POLL_DELAY;
+        loop {
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            if self.pipeline_state().await?.busy != Some(true) {
+                return Ok(Removal::Removed);
+            }
+            if Instant::now() >= deadline {
+                return Ok(Removal::Busy {
+                    reason: format!("the deletion of {} started but had not finished after {wait:?}", shown(ids)),
+                });
+            }
+            pause = (pause * 2).min(MAX_POLL_DELAY);
+        }
+    }
+
     /// Reads the answer of `POST /documents/text`.
     pub(super) fn read_insert(&self, answer: &Answer) -> Result<InsertReading, SinkError> {
         let what = format!("POST {}{INSERT_PATH}", self.shown);
@@ -254,6 +295,23 @@ impl ApiSink {
                 track_id: body.get("track_id").and_then(Value::as_str).filter(|t| !t.is_empty()).map(TrackId::from),
             }),
         }
+    }
+}
+
+/// What asking for a deletion achieved.
+pub(super) enum Deletion {
+    Started,
+    /// Still busy at the deadline: nothing deleted.
+    Refused {
+        busy: String,
+    },
+}
+
+/// One id, or how many, for messages.
+fn shown(ids: &[DocId]) -> String {
+    match ids {
+        [one] => one.to_string(),
+        many => format!("{} documents", many.len()),
     }
 }
 

@@ -22,10 +22,12 @@ mod status;
 mod transport;
 
 use documents::InsertReading;
-use status::read_doc_status;
 use transport::BusyConflict;
 
-use super::{DocumentSink, InsertOutcome, Preflight, RemoteStatus, ReplaceOutcome, SinkError, TrackedDoc};
+use super::{
+    DocumentSink, DuplicateRecord, InsertOutcome, PipelineState, Preflight, RemoteStatus, Removal, ReplaceOutcome,
+    SinkError, TrackedDoc,
+};
 use crate::config::LightragApiConfig;
 use crate::http;
 use crate::ids::{DocId, TrackId};
@@ -43,6 +45,9 @@ const INSERT_PATH: &str = "/documents/text";
 const INSERT_BATCH_PATH: &str = "/documents/texts";
 const TRACK_STATUS_PATH: &str = "/documents/track_status/";
 const PAGINATED_PATH: &str = "/documents/paginated";
+const PIPELINE_PATH: &str = "/documents/pipeline_status";
+/// The most pages of failed documents read when looking for `dup-` records.
+const MAX_FAILED_PAGES: usize = 10;
 /// Up to this many distinct track ids are asked one by one; beyond it the
 /// document list is paged through instead.
 const MAX_TRACK_QUERIES: usize = 20;
@@ -169,14 +174,7 @@ impl ApiSink {
     /// process; compare it with `lightrag.api.workspace`).
     pub async fn server_info(&self) -> Result<ServerInfo, SinkError> {
         let answer = self.call(Method::GET, HEALTH_PATH, None, BusyConflict::Retry).await?;
-        let body = answer.json().ok_or_else(|| {
-            SinkError::transient(format!(
-                "GET {}{HEALTH_PATH} answered {} with something that is not LightRAG's health JSON: {}",
-                self.shown,
-                answer.status,
-                answer.excerpt(self.secrets())
-            ))
-        })?;
+        let body = self.json_of(&answer, HEALTH_PATH, "LightRAG's health JSON")?;
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         Ok(ServerInfo {
             status: text(body.get("status")),
@@ -279,44 +277,16 @@ impl DocumentSink for ApiSink {
         Ok(found)
     }
 
-    async fn stored_since(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<HashMap<DocId, RemoteStatus>>, SinkError> {
-        // Clocks of two hosts differ; look a little further back.
-        let since = since - chrono::Duration::minutes(2);
-        let mut found = HashMap::new();
-        for page in 1.. {
-            let body = json!({
-                "status_filters": null, "page": page, "page_size": PAGE_SIZE,
-                "sort_field": "created_at", "sort_direction": "desc",
-            });
-            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
-            let body = answer.json().unwrap_or(Value::Null);
-            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
-            let mut older = false;
-            for doc in &documents {
-                let created = doc
-                    .get("created_at")
-                    .and_then(Value::as_str)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&chrono::Utc));
-                if created.is_some_and(|c| c < since) {
-                    older = true;
-                    continue;
-                }
-                if let Some((id, status)) = read_doc_status(doc, &self.secrets())
-                    && id.as_str().starts_with("doc-")
-                {
-                    found.insert(id, status);
-                }
-            }
-            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
-            if older || !has_next || documents.is_empty() {
-                break;
-            }
-        }
-        Ok(Some(found))
+    async fn pipeline(&self) -> Result<Option<PipelineState>, SinkError> {
+        self.pipeline_state().await.map(Some)
+    }
+
+    async fn duplicates(&self) -> Result<Vec<DuplicateRecord>, SinkError> {
+        self.duplicate_records().await
+    }
+
+    async fn remove(&self, ids: &[DocId], wait: Duration) -> Result<Removal, SinkError> {
+        self.remove_records(ids, wait).await
     }
 
     async fn preflight(&self, expected_workspace: &str) -> Result<Option<Preflight>, SinkError> {

@@ -1,10 +1,11 @@
 //! Following documents through LightRAG's pipeline: one insert's
-//! `track_status`, or pages of the document list when many are asked for.
+//! `track_status`, or pages of the document list when many are asked for;
+//! the pipeline's own state; the `dup-` records among the failed documents.
 
 use super::transport::BusyConflict;
-use super::{ApiSink, PAGE_SIZE, PAGINATED_PATH, TRACK_STATUS_PATH};
+use super::{ApiSink, MAX_FAILED_PAGES, PAGE_SIZE, PAGINATED_PATH, PIPELINE_PATH, TRACK_STATUS_PATH};
 use crate::ids::{DocId, TrackId};
-use crate::lightrag::{RemoteStatus, SinkError, TrackedDoc};
+use crate::lightrag::{DuplicateRecord, PipelineState, RemoteStatus, SinkError, TrackedDoc};
 use crate::secrets::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -78,6 +79,60 @@ impl ApiSink {
         }
         Ok(())
     }
+}
+
+impl ApiSink {
+    /// `GET /documents/pipeline_status`: whether accepted requests are still
+    /// being enqueued (`pending_enqueues`) and whether the pipeline is busy.
+    pub(super) async fn pipeline_state(&self) -> Result<PipelineState, SinkError> {
+        let answer = self.call(Method::GET, PIPELINE_PATH, None, BusyConflict::Retry).await?;
+        let body = self.json_of(&answer, PIPELINE_PATH, "LightRAG's pipeline status")?;
+        Ok(PipelineState {
+            pending_enqueues: body.get("pending_enqueues").and_then(Value::as_u64),
+            busy: body.get("busy").and_then(Value::as_bool),
+        })
+    }
+
+    /// The `dup-` records LightRAG made for a name it already held
+    /// (`metadata.duplicate_kind` "filename"), from the failed documents,
+    /// newest first, at most [`MAX_FAILED_PAGES`] pages. Records of repeated
+    /// text under another name are not among them: there the name itself
+    /// holds no document.
+    pub(super) async fn duplicate_records(&self) -> Result<Vec<DuplicateRecord>, SinkError> {
+        let mut found = Vec::new();
+        for page in 1..=MAX_FAILED_PAGES {
+            let body = json!({
+                "status_filters": ["failed"], "page": page, "page_size": PAGE_SIZE,
+                "sort_field": "created_at", "sort_direction": "desc",
+            });
+            let answer = self.call(Method::POST, PAGINATED_PATH, Some(&body), BusyConflict::Retry).await?;
+            let body = answer.json().unwrap_or(Value::Null);
+            let documents = body.get("documents").and_then(Value::as_array).cloned().unwrap_or_default();
+            found.extend(documents.iter().filter_map(read_duplicate));
+            let has_next = body.pointer("/pagination/has_next").and_then(Value::as_bool).unwrap_or(false);
+            if !has_next || documents.is_empty() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// One document of the list, when it is a `dup-` record of a name.
+pub(super) fn read_duplicate(doc: &Value) -> Option<DuplicateRecord> {
+    let id = doc.get("id").and_then(Value::as_str).filter(|id| id.starts_with("dup-"))?;
+    let metadata = doc.get("metadata");
+    let kind = metadata.and_then(|m| m.get("duplicate_kind")).and_then(Value::as_str);
+    let by_name = match kind {
+        Some(kind) => kind == "filename",
+        None => doc.get("error_msg").and_then(Value::as_str).is_some_and(|m| m.starts_with("File name already exists")),
+    };
+    let file_path = doc.get("file_path").and_then(Value::as_str).filter(|_| by_name)?;
+    Some(DuplicateRecord {
+        id: DocId::new(id),
+        file_path: file_path.to_owned(),
+        original: metadata.and_then(|m| m.get("original_doc_id")).and_then(Value::as_str).map(DocId::new),
+    })
 }
 
 /// Reads one document of LightRAG's lists: its id and status. LightRAG's

@@ -1,4 +1,5 @@
 use super::documents::stored_status;
+use super::status::read_duplicate;
 use super::transport::Answer;
 use super::*;
 use crate::lightrag::{DocumentSink, SinkErrorKind};
@@ -58,6 +59,28 @@ async fn unreachable_server_is_transient_and_named() {
     assert_eq!(err.kind, SinkErrorKind::Transient);
     assert!(err.message.contains("POST http://127.0.0.1:1/documents/text"), "{}", err.message);
     assert!(err.message.contains("4 attempts"), "{}", err.message);
+}
+
+#[test]
+fn reads_dup_records_of_a_name_and_only_those() {
+    let record = |id: &str, kind: Option<&str>, error: &str| {
+        serde_json::json!({
+            "id": id, "file_path": "memory_C_1.txt", "status": "failed", "error_msg": error,
+            "metadata": kind.map(|k| serde_json::json!({"is_duplicate": true, "duplicate_kind": k, "original_doc_id": "doc-1"})),
+        })
+    };
+    let name = "File name already exists. Original doc_id: doc-1, Status: DocStatus.PARSING";
+    let found = read_duplicate(&record("dup-a", Some("filename"), name)).unwrap();
+    assert_eq!((found.id.as_str(), found.file_path.as_str()), ("dup-a", "memory_C_1.txt"));
+    assert_eq!(found.original, Some(DocId::new("doc-1")));
+    // A server that writes no duplicate_kind: told by the message.
+    assert_eq!(read_duplicate(&record("dup-b", None, name)).unwrap().original, None);
+    // Repeated text under another name: the name holds no document of its own.
+    let content = "Identical content already exists under another filename. Original doc_id: doc-9";
+    assert!(read_duplicate(&record("dup-c", Some("content_hash"), content)).is_none());
+    assert!(read_duplicate(&record("dup-d", None, content)).is_none());
+    // A failed document that is no dup- record.
+    assert!(read_duplicate(&record("doc-e", None, name)).is_none());
 }
 
 /// A failed document's `error_msg` goes into the ledger and the API: it is

@@ -276,3 +276,47 @@ pub async fn odd_memory_ids(store: Arc<dyn StateStore>) {
         "{s:?}: memory-id order is the byte order of the UTF-8 ids"
     );
 }
+
+/// The mark a run writes before a document leaves (`sending`, with the
+/// hash being sent and when) reads back whole, is counted and listed, and
+/// the settlement that follows in one checkpoint with other entries moves it.
+pub async fn sending_marks(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let c = cid("sending");
+    let delivered = full_entry("replaced", EntryStatus::Processed);
+    ok(s.checkpoint(&c, entries_only(vec![delivered.clone()])).await, s, "first delivery");
+    let marks = vec![
+        LedgerEntry { status: EntryStatus::Sending, last_ingested: Some(at(9)), ..delivered.clone() },
+        LedgerEntry {
+            pending_hash: Some(crate::ids::ContentHash::new("sha256:new")),
+            last_ingested: Some(at(9)),
+            ..bare_entry("new", EntryStatus::Sending)
+        },
+    ];
+    ok(s.checkpoint(&c, entries_only(marks.clone())).await, s, "marks");
+    let ids = [mid("replaced"), mid("new")];
+    assert_eq!(ok(s.entries(&c, &ids).await, s, "read marks"), by_id(&marks), "{s:?}: marks read back whole");
+    assert_eq!(
+        ok(s.status_counts(&c).await, s, "count marks"),
+        BTreeMap::from([(EntryStatus::Sending, 2)]),
+        "{s:?}: a mark moves the entry out of its old status"
+    );
+    let listed = ok(s.entries_with_status(&c, &[EntryStatus::Sending], 10).await, s, "list marks");
+    assert_eq!(listed, vec![marks[1].clone(), marks[0].clone()], "{s:?}: marks are listed by status");
+
+    // The answer settles one mark while the next one is written.
+    let settled = LedgerEntry { status: EntryStatus::Submitted, ..marks[1].clone() };
+    let next = LedgerEntry { last_ingested: Some(at(10)), ..bare_entry("next", EntryStatus::Sending) };
+    ok(s.checkpoint(&c, entries_only(vec![settled.clone(), next.clone()])).await, s, "settle and mark");
+    assert_eq!(
+        ok(s.status_counts(&c).await, s, "count after settling"),
+        BTreeMap::from([(EntryStatus::Sending, 2), (EntryStatus::Submitted, 1)]),
+        "{s:?}: counts follow a settlement and a mark written together"
+    );
+    let listed = ok(s.entries_with_status(&c, &[EntryStatus::Sending], 10).await, s, "list after settling");
+    assert_eq!(
+        listed.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(),
+        ["next", "replaced"],
+        "{s:?}: a settled mark leaves the listing"
+    );
+}

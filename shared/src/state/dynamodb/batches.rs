@@ -1,5 +1,5 @@
 //! A run's writes (checkpoints with a lease owner), without a transaction
-//! per entry (decision 23):
+//! per entry (decision 26):
 //!
 //! 1. One conditional `UpdateItem` of the lease item: the fence (`owner` is
 //!    this run), no other writer's batch pending, the count changes the

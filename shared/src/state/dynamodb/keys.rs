@@ -17,7 +17,7 @@ pub const TTL_ATTRIBUTE: &str = "expire_at";
 pub(super) const STATE_SK: &str = "STATE";
 /// The lease, the entry counts, the ledger generation and the batch being
 /// written: one item, so a batch's counts and its fence are one conditional
-/// write (decision 23).
+/// write (decision 26).
 pub(super) const LEASE_SK: &str = "LEASE";
 pub(super) const ENTRY_PREFIX: &str = "ENTRY#";
 /// The ledger digest's root (and the unconfirmed ids).
@@ -65,7 +65,7 @@ pub(super) const RESET_LEASE: Duration = Duration::from_secs(300);
 /// Statuses kept in the `open` index: those listed by status (`failed`,
 /// `retry-failed`). Not the settled ones, which are most of a ledger, and not
 /// `submitted`: every document is submitted once, and the run that follows
-/// finds its unconfirmed ones through the digest's list (decision 23).
+/// finds its unconfirmed ones through the digest's list (decision 26).
 pub(super) fn is_open(status: EntryStatus) -> bool {
     !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted)
 }

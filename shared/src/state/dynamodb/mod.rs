@@ -15,7 +15,7 @@
 //!   returns the holder with `ReturnValuesOnConditionCheckFailure`.
 //! - A page of memory ids is looked up with `BatchGetItem` (100 keys a call,
 //!   strongly consistent, `UnprocessedKeys` retried with backoff); a run
-//!   reads only the entries its digest cannot vouch for (decision 23).
+//!   reads only the entries its digest cannot vouch for (decision 26).
 //! - **A run's batch** (a checkpoint with `lease_owner`) is one conditional
 //!   `UpdateItem` of the `LEASE` item, which is the fence (`owner = me`) and
 //!   adds the batch's count changes and records the batch (ids, statuses

@@ -2,15 +2,24 @@
 //! set by `make test`); skipped loudly without it.
 
 use super::*;
+use crate::aws::record::CallRecorder;
 use crate::state::conformance::{self, StoreFactory};
+use crate::state::recorded::RecordedStore;
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use chrono::TimeDelta;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A client of DynamoDB Local; with the AWS call recorder on, these tests
+/// stand for the store in the template check (what each store method sends).
 async fn client(test: &str) -> Option<Client> {
     crate::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test)?;
-    Some(Client::new(&crate::aws::sdk_config().await))
+    let recorder = recorder();
+    Some(crate::aws::record::dynamodb(&crate::aws::sdk_config().await, recorder.as_ref()))
+}
+
+fn recorder() -> Option<CallRecorder> {
+    CallRecorder::from_env(crate::aws::record::STORE_ROLE, &std::collections::HashMap::new())
 }
 
 fn table_name(prefix: &str) -> String {
@@ -24,7 +33,7 @@ fn factory(client: Client, fixed: Option<String>) -> StoreFactory {
         Box::pin(async move {
             let store = DynamoStore::new(client, table);
             store.create_table().await.expect("create table");
-            Arc::new(store) as Arc<dyn StateStore>
+            RecordedStore::wrap(Arc::new(store), recorder().as_ref())
         })
     })
 }
@@ -216,49 +225,18 @@ async fn concurrent_writers_keep_the_counts_exact() {
     }
 }
 
-/// Every DynamoDB action a function's store issues must be allowed by its
-/// role in `infra/template.yaml`. A `TransactWriteItems` is authorized per
-/// action (Put -> PutItem, Update -> UpdateItem, ConditionCheck ->
-/// ConditionCheckItem): the checkpoint's `ADD` to the counts item is an
-/// Update. `status_counts` (the cleanup's dead-entry report) is a GetItem.
+/// The template's table has the `name` index `create_table` makes, keyed
+/// on the entries' own attribute. (What each function's role may do with
+/// it is checked against the recorded calls: serverless::template_check.)
 #[test]
-fn template_roles_allow_what_the_store_sends() {
+fn the_template_table_has_the_name_index_the_store_makes() {
     let template = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml"));
-    // Each function's resource: from `  <Name>:` to the next top-level resource.
-    let role = |function: &str| -> String {
-        let header = format!("  {function}:");
-        let mut lines = template.lines().skip_while(|l| *l != header);
-        let first = lines.next().expect(function);
-        let body: Vec<&str> = lines
-            .take_while(|l| !(l.starts_with("  ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic())))
-            .collect();
-        format!("{first}\n{}", body.join("\n"))
-    };
-    let sync = role("SyncFunction");
-    let api = role("ApiFunction");
-    let cleanup = role("CleanupFunction");
-    assert!(sync.contains("dynamodb:ConditionCheckItem"), "sanity: {sync}");
-    // sync and api (retry-failed) checkpoint entries: the counts' ADD is an UpdateItem.
-    assert!(sync.contains("dynamodb:UpdateItem"), "SyncFunction's role lacks dynamodb:UpdateItem (counts ADD)");
-    assert!(api.contains("dynamodb:UpdateItem"), "ApiFunction's role lacks dynamodb:UpdateItem (counts ADD)");
-    // cleanup reads every connector's counts (the lease item).
-    assert!(cleanup.contains("dynamodb:GetItem"), "CleanupFunction's role lacks dynamodb:GetItem (status_counts)");
-    // The lease is taken and released with UpdateItem (the item also holds
-    // the counts): the functions that take it (sync, api, cleanup's reset).
-    for (name, role) in [("SyncFunction", &sync), ("ApiFunction", &api), ("CleanupFunction", &cleanup)] {
-        assert!(role.contains("dynamodb:UpdateItem"), "{name}'s role lacks dynamodb:UpdateItem (the lease)");
-    }
-    // A run deletes the empty shards of its digest.
-    assert!(sync.contains("dynamodb:DeleteItem"), "SyncFunction's role lacks dynamodb:DeleteItem (digest shards)");
-    // api resolves LightRAG names through the `name` index (the provenance
-    // look-ups), and calls LightRAG with its key.
-    assert!(
-        api.contains(&format!("${{StateTable.Arn}}/index/{NAME_INDEX}")),
-        "ApiFunction may not Query the name index"
-    );
-    assert!(api.contains("!Ref LightragApiKeySecretArn"), "ApiFunction may not read the LightRAG key");
-    // The table has the index `create_table` makes, keyed on the entries' own attribute.
-    let table = role("StateTable");
+    let table: String = template
+        .lines()
+        .skip_while(|l| *l != "  StateTable:")
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         table.contains(&format!("- IndexName: {NAME_INDEX}"))
             && table.contains(&format!("{{ AttributeName: {NAME_KEY}, KeyType: HASH }}"))

@@ -319,6 +319,28 @@ mod tests {
         assert_ne!(keys.entry_leaf(&renamed), delivered);
     }
 
+    /// A mark written before a document leaves (`sending`) is never
+    /// settled, whatever the hash and provenance it carries: a digest
+    /// recorded while an entry is marked makes the next run read it (and
+    /// recover it), and the run hands its id on with the unconfirmed ones.
+    #[test]
+    fn a_sending_mark_is_never_vouched_for() {
+        let keys = Keys { salt: 5 };
+        let id = MemoryId::new("m");
+        let marked =
+            LedgerEntry { pending_hash: Some(ContentHash::new("h")), ..entry("m", EntryStatus::Sending, Some("h")) };
+        assert_eq!(keys.entry_leaf(&marked), 0);
+        let mut finals = Finals::new(keys);
+        finals.record(&marked);
+        assert_eq!(finals.entries.get(&id), Some(&(0, true)), "unsettled, read back by id at the next start");
+        // A digest left with the mark: the page expecting the delivered document is read.
+        let page = [Fetched { id: keys.id(&id), expects: keys.leaf(&id, "memory_m.txt", Settled::Delivered("h")) }];
+        let (root, shards) = next_digest(keys, 0, None, &[(page[0].id, Some(0))], 1).expect("new");
+        let dirty = dirty_shards(&root, &page, &[]);
+        let read: Vec<DigestShard> = shards.into_iter().filter(|s| dirty.contains(&s.shard)).collect();
+        assert_eq!(classify(&root, &page, &read), vec![Known::Read]);
+    }
+
     #[test]
     fn a_page_compares_by_shard_and_then_by_record() {
         let keys = Keys { salt: 9 };

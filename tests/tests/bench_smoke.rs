@@ -54,6 +54,7 @@ fn bench_smoke_run_reports_every_figure_and_the_delta() {
         "2.cpu.rest",
         "3.noop.sqlite.1000.wall_ms",
         "3.noop.json.1000.rss_mb",
+        "3.json_first_sync.ratio",
         "4.peak_rss_mb",
         "4.peak_rss_mb.batched",
         "5.startup_ms",
@@ -70,6 +71,8 @@ fn bench_smoke_run_reports_every_figure_and_the_delta() {
         "7.slow_sink.b10.rate",
         "7.slow_sink.b50.in_flight",
         "8.usd_per_million",
+        "8.noop.rru",
+        "8.edited.rru",
         "8.usd_per_connector_month",
         "9.config_load_ms",
     ] {

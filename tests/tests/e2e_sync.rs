@@ -273,6 +273,16 @@ impl StateStore for LaggingListing {
     async fn checkpoint(&self, c: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
         self.0.checkpoint(c, checkpoint).await
     }
+    async fn ledger_view(&self, c: &ConnectorId) -> Result<connector_core::state::LedgerView, StateError> {
+        self.0.ledger_view(c).await
+    }
+    async fn digest_shards(
+        &self,
+        c: &ConnectorId,
+        shards: &[u16],
+    ) -> Result<Vec<connector_core::state::DigestShard>, StateError> {
+        self.0.digest_shards(c, shards).await
+    }
     async fn runs(&self, c: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         self.0.runs(c, limit).await
     }

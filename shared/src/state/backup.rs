@@ -216,6 +216,26 @@ fn json_replace(live: &Path, side: &Path, bytes: &[u8]) -> Result<Option<PathBuf
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(live, e)),
     };
+    // The journal (a run's writes not yet folded into the file, left by a
+    // run that died) belongs to the state being replaced: it goes beside the
+    // side copy (the store reads the two as one), and is gone before the new
+    // file lands, so it never applies to the backup.
+    let journal = super::json::journal_path(live);
+    if previous.is_some() {
+        match std::fs::read(&journal) {
+            Ok(old) => {
+                let to = super::json::journal_path(side);
+                files::write_atomically(&to, &old).map_err(|e| io(&to, e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&journal, e)),
+        }
+    }
+    match std::fs::remove_file(&journal) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&journal, e)),
+    }
     // The store's own temp name is `<path>.tmp`; use another one.
     let tmp = files::with_suffix(live, ".restore");
     files::write_atomically(&tmp, bytes).map_err(|e| io(&tmp, e))?;

@@ -14,6 +14,7 @@
 
 mod cache;
 pub(crate) mod data;
+mod digest;
 mod history;
 mod lease;
 mod ledger;
@@ -21,6 +22,7 @@ mod names;
 mod storage;
 
 pub use cache::cache_round_trip;
+pub use digest::ledger_digest;
 pub use history::{connectors_listing, overviews, prune_runs, reset, runs_history, status_snapshot};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
@@ -64,6 +66,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     connectors_listing(fresh().await).await;
     overviews(fresh().await).await;
     cache_round_trip(fresh().await).await;
+    ledger_digest(fresh().await).await;
 }
 
 /// The value of `result`, or a panic naming the check, the store and the error.

@@ -1,33 +1,42 @@
 //! The JSON state store: the whole state in one human-readable file,
 //! `{"version": 1, "connectors": {"<id>": {"state", "lease", "entries", "runs"}}}`.
 //!
-//! Durability: every change writes the complete file to `<path>.tmp`, fsyncs
-//! it, renames it over `<path>` and fsyncs the directory, so after a crash at
-//! any point (SIGKILL included) the file is either the old or the new
-//! complete version. A corrupt file is reported and never overwritten.
+//! Durability: outside a run every change writes the complete file to
+//! `<path>.tmp`, fsyncs it, renames it over `<path>` and fsyncs the
+//! directory. While this store holds a connector's lease (a run), changes
+//! are appended to `<path>.journal` instead, one checksummed record per
+//! write, not fsynced (like SQLite's WAL at `synchronous=NORMAL`: a power
+//! loss may lose the last records, never corrupts) ([`journal`]); the file is written whole again (compacted,
+//! the journal deleted) when the last lease it holds is released, and
+//! whenever the journal outgrows the file. So a run writes what changed,
+//! not the whole ledger per checkpoint (decision 26), and after a crash at
+//! any point (SIGKILL included) the state is the file plus the journal's
+//! complete records: a write that was cut is not there, nothing is half
+//! there. A corrupt file or journal is reported and never overwritten.
 //!
 //! Concurrency: writers (this process or another) exclude each other with an
-//! exclusive lock on `<path>.lock`; under that lock a writer re-reads the file
-//! if another writer replaced it since it was cached, so no update is lost and
-//! lease acquisition is atomic across processes. Readers take no lock (a
-//! rename is atomic, they always see one complete version).
+//! exclusive lock on `<path>.lock`; under that lock a writer re-reads what
+//! another writer changed since it was cached, so no update is lost and
+//! lease acquisition is atomic across processes. Readers take no lock: the
+//! file is only replaced (rename), the journal only grows, and a reader that
+//! sees the file change while it reads the journal reads both again.
 //!
-//! Caching: the file is parsed once and kept in memory; every call checks
-//! with one `stat` whether the file on disk is still the cached one. The
-//! check is exact because files are only ever replaced (new inode), and the
-//! cache keeps the file it parsed open so its inode number cannot be reused
-//! by a later version. Editing the file in place while a connector runs is
-//! detected through its length and mtime only (best effort).
+//! Caching: the file and journal are parsed once and kept in memory; every
+//! call checks with two `stat`s whether they are still the cached ones and
+//! reads only what was appended to the journal. The check is exact because
+//! the file is only ever replaced (new inode) and the cache keeps the files
+//! it read open so their inode numbers cannot be reused. Editing the file in
+//! place while a connector runs is detected through its length and mtime
+//! only (best effort).
 
-use super::{
-    CacheValue, Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunRecord, StateError,
-    StateStore,
-};
+mod journal;
+mod store;
+
+use super::{CacheValue, ConnectorState, Lease, LedgerEntry, RunRecord, StateError};
 use crate::ids::{ConnectorId, MemoryId, RunId};
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use journal::{Change, StoredDigest};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, Metadata, TryLockError};
 use std::io::{self, BufWriter, Read, Write};
@@ -40,6 +49,10 @@ const FORMAT_VERSION: u32 = 1;
 /// How long a write waits for another process to release the file lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCK_POLL: Duration = Duration::from_millis(10);
+/// A journal larger than this and than the file is folded into the file.
+const COMPACT_AT_LEAST: u64 = 1 << 20;
+/// Rounds of re-reading when the file was replaced while a reader read the journal.
+const READ_ROUNDS: usize = 5;
 
 /// The file, as serde sees it. `BTreeMap`s keep it stable and diffable.
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,11 +82,28 @@ struct ConnectorRecord {
     /// Oldest first (by start time, then run id); `runs()` reads it backwards.
     #[serde(default)]
     runs: Vec<RunRecord>,
+    /// The ledger generation (see [`super::digest`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    digest: Option<StoredDigest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unconfirmed: Option<Vec<MemoryId>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ConnectorRecord {
     fn is_empty(&self) -> bool {
-        self.state.is_none() && self.lease.is_none() && self.entries.is_empty() && self.runs.is_empty()
+        self.state.is_none()
+            && self.lease.is_none()
+            && self.entries.is_empty()
+            && self.runs.is_empty()
+            && self.digest.is_none()
+            && self.unconfirmed.is_none()
+            && self.generation == 0
     }
 
     fn holds_lease(&self, owner: &RunId) -> bool {
@@ -90,7 +120,7 @@ impl ConnectorRecord {
     }
 }
 
-/// Identity of the file version on disk (see the module doc).
+/// Identity of a file version on disk (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     dev: u64,
@@ -110,15 +140,38 @@ impl Stamp {
         let (dev, ino) = (0, 0);
         Self { dev, ino, len: meta.len(), modified: meta.modified().ok() }
     }
+
+    /// The same file (it may have grown).
+    fn same_file(&self, other: &Stamp) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
-/// The parsed file and which version of it that is.
+/// How far the cache has read the journal.
+struct JournalRead {
+    stamp: Stamp,
+    /// Bytes of complete records (an unfinished record after them is not read).
+    valid: u64,
+    /// Kept open so its inode number stays taken (and appended to by writers).
+    file: File,
+}
+
+/// The parsed file (and journal) and which versions of them those are.
 struct Loaded {
     doc: Document,
     /// `None`: there was no file.
     stamp: Option<Stamp>,
     /// The file `doc` came from, kept open so its inode number stays taken.
     _pinned: Option<File>,
+    journal: Option<JournalRead>,
+    /// Something on disk is not encrypted although a cipher is configured.
+    plain_on_disk: bool,
+}
+
+impl Loaded {
+    fn journal_len(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.valid)
+    }
 }
 
 /// The JSON-file [`StateStore`]. Cheap to clone (clones share the cache).
@@ -138,11 +191,15 @@ struct Inner {
     path: PathBuf,
     lock_path: PathBuf,
     temp_path: PathBuf,
+    journal_path: PathBuf,
     lock_timeout: Duration,
     /// Encrypts the file at rest when set (`advanced.security.encrypt_secrets`).
     cipher: Option<super::cipher::StateCipher>,
     /// `None` until loaded, and again after a failed write (forces a re-read).
     cache: Mutex<Option<Loaded>>,
+    /// Connectors whose lease this store holds: while any is held, writes
+    /// go to the journal.
+    held: Mutex<HashSet<ConnectorId>>,
 }
 
 impl JsonStore {
@@ -191,25 +248,44 @@ impl JsonStore {
     }
 }
 
+/// The journal's path beside a state file (backup and restore need it too).
+pub fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// What a write does once it holds the lock and has looked at the document.
+enum Outcome<T> {
+    /// Nothing to write.
+    Unchanged(T),
+    Changed(T, Change),
+}
+
 impl Inner {
     fn new(path: &Path, lock_timeout: Duration) -> Self {
-        let with_suffix = |suffix: &str| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            PathBuf::from(name)
-        };
         Self {
             path: path.to_path_buf(),
-            lock_path: with_suffix(".lock"),
-            temp_path: with_suffix(".tmp"),
+            lock_path: with_suffix(path, ".lock"),
+            temp_path: with_suffix(path, ".tmp"),
+            journal_path: journal_path(path),
             lock_timeout,
             cipher: None,
             cache: Mutex::new(None),
+            held: Mutex::new(HashSet::new()),
         }
     }
 
     fn io(&self, path: &Path, source: io::Error) -> StateError {
         StateError::Io { path: path.to_path_buf(), source }
+    }
+
+    fn corrupt(&self, path: &Path, detail: String) -> StateError {
+        StateError::Corrupt { path: path.to_path_buf(), detail }
     }
 
     /// Reads from the cached document after making sure it is current.
@@ -219,50 +295,126 @@ impl Inner {
         Ok(view(&loaded.doc))
     }
 
-    /// Applies `change` under the file lock to the current document and
-    /// persists it when `change` reports that it changed something.
-    /// `change` must check before it mutates: an error means "nothing changed".
-    fn write<T>(&self, change: impl FnOnce(&mut Document) -> Result<(T, bool), StateError>) -> Result<T, StateError> {
+    /// Decides under the file lock, on the current document, what to change,
+    /// and makes it durable: appended to the journal while a lease is held
+    /// here, else the whole file. `decide` must not mutate anything.
+    fn write<T>(&self, decide: impl FnOnce(&Document) -> Result<Outcome<T>, StateError>) -> Result<T, StateError> {
+        self.write_as(false, decide)
+    }
+
+    /// [`Inner::write`]; `starts_run`: the write takes a lease (the run it
+    /// starts journals from its first write on).
+    fn write_as<T>(
+        &self,
+        starts_run: bool,
+        decide: impl FnOnce(&Document) -> Result<Outcome<T>, StateError>,
+    ) -> Result<T, StateError> {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let lock = self.lock_file()?;
         let loaded = self.refresh(&mut cache)?;
-        let (value, changed) = change(&mut loaded.doc)?;
-        if changed && let Err(error) = self.persist(loaded) {
-            // The cache may now hold a change the file does not: forget it.
-            *cache = None;
-            return Err(error);
+        let (value, change) = match decide(&loaded.doc)? {
+            Outcome::Unchanged(value) => (value, None),
+            Outcome::Changed(value, change) => (value, Some(change)),
+        };
+        if let Some(change) = change {
+            let journaled = (starts_run || self.journaling()) && loaded.stamp.is_some() && !loaded.plain_on_disk;
+            let record = if journaled { Some(self.encode(&change)?) } else { None };
+            change.apply(&mut loaded.doc);
+            let written = match record {
+                Some(record) => self.append(loaded, &record).and_then(|()| {
+                    if loaded.journal_len() > COMPACT_AT_LEAST.max(loaded.stamp.as_ref().map_or(0, |s| s.len)) {
+                        self.compact(loaded)
+                    } else {
+                        Ok(())
+                    }
+                }),
+                None => self.compact(loaded),
+            };
+            if let Err(error) = written {
+                // The cache may now hold a change the disk does not: forget it.
+                *cache = None;
+                return Err(error);
+            }
         }
         drop(lock);
         Ok(value)
     }
 
-    /// Makes the cache match the file on disk, re-reading it if it changed.
+    fn journaling(&self) -> bool {
+        !self.held.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    fn encode(&self, change: &Change) -> Result<Vec<u8>, StateError> {
+        journal::encode(change, self.cipher.as_ref())
+            .map_err(|e| self.io(&self.journal_path, io::Error::other(format!("encode a journal record: {e}"))))
+    }
+
+    /// Folds the journal into the file (under the lock), if it has records.
+    fn compact_now(&self) -> Result<(), StateError> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let lock = self.lock_file()?;
+        let loaded = self.refresh(&mut cache)?;
+        if (loaded.journal.is_some() || loaded.plain_on_disk)
+            && let Err(error) = self.compact(loaded)
+        {
+            *cache = None;
+            return Err(error);
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// Makes the cache match the disk: re-reads the file if it was replaced,
+    /// and reads what was appended to the journal.
     fn refresh<'c>(&self, cache: &'c mut Option<Loaded>) -> Result<&'c mut Loaded, StateError> {
-        let on_disk = match fs::metadata(&self.path) {
-            Ok(meta) => Some(Stamp::of(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(self.io(&self.path, e)),
-        };
-        let loaded = match cache.take() {
-            Some(loaded) if loaded.stamp == on_disk => loaded,
-            _ => self.load()?,
-        };
-        Ok(cache.insert(loaded))
+        for _ in 0..READ_ROUNDS {
+            let on_disk = self.stat(&self.path)?;
+            let loaded = match cache.take() {
+                Some(loaded) if loaded.stamp == on_disk => loaded,
+                _ => self.load()?,
+            };
+            let loaded = cache.insert(loaded);
+            self.follow_journal(loaded)?;
+            // Replaced while the journal was read: the journal may belong to the new file.
+            if self.stat(&self.path)? == loaded.stamp {
+                return match cache.as_mut() {
+                    Some(loaded) => Ok(loaded),
+                    None => unreachable!("inserted above"),
+                };
+            }
+            *cache = None;
+        }
+        Err(self.io(&self.path, io::Error::other("the state file kept being replaced while it was read")))
+    }
+
+    fn stat(&self, path: &Path) -> Result<Option<Stamp>, StateError> {
+        match fs::metadata(path) {
+            Ok(meta) => Ok(Some(Stamp::of(&meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(path, e)),
+        }
     }
 
     fn load(&self) -> Result<Loaded, StateError> {
         let mut file = match File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Loaded { doc: Document::empty(), stamp: None, _pinned: None });
+                return Ok(Loaded {
+                    doc: Document::empty(),
+                    stamp: None,
+                    _pinned: None,
+                    journal: None,
+                    plain_on_disk: false,
+                });
             }
             Err(e) => return Err(self.io(&self.path, e)),
         };
         let meta = file.metadata().map_err(|e| self.io(&self.path, e))?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(|e| self.io(&self.path, e))?;
+        let plain_on_disk = self.cipher.is_some() && !super::cipher::is_encrypted(&bytes);
         let doc = decode(&self.path, &bytes, self.cipher.as_ref())?;
-        Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file) })
+        Ok(Loaded { doc, stamp: Some(Stamp::of(&meta)), _pinned: Some(file), journal: None, plain_on_disk })
     }
 
     /// Takes the exclusive lock on `<path>.lock`, waiting at most
@@ -300,8 +452,9 @@ impl Inner {
         }
     }
 
-    /// Writes the whole document atomically (temp file, fsync, rename, fsync dir).
-    fn persist(&self, loaded: &mut Loaded) -> Result<(), StateError> {
+    /// Writes the whole document atomically (temp file, fsync, rename, fsync
+    /// dir), then deletes the journal it now holds.
+    fn compact(&self, loaded: &mut Loaded) -> Result<(), StateError> {
         loaded.doc.connectors.retain(|_, record| !record.is_empty());
         let result = self.write_temp(&loaded.doc).and_then(|(file, meta)| {
             fs::rename(&self.temp_path, &self.path).map_err(|e| self.io(&self.path, e))?;
@@ -316,8 +469,18 @@ impl Inner {
         };
         loaded.stamp = Some(Stamp::of(&meta));
         loaded._pinned = Some(file);
+        loaded.plain_on_disk = false;
         let dir = parent_dir(&self.path);
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.io(&dir, e))
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.io(&dir, e))?;
+        if loaded.journal.take().is_some() || self.journal_path.exists() {
+            match fs::remove_file(&self.journal_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(&self.journal_path, e)),
+            }
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.io(&dir, e))?;
+        }
+        Ok(())
     }
 
     fn write_temp(&self, doc: &Document) -> Result<(File, Metadata), StateError> {
@@ -388,239 +551,6 @@ fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-#[async_trait]
-impl StateStore for JsonStore {
-    async fn try_acquire_lease(
-        &self,
-        connector: &ConnectorId,
-        owner: &RunId,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<LeaseOutcome, StateError> {
-        let (connector, owner) = (connector.clone(), owner.clone());
-        self.blocking(move |inner| {
-            inner.write(|doc| {
-                let record = doc.connectors.entry(connector).or_default();
-                if let Some(held) = record.lease.as_ref().filter(|l| !l.can_be_taken_by(&owner, now)) {
-                    return Ok((LeaseOutcome::Held(held.clone()), false));
-                }
-                let lease = Lease::new(owner, now, ttl);
-                record.lease = Some(lease.clone());
-                Ok((LeaseOutcome::Acquired(lease), true))
-            })
-        })
-        .await
-    }
-
-    async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError> {
-        let (connector, owner) = (connector.clone(), owner.clone());
-        self.blocking(move |inner| {
-            inner.write(|doc| match doc.connectors.get_mut(&connector) {
-                Some(record) if record.holds_lease(&owner) => {
-                    record.lease = None;
-                    Ok(((), true))
-                }
-                _ => Ok(((), false)),
-            })
-        })
-        .await
-    }
-
-    async fn lease(&self, connector: &ConnectorId) -> Result<Option<Lease>, StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| inner.read(|doc| doc.connectors.get(&connector).and_then(|r| r.lease.clone()))).await
-    }
-
-    async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| inner.read(|doc| doc.connectors.get(&connector).and_then(|r| r.state.clone()))).await
-    }
-
-    async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
-        self.blocking(|inner| {
-            inner.read(|doc| {
-                doc.connectors.iter().filter(|(_, record)| !record.is_empty()).map(|(id, _)| id.clone()).collect()
-            })
-        })
-        .await
-    }
-
-    async fn entries(
-        &self,
-        connector: &ConnectorId,
-        ids: &[MemoryId],
-    ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
-        let (connector, ids) = (connector.clone(), ids.to_vec());
-        self.blocking(move |inner| {
-            inner.read(|doc| {
-                let Some(record) = doc.connectors.get(&connector) else {
-                    return HashMap::new();
-                };
-                ids.into_iter().filter_map(|id| record.entries.get(&id).map(|entry| (id, entry.clone()))).collect()
-            })
-        })
-        .await
-    }
-
-    async fn entries_with_status(
-        &self,
-        connector: &ConnectorId,
-        statuses: &[EntryStatus],
-        limit: usize,
-    ) -> Result<Vec<LedgerEntry>, StateError> {
-        let (connector, statuses) = (connector.clone(), statuses.to_vec());
-        self.blocking(move |inner| {
-            inner.read(|doc| {
-                doc.connectors
-                    .get(&connector)
-                    .map(|record| {
-                        record
-                            .entries
-                            .values()
-                            .filter(|entry| statuses.contains(&entry.status))
-                            .take(limit)
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-        })
-        .await
-    }
-
-    /// One pass over the ledgers held in memory (the file has no index).
-    async fn entries_named(&self, names: &[String]) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
-        let names: std::collections::HashSet<String> = names.iter().cloned().collect();
-        self.blocking(move |inner| {
-            inner.read(|doc| {
-                let all = doc.connectors.iter().flat_map(|(id, record)| record.entries.values().map(move |e| (id, e)));
-                all.filter(|(_, e)| names.contains(&e.file_source)).map(|(id, e)| (id.clone(), e.clone())).collect()
-            })
-        })
-        .await
-    }
-
-    async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| {
-            inner.read(|doc| {
-                let mut counts = BTreeMap::new();
-                if let Some(record) = doc.connectors.get(&connector) {
-                    for entry in record.entries.values() {
-                        *counts.entry(entry.status).or_insert(0) += 1;
-                    }
-                }
-                counts
-            })
-        })
-        .await
-    }
-
-    async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| {
-            inner.write(|doc| {
-                let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
-                if let Some(owner) = lease_owner
-                    && !doc.connectors.get(&connector).is_some_and(|r| r.holds_lease(&owner))
-                {
-                    return Err(StateError::LeaseLost { connector, owner });
-                }
-                if entries.is_empty() && state.is_none() && run.is_none() {
-                    return Ok(((), false));
-                }
-                let record = doc.connectors.entry(connector).or_default();
-                for entry in entries {
-                    record.entries.insert(entry.memory_id.clone(), entry);
-                }
-                if let Some(state) = state {
-                    record.state = Some(state);
-                }
-                if let Some(run) = run {
-                    record.upsert_run(run);
-                }
-                Ok(((), true))
-            })
-        })
-        .await
-    }
-
-    async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| {
-            inner.read(|doc| {
-                doc.connectors
-                    .get(&connector)
-                    .map(|record| record.runs.iter().rev().take(limit).cloned().collect())
-                    .unwrap_or_default()
-            })
-        })
-        .await
-    }
-
-    async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| {
-            inner.write(|doc| {
-                let Some(record) = doc.connectors.get_mut(&connector) else {
-                    return Ok(((), false));
-                };
-                if let Some(lease) = record.lease.as_ref().filter(|l| !l.is_expired_at(now)) {
-                    return Err(StateError::Busy {
-                        connector,
-                        owner: lease.owner.clone(),
-                        expires_at: lease.expires_at,
-                    });
-                }
-                let changed = record.state.is_some() || record.lease.is_some() || !record.entries.is_empty();
-                record.state = None;
-                record.lease = None;
-                record.entries.clear();
-                Ok(((), changed))
-            })
-        })
-        .await
-    }
-
-    async fn cache_get(&self, key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
-        let key = key.to_owned();
-        self.blocking(move |inner| {
-            inner.read(|doc| doc.cache.get(&key).filter(|c| c.is_live_at(now)).map(|c| c.value.clone()))
-        })
-        .await
-    }
-
-    async fn cache_put(&self, key: &str, value: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StateError> {
-        let (key, value) = (key.to_owned(), value.to_owned());
-        self.blocking(move |inner| {
-            inner.write(|doc| {
-                // Expired values are dropped here so the file does not grow forever.
-                let now = Utc::now();
-                doc.cache.retain(|_, c| c.is_live_at(now));
-                doc.cache.insert(key, CacheValue { value, expires_at });
-                Ok(((), true))
-            })
-        })
-        .await
-    }
-
-    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
-        let connector = connector.clone();
-        self.blocking(move |inner| {
-            inner.write(|doc| {
-                let mut removed = 0;
-                if let Some(record) = doc.connectors.get_mut(&connector) {
-                    let kept_before = record.runs.len();
-                    record.runs.retain(|run| run.started_at >= before);
-                    removed = (kept_before - record.runs.len()) as u64;
-                }
-                Ok((removed, removed > 0))
-            })
-        })
-        .await
     }
 }
 

@@ -9,6 +9,8 @@ pub mod backup;
 pub mod cipher;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub mod cost;
+pub mod digest;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod files;
@@ -24,6 +26,7 @@ use crate::config::{StateBackend, StateConfig};
 use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use digest::{DigestRecord, DigestRoot, DigestShard, DigestWrite, LedgerView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -466,7 +469,9 @@ pub enum LeaseOutcome {
     Held(Lease),
 }
 
-/// Everything one batch changed, written in one store transaction.
+/// Everything one batch changed. SQLite writes it in one transaction, JSON
+/// as one journal record (or one file); DynamoDB writes a run's entries
+/// without a transaction per entry and settles a batch a crash cut (decision 26).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,
@@ -477,6 +482,8 @@ pub struct Checkpoint {
     /// run still holds the connector's lease (is its owner; an expired lease
     /// nobody took over still counts, there is no clock here).
     pub lease_owner: Option<RunId>,
+    /// A run's last write: the new ledger digest (see [`digest`]).
+    pub digest: Option<DigestWrite>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -574,13 +581,24 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         Ok(out)
     }
 
-    /// Writes a batch's entries, the connector state and the run record atomically.
+    /// Writes a batch's entries, the connector state, the run record and the
+    /// digest. Entries written without `lease_owner` move the connector's
+    /// ledger generation on (a digest made before no longer describes it).
+    /// Each store says in its docs what "atomically" means for it.
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError>;
+
+    /// The ledger generation, the number of entries, the digest while it
+    /// still describes the ledger, and the unconfirmed ids (see [`digest`]).
+    async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError>;
+
+    /// The records of these digest shards (a shard never written is empty).
+    /// Each is checked against the root by its reader.
+    async fn digest_shards(&self, connector: &ConnectorId, shards: &[u16]) -> Result<Vec<DigestShard>, StateError>;
 
     /// Run history, newest first, at most `limit`.
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError>;
 
-    /// Forgets the connector's ledger and state, and an expired lease
+    /// Forgets the connector's ledger, digest and state, and an expired lease
     /// (history stays). Fails with [`StateError::Busy`] while an unexpired
     /// lease is held at `now`.
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError>;

@@ -4,8 +4,8 @@
 //! carry the method's name. Only built when recording is on.
 
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, Overview, RunRecord, StateError,
-    StateStore, StatusSnapshot,
+    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, Overview,
+    RunRecord, StateError, StateStore, StatusSnapshot,
 };
 use crate::aws::record::{CallRecorder, in_store_method};
 use crate::ids::{ConnectorId, MemoryId, RunId};
@@ -103,6 +103,14 @@ impl StateStore for RecordedStore {
 
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
         self.call("checkpoint", self.inner.checkpoint(connector, checkpoint)).await
+    }
+
+    async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
+        self.call("ledger_view", self.inner.ledger_view(connector)).await
+    }
+
+    async fn digest_shards(&self, connector: &ConnectorId, shards: &[u16]) -> Result<Vec<DigestShard>, StateError> {
+        self.call("digest_shards", self.inner.digest_shards(connector, shards)).await
     }
 
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {

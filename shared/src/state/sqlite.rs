@@ -1,5 +1,6 @@
 //! The SQLite state store: one table per record kind (`connectors`,
-//! `leases`, `entries`, `runs`) in one database file.
+//! `leases`, `entries`, `runs`; the ledger digest in `ledger_meta` and
+//! `digest_shards`, see `state::digest`) in one database file.
 //!
 //! WAL journal with `synchronous=NORMAL` (a committed transaction survives a
 //! process crash; a power loss may lose the last ones but never corrupts),
@@ -18,8 +19,8 @@
 //! blocking pool.
 
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, RunCounts, RunRecord, RunStatus,
-    StateError, StateStore, StatusSnapshot, Totals,
+    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, RunCounts,
+    RunRecord, RunStatus, StateError, StateStore, StatusSnapshot, Totals,
 };
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use async_trait::async_trait;
@@ -123,6 +124,19 @@ const MIGRATIONS: &[&str] = &[
     // entries by their LightRAG name, for the provenance lookups.
     "ALTER TABLE entries ADD COLUMN provenance TEXT;
     CREATE INDEX entries_by_name ON entries (file_source);",
+    // 5: the ledger digest (decision 26): generation, root, unconfirmed ids, shards.
+    "CREATE TABLE ledger_meta (
+        connector_id TEXT NOT NULL PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        digest_root BLOB, -- NULL: no digest
+        unconfirmed TEXT -- JSON array of memory ids; NULL: never recorded
+    ) STRICT;
+    CREATE TABLE digest_shards (
+        connector_id TEXT NOT NULL,
+        shard INTEGER NOT NULL,
+        records BLOB NOT NULL,
+        PRIMARY KEY (connector_id, shard)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// The schema version this build creates and understands.
@@ -454,7 +468,8 @@ fn read_runs(conn: &Connection, connector: &ConnectorId, limit: usize) -> rusqli
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: Checkpoint) -> Step<()> {
-    let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
+    let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
+    let moves_generation = lease_owner.is_none() && !entries.is_empty();
     if let Some(owner) = lease_owner {
         let holder = read_lease(tx, connector)?.map(|lease| lease.owner);
         if holder.as_ref() != Some(&owner) {
@@ -518,6 +533,16 @@ fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: C
             int(state.totals.updated)?,
             int(state.totals.failed)?,
         ])?;
+    }
+    if moves_generation {
+        tx.prepare_cached(
+            "INSERT INTO ledger_meta (connector_id, generation) VALUES (?1, 1) \
+             ON CONFLICT (connector_id) DO UPDATE SET generation = generation + 1",
+        )?
+        .execute([connector.as_str()])?;
+    }
+    if let Some(write) = digest {
+        digest::write(tx, connector, write)?;
     }
     if let Some(run) = run {
         let counts =
@@ -695,6 +720,28 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
+        let connector = connector.clone();
+        self.call("read ledger digest", move |conn| {
+            let tx = conn.transaction()?;
+            let view = digest::read_ledger_view(&tx, &connector)?;
+            tx.commit()?;
+            Ok(view)
+        })
+        .await
+    }
+
+    async fn digest_shards(&self, connector: &ConnectorId, shards: &[u16]) -> Result<Vec<DigestShard>, StateError> {
+        let (connector, shards) = (connector.clone(), shards.to_vec());
+        self.call("read digest shards", move |conn| {
+            let tx = conn.transaction()?;
+            let out = digest::read_shards(&tx, &connector, shards)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
         let connector = connector.clone();
         self.call("read runs", move |conn| Ok(read_runs(conn, &connector, limit)?)).await
@@ -724,7 +771,7 @@ impl StateStore for SqliteStore {
             if let Some(lease) = read_lease(&tx, &connector)?.filter(|l| !l.is_expired_at(now)) {
                 return Err(StateError::Busy { connector, owner: lease.owner, expires_at: lease.expires_at }.into());
             }
-            for table in ["entries", "connectors", "leases"] {
+            for table in ["entries", "connectors", "leases", "ledger_meta", "digest_shards"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE connector_id = ?1"), [connector.as_str()])?;
             }
             tx.commit()?;
@@ -773,6 +820,7 @@ impl StateStore for SqliteStore {
     }
 }
 
+mod digest;
 mod names;
 #[cfg(test)]
 mod tests;

@@ -7,12 +7,14 @@
 //! way: listed by LightRAG, they are its (see [`super::recover`]).
 
 use super::deliver::FailureSide;
+use super::digest::Finals;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
 use crate::ids::{MemoryId, RunId};
 use crate::lightrag::{self, RemoteStatus, TrackedDoc};
 use crate::state::{EntryStatus, LedgerEntry};
 use chrono::Utc;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -25,10 +27,16 @@ pub(super) const MAX_POLL: Duration = Duration::from_secs(2);
 /// Which submitted (and sending) entries a confirmation looks at.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Submitted<'a> {
-    /// Those the ledger lists as submitted or sending (the start of a run;
-    /// at most [`CONFIRM_LIMIT`]). A store may list from an eventually
-    /// consistent index (DynamoDB), so a write of a moment ago may be missing.
+    /// Those the ledger lists as submitted or sending (at most
+    /// [`CONFIRM_LIMIT`]): after an interrupted run (its marks and
+    /// submissions were never recorded in a digest), or a ledger whose digest
+    /// never recorded its unconfirmed ids. A store may list from an
+    /// eventually consistent index (DynamoDB), so a write of a moment ago may
+    /// be missing.
     Listed,
+    /// The unconfirmed ids the last run recorded (the start of a run; the
+    /// first [`CONFIRM_LIMIT`]), read back consistently.
+    Recorded(&'a [MemoryId]),
     /// These memories' entries, read back consistently, those still
     /// submitted or sending: what this run just sent, or what a dead run
     /// was sending.
@@ -49,30 +57,41 @@ pub(super) struct Unsettled {
 
 impl SyncEngine {
     /// Settles the submitted and sending entries LightRAG has news of.
-    /// Returns what is still open.
+    /// Returns what is still open. Every entry read goes into `finals` as it
+    /// ends up, and at the start of a run (`Listed`, `Recorded`) into `known`
+    /// too, so planning needs no second read.
     pub(super) async fn confirm(
         &self,
         run_id: &RunId,
         report: &mut RunReport,
         which: Submitted<'_>,
+        known: &mut HashMap<MemoryId, LedgerEntry>,
+        finals: &mut Finals,
     ) -> Result<Unsettled, SyncError> {
         let open = [EntryStatus::Submitted, EntryStatus::Sending];
-        let submitted: Vec<LedgerEntry> = match which {
-            Submitted::Listed => self.store.entries_with_status(&self.connector.id, &open, CONFIRM_LIMIT).await?,
+        let (read, start) = match which {
+            Submitted::Listed => {
+                (self.store.entries_with_status(&self.connector.id, &open, CONFIRM_LIMIT).await?, true)
+            }
+            Submitted::Recorded(ids) => {
+                let ids = &ids[..ids.len().min(CONFIRM_LIMIT)];
+                (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), true)
+            }
             Submitted::These(ids) => {
-                let mut found: Vec<LedgerEntry> = self
-                    .store
-                    .entries(&self.connector.id, ids)
-                    .await?
-                    .into_values()
-                    .filter(|e| open.contains(&e.status))
-                    .collect();
-                found.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
-                found
+                (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), false)
             }
         };
+        let (mut submitted, others): (Vec<LedgerEntry>, Vec<LedgerEntry>) =
+            read.into_iter().partition(|e| open.contains(&e.status));
+        submitted.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+        for entry in others.iter().chain(&submitted) {
+            finals.record(entry);
+            if start {
+                known.insert(entry.memory_id.clone(), entry.clone());
+            }
+        }
         // Stuck documents are counted once per run, by the listing at its start.
-        let listed = matches!(which, Submitted::Listed);
+        let listed = start;
         if submitted.is_empty() {
             return Ok(Unsettled::default());
         }
@@ -155,6 +174,12 @@ impl SyncEngine {
             }
         }
         if !changed.is_empty() {
+            for entry in &changed {
+                finals.record(entry);
+                if start {
+                    known.insert(entry.memory_id.clone(), entry.clone());
+                }
+            }
             self.write(run_id, changed, None, None).await?;
         }
         Ok(unsettled)
@@ -167,7 +192,7 @@ impl SyncEngine {
         run_id: &RunId,
         options: &RunOptions,
         report: &mut RunReport,
-        submitted: &[MemoryId],
+        finals: &mut Finals,
     ) -> Result<(), SyncError> {
         let mut deadline = Instant::now() + self.settings.confirm_wait;
         if let Some(run_deadline) = options.stop_at() {
@@ -175,7 +200,9 @@ impl SyncEngine {
         }
         let mut pause = FIRST_POLL;
         loop {
-            let queued = self.confirm(run_id, report, Submitted::These(submitted)).await?.queued;
+            let submitted = finals.submitted.clone();
+            let queued =
+                self.confirm(run_id, report, Submitted::These(&submitted), &mut HashMap::new(), finals).await?.queued;
             let now = Instant::now();
             if queued == 0 || now >= deadline || self.stop_requested() {
                 report.unconfirmed = queued as u64;

@@ -3,6 +3,7 @@
 //! that many single requests), checkpoints every `batch_size` completions,
 //! and settles each outcome into the ledger.
 
+use super::digest::Finals;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
 use crate::enrich::Enrichment;
@@ -190,7 +191,7 @@ impl SyncEngine {
         report: &mut RunReport,
         work: Vec<Work<'_>>,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
-        submitted: &mut Vec<MemoryId>,
+        finals: &mut Finals,
     ) -> Result<bool, SyncError> {
         let batch_size = self.connector.ingestion.batch_size.max(1) as usize;
         let mut pending = Tasks::new(work, batch_size, self.sink.batches()).peekable();
@@ -215,7 +216,10 @@ impl SyncEngine {
                             let now = Utc::now();
                             let mut write = std::mem::take(&mut done);
                             for item in tasks.iter().flat_map(Task::items) {
-                                write.push(mark(item, entries.get(&item.memory_id), now));
+                                let marked = mark(item, entries.get(&item.memory_id), now);
+                                // Never settled: the digest this run leaves vouches for it only once answered.
+                                finals.record(&marked);
+                                write.push(marked);
                             }
                             self.write(run_id, write, None, Some(report.record(RunStatus::Running))).await?;
                         }
@@ -261,6 +265,7 @@ impl SyncEngine {
                     warn!(memory_id = %item.memory_id, error = %message, "the sink refused; stopping the run");
                     fatal.get_or_insert_with(|| message.clone());
                     if let Some(previous) = entries.get(&item.memory_id).filter(|_| marks) {
+                        finals.record(previous);
                         done.push(previous.clone());
                     }
                     continue;
@@ -268,8 +273,9 @@ impl SyncEngine {
                 let previous = entries.remove(&item.memory_id);
                 let entry = self.settle(item, previous, report);
                 if entry.status == EntryStatus::Submitted {
-                    submitted.push(entry.memory_id.clone());
+                    finals.submitted.push(entry.memory_id.clone());
                 }
+                finals.record(&entry);
                 done.push(entry);
             }
         }

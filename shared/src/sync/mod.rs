@@ -5,17 +5,26 @@
 //! Lambda only build it and call [`SyncEngine::run`].
 
 mod confirm;
+#[cfg(all(test, feature = "aws"))]
+mod cost_tests;
 mod deliver;
+mod digest;
 mod duplicates;
 pub mod limits;
+mod lookup;
 mod plan;
 mod recover;
 mod report;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 
 use deliver::{Body, Work};
+use digest::{Finals, Keys};
 
 pub use limits::RunLimits;
-pub use plan::{Action, ActionKind, Payload, plan, plan_enriched};
+pub use plan::{Action, ActionKind, Payload, plan, plan_enriched, plan_rendered};
 pub use report::{ItemError, PlannedItem, RunReport};
 
 use crate::config::{ConnectorConfig, LightragConfig, LightragMode};
@@ -26,8 +35,8 @@ use crate::memory_api::MemoryApiClient;
 use crate::memory_api::model::{FetchedPage, Memory};
 use crate::provenance;
 use crate::state::{
-    Checkpoint, ConnectorState, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError, StateStore,
-    Trigger,
+    Checkpoint, ConnectorState, DigestWrite, EntryStatus, LeaseOutcome, LedgerEntry, RunRecord, RunStatus, StateError,
+    StateStore, Trigger,
 };
 use crate::transform::file_source;
 use chrono::{DateTime, Utc};
@@ -118,6 +127,11 @@ pub struct SyncEngine {
     /// Take over a lease whose holder process on this host is gone (see
     /// [`SyncEngine::without_local_takeover`]).
     local_takeover: bool,
+    /// Consult the ledger digest (see [`SyncEngine::reading_every_entry`]).
+    digest: bool,
+    /// The salt of a digest built anew (tests compare two stores on one salt).
+    #[cfg(test)]
+    salt: Option<u64>,
 }
 
 /// How the engine follows documents in the sink (api mode).
@@ -162,6 +176,9 @@ impl SyncEngine {
             stop: None,
             enricher: None,
             local_takeover: true,
+            digest: true,
+            #[cfg(test)]
+            salt: None,
         }
     }
 
@@ -353,9 +370,16 @@ impl SyncEngine {
                     report.warnings.push(format!("fetching memories failed too: {fetch_error}"));
                 }
                 report.error = Some(message);
-                Ok(false)
+                Ok((false, None))
             }
         };
+        // A run that failed half-way may have written entries its digest does
+        // not know: the next run reads in full and lists submitted ones.
+        let digest = match &outcome {
+            Ok((_, digest)) => digest.clone(),
+            Err(_) => Some(DigestWrite { digest: None, unconfirmed: None }),
+        };
+        let outcome = outcome.map(|(stopped_early, _)| stopped_early);
         let status = match &outcome {
             Ok(stopped_early) if report.error.is_none() => {
                 let lost = report.counts.failed + report.counts.dead + report.counts.lightrag_failed;
@@ -404,7 +428,14 @@ impl SyncEngine {
                 state.consecutive_failures = 0;
                 state.last_success = report.finished_at;
             }
-            self.write(run_id, Vec::new(), Some(state), Some(report.record(status))).await?;
+            let last = Checkpoint {
+                connector: Some(state),
+                run: Some(report.record(status)),
+                lease_owner: Some(run_id.clone()),
+                digest,
+                ..Checkpoint::default()
+            };
+            self.store.checkpoint(&self.connector.id, last).await?;
         }
         outcome.map(|_| ())
     }
@@ -430,7 +461,8 @@ impl SyncEngine {
     }
 
     /// Returns whether the run left work to the next one (its deadline, or
-    /// documents held back after an interrupted run). A run-level failure
+    /// documents held back after an interrupted run), and the digest (and
+    /// unconfirmed ids) its last write leaves. A run-level failure
     /// (fetch failed, sink refused all) is put in `report.error`.
     async fn fetch_plan_deliver(
         &self,
@@ -439,14 +471,14 @@ impl SyncEngine {
         report: &mut RunReport,
         interrupted_at: Option<DateTime<Utc>>,
         fetched: Result<FetchedPage, String>,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<(bool, Option<DigestWrite>), SyncError> {
         let connector_id = &self.connector.id;
         let page = match fetched {
             Ok(page) => page,
             Err(message) => {
                 warn!(error = %message, "fetch failed");
                 report.error = Some(format!("fetching memories failed: {message}"));
-                return Ok(false);
+                return Ok((false, None));
             }
         };
         report.possibly_truncated = page.possibly_truncated;
@@ -458,23 +490,38 @@ impl SyncEngine {
             report.push_error(rejected.id.clone().map(MemoryId::new), "fetch", message);
         }
 
+        // Read before any entry: a write without the lease after this makes
+        // the digest this run leaves invalid (see `state::digest`).
+        let view = self.store.ledger_view(connector_id).await?;
+        let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
+        let mut finals = Finals::new(keys);
+        let mut known = HashMap::new();
         // Documents a dead run was sending that LightRAG turned out to hold:
         // the end-of-run wait follows them too.
         let mut found_sent = Vec::new();
-        if self.settings.confirm && !options.dry_run {
-            found_sent = self.confirm(run_id, report, confirm::Submitted::Listed).await?.found;
+        let recovering = self.settings.confirm && !options.dry_run;
+        if recovering {
+            // A dead run's marks and submissions never reached a digest: list them.
+            let which = match &view.unconfirmed {
+                Some(ids) if interrupted_at.is_none() => confirm::Submitted::Recorded(ids),
+                _ => confirm::Submitted::Listed,
+            };
+            found_sent = self.confirm(run_id, report, which, &mut known, &mut finals).await?.found;
         }
-        let ids: Vec<MemoryId> = page.memories.iter().map(|m| m.id.clone()).collect();
-        let mut entries = self.store.entries(connector_id, &ids).await?;
         if let Some(at) = interrupted_at {
             info!(since = %at, "the previous run was interrupted; what it was sending is checked before anything is sent");
         }
-        let held_back = if self.settings.confirm && !options.dry_run {
-            self.recover_in_flight(run_id, options, report, &mut entries, &mut found_sent).await?
+        let enriched = self.enrich(&page, options).await;
+        let full = options.force || interrupted_at.is_some() || !self.digest;
+        let mut lookup = self.look_up(&view, keys, &page, &enriched, full, known).await?;
+        debug!(read = lookup.read, vouched = lookup.vouched.len(), "ledger looked up");
+        // A `sending` entry is never vouched for (its leaf is 0): every one
+        // of the page is among the entries read.
+        let held_back = if recovering {
+            self.recover_in_flight(run_id, options, report, &mut lookup.entries, &mut found_sent, &mut finals).await?
         } else {
             std::collections::HashSet::new()
         };
-        let enriched = self.enrich(&page, options).await;
         let now = Utc::now();
 
         let connector_ctx = self.connector.context_id.as_str();
@@ -495,10 +542,12 @@ impl SyncEngine {
                 report.stopped_early = true;
                 continue;
             }
-            let entry = entries.get(&memory.id);
+            let entry = lookup.entries.get(&memory.id);
             // Two memories of one page under one identity in the sink (names
             // stored by an older rule, or an md5 collision of LightRAG's doc
             // id): the second is refused before anything is sent (decision 0001).
+            // A memory the digest vouches for has the name the rule makes (the
+            // digest holds only those), so its identity is exact unread.
             let name = entry.map(|e| e.file_source.clone()).filter(|n| !n.is_empty());
             let identity = lightrag::doc_id(&name.unwrap_or_else(|| file_source(connector_ctx, memory.id.as_str())));
             if let Some(first) = identities.get(&identity) {
@@ -512,7 +561,10 @@ impl SyncEngine {
             }
             identities.insert(identity, &memory.id);
             let enrichment = enriched.get(&memory.id);
-            let action = plan_enriched(&self.connector, memory, entry, options.force, now, enrichment);
+            let action = match lookup.vouched.get(&memory.id) {
+                Some((action, _)) => action.clone(),
+                None => plan_enriched(&self.connector, memory, entry, options.force, now, enrichment),
+            };
             let kind = action.kind();
             report.plan_item(&memory.id, kind, options.dry_run);
             match action {
@@ -552,28 +604,32 @@ impl SyncEngine {
         if options.dry_run {
             report.counts.new = work.iter().filter(|w| !w.replace).count() as u64;
             report.counts.updated = work.iter().filter(|w| w.replace).count() as u64;
-            return Ok(false);
+            return Ok((false, None));
         }
         if !bookkeeping.is_empty() {
+            for entry in &bookkeeping {
+                finals.record(entry);
+            }
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        let mut submitted = recover::followed_at_the_end(interrupted_at.is_some(), &entries, found_sent);
-        let stopped_early = self.deliver_all(run_id, options, report, work, &mut entries, &mut submitted).await?
+        finals.submitted = recover::followed_at_the_end(interrupted_at.is_some(), &lookup.entries, found_sent);
+        let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
             if self.settings.confirm_wait.is_zero() {
                 // `confirm_wait_seconds: 0`: not waited for; all this run
                 // sent (and found sent by an interrupted run) is unconfirmed until the next run asks.
-                report.unconfirmed = submitted.len() as u64;
+                report.unconfirmed = finals.submitted.len() as u64;
             } else {
-                self.await_processing(run_id, options, report, &submitted).await?;
+                self.await_processing(run_id, options, report, &mut finals).await?;
             }
             let c = &report.counts;
             if interrupted_at.is_some() || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
                 self.remove_duplicates(report).await;
             }
         }
-        Ok(stopped_early || report.counts.held_back > 0)
+        let digest = self.digest_write(&view, &lookup, &page, &finals);
+        Ok((stopped_early || report.counts.held_back > 0, digest))
     }
 
     fn waiting_entry(&self, memory: &Memory, entry: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
@@ -592,7 +648,7 @@ impl SyncEngine {
         connector: Option<ConnectorState>,
         run: Option<RunRecord>,
     ) -> Result<(), StateError> {
-        let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()) };
+        let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()), digest: None };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
 }

@@ -91,6 +91,18 @@ pub fn plan_enriched(
         };
     };
     let rendered = transform::render(&connector.context_id, memory, &connector.transformation, skip_empty, enrichment);
+    plan_rendered(Some(entry), rendered, force, now)
+}
+
+/// [`plan_enriched`] for a memory already rendered (`rendered` is what
+/// `transform::render` made of it with its enrichment).
+pub fn plan_rendered(entry: Option<&LedgerEntry>, rendered: Rendered, force: bool, now: DateTime<Utc>) -> Action {
+    let Some(entry) = entry else {
+        return match rendered {
+            Rendered::WaitingForTranscript => Action::WaitForTranscript { record: true },
+            Rendered::Document(_) => Action::Insert(Payload::OnSend),
+        };
+    };
     let mut document = match rendered {
         Rendered::Document(document) => document,
         Rendered::WaitingForTranscript => {
@@ -140,18 +152,7 @@ mod tests {
     }
 
     fn memory(transcript: Option<&str>) -> Memory {
-        Memory {
-            id: MemoryId::new("m1"),
-            kind: Some("note".into()),
-            audio: false,
-            image: false,
-            transcript: transcript.map(str::to_owned),
-            location: None,
-            created_at: None,
-            updated_at: None,
-            gcs_uri: None,
-            gcs_uri_img: None,
-        }
+        crate::sync::testing::memory("m1", transcript)
     }
 
     fn now() -> DateTime<Utc> {

@@ -6,6 +6,7 @@
 //! have reached it, or held back to a later run.
 
 use super::confirm::{FIRST_POLL, MAX_POLL, Submitted};
+use super::digest::Finals;
 use super::report::RunReport;
 use super::{RunOptions, SyncEngine, SyncError};
 use crate::ids::{MemoryId, RunId};
@@ -35,6 +36,7 @@ impl SyncEngine {
         report: &mut RunReport,
         entries: &mut HashMap<MemoryId, LedgerEntry>,
         found: &mut Vec<MemoryId>,
+        finals: &mut Finals,
     ) -> Result<HashSet<MemoryId>, SyncError> {
         let marked: Vec<&LedgerEntry> = entries.values().filter(|e| e.status == EntryStatus::Sending).collect();
         if marked.is_empty() {
@@ -58,7 +60,8 @@ impl SyncEngine {
             // The pipeline first, the list after: what was enqueued by the
             // time the pipeline said "nothing pending" is in the list.
             let pipeline = self.sink.pipeline().await;
-            let confirmed = self.confirm(run_id, report, Submitted::These(&unseen)).await?;
+            let confirmed =
+                self.confirm(run_id, report, Submitted::These(&unseen), &mut HashMap::new(), finals).await?;
             found.extend(confirmed.found);
             unseen = confirmed.unseen;
             if unseen.is_empty() {

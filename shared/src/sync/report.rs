@@ -17,7 +17,7 @@ pub struct ItemError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedItem {
     pub memory_id: MemoryId,
     pub action: ActionKind,

@@ -192,8 +192,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let started = Instant::now();
     let n = opts.n.clamp(1, MAX_PAGE);
     let mut bench = Bench { opts: BenchOptions { n, ..opts }, scratch: tempfile::tempdir()?, rows: Vec::new() };
-    // Figures 1, 2, 4 and 8 share figure 1's runs.
-    let throughput = if [1, 2, 4, 8].iter().any(|f| bench.opts.wants(*f)) {
+    // Figures 1, 2, 3 (JSON first sync), 4 and 8 share figure 1's runs.
+    let throughput = if [1, 2, 3, 4, 8].iter().any(|f| bench.opts.wants(*f)) {
         let throughput = bench.throughput().await.context("figure 1 (throughput)")?;
         bench.cpu_breakdown(&throughput).await.context("figure 2 (CPU breakdown)")?;
         Some(throughput)
@@ -202,6 +202,9 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     };
     if bench.opts.wants(3) {
         bench.noop_at_scale().await.context("figure 3 (no-op at scale)")?;
+    }
+    if let Some(throughput) = throughput.as_ref().filter(|_| bench.opts.wants(3)) {
+        bench.json_first_sync(throughput).await.context("figure 3 (JSON first sync)")?;
     }
     if bench.opts.wants(5) {
         bench.startup().await.context("figure 5 (start-up)")?;

@@ -123,3 +123,52 @@ pub(super) async fn seed_ledger(ws: &Workspace, backend: &str, extra: usize) -> 
     }
     Ok(())
 }
+
+impl Bench {
+    /// Figure 3b: a first sync of the workload into JSON state against the
+    /// same into SQLite (figure 1's batch_size 10, per-item run): the JSON
+    /// store journals a run's writes instead of rewriting its file per
+    /// checkpoint (decision 26).
+    pub(super) async fn json_first_sync(&mut self, throughput: &Throughput) -> anyhow::Result<()> {
+        let n = self.opts.n;
+        let mem = memory_sim(n).await?;
+        let mut walls = Vec::new();
+        let mut size = 0;
+        for _ in 0..self.opts.reps {
+            let rag = LightragSim::start(LightragSimOptions::default()).await?;
+            let setup = Setup {
+                memory_url: &mem.url(),
+                lightrag_url: &rag.url(),
+                backend: "json",
+                batch_size: 10,
+                query_limit: n,
+                batch_inserts: false,
+            };
+            let ws = setup.workspace();
+            let run = self.sync(&ws).await?;
+            let (new, _) = counts(&run)?;
+            if new != n as u64 {
+                bail!("the JSON first sync delivered {new} of {n}");
+            }
+            walls.push(run.measured.wall_s);
+            size = file_size(&ws.path().join("state.json"));
+        }
+        let json_s = min_by(walls);
+        let sqlite_s = throughput.first_sync_b10.wall_s;
+        let ratio = json_s / sqlite_s;
+        let row = Row::new(
+            "3.json_first_sync.ratio",
+            format!("3. first sync of {n}: JSON state / SQLite state (wall)"),
+            ratio,
+            "x",
+        )
+        .note(format!(
+            "JSON {} ms, SQLite {} ms (figure 1, b=10 per-item); state file {:.1} MB",
+            fmt_num(json_s * 1e3),
+            fmt_num(sqlite_s * 1e3),
+            size as f64 / 1e6
+        ));
+        self.rows.push(if self.opts.smoke { row } else { row.at_most(2.0, false) });
+        Ok(())
+    }
+}

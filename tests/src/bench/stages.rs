@@ -187,7 +187,7 @@ pub async fn breakdown(
                     possibly_truncated: false,
                     error: None,
                 };
-                let checkpoint = Checkpoint { entries, connector: None, run: Some(run), lease_owner: None };
+                let checkpoint = Checkpoint { entries, run: Some(run), ..Checkpoint::default() };
                 let _ = store.checkpoint(connector_id, checkpoint).await;
             }
             drop(store);

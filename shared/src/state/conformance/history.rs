@@ -48,6 +48,7 @@ pub async fn reset(store: Arc<dyn StateStore>) {
                 connector: Some(full_state("reset")),
                 run: Some(run("reset", "run-1", at(0))),
                 lease_owner: Some(rid("run-1")),
+                digest: None,
             },
         )
         .await,
@@ -173,6 +174,7 @@ pub async fn status_snapshot(store: Arc<dyn StateStore>) {
                     connector: Some(full_state("snapshot")),
                     run: Some(run("snapshot", id, started)),
                     lease_owner: None,
+                    digest: None,
                 },
             )
             .await,

@@ -32,6 +32,7 @@ pub async fn checkpoint_round_trip(store: Arc<dyn StateStore>) {
                 connector: Some(state.clone()),
                 run: Some(record.clone()),
                 lease_owner: Some(rid("run-1")),
+                digest: None,
             },
         )
         .await,
@@ -201,6 +202,7 @@ pub async fn connectors_isolated(store: Arc<dyn StateStore>) {
                 connector: Some(full_state("one")),
                 run: Some(run("one", "run-1", at(0))),
                 lease_owner: None,
+                digest: None,
             },
         )
         .await,

@@ -27,6 +27,7 @@ pub async fn check_persistence(open_same: &StoreFactory) {
                 connector: Some(full_state("persisted")),
                 run: Some(run("persisted", "run-1", at(0))),
                 lease_owner: Some(rid("run-1")),
+                digest: None,
             },
         )
         .await,

@@ -4,8 +4,10 @@
 
 use super::DynamoStore;
 use super::keys::*;
+use super::units::item_bytes;
 use crate::ids::{ConnectorId, MemoryId};
 use crate::retry::{self, Policy, Transient};
+use crate::state::cost;
 use crate::state::{EntryStatus, StateError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use std::collections::BTreeSet;
@@ -45,6 +47,10 @@ impl DynamoStore {
             .await
             .map_err(|e| self.fail(operation, &e))?;
         self.count_read(usize::from(got.item.is_some()));
+        match &got.item {
+            Some(item) => self.charge_reads(std::slice::from_ref(item), 0),
+            None => self.charge_reads(&[], 1),
+        }
         Ok(got.item)
     }
 
@@ -96,6 +102,7 @@ impl DynamoStore {
             let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
             let page_items = page.items.unwrap_or_default();
             self.count_read(page_items.len());
+            self.charge(cost::read_query(page_items.iter().map(item_bytes).sum(), true), 0);
             items.extend(page_items);
             if limit.is_some_and(|l| items.len() >= l) {
                 items.truncate(limit.unwrap_or(usize::MAX));
@@ -156,6 +163,9 @@ impl DynamoStore {
                 .map_err(|e| self.index_error(&operation, &e))?;
             let items = page.items.unwrap_or_default();
             self.count_read(items.len());
+            // Keys only, and the index's own key: what the index item holds.
+            let bytes: usize = items.iter().map(|i| item_bytes(i) + key.len() + 40).sum();
+            self.charge(cost::read_query(bytes, false), 0);
             for item in &items {
                 let pk = item.get(PK).and_then(|v| v.as_s().ok());
                 let sk = item.get(SK).and_then(|v| v.as_s().ok());
@@ -172,6 +182,20 @@ impl DynamoStore {
                 _ => return Ok(found),
             }
         }
+    }
+
+    /// One unconditional `PutItem`, its write units counted.
+    pub(super) async fn put_item(&self, item: Item, operation: &str) -> Result<(), StateError> {
+        let units = cost::write_item(item_bytes(&item));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.fail(operation, &e))?;
+        self.charge(0, units);
+        Ok(())
     }
 
     /// A failed Query of a global index: no such index (an older table), or
@@ -202,6 +226,7 @@ impl DynamoStore {
             let pending = Mutex::new(requests);
             let attempt = || async {
                 let requests = std::mem::take(&mut *lock(&pending));
+                let sent = requests.len();
                 let done = self
                     .client
                     .batch_write_item()
@@ -210,6 +235,7 @@ impl DynamoStore {
                     .await
                     .map_err(|e| Pass::Failed(self.fail("BatchWriteItem", &e)))?;
                 let left = done.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                self.charge(0, (sent - left.len()) as u64);
                 if left.is_empty() {
                     return Ok(());
                 }
@@ -231,15 +257,20 @@ impl DynamoStore {
     /// One `TransactWriteItems`. Conflicts with other transactions are
     /// retried; a failed condition is reported: the fence (the first action,
     /// if `fenced`) or another one (an entry changed since it was read).
+    /// `units`: what the transaction costs when it goes through.
     pub(super) async fn transact(
         &self,
         actions: Vec<TransactWriteItem>,
         fenced: bool,
+        units: u64,
     ) -> Result<Transacted, StateError> {
         let attempt = || async {
             let sent = self.client.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
             let error = match sent {
-                Ok(_) => return Ok(Transacted::Done),
+                Ok(_) => {
+                    self.charge(0, units);
+                    return Ok(Transacted::Done);
+                }
                 Err(error) => error,
             };
             let reasons: Vec<String> = error
@@ -282,7 +313,8 @@ impl DynamoStore {
 
     /// The items of these keys that exist: `BatchGetItem`, strongly
     /// consistent, 100 keys a call, `UnprocessedKeys` retried with backoff.
-    /// Keys must be unique (DynamoDB refuses duplicates).
+    /// Keys must be unique (DynamoDB refuses duplicates). A projection may
+    /// name `#sk`, `#status` and `#wt`.
     pub(super) async fn batch_get_keys(
         &self,
         keys: Vec<Item>,
@@ -292,12 +324,15 @@ impl DynamoStore {
         for chunk in keys.chunks(BATCH_GET_MAX) {
             let mut wanted = KeysAndAttributes::builder().set_keys(Some(chunk.to_vec())).consistent_read(true);
             if let Some(projection) = projection {
-                wanted = wanted
-                    .projection_expression(projection)
-                    .expression_attribute_names("#sk", SK)
-                    .expression_attribute_names("#status", "status");
+                wanted = wanted.projection_expression(projection).expression_attribute_names("#sk", SK);
+                for (name, attribute) in [("#status", "status"), ("#wt", WRITE_TOKEN)] {
+                    if projection.contains(name) {
+                        wanted = wanted.expression_attribute_names(name, attribute);
+                    }
+                }
             }
             let pending = Mutex::new(Some(wanted.build().map_err(|e| self.fail("BatchGetItem", &e))?));
+            let asked = Mutex::new(chunk.len());
             let got_so_far = Mutex::new(Vec::new());
             let attempt = || async {
                 let Some(keys) = lock(&pending).take() else { return Ok(()) };
@@ -310,9 +345,15 @@ impl DynamoStore {
                     .map_err(|e| Pass::Failed(self.fail("BatchGetItem", &e)))?;
                 let items = got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
                 self.count_read(items.len());
-                lock(&got_so_far).extend(items);
                 let left =
                     got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                // Absent keys cost a read unit each too.
+                let unanswered = left.as_ref().map_or(0, |k| k.keys().len());
+                let mut asked = lock(&asked);
+                self.charge_reads(&items, asked.saturating_sub(items.len() + unanswered));
+                *asked = unanswered;
+                drop(asked);
+                lock(&got_so_far).extend(items);
                 if left.is_none() {
                     return Ok(());
                 }

@@ -4,13 +4,18 @@
 use super::DynamoStore;
 use super::keys::*;
 use crate::ids::{ConnectorId, RunId};
-use crate::state::{Lease, RunRecord, StateError};
+use crate::state::{EntryStatus, Lease, RunRecord, StateError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 impl DynamoStore {
-    pub(super) fn lease_from(&self, item: &Item) -> Result<Lease, StateError> {
-        let owner = item.get("owner").and_then(|v| v.as_s().ok()).ok_or_else(|| self.corrupt("lease", "no owner"))?;
+    /// The lease an item of the `LEASE` key holds (`None`: released).
+    pub(super) fn lease_from(&self, item: &Item) -> Result<Option<Lease>, StateError> {
+        let Some(owner) = item.get("owner") else {
+            return Ok(None);
+        };
+        let owner = owner.as_s().map_err(|_| self.corrupt("lease", "owner is not a string"))?;
         let millis = |name: &str| -> Result<DateTime<Utc>, StateError> {
             item.get(name)
                 .and_then(|v| v.as_n().ok())
@@ -18,11 +23,35 @@ impl DynamoStore {
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
                 .ok_or_else(|| self.corrupt("lease", format!("{name} is not epoch milliseconds")))
         };
-        Ok(Lease {
+        Ok(Some(Lease {
             owner: RunId::new(owner.clone()),
             acquired_at: millis("acquired_ms")?,
             expires_at: millis("expires_ms")?,
-        })
+        }))
+    }
+
+    /// A number attribute of the `LEASE` item (absent: 0).
+    pub(super) fn number(&self, item: &Item, name: &str) -> Result<i64, StateError> {
+        match item.get(name) {
+            None => Ok(0),
+            Some(value) => value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .ok_or_else(|| self.corrupt("lease item", format!("{name} is not a number: {value:?}"))),
+        }
+    }
+
+    /// Entry counts per status (statuses with none absent).
+    pub(super) fn counts_of(&self, item: &Item) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
+        let mut counts = BTreeMap::new();
+        for status in EntryStatus::ALL {
+            let n = self.number(item, &count_attr(status))?;
+            if n > 0 {
+                counts.insert(status, n as u64);
+            }
+        }
+        Ok(counts)
     }
 
     pub(super) fn record<T: serde::de::DeserializeOwned>(&self, what: &str, mut item: Item) -> Result<T, StateError> {
@@ -30,6 +59,7 @@ impl DynamoStore {
         item.remove(SK);
         item.remove(TTL_ATTRIBUTE);
         item.remove(OPEN_PK);
+        item.remove(WRITE_TOKEN);
         serde_dynamo::from_item(item).map_err(|e| self.corrupt(what, e))
     }
 

@@ -15,9 +15,24 @@ pub(super) const SK: &str = "sk";
 /// The table's TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expire_at";
 pub(super) const STATE_SK: &str = "STATE";
+/// The lease, the entry counts, the ledger generation and the batch being
+/// written: one item, so a batch's counts and its fence are one conditional
+/// write (decision 26).
 pub(super) const LEASE_SK: &str = "LEASE";
-pub(super) const COUNTS_SK: &str = "COUNTS";
 pub(super) const ENTRY_PREFIX: &str = "ENTRY#";
+/// The ledger digest's root (and the unconfirmed ids).
+pub(super) const DIGEST_SK: &str = "DIGEST";
+/// A digest shard: `DIGEST#000` ... `DIGEST#127`.
+pub(super) const SHARD_PREFIX: &str = "DIGEST#";
+/// Unconfirmed ids beyond what the digest item keeps inline: `OUTBOX#0`, ...
+pub(super) const OUTBOX_PREFIX: &str = "OUTBOX#";
+/// The lease item's attributes besides the lease.
+pub(super) const GENERATION: &str = "generation";
+pub(super) const PENDING_OWNER: &str = "pend_owner";
+pub(super) const PENDING_TOKEN: &str = "pend_token";
+pub(super) const PENDING_ITEMS: &str = "pend_items";
+/// The write token on a ledger entry: which batch wrote it.
+pub(super) const WRITE_TOKEN: &str = "wt";
 /// The sparse global index of unsettled ledger entries, and its key.
 pub const OPEN_INDEX: &str = "open";
 pub(super) const OPEN_PK: &str = "open_pk";
@@ -29,6 +44,12 @@ pub(super) const NAME_KEY: &str = "file_source";
 pub(super) const RUN_PREFIX: &str = "RUN#";
 /// `TransactWriteItems` takes at most this many actions.
 pub(super) const TRANSACT_MAX: usize = 100;
+/// Entries of one batch write (a run's batch is pending as one record on the
+/// lease item, which stays far below DynamoDB's 400 KB item limit).
+pub(super) const PART_MAX: usize = 96;
+/// The lease item's size besides a pending batch (lease, counts, generation),
+/// for counting units: an update is charged by the item's size.
+pub const LEASE_ITEM_BYTES: usize = 300;
 pub(super) const BATCH_GET_MAX: usize = 100;
 pub(super) const BATCH_WRITE_MAX: usize = 25;
 /// `BatchGetItem`/`BatchWriteItem` requests in flight at once when
@@ -41,10 +62,21 @@ pub(super) const MAX_RETRIES: u32 = 8;
 /// How long `reset` holds the connector while it deletes.
 pub(super) const RESET_LEASE: Duration = Duration::from_secs(300);
 
-/// Statuses kept in the `open` index: all but the settled ones, which are
-/// most of a ledger and never listed by status on the sync path.
+/// Statuses kept in the `open` index: those listed by status (`failed`,
+/// `retry-failed`). Not the settled ones, which are most of a ledger, and not
+/// `submitted`: every document is submitted once, and the run that follows
+/// finds its unconfirmed ones through the digest's list (decision 26).
 pub(super) fn is_open(status: EntryStatus) -> bool {
-    !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript)
+    !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted)
+}
+
+/// The lease item's count attribute of a status.
+pub(super) fn count_attr(status: EntryStatus) -> String {
+    format!("n_{}", status.as_str())
+}
+
+pub(super) fn shard_sk(shard: u16) -> String {
+    format!("{SHARD_PREFIX}{shard:03}")
 }
 
 /// `open_pk`: no status contains `#`, so two connectors never share one.

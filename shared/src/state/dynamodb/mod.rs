@@ -3,60 +3,74 @@
 //! | item | `pk` | `sk` |
 //! |---|---|---|
 //! | connector state | connector id | `STATE` |
-//! | lease | connector id | `LEASE` (`owner`, `acquired_ms`, `expires_ms`) |
-//! | ledger entry | connector id | `ENTRY#<memory id>` (+ `open_pk` while unsettled) |
-//! | entry counts | connector id | `COUNTS` (a number attribute per status) |
+//! | lease, entry counts, ledger generation, the batch being written | connector id | `LEASE` |
+//! | ledger entry | connector id | `ENTRY#<memory id>` (+ `open_pk` while listed by status) |
+//! | ledger digest root (+ unconfirmed ids) | connector id | `DIGEST` |
+//! | ledger digest shard | connector id | `DIGEST#<000..127>` |
+//! | unconfirmed ids beyond the root's | connector id | `OUTBOX#<n>` |
 //! | run record | connector id | `RUN#<started_at, RFC 3339 ms>#<run id>` (+ TTL `expire_at`) |
 //!
-//! - The lease is a conditional `PutItem` (free, expired, or ours), the
-//!   pattern Powertools' idempotency uses; a refusal returns the holder with
-//!   `ReturnValuesOnConditionCheckFailure`.
+//! - The lease is a conditional `UpdateItem` of the `LEASE` item (free,
+//!   expired, or ours), the pattern Powertools' idempotency uses; a refusal
+//!   returns the holder with `ReturnValuesOnConditionCheckFailure`.
 //! - A page of memory ids is looked up with `BatchGetItem` (100 keys a call,
-//!   strongly consistent, `UnprocessedKeys` retried with backoff).
-//! - A checkpoint is one `TransactWriteItems` with a `ConditionCheck` on the
-//!   lease as fence. Above 100 items it is split (docs/decisions: each part
-//!   carries the fence, entries first, connector state and run record in the
-//!   last part), so a crash between parts loses only bookkeeping of that
-//!   batch, never claims progress that was not written.
+//!   strongly consistent, `UnprocessedKeys` retried with backoff); a run
+//!   reads only the entries its digest cannot vouch for (decision 26).
+//! - **A run's batch** (a checkpoint with `lease_owner`) is one conditional
+//!   `UpdateItem` of the `LEASE` item, which is the fence (`owner = me`) and
+//!   adds the batch's count changes and records the batch (ids, statuses
+//!   before and after, a token) as pending; then one conditional `PutItem`
+//!   per entry (status as expected, carrying the token). A crash between
+//!   leaves the pending batch; whoever writes next settles it first: entries
+//!   without the token were not written, their count change is taken back.
+//!   Connector state, digest and run record (when there is a state) go in
+//!   one `TransactWriteItems` fenced by the `LEASE` item, last. Decision 10's
+//!   promise holds: a crash loses at most one batch of bookkeeping, and the
+//!   state never claims progress that was not written.
+//! - Checkpoints without a lease (`retry-failed`, imports) are transactions
+//!   as before: entries conditional on the statuses just read, the count
+//!   changes and the generation in the same transaction, carrying the token
+//!   an entry had (so a pending batch of a crashed run settles right).
 //! - Run records carry the TTL attribute `expire_at` (`retention_days` after
 //!   they started) so DynamoDB expires history on its own; `prune_runs` is
 //!   the exact, immediate form the cleanup function runs.
-//! - Ledger entries that are not settled (every status but `processed` and
-//!   `waiting_transcript`) carry `open_pk` = `<connector>#<status>`, the key
-//!   of the sparse, keys-only global index `open` (sort key `sk`). Listing
-//!   entries by status (the confirmation at the start of every run, `failed`,
-//!   `retry-failed`) queries that index and reads the items it names with a
-//!   consistent `BatchGetItem`, so it costs what it finds, not the ledger.
-//! - Entry counts per status live in one item per connector (`sk` =
-//!   `COUNTS`, a number attribute per status), changed with `ADD` in the
-//!   same transaction as the entries. Each entry put is conditional on the
-//!   status the count change assumed (read just before), so a concurrent
-//!   writer makes the transaction fail and retry instead of the counts
-//!   drifting. `status` is one `GetItem`, whatever the ledger's size.
+//! - Ledger entries listed by status (`failed`, `lightrag_failed`,
+//!   `update_pending`, `dead`) carry `open_pk` = `<connector>#<status>`, the
+//!   key of the sparse, keys-only global index `open` (sort key `sk`).
+//!   Listing by those statuses queries the index and reads the items it
+//!   names with a consistent `BatchGetItem`, so it costs what it finds.
+//! - Entry counts per status are number attributes of the `LEASE` item;
+//!   `status` is one `GetItem`, whatever the ledger's size.
 //! - Entries are found by their LightRAG name (`file_source`) through the
 //!   keys-only global index `name` (hash key `file_source`), then read with
 //!   the consistent `BatchGetItem`; see `names`.
 //! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
 //!   listings and retention, not on the sync path).
+//! - Every request's read and write units are counted ([`DynamoStore::units`],
+//!   the rules of `state::cost`).
 //!
 //! Items of the ledger, state and runs are the serde form of the records
 //! (`serde_dynamo`), timestamps RFC 3339; the lease keeps epoch milliseconds
 //! so the condition can compare them.
 
+mod batches;
 mod counts;
+mod digest;
 mod io;
 mod items;
 mod keys;
 mod names;
 mod table;
+mod units;
 
-use io::{IndexQuery, Transacted, backoff};
+use io::{IndexQuery, backoff};
 use keys::*;
 pub use keys::{NAME_INDEX, OPEN_INDEX, TTL_ATTRIBUTE};
 
+use super::cost::Units;
 use super::{
-    Checkpoint, ConnectorState, EntryStatus, Lease, LeaseOutcome, LedgerEntry, Overview, RunRecord, StateError,
-    StateStore,
+    Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, Overview,
+    RunRecord, StateError, StateStore,
 };
 use crate::config::StateConfig;
 use crate::ids::{ConnectorId, MemoryId, RunId};
@@ -67,14 +81,17 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The environment variable that names the table (wins over `state.table`).
 pub const TABLE_ENV: &str = "STATE_TABLE";
 
-/// The DynamoDB [`StateStore`]. Cheap to clone.
+/// Statuses remembered per connector beyond which the memory is cleared.
+const MAX_HINTS: usize = 200_000;
+
+/// The DynamoDB [`StateStore`]. Cheap to clone (clones share counters and memory).
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -83,6 +100,21 @@ pub struct DynamoStore {
     /// Items returned by reads (queries, look-ups, scans) since `new`:
     /// what the reads cost, for tests and cost checks.
     items_read: Arc<AtomicU64>,
+    /// Read and write units of every request (see `state::cost`).
+    units: Arc<Mutex<Units>>,
+    /// Tags this instance's pending batches (`<run id>#<nonce>`).
+    nonce: u64,
+    local: Arc<Mutex<HashMap<ConnectorId, Local>>>,
+}
+
+/// What this instance knows of a connector between calls.
+#[derive(Debug, Default)]
+struct Local {
+    /// The status each entry had when last read or written here (`None`:
+    /// absent): what a run's batch expects, checked by its conditions.
+    hints: HashMap<MemoryId, Option<EntryStatus>>,
+    /// A batch of ours that failed half-way is still pending.
+    unsettled: bool,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -94,7 +126,15 @@ impl fmt::Debug for DynamoStore {
 impl DynamoStore {
     /// A store on `table` through `client` (no call is made).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), history_ttl: None, items_read: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            history_ttl: None,
+            items_read: Arc::default(),
+            units: Arc::default(),
+            nonce: fastrand::u64(..),
+            local: Arc::default(),
+        }
     }
 
     /// Run records expire (DynamoDB TTL) this long after they started.
@@ -143,6 +183,26 @@ impl DynamoStore {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    fn with_local<T>(&self, connector: &ConnectorId, f: impl FnOnce(&mut Local) -> T) -> T {
+        let mut all = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        f(all.entry(connector.clone()).or_default())
+    }
+
+    /// Remembers the statuses of these entries (`None`: absent).
+    fn remember(&self, connector: &ConnectorId, seen: impl IntoIterator<Item = (MemoryId, Option<EntryStatus>)>) {
+        self.with_local(connector, |local| {
+            if local.hints.len() > MAX_HINTS {
+                local.hints.clear();
+            }
+            local.hints.extend(seen);
+        });
+    }
+
+    /// This instance's tag for batches of `owner`.
+    fn batch_owner(&self, owner: &RunId) -> String {
+        format!("{}#{:016x}", owner.as_str(), self.nonce)
+    }
 }
 
 #[async_trait]
@@ -155,39 +215,50 @@ impl StateStore for DynamoStore {
         ttl: Duration,
     ) -> Result<LeaseOutcome, StateError> {
         let lease = Lease::new(owner.clone(), now, ttl);
-        let mut item = key(connector, LEASE_SK);
-        item.insert("owner".into(), AttributeValue::S(owner.as_str().to_owned()));
-        item.insert("acquired_ms".into(), AttributeValue::N(lease.acquired_at.timestamp_millis().to_string()));
-        item.insert("expires_ms".into(), AttributeValue::N(lease.expires_at.timestamp_millis().to_string()));
         // `now` in whole milliseconds: expires (whole ms) <= now  <=>  expires_ms <= floor(now_ms).
         let now_ms = now.timestamp_millis();
         for attempt in 1..=MAX_RETRIES {
-            let put = self
+            let update = self
                 .client
-                .put_item()
+                .update_item()
                 .table_name(&self.table)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_not_exists(#pk) OR #expires <= :now OR #owner = :owner")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#expires", "expires_ms")
+                .set_key(Some(key(connector, LEASE_SK)))
+                .update_expression("SET #owner = :owner, acquired_ms = :acquired, expires_ms = :expires")
+                .condition_expression("attribute_not_exists(#owner) OR #expires <= :now OR #owner = :owner")
                 .expression_attribute_names("#owner", "owner")
-                .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+                .expression_attribute_names("#expires", "expires_ms")
                 .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
+                .expression_attribute_values(
+                    ":acquired",
+                    AttributeValue::N(lease.acquired_at.timestamp_millis().to_string()),
+                )
+                .expression_attribute_values(
+                    ":expires",
+                    AttributeValue::N(lease.expires_at.timestamp_millis().to_string()),
+                )
+                .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
-            let error = match put {
-                Ok(_) => return Ok(LeaseOutcome::Acquired(lease)),
+            self.charge(0, super::cost::write_item(LEASE_ITEM_BYTES));
+            let error = match update {
+                Ok(_) => {
+                    // A new run: what this instance remembered may be old.
+                    self.with_local(connector, |local| local.hints.clear());
+                    return Ok(LeaseOutcome::Acquired(lease));
+                }
                 Err(error) => error,
             };
             let Some(refused) = error.as_service_error().and_then(|s| match s {
-                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                    Some(c)
+                }
                 _ => None,
             }) else {
-                return Err(self.fail("PutItem (lease)", &error));
+                return Err(self.fail("UpdateItem (lease)", &error));
             };
             let holder = match refused.item() {
-                Some(item) => Some(self.lease_from(item)?),
+                Some(item) => self.lease_from(item)?,
                 None => self.lease(connector).await?,
             };
             match holder {
@@ -196,29 +267,34 @@ impl StateStore for DynamoStore {
                 _ => backoff(attempt).await,
             }
         }
-        Err(self.fail_text("PutItem (lease)", "the lease kept changing while acquiring it"))
+        Err(self.fail_text("UpdateItem (lease)", "the lease kept changing while acquiring it"))
     }
 
     async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError> {
-        let deleted = self
+        let released = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(connector, LEASE_SK)))
+            .update_expression("REMOVE #owner, acquired_ms, expires_ms")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
             .send()
             .await;
-        match deleted {
+        self.charge(0, super::cost::write_item(LEASE_ITEM_BYTES));
+        match released {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(self.fail("DeleteItem (lease)", &e)),
+            Err(e) => Err(self.fail("UpdateItem (release lease)", &e)),
         }
     }
 
     async fn lease(&self, connector: &ConnectorId) -> Result<Option<Lease>, StateError> {
-        self.get(connector, LEASE_SK, "GetItem (lease)").await?.map(|item| self.lease_from(&item)).transpose()
+        match self.get(connector, LEASE_SK, "GetItem (lease)").await? {
+            Some(item) => self.lease_from(&item),
+            None => Ok(None),
+        }
     }
 
     async fn connector_state(&self, connector: &ConnectorId) -> Result<Option<ConnectorState>, StateError> {
@@ -251,7 +327,7 @@ impl StateStore for DynamoStore {
         for connector in connectors {
             let mut take = |sk: &str| found.remove(&(connector.as_str().to_owned(), sk.to_owned()));
             let state = take(STATE_SK).map(|item| self.record("connector state", item)).transpose()?;
-            let lease = take(LEASE_SK).map(|item| self.lease_from(&item)).transpose()?;
+            let lease = take(LEASE_SK).map(|item| self.lease_from(&item)).transpose()?.flatten();
             out.push(Overview { state, lease });
         }
         Ok(out)
@@ -265,8 +341,10 @@ impl StateStore for DynamoStore {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .projection_expression("#pk")
+                .projection_expression("#pk, #sk, #owner")
                 .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_names("#owner", "owner")
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -274,8 +352,14 @@ impl StateStore for DynamoStore {
                 .map_err(|e| self.fail("Scan (connectors)", &e))?;
             let items = page.items.unwrap_or_default();
             self.count_read(items.len());
+            self.charge(super::cost::read_query(items.iter().map(units::item_bytes).sum(), true), 0);
             for item in items {
-                if let Some(AttributeValue::S(id)) = item.get(PK) {
+                // A released lease keeps its item (the counts live there): not state.
+                let released = item.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == LEASE_SK)
+                    && !item.contains_key("owner");
+                if let Some(AttributeValue::S(id)) = item.get(PK)
+                    && !released
+                {
                     // `#`-partitions (the cache) are not connectors: ids start alphanumeric.
                     if !id.starts_with('#') {
                         ids.insert(id.clone());
@@ -299,6 +383,7 @@ impl StateStore for DynamoStore {
             let entry: LedgerEntry = self.record("ledger entry", item)?;
             found.insert(entry.memory_id.clone(), entry);
         }
+        self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
         Ok(found)
     }
 
@@ -348,87 +433,42 @@ impl StateStore for DynamoStore {
                 }
             }
         }
+        self.remember(connector, out.iter().map(|e| (e.memory_id.clone(), Some(e.status))));
         Ok(out)
     }
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
-        let mut counts = BTreeMap::new();
-        let Some(item) = self.get(connector, COUNTS_SK, "GetItem (status counts)").await? else {
-            return Ok(counts);
-        };
-        for status in EntryStatus::ALL {
-            let n = match item.get(status.as_str()) {
-                None => continue,
-                Some(value) => value.as_n().ok().and_then(|n| n.parse::<i64>().ok()).ok_or_else(|| {
-                    self.corrupt("entry counts", format!("{} is not a number: {value:?}", status.as_str()))
-                })?,
-            };
-            if n > 0 {
-                counts.insert(status, n as u64);
-            }
+        match self.get(connector, LEASE_SK, "GetItem (status counts)").await? {
+            Some(item) => self.counts_of(&item),
+            None => Ok(BTreeMap::new()),
         }
-        Ok(counts)
     }
 
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
-        let Checkpoint { entries, connector: state, run, lease_owner } = checkpoint;
-        // One action per item in a transaction: the last entry of a memory wins.
+        let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
+        // One write per item: the last entry of a memory wins.
         let mut latest: BTreeMap<MemoryId, LedgerEntry> = BTreeMap::new();
         for entry in entries {
             latest.insert(entry.memory_id.clone(), entry);
         }
-        let latest: Vec<LedgerEntry> = latest.into_values().collect();
-        let mut last = Vec::with_capacity(2);
-        // State and run record last: the last part of a split checkpoint.
-        if let Some(state) = &state {
-            last.push(self.put(self.item_of("connector state", state, connector, STATE_SK.to_owned())?)?);
-        }
-        if let Some(run) = &run {
-            last.push(self.put(self.run_item(connector, run)?)?);
-        }
-        let lost = |owner: &Option<RunId>| StateError::LeaseLost {
-            connector: connector.clone(),
-            owner: owner.clone().unwrap_or_else(|| RunId::new("")),
-        };
-        if latest.is_empty() && last.is_empty() {
-            if let Some(owner) = &lease_owner
-                && self.lease(connector).await?.map(|l| l.owner).as_ref() != Some(owner)
-            {
-                return Err(lost(&lease_owner));
-            }
-            return Ok(());
-        }
-        let fence = lease_owner.as_ref().map(|owner| self.fence(connector, owner)).transpose()?;
-        // Each part: the fence, its entries, the counts' change, and in the
-        // last part the state and the run record.
-        let per_part = TRANSACT_MAX - usize::from(fence.is_some()) - 1 - last.len();
-        let mut parts: Vec<&[LedgerEntry]> = latest.chunks(per_part).collect();
-        if parts.is_empty() {
-            parts.push(&[]);
-        }
-        let count = parts.len();
-        for (i, part) in parts.into_iter().enumerate() {
-            let tail = if i + 1 == count { last.as_slice() } else { &[] };
-            let mut attempt = 0;
-            loop {
-                let actions = self.checkpoint_part(connector, fence.as_ref(), part, tail).await?;
-                match self.transact(actions, fence.is_some()).await? {
-                    Transacted::Done => break,
-                    Transacted::FenceFailed => return Err(lost(&lease_owner)),
-                    // An entry changed between our read and the write (a
-                    // concurrent `retry-failed`): read again, recount.
-                    Transacted::Stale => {
-                        attempt += 1;
-                        if attempt > MAX_RETRIES {
-                            return Err(self
-                                .fail_text("TransactWriteItems", "ledger entries kept changing while being written"));
-                        }
-                        backoff(attempt).await;
-                    }
+        let entries: Vec<LedgerEntry> = latest.into_values().collect();
+        match &lease_owner {
+            Some(owner) => {
+                for part in entries.chunks(PART_MAX) {
+                    self.fenced_part(connector, owner, part).await?;
                 }
+                self.fenced_tail(connector, owner, state, run, digest, !entries.is_empty()).await
             }
+            None => self.unfenced(connector, &entries, state, run, digest).await,
         }
-        Ok(())
+    }
+
+    async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
+        self.read_ledger_view(connector).await
+    }
+
+    async fn digest_shards(&self, connector: &ConnectorId, shards: &[u16]) -> Result<Vec<DigestShard>, StateError> {
+        self.read_digest_shards(connector, shards).await
     }
 
     async fn runs(&self, connector: &ConnectorId, limit: usize) -> Result<Vec<RunRecord>, StateError> {
@@ -456,27 +496,33 @@ impl StateStore for DynamoStore {
         // Page by page, so a ledger of millions is never held in memory;
         // each page's deletes run a few at a time, and the lease is renewed
         // between pages. A deleted item is not read again, so every query
-        // starts from the beginning.
-        loop {
-            let page = Some(RESET_PAGE);
-            let keys = self
-                .query_all("Query (reset)", connector, SortRange::Prefix(ENTRY_PREFIX), Some("#pk, #sk"), page, true)
-                .await?;
-            if keys.is_empty() {
-                break;
-            }
-            self.delete_concurrently(keys).await?;
-            if let LeaseOutcome::Held(held) = self.try_acquire_lease(connector, &me, Utc::now(), RESET_LEASE).await? {
-                // Only after the lease expired mid-reset (a page took minutes).
-                return Err(StateError::Busy {
-                    connector: connector.clone(),
-                    owner: held.owner,
-                    expires_at: held.expires_at,
-                });
+        // starts from the beginning. Then the digest's shards and lists.
+        for prefix in [ENTRY_PREFIX, SHARD_PREFIX, OUTBOX_PREFIX] {
+            loop {
+                let page = Some(RESET_PAGE);
+                let keys = self
+                    .query_all("Query (reset)", connector, SortRange::Prefix(prefix), Some("#pk, #sk"), page, true)
+                    .await?;
+                if keys.is_empty() {
+                    break;
+                }
+                self.delete_concurrently(keys).await?;
+                if let LeaseOutcome::Held(held) =
+                    self.try_acquire_lease(connector, &me, Utc::now(), RESET_LEASE).await?
+                {
+                    // Only after the lease expired mid-reset (a page took minutes).
+                    return Err(StateError::Busy {
+                        connector: connector.clone(),
+                        owner: held.owner,
+                        expires_at: held.expires_at,
+                    });
+                }
             }
         }
-        self.batch_delete(vec![key(connector, STATE_SK), key(connector, COUNTS_SK)]).await?;
-        self.release_lease(connector, &me).await
+        // The lease item goes last: it holds the counts, and this reset's lease.
+        self.batch_delete(vec![key(connector, STATE_SK), key(connector, DIGEST_SK), key(connector, LEASE_SK)]).await?;
+        self.with_local(connector, |local| *local = Local::default());
+        Ok(())
     }
 
     async fn cache_get(&self, cache_key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
@@ -507,14 +553,7 @@ impl StateStore for DynamoStore {
             // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
             item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| self.fail("PutItem (cache)", &e))?;
-        Ok(())
+        self.put_item(item, "PutItem (cache)").await
     }
 
     async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {

@@ -103,6 +103,7 @@ async fn large_checkpoints_are_split_and_fenced() {
                 connector: None,
                 run: Some(run.clone()),
                 lease_owner: Some(owner.clone()),
+                digest: None,
             },
         )
         .await
@@ -141,8 +142,8 @@ async fn a_missing_table_is_a_clear_error() {
 }
 
 /// Listing entries by status reads what it finds (through the `open`
-/// index), not the ledger: 400 settled entries and 3 submitted ones cost 3
-/// index items and 3 look-ups, where a query of the ledger read all 403.
+/// index), not the ledger: 400 settled entries and 4 failed or dead ones
+/// cost 4 index items and 4 look-ups, where a query of the ledger read all 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_by_status_reads_what_it_finds() {
     let Some(client) = client("dynamodb::listing_by_status_reads_what_it_finds").await else { return };
@@ -152,26 +153,26 @@ async fn listing_by_status_reads_what_it_finds() {
     let mut entries: Vec<_> = (0..403).map(|i| entry(format!("m{i:03}"))).collect();
     for (i, e) in entries.iter_mut().enumerate() {
         e.status = match i % 200 {
-            7 => EntryStatus::Submitted,
+            7 => EntryStatus::Failed,
             8 => EntryStatus::Dead,
             _ if i % 2 == 0 => EntryStatus::Processed,
             _ => EntryStatus::WaitingTranscript,
         };
     }
     store.checkpoint(&c, Checkpoint { entries: entries.clone(), ..Default::default() }).await.expect("checkpoint");
-    let submitted: Vec<String> =
-        entries.iter().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.to_string()).collect();
-    assert_eq!(submitted, ["m007", "m207"]);
+    let failed: Vec<String> =
+        entries.iter().filter(|e| e.status == EntryStatus::Failed).map(|e| e.memory_id.to_string()).collect();
+    assert_eq!(failed, ["m007", "m207"]);
 
     let before = store.items_read();
-    let found = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 100).await.expect("list");
+    let found = store.entries_with_status(&c, &[EntryStatus::Failed, EntryStatus::Dead], 100).await.expect("list");
     let ids: Vec<&str> = found.iter().map(|e| e.memory_id.as_str()).collect();
     assert_eq!(ids, ["m007", "m008", "m207", "m208"]);
     assert_eq!(found[0], entries[7], "entries come back whole");
     assert_eq!(store.items_read() - before, 8, "4 index items + 4 consistent look-ups");
 
     let before = store.items_read();
-    let limited = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Dead], 3).await.expect("list");
+    let limited = store.entries_with_status(&c, &[EntryStatus::Failed, EntryStatus::Dead], 3).await.expect("list");
     assert_eq!(limited.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m007", "m008", "m207"]);
     assert!(store.items_read() - before <= 9, "at most `limit` index items per status");
 
@@ -180,14 +181,14 @@ async fn listing_by_status_reads_what_it_finds() {
     let counts = store.status_counts(&c).await.expect("counts");
     assert_eq!(store.items_read() - before, 1);
     let expected = BTreeMap::from([
-        (EntryStatus::Submitted, 2),
+        (EntryStatus::Failed, 2),
         (EntryStatus::Dead, 2),
         (EntryStatus::Processed, 200),
         (EntryStatus::WaitingTranscript, 199),
     ]);
     assert_eq!(counts, expected);
 
-    // Settled statuses are not indexed: asking for them reads the ledger.
+    // Settled and submitted entries are not indexed: asking for them reads the ledger.
     let before = store.items_read();
     let processed = store.entries_with_status(&c, &[EntryStatus::Processed], 1000).await.expect("list");
     assert_eq!(processed.len(), 200);
@@ -270,13 +271,14 @@ async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
         .expect("create table without the index");
     let store = DynamoStore::new(client, table);
     let c = ConnectorId::new("old");
-    let entries: Vec<_> = (0..5).map(|i| entry(format!("m{i}"))).collect();
+    let entries: Vec<_> =
+        (0..5).map(|i| LedgerEntry { status: EntryStatus::Failed, ..entry(format!("m{i}")) }).collect();
     store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
-    let found = store.entries_with_status(&c, &[EntryStatus::Submitted], 3).await.expect("falls back");
+    let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
     assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
     // Nor a `name` index: names are looked up in every ledger instead.
     let named = store.entries_named(&["memory_m3.txt".to_owned()]).await.expect("falls back");
-    assert_eq!(named, vec![(c.clone(), entry("m3".into()))]);
+    assert_eq!(named, vec![(c.clone(), LedgerEntry { status: EntryStatus::Failed, ..entry("m3".into()) })]);
 }
 
 /// Decision 0022: a ledger entry with a typical provenance record still
@@ -394,4 +396,79 @@ async fn listing_a_thousand_connectors_reads_in_batches() {
         store.lease(id).await.expect("lease");
     }
     eprintln!("1,000 connectors: batched {batched:?}; one by one (extrapolated from 100) {:?}", started.elapsed() * 10);
+}
+
+/// A run killed between its batch's lease-item update (counts added,
+/// batch pending) and its entry puts: the next run to take the lease settles
+/// the batch first, taking back the count change of each entry that was not
+/// written, and keeping those an unfenced writer rewrote meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_cut_by_a_crash_is_settled_by_the_next_writer() {
+    use super::batches::Pending;
+    let Some(client) = client("dynamodb::a_batch_cut_by_a_crash_is_settled_by_the_next_writer").await else { return };
+    let table = table_name("crash");
+    let dead = DynamoStore::new(client.clone(), table.clone());
+    dead.create_table().await.expect("create table");
+    let c = ConnectorId::new("crashy");
+    let (one, two) = (RunId::new("run-1"), RunId::new("run-2"));
+    let now = Utc::now();
+    dead.try_acquire_lease(&c, &one, now, Duration::from_secs(60)).await.expect("acquire");
+    let first: Vec<_> =
+        (0..4).map(|i| LedgerEntry { status: EntryStatus::Processed, ..entry(format!("m{i}")) }).collect();
+    let fenced = |entries| Checkpoint { entries, lease_owner: Some(one.clone()), ..Checkpoint::default() };
+    dead.checkpoint(&c, fenced(first)).await.expect("a whole batch");
+
+    // The next batch: m0, m1 fail, m8, m9 are new; only m0 and m8 get written before the kill.
+    let batch: Vec<LedgerEntry> = [
+        ("m0", EntryStatus::Failed),
+        ("m1", EntryStatus::Failed),
+        ("m8", EntryStatus::Submitted),
+        ("m9", EntryStatus::Submitted),
+    ]
+    .into_iter()
+    .map(|(id, status)| LedgerEntry { status, ..entry(id.into()) })
+    .collect();
+    let pending: Vec<Pending> = batch
+        .iter()
+        .map(|e| Pending {
+            id: e.memory_id.clone(),
+            before: (e.status == EntryStatus::Failed).then_some(EntryStatus::Processed),
+            after: e.status,
+        })
+        .collect();
+    dead.begin_batch(&c, &one, &pending, "cut-token").await.expect("batch pending");
+    for (e, p) in batch.iter().zip(&pending).filter(|(e, _)| ["m0", "m8"].contains(&e.memory_id.as_str())) {
+        let item = dead.entry_item(&c, e, Some("cut-token")).expect("item");
+        assert!(dead.put_one(item, p.before, p.after).await.expect("put"));
+    }
+    // Meanwhile an unfenced writer (retry-failed) rewrites m0: it keeps the token.
+    dead.checkpoint(
+        &c,
+        Checkpoint { entries: vec![LedgerEntry { attempts: 0, ..batch[0].clone() }], ..Default::default() },
+    )
+    .await
+    .expect("unfenced");
+    drop(dead);
+
+    let next = DynamoStore::new(client, table);
+    let later = now + TimeDelta::seconds(61);
+    assert!(matches!(
+        next.try_acquire_lease(&c, &two, later, Duration::from_secs(60)).await.expect("take over"),
+        LeaseOutcome::Acquired(_)
+    ));
+    let ten = LedgerEntry { status: EntryStatus::Submitted, ..entry("m10".into()) };
+    next.checkpoint(&c, Checkpoint { entries: vec![ten], lease_owner: Some(two.clone()), ..Checkpoint::default() })
+        .await
+        .expect("the next run's batch");
+    let ids: Vec<MemoryId> = ["m0", "m1", "m2", "m3", "m8", "m9", "m10"].into_iter().map(MemoryId::new).collect();
+    let mut recount: BTreeMap<EntryStatus, u64> = BTreeMap::new();
+    for e in next.entries(&c, &ids).await.expect("entries").values() {
+        *recount.entry(e.status).or_default() += 1;
+    }
+    assert_eq!(
+        recount,
+        BTreeMap::from([(EntryStatus::Processed, 3), (EntryStatus::Failed, 1), (EntryStatus::Submitted, 2)]),
+        "m1 and m9 were never written"
+    );
+    assert_eq!(next.status_counts(&c).await.expect("counts"), recount, "the counts match the ledger again");
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::state::conformance::{self, StoreFactory};
-use crate::state::{Checkpoint, LedgerEntry};
+use crate::state::{Checkpoint, EntryStatus, LedgerEntry, StateStore};
+use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn entry(id: &str) -> LedgerEntry {
@@ -54,7 +55,8 @@ async fn persistence_across_instances() {
         Box::pin(async move { Arc::new(JsonStore::open(&path).await.expect("open json store")) as Arc<dyn StateStore> })
     });
     conformance::check_persistence(&open_same).await;
-    assert_eq!(names_in(dir.path()), ["state.json", "state.json.lock"], "no temp file is left behind");
+    // The lease a racer won is still held: its run's journal is there.
+    assert_eq!(names_in(dir.path()), ["state.json", "state.json.journal", "state.json.lock"], "no temp file");
 }
 
 #[tokio::test]
@@ -245,4 +247,144 @@ async fn the_cache_is_a_top_level_map_that_expired_values_leave() {
     assert_eq!(cache.len(), 1, "the expired value was dropped on the next put: {cache:?}");
     assert_eq!(file["cache"]["geo:v1:52.520,13.405"]["value"], "\"Berlin\"");
     assert_eq!(file["cache"]["geo:v1:52.520,13.405"]["expires_at"], serde_json::Value::Null);
+}
+
+fn fenced(owner: &RunId, ids: &[&str]) -> Checkpoint {
+    Checkpoint { lease_owner: Some(owner.clone()), ..write_of(ids) }
+}
+
+/// During a run the writes go to the journal (the file stays as it was, a
+/// second instance still sees them); releasing the lease folds them into
+/// the file and deletes the journal.
+#[tokio::test]
+async fn a_run_journals_its_writes_and_its_release_folds_them_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let c = ConnectorId::new("docs");
+    let owner = RunId::new("run-1");
+    let store = JsonStore::open(&path).await.expect("open");
+    store.checkpoint(&c, write_of(&["0"])).await.expect("write outside a run");
+    store.try_acquire_lease(&c, &owner, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    let before = fs::read(&path).expect("read");
+    for id in ["1", "2", "3"] {
+        store.checkpoint(&c, fenced(&owner, &[id])).await.expect("fenced write");
+    }
+    assert_eq!(fs::read(&path).expect("read"), before, "the file is not rewritten during a run");
+    assert!(journal_path(&path).exists(), "the run's writes are in the journal");
+    let other = JsonStore::open(&path).await.expect("second instance");
+    let ids: Vec<MemoryId> = ["0", "1", "2", "3"].into_iter().map(MemoryId::new).collect();
+    assert_eq!(other.entries(&c, &ids).await.expect("read").len(), 4, "another instance reads the journal");
+
+    store.release_lease(&c, &owner).await.expect("release");
+    assert!(!journal_path(&path).exists(), "the release folds the journal into the file");
+    let written: serde_json::Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
+    assert_eq!(written["connectors"]["docs"]["entries"].as_object().map(|e| e.len()), Some(4));
+    assert_eq!(other.entries(&c, &ids).await.expect("read").len(), 4, "and after the fold");
+}
+
+/// A record cut by a crash (SIGKILL mid-append) is not there, and the next
+/// write cuts it off before appending.
+#[tokio::test]
+async fn a_journal_record_cut_by_a_crash_is_not_there() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let c = ConnectorId::new("docs");
+    let owner = RunId::new("run-1");
+    let store = JsonStore::open(&path).await.expect("open");
+    store.try_acquire_lease(&c, &owner, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    store.checkpoint(&c, fenced(&owner, &["1"])).await.expect("write");
+    store.checkpoint(&c, fenced(&owner, &["2"])).await.expect("write");
+    let journal = fs::read(journal_path(&path)).expect("journal");
+    let last = journal[..journal.len() - 1].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let half = &journal[last..last + (journal.len() - last) / 2];
+    fs::OpenOptions::new().append(true).open(journal_path(&path)).expect("open").write_all(half).expect("cut");
+
+    let after = JsonStore::open(&path).await.expect("open after the crash");
+    let ids: Vec<MemoryId> = ["1", "2", "3"].into_iter().map(MemoryId::new).collect();
+    assert_eq!(after.entries(&c, &ids).await.expect("read").len(), 2, "the complete records, not the cut one");
+    store.checkpoint(&c, fenced(&owner, &["3"])).await.expect("write after the cut");
+    let again = JsonStore::open(&path).await.expect("open again");
+    assert_eq!(again.entries(&c, &ids).await.expect("read").len(), 3, "the cut record was cut off, not glued to");
+}
+
+/// Encrypted at rest: journal records are sealed one by one.
+#[tokio::test]
+async fn an_encrypted_state_journals_sealed_records() {
+    use crate::state::cipher::StateCipher;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let key = || StateCipher::from_key("a-32-character-key-for-the-tests!");
+    let c = ConnectorId::new("docs");
+    let owner = RunId::new("run-1");
+    let store = JsonStore::open_encrypted(&path, key()).await.expect("open");
+    store.try_acquire_lease(&c, &owner, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    store.checkpoint(&c, fenced(&owner, &["secret-memory-id"])).await.expect("write");
+    let journal = fs::read(journal_path(&path)).expect("journal");
+    assert!(!journal.windows(16).any(|w| w == b"secret-memory-id"), "no plain record in the journal");
+    let again = JsonStore::open_encrypted(&path, key()).await.expect("reopen with the key");
+    assert_eq!(again.entries(&c, &[MemoryId::new("secret-memory-id")]).await.expect("read").len(), 1);
+    assert!(JsonStore::open(&path).await.is_err(), "no key, no state");
+}
+
+/// A crash after the fold wrote the file but before it deleted the journal:
+/// the journal is applied again, which changes nothing.
+#[tokio::test]
+async fn a_journal_applied_twice_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let c = ConnectorId::new("docs");
+    let owner = RunId::new("run-1");
+    let store = JsonStore::open(&path).await.expect("open");
+    store.try_acquire_lease(&c, &owner, Utc::now(), Duration::from_secs(60)).await.expect("acquire");
+    store.checkpoint(&c, fenced(&owner, &["1", "2"])).await.expect("write");
+    store
+        .checkpoint(&c, Checkpoint { entries: vec![LedgerEntry { attempts: 7, ..entry("1") }], ..fenced(&owner, &[]) })
+        .await
+        .expect("rewrite");
+    let journal = fs::read(journal_path(&path)).expect("journal");
+    store.release_lease(&c, &owner).await.expect("release");
+    let folded = fs::read(&path).expect("file");
+    fs::write(journal_path(&path), &journal).expect("the journal comes back");
+    let after = JsonStore::open(&path).await.expect("open");
+    let found = after.entries(&c, &[MemoryId::new("1"), MemoryId::new("2")]).await.expect("read");
+    assert_eq!(found[&MemoryId::new("1")].attempts, 7);
+    assert_eq!(found.len(), 2);
+    assert_eq!(after.lease(&c).await.expect("lease"), None, "the release is in it too");
+    assert_eq!(fs::read(&path).expect("file"), folded);
+}
+
+/// `state restore` takes the journal of the state it replaces along to the
+/// side copy: a killed run's writes never land on the restored backup, and
+/// the side copy opens as the state it was, journal included.
+#[tokio::test]
+async fn restore_drops_the_journal_of_the_replaced_state() {
+    use crate::config::{Config, StateBackend};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let mut config = Config::default();
+    config.state.backend = StateBackend::Json;
+    config.state.path = path.clone();
+    let c = ConnectorId::new("docs");
+    let store = JsonStore::open(&path).await.expect("open");
+    store.checkpoint(&c, write_of(&["kept"])).await.expect("write");
+    let backup = dir.path().join("backup.json");
+    crate::state::backup::backup(&config, &backup).await.expect("backup");
+    // A run that was killed (its lease has expired since): its writes are in the journal.
+    let owner = RunId::new("killed");
+    let long_ago = Utc::now() - chrono::Duration::hours(2);
+    store.try_acquire_lease(&c, &owner, long_ago, Duration::from_secs(60)).await.expect("acquire");
+    store.checkpoint(&c, fenced(&owner, &["journaled"])).await.expect("journaled write");
+    assert!(journal_path(&path).exists());
+    drop(store);
+    let done = crate::state::backup::restore(&config, &backup).await.expect("restore");
+    assert!(!journal_path(&path).exists(), "the replaced state's journal is gone");
+    let ids = [MemoryId::new("kept"), MemoryId::new("journaled")];
+    let restored = JsonStore::open(&path).await.expect("open restored");
+    let found = restored.entries(&c, &ids).await.expect("read");
+    assert_eq!(found.keys().map(MemoryId::as_str).collect::<Vec<_>>(), ["kept"]);
+    let side = done.previous.expect("a side copy");
+    let before = JsonStore::open(&side).await.expect("open the side copy");
+    let mut found: Vec<_> = before.entries(&c, &ids).await.expect("read").into_keys().collect();
+    found.sort();
+    assert_eq!(found.iter().map(MemoryId::as_str).collect::<Vec<_>>(), ["journaled", "kept"]);
 }

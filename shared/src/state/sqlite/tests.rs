@@ -56,7 +56,10 @@ async fn wal_mode_is_on_and_migrations_are_idempotent() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(tables, ["cache", "connectors", "entries", "entry_counts", "leases", "runs"]);
+    assert_eq!(
+        tables,
+        ["cache", "connectors", "digest_shards", "entries", "entry_counts", "leases", "ledger_meta", "runs"]
+    );
 }
 
 #[tokio::test]

@@ -132,6 +132,44 @@ async fn large_checkpoints_are_split_and_fenced() {
     assert!(store.entries(&c, &[MemoryId::new("n000"), MemoryId::new("n149")]).await.expect("get").is_empty());
 }
 
+/// A checkpoint of a run record alone (no entries, no state) is fenced by a
+/// lease condition check in its transaction: written while the lease is
+/// held, refused once another run took it. (Through the recording wrapper:
+/// the template check sees the `ConditionCheckItem` it needs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_record_alone_is_fenced_by_the_lease() {
+    let Some(client) = client("dynamodb::a_run_record_alone_is_fenced_by_the_lease").await else { return };
+    let inner = DynamoStore::new(client, table_name("fence"));
+    inner.create_table().await.expect("create table");
+    let store = RecordedStore::wrap(Arc::new(inner), recorder().as_ref());
+    let c = ConnectorId::new("fenced");
+    let owner = RunId::new("run-1");
+    let now = Utc::now();
+    store.try_acquire_lease(&c, &owner, now, Duration::from_secs(60)).await.expect("acquire");
+    let run = |status| RunRecord {
+        run_id: owner.clone(),
+        connector_id: c.clone(),
+        trigger: crate::state::Trigger::Cli,
+        started_at: DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or_default(),
+        finished_at: None,
+        status,
+        counts: Default::default(),
+        possibly_truncated: false,
+        error: None,
+    };
+    let only_run =
+        |status| Checkpoint { run: Some(run(status)), lease_owner: Some(owner.clone()), ..Checkpoint::default() };
+    store.checkpoint(&c, only_run(crate::state::RunStatus::Running)).await.expect("written under the lease");
+    assert_eq!(store.runs(&c, 10).await.expect("runs").len(), 1);
+
+    let later = now + TimeDelta::seconds(61);
+    store.try_acquire_lease(&c, &RunId::new("run-2"), later, Duration::from_secs(60)).await.expect("take over");
+    let refused = store.checkpoint(&c, only_run(crate::state::RunStatus::Completed)).await;
+    assert!(matches!(refused, Err(StateError::LeaseLost { .. })), "fenced: {refused:?}");
+    let runs = store.runs(&c, 10).await.expect("runs");
+    assert_eq!(runs[0].status, crate::state::RunStatus::Running, "the refused record was not written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_is_a_clear_error() {
     let Some(client) = client("dynamodb::a_missing_table_is_a_clear_error").await else { return };

@@ -32,7 +32,8 @@ impl Bench {
             Arc::new(connector_core::memory_api::MemoryApiClient::new(&config.memory_api)?),
             connector_core::lightrag::open(&config.lightrag).map_err(|e| anyhow::anyhow!("{e}"))?,
             store.clone(),
-        );
+        )
+        .with_lightrag_settings(&config.lightrag);
         let requests = |mem: &MemorySim, rag: &LightragSim, before: &mut (usize, usize)| {
             let now = (mem.list_requests(), rag.request_count(SimRoute::Any));
             let delta = now.0 - before.0 + now.1 - before.1;
@@ -43,6 +44,12 @@ impl Bench {
         let first = engine.run(RunOptions::default()).await?;
         if first.counts.new != n as u64 {
             bail!("the in-process first sync delivered {} of {n}", first.counts.new);
+        }
+        // The deployed shape (LightRAG api mode) confirms what a run
+        // submitted in the next run: ingesting costs both runs.
+        let settle = engine.run(RunOptions::default()).await?;
+        if settle.counts.new != 0 {
+            bail!("the confirming run sent {} again", settle.counts.new);
         }
         let first_units = store.take();
         let first_requests = requests(&mem, &rag, &mut seen);

@@ -14,7 +14,7 @@
 //!    change of each one that does not carry the token.
 
 use super::DynamoStore;
-use super::counts::Current;
+use super::counts::{Condition, Current};
 use super::io::{Transacted, backoff};
 use super::keys::*;
 use super::units::item_bytes;
@@ -168,6 +168,7 @@ impl DynamoStore {
         } else {
             sets = format!("SET {sets}");
         }
+        let fence = Condition::batch_fence(owner, self.batch_owner(owner));
         for attempt in 1..=MAX_RETRIES {
             let mut update = self
                 .client
@@ -175,13 +176,9 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .set_key(Some(key(connector, LEASE_SK)))
                 .update_expression(&sets)
-                .condition_expression("#owner = :owner AND (attribute_not_exists(#po) OR #po = :me)")
-                .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#po", PENDING_OWNER)
-                .expression_attribute_names("#pt", PENDING_TOKEN)
-                .expression_attribute_names("#pi", PENDING_ITEMS)
-                .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
-                .expression_attribute_values(":me", AttributeValue::S(self.batch_owner(owner)))
+                .condition_expression(fence.expression)
+                .set_expression_attribute_names(Some(fence.names.clone()))
+                .set_expression_attribute_values(fence.values.clone())
                 .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
                 .expression_attribute_values(":items", AttributeValue::B(items.clone().into()))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -228,14 +225,15 @@ impl DynamoStore {
     ) -> Result<bool, StateError> {
         let units = cost::write_item(item_bytes(&item))
             + cost::index_writes(before.filter(|s| is_open(*s)), Some(after).filter(|s| is_open(*s)));
-        let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
-        let put = match before {
-            None => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
-            Some(status) => put
-                .condition_expression("#status = :before")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":before", AttributeValue::S(status.as_str().to_owned())),
-        };
+        let condition = Condition::status_still(before);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(condition.values);
         match put.send().await {
             Ok(_) => {
                 self.charge(0, units);
@@ -426,17 +424,14 @@ impl DynamoStore {
     /// The tail's fence: `owner` holds the lease and no other writer's batch
     /// is pending; this run's own (settled) batch is removed.
     fn clear_own_batch(&self, connector: &ConnectorId, owner: &RunId) -> Result<TransactWriteItem, StateError> {
+        let fence = Condition::batch_fence(owner, self.batch_owner(owner));
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(connector, LEASE_SK)))
             .update_expression("REMOVE #po, #pt, #pi")
-            .condition_expression("#owner = :owner AND (attribute_not_exists(#po) OR #po = :me)")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#po", PENDING_OWNER)
-            .expression_attribute_names("#pt", PENDING_TOKEN)
-            .expression_attribute_names("#pi", PENDING_ITEMS)
-            .expression_attribute_values(":owner", AttributeValue::S(owner.as_str().to_owned()))
-            .expression_attribute_values(":me", AttributeValue::S(self.batch_owner(owner)))
+            .condition_expression(fence.expression)
+            .set_expression_attribute_names(Some(fence.names))
+            .set_expression_attribute_values(fence.values)
             .build()
             .map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().update(update).build())

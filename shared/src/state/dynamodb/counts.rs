@@ -13,6 +13,44 @@ use crate::state::{ConnectorState, DigestWrite, EntryStatus, LedgerEntry, RunRec
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use std::collections::{BTreeMap, HashMap};
 
+/// A condition expression with its attribute names and values, for any of
+/// the SDK's builders (one home for each rule a write is conditional on).
+pub(super) struct Condition {
+    pub expression: &'static str,
+    pub names: HashMap<String, String>,
+    pub values: Option<HashMap<String, AttributeValue>>,
+}
+
+impl Condition {
+    fn new(expression: &'static str, names: &[(&str, &str)], values: &[(&str, AttributeValue)]) -> Self {
+        let names = names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let values: HashMap<_, _> = values.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        Self { expression, names, values: (!values.is_empty()).then_some(values) }
+    }
+
+    /// The entry's status is still `before` (`None`: the entry does not exist).
+    pub fn status_still(before: Option<EntryStatus>) -> Self {
+        match before {
+            None => Self::new("attribute_not_exists(#pk)", &[("#pk", PK)], &[]),
+            Some(status) => Self::new(
+                "#status = :before",
+                &[("#status", "status")],
+                &[(":before", AttributeValue::S(status.as_str().to_owned()))],
+            ),
+        }
+    }
+
+    /// On the lease item: `owner` holds the lease and no other writer's
+    /// batch is pending (`me`: this writer's batch owner).
+    pub fn batch_fence(owner: &RunId, me: String) -> Self {
+        Self::new(
+            "#owner = :owner AND (attribute_not_exists(#po) OR #po = :me)",
+            &[("#owner", "owner"), ("#po", PENDING_OWNER), ("#pt", PENDING_TOKEN), ("#pi", PENDING_ITEMS)],
+            &[(":owner", AttributeValue::S(owner.as_str().to_owned())), (":me", AttributeValue::S(me))],
+        )
+    }
+}
+
 /// An entry's status and write token as read just before a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Current {
@@ -163,14 +201,13 @@ impl DynamoStore {
     /// A ledger entry put that only succeeds if the entry's status is still
     /// `before` (`None`: the entry does not exist).
     pub(super) fn put_entry(&self, item: Item, before: Option<EntryStatus>) -> Result<TransactWriteItem, StateError> {
-        let put = Put::builder().table_name(&self.table).set_item(Some(item));
-        let put = match before {
-            None => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
-            Some(status) => put
-                .condition_expression("#status = :before")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":before", AttributeValue::S(status.as_str().to_owned())),
-        };
+        let condition = Condition::status_still(before);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(condition.values);
         let put = put.build().map_err(|e| self.fail("TransactWriteItems", &e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }

@@ -95,6 +95,20 @@ impl EntryStatus {
         matches!(self, EntryStatus::Submitted | EntryStatus::Processed | EntryStatus::LightragFailed)
     }
 
+    /// Listed by status on the sync path or by an operator (`failed`,
+    /// `retry-failed`, deferred updates): the statuses the `dynamodb` store
+    /// keeps in its sparse `open` index. Not the settled ones, which are
+    /// most of a ledger, and not the two every document passes through once
+    /// (`sending`, `submitted`): the run after them finds them through the
+    /// ledger digest, or after an interrupted run by reading the ledger
+    /// (decisions 16, 26 and 27).
+    pub fn listed_by_status(self) -> bool {
+        matches!(
+            self,
+            EntryStatus::Failed | EntryStatus::LightragFailed | EntryStatus::UpdatePending | EntryStatus::Dead
+        )
+    }
+
     /// The statuses that need a person's attention: failed on the
     /// connector's side, failed inside LightRAG, or dead. `status` counts
     /// them as "failed", `failed` lists them, the console shows them. An

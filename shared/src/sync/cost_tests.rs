@@ -19,6 +19,20 @@ use std::sync::Arc;
 async fn the_cost_model_counts_what_the_store_sends() {
     let test = "sync::cost_tests::the_cost_model_counts_what_the_store_sends";
     let Some(_) = crate::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test) else { return };
+    compare(false).await;
+}
+
+/// The same in the deployed shape (LightRAG api mode): `sending` marks
+/// before each request, and the next run's confirmation of what the first
+/// submitted (a run of its own before the no-op).
+#[tokio::test]
+async fn the_cost_model_counts_what_the_store_sends_with_confirmation() {
+    let test = "sync::cost_tests::the_cost_model_counts_what_the_store_sends_with_confirmation";
+    let Some(_) = crate::aws::emulator_endpoint("AWS_ENDPOINT_URL_DYNAMODB", test) else { return };
+    compare(true).await;
+}
+
+async fn compare(confirming: bool) {
     let client = aws_sdk_dynamodb::Client::new(&crate::aws::sdk_config().await);
     let dynamo = DynamoStore::new(client, format!("cost-{:016x}", fastrand::u64(..)));
     dynamo.create_table().await.expect("create table");
@@ -27,7 +41,8 @@ async fn the_cost_model_counts_what_the_store_sends() {
     let model = Arc::new(CostModel::new(Arc::new(sqlite)));
 
     let mut memories: Vec<_> = (0..300).map(|i| memory(&format!("memory-{i:04}"), Some("a first text"))).collect();
-    let mut pages = vec![memories.clone(), memories.clone()];
+    // With confirmation, a second run confirms what the first submitted.
+    let mut pages = vec![memories.clone(); if confirming { 3 } else { 2 }];
     for i in [11, 150, 299] {
         memories[i].transcript = Some("edited".into());
     }
@@ -58,8 +73,8 @@ async fn the_cost_model_counts_what_the_store_sends() {
     ];
     for (store, units) in &sides {
         let page = Page::default();
-        let sink = Arc::new(Sink::default());
-        let engine = testing::engine(Arc::clone(store), &page, &sink, false).with_salt(7);
+        let sink = Arc::new(Sink { confirming, ..Sink::default() });
+        let engine = testing::engine(Arc::clone(store), &page, &sink, confirming).with_salt(7);
         units();
         let mut runs = Vec::new();
         for memories in &pages {
@@ -71,9 +86,15 @@ async fn the_cost_model_counts_what_the_store_sends() {
         measured.push(runs);
     }
     let (store, model) = (&measured[0], &measured[1]);
-    for (i, name) in ["first sync", "no-op", "1% edited"].into_iter().enumerate() {
+    let names: &[&str] = if confirming {
+        &["first sync", "confirming run", "no-op", "1% edited"]
+    } else {
+        &["first sync", "no-op", "1% edited"]
+    };
+    for (i, name) in names.iter().enumerate() {
         assert_eq!(model[i], store[i], "{name}: the model (left) and DynamoDB (right) disagree");
     }
-    assert!(store[1].read_units <= 8, "a no-op reads almost nothing: {:?}", store[1]);
-    assert!(store[2].read_units <= 2 * 3 + 8, "1% edited reads what changed: {:?}", store[2]);
+    let (noop, edited) = (store[names.len() - 2], store[names.len() - 1]);
+    assert!(noop.read_units <= 8, "a no-op reads almost nothing: {noop:?}");
+    assert!(edited.read_units <= 2 * 3 + 8, "1% edited reads what changed: {edited:?}");
 }

@@ -40,10 +40,9 @@ const IDS_PER_OUTBOX: usize = 2_000;
 /// The digest root's binary size (`DigestRoot::to_bytes`).
 const ROOT_BYTES: usize = 1 + 8 + 8 + 1 + crate::state::digest::SHARDS * 12;
 
-/// Statuses in the `open` index (`dynamodb::keys::is_open`).
+/// Statuses in the `open` index ([`EntryStatus::listed_by_status`]).
 fn indexed(status: EntryStatus) -> Option<EntryStatus> {
-    (!matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted))
-        .then_some(status)
+    status.listed_by_status().then_some(status)
 }
 
 /// A value's size as DynamoDB counts it (`dynamodb::units`).

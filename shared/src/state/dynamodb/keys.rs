@@ -62,12 +62,9 @@ pub(super) const MAX_RETRIES: u32 = 8;
 /// How long `reset` holds the connector while it deletes.
 pub(super) const RESET_LEASE: Duration = Duration::from_secs(300);
 
-/// Statuses kept in the `open` index: those listed by status (`failed`,
-/// `retry-failed`). Not the settled ones, which are most of a ledger, and not
-/// `submitted`: every document is submitted once, and the run that follows
-/// finds its unconfirmed ones through the digest's list (decision 26).
+/// Statuses kept in the `open` index ([`EntryStatus::listed_by_status`]).
 pub(super) fn is_open(status: EntryStatus) -> bool {
-    !matches!(status, EntryStatus::Processed | EntryStatus::WaitingTranscript | EntryStatus::Submitted)
+    status.listed_by_status()
 }
 
 /// The lease item's count attribute of a status.

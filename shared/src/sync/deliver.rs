@@ -12,14 +12,43 @@ use crate::lightrag::{self, InsertOutcome, ReplaceOutcome, SinkError, SinkErrorK
 use crate::memory_api::model::Memory;
 use crate::provenance;
 use crate::retry::item_backoff;
-use crate::state::{EntryStatus, LedgerEntry, Provenance, RunStatus};
+use crate::state::{EntryStatus, LedgerEntry, Provenance, RunRecord, RunStatus};
 use crate::transform::{self, Document, Rendered};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+/// How often a delivering run rewrites its `running` record (its counts so
+/// far, for `status`, the API and the console): after this many ledger
+/// entries, or this long, since the last time. Rewriting it with every
+/// checkpoint (every few memories) cost a write unit each (decision 27).
+const PROGRESS_ENTRIES: usize = 100;
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// When the run record was last written with the progress so far.
+#[derive(Default)]
+struct Progress {
+    last: Option<Instant>,
+    entries: usize,
+}
+
+impl Progress {
+    /// The run record to write with a checkpoint of `entries` entries, when one is due.
+    fn due(&mut self, report: &RunReport, entries: usize) -> Option<RunRecord> {
+        self.entries += entries;
+        let now = Instant::now();
+        let fresh = self.last.is_some_and(|last| now.duration_since(last) < PROGRESS_EVERY);
+        if fresh && self.entries < PROGRESS_ENTRIES {
+            return None;
+        }
+        self.last = Some(now);
+        self.entries = 0;
+        Some(report.record(RunStatus::Running))
+    }
+}
 
 /// One memory to deliver, as planned.
 pub(super) struct Work<'a> {
@@ -202,6 +231,7 @@ impl SyncEngine {
         let mut fatal: Option<String> = None;
         let mut abandoned = 0usize;
         let marks = self.settings.confirm;
+        let mut progress = Progress::default();
         let abandon_at = options.abandon_at().map_or_else(super::far_future, tokio::time::Instant::from_std);
 
         loop {
@@ -221,7 +251,8 @@ impl SyncEngine {
                                 finals.record(&marked);
                                 write.push(marked);
                             }
-                            self.write(run_id, write, None, Some(report.record(RunStatus::Running))).await?;
+                            let record = progress.due(report, write.len());
+                            self.write(run_id, write, None, record).await?;
                         }
                         for task in tasks {
                             slots_used += task.cost();
@@ -231,7 +262,8 @@ impl SyncEngine {
                 }
             }
             if done.len() >= batch_size {
-                self.write(run_id, std::mem::take(&mut done), None, Some(report.record(RunStatus::Running))).await?;
+                let record = progress.due(report, done.len());
+                self.write(run_id, std::mem::take(&mut done), None, record).await?;
             }
             let joined = match tokio::time::timeout_at(abandon_at, in_flight.join_next()).await {
                 Ok(Some(joined)) => joined,

@@ -34,6 +34,8 @@ const LEASE_ITEM_BYTES: usize = 300;
 const PART_MAX: usize = 96;
 const TRANSACT_MAX: usize = 100;
 const BATCH_GET_MAX: usize = 100;
+/// The data one Query page returns at most.
+const QUERY_PAGE_BYTES: usize = 1 << 20;
 /// Unconfirmed ids the root item keeps inline, ids per `OUTBOX#n` item.
 const INLINE_IDS: usize = 200;
 const IDS_PER_OUTBOX: usize = 2_000;
@@ -336,9 +338,26 @@ impl StateStore for CostModel {
             self.add(read_query(keys, false), 0, statuses.len() as u64);
             self.batch_get(found.iter().map(|e| Some(entry_bytes(connector, e, true))));
         } else {
-            let all = self.inner.entries_with_status(connector, &EntryStatus::ALL, usize::MAX).await?;
-            let bytes = all.iter().map(|e| entry_bytes(connector, e, true)).sum();
-            self.add(read_query(bytes, true), 0, 1);
+            // The ledger in key order, a page (1 MB) at a time, up to the
+            // page that completes `limit`.
+            let mut all = self.inner.entries_with_status(connector, &EntryStatus::ALL, usize::MAX).await?;
+            all.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+            let (mut page, mut kept) = (0usize, 0usize);
+            for entry in &all {
+                let bytes = entry_bytes(connector, entry, true);
+                if page > 0 && page + bytes > QUERY_PAGE_BYTES {
+                    self.add(read_query(page, true), 0, 1);
+                    page = 0;
+                    if kept >= limit {
+                        break;
+                    }
+                }
+                page += bytes;
+                kept += usize::from(statuses.contains(&entry.status));
+            }
+            if page > 0 || all.is_empty() {
+                self.add(read_query(page, true), 0, 1);
+            }
         }
         self.hints(connector, |h| h.extend(found.iter().map(|e| (e.memory_id.clone(), Some(e.status)))));
         Ok(found)

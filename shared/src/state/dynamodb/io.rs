@@ -64,6 +64,37 @@ impl DynamoStore {
         limit: Option<usize>,
         forward: bool,
     ) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::new();
+        self.query_pages(operation, connector, range, projection, limit, forward, |page| {
+            items.extend(page);
+            Ok(match limit {
+                Some(l) if items.len() >= l => {
+                    items.truncate(l);
+                    Next::Stop
+                }
+                Some(l) => Next::More(Some(l - items.len())),
+                None => Next::More(None),
+            })
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// The pages of a key-condition query, strongly consistent, one at a
+    /// time: `each` takes a page and says whether to read on (and at most how
+    /// many items the next page may hold). `limit`: at most that many items
+    /// in the first page.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn query_pages(
+        &self,
+        operation: &str,
+        connector: &ConnectorId,
+        range: SortRange,
+        projection: Option<&str>,
+        limit: Option<usize>,
+        forward: bool,
+        mut each: impl FnMut(Vec<Item>) -> Result<Next, StateError>,
+    ) -> Result<(), StateError> {
         let (condition, values) = match range {
             SortRange::Prefix(prefix) => {
                 ("#pk = :pk AND begins_with(#sk, :prefix)", vec![(":prefix", prefix.to_owned())])
@@ -72,8 +103,8 @@ impl DynamoStore {
                 ("#pk = :pk AND #sk BETWEEN :low AND :high", vec![(":low", low), (":high", high)])
             }
         };
-        let mut items = Vec::new();
         let mut start: Option<Item> = None;
+        let mut limit = limit;
         loop {
             let mut query = self
                 .client
@@ -96,21 +127,19 @@ impl DynamoStore {
                 }
             }
             if let Some(limit) = limit {
-                let left = limit.saturating_sub(items.len()).max(1);
-                query = query.limit(i32::try_from(left).unwrap_or(i32::MAX));
+                query = query.limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
             }
             let page = query.send().await.map_err(|e| self.fail(operation, &e))?;
             let page_items = page.items.unwrap_or_default();
             self.count_read(page_items.len());
             self.charge(cost::read_query(page_items.iter().map(item_bytes).sum(), true), 0);
-            items.extend(page_items);
-            if limit.is_some_and(|l| items.len() >= l) {
-                items.truncate(limit.unwrap_or(usize::MAX));
-                return Ok(items);
+            match each(page_items)? {
+                Next::Stop => return Ok(()),
+                Next::More(next) => limit = next,
             }
             match page.last_evaluated_key {
                 Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(items),
+                _ => return Ok(()),
             }
         }
     }

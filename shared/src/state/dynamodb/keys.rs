@@ -88,6 +88,13 @@ pub(super) enum SortRange {
     Between(String, String),
 }
 
+/// After a page of a query: stop, or read on (the next page holding at
+/// most that many items, `None`: as many as fit).
+pub(super) enum Next {
+    Stop,
+    More(Option<usize>),
+}
+
 /// The partition of the key-value cache (enrichments): `#` keeps it apart
 /// from connector ids, which start with a letter or digit.
 pub(super) fn cache_partition() -> ConnectorId {

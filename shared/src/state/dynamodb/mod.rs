@@ -419,20 +419,23 @@ impl StateStore for DynamoStore {
             }
         }
         // A filter expression would still read the whole ledger; the status
-        // is checked here instead so the page size stays the query's.
+        // is checked here instead, a page at a time: only what is kept is
+        // held, and the reading stops at the page that completes `limit`.
         let mut out = Vec::new();
-        let items = self
-            .query_all("Query (entries by status)", connector, SortRange::Prefix(ENTRY_PREFIX), None, None, true)
-            .await?;
-        for item in items {
-            let entry: LedgerEntry = self.record("ledger entry", item)?;
-            if wanted.contains(&entry.status) {
-                out.push(entry);
-                if out.len() == limit {
-                    break;
+        let prefix = SortRange::Prefix(ENTRY_PREFIX);
+        self.query_pages("Query (entries by status)", connector, prefix, None, None, true, |page| {
+            for item in page {
+                let entry: LedgerEntry = self.record("ledger entry", item)?;
+                if wanted.contains(&entry.status) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        return Ok(Next::Stop);
+                    }
                 }
             }
-        }
+            Ok(Next::More(None))
+        })
+        .await?;
         self.remember(connector, out.iter().map(|e| (e.memory_id.clone(), Some(e.status))));
         Ok(out)
     }

@@ -233,6 +233,40 @@ async fn listing_by_status_reads_what_it_finds() {
     assert_eq!(store.items_read() - before, 403);
 }
 
+/// Listing a status the `open` index does not hold (after an interrupted
+/// run: `submitted` and `sending`) reads the ledger a page at a time and
+/// stops at the page where it has found `limit` entries: a large ledger is
+/// never held in memory whole, and is not read past what was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_an_unindexed_status_reads_the_ledger_a_page_at_a_time() {
+    let Some(client) = client("dynamodb::listing_an_unindexed_status_reads_the_ledger_a_page_at_a_time").await else {
+        return;
+    };
+    let store = DynamoStore::new(client, table_name("pages"));
+    store.create_table().await.expect("create table");
+    let c = ConnectorId::new("pages");
+    // ~3 KB each: a Query page (1 MB) holds about a third of them.
+    let mut entries: Vec<_> = (0..1000)
+        .map(|i| LedgerEntry {
+            status: EntryStatus::Processed,
+            last_error: Some("x".repeat(3000)),
+            ..entry(format!("m{i:04}"))
+        })
+        .collect();
+    entries[0].status = EntryStatus::Sending;
+    entries[999].status = EntryStatus::Submitted;
+    store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
+
+    let before = store.items_read();
+    let first = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Sending], 1).await.expect("list");
+    assert_eq!(first.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0000"]);
+    let read = store.items_read() - before;
+    assert!(read < 500, "stops at the first page that has the one asked for: read {read} of 1000");
+
+    let all = store.entries_with_status(&c, &[EntryStatus::Submitted, EntryStatus::Sending], 10).await.expect("list");
+    assert_eq!(all.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0000", "m0999"], "every page read");
+}
+
 /// Two writers change the same entries at once (a run's checkpoint and a
 /// `retry-failed`, neither fenced here): each entry put is conditional on the
 /// status its count change assumed, so the loser re-reads and the counts

@@ -144,6 +144,38 @@ impl DynamoStore {
         }
     }
 
+    /// The pages of a consistent `Scan` of the whole table, one at a time
+    /// (`each` takes a page). A projection may name `#pk`, `#sk` and `#owner`.
+    pub(super) async fn scan_pages(
+        &self,
+        operation: &str,
+        projection: Option<&str>,
+        mut each: impl FnMut(Vec<Item>) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let mut start: Option<Item> = None;
+        loop {
+            let mut scan =
+                self.client.scan().table_name(&self.table).consistent_read(true).set_exclusive_start_key(start.take());
+            if let Some(projection) = projection {
+                scan = scan.projection_expression(projection);
+                for (name, attribute) in [("#pk", PK), ("#sk", SK), ("#owner", "owner")] {
+                    if projection.contains(name) {
+                        scan = scan.expression_attribute_names(name, attribute);
+                    }
+                }
+            }
+            let page = scan.send().await.map_err(|e| self.fail(operation, &e))?;
+            let items = page.items.unwrap_or_default();
+            self.count_read(items.len());
+            self.charge(cost::read_query(items.iter().map(item_bytes).sum(), true), 0);
+            each(items)?;
+            match page.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// The memory ids the `open` index lists under these statuses, the
     /// first `limit` in memory-id order (each status's index partition is
     /// in `sk` order; they are merged here).

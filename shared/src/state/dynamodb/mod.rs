@@ -44,8 +44,9 @@
 //! - Entries are found by their LightRAG name (`file_source`) through the
 //!   keys-only global index `name` (hash key `file_source`), then read with
 //!   the consistent `BatchGetItem`; see `names`.
-//! - `connectors()` is a consistent `Scan` of keys (the only scan; used for
-//!   listings and retention, not on the sync path).
+//! - `connectors()` is a consistent `Scan` of keys (used for listings and
+//!   retention, not on the sync path); the only other scan is the look-up
+//!   by name on a table without the `name` index (see `names`).
 //! - Every request's read and write units are counted ([`DynamoStore::units`],
 //!   the rules of `state::cost`).
 //!
@@ -335,24 +336,7 @@ impl StateStore for DynamoStore {
 
     async fn connectors(&self) -> Result<Vec<ConnectorId>, StateError> {
         let mut ids = BTreeSet::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression("#pk, #sk, #owner")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_names("#owner", "owner")
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.fail("Scan (connectors)", &e))?;
-            let items = page.items.unwrap_or_default();
-            self.count_read(items.len());
-            self.charge(super::cost::read_query(items.iter().map(units::item_bytes).sum(), true), 0);
+        self.scan_pages("Scan (connectors)", Some("#pk, #sk, #owner"), |items| {
             for item in items {
                 // A released lease keeps its item (the counts live there): not state.
                 let released = item.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == LEASE_SK)
@@ -366,11 +350,10 @@ impl StateStore for DynamoStore {
                     }
                 }
             }
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(ids.into_iter().map(ConnectorId::new).collect()),
-            }
-        }
+            Ok(())
+        })
+        .await?;
+        Ok(ids.into_iter().map(ConnectorId::new).collect())
     }
 
     async fn entries(

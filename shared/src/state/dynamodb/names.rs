@@ -3,7 +3,9 @@
 //! the consistent `BatchGetItem` of the entries it names. The index is
 //! eventually consistent, so an entry renamed a moment ago is checked
 //! against its current item. A table without the index (deployed before
-//! it) falls back to reading each connector's ledger, with a warning.
+//! it) falls back to one consistent Scan of the table, with a warning: a
+//! page at a time, keeping only the entries named (every ledger held
+//! whole would not fit the api function).
 
 use super::DynamoStore;
 use super::io::IndexQuery;
@@ -28,7 +30,7 @@ impl DynamoStore {
                 }
                 Err(IndexQuery::Missing(detail)) => {
                     tracing::warn!(table = %self.table, %detail, "the state table has no `name` index (deployed before it existed?): looking names up reads every ledger; update the stack");
-                    return crate::state::entries_named_by_reading_all(self, names).await;
+                    return self.entries_named_by_scanning(&wanted).await;
                 }
                 Err(IndexQuery::Failed(e)) => return Err(e),
             }
@@ -45,5 +47,32 @@ impl DynamoStore {
             out.extend(entries.into_iter().map(|e| (connector.clone(), e)));
         }
         Ok(out)
+    }
+
+    /// The ledger entries of every connector whose name is `wanted`: one
+    /// Scan, each page's items dropped but for those, by connector and
+    /// memory id.
+    async fn entries_named_by_scanning(
+        &self,
+        wanted: &BTreeSet<&str>,
+    ) -> Result<Vec<(ConnectorId, LedgerEntry)>, StateError> {
+        let mut found: BTreeMap<(ConnectorId, MemoryId), LedgerEntry> = BTreeMap::new();
+        self.scan_pages("Scan (entries by name)", None, |items| {
+            for item in items {
+                let is_entry = item.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with(ENTRY_PREFIX));
+                let named = item.get(NAME_KEY).and_then(|v| v.as_s().ok()).is_some_and(|n| wanted.contains(n.as_str()));
+                let Some(connector) = item.get(PK).and_then(|v| v.as_s().ok()).map(|pk| ConnectorId::new(pk.as_str()))
+                else {
+                    continue;
+                };
+                if is_entry && named {
+                    let entry: LedgerEntry = self.record("ledger entry", item)?;
+                    found.insert((connector, entry.memory_id.clone()), entry);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(found.into_iter().map(|((connector, _), entry)| (connector, entry)).collect())
     }
 }

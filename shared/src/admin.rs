@@ -3,14 +3,16 @@
 //! list the failed memories and make them eligible again. Each entry point
 //! only translates its request into one of these calls.
 
-use crate::ids::{ConnectorId, RunId};
+use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::{Checkpoint, ConnectorState, EntryStatus, LedgerEntry, StateError, StateStore};
 use chrono::{DateTime, Utc};
 
 /// At most this many entries are listed by `failed`.
 pub const FAILED_LIST_LIMIT: usize = 10_000;
-/// At most this many entries are replayed by one `retry-failed`.
-const REPLAY_LIMIT: usize = 1_000_000;
+/// Entries `retry-failed` reads and rewrites at a time: what it holds in
+/// memory whatever the ledger's size (the api function has 128 MB), and
+/// what a timeout half-way can leave undone (it is repeated safely).
+const REPLAY_PAGE: usize = 1_000;
 
 /// Where a killed run's lease may be released before it expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,21 +68,33 @@ pub async fn failed(store: &dyn StateStore, connector: &ConnectorId) -> Result<V
 /// Makes failed and dead memories eligible again on the next run (attempts
 /// reset). Returns how many.
 pub async fn retry_failed(store: &dyn StateStore, connector: &ConnectorId) -> Result<usize, StateError> {
-    let stuck = store.entries_with_status(connector, &EntryStatus::REPLAYABLE, REPLAY_LIMIT).await?;
-    let replayed: Vec<LedgerEntry> = stuck
-        .into_iter()
-        .map(|mut e| {
-            e.status = EntryStatus::Failed;
-            e.attempts = 0;
-            e.next_attempt_at = None;
-            e
-        })
-        .collect();
-    let count = replayed.len();
-    if count > 0 {
+    replay(store, connector, REPLAY_PAGE).await
+}
+
+/// [`retry_failed`] a page of `page` entries at a time, each page written
+/// before the next is read (a replayed entry is `failed` again: the pages
+/// go by memory id, so it is not listed twice).
+async fn replay(store: &dyn StateStore, connector: &ConnectorId, page: usize) -> Result<usize, StateError> {
+    let mut count = 0;
+    let mut after: Option<MemoryId> = None;
+    loop {
+        let stuck = store.entries_with_status_after(connector, &EntryStatus::REPLAYABLE, after.as_ref(), page).await?;
+        // Empty, not short, ends it: a page read through an eventually
+        // consistent index may come back short with more after it.
+        let Some(last) = stuck.last() else { return Ok(count) };
+        after = Some(last.memory_id.clone());
+        let replayed: Vec<LedgerEntry> = stuck
+            .into_iter()
+            .map(|mut e| {
+                e.status = EntryStatus::Failed;
+                e.attempts = 0;
+                e.next_attempt_at = None;
+                e
+            })
+            .collect();
+        count += replayed.len();
         store.checkpoint(connector, Checkpoint { entries: replayed, ..Default::default() }).await?;
     }
-    Ok(count)
 }
 
 /// Releases the connector's lease when the process that holds it ran on
@@ -126,6 +140,39 @@ mod tests {
         assert!(listed.iter().all(|e| e.status.is_failed()));
         assert!(!listed.iter().any(|e| e.status == EntryStatus::UpdatePending));
         assert_eq!(retry_failed(&store, &connector).await.unwrap(), EntryStatus::REPLAYABLE.len());
+    }
+
+    /// `retry-failed` goes a page at a time, so a ledger of any size is
+    /// never held whole: every failed and dead entry is replayed once, the
+    /// replayed ones (`failed` again) are not read again, and it ends.
+    #[tokio::test]
+    async fn retry_failed_replays_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JsonStore::open(&dir.path().join("state.json")).await.unwrap();
+        let connector = ConnectorId::new("c");
+        let now = Utc::now();
+        let status = |i: usize| match i % 3 {
+            0 => EntryStatus::Failed,
+            1 => EntryStatus::Dead,
+            _ => EntryStatus::Processed,
+        };
+        let entries: Vec<LedgerEntry> = (0..11)
+            .map(|i| LedgerEntry {
+                attempts: 5,
+                ..LedgerEntry::new(format!("m{i:02}").into(), format!("f{i}"), status(i), now)
+            })
+            .collect();
+        store.checkpoint(&connector, Checkpoint { entries, ..Default::default() }).await.unwrap();
+
+        assert_eq!(replay(&store, &connector, 2).await.unwrap(), 8, "4 failed and 4 dead, in pages of 2");
+        let all = store.entries_with_status(&connector, &EntryStatus::ALL, 100).await.unwrap();
+        let replayed: Vec<&str> = all
+            .iter()
+            .filter(|e| e.status == EntryStatus::Failed && e.attempts == 0)
+            .map(|e| e.memory_id.as_str())
+            .collect();
+        assert_eq!(replayed, ["m00", "m01", "m03", "m04", "m06", "m07", "m09", "m10"]);
+        assert_eq!(all.iter().filter(|e| e.status == EntryStatus::Processed).count(), 3, "settled ones untouched");
     }
 
     /// Both shapes reset through here; only the binary releases a dead holder's lease.

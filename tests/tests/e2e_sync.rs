@@ -259,10 +259,11 @@ impl StateStore for LaggingListing {
     async fn entries(&self, c: &ConnectorId, ids: &[MemoryId]) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
         self.0.entries(c, ids).await
     }
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         _: &ConnectorId,
         _: &[EntryStatus],
+        _: Option<&MemoryId>,
         _: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
         Ok(Vec::new()) // the index has not caught up yet

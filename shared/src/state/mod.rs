@@ -565,6 +565,18 @@ pub trait StateStore: Send + Sync + fmt::Debug {
         connector: &ConnectorId,
         statuses: &[EntryStatus],
         limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StateError> {
+        self.entries_with_status_after(connector, statuses, None, limit).await
+    }
+
+    /// [`StateStore::entries_with_status`] from the first memory id after
+    /// `after` (`None`: from the first): a listing read a page at a time.
+    async fn entries_with_status_after(
+        &self,
+        connector: &ConnectorId,
+        statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
+        limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError>;
 
     /// Number of entries per status (statuses with none are absent).

@@ -80,13 +80,15 @@ impl StateStore for RecordedStore {
         self.call("entries_named", self.inner.entries_named(names)).await
     }
 
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         connector: &ConnectorId,
         statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
-        self.call("entries_with_status", self.inner.entries_with_status(connector, statuses, limit)).await
+        let listed = self.inner.entries_with_status_after(connector, statuses, after, limit);
+        self.call("entries_with_status", listed).await
     }
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {

@@ -673,25 +673,28 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         connector: &ConnectorId,
         statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
         let statuses: BTreeSet<EntryStatus> = statuses.iter().copied().collect();
         if statuses.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let connector = connector.clone();
+        let (connector, after) = (connector.clone(), after.cloned());
         self.call("read entries by status", move |conn| {
             let placeholders = vec!["?"; statuses.len()].join(", ");
+            let from = if after.is_some() { "AND memory_id > ? " } else { "" };
             let mut query = conn.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries WHERE connector_id = ? AND status IN ({placeholders}) \
-                 ORDER BY memory_id LIMIT ?"
+                 {from}ORDER BY memory_id LIMIT ?"
             ))?;
             let mut values = vec![Value::Text(connector.as_str().to_owned())];
             values.extend(statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
+            values.extend(after.map(|id| Value::Text(id.as_str().to_owned())));
             values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
             let rows = query.query_map(rusqlite::params_from_iter(values), entry_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -165,6 +165,16 @@ pub async fn entries_with_status(store: Arc<dyn StateStore>) {
         ok(s.entries_with_status(&c, &[EntryStatus::Submitted], 100).await, s, "query absent").is_empty(),
         "{s:?}: a status nobody has returns nothing"
     );
+    // A page starts after a memory id (it need not be listed, nor exist):
+    // the listing is read a page at a time without holding it whole.
+    let statuses = [EntryStatus::Failed, EntryStatus::Dead, EntryStatus::UpdatePending, EntryStatus::Processed];
+    let after = |id: &str| MemoryId::new(id);
+    let page = ok(s.entries_with_status_after(&c, &statuses, Some(&after("b")), 2).await, s, "page after b");
+    assert_eq!(ids(page), ["c", "d"], "{s:?}: the page after `b`, at most `limit`");
+    let page = ok(s.entries_with_status_after(&c, &EntryStatus::FAILED, Some(&after("bb")), 100).await, s, "after bb");
+    assert_eq!(ids(page), ["c", "e"], "{s:?}: after an id the ledger does not hold");
+    let page = ok(s.entries_with_status_after(&c, &statuses, Some(&after("f")), 100).await, s, "after the last");
+    assert!(page.is_empty(), "{s:?}: nothing after the last");
 
     // An entry that changes status leaves its old listing and joins the new one.
     let moved = vec![

@@ -326,21 +326,22 @@ impl StateStore for CostModel {
         Ok(found)
     }
 
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         connector: &ConnectorId,
         statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
-        let found = self.inner.entries_with_status(connector, statuses, limit).await?;
+        let found = self.inner.entries_with_status_after(connector, statuses, after, limit).await?;
         if statuses.iter().all(|s| indexed(*s).is_some()) {
             let keys: usize = found.iter().map(|e| 60 + e.memory_id.as_str().len()).sum();
             self.add(read_query(keys, false), 0, statuses.len() as u64);
             self.batch_get(found.iter().map(|e| Some(entry_bytes(connector, e, true))));
         } else {
-            // The ledger in key order, a page (1 MB) at a time, up to the
-            // page that completes `limit`.
-            let mut all = self.inner.entries_with_status(connector, &EntryStatus::ALL, usize::MAX).await?;
+            // The ledger in key order (after `after`), a page (1 MB) at a
+            // time, up to the page that completes `limit`.
+            let mut all = self.inner.entries_with_status_after(connector, &EntryStatus::ALL, after, usize::MAX).await?;
             all.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
             let (mut page, mut kept) = (0usize, 0usize);
             for entry in &all {

@@ -95,15 +95,20 @@ impl DynamoStore {
         forward: bool,
         mut each: impl FnMut(Vec<Item>) -> Result<Next, StateError>,
     ) -> Result<(), StateError> {
+        let mut start: Option<Item> = None;
         let (condition, values) = match range {
             SortRange::Prefix(prefix) => {
+                ("#pk = :pk AND begins_with(#sk, :prefix)", vec![(":prefix", prefix.to_owned())])
+            }
+            SortRange::PrefixAfter(prefix, after) => {
+                // DynamoDB's own cursor: the position need not hold an item.
+                start = Some(key(connector, &after));
                 ("#pk = :pk AND begins_with(#sk, :prefix)", vec![(":prefix", prefix.to_owned())])
             }
             SortRange::Between(low, high) => {
                 ("#pk = :pk AND #sk BETWEEN :low AND :high", vec![(":low", low), (":high", high)])
             }
         };
-        let mut start: Option<Item> = None;
         let mut limit = limit;
         loop {
             let mut query = self
@@ -183,11 +188,14 @@ impl DynamoStore {
         &self,
         connector: &ConnectorId,
         statuses: &BTreeSet<EntryStatus>,
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<MemoryId>, IndexQuery> {
         let mut ids: Vec<MemoryId> = Vec::new();
+        let after = after.map(entry_sk);
         for status in statuses {
-            let found = self.index_entries(OPEN_INDEX, OPEN_PK, &open_key(connector, *status), limit).await?;
+            let value = open_key(connector, *status);
+            let found = self.index_entries(OPEN_INDEX, OPEN_PK, &value, after.as_deref(), limit).await?;
             ids.extend(found.into_iter().map(|(_, id)| id));
         }
         ids.sort();
@@ -197,19 +205,21 @@ impl DynamoStore {
     }
 
     /// The ledger entries (connector, memory id) a keys-only global index
-    /// lists under `value` of its hash key `key`: every page, at most `limit`.
+    /// lists under `value` of its hash key `key`: every page, at most `limit`;
+    /// with `after`, only sort keys after it (an index sorted by `sk`).
     pub(super) async fn index_entries(
         &self,
         index: &str,
         key: &str,
         value: &str,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(ConnectorId, MemoryId)>, IndexQuery> {
         let operation = format!("Query ({index} index)");
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -218,10 +228,14 @@ impl DynamoStore {
                 .expression_attribute_names("#key", key)
                 .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
                 .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.index_error(&operation, &e))?;
+                .set_exclusive_start_key(start.take());
+            if let Some(after) = after {
+                query = query
+                    .key_condition_expression("#key = :value AND #sk > :after")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":after", AttributeValue::S(after.to_owned()));
+            }
+            let page = query.send().await.map_err(|e| self.index_error(&operation, &e))?;
             let items = page.items.unwrap_or_default();
             self.count_read(items.len());
             // Keys only, and the index's own key: what the index item holds.

@@ -84,6 +84,8 @@ pub(super) fn open_key(connector: &ConnectorId, status: EntryStatus) -> String {
 /// Which sort keys of a connector a query reads.
 pub(super) enum SortRange {
     Prefix(&'static str),
+    /// Under the prefix, from the first sort key after the given one.
+    PrefixAfter(&'static str, String),
     /// Inclusive bounds.
     Between(String, String),
 }

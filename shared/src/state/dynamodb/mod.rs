@@ -374,10 +374,11 @@ impl StateStore for DynamoStore {
         self.entries_by_name(names).await
     }
 
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         connector: &ConnectorId,
         statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
         let wanted: BTreeSet<EntryStatus> = statuses.iter().copied().collect();
@@ -385,7 +386,7 @@ impl StateStore for DynamoStore {
             return Ok(Vec::new());
         }
         if wanted.iter().all(|status| is_open(*status)) {
-            match self.open_ids(connector, &wanted, limit).await {
+            match self.open_ids(connector, &wanted, after, limit).await {
                 Ok(ids) => {
                     // The index is eventually consistent: read the items
                     // themselves (consistently) and keep those still wanted.
@@ -405,7 +406,10 @@ impl StateStore for DynamoStore {
         // is checked here instead, a page at a time: only what is kept is
         // held, and the reading stops at the page that completes `limit`.
         let mut out = Vec::new();
-        let prefix = SortRange::Prefix(ENTRY_PREFIX);
+        let prefix = match after {
+            Some(after) => SortRange::PrefixAfter(ENTRY_PREFIX, entry_sk(after)),
+            None => SortRange::Prefix(ENTRY_PREFIX),
+        };
         self.query_pages("Query (entries by status)", connector, prefix, None, None, true, |page| {
             for item in page {
                 let entry: LedgerEntry = self.record("ledger entry", item)?;

@@ -22,7 +22,7 @@ impl DynamoStore {
         let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         let mut keys: BTreeMap<ConnectorId, Vec<MemoryId>> = BTreeMap::new();
         for name in &wanted {
-            match self.index_entries(NAME_INDEX, NAME_KEY, name, usize::MAX).await {
+            match self.index_entries(NAME_INDEX, NAME_KEY, name, None, usize::MAX).await {
                 Ok(found) => {
                     for (connector, id) in found {
                         keys.entry(connector).or_default().push(id);

@@ -12,6 +12,7 @@ use crate::state::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::PoisonError;
 use std::time::Duration;
 
@@ -110,21 +111,24 @@ impl StateStore for JsonStore {
         .await
     }
 
-    async fn entries_with_status(
+    async fn entries_with_status_after(
         &self,
         connector: &ConnectorId,
         statuses: &[EntryStatus],
+        after: Option<&MemoryId>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
-        let (connector, statuses) = (connector.clone(), statuses.to_vec());
+        let (connector, statuses, after) = (connector.clone(), statuses.to_vec(), after.cloned());
         self.blocking(move |inner| {
             inner.read(|doc| {
                 doc.connectors
                     .get(&connector)
                     .map(|record| {
+                        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
                         record
                             .entries
-                            .values()
+                            .range((from, Bound::Unbounded))
+                            .map(|(_, entry)| entry)
                             .filter(|entry| statuses.contains(&entry.status))
                             .take(limit)
                             .cloned()

@@ -62,7 +62,16 @@ pub async fn set_paused(store: &dyn StateStore, connector: &ConnectorId, paused:
 
 /// The memories that need attention ([`EntryStatus::FAILED`]), by memory id.
 pub async fn failed(store: &dyn StateStore, connector: &ConnectorId) -> Result<Vec<LedgerEntry>, StateError> {
-    store.entries_with_status(connector, &EntryStatus::FAILED, FAILED_LIST_LIMIT).await
+    failed_first(store, connector, FAILED_LIST_LIMIT).await
+}
+
+/// The first `limit` of [`failed`] (a page that shows a few).
+pub async fn failed_first(
+    store: &dyn StateStore,
+    connector: &ConnectorId,
+    limit: usize,
+) -> Result<Vec<LedgerEntry>, StateError> {
+    store.entries_with_status(connector, &EntryStatus::FAILED, limit).await
 }
 
 /// Makes failed and dead memories eligible again on the next run (attempts

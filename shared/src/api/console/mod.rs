@@ -330,7 +330,8 @@ async fn render_connector(
         let connector = find(state, id)?;
         let status = status::connector_status(connector, state.store.as_ref(), now).await?;
         let runs = state.store.runs(&connector.id, pages::HISTORY_RUNS).await?;
-        let failed = admin::failed(state.store.as_ref(), &connector.id).await?;
+        // What the page shows; how many more, the counts say.
+        let failed = admin::failed_first(state.store.as_ref(), &connector.id, pages::FAILED_SHOWN).await?;
         Ok::<_, ApiError>((status, runs, failed))
     };
     let (status, runs, failed) = match loaded.await {

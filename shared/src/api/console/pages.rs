@@ -266,7 +266,7 @@ pub(super) fn connector(frame: &Frame<'_>, page: &ConnectorPage<'_>) -> Markup {
                 (history(page.runs, page.now))
             }
             h2 { "Failed and dead memories (" (page.failed.len()) ")" }
-            (failed(page.failed, page.now))
+            (failed(page.failed, page.status.failed, page.now))
         },
     )
 }
@@ -301,7 +301,9 @@ fn history(runs: &[RunRecord], now: DateTime<Utc>) -> Markup {
     }
 }
 
-fn failed(entries: &[LedgerEntry], now: DateTime<Utc>) -> Markup {
+/// The first failed entries (at most [`FAILED_SHOWN`]) of `total`.
+fn failed(entries: &[LedgerEntry], total: u64, now: DateTime<Utc>) -> Markup {
+    let more = total.saturating_sub(entries.len() as u64);
     html! {
         @if entries.is_empty() {
             p { "None." }
@@ -324,8 +326,8 @@ fn failed(entries: &[LedgerEntry], now: DateTime<Utc>) -> Markup {
                     }
                 }
             }
-            @if entries.len() > FAILED_SHOWN {
-                p class="muted" { "… and " (entries.len() - FAILED_SHOWN) " more (" code { "memory-connector failed" } " or " code { "GET /connectors/{id}/failed" } " lists them all)." }
+            @if more > 0 {
+                p class="muted" { "… and " (more) " more (" code { "memory-connector failed" } " or " code { "GET /connectors/{id}/failed" } " lists them all)." }
             }
         }
     }

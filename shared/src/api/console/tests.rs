@@ -170,6 +170,34 @@ async fn every_action_needs_this_sessions_csrf_token() {
     assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
 }
 
+/// The connector's page reads the failed entries it shows, not every one
+/// the API's listing would (up to 10,000 on each view, into the api
+/// function's memory); how many more there are comes from the counts. The
+/// store is counted as DynamoDB would charge it (the cost model).
+#[tokio::test]
+async fn the_connector_page_reads_only_the_failed_entries_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn StateStore> = Arc::new(JsonStore::open(&dir.path().join("state.json")).await.unwrap());
+    let model = Arc::new(crate::state::cost::model::CostModel::new(inner));
+    let url = serve_yaml(YAML, Arc::clone(&model) as Arc<dyn StateStore>, true).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let c = Console { url, http, store: Arc::clone(&model) as Arc<dyn StateStore>, _dir: dir };
+    let now = chrono::Utc::now();
+    let shown = super::pages::FAILED_SHOWN;
+    let entries = (0..shown + 700)
+        .map(|i| LedgerEntry::new(MemoryId::new(format!("m{i:05}")), format!("m{i}.txt"), EntryStatus::Failed, now))
+        .collect();
+    c.store.checkpoint(&ConnectorId::new("c1"), Checkpoint { entries, ..Default::default() }).await.unwrap();
+    let cookie = c.login().await;
+
+    model.take();
+    let (page, _) = c.page("/console/c1", &cookie).await;
+    let read = model.take().read_units;
+    assert!(page.contains("m00000") && !page.contains(&format!("m{:05}", shown)), "the first {shown} shown");
+    assert!(page.contains("… and 700 more"), "{page}");
+    assert!(read < shown as u64 + 100, "read {read} units for a page that shows {shown} entries");
+}
+
 #[tokio::test]
 async fn hostile_ids_errors_and_descriptions_are_shown_escaped() {
     let yaml = YAML

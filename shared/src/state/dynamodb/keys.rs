@@ -55,7 +55,7 @@ pub(super) const BATCH_WRITE_MAX: usize = 25;
 /// `BatchGetItem`/`BatchWriteItem` requests in flight at once when
 /// reading many connectors or deleting a ledger.
 pub(super) const OVERVIEW_REQUESTS: usize = 8;
-/// Ledger keys a reset reads and deletes at a time.
+/// Keys a reset (ledger) or a prune (runs) reads and deletes at a time.
 pub(super) const RESET_PAGE: usize = 2_000;
 /// Retries of unprocessed keys/items and of transaction conflicts.
 pub(super) const MAX_RETRIES: u32 = 8;

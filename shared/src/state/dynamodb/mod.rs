@@ -547,23 +547,33 @@ impl StateStore for DynamoStore {
     }
 
     async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
-        let keys = self
-            .query_all(
-                "Query (prune runs)",
-                connector,
-                SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before))),
-                Some("#pk, #sk"),
-                None,
-                true,
-            )
-            .await?;
-        let removed = keys.len() as u64;
-        self.batch_delete(keys).await?;
-        Ok(removed)
+        self.prune_runs_paged(connector, before, RESET_PAGE).await
     }
 }
 
 impl DynamoStore {
+    /// [`StateStore::prune_runs`], `page` keys read and deleted at a time
+    /// (runs without a TTL, from before cleanup was on, may be years of
+    /// them). A deleted key is not read again: every query starts over.
+    async fn prune_runs_paged(
+        &self,
+        connector: &ConnectorId,
+        before: DateTime<Utc>,
+        page: usize,
+    ) -> Result<u64, StateError> {
+        let mut removed = 0;
+        loop {
+            let range = SortRange::Between(RUN_PREFIX.to_owned(), format!("{RUN_PREFIX}{}", timestamp(before)));
+            let keys =
+                self.query_all("Query (prune runs)", connector, range, Some("#pk, #sk"), Some(page), true).await?;
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            removed += keys.len() as u64;
+            self.delete_concurrently(keys).await?;
+        }
+    }
+
     /// Deletes these keys in `BatchWriteItem`s, [`OVERVIEW_REQUESTS`] at once.
     async fn delete_concurrently(&self, keys: Vec<Item>) -> Result<(), StateError> {
         use futures_util::StreamExt;

@@ -267,6 +267,28 @@ async fn listing_an_unindexed_status_reads_the_ledger_a_page_at_a_time() {
     assert_eq!(all.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0000", "m0999"], "every page read");
 }
 
+/// Pruning history deletes a page of run keys at a time, so years of runs
+/// without a TTL (cleanup switched on late) are never held at once in the
+/// cleanup function; every run before the cut goes, the newer ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_runs_goes_a_page_at_a_time() {
+    let Some(client) = client("dynamodb::pruning_runs_goes_a_page_at_a_time").await else { return };
+    let store = DynamoStore::new(client, table_name("prune"));
+    store.create_table().await.expect("create table");
+    let c = ConnectorId::new("prune");
+    let start = DateTime::<Utc>::from_timestamp(1_770_000_000, 0).unwrap_or_default();
+    for i in 0..9 {
+        let run = crate::state::conformance::data::run("prune", &format!("r{i}"), start + TimeDelta::hours(i));
+        store.checkpoint(&c, Checkpoint { run: Some(run), ..Default::default() }).await.expect("run");
+    }
+    let before = store.items_read();
+    assert_eq!(store.prune_runs_paged(&c, start + TimeDelta::hours(7), 3).await.expect("prune"), 7);
+    // 3 + 3 + 1 keys, then an empty page: what it held was at most a page.
+    assert_eq!(store.items_read() - before, 7);
+    let left: Vec<String> = store.runs(&c, 10).await.expect("runs").into_iter().map(|r| r.run_id.to_string()).collect();
+    assert_eq!(left, ["r8", "r7"]);
+}
+
 /// Two writers change the same entries at once (a run's checkpoint and a
 /// `retry-failed`, neither fenced here): each entry put is conditional on the
 /// status its count change assumed, so the loser re-reads and the counts
@@ -315,90 +337,6 @@ fn the_template_table_has_the_name_index_the_store_makes() {
             && table.contains(&format!("{{ AttributeName: {NAME_KEY}, AttributeType: S }}")),
         "the template's table lacks the name index: {table}"
     );
-}
-
-/// A store on a new table made before the `open` and `name` indexes.
-async fn store_without_indexes(client: Client, prefix: &str) -> DynamoStore {
-    let table = table_name(prefix);
-    let key =
-        |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
-    let attr = |name: &str| {
-        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(PK, KeyType::Hash))
-        .key_schema(key(SK, KeyType::Range))
-        .attribute_definitions(attr(PK))
-        .attribute_definitions(attr(SK))
-        .send()
-        .await
-        .expect("create table without the indexes");
-    DynamoStore::new(client, table)
-}
-
-/// A table made before the `open` index (decision 0016): listing by status
-/// falls back to reading the ledger instead of failing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_table_without_the_open_index_falls_back_to_the_ledger() {
-    let Some(client) = client("dynamodb::a_table_without_the_open_index_falls_back_to_the_ledger").await else {
-        return;
-    };
-    let store = store_without_indexes(client, "noindex").await;
-    let c = ConnectorId::new("old");
-    let entries: Vec<_> =
-        (0..5).map(|i| LedgerEntry { status: EntryStatus::Failed, ..entry(format!("m{i}")) }).collect();
-    store.checkpoint(&c, Checkpoint { entries, ..Default::default() }).await.expect("checkpoint");
-    let found = store.entries_with_status(&c, &[EntryStatus::Failed], 3).await.expect("falls back");
-    assert_eq!(found.iter().map(|e| e.memory_id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
-    // Nor a `name` index: names are looked up in every ledger instead.
-    let named = store.entries_named(&["memory_m3.txt".to_owned()]).await.expect("falls back");
-    assert_eq!(named, vec![(c.clone(), LedgerEntry { status: EntryStatus::Failed, ..entry("m3".into()) })]);
-}
-
-/// Looking names up without the `name` index (a table deployed before it)
-/// reads the table once, a page at a time, keeping only the entries asked
-/// for: it listed the connectors with a Scan of the whole table and then
-/// read every ledger whole into memory (the api function, 128 MB, per look-up).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_without_the_name_index_are_found_in_one_pass_over_the_table() {
-    let Some(client) = client("dynamodb::names_without_the_name_index_are_found_in_one_pass_over_the_table").await
-    else {
-        return;
-    };
-    let store = store_without_indexes(client, "noname").await;
-    // ~3 KB each: a Scan page (1 MB) holds about a third of a connector's ledger.
-    let ledger = |from: usize| -> Checkpoint {
-        let entries = (from..from + 800)
-            .map(|i| LedgerEntry {
-                status: EntryStatus::Processed,
-                last_error: Some("x".repeat(3000)),
-                ..entry(format!("m{i:04}"))
-            })
-            .collect();
-        Checkpoint { entries, ..Default::default() }
-    };
-    let (one, two) = (ConnectorId::new("one"), ConnectorId::new("two"));
-    store.checkpoint(&one, ledger(0)).await.expect("checkpoint");
-    store.checkpoint(&two, ledger(400)).await.expect("checkpoint");
-
-    let before = store.items_read();
-    let names = ["memory_m0001.txt", "memory_m0500.txt", "memory_m1199.txt", "memory_gone.txt"].map(String::from);
-    let mut found: Vec<(String, String)> = store
-        .entries_named(&names)
-        .await
-        .expect("falls back")
-        .into_iter()
-        .map(|(c, e)| (c.to_string(), e.memory_id.to_string()))
-        .collect();
-    found.sort();
-    let pairs = [("one", "m0001"), ("one", "m0500"), ("two", "m0500"), ("two", "m1199")];
-    assert_eq!(found, pairs.map(|(c, m)| (c.to_owned(), m.to_owned())));
-    let read = store.items_read() - before;
-    // 1,600 entries and each connector's lease item (its counts).
-    assert!(read <= 1_602, "one pass over the table: read {read} items of 1,602");
 }
 
 /// Decision 0022: a ledger entry with a typical provenance record still
@@ -592,3 +530,5 @@ async fn a_batch_cut_by_a_crash_is_settled_by_the_next_writer() {
     );
     assert_eq!(next.status_counts(&c).await.expect("counts"), recount, "the counts match the ledger again");
 }
+
+mod old_tables;

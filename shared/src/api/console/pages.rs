@@ -265,7 +265,7 @@ pub(super) fn connector(frame: &Frame<'_>, page: &ConnectorPage<'_>) -> Markup {
                 }
                 (history(page.runs, page.now))
             }
-            h2 { "Failed and dead memories (" (page.failed.len()) ")" }
+            h2 { "Failed and dead memories (" (page.status.failed.max(page.failed.len() as u64)) ")" }
             (failed(page.failed, page.status.failed, page.now))
         },
     )

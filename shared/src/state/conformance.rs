@@ -26,8 +26,8 @@ pub use digest::ledger_digest;
 pub use history::{connectors_listing, overviews, prune_runs, reset, runs_history, status_snapshot};
 pub use lease::{lease_checkpoint_guard, lease_lifecycle, lease_single_flight};
 pub use ledger::{
-    checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, odd_memory_ids, sending_marks,
-    status_counts, upsert_replaces,
+    checkpoint_round_trip, connectors_isolated, entries_lookup, entries_with_status, marks_apart, odd_memory_ids,
+    sending_marks, status_counts, upsert_replaces,
 };
 pub use names::entries_by_name;
 pub use storage::check_persistence;
@@ -56,6 +56,7 @@ pub async fn run_all(fresh: &StoreFactory) {
     status_counts(fresh().await).await;
     entries_with_status(fresh().await).await;
     sending_marks(fresh().await).await;
+    marks_apart(fresh().await).await;
     entries_by_name(fresh().await).await;
     connectors_isolated(fresh().await).await;
     odd_memory_ids(fresh().await).await;

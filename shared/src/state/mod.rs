@@ -15,6 +15,7 @@ pub mod digest;
 pub mod dynamodb;
 pub mod files;
 pub mod json;
+pub mod marks;
 mod provenance;
 #[cfg(feature = "aws")]
 pub mod recorded;
@@ -207,6 +208,29 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
+    /// The mark written before a memory's document leaves for LightRAG: its
+    /// entry (`previous`, or a new one first seen `at`) `sending`, with the
+    /// name and the hash of the text on its way and when it left; the rest
+    /// as it was. Stores that keep marks apart (DynamoDB, decision 28)
+    /// rebuild the entry they show with this, from the stored entry.
+    pub fn marked(
+        previous: Option<&LedgerEntry>,
+        memory_id: &MemoryId,
+        file_source: &str,
+        hash: &ContentHash,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut entry = previous
+            .cloned()
+            .unwrap_or_else(|| LedgerEntry::new(memory_id.clone(), file_source.to_owned(), EntryStatus::Sending, at));
+        entry.status = EntryStatus::Sending;
+        entry.pending_hash = Some(hash.clone());
+        entry.file_source = file_source.to_owned();
+        entry.doc_id = Some(crate::lightrag::doc_id(file_source));
+        entry.last_ingested = Some(at);
+        entry
+    }
+
     /// A memory's first entry: seen now, nothing delivered, no attempt yet.
     pub fn new(memory_id: MemoryId, file_source: String, status: EntryStatus, now: DateTime<Utc>) -> Self {
         Self {
@@ -489,6 +513,13 @@ pub enum LeaseOutcome {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checkpoint {
     pub entries: Vec<LedgerEntry>,
+    /// Memories whose documents are about to leave, each marked with
+    /// [`LedgerEntry::marked`] over its entry as last read (or none). Reads
+    /// show them as `sending` entries until an entry of the same memory is
+    /// written (in `entries` here, or later). A store may keep them apart
+    /// from the ledger: DynamoDB keeps a run's marks in one item (decision
+    /// 28); SQLite and JSON write them as entries, before `entries`.
+    pub marks: Vec<LedgerEntry>,
     pub connector: Option<ConnectorState>,
     /// Inserted or replaced (by `run_id`).
     pub run: Option<RunRecord>,
@@ -498,6 +529,20 @@ pub struct Checkpoint {
     pub lease_owner: Option<RunId>,
     /// A run's last write: the new ledger digest (see [`digest`]).
     pub digest: Option<DigestWrite>,
+}
+
+impl Checkpoint {
+    /// The same checkpoint with its marks written as entries, before the
+    /// entries (a later entry of a memory replaces its mark): how the
+    /// stores that keep no marks apart write them.
+    pub fn marks_as_entries(mut self) -> Self {
+        if !self.marks.is_empty() {
+            let entries = std::mem::take(&mut self.entries);
+            self.entries = std::mem::take(&mut self.marks);
+            self.entries.extend(entries);
+        }
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -468,7 +468,7 @@ fn read_runs(conn: &Connection, connector: &ConnectorId, limit: usize) -> rusqli
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, connector: &ConnectorId, checkpoint: Checkpoint) -> Step<()> {
-    let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
+    let Checkpoint { entries, connector: state, run, lease_owner, digest, .. } = checkpoint.marks_as_entries();
     let moves_generation = lease_owner.is_none() && !entries.is_empty();
     if let Some(owner) = lease_owner {
         let holder = read_lease(tx, connector)?.map(|lease| lease.owner);

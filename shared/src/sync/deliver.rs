@@ -14,7 +14,7 @@ use crate::provenance;
 use crate::retry::item_backoff;
 use crate::state::{EntryStatus, LedgerEntry, Provenance, RunRecord, RunStatus};
 use crate::transform::{self, Document, Rendered};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,15 +246,23 @@ impl SyncEngine {
                     if !tasks.is_empty() {
                         if marks {
                             let now = Utc::now();
-                            let mut write = std::mem::take(&mut done);
+                            let write = std::mem::take(&mut done);
+                            let mut marked = Vec::new();
                             for item in tasks.iter().flat_map(Task::items) {
-                                let marked = mark(item, entries.get(&item.memory_id), now);
+                                let document = &item.document;
+                                let mark = LedgerEntry::marked(
+                                    entries.get(&item.memory_id),
+                                    &item.memory_id,
+                                    &document.file_source,
+                                    &document.hash,
+                                    now,
+                                );
                                 // Never settled: the digest this run leaves vouches for it only once answered.
-                                finals.record(&marked);
-                                write.push(marked);
+                                finals.record(&mark);
+                                marked.push(mark);
                             }
-                            let record = progress.due(report, write.len());
-                            self.write(run_id, write, None, record).await?;
+                            let record = progress.due(report, write.len() + marked.len());
+                            self.write_marked(run_id, write, marked, record).await?;
                         }
                         for task in tasks {
                             slots_used += task.cost();
@@ -497,21 +505,6 @@ pub(super) enum FailureSide {
     Connector,
     /// LightRAG accepted it and then failed to process it.
     Lightrag,
-}
-
-/// The mark written before `item` is sent: `sending`, with the hash of the
-/// text on its way and when it left (the rest as it was).
-fn mark(item: &Item, previous: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
-    let document = &item.document;
-    let mut entry = previous.cloned().unwrap_or_else(|| {
-        LedgerEntry::new(item.memory_id.clone(), document.file_source.clone(), EntryStatus::Sending, now)
-    });
-    entry.status = EntryStatus::Sending;
-    entry.pending_hash = Some(document.hash.clone());
-    entry.file_source = document.file_source.clone();
-    entry.doc_id = Some(lightrag::doc_id(&document.file_source));
-    entry.last_ingested = Some(now);
-    entry
 }
 
 fn count_delivery(report: &mut RunReport, replace: bool) {

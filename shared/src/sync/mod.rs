@@ -650,7 +650,21 @@ impl SyncEngine {
         connector: Option<ConnectorState>,
         run: Option<RunRecord>,
     ) -> Result<(), StateError> {
-        let checkpoint = Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()), digest: None };
+        let checkpoint =
+            Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()), ..Checkpoint::default() };
+        self.store.checkpoint(&self.connector.id, checkpoint).await
+    }
+
+    /// A checkpoint of this run that also marks documents about to leave
+    /// (see [`Checkpoint::marks`]).
+    async fn write_marked(
+        &self,
+        run_id: &RunId,
+        entries: Vec<LedgerEntry>,
+        marks: Vec<LedgerEntry>,
+        run: Option<RunRecord>,
+    ) -> Result<(), StateError> {
+        let checkpoint = Checkpoint { entries, marks, run, lease_owner: Some(run_id.clone()), ..Checkpoint::default() };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
 }

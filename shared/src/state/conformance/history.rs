@@ -49,6 +49,7 @@ pub async fn reset(store: Arc<dyn StateStore>) {
                 run: Some(run("reset", "run-1", at(0))),
                 lease_owner: Some(rid("run-1")),
                 digest: None,
+                marks: Vec::new(),
             },
         )
         .await,
@@ -175,6 +176,7 @@ pub async fn status_snapshot(store: Arc<dyn StateStore>) {
                     run: Some(run("snapshot", id, started)),
                     lease_owner: None,
                     digest: None,
+                    marks: Vec::new(),
                 },
             )
             .await,

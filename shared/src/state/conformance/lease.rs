@@ -136,6 +136,7 @@ pub async fn lease_checkpoint_guard(store: Arc<dyn StateStore>) {
         run: Some(run("fenced", owner, at(0))),
         lease_owner: Some(rid(owner)),
         digest: None,
+        marks: Vec::new(),
     };
     let assert_lost = |result: Result<(), StateError>, owner: &str, when: &str| match result {
         Err(StateError::LeaseLost { connector, owner: lost }) => {

@@ -33,6 +33,7 @@ pub async fn checkpoint_round_trip(store: Arc<dyn StateStore>) {
                 run: Some(record.clone()),
                 lease_owner: Some(rid("run-1")),
                 digest: None,
+                marks: Vec::new(),
             },
         )
         .await,
@@ -213,6 +214,7 @@ pub async fn connectors_isolated(store: Arc<dyn StateStore>) {
                 run: Some(run("one", "run-1", at(0))),
                 lease_owner: None,
                 digest: None,
+                marks: Vec::new(),
             },
         )
         .await,
@@ -329,4 +331,78 @@ pub async fn sending_marks(store: Arc<dyn StateStore>) {
         ["next", "replaced"],
         "{s:?}: a settled mark leaves the listing"
     );
+}
+
+/// Marks passed as marks (a run's checkpoint, decision 28) read as the
+/// `sending` entries [`LedgerEntry::marked`] makes over the stored ones,
+/// wherever a store keeps them: looked up, listed, counted and in the
+/// ledger's size; a later entry of the memory replaces its mark, and the
+/// marks of a run that ended open stay for the next run, which settles them.
+pub async fn marks_apart(store: Arc<dyn StateStore>) {
+    let s = store.as_ref();
+    let c = cid("marks");
+    let lease = Duration::from_secs(60);
+    let delivered = full_entry("replaced", EntryStatus::Processed);
+    ok(s.checkpoint(&c, entries_only(vec![delivered.clone()])).await, s, "first delivery");
+    ok(s.try_acquire_lease(&c, &rid("run-1"), at(0), lease).await, s, "acquire");
+    let ids = [mid("replaced"), mid("new")];
+    ok(s.entries(&c, &ids).await, s, "read before marking");
+    let hash = crate::ids::ContentHash::new("5e".repeat(32));
+    let name = "memory_ctx_new.txt";
+    let marks = vec![
+        LedgerEntry::marked(Some(&delivered), &mid("replaced"), &delivered.file_source, &hash, at(9)),
+        LedgerEntry::marked(None, &mid("new"), name, &hash, at(9)),
+    ];
+    let marking = |owner: &str, entries: Vec<LedgerEntry>, marks: Vec<LedgerEntry>| Checkpoint {
+        entries,
+        marks,
+        lease_owner: Some(rid(owner)),
+        ..Checkpoint::default()
+    };
+    match s.checkpoint(&c, marking("run-0", Vec::new(), marks.clone())).await {
+        Err(crate::state::StateError::LeaseLost { .. }) => {}
+        other => panic!("{s:?}: marks from a run without the lease must be refused, got {other:?}"),
+    }
+    ok(s.checkpoint(&c, marking("run-1", Vec::new(), marks.clone())).await, s, "marks");
+    assert_eq!(ok(s.entries(&c, &ids).await, s, "read marks"), by_id(&marks), "{s:?}: marks read as entries");
+    assert_eq!(
+        ok(s.status_counts(&c).await, s, "count marks"),
+        BTreeMap::from([(EntryStatus::Sending, 2)]),
+        "{s:?}: a mark moves its memory out of its stored status"
+    );
+    let listed = ok(s.entries_with_status(&c, &[EntryStatus::Sending], 10).await, s, "list marks");
+    assert_eq!(listed, vec![marks[1].clone(), marks[0].clone()], "{s:?}: marks are listed as sending");
+    assert!(
+        ok(s.entries_with_status(&c, &[EntryStatus::Processed], 10).await, s, "list processed").is_empty(),
+        "{s:?}: a marked memory is not listed under its stored status"
+    );
+    assert_eq!(ok(s.ledger_view(&c).await, s, "view").entries, 2, "{s:?}: a marked new memory is in the ledger");
+
+    // The run ends with one answer written; the other mark stays open.
+    let answered = LedgerEntry { status: EntryStatus::Submitted, ..marks[1].clone() };
+    ok(s.checkpoint(&c, marking("run-1", vec![answered.clone()], Vec::new())).await, s, "answer");
+    ok(s.release_lease(&c, &rid("run-1")).await, s, "release");
+    assert_eq!(
+        ok(s.status_counts(&c).await, s, "count after the answer"),
+        BTreeMap::from([(EntryStatus::Sending, 1), (EntryStatus::Submitted, 1)]),
+        "{s:?}: an answer replaces its mark"
+    );
+
+    // The next run finds the open mark and settles it.
+    ok(s.try_acquire_lease(&c, &rid("run-2"), at(20), lease).await, s, "acquire again");
+    let found = ok(s.entries(&c, &ids).await, s, "read in the next run");
+    assert_eq!(found.get(&mid("replaced")), Some(&marks[0]), "{s:?}: an open mark outlives its run");
+    assert_eq!(found.get(&mid("new")), Some(&answered), "{s:?}");
+    let settled = LedgerEntry { status: EntryStatus::Submitted, ..marks[0].clone() };
+    ok(s.checkpoint(&c, marking("run-2", vec![settled.clone()], Vec::new())).await, s, "settle");
+    assert!(
+        ok(s.entries_with_status(&c, &[EntryStatus::Sending], 10).await, s, "list after settling").is_empty(),
+        "{s:?}: no mark is left"
+    );
+    assert_eq!(
+        ok(s.status_counts(&c).await, s, "count after settling"),
+        BTreeMap::from([(EntryStatus::Submitted, 2)]),
+        "{s:?}"
+    );
+    assert_eq!(ok(s.entries(&c, &ids).await, s, "read settled"), by_id(&[settled, answered]), "{s:?}");
 }

@@ -28,6 +28,7 @@ pub async fn check_persistence(open_same: &StoreFactory) {
                 run: Some(run("persisted", "run-1", at(0))),
                 lease_owner: Some(rid("run-1")),
                 digest: None,
+                marks: Vec::new(),
             },
         )
         .await,

@@ -16,6 +16,7 @@
 use super::{Units, index_writes, read_item, read_query, transact_item, write_item};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::digest::DigestWrite;
+use crate::state::marks::Mark;
 use crate::state::{
     Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, RunRecord,
     StateError, StateStore,
@@ -88,6 +89,20 @@ fn ids_bytes(ids: &[MemoryId]) -> usize {
 #[derive(Debug, Default)]
 struct Local {
     hints: HashMap<MemoryId, Option<EntryStatus>>,
+    /// The `MARKS#<run>` items in the table (run id: open marks), which the
+    /// model keeps itself: the store it wraps writes marks as entries.
+    marks: BTreeMap<String, BTreeMap<MemoryId, Mark>>,
+    /// The run whose marks the store has loaded (`dynamodb::marks`).
+    loaded: Option<RunId>,
+    /// Its first write of marks is still to take over the other runs' items.
+    older_pending: bool,
+}
+
+/// The size of a run's marks item.
+fn marks_item_bytes(connector: &ConnectorId, run: &str, marks: &BTreeMap<MemoryId, Mark>) -> usize {
+    let open: Vec<Mark> = marks.values().cloned().collect();
+    let encoded = crate::state::marks::encode(&open).map_or(0, |b| b.len());
+    "pk".len() + connector.as_str().len() + "sk".len() + "MARKS#".len() + run.len() + "marks".len() + encoded
 }
 
 /// A [`StateStore`] that counts the `dynamodb` store's units for its calls.
@@ -125,6 +140,110 @@ impl CostModel {
         f(&mut all.entry(connector.clone()).or_default().hints)
     }
 
+    fn local<T>(&self, connector: &ConnectorId, f: impl FnOnce(&mut Local) -> T) -> T {
+        let mut all = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        f(all.entry(connector.clone()).or_default())
+    }
+
+    /// The open marks (every run's, the latest of a memory winning): read
+    /// with a `Query` unless the run holding the lease loaded them here.
+    fn read_marks(&self, connector: &ConnectorId) -> BTreeMap<MemoryId, Mark> {
+        let (loaded, bytes, open) = self.local(connector, |local| {
+            let mut open: BTreeMap<MemoryId, Mark> = BTreeMap::new();
+            let mut bytes = 0;
+            for (run, marks) in &local.marks {
+                bytes += marks_item_bytes(connector, run, marks);
+                for mark in marks.values() {
+                    if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
+                        open.insert(mark.memory_id.clone(), mark.clone());
+                    }
+                }
+            }
+            (local.loaded.is_some(), bytes, open)
+        });
+        if !loaded {
+            self.add(read_query(bytes, true), 0, 1);
+        }
+        open
+    }
+
+    /// `dynamodb::marks::load_marks`: a run took the lease.
+    fn load_marks(&self, connector: &ConnectorId, owner: &RunId) {
+        self.local(connector, |l| l.loaded = None);
+        self.read_marks(connector);
+        self.local(connector, |l| {
+            l.loaded = Some(owner.clone());
+            l.older_pending = true;
+        });
+    }
+
+    /// The status the store's item has: a marked memory's is its mark's `before`.
+    fn stored_status(open: &BTreeMap<MemoryId, Mark>, entry: Option<&LedgerEntry>) -> Option<EntryStatus> {
+        let entry = entry?;
+        match open.get(&entry.memory_id) {
+            Some(mark) if entry.status == EntryStatus::Sending => mark.before,
+            _ => Some(entry.status),
+        }
+    }
+
+    /// `dynamodb::marks::write_marks`: the run's item after a fenced checkpoint.
+    fn write_marks(&self, connector: &ConnectorId, owner: &RunId, written: &[LedgerEntry], marked: &[LedgerEntry]) {
+        if self.local(connector, |l| l.loaded.as_ref() != Some(owner)) {
+            self.load_marks(connector, owner);
+        }
+        let own = owner.as_str().to_owned();
+        let (put, deletes) = self.local(connector, |local| {
+            let first = std::mem::take(&mut local.older_pending);
+            let mut open = local.marks.get(&own).cloned().unwrap_or_default();
+            let stored = local.marks.contains_key(&own);
+            let mut older = Vec::new();
+            if first {
+                for (run, marks) in &local.marks {
+                    if run != &own {
+                        older.push(run.clone());
+                        for mark in marks.values() {
+                            if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
+                                open.insert(mark.memory_id.clone(), mark.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let mut changed = false;
+            for entry in written {
+                changed |= open.remove(&entry.memory_id).is_some();
+            }
+            for entry in marked {
+                let before = local.hints.get(&entry.memory_id).copied().flatten();
+                open.insert(entry.memory_id.clone(), Mark::of(entry, before));
+                changed = true;
+            }
+            if !changed && older.is_empty() {
+                return (None, 0);
+            }
+            for run in &older {
+                local.marks.remove(run);
+            }
+            let mut deletes = older.len();
+            let put = if open.is_empty() {
+                deletes += usize::from(stored);
+                local.marks.remove(&own);
+                None
+            } else {
+                let bytes = marks_item_bytes(connector, &own, &open);
+                local.marks.insert(own.clone(), open);
+                Some(bytes)
+            };
+            (put, deletes)
+        });
+        if let Some(bytes) = put {
+            self.add(0, write_item(bytes), 1);
+        }
+        if deletes > 0 {
+            self.add(0, deletes as u64, deletes.div_ceil(25) as u64);
+        }
+    }
+
     /// A consistent `BatchGetItem` of items of these sizes (`None`: absent).
     fn batch_get(&self, sizes: impl IntoIterator<Item = Option<usize>>) {
         let sizes: Vec<Option<usize>> = sizes.into_iter().collect();
@@ -160,14 +279,24 @@ impl CostModel {
 
     async fn fenced(&self, connector: &ConnectorId, checkpoint: &Checkpoint, entries: &[LedgerEntry]) {
         let ids: Vec<MemoryId> = entries.iter().map(|e| e.memory_id.clone()).collect();
-        let actual = self.inner.entries(connector, &ids).await.unwrap_or_default();
+        let open = self.local(connector, |l| {
+            l.marks.values().flat_map(|m| m.iter().map(|(id, m)| (id.clone(), m.clone()))).collect()
+        });
+        let actual: HashMap<MemoryId, Option<EntryStatus>> = self
+            .inner
+            .entries(connector, &ids)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|(id, e)| (id.clone(), Self::stored_status(&open, Some(e))))
+            .collect();
         for part in entries.chunks(PART_MAX) {
             let pending: usize = part.iter().map(|e| 4 + e.memory_id.as_str().len()).sum();
             self.add(0, write_item(LEASE_ITEM_BYTES + pending), 1);
             let mut conflicts = Vec::new();
             for entry in part {
                 let guess = self.hints(connector, |h| h.get(&entry.memory_id).copied().flatten());
-                let now = actual.get(&entry.memory_id).map(|e| e.status);
+                let now = actual.get(&entry.memory_id).copied().flatten();
                 if guess == now {
                     let index = index_writes(now.and_then(indexed), indexed(entry.status));
                     self.add(0, write_item(entry_bytes(connector, entry, true)) + index, 1);
@@ -189,7 +318,14 @@ impl CostModel {
             }
             self.hints(connector, |h| h.extend(part.iter().map(|e| (e.memory_id.clone(), Some(e.status)))));
         }
-        let had_entries = !entries.is_empty();
+        let marks = &checkpoint.marks;
+        if entries.is_empty() && !marks.is_empty() {
+            self.add(0, write_item(LEASE_ITEM_BYTES), 1);
+        }
+        let had_entries = !entries.is_empty() || !marks.is_empty();
+        if had_entries && let Some(owner) = &checkpoint.lease_owner {
+            self.write_marks(connector, owner, entries, marks);
+        }
         if checkpoint.connector.is_none() && checkpoint.digest.is_none() {
             match (&checkpoint.run, had_entries) {
                 (Some(run), true) => self.add(0, write_item(run_bytes(connector, run, self.ttl)), 1),
@@ -263,12 +399,14 @@ impl StateStore for CostModel {
         let outcome = self.inner.try_acquire_lease(connector, owner, now, ttl).await?;
         if matches!(outcome, LeaseOutcome::Acquired(_)) {
             self.hints(connector, HashMap::clear);
+            self.load_marks(connector, owner);
         }
         Ok(outcome)
     }
 
     async fn release_lease(&self, connector: &ConnectorId, owner: &RunId) -> Result<(), StateError> {
         self.add(0, write_item(LEASE_ITEM_BYTES), 1);
+        self.local(connector, |l| l.loaded = None);
         self.inner.release_lease(connector, owner).await
     }
 
@@ -295,8 +433,14 @@ impl StateStore for CostModel {
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
         let found = self.inner.entries(connector, ids).await?;
         let unique: std::collections::BTreeSet<&MemoryId> = ids.iter().collect();
-        self.batch_get(unique.iter().map(|id| found.get(*id).map(|e| entry_bytes(connector, e, true))));
-        self.hints(connector, |h| h.extend(unique.iter().map(|id| ((*id).clone(), found.get(*id).map(|e| e.status)))));
+        // The stored items (a marked new memory has none), then the marks.
+        let open = self.local(connector, |l| {
+            l.marks.values().flat_map(|m| m.iter().map(|(id, m)| (id.clone(), m.clone()))).collect()
+        });
+        let stored = |id: &MemoryId| Self::stored_status(&open, found.get(id));
+        self.batch_get(unique.iter().map(|id| stored(id).and(found.get(*id)).map(|e| entry_bytes(connector, e, true))));
+        self.hints(connector, |h| h.extend(unique.iter().map(|id| ((*id).clone(), stored(id)))));
+        self.read_marks(connector);
         Ok(found)
     }
 
@@ -334,6 +478,23 @@ impl StateStore for CostModel {
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StateError> {
         let found = self.inner.entries_with_status_after(connector, statuses, after, limit).await?;
+        if statuses.is_empty() || limit == 0 {
+            return Ok(found);
+        }
+        let open = self.read_marks(connector);
+        if statuses.contains(&EntryStatus::Sending) && !open.is_empty() {
+            let marked: Vec<&Mark> = open.values().filter(|m| after.is_none_or(|a| &m.memory_id > a)).collect();
+            // The stored entries under the marks (sized as the marked ones: one unit each).
+            let sizes: Vec<Option<usize>> = marked
+                .iter()
+                .map(|m| {
+                    m.before
+                        .and(found.iter().find(|e| e.memory_id == m.memory_id))
+                        .map(|e| entry_bytes(connector, e, true))
+                })
+                .collect();
+            self.batch_get(sizes);
+        }
         if statuses.iter().all(|s| indexed(*s).is_some()) {
             let keys: usize = found.iter().map(|e| 60 + e.memory_id.as_str().len()).sum();
             self.add(read_query(keys, false), 0, statuses.len() as u64);
@@ -360,16 +521,20 @@ impl StateStore for CostModel {
                 self.add(read_query(page, true), 0, 1);
             }
         }
-        self.hints(connector, |h| h.extend(found.iter().map(|e| (e.memory_id.clone(), Some(e.status)))));
+        self.hints(connector, |h| {
+            h.extend(found.iter().map(|e| (e.memory_id.clone(), Self::stored_status(&open, Some(e)))));
+        });
         Ok(found)
     }
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
         self.add(1, 0, 1);
+        self.read_marks(connector);
         self.inner.status_counts(connector).await
     }
 
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
+        let checkpoint = if checkpoint.lease_owner.is_none() { checkpoint.marks_as_entries() } else { checkpoint };
         let mut latest: BTreeMap<MemoryId, LedgerEntry> = BTreeMap::new();
         for entry in &checkpoint.entries {
             latest.insert(entry.memory_id.clone(), entry.clone());
@@ -384,6 +549,7 @@ impl StateStore for CostModel {
 
     async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
         let view = self.inner.ledger_view(connector).await?;
+        self.read_marks(connector);
         let keys = "pk".len() + connector.as_str().len() + "sk".len();
         let lease = Some(LEASE_ITEM_BYTES);
         let root = (view.digest.is_some() || view.unconfirmed.is_some()).then(|| {
@@ -415,6 +581,7 @@ impl StateStore for CostModel {
 
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
         self.add(0, 1, 1);
+        self.local(connector, |local| *local = Local::default());
         self.inner.reset(connector, now).await
     }
 

@@ -20,6 +20,7 @@ use super::keys::*;
 use super::units::item_bytes;
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::cost;
+use crate::state::marks::{status_code, status_of};
 use crate::state::{ConnectorState, DigestWrite, EntryStatus, LedgerEntry, RunRecord, StateError, StateStore};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use futures_util::StreamExt;
@@ -34,17 +35,6 @@ pub(super) struct Pending {
     pub id: MemoryId,
     pub before: Option<EntryStatus>,
     pub after: EntryStatus,
-}
-
-fn status_code(status: Option<EntryStatus>) -> u8 {
-    status.and_then(|s| EntryStatus::ALL.iter().position(|a| *a == s)).map_or(0, |i| i as u8 + 1)
-}
-
-fn status_of(code: u8) -> Result<Option<EntryStatus>, String> {
-    match code {
-        0 => Ok(None),
-        n => EntryStatus::ALL.get(usize::from(n) - 1).copied().map(Some).ok_or_else(|| format!("status code {n}")),
-    }
 }
 
 /// `u16` id length, id, status before, status after; per entry.

@@ -41,6 +41,9 @@ impl DynamoStore {
             }
             None => (0, 0),
         };
+        // A marked new memory is an entry too (`marks`).
+        let open = self.open_marks(connector).await?;
+        let entries = entries + open.values().filter(|m| m.before.is_none()).count() as u64;
         let Some(root) = root else {
             return Ok(LedgerView { generation, entries, digest: None, unconfirmed: None });
         };

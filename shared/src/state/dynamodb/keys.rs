@@ -42,6 +42,8 @@ pub(super) const OPEN_PK: &str = "open_pk";
 pub const NAME_INDEX: &str = "name";
 pub(super) const NAME_KEY: &str = "file_source";
 pub(super) const RUN_PREFIX: &str = "RUN#";
+/// A run's `sending` marks: `MARKS#<run id>` (decision 28).
+pub(super) const MARKS_PREFIX: &str = "MARKS#";
 /// `TransactWriteItems` takes at most this many actions.
 pub(super) const TRANSACT_MAX: usize = 100;
 /// Entries of one batch write (a run's batch is pending as one record on the

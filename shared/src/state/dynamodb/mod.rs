@@ -9,6 +9,7 @@
 //! | ledger digest shard | connector id | `DIGEST#<000..127>` |
 //! | unconfirmed ids beyond the root's | connector id | `OUTBOX#<n>` |
 //! | run record | connector id | `RUN#<started_at, RFC 3339 ms>#<run id>` (+ TTL `expire_at`) |
+//! | a run's `sending` marks | connector id | `MARKS#<run id>` |
 //!
 //! - The lease is a conditional `UpdateItem` of the `LEASE` item (free,
 //!   expired, or ours), the pattern Powertools' idempotency uses; a refusal
@@ -27,6 +28,9 @@
 //!   one `TransactWriteItems` fenced by the `LEASE` item, last. Decision 10's
 //!   promise holds: a crash loses at most one batch of bookkeeping, and the
 //!   state never claims progress that was not written.
+//! - A run's `sending` marks are not entry writes: one item per run holds
+//!   those still open, rewritten by each checkpoint after its entries, and
+//!   every read shows them as entries (`marks`, decision 28).
 //! - Checkpoints without a lease (`retry-failed`, imports) are transactions
 //!   as before: entries conditional on the statuses just read, the count
 //!   changes and the generation in the same transaction, carrying the token
@@ -60,6 +64,7 @@ mod digest;
 mod io;
 mod items;
 mod keys;
+mod marks;
 mod names;
 mod table;
 mod units;
@@ -116,6 +121,8 @@ struct Local {
     hints: HashMap<MemoryId, Option<EntryStatus>>,
     /// A batch of ours that failed half-way is still pending.
     unsettled: bool,
+    /// The marks of the run holding the lease, when it wrote any here.
+    marks: Option<marks::OwnMarks>,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -246,6 +253,7 @@ impl StateStore for DynamoStore {
                 Ok(_) => {
                     // A new run: what this instance remembered may be old.
                     self.with_local(connector, |local| local.hints.clear());
+                    self.load_marks(connector, owner).await?;
                     return Ok(LeaseOutcome::Acquired(lease));
                 }
                 Err(error) => error,
@@ -284,6 +292,7 @@ impl StateStore for DynamoStore {
             .send()
             .await;
         self.charge(0, super::cost::write_item(LEASE_ITEM_BYTES));
+        self.with_local(connector, |local| local.marks = None);
         match released {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
@@ -361,12 +370,9 @@ impl StateStore for DynamoStore {
         connector: &ConnectorId,
         ids: &[MemoryId],
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
-            let entry: LedgerEntry = self.record("ledger entry", item)?;
-            found.insert(entry.memory_id.clone(), entry);
-        }
-        self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
+        let mut found = self.stored_entries(connector, ids).await?;
+        let open = self.open_marks(connector).await?;
+        Self::overlay(&mut found, ids.iter().cloned(), &open);
         Ok(found)
     }
 
@@ -385,74 +391,58 @@ impl StateStore for DynamoStore {
         if wanted.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        if wanted.iter().all(|status| is_open(*status)) {
-            match self.open_ids(connector, &wanted, after, limit).await {
-                Ok(ids) => {
-                    // The index is eventually consistent: read the items
-                    // themselves (consistently) and keep those still wanted.
-                    let found = self.entries(connector, &ids).await?;
-                    let mut out: Vec<LedgerEntry> =
-                        found.into_values().filter(|e| wanted.contains(&e.status)).collect();
-                    out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
-                    return Ok(out);
-                }
-                Err(IndexQuery::Missing(detail)) => {
-                    tracing::warn!(table = %self.table, %detail, "the state table has no `open` index (deployed before it existed?): listing entries by status reads the whole ledger; update the stack");
-                }
-                Err(IndexQuery::Failed(e)) => return Err(e),
-            }
+        let open = self.open_marks(connector).await?;
+        if open.is_empty() {
+            return self.stored_with_status_after(connector, &wanted, after, limit).await;
         }
-        // A filter expression would still read the whole ledger; the status
-        // is checked here instead, a page at a time: only what is kept is
-        // held, and the reading stops at the page that completes `limit`.
-        let mut out = Vec::new();
-        let prefix = match after {
-            Some(after) => SortRange::PrefixAfter(ENTRY_PREFIX, entry_sk(after)),
-            None => SortRange::Prefix(ENTRY_PREFIX),
-        };
-        self.query_pages("Query (entries by status)", connector, prefix, None, None, true, |page| {
-            for item in page {
-                let entry: LedgerEntry = self.record("ledger entry", item)?;
-                if wanted.contains(&entry.status) {
-                    out.push(entry);
-                    if out.len() == limit {
-                        return Ok(Next::Stop);
-                    }
-                }
-            }
-            Ok(Next::More(None))
-        })
-        .await?;
-        self.remember(connector, out.iter().map(|e| (e.memory_id.clone(), Some(e.status))));
+        // A marked memory is `sending`, whatever its stored entry says.
+        let mut out: Vec<LedgerEntry> = self
+            .stored_with_status_after(connector, &wanted, after, limit.saturating_add(open.len()))
+            .await?
+            .into_iter()
+            .filter(|e| !open.contains_key(&e.memory_id))
+            .collect();
+        if wanted.contains(&EntryStatus::Sending) {
+            let ids: Vec<MemoryId> = open.keys().filter(|id| after.is_none_or(|a| *id > a)).cloned().collect();
+            let mut marked = self.stored_entries(connector, &ids).await?;
+            Self::overlay(&mut marked, ids, &open);
+            out.extend(marked.into_values());
+        }
+        out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+        out.truncate(limit);
         Ok(out)
     }
 
     async fn status_counts(&self, connector: &ConnectorId) -> Result<BTreeMap<EntryStatus, u64>, StateError> {
-        match self.get(connector, LEASE_SK, "GetItem (status counts)").await? {
-            Some(item) => self.counts_of(&item),
-            None => Ok(BTreeMap::new()),
-        }
+        let mut counts = match self.get(connector, LEASE_SK, "GetItem (status counts)").await? {
+            Some(item) => self.counts_of(&item)?,
+            None => BTreeMap::new(),
+        };
+        let open = self.open_marks(connector).await?;
+        Self::count_marks(&mut counts, &open);
+        Ok(counts)
     }
 
     async fn checkpoint(&self, connector: &ConnectorId, checkpoint: Checkpoint) -> Result<(), StateError> {
-        let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
-        // One write per item: the last entry of a memory wins.
-        let mut latest: BTreeMap<MemoryId, LedgerEntry> = BTreeMap::new();
-        for entry in entries {
-            latest.insert(entry.memory_id.clone(), entry);
+        let Some(owner) = checkpoint.lease_owner.clone() else {
+            let Checkpoint { entries, connector: state, run, digest, .. } = checkpoint.marks_as_entries();
+            return self.unfenced(connector, &Self::latest(entries), state, run, digest).await;
+        };
+        let Checkpoint { entries, marks, connector: state, run, digest, .. } = checkpoint;
+        let entries = Self::latest(entries);
+        for part in entries.chunks(PART_MAX) {
+            self.fenced_part(connector, &owner, part).await?;
         }
-        let entries: Vec<LedgerEntry> = latest.into_values().collect();
-        match &lease_owner {
-            Some(owner) => {
-                for part in entries.chunks(PART_MAX) {
-                    self.fenced_part(connector, owner, part).await?;
-                }
-                self.fenced_tail(connector, owner, state, run, digest, !entries.is_empty()).await
-            }
-            None => self.unfenced(connector, &entries, state, run, digest).await,
+        let fenced = !entries.is_empty() || !marks.is_empty();
+        if entries.is_empty() && !marks.is_empty() {
+            // Only the lease holder marks: the fence, with no entry.
+            self.fenced_part(connector, &owner, &[]).await?;
         }
+        if fenced {
+            self.write_marks(connector, &owner, &entries, marks).await?;
+        }
+        self.fenced_tail(connector, &owner, state, run, digest, fenced).await
     }
-
     async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
         self.read_ledger_view(connector).await
     }
@@ -487,7 +477,7 @@ impl StateStore for DynamoStore {
         // each page's deletes run a few at a time, and the lease is renewed
         // between pages. A deleted item is not read again, so every query
         // starts from the beginning. Then the digest's shards and lists.
-        for prefix in [ENTRY_PREFIX, SHARD_PREFIX, OUTBOX_PREFIX] {
+        for prefix in [ENTRY_PREFIX, SHARD_PREFIX, OUTBOX_PREFIX, MARKS_PREFIX] {
             loop {
                 let page = Some(RESET_PAGE);
                 let keys = self
@@ -552,6 +542,80 @@ impl StateStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Entries of these statuses as stored (marks aside), by memory id after `after`.
+    async fn stored_with_status_after(
+        &self,
+        connector: &ConnectorId,
+        wanted: &BTreeSet<EntryStatus>,
+        after: Option<&MemoryId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StateError> {
+        if wanted.iter().all(|status| is_open(*status)) {
+            match self.open_ids(connector, wanted, after, limit).await {
+                Ok(ids) => {
+                    // The index is eventually consistent: read the items
+                    // themselves (consistently) and keep those still wanted.
+                    let found = self.stored_entries(connector, &ids).await?;
+                    let mut out: Vec<LedgerEntry> =
+                        found.into_values().filter(|e| wanted.contains(&e.status)).collect();
+                    out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+                    return Ok(out);
+                }
+                Err(IndexQuery::Missing(detail)) => {
+                    tracing::warn!(table = %self.table, %detail, "the state table has no `open` index (deployed before it existed?): listing entries by status reads the whole ledger; update the stack");
+                }
+                Err(IndexQuery::Failed(e)) => return Err(e),
+            }
+        }
+        // A filter expression would still read the whole ledger; the status
+        // is checked here instead, a page at a time: only what is kept is
+        // held, and the reading stops at the page that completes `limit`.
+        let mut out = Vec::new();
+        let prefix = match after {
+            Some(after) => SortRange::PrefixAfter(ENTRY_PREFIX, entry_sk(after)),
+            None => SortRange::Prefix(ENTRY_PREFIX),
+        };
+        self.query_pages("Query (entries by status)", connector, prefix, None, None, true, |page| {
+            for item in page {
+                let entry: LedgerEntry = self.record("ledger entry", item)?;
+                if wanted.contains(&entry.status) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        return Ok(Next::Stop);
+                    }
+                }
+            }
+            Ok(Next::More(None))
+        })
+        .await?;
+        self.remember(connector, out.iter().map(|e| (e.memory_id.clone(), Some(e.status))));
+        Ok(out)
+    }
+
+    /// These entries as stored (marks aside).
+    async fn stored_entries(
+        &self,
+        connector: &ConnectorId,
+        ids: &[MemoryId],
+    ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
+            let entry: LedgerEntry = self.record("ledger entry", item)?;
+            found.insert(entry.memory_id.clone(), entry);
+        }
+        self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
+        Ok(found)
+    }
+
+    /// One write per item: the last entry of a memory wins.
+    fn latest(entries: Vec<LedgerEntry>) -> Vec<LedgerEntry> {
+        let mut latest: BTreeMap<MemoryId, LedgerEntry> = BTreeMap::new();
+        for entry in entries {
+            latest.insert(entry.memory_id.clone(), entry);
+        }
+        latest.into_values().collect()
+    }
+
     /// [`StateStore::prune_runs`], `page` keys read and deleted at a time
     /// (runs without a TTL, from before cleanup was on, may be years of
     /// them). A deleted key is not read again: every query starts over.

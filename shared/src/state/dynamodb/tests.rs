@@ -104,6 +104,7 @@ async fn large_checkpoints_are_split_and_fenced() {
                 run: Some(run.clone()),
                 lease_owner: Some(owner.clone()),
                 digest: None,
+                marks: Vec::new(),
             },
         )
         .await

@@ -172,7 +172,8 @@ impl StateStore for JsonStore {
         let connector = connector.clone();
         self.blocking(move |inner| {
             inner.write(|doc| {
-                let Checkpoint { entries, connector: state, run, lease_owner, digest } = checkpoint;
+                let Checkpoint { entries, connector: state, run, lease_owner, digest, .. } =
+                    checkpoint.marks_as_entries();
                 let record = doc.connectors.get(&connector);
                 if let Some(owner) = &lease_owner
                     && !record.is_some_and(|r| r.holds_lease(owner))

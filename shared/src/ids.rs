@@ -61,6 +61,21 @@ string_id!(
     /// LightRAG's document id: `doc-` + md5 of the stored basename.
     DocId
 );
+
+impl DocId {
+    /// LightRAG's document id for a document named `file_source`: `doc-` +
+    /// md5 of the part of the name LightRAG keeps ([`stored_basename`]).
+    pub fn of_name(file_source: &str) -> Self {
+        use md5::{Digest, Md5};
+        Self::new(format!("doc-{}", hex::encode(Md5::digest(stored_basename(file_source).as_bytes()))))
+    }
+}
+
+/// The part of a `file_source` LightRAG keeps (`a/b/c.txt` -> `c.txt`, `a/b/` -> `b`).
+pub fn stored_basename(file_source: &str) -> &str {
+    file_source.trim_end_matches('/').rsplit('/').next().unwrap_or(file_source)
+}
+
 string_id!(
     /// LightRAG's `track_id` returned by an insert.
     TrackId

@@ -97,7 +97,8 @@ pub struct ConnectorStatus {
     pub last_run: Option<RunRecord>,
     pub next_run: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
-    /// Ledger entries per status (every status present).
+    /// Ledger entries per status (every status present), submitted ones as
+    /// LightRAG last confirmed them ([`EntryCounts::confirmed_but`]).
     pub ledger: EntryCounts,
     /// Memories whose document is in the sink.
     pub processed: u64,
@@ -129,6 +130,12 @@ pub async fn connector_status(
     let StatusSnapshot { state, lease, counts, last_run } = store.status_snapshot(&connector.id).await?;
     let lease = lease.filter(|l| l.is_live_at(now));
     let ledger = EntryCounts::from_sparse(counts);
+    // A finished run says how many submitted entries still wait for LightRAG.
+    let awaiting = last_run.as_ref().filter(|r| r.status != RunStatus::Running).and_then(|r| r.counts.awaiting);
+    let ledger = match awaiting {
+        Some(awaiting) => ledger.confirmed_but(awaiting),
+        None => ledger,
+    };
     let paused = state.as_ref().is_some_and(|s| s.paused);
     let next_run = (connector.enabled && !paused)
         .then(|| schedule::next_run(&connector.schedule, state.as_ref().and_then(|s| s.last_run_started), now))

@@ -16,7 +16,6 @@ use crate::config::{LightragConfig, LightragMode};
 use crate::ids::{DocId, TrackId};
 use crate::transform::Document;
 use async_trait::async_trait;
-use md5::{Digest, Md5};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -247,15 +246,11 @@ pub fn open(config: &LightragConfig) -> Result<Arc<dyn DocumentSink>, SinkError>
     })
 }
 
-/// The part of a `file_source` LightRAG keeps (`a/b/c.txt` -> `c.txt`, `a/b/` -> `b`).
-pub fn stored_basename(file_source: &str) -> &str {
-    file_source.trim_end_matches('/').rsplit('/').next().unwrap_or(file_source)
-}
+pub use crate::ids::stored_basename;
 
-/// LightRAG's document id for a `file_source`: `doc-` + md5(stored basename).
+/// LightRAG's document id for a `file_source` ([`DocId::of_name`]).
 pub fn doc_id(file_source: &str) -> DocId {
-    let digest = Md5::digest(stored_basename(file_source).as_bytes());
-    DocId::new(format!("doc-{}", hex::encode(digest)))
+    DocId::of_name(file_source)
 }
 
 #[cfg(test)]

@@ -141,6 +141,17 @@ impl EntryCounts {
         Self(counts)
     }
 
+    /// The counts as LightRAG last confirmed them: of the `submitted`
+    /// entries, all but the `awaiting` ones the last run left on its watch
+    /// list are processed (decision 29).
+    pub fn confirmed_but(mut self, awaiting: u64) -> Self {
+        let submitted = self.get(EntryStatus::Submitted);
+        let confirmed = submitted.saturating_sub(awaiting);
+        self.0.insert(EntryStatus::Submitted, submitted - confirmed);
+        *self.0.entry(EntryStatus::Processed).or_default() += confirmed;
+        self
+    }
+
     pub fn get(&self, status: EntryStatus) -> u64 {
         self.0.get(&status).copied().unwrap_or(0)
     }
@@ -226,7 +237,7 @@ impl LedgerEntry {
         entry.status = EntryStatus::Sending;
         entry.pending_hash = Some(hash.clone());
         entry.file_source = file_source.to_owned();
-        entry.doc_id = Some(crate::lightrag::doc_id(file_source));
+        entry.doc_id = Some(DocId::of_name(file_source));
         entry.last_ingested = Some(at);
         entry
     }
@@ -434,6 +445,12 @@ pub struct RunCounts {
     /// `dup-` records LightRAG had made of this connector's documents
     /// (a name sent twice), deleted; the originals are kept.
     pub duplicates_removed: u64,
+    /// Documents still waiting for LightRAG's word when the run ended (the
+    /// watch list it left, decision 29); `None` when not known. A document
+    /// LightRAG confirmed keeps its `submitted` entry, so `status` counts
+    /// the other submitted entries as processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting: Option<u64>,
 }
 
 impl RunCounts {

@@ -21,6 +21,8 @@ use tracing::{info, warn};
 /// The most submitted entries one confirmation looks at (the rest wait for
 /// the next run).
 const CONFIRM_LIMIT: usize = 10_000;
+/// Entries a listing of the watched ones reads at a time.
+const LIST_PAGE: usize = 1_000;
 pub(super) const FIRST_POLL: Duration = Duration::from_millis(250);
 pub(super) const MAX_POLL: Duration = Duration::from_secs(2);
 
@@ -68,11 +70,8 @@ impl SyncEngine {
         known: &mut HashMap<MemoryId, LedgerEntry>,
         finals: &mut Finals,
     ) -> Result<Unsettled, SyncError> {
-        let open = [EntryStatus::Submitted, EntryStatus::Sending];
         let (read, start) = match which {
-            Submitted::Listed => {
-                (self.store.entries_with_status(&self.connector.id, &open, CONFIRM_LIMIT).await?, true)
-            }
+            Submitted::Listed => (self.listed(finals).await?, true),
             Submitted::Recorded(ids) => {
                 let ids = &ids[..ids.len().min(CONFIRM_LIMIT)];
                 (self.store.entries(&self.connector.id, ids).await?.into_values().collect(), true)
@@ -82,10 +81,10 @@ impl SyncEngine {
             }
         };
         let (mut submitted, others): (Vec<LedgerEntry>, Vec<LedgerEntry>) =
-            read.into_iter().partition(|e| open.contains(&e.status));
+            read.into_iter().partition(|e| finals.awaits(e));
         submitted.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
         for entry in others.iter().chain(&submitted) {
-            finals.record(entry);
+            finals.read(entry);
             if start {
                 known.insert(entry.memory_id.clone(), entry.clone());
             }
@@ -124,6 +123,17 @@ impl SyncEngine {
         for mut entry in submitted {
             let id = doc_id(&entry);
             let remote = statuses.get(&id);
+            // A document LightRAG processed whose entry has nothing to reset
+            // stays `submitted`: off the watch list, no write (decision 29).
+            let clean = entry.status == EntryStatus::Submitted
+                && entry.attempts == 0
+                && entry.last_error.is_none()
+                && entry.next_attempt_at.is_none();
+            if clean && matches!(remote, Some(RemoteStatus::Processed)) {
+                report.counts.confirmed += 1;
+                finals.confirmed(&entry);
+                continue;
+            }
             if entry.status == EntryStatus::Sending {
                 if remote.is_none() {
                     unsettled.unseen.push(entry.memory_id.clone());
@@ -183,6 +193,27 @@ impl SyncEngine {
             self.write(run_id, changed, None, None).await?;
         }
         Ok(unsettled)
+    }
+
+    /// The entries the watch says wait (marks, and submitted entries it
+    /// names), the first [`CONFIRM_LIMIT`] by memory id: the ledger's
+    /// `submitted` and `sending` entries, a page at a time.
+    async fn listed(&self, finals: &Finals) -> Result<Vec<LedgerEntry>, SyncError> {
+        let open = [EntryStatus::Submitted, EntryStatus::Sending];
+        let mut kept = Vec::new();
+        let mut after: Option<MemoryId> = None;
+        loop {
+            let page =
+                self.store.entries_with_status_after(&self.connector.id, &open, after.as_ref(), LIST_PAGE).await?;
+            let last = page.last().map(|e| e.memory_id.clone());
+            let full = page.len() == LIST_PAGE;
+            kept.extend(page.into_iter().filter(|e| finals.awaits(e)));
+            if kept.len() >= CONFIRM_LIMIT || !full {
+                kept.truncate(CONFIRM_LIMIT);
+                return Ok(kept);
+            }
+            after = last;
+        }
     }
 
     /// Waits up to `confirm_wait` (and the run's deadline) for the documents

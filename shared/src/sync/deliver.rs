@@ -307,7 +307,7 @@ impl SyncEngine {
                     warn!(memory_id = %item.memory_id, error = %message, "the sink refused; stopping the run");
                     fatal.get_or_insert_with(|| message.clone());
                     if let Some(previous) = entries.get(&item.memory_id).filter(|_| marks) {
-                        finals.record(previous);
+                        finals.read(previous);
                         done.push(previous.clone());
                     }
                     continue;

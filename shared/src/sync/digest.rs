@@ -29,8 +29,9 @@ use crate::state::digest::{DigestRecord, DigestRoot, DigestShard, SHARDS, shard_
 use crate::state::{EntryStatus, LedgerEntry};
 use crate::sync::plan::Action;
 use crate::transform::Rendered;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A ledger state `plan` leaves alone (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,31 +113,101 @@ impl Keys {
 }
 
 /// The entries a run wrote or read back, as the next digest needs them:
-/// each one's leaf, and whether it is still waiting for confirmation; and
-/// what the run submitted (the end-of-run wait reads them back).
+/// each one's leaf, and whether it is still waiting for confirmation; what
+/// the run submitted (the end-of-run wait reads them back); and which stored
+/// entries wait for LightRAG's word.
 #[derive(Debug)]
 pub(super) struct Finals {
     pub keys: Keys,
     pub entries: HashMap<MemoryId, (u64, bool)>,
     pub submitted: Vec<MemoryId>,
+    pub watch: Watch,
 }
 
 impl Finals {
-    pub fn new(keys: Keys) -> Self {
-        Self { keys, entries: HashMap::new(), submitted: Vec::new() }
+    pub fn new(keys: Keys, watch: Watch) -> Self {
+        Self { keys, entries: HashMap::new(), submitted: Vec::new(), watch }
     }
 
+    /// An entry as this run wrote it: it waits for LightRAG when it was just
+    /// submitted or marked.
     pub fn record(&mut self, entry: &LedgerEntry) {
-        let unconfirmed = awaits_lightrag(entry.status);
+        self.keep(entry, awaits_lightrag(entry.status));
+    }
+
+    /// An entry as read: it waits as this run last recorded it, else as the
+    /// watch says.
+    pub fn read(&mut self, entry: &LedgerEntry) {
+        self.keep(entry, self.awaits(entry));
+    }
+
+    /// Whether a stored entry waits for LightRAG's word: as this run last
+    /// recorded it (it submitted or confirmed it), else as the watch says.
+    pub fn awaits(&self, entry: &LedgerEntry) -> bool {
+        match self.entries.get(&entry.memory_id) {
+            Some((_, unconfirmed)) => *unconfirmed,
+            None => self.watch.awaits(entry),
+        }
+    }
+
+    /// An entry LightRAG confirmed processed, left as it is stored.
+    pub fn confirmed(&mut self, entry: &LedgerEntry) {
+        self.keep(entry, false);
+    }
+
+    fn keep(&mut self, entry: &LedgerEntry, unconfirmed: bool) {
         self.entries.insert(entry.memory_id.clone(), (self.keys.entry_leaf(entry), unconfirmed));
     }
 }
 
-/// Whether an entry waits for LightRAG's answer: submitted, or marked
-/// `sending` by a run that has not recorded the answer (it died, or the sink
-/// refused). The next run reads these back by id, whatever the digest says.
-pub(super) fn awaits_lightrag(status: EntryStatus) -> bool {
+/// Whether an entry this run writes waits for LightRAG's answer: submitted,
+/// or marked `sending` (its answer not recorded: the run dies, or the sink
+/// refused).
+fn awaits_lightrag(status: EntryStatus) -> bool {
     matches!(status, EntryStatus::Submitted | EntryStatus::Sending)
+}
+
+/// How long before the end of the run that recorded the watch list a
+/// submitted entry of an interrupted run may say it was delivered (clocks
+/// of two hosts disagree).
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Which stored entries wait for LightRAG's word (decision 29). A document
+/// LightRAG confirmed processed keeps its `submitted` entry: the
+/// confirmation only takes it off the watch list the last run recorded (the
+/// digest's unconfirmed ids), so confirming costs no entry write.
+/// - A `sending` mark always waits.
+/// - A `submitted` entry waits when the list names it; after an interrupted
+///   run (whose submissions reached no list) also when it was delivered
+///   after the last run that recorded a list finished.
+/// - Without a list (a ledger older than the list), every `submitted`
+///   entry waits, as it did then.
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    listed: Option<HashSet<MemoryId>>,
+    since: Option<DateTime<Utc>>,
+}
+
+impl Watch {
+    /// `last_finished`: when the last run that finished did (it recorded the list).
+    pub fn new(listed: Option<&[MemoryId]>, interrupted: bool, last_finished: Option<DateTime<Utc>>) -> Self {
+        let since = interrupted.then(|| last_finished.map_or(DateTime::<Utc>::MIN_UTC, |at| at - CLOCK_SKEW));
+        Self { listed: listed.map(|ids| ids.iter().cloned().collect()), since }
+    }
+
+    pub fn awaits(&self, entry: &LedgerEntry) -> bool {
+        match entry.status {
+            EntryStatus::Sending => true,
+            EntryStatus::Submitted => match &self.listed {
+                None => true,
+                Some(listed) => {
+                    listed.contains(&entry.memory_id)
+                        || self.since.is_some_and(|since| entry.last_ingested.is_none_or(|at| at >= since))
+                }
+            },
+            _ => false,
+        }
+    }
 }
 
 /// What the digest says about a fetched memory.
@@ -330,7 +401,7 @@ mod tests {
         let marked =
             LedgerEntry { pending_hash: Some(ContentHash::new("h")), ..entry("m", EntryStatus::Sending, Some("h")) };
         assert_eq!(keys.entry_leaf(&marked), 0);
-        let mut finals = Finals::new(keys);
+        let mut finals = Finals::new(keys, Watch::default());
         finals.record(&marked);
         assert_eq!(finals.entries.get(&id), Some(&(0, true)), "unsettled, read back by id at the next start");
         // A digest left with the mark: the page expecting the delivered document is read.

@@ -197,10 +197,10 @@ impl SyncEngine {
         }
         let mut ids: BTreeSet<&MemoryId> = view.unconfirmed.iter().flatten().collect();
         ids.extend(finals.entries.iter().filter(|(_, (_, unconfirmed))| *unconfirmed).map(|(id, _)| id));
-        ids.extend(lookup.entries.values().filter(|e| digest::awaits_lightrag(e.status)).map(|e| &e.memory_id));
+        ids.extend(lookup.entries.values().filter(|e| finals.watch.awaits(e)).map(|e| &e.memory_id));
         let still = |id: &MemoryId| match finals.entries.get(id) {
             Some((_, unconfirmed)) => *unconfirmed,
-            None => lookup.entries.get(id).is_none_or(|e| digest::awaits_lightrag(e.status)),
+            None => lookup.entries.get(id).is_none_or(|e| finals.watch.awaits(e)),
         };
         Some(ids.into_iter().filter(|id| still(id)).cloned().collect())
     }

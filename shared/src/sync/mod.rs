@@ -326,6 +326,7 @@ impl SyncEngine {
         // The previous run never finished (killed): what it sent must be
         // recognised, not sent twice.
         let interrupted_at = (state.status == RunStatus::Running).then_some(state.last_run_started).flatten();
+        let last_finished = state.last_run_finished;
         let writes = !options.dry_run;
         if writes {
             state.status = RunStatus::Running;
@@ -363,7 +364,9 @@ impl SyncEngine {
             _ = tokio::time::sleep_until(abandon_at) => Err((timed_out(), None)),
         };
         let outcome = match ready {
-            Ok(fetched) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, fetched).await,
+            Ok(fetched) => {
+                self.fetch_plan_deliver(run_id, options, report, interrupted_at, last_finished, fetched).await
+            }
             Err((message, fetch_error)) => {
                 if let Some(fetch_error) = fetch_error {
                     warn!(error = %fetch_error, "fetch failed too");
@@ -470,6 +473,7 @@ impl SyncEngine {
         options: &RunOptions,
         report: &mut RunReport,
         interrupted_at: Option<DateTime<Utc>>,
+        last_finished: Option<DateTime<Utc>>,
         fetched: Result<FetchedPage, String>,
     ) -> Result<(bool, Option<DigestWrite>), SyncError> {
         let connector_id = &self.connector.id;
@@ -494,7 +498,8 @@ impl SyncEngine {
         // the digest this run leaves invalid (see `state::digest`).
         let view = self.store.ledger_view(connector_id).await?;
         let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
-        let mut finals = Finals::new(keys);
+        let watch = digest::Watch::new(view.unconfirmed.as_deref(), interrupted_at.is_some(), last_finished);
+        let mut finals = Finals::new(keys, watch);
         let mut known = HashMap::new();
         // Documents a dead run was sending that LightRAG turned out to hold:
         // the end-of-run wait follows them too.
@@ -610,11 +615,11 @@ impl SyncEngine {
         }
         if !bookkeeping.is_empty() {
             for entry in &bookkeeping {
-                finals.record(entry);
+                finals.read(entry);
             }
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        finals.submitted = recover::followed_at_the_end(interrupted_at.is_some(), &lookup.entries, found_sent);
+        finals.submitted = recover::followed_at_the_end(interrupted_at.is_some(), &lookup.entries, found_sent, &finals);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
@@ -631,6 +636,13 @@ impl SyncEngine {
             }
         }
         let digest = self.digest_write(&view, &lookup, &page, &finals);
+        if self.settings.confirm {
+            let left = match &digest {
+                Some(write) => write.unconfirmed.as_ref(),
+                None => view.unconfirmed.as_ref(),
+            };
+            report.counts.awaiting = left.map(|ids| ids.len() as u64);
+        }
         Ok((stopped_early || report.counts.held_back > 0, digest))
     }
 

@@ -109,9 +109,14 @@ pub(super) fn followed_at_the_end(
     interrupted: bool,
     entries: &HashMap<MemoryId, LedgerEntry>,
     found_sent: Vec<MemoryId>,
+    finals: &Finals,
 ) -> Vec<MemoryId> {
     let mut followed: Vec<MemoryId> = if interrupted {
-        entries.values().filter(|e| e.status == EntryStatus::Submitted).map(|e| e.memory_id.clone()).collect()
+        entries
+            .values()
+            .filter(|e| e.status == EntryStatus::Submitted && finals.awaits(e))
+            .map(|e| e.memory_id.clone())
+            .collect()
     } else {
         Vec::new()
     };

@@ -121,6 +121,7 @@ pub fn run(connector: &str, run_id: &str, started_at: DateTime<Utc>) -> RunRecor
             recovered: 16,
             held_back: 17,
             duplicates_removed: 18,
+            awaiting: Some(19),
         },
         possibly_truncated: true,
         error: Some("2 memories failed".into()),

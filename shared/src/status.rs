@@ -130,8 +130,9 @@ pub async fn connector_status(
     let StatusSnapshot { state, lease, counts, last_run } = store.status_snapshot(&connector.id).await?;
     let lease = lease.filter(|l| l.is_live_at(now));
     let ledger = EntryCounts::from_sparse(counts);
-    // A finished run says how many submitted entries still wait for LightRAG.
-    let awaiting = last_run.as_ref().filter(|r| r.status != RunStatus::Running).and_then(|r| r.counts.awaiting);
+    // The last run (its progress so far, while it runs) says how many
+    // submitted entries still wait for LightRAG.
+    let awaiting = last_run.as_ref().and_then(|r| r.counts.awaiting);
     let ledger = match awaiting {
         Some(awaiting) => ledger.confirmed_but(awaiting),
         None => ledger,

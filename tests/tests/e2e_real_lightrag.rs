@@ -6,7 +6,7 @@
 
 use connector_core::ids::ConnectorId;
 use connector_core::state::json::JsonStore;
-use connector_core::state::{EntryStatus, StateStore};
+use connector_core::state::{EntryStatus, StateStore, Watch};
 use serde_json::{Value, json};
 use sims::harness::{CliRun, ConfigSpec, Workspace, wait_until};
 use sims::memory_sim::{MemorySim, MemorySimOptions};
@@ -100,11 +100,17 @@ async fn assert_one_to_one(url: &str, ctx: &str, ws: &Workspace) -> usize {
         .entries_with_status(&ConnectorId::new("personal-memories"), &EntryStatus::ALL, 1_000_000)
         .await
         .expect("ledger");
-    let processed: BTreeSet<String> =
-        entries.iter().filter(|e| e.status == EntryStatus::Processed).map(|e| e.file_source.clone()).collect();
+    // A processed document keeps its `submitted` entry; the watch says
+    // whether LightRAG's confirmation is still awaited (decision 0029).
+    let watch = Watch::of(&store, &ConnectorId::new("personal-memories")).await.expect("watch");
+    let processed: BTreeSet<String> = entries
+        .iter()
+        .filter(|e| watch.status_of(e) == EntryStatus::Processed)
+        .map(|e| e.file_source.clone())
+        .collect();
     let others: Vec<String> = entries
         .iter()
-        .filter(|e| !matches!(e.status, EntryStatus::Processed | EntryStatus::WaitingTranscript))
+        .filter(|e| !matches!(watch.status_of(e), EntryStatus::Processed | EntryStatus::WaitingTranscript))
         .map(|e| format!("{} {}", e.memory_id, e.status))
         .collect();
     assert!(others.is_empty(), "ledger entries not processed: {others:?}");

@@ -211,6 +211,7 @@ impl Lookup {
             )));
         };
         let delivered = entry.content_hash.is_some();
+        let entry = self.as_confirmed(&mut HashMap::new(), connector, entry).await?;
         let view = self.view(connector.clone(), entry);
         if !delivered {
             return Ok(MemoryLookup {

@@ -6,7 +6,7 @@ use crate::ids::{ConnectorId, DocId, MemoryId};
 use crate::lightrag::api::graph::{self, placeholder_total};
 use crate::lightrag::{doc_id, stored_basename};
 use crate::memory_api::{GeoPoint, MediaKind, Memory};
-use crate::state::{EntryStatus, LedgerEntry};
+use crate::state::{EntryStatus, LedgerEntry, StateError, Watch};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -125,11 +125,33 @@ impl Lookup {
             return Err(LookupError::BadRequest(format!("{} names in one look-up; at most {MAX_NAMES}", names.len())));
         }
         let mut by_name: HashMap<String, Vec<MemoryView>> = HashMap::new();
+        let mut watches = HashMap::new();
         for (connector, entry) in self.store.entries_named(names).await? {
+            let entry = self.as_confirmed(&mut watches, &connector, entry).await?;
             by_name.entry(entry.file_source.clone()).or_default().push(self.view(connector, entry));
         }
         let unresolved = names.iter().filter(|n| !by_name.contains_key(*n)).cloned().collect();
         Ok((by_name, unresolved))
+    }
+
+    /// The entry with its status as LightRAG last confirmed it (a processed
+    /// document keeps its `submitted` entry, decision 29); `watches` keeps
+    /// each connector's watch for the next entries.
+    pub(super) async fn as_confirmed(
+        &self,
+        watches: &mut HashMap<ConnectorId, Watch>,
+        connector: &ConnectorId,
+        mut entry: LedgerEntry,
+    ) -> Result<LedgerEntry, StateError> {
+        if entry.status == EntryStatus::Submitted {
+            if !watches.contains_key(connector) {
+                watches.insert(connector.clone(), Watch::of(self.store.as_ref(), connector).await?);
+            }
+            if let Some(watch) = watches.get(connector) {
+                entry.status = watch.status_of(&entry);
+            }
+        }
+        Ok(entry)
     }
 
     pub(super) fn view(&self, connector_id: ConnectorId, entry: LedgerEntry) -> MemoryView {

@@ -76,6 +76,16 @@ pub fn index_writes<S: PartialEq>(before: Option<S>, after: Option<S>) -> u64 {
     }
 }
 
+/// A look-up of at least this many ids that are at least one in
+/// [`DENSE_SHARE`] of a connector's entries reads them as a key range
+/// (DynamoDB): a `Query` charges a unit per 4 KB read, a `BatchGetItem` one
+/// per item. The range holds at most `DENSE_SHARE` entries per id wanted,
+/// each under 1 KB, so it never costs more than the items one by one, and
+/// a fifth of it where the ids are most of the ledger (a confirming run
+/// after a first sync). Knowing the ledger's size costs one small read.
+pub const DENSE_MIN: usize = 100;
+pub const DENSE_SHARE: u64 = 4;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,10 +23,13 @@
 //!   yet confirmed processed, so the next run's confirmation needs no listing
 //!   by status. Kept apart from the digest's validity (each id is read back).
 
-use crate::ids::MemoryId;
+use super::{EntryStatus, LedgerEntry, RunStatus, StateError, StateStore};
+use crate::ids::{ConnectorId, MemoryId};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashSet;
 
 /// Shards of a digest. 128 keeps the root at ~1.5 KB (one read unit) and a
 /// shard of a 10,000-memory page at ~80 records (~1.3 KB).
@@ -249,5 +252,67 @@ mod tests {
         assert!(DigestShard::from_bytes(4, &shard.to_bytes()).is_err(), "records of another shard");
         let json = serde_json::to_string(&root).expect("json");
         assert_eq!(serde_json::from_str::<DigestRoot>(&json).expect("parse"), root);
+    }
+}
+
+/// How long before the end of the run that recorded the watch list a
+/// submitted entry of an interrupted run may say it was delivered (clocks
+/// of two hosts disagree).
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Which stored entries wait for LightRAG's word (decision 29). A document
+/// LightRAG confirmed processed keeps its `submitted` entry: the
+/// confirmation only takes it off the watch list the last run recorded (the
+/// digest's unconfirmed ids), so confirming costs no entry write.
+/// - A `sending` mark always waits.
+/// - A `submitted` entry waits when the list names it; after an interrupted
+///   run (whose submissions reached no list) also when it was delivered
+///   after the last run that recorded a list finished.
+/// - Without a list (a ledger older than the list), every `submitted`
+///   entry waits, as it did then.
+#[derive(Debug, Default)]
+pub struct Watch {
+    listed: Option<HashSet<MemoryId>>,
+    since: Option<DateTime<Utc>>,
+}
+
+impl Watch {
+    /// `last_finished`: when the last run that finished did (it recorded the list).
+    pub fn new(listed: Option<&[MemoryId]>, interrupted: bool, last_finished: Option<DateTime<Utc>>) -> Self {
+        let since = interrupted.then(|| last_finished.map_or(DateTime::<Utc>::MIN_UTC, |at| at - CLOCK_SKEW));
+        Self { listed: listed.map(|ids| ids.iter().cloned().collect()), since }
+    }
+
+    /// The watch `status` and look-ups read: the recorded list, and the
+    /// connector's state (a run that has not finished is taken for
+    /// interrupted: what it delivered is not on the list yet).
+    pub async fn of(store: &dyn StateStore, connector: &ConnectorId) -> Result<Self, StateError> {
+        let view = store.ledger_view(connector).await?;
+        let state = store.connector_state(connector).await?;
+        let running = state.as_ref().is_some_and(|s| s.status == RunStatus::Running);
+        Ok(Self::new(view.unconfirmed.as_deref(), running, state.and_then(|s| s.last_run_finished)))
+    }
+
+    /// An entry's status as LightRAG last confirmed it: a `submitted` one
+    /// off the watch is processed.
+    pub fn status_of(&self, entry: &LedgerEntry) -> EntryStatus {
+        match entry.status {
+            EntryStatus::Submitted if !self.awaits(entry) => EntryStatus::Processed,
+            status => status,
+        }
+    }
+
+    pub fn awaits(&self, entry: &LedgerEntry) -> bool {
+        match entry.status {
+            EntryStatus::Sending => true,
+            EntryStatus::Submitted => match &self.listed {
+                None => true,
+                Some(listed) => {
+                    listed.contains(&entry.memory_id)
+                        || self.since.is_some_and(|since| entry.last_ingested.is_none_or(|at| at >= since))
+                }
+            },
+            _ => false,
+        }
     }
 }

@@ -180,7 +180,7 @@ mod tests {
             mark("3f2a-1", "memory_ctx_3f2a-1.txt", &hex, None),
             mark("b", "memory_ctx_b.txt", "not hex", Some(EntryStatus::Processed)),
             mark("é/2", "memory_ctx_C3A92F2.txt", &hex.to_uppercase(), Some(EntryStatus::Failed)),
-            mark("c", "elsewhere/c.md", &hex, Some(EntryStatus::Dead)),
+            mark("c", "notes/c.txt", &hex, Some(EntryStatus::Dead)),
         ];
         assert_eq!(decode(&encode(&marks).expect("encode")), Ok(marks));
         assert_eq!(decode(&encode(&[]).expect("encode")), Ok(Vec::new()));

@@ -27,7 +27,7 @@ use crate::config::{StateBackend, StateConfig};
 use crate::ids::{ConnectorId, ContentHash, DocId, MemoryId, RunId, TrackId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-pub use digest::{DigestRecord, DigestRoot, DigestShard, DigestWrite, LedgerView};
+pub use digest::{DigestRecord, DigestRoot, DigestShard, DigestWrite, LedgerView, Watch};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

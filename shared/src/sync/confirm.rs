@@ -130,7 +130,7 @@ impl SyncEngine {
                 && entry.last_error.is_none()
                 && entry.next_attempt_at.is_none();
             if clean && matches!(remote, Some(RemoteStatus::Processed)) {
-                report.counts.confirmed += 1;
+                report.confirmed_one();
                 finals.confirmed(&entry);
                 continue;
             }
@@ -152,7 +152,7 @@ impl SyncEngine {
                     entry.attempts = 0;
                     entry.last_error = None;
                     entry.next_attempt_at = None;
-                    report.counts.confirmed += 1;
+                    report.confirmed_one();
                     changed.push(entry);
                 }
                 Some(RemoteStatus::Failed { error }) => {

@@ -316,6 +316,7 @@ impl SyncEngine {
                 let entry = self.settle(item, previous, report);
                 if entry.status == EntryStatus::Submitted {
                     finals.submitted.push(entry.memory_id.clone());
+                    report.counts.awaiting = report.counts.awaiting.map(|n| n + 1);
                 }
                 finals.record(&entry);
                 done.push(entry);

@@ -25,13 +25,12 @@
 //! nothing), so a digest match gives `plan`'s answer without the entry.
 
 use crate::ids::MemoryId;
-use crate::state::digest::{DigestRecord, DigestRoot, DigestShard, SHARDS, shard_of};
+use crate::state::digest::{DigestRecord, DigestRoot, DigestShard, SHARDS, Watch, shard_of};
 use crate::state::{EntryStatus, LedgerEntry};
 use crate::sync::plan::Action;
 use crate::transform::Rendered;
-use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// A ledger state `plan` leaves alone (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,49 +164,6 @@ impl Finals {
 /// refused).
 fn awaits_lightrag(status: EntryStatus) -> bool {
     matches!(status, EntryStatus::Submitted | EntryStatus::Sending)
-}
-
-/// How long before the end of the run that recorded the watch list a
-/// submitted entry of an interrupted run may say it was delivered (clocks
-/// of two hosts disagree).
-const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
-/// Which stored entries wait for LightRAG's word (decision 29). A document
-/// LightRAG confirmed processed keeps its `submitted` entry: the
-/// confirmation only takes it off the watch list the last run recorded (the
-/// digest's unconfirmed ids), so confirming costs no entry write.
-/// - A `sending` mark always waits.
-/// - A `submitted` entry waits when the list names it; after an interrupted
-///   run (whose submissions reached no list) also when it was delivered
-///   after the last run that recorded a list finished.
-/// - Without a list (a ledger older than the list), every `submitted`
-///   entry waits, as it did then.
-#[derive(Debug, Default)]
-pub(super) struct Watch {
-    listed: Option<HashSet<MemoryId>>,
-    since: Option<DateTime<Utc>>,
-}
-
-impl Watch {
-    /// `last_finished`: when the last run that finished did (it recorded the list).
-    pub fn new(listed: Option<&[MemoryId]>, interrupted: bool, last_finished: Option<DateTime<Utc>>) -> Self {
-        let since = interrupted.then(|| last_finished.map_or(DateTime::<Utc>::MIN_UTC, |at| at - CLOCK_SKEW));
-        Self { listed: listed.map(|ids| ids.iter().cloned().collect()), since }
-    }
-
-    pub fn awaits(&self, entry: &LedgerEntry) -> bool {
-        match entry.status {
-            EntryStatus::Sending => true,
-            EntryStatus::Submitted => match &self.listed {
-                None => true,
-                Some(listed) => {
-                    listed.contains(&entry.memory_id)
-                        || self.since.is_some_and(|since| entry.last_ingested.is_none_or(|at| at >= since))
-                }
-            },
-            _ => false,
-        }
-    }
 }
 
 /// What the digest says about a fetched memory.

@@ -498,7 +498,11 @@ impl SyncEngine {
         // the digest this run leaves invalid (see `state::digest`).
         let view = self.store.ledger_view(connector_id).await?;
         let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
-        let watch = digest::Watch::new(view.unconfirmed.as_deref(), interrupted_at.is_some(), last_finished);
+        let watch = crate::state::Watch::new(view.unconfirmed.as_deref(), interrupted_at.is_some(), last_finished);
+        if self.settings.confirm {
+            // Kept up to date through the run, so `status` can count the rest as processed.
+            report.counts.awaiting = view.unconfirmed.as_ref().map(|ids| ids.len() as u64);
+        }
         let mut finals = Finals::new(keys, watch);
         let mut known = HashMap::new();
         // Documents a dead run was sending that LightRAG turned out to hold:

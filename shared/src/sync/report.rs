@@ -59,6 +59,12 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// LightRAG confirmed a document this run watched.
+    pub(super) fn confirmed_one(&mut self) {
+        self.counts.confirmed += 1;
+        self.counts.awaiting = self.counts.awaiting.map(|n| n.saturating_sub(1));
+    }
+
     pub(super) fn new(
         run_id: &RunId,
         connector_id: &ConnectorId,

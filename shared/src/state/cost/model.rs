@@ -13,7 +13,7 @@
 //! Item sizes are computed from the records' serde form the way DynamoDB
 //! sizes items (names plus values).
 
-use super::{Units, index_writes, read_item, read_query, transact_item, write_item};
+use super::{DENSE_MIN, DENSE_SHARE, Units, index_writes, read_item, read_query, transact_item, write_item};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::digest::DigestWrite;
 use crate::state::marks::Mark;
@@ -96,6 +96,9 @@ struct Local {
     loaded: Option<RunId>,
     /// Its first write of marks is still to take over the other runs' items.
     older_pending: bool,
+    /// Each entry's item size as written: the store it wraps may keep
+    /// timestamps coarser than DynamoDB does (SQLite: milliseconds).
+    sizes: HashMap<MemoryId, usize>,
 }
 
 /// The size of a run's marks item.
@@ -177,6 +180,17 @@ impl CostModel {
         });
     }
 
+    /// A stored entry's item size: as written when the model saw it written.
+    fn stored_bytes(&self, connector: &ConnectorId, entry: &LedgerEntry) -> usize {
+        self.local(connector, |l| l.sizes.get(&entry.memory_id).copied())
+            .unwrap_or_else(|| entry_bytes(connector, entry, true))
+    }
+
+    /// Remembers the item sizes of entries as written.
+    fn written(&self, connector: &ConnectorId, sizes: impl IntoIterator<Item = (MemoryId, usize)>) {
+        self.local(connector, |l| l.sizes.extend(sizes));
+    }
+
     /// The status the store's item has: a marked memory's is its mark's `before`.
     fn stored_status(open: &BTreeMap<MemoryId, Mark>, entry: Option<&LedgerEntry>) -> Option<EntryStatus> {
         let entry = entry?;
@@ -242,6 +256,19 @@ impl CostModel {
         if deletes > 0 {
             self.add(0, deletes as u64, deletes.div_ceil(25) as u64);
         }
+    }
+
+    /// A consistent `Query` returning items of these sizes, a page (1 MB) at a time.
+    fn query_cost(&self, sizes: impl IntoIterator<Item = usize>) {
+        let mut page = 0usize;
+        for bytes in sizes {
+            if page > 0 && page + bytes > QUERY_PAGE_BYTES {
+                self.add(read_query(page, true), 0, 1);
+                page = 0;
+            }
+            page += bytes;
+        }
+        self.add(read_query(page, true), 0, 1);
     }
 
     /// A consistent `BatchGetItem` of items of these sizes (`None`: absent).
@@ -317,6 +344,7 @@ impl CostModel {
                 self.add(0, units + transact_item(LEASE_ITEM_BYTES), 1);
             }
             self.hints(connector, |h| h.extend(part.iter().map(|e| (e.memory_id.clone(), Some(e.status)))));
+            self.written(connector, part.iter().map(|e| (e.memory_id.clone(), entry_bytes(connector, e, true))));
         }
         let marks = &checkpoint.marks;
         if entries.is_empty() && !marks.is_empty() {
@@ -382,6 +410,11 @@ impl CostModel {
             let last = if i + 1 == count { tail } else { 0 };
             self.add(0, units + transact_item(LEASE_ITEM_BYTES) + last, 1);
             self.hints(connector, |h| h.extend(part.iter().map(|e| (e.memory_id.clone(), Some(e.status)))));
+            self.written(
+                connector,
+                part.iter()
+                    .map(|e| (e.memory_id.clone(), entry_bytes(connector, e, actual.contains_key(&e.memory_id)))),
+            );
         }
     }
 }
@@ -434,11 +467,32 @@ impl StateStore for CostModel {
         let found = self.inner.entries(connector, ids).await?;
         let unique: std::collections::BTreeSet<&MemoryId> = ids.iter().collect();
         // The stored items (a marked new memory has none), then the marks.
-        let open = self.local(connector, |l| {
+        let open: BTreeMap<MemoryId, Mark> = self.local(connector, |l| {
             l.marks.values().flat_map(|m| m.iter().map(|(id, m)| (id.clone(), m.clone()))).collect()
         });
         let stored = |id: &MemoryId| Self::stored_status(&open, found.get(id));
-        self.batch_get(unique.iter().map(|id| stored(id).and(found.get(*id)).map(|e| entry_bytes(connector, e, true))));
+        if unique.len() >= DENSE_MIN {
+            // The ledger's size from the lease item's counts (marks aside).
+            self.add(1, 0, 1);
+            let all = self.inner.entries_with_status_after(connector, &EntryStatus::ALL, None, usize::MAX).await?;
+            let total = all.iter().filter(|e| Self::stored_status(&open, Some(e)).is_some()).count();
+            if let (Some(first), Some(last)) = (unique.first(), unique.last())
+                && unique.len() as u64 * DENSE_SHARE >= total as u64
+            {
+                let mut range: Vec<&LedgerEntry> = all
+                    .iter()
+                    .filter(|e| {
+                        (*first..=*last).contains(&&e.memory_id) && Self::stored_status(&open, Some(e)).is_some()
+                    })
+                    .collect();
+                range.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
+                self.query_cost(range.iter().map(|e| self.stored_bytes(connector, e)));
+                self.hints(connector, |h| h.extend(unique.iter().map(|id| ((*id).clone(), stored(id)))));
+                self.read_marks(connector);
+                return Ok(found);
+            }
+        }
+        self.batch_get(unique.iter().map(|id| stored(id).and(found.get(*id)).map(|e| self.stored_bytes(connector, e))));
         self.hints(connector, |h| h.extend(unique.iter().map(|id| ((*id).clone(), stored(id)))));
         self.read_marks(connector);
         Ok(found)
@@ -465,7 +519,7 @@ impl StateStore for CostModel {
             by_connector.entry(connector).or_default().push(entry);
         }
         for (connector, entries) in by_connector {
-            self.batch_get(entries.iter().map(|e| Some(entry_bytes(connector, e, true))));
+            self.batch_get(entries.iter().map(|e| Some(self.stored_bytes(connector, e))));
         }
         Ok(found)
     }
@@ -490,7 +544,7 @@ impl StateStore for CostModel {
                 .map(|m| {
                     m.before
                         .and(found.iter().find(|e| e.memory_id == m.memory_id))
-                        .map(|e| entry_bytes(connector, e, true))
+                        .map(|e| self.stored_bytes(connector, e))
                 })
                 .collect();
             self.batch_get(sizes);
@@ -498,7 +552,7 @@ impl StateStore for CostModel {
         if statuses.iter().all(|s| indexed(*s).is_some()) {
             let keys: usize = found.iter().map(|e| 60 + e.memory_id.as_str().len()).sum();
             self.add(read_query(keys, false), 0, statuses.len() as u64);
-            self.batch_get(found.iter().map(|e| Some(entry_bytes(connector, e, true))));
+            self.batch_get(found.iter().map(|e| Some(self.stored_bytes(connector, e))));
         } else {
             // The ledger in key order (after `after`), a page (1 MB) at a
             // time, up to the page that completes `limit`.
@@ -506,7 +560,7 @@ impl StateStore for CostModel {
             all.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
             let (mut page, mut kept) = (0usize, 0usize);
             for entry in &all {
-                let bytes = entry_bytes(connector, entry, true);
+                let bytes = self.stored_bytes(connector, entry);
                 if page > 0 && page + bytes > QUERY_PAGE_BYTES {
                     self.add(read_query(page, true), 0, 1);
                     page = 0;

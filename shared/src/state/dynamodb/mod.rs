@@ -73,7 +73,7 @@ use io::{IndexQuery, backoff};
 use keys::*;
 pub use keys::{NAME_INDEX, OPEN_INDEX, TTL_ATTRIBUTE};
 
-use super::cost::Units;
+use super::cost::{DENSE_MIN, DENSE_SHARE, Units};
 use super::{
     Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, Overview,
     RunRecord, StateError, StateStore,
@@ -592,19 +592,55 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// These entries as stored (marks aside).
+    /// These entries as stored (marks aside). Many ids that are a good part
+    /// of the ledger (a run's confirmation after a first sync, a full read)
+    /// are read as the key range from the first to the last: a `Query`
+    /// charges a unit per 4 KB read, a `BatchGetItem` one per item, and an
+    /// entry is well under 1 KB.
     async fn stored_entries(
         &self,
         connector: &ConnectorId,
         ids: &[MemoryId],
     ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
         let mut found = HashMap::with_capacity(ids.len());
-        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
-            let entry: LedgerEntry = self.record("ledger entry", item)?;
-            found.insert(entry.memory_id.clone(), entry);
+        let wanted: BTreeSet<&MemoryId> = ids.iter().collect();
+        match (wanted.first(), wanted.last()) {
+            (Some(first), Some(last)) if self.dense(connector, wanted.len()).await? => {
+                let range = SortRange::Between(entry_sk(first), entry_sk(last));
+                self.query_pages("Query (entries in a range)", connector, range, None, None, true, |page| {
+                    for item in page {
+                        let entry: LedgerEntry = self.record("ledger entry", item)?;
+                        if wanted.contains(&entry.memory_id) {
+                            found.insert(entry.memory_id.clone(), entry);
+                        }
+                    }
+                    Ok(Next::More(None))
+                })
+                .await?;
+            }
+            _ => {
+                for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
+                    let entry: LedgerEntry = self.record("ledger entry", item)?;
+                    found.insert(entry.memory_id.clone(), entry);
+                }
+            }
         }
         self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
         Ok(found)
+    }
+
+    /// Whether `n` ids are worth reading as a key range: at least
+    /// [`DENSE_MIN`] of them, and at least one in [`DENSE_SHARE`] of the
+    /// ledger's entries (its counts, one small read).
+    async fn dense(&self, connector: &ConnectorId, n: usize) -> Result<bool, StateError> {
+        if n < DENSE_MIN {
+            return Ok(false);
+        }
+        let total: u64 = match self.get(connector, LEASE_SK, "GetItem (ledger size)").await? {
+            Some(item) => self.counts_of(&item)?.values().sum(),
+            None => 0,
+        };
+        Ok(n as u64 * DENSE_SHARE >= total)
     }
 
     /// One write per item: the last entry of a memory wins.

@@ -253,8 +253,8 @@ impl CostModel {
         if let Some(bytes) = put {
             self.add(0, write_item(bytes), 1);
         }
-        if deletes > 0 {
-            self.add(0, deletes as u64, deletes.div_ceil(25) as u64);
+        for _ in 0..deletes {
+            self.add(0, 1, 1);
         }
     }
 

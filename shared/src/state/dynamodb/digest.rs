@@ -146,14 +146,7 @@ impl DynamoStore {
         let writes = items.into_iter().map(|(item, delete)| async move {
             if delete {
                 let key = key(connector, item.get(SK).and_then(|v| v.as_s().ok()).map_or("", String::as_str));
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .send()
-                    .await
-                    .map_err(|e| self.fail("DeleteItem (digest shard)", &e))?;
-                self.charge(0, 1);
+                self.delete_item(key, "DeleteItem (digest shard)").await?;
             } else {
                 self.put_item(item, "PutItem (digest)").await?;
             }

@@ -286,6 +286,19 @@ impl DynamoStore {
     }
 
     /// Deletes these keys with `BatchWriteItem`, retrying unprocessed ones.
+    /// Deletes one item (a write unit for the small items deleted so).
+    pub(super) async fn delete_item(&self, key: Item, operation: &str) -> Result<(), StateError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(|e| self.fail(operation, &e))?;
+        self.charge(0, 1);
+        Ok(())
+    }
+
     pub(super) async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StateError> {
         for chunk in keys.chunks(BATCH_WRITE_MAX) {
             let requests: Vec<WriteRequest> = chunk

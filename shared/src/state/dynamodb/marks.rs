@@ -133,8 +133,9 @@ impl DynamoStore {
         if delete_own {
             gone.push(key(connector, &marks_sk(owner)));
         }
-        if !gone.is_empty() {
-            self.batch_delete(gone).await?;
+        // One at a time: usually none, or the one item of a run that died.
+        for key in gone {
+            self.delete_item(key, "DeleteItem (marks)").await?;
         }
         Ok(())
     }

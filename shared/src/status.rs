@@ -130,9 +130,14 @@ pub async fn connector_status(
     let StatusSnapshot { state, lease, counts, last_run } = store.status_snapshot(&connector.id).await?;
     let lease = lease.filter(|l| l.is_live_at(now));
     let ledger = EntryCounts::from_sparse(counts);
-    // The last run (its progress so far, while it runs) says how many
-    // submitted entries still wait for LightRAG.
-    let awaiting = last_run.as_ref().and_then(|r| r.counts.awaiting);
+    // How many submitted entries still wait for LightRAG: the watch list,
+    // or, while a run goes on, its count so far (list, submissions,
+    // confirmations).
+    let running = last_run.as_ref().filter(|r| r.status == RunStatus::Running).and_then(|r| r.counts.awaiting);
+    let awaiting = match running {
+        Some(n) => Some(n),
+        None => store.ledger_view(&connector.id).await?.unconfirmed.map(|ids| ids.len() as u64),
+    };
     let ledger = match awaiting {
         Some(awaiting) => ledger.confirmed_but(awaiting),
         None => ledger,

@@ -255,19 +255,22 @@ mod tests {
     }
 }
 
-/// How long before the end of the run that recorded the watch list a
-/// submitted entry of an interrupted run may say it was delivered (clocks
-/// of two hosts disagree).
+/// How long before the end of the last clean run a submitted entry of a
+/// later run may say it was delivered (clocks of two hosts disagree).
 const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Run records looked through for the last clean run.
+const HISTORY: usize = 50;
 
 /// Which stored entries wait for LightRAG's word (decision 29). A document
 /// LightRAG confirmed processed keeps its `submitted` entry: the
 /// confirmation only takes it off the watch list the last run recorded (the
 /// digest's unconfirmed ids), so confirming costs no entry write.
 /// - A `sending` mark always waits.
-/// - A `submitted` entry waits when the list names it; after an interrupted
-///   run (whose submissions reached no list) also when it was delivered
-///   after the last run that recorded a list finished.
+/// - A `submitted` entry waits when the list names it; after a run that did
+///   not end cleanly (killed, timed out, failed: what it submitted may not
+///   be on the list) also when it was delivered after the last clean run
+///   ended ([`Watch::since`]).
 /// - Without a list (a ledger older than the list), every `submitted`
 ///   entry waits, as it did then.
 #[derive(Debug, Default)]
@@ -277,20 +280,47 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// `last_finished`: when the last run that finished did (it recorded the list).
-    pub fn new(listed: Option<&[MemoryId]>, interrupted: bool, last_finished: Option<DateTime<Utc>>) -> Self {
-        let since = interrupted.then(|| last_finished.map_or(DateTime::<Utc>::MIN_UTC, |at| at - CLOCK_SKEW));
+    /// `since`: from [`Watch::since`].
+    pub fn new(listed: Option<&[MemoryId]>, since: Option<DateTime<Utc>>) -> Self {
         Self { listed: listed.map(|ids| ids.iter().cloned().collect()), since }
     }
 
+    /// After a run that did not end cleanly (`state` says it is still
+    /// running, failed or timed out), the time from which submitted entries
+    /// wait whatever the list says: when the last clean run (completed or
+    /// partial) ended, less [`CLOCK_SKEW`]; the beginning of time when none
+    /// is in the recent history. `None` after a clean run.
+    pub async fn since(
+        store: &dyn StateStore,
+        connector: &ConnectorId,
+        state: Option<&super::ConnectorState>,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
+        let unclean =
+            state.is_some_and(|s| matches!(s.status, RunStatus::Running | RunStatus::Failed | RunStatus::TimedOut));
+        if !unclean {
+            return Ok(None);
+        }
+        let runs = store.runs(connector, HISTORY).await?;
+        let clean = runs
+            .iter()
+            .filter(|r| matches!(r.status, RunStatus::Completed | RunStatus::Partial))
+            .find_map(|r| r.finished_at);
+        Ok(Some(clean.map_or(DateTime::<Utc>::MIN_UTC, |at| at - CLOCK_SKEW)))
+    }
+
     /// The watch `status` and look-ups read: the recorded list, and the
-    /// connector's state (a run that has not finished is taken for
-    /// interrupted: what it delivered is not on the list yet).
+    /// connector's state and history.
     pub async fn of(store: &dyn StateStore, connector: &ConnectorId) -> Result<Self, StateError> {
         let view = store.ledger_view(connector).await?;
         let state = store.connector_state(connector).await?;
-        let running = state.as_ref().is_some_and(|s| s.status == RunStatus::Running);
-        Ok(Self::new(view.unconfirmed.as_deref(), running, state.and_then(|s| s.last_run_finished)))
+        let since = Self::since(store, connector, state.as_ref()).await?;
+        Ok(Self::new(view.unconfirmed.as_deref(), since))
+    }
+
+    /// Whether a run did not end cleanly before this watch: what it
+    /// submitted is looked for beyond the list.
+    pub fn after_unclean_run(&self) -> bool {
+        self.since.is_some()
     }
 
     /// An entry's status as LightRAG last confirmed it: a `submitted` one

@@ -326,7 +326,12 @@ impl SyncEngine {
         // The previous run never finished (killed): what it sent must be
         // recognised, not sent twice.
         let interrupted_at = (state.status == RunStatus::Running).then_some(state.last_run_started).flatten();
-        let last_finished = state.last_run_finished;
+        // What a run that did not end cleanly submitted may be on no watch list.
+        let since = if self.settings.confirm {
+            crate::state::Watch::since(self.store.as_ref(), connector_id, Some(&state)).await?
+        } else {
+            None
+        };
         let writes = !options.dry_run;
         if writes {
             state.status = RunStatus::Running;
@@ -364,9 +369,7 @@ impl SyncEngine {
             _ = tokio::time::sleep_until(abandon_at) => Err((timed_out(), None)),
         };
         let outcome = match ready {
-            Ok(fetched) => {
-                self.fetch_plan_deliver(run_id, options, report, interrupted_at, last_finished, fetched).await
-            }
+            Ok(fetched) => self.fetch_plan_deliver(run_id, options, report, interrupted_at, since, fetched).await,
             Err((message, fetch_error)) => {
                 if let Some(fetch_error) = fetch_error {
                     warn!(error = %fetch_error, "fetch failed too");
@@ -377,10 +380,14 @@ impl SyncEngine {
             }
         };
         // A run that failed half-way may have written entries its digest does
-        // not know: the next run reads in full and lists submitted ones.
+        // not know: the next run reads in full and looks for what it
+        // submitted beyond the list, which stays (`Watch::since`).
         let digest = match &outcome {
             Ok((_, digest)) => digest.clone(),
-            Err(_) => Some(DigestWrite { digest: None, unconfirmed: None }),
+            Err(_) => {
+                let kept = self.store.ledger_view(connector_id).await.ok().and_then(|view| view.unconfirmed);
+                Some(DigestWrite { digest: None, unconfirmed: kept })
+            }
         };
         let outcome = outcome.map(|(stopped_early, _)| stopped_early);
         let status = match &outcome {
@@ -473,7 +480,7 @@ impl SyncEngine {
         options: &RunOptions,
         report: &mut RunReport,
         interrupted_at: Option<DateTime<Utc>>,
-        last_finished: Option<DateTime<Utc>>,
+        since: Option<DateTime<Utc>>,
         fetched: Result<FetchedPage, String>,
     ) -> Result<(bool, Option<DigestWrite>), SyncError> {
         let connector_id = &self.connector.id;
@@ -498,7 +505,10 @@ impl SyncEngine {
         // the digest this run leaves invalid (see `state::digest`).
         let view = self.store.ledger_view(connector_id).await?;
         let keys = view.digest.as_ref().map_or_else(|| self.new_keys(), |root| Keys { salt: root.salt });
-        let watch = crate::state::Watch::new(view.unconfirmed.as_deref(), interrupted_at.is_some(), last_finished);
+        let watch = crate::state::Watch::new(view.unconfirmed.as_deref(), since);
+        // Killed, timed out or failed: it may have written entries no digest
+        // or list knows of.
+        let unclean = interrupted_at.is_some() || since.is_some();
         if self.settings.confirm {
             // Kept up to date through the run, so `status` can count the rest as processed.
             report.counts.awaiting = view.unconfirmed.as_ref().map(|ids| ids.len() as u64);
@@ -512,7 +522,7 @@ impl SyncEngine {
         if recovering {
             // A dead run's marks and submissions never reached a digest: list them.
             let which = match &view.unconfirmed {
-                Some(ids) if interrupted_at.is_none() => confirm::Submitted::Recorded(ids),
+                Some(ids) if !unclean => confirm::Submitted::Recorded(ids),
                 _ => confirm::Submitted::Listed,
             };
             found_sent = self.confirm(run_id, report, which, &mut known, &mut finals).await?.found;
@@ -521,7 +531,7 @@ impl SyncEngine {
             info!(since = %at, "the previous run was interrupted; what it was sending is checked before anything is sent");
         }
         let enriched = self.enrich(&page, options).await;
-        let full = options.force || interrupted_at.is_some() || !self.digest;
+        let full = options.force || unclean || !self.digest;
         let mut lookup = self.look_up(&view, keys, &page, &enriched, full, known).await?;
         debug!(read = lookup.read, vouched = lookup.vouched.len(), "ledger looked up");
         // A `sending` entry is never vouched for (its leaf is 0): every one
@@ -623,7 +633,7 @@ impl SyncEngine {
             }
             self.write(run_id, bookkeeping, None, None).await?;
         }
-        finals.submitted = recover::followed_at_the_end(interrupted_at.is_some(), &lookup.entries, found_sent, &finals);
+        finals.submitted = recover::followed_at_the_end(unclean, &lookup.entries, found_sent, &finals);
         let stopped_early = self.deliver_all(run_id, options, report, work, &mut lookup.entries, &mut finals).await?
             || report.stopped_early;
         if self.settings.confirm && report.error.is_none() {
@@ -635,7 +645,7 @@ impl SyncEngine {
                 self.await_processing(run_id, options, report, &mut finals).await?;
             }
             let c = &report.counts;
-            if interrupted_at.is_some() || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
+            if unclean || c.new + c.updated + c.recovered + c.confirmed + c.lightrag_failed > 0 {
                 self.remove_duplicates(report).await;
             }
         }

@@ -281,3 +281,68 @@ async fn an_entry_under_an_older_name_is_read_through_a_valid_digest() {
         }
     }
 }
+
+/// A document a run submitted and did not record on the watch list (it was
+/// killed), followed by a run that failed before it read anything (LightRAG
+/// down): the next run still asks LightRAG about it, off the page as it is,
+/// and finds it failed there (decision 29, `Watch::since`).
+#[tokio::test]
+async fn what_an_unclean_run_submitted_is_confirmed_after_a_failed_run() {
+    use crate::ids::{ContentHash, RunId};
+    use crate::state::{Checkpoint, ConnectorState, LedgerEntry, RunRecord, RunStatus, Trigger};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.expect("sqlite"));
+    let page = Page::default();
+    let sink = Arc::new(Sink { confirming: true, ..Sink::default() });
+    let engine = testing::engine(Arc::clone(&store), &page, &sink, true);
+    let c = ConnectorId::new("c");
+    page.set(vec![memory("a", Some("text a"))]);
+    let clean = engine.run(RunOptions::default()).await.expect("clean run");
+    assert_eq!(clean.counts.new, 1);
+
+    // A run submits "b" and is killed before its last write.
+    let now = chrono::Utc::now();
+    let name = file_source(CTX, "b");
+    let b = LedgerEntry {
+        content_hash: Some(ContentHash::new("5e".repeat(32))),
+        doc_id: Some(doc_id(CTX, "b")),
+        last_ingested: Some(now),
+        provenance: Some(crate::state::conformance::data::full_provenance()),
+        ..LedgerEntry::new(crate::ids::MemoryId::new("b"), name, EntryStatus::Submitted, now)
+    };
+    let mut state = store.connector_state(&c).await.expect("state").expect("a state");
+    state.status = RunStatus::Running;
+    state.last_run_started = Some(now);
+    store
+        .checkpoint(&c, Checkpoint { entries: vec![b], connector: Some(state.clone()), ..Checkpoint::default() })
+        .await
+        .expect("killed run");
+    // The next run fails before it reads anything.
+    let failed = RunRecord {
+        run_id: RunId::new("failed"),
+        connector_id: c.clone(),
+        trigger: Trigger::Schedule,
+        started_at: now,
+        finished_at: Some(now),
+        status: RunStatus::Failed,
+        counts: Default::default(),
+        possibly_truncated: false,
+        error: Some("LightRAG is down".into()),
+    };
+    let state = ConnectorState { status: RunStatus::Failed, last_run_finished: Some(now), ..state };
+    store
+        .checkpoint(&c, Checkpoint { connector: Some(state), run: Some(failed), ..Checkpoint::default() })
+        .await
+        .expect("failed run");
+
+    // LightRAG failed "b"; the page no longer holds it.
+    sink.behaviour
+        .lock()
+        .expect("behaviour")
+        .remote
+        .insert(doc_id(CTX, "b"), RemoteStatus::Failed { error: "llm".into() });
+    let next = engine.run(RunOptions::default()).await.expect("next run");
+    assert_eq!(next.counts.lightrag_failed, 1, "{next:?}");
+    let entries = store.entries(&c, &[crate::ids::MemoryId::new("b")]).await.expect("entries");
+    assert_eq!(entries.values().map(|e| e.status).collect::<Vec<_>>(), [EntryStatus::LightragFailed]);
+}

@@ -477,6 +477,7 @@ impl StateStore for CostModel {
             let all = self.inner.entries_with_status_after(connector, &EntryStatus::ALL, None, usize::MAX).await?;
             let total = all.iter().filter(|e| Self::stored_status(&open, Some(e)).is_some()).count();
             if let (Some(first), Some(last)) = (unique.first(), unique.last())
+                && total > 0
                 && unique.len() as u64 * DENSE_SHARE >= total as u64
             {
                 let mut range: Vec<&LedgerEntry> = all

@@ -253,7 +253,11 @@ impl StateStore for DynamoStore {
                 Ok(_) => {
                     // A new run: what this instance remembered may be old.
                     self.with_local(connector, |local| local.hints.clear());
-                    self.load_marks(connector, owner).await?;
+                    if let Err(error) = self.load_marks(connector, owner).await {
+                        // Not held by a run that cannot start.
+                        let _ = self.release_lease(connector, owner).await;
+                        return Err(error);
+                    }
                     return Ok(LeaseOutcome::Acquired(lease));
                 }
                 Err(error) => error,
@@ -461,6 +465,51 @@ impl StateStore for DynamoStore {
     }
 
     async fn reset(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
+        let reset = self.reset_ledger(connector, now).await;
+        // Whatever is left, this instance knows nothing of it any more.
+        self.with_local(connector, |local| *local = Local::default());
+        reset
+    }
+
+    async fn cache_get(&self, cache_key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
+        let Some(item) = self.get(&cache_partition(), cache_key, "GetItem (cache)").await? else {
+            return Ok(None);
+        };
+        let expired = item
+            .get("expires")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|at| at <= now.timestamp_millis());
+        if expired {
+            return Ok(None);
+        }
+        Ok(item.get("value").and_then(|v| v.as_s().ok()).cloned())
+    }
+
+    async fn cache_put(
+        &self,
+        cache_key: &str,
+        value: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        let mut item = key(&cache_partition(), cache_key);
+        item.insert("value".into(), AttributeValue::S(value.to_owned()));
+        if let Some(at) = expires_at {
+            item.insert("expires".into(), AttributeValue::N(at.timestamp_millis().to_string()));
+            // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
+            item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
+        }
+        self.put_item(item, "PutItem (cache)").await
+    }
+
+    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
+        self.prune_runs_paged(connector, before, RESET_PAGE).await
+    }
+}
+
+impl DynamoStore {
+    /// [`StateStore::reset`]'s work.
+    async fn reset_ledger(&self, connector: &ConnectorId, now: DateTime<Utc>) -> Result<(), StateError> {
         // Hold the connector while deleting, so no run starts half-way.
         let me = RunId::new(format!("reset-{:016x}", fastrand::u64(..)));
         match self.try_acquire_lease(connector, &me, now, RESET_LEASE).await? {
@@ -505,43 +554,6 @@ impl StateStore for DynamoStore {
         Ok(())
     }
 
-    async fn cache_get(&self, cache_key: &str, now: DateTime<Utc>) -> Result<Option<String>, StateError> {
-        let Some(item) = self.get(&cache_partition(), cache_key, "GetItem (cache)").await? else {
-            return Ok(None);
-        };
-        let expired = item
-            .get("expires")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-            .is_some_and(|at| at <= now.timestamp_millis());
-        if expired {
-            return Ok(None);
-        }
-        Ok(item.get("value").and_then(|v| v.as_s().ok()).cloned())
-    }
-
-    async fn cache_put(
-        &self,
-        cache_key: &str,
-        value: &str,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StateError> {
-        let mut item = key(&cache_partition(), cache_key);
-        item.insert("value".into(), AttributeValue::S(value.to_owned()));
-        if let Some(at) = expires_at {
-            item.insert("expires".into(), AttributeValue::N(at.timestamp_millis().to_string()));
-            // DynamoDB's TTL removes it some time after (exactness comes from `expires`).
-            item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(at.timestamp().to_string()));
-        }
-        self.put_item(item, "PutItem (cache)").await
-    }
-
-    async fn prune_runs(&self, connector: &ConnectorId, before: DateTime<Utc>) -> Result<u64, StateError> {
-        self.prune_runs_paged(connector, before, RESET_PAGE).await
-    }
-}
-
-impl DynamoStore {
     /// Entries of these statuses as stored (marks aside), by memory id after `after`.
     async fn stored_with_status_after(
         &self,
@@ -555,7 +567,7 @@ impl DynamoStore {
                 Ok(ids) => {
                     // The index is eventually consistent: read the items
                     // themselves (consistently) and keep those still wanted.
-                    let found = self.stored_entries(connector, &ids).await?;
+                    let found = self.stored_by_key(connector, &ids).await?;
                     let mut out: Vec<LedgerEntry> =
                         found.into_values().filter(|e| wanted.contains(&e.status)).collect();
                     out.sort_by(|a, b| a.memory_id.cmp(&b.memory_id));
@@ -618,12 +630,22 @@ impl DynamoStore {
                 })
                 .await?;
             }
-            _ => {
-                for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
-                    let entry: LedgerEntry = self.record("ledger entry", item)?;
-                    found.insert(entry.memory_id.clone(), entry);
-                }
-            }
+            _ => return self.stored_by_key(connector, ids).await,
+        }
+        self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
+        Ok(found)
+    }
+
+    /// These entries as stored, read by key (`BatchGetItem`).
+    async fn stored_by_key(
+        &self,
+        connector: &ConnectorId,
+        ids: &[MemoryId],
+    ) -> Result<HashMap<MemoryId, LedgerEntry>, StateError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for item in self.batch_get(connector, &ids.iter().collect::<Vec<_>>(), None).await? {
+            let entry: LedgerEntry = self.record("ledger entry", item)?;
+            found.insert(entry.memory_id.clone(), entry);
         }
         self.remember(connector, ids.iter().map(|id| (id.clone(), found.get(id).map(|e| e.status))));
         Ok(found)
@@ -640,7 +662,8 @@ impl DynamoStore {
             Some(item) => self.counts_of(&item)?.values().sum(),
             None => 0,
         };
-        Ok(n as u64 * DENSE_SHARE >= total)
+        // No counts (an empty or very old ledger): nothing says the range is small.
+        Ok(total > 0 && n as u64 * DENSE_SHARE >= total)
     }
 
     /// One write per item: the last entry of a memory wins.

@@ -411,6 +411,13 @@ impl Metrics {
     pub fn record_connector(&self, connector: &ConnectorId, snapshot: &StatusSnapshot) {
         let id = || connector_label(connector);
         let counts = EntryCounts::from_sparse(snapshot.counts.clone());
+        // Submitted documents LightRAG confirmed keep their entries (decision
+        // 29): as `status` does, count all but those the newest run left
+        // waiting as processed.
+        let counts = match snapshot.last_run.as_ref().and_then(|r| r.counts.awaiting) {
+            Some(awaiting) => counts.confirmed_but(awaiting),
+            None => counts,
+        };
         for (status, n) in counts.iter() {
             let labels = vec![("connector_id", connector.to_string()), ("status", status.as_str().to_owned())];
             self.set(Gauge::LedgerMemories, labels, n as f64);
@@ -587,6 +594,18 @@ mod tests {
             "memory_connector_paused{connector_id=\"c1\"} 1\n",
             "memory_connector_last_success_timestamp_seconds{connector_id=\"c1\"} 1766070000\n",
             "memory_connector_sync_duration_seconds{connector_id=\"c1\"} 2.5\n",
+        ] {
+            assert!(text.contains(line), "{line}{text}");
+        }
+        // Confirmed documents keep `submitted` entries: all but those the run left waiting are processed.
+        let mut waiting = run.clone();
+        waiting.counts.awaiting = Some(1);
+        m.record_connector(&id, &StatusSnapshot { last_run: Some(waiting), ..snapshot.clone() });
+        let text = m.render();
+        for line in [
+            "memory_connector_ledger_memories{connector_id=\"c1\",status=\"submitted\"} 1\n",
+            "memory_connector_ledger_memories{connector_id=\"c1\",status=\"processed\"} 8\n",
+            "memory_connector_memories_processed{connector_id=\"c1\"} 9\n",
         ] {
             assert!(text.contains(line), "{line}{text}");
         }

@@ -130,11 +130,10 @@ pub async fn connector_status(
     let StatusSnapshot { state, lease, counts, last_run } = store.status_snapshot(&connector.id).await?;
     let lease = lease.filter(|l| l.is_live_at(now));
     let ledger = EntryCounts::from_sparse(counts);
-    // How many submitted entries still wait for LightRAG: the watch list,
-    // or, while a run goes on, its count so far (list, submissions,
-    // confirmations).
-    let running = last_run.as_ref().filter(|r| r.status == RunStatus::Running).and_then(|r| r.counts.awaiting);
-    let awaiting = match running {
+    // How many submitted entries still wait for LightRAG: the newest run's
+    // count (exact at its end, kept current while it goes on), else the
+    // watch list itself (a run that failed before it counted).
+    let awaiting = match last_run.as_ref().and_then(|r| r.counts.awaiting) {
         Some(n) => Some(n),
         None => store.ledger_view(&connector.id).await?.unconfirmed.map(|ids| ids.len() as u64),
     };

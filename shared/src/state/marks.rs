@@ -11,6 +11,7 @@
 use super::{EntryStatus, LedgerEntry};
 use crate::ids::{ContentHash, MemoryId};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// One memory's mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,14 @@ impl Mark {
     /// The entry readers see: the mark over the stored entry.
     pub fn entry(&self, stored: Option<&LedgerEntry>) -> LedgerEntry {
         LedgerEntry::marked(stored, &self.memory_id, &self.file_source, &self.hash, self.at)
+    }
+}
+
+/// Adds `mark` to `open` unless a later mark of its memory is there: when
+/// two runs' items both hold one, the newer wins.
+pub fn keep_latest(open: &mut BTreeMap<MemoryId, Mark>, mark: Mark) {
+    if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
+        open.insert(mark.memory_id.clone(), mark);
     }
 }
 

@@ -441,11 +441,10 @@ impl SyncEngine {
             let last = Checkpoint {
                 connector: Some(state),
                 run: Some(report.record(status)),
-                lease_owner: Some(run_id.clone()),
                 digest,
                 ..Checkpoint::default()
             };
-            self.store.checkpoint(&self.connector.id, last).await?;
+            self.write_run(run_id, last).await?;
         }
         outcome.map(|_| ())
     }
@@ -676,9 +675,7 @@ impl SyncEngine {
         connector: Option<ConnectorState>,
         run: Option<RunRecord>,
     ) -> Result<(), StateError> {
-        let checkpoint =
-            Checkpoint { entries, connector, run, lease_owner: Some(run_id.clone()), ..Checkpoint::default() };
-        self.store.checkpoint(&self.connector.id, checkpoint).await
+        self.write_run(run_id, Checkpoint { entries, connector, run, ..Checkpoint::default() }).await
     }
 
     /// A checkpoint of this run that also marks documents about to leave
@@ -690,7 +687,12 @@ impl SyncEngine {
         marks: Vec<LedgerEntry>,
         run: Option<RunRecord>,
     ) -> Result<(), StateError> {
-        let checkpoint = Checkpoint { entries, marks, run, lease_owner: Some(run_id.clone()), ..Checkpoint::default() };
+        self.write_run(run_id, Checkpoint { entries, marks, run, ..Checkpoint::default() }).await
+    }
+
+    /// A checkpoint of this run: fenced by its lease.
+    async fn write_run(&self, run_id: &RunId, checkpoint: Checkpoint) -> Result<(), StateError> {
+        let checkpoint = Checkpoint { lease_owner: Some(run_id.clone()), ..checkpoint };
         self.store.checkpoint(&self.connector.id, checkpoint).await
     }
 }

@@ -16,7 +16,7 @@
 use super::{DENSE_MIN, DENSE_SHARE, Units, index_writes, read_item, read_query, transact_item, write_item};
 use crate::ids::{ConnectorId, MemoryId, RunId};
 use crate::state::digest::DigestWrite;
-use crate::state::marks::Mark;
+use crate::state::marks::{self, Mark};
 use crate::state::{
     Checkpoint, ConnectorState, DigestShard, EntryStatus, Lease, LeaseOutcome, LedgerEntry, LedgerView, RunRecord,
     StateError, StateStore,
@@ -151,23 +151,25 @@ impl CostModel {
     /// The open marks (every run's, the latest of a memory winning): read
     /// with a `Query` unless the run holding the lease loaded them here.
     fn read_marks(&self, connector: &ConnectorId) -> BTreeMap<MemoryId, Mark> {
-        let (loaded, bytes, open) = self.local(connector, |local| {
-            let mut open: BTreeMap<MemoryId, Mark> = BTreeMap::new();
-            let mut bytes = 0;
-            for (run, marks) in &local.marks {
-                bytes += marks_item_bytes(connector, run, marks);
-                for mark in marks.values() {
-                    if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
-                        open.insert(mark.memory_id.clone(), mark.clone());
-                    }
-                }
-            }
-            (local.loaded.is_some(), bytes, open)
+        let (loaded, bytes) = self.local(connector, |local| {
+            let bytes = local.marks.iter().map(|(run, marks)| marks_item_bytes(connector, run, marks)).sum();
+            (local.loaded.is_some(), bytes)
         });
         if !loaded {
             self.add(read_query(bytes, true), 0, 1);
         }
-        open
+        self.open_marks(connector)
+    }
+
+    /// The open marks of every run's item, the latest of a memory winning (no read).
+    fn open_marks(&self, connector: &ConnectorId) -> BTreeMap<MemoryId, Mark> {
+        self.local(connector, |local| {
+            let mut open = BTreeMap::new();
+            for mark in local.marks.values().flat_map(BTreeMap::values) {
+                marks::keep_latest(&mut open, mark.clone());
+            }
+            open
+        })
     }
 
     /// `dynamodb::marks::load_marks`: a run took the lease.
@@ -216,9 +218,7 @@ impl CostModel {
                     if run != &own {
                         older.push(run.clone());
                         for mark in marks.values() {
-                            if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
-                                open.insert(mark.memory_id.clone(), mark.clone());
-                            }
+                            marks::keep_latest(&mut open, mark.clone());
                         }
                     }
                 }
@@ -306,9 +306,7 @@ impl CostModel {
 
     async fn fenced(&self, connector: &ConnectorId, checkpoint: &Checkpoint, entries: &[LedgerEntry]) {
         let ids: Vec<MemoryId> = entries.iter().map(|e| e.memory_id.clone()).collect();
-        let open = self.local(connector, |l| {
-            l.marks.values().flat_map(|m| m.iter().map(|(id, m)| (id.clone(), m.clone()))).collect()
-        });
+        let open = self.open_marks(connector);
         let actual: HashMap<MemoryId, Option<EntryStatus>> = self
             .inner
             .entries(connector, &ids)
@@ -467,9 +465,7 @@ impl StateStore for CostModel {
         let found = self.inner.entries(connector, ids).await?;
         let unique: std::collections::BTreeSet<&MemoryId> = ids.iter().collect();
         // The stored items (a marked new memory has none), then the marks.
-        let open: BTreeMap<MemoryId, Mark> = self.local(connector, |l| {
-            l.marks.values().flat_map(|m| m.iter().map(|(id, m)| (id.clone(), m.clone()))).collect()
-        });
+        let open = self.open_marks(connector);
         let stored = |id: &MemoryId| Self::stored_status(&open, found.get(id));
         if unique.len() >= DENSE_MIN {
             // The ledger's size from the lease item's counts (marks aside).

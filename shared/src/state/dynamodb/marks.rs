@@ -61,9 +61,7 @@ impl DynamoStore {
             let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
             let bytes = item.get(MARKS_ATTR).and_then(|v| v.as_b().ok()).map(|b| b.as_ref()).unwrap_or_default();
             for mark in marks::decode(bytes).map_err(|e| self.corrupt(&format!("marks item {sk}"), e))? {
-                if open.get(&mark.memory_id).is_none_or(|m| m.at <= mark.at) {
-                    open.insert(mark.memory_id.clone(), mark);
-                }
+                marks::keep_latest(&mut open, mark);
             }
             sks.push(sk);
         }

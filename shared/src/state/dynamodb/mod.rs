@@ -447,6 +447,7 @@ impl StateStore for DynamoStore {
         }
         self.fenced_tail(connector, &owner, state, run, digest, fenced).await
     }
+
     async fn ledger_view(&self, connector: &ConnectorId) -> Result<LedgerView, StateError> {
         self.read_ledger_view(connector).await
     }
@@ -550,7 +551,6 @@ impl DynamoStore {
         }
         // The lease item goes last: it holds the counts, and this reset's lease.
         self.batch_delete(vec![key(connector, STATE_SK), key(connector, DIGEST_SK), key(connector, LEASE_SK)]).await?;
-        self.with_local(connector, |local| *local = Local::default());
         Ok(())
     }
 
